@@ -1,0 +1,34 @@
+"""Errors raised by the core, each mapped to one exit code by the CLI."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    CHECK_FAILED = 1  # a budget was violated or `diff` found a regression
+    USAGE = 2  # bad option, unknown id, unreadable/unknown input, nothing to analyse
+    INTERRUPTED = 130
+
+
+class TracelensError(Exception):
+    """A problem the user can fix; its message is printed as one line."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+
+class InputError(TracelensError):
+    """An input could not be read, detected or analysed."""
+
+
+class MalformedInput(InputError):
+    """A malformed record under --strict, or an input over a safety limit."""
+
+
+class UsageError(TracelensError):
+    """An option or argument is invalid."""
+
+
+class NotFound(TracelensError):
+    """An id or stage the user asked for is not in the data."""

@@ -1,0 +1,166 @@
+"""Paths -> format detection -> readers -> one canonical Telemetry.
+
+Everything a report needs comes out of ``load``: the span and log tables for all inputs together,
+and per-input accounting (format, counts, skipped lines with the first locations) so that no
+record is lost without a word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+import polars as pl
+
+from ml_tracelens.errors import InputError, MalformedInput
+from ml_tracelens.inputs import resolve
+from ml_tracelens.log_spans import spans_from_logs
+from ml_tracelens.readers import READERS, detect
+from ml_tracelens.readers.base import InputSource, ReadOptions, ReadResult, ReadStats
+from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, empty_logs, empty_spans, validate
+
+#: How much of an input the sniffers see.
+SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    path: str
+    format: str
+    spans: int
+    logs: int
+    stats: ReadStats
+
+
+@dataclass
+class Telemetry:
+    """The canonical tables for everything that was read, plus how it was read."""
+
+    spans: pl.DataFrame
+    logs: pl.DataFrame
+    inputs: list[InputSummary] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    #: spans dropped because another span with the same trace, id and content was already read
+    merged_duplicates: int = 0
+    #: spans built from log lines (stage + duration + correlation id), not read as spans
+    derived_spans: int = 0
+
+    @property
+    def skipped_lines(self) -> int:
+        return sum(i.stats.skipped for i in self.inputs)
+
+
+def load(
+    paths: Sequence[str],
+    *,
+    input_format: str | None = None,
+    options: ReadOptions | None = None,
+    stdin: IO[bytes] | None = None,
+) -> Telemetry:
+    """Read every input into one Telemetry; raise InputError when nothing can be analysed."""
+    options = options or ReadOptions()
+    resolved = resolve(paths, stdin=stdin)
+    span_frames: list[pl.DataFrame] = []
+    log_frames: list[pl.DataFrame] = []
+    summaries: list[InputSummary] = []
+    warnings = list(resolved.warnings)
+    for source in resolved.sources:
+        result = read_source(source, input_format=input_format, options=options)
+        summaries.append(
+            InputSummary(
+                path=source.name,
+                format=result.stats.format,
+                spans=result.spans.height,
+                logs=result.logs.height,
+                stats=result.stats,
+            )
+        )
+        warnings.extend(_skip_warnings(source.name, result.stats))
+        if result.spans.height:
+            span_frames.append(result.spans)
+        if result.logs.height:
+            log_frames.append(result.logs)
+    spans = pl.concat(span_frames, how="vertical") if span_frames else empty_spans()
+    logs = pl.concat(log_frames, how="vertical") if log_frames else empty_logs()
+    spans, merged = merge_identical_duplicates(spans)
+    derived = spans_from_logs(logs, known_trace_ids=spans.get_column("trace_id"))
+    if derived.height:
+        spans = pl.concat([spans, derived], how="vertical")
+    if spans.is_empty() and logs.is_empty():
+        formats = ", ".join(f"{s.path} ({s.format})" for s in summaries)
+        raise InputError(
+            f"no spans or log records in {formats}; pass --input-format to override detection"
+        )
+    return Telemetry(
+        spans=spans,
+        logs=logs,
+        inputs=summaries,
+        warnings=warnings,
+        merged_duplicates=merged,
+        derived_spans=derived.height,
+    )
+
+
+def read_source(
+    source: InputSource, *, input_format: str | None, options: ReadOptions
+) -> ReadResult:
+    if input_format:
+        reader = READERS.get(input_format)
+        if reader is None:
+            known = ", ".join(READERS)
+            raise InputError(f"unknown input format {input_format!r}; known formats: {known}")
+    else:
+        head = _head(source)
+        if not head.strip(b" \t\r\n\xef\xbb\xbf"):
+            # An empty file is not an error in a directory of dumps; it is reported as such.
+            stats = ReadStats(format="empty")
+            return ReadResult(stats=stats)
+        reader = detect(head)
+        if reader is None:
+            raise InputError(
+                f"{source.name}: unknown format (not OTLP, Jaeger, Zipkin or JSON logs); "
+                "pass --input-format to force one (see `tracelens formats`)"
+            )
+    try:
+        result = reader.read(source, options)
+    except OSError as exc:
+        # Truncated gzip streams and files that vanish mid-read surface here.
+        raise InputError(f"{source.name}: cannot read ({exc})") from exc
+    validate(result.spans, SPAN_SCHEMA)
+    validate(result.logs, LOG_SCHEMA)
+    if options.strict and result.stats.problems:
+        location, reason = result.stats.problems[0]
+        raise MalformedInput(f"{location}: {reason} (rejected by --strict)")
+    return result
+
+
+def _head(source: InputSource) -> bytes:
+    try:
+        with source.open() as stream:
+            return stream.read(SNIFF_BYTES)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{source.name}: cannot read ({exc})") from exc
+
+
+def _skip_warnings(name: str, stats: ReadStats) -> Iterable[str]:
+    if stats.skipped:
+        first = "; ".join(f"{loc}: {reason}" for loc, reason in stats.problems)
+        yield (
+            f"{name}: skipped {stats.skipped:,} malformed of {stats.lines:,} "
+            f"{'lines' if stats.lines != 1 else 'line'} (first: {first}); "
+            "pass --strict to fail instead"
+        )
+
+
+def merge_identical_duplicates(spans: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Drop spans identical to an earlier one in every column but ``source``.
+
+    Exporters retry and files overlap, so the same span is often read twice; conflicting
+    duplicates (same ids, different content) are kept and reported by the tree analysis.
+    """
+    if spans.is_empty():
+        return spans, 0
+    content = [c for c in spans.columns if c != "source"]
+    unique = spans.unique(subset=content, keep="first", maintain_order=True)
+    return unique, spans.height - unique.height

@@ -1,0 +1,292 @@
+"""OTLP/JSON traces and logs (OpenTelemetry protocol, JSON encoding).
+
+Accepts one document per file, one per line (the Collector file exporter, which also mixes
+``resourceLogs`` and ``resourceMetrics`` lines in: logs are read, metrics lines are counted as
+ignored), and the older ``instrumentationLibrarySpans`` / ``instrumentationLibraryLogs`` names.
+
+Minimal sample::
+
+    {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "gateway"}}]},
+      "scopeSpans": [{"spans": [{"traceId": "5b8e...", "spanId": "eee1...", "parentSpanId": "",
+        "name": "POST /predict", "kind": 2, "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000000120000000", "status": {"code": 2, "message": "boom"},
+        "attributes": [{"key": "model.version", "value": {"stringValue": "v2"}}],
+        "events": [{"name": "exception", "timeUnixNano": "...", "attributes": [...]}]}]}]}]}
+
+Mapping: traceId/spanId/parentSpanId -> trace_id/span_id/parent_id (hex, or base64 as the
+protobuf JSON mapping writes bytes, converted to hex); ``service.name`` resource attribute ->
+service; name -> name; kind 1..5 or ``SPAN_KIND_*`` -> kind; ``*TimeUnixNano`` (strings or
+numbers, never through float) -> start_ns/end_ns; status code 2 / ``STATUS_CODE_ERROR`` -> error
+with status.message, else the ``exception.message`` of an ``exception`` event; an exception event
+on a span with no status marks it as error; resource + span attributes -> attributes; events and
+links kept as JSON. Log records: ``timeUnixNano`` (or ``observedTimeUnixNano``), severityText or
+severityNumber -> level, body -> message, traceId/spanId.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import polars as pl
+
+from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
+from ml_tracelens.readers.jsondoc import iter_documents
+from ml_tracelens.schema import logs_from_columns, spans_from_columns
+
+NAME = "otlp-json"
+_KEYS = (b'"resourceSpans"', b'"resourceLogs"', b'"resourceMetrics"')
+_SPAN_KINDS = {
+    0: None,
+    1: "internal",
+    2: "server",
+    3: "client",
+    4: "producer",
+    5: "consumer",
+    "SPAN_KIND_UNSPECIFIED": None,
+    "SPAN_KIND_INTERNAL": "internal",
+    "SPAN_KIND_SERVER": "server",
+    "SPAN_KIND_CLIENT": "client",
+    "SPAN_KIND_PRODUCER": "producer",
+    "SPAN_KIND_CONSUMER": "consumer",
+}
+_STATUS = {
+    0: "unset",
+    1: "ok",
+    2: "error",
+    "STATUS_CODE_UNSET": "unset",
+    "STATUS_CODE_OK": "ok",
+    "STATUS_CODE_ERROR": "error",
+}
+_SPAN_COLUMNS = (
+    "trace_id span_id parent_id service name kind start_ns end_ns status status_message "
+    "attributes events links source"
+).split()
+_LOG_COLUMNS = (
+    "time_ns level message trace_id span_id correlation_id service error_message attributes source"
+).split()
+
+
+def sniff(head: bytes) -> bool:
+    return any(key in head for key in _KEYS)
+
+
+def read(source: InputSource, options: ReadOptions) -> ReadResult:
+    stats = ReadStats(format=NAME)
+    spans: dict[str, list[Any]] = {c: [] for c in _SPAN_COLUMNS}
+    logs: dict[str, list[Any]] = {c: [] for c in _LOG_COLUMNS}
+    for location, document in iter_documents(source, stats):
+        if not isinstance(document, dict):
+            _reject(stats, location, "not an OTLP object")
+            continue
+        try:
+            found = _read_document(document, location, spans, logs)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            _reject(stats, location, f"malformed OTLP ({type(exc).__name__}: {exc})")
+            continue
+        if not found:
+            if "resourceMetrics" in document:
+                stats.ignore("metrics documents")
+            else:
+                _reject(stats, location, "no resourceSpans or resourceLogs")
+    span_frame = _hex_ids(spans_from_columns(spans), ("trace_id", "span_id", "parent_id"))
+    log_frame = _hex_ids(logs_from_columns(logs), ("trace_id", "span_id", "correlation_id"))
+    return ReadResult(stats=stats, spans=span_frame, logs=log_frame)
+
+
+READER = ReaderSpec(
+    name=NAME,
+    description="OpenTelemetry OTLP/JSON traces and logs",
+    accepts="single documents, Collector file exporter lines (metrics lines counted and "
+    "skipped), instrumentationLibrarySpans",
+    sniff=sniff,
+    read=read,
+    priority=10,
+)
+
+
+def _reject(stats: ReadStats, location: str, reason: str) -> None:
+    # A rejected document was counted as read by the splitter; move it to skipped.
+    stats.records -= 1
+    stats.skip(location, reason)
+
+
+def _read_document(
+    document: dict[str, Any],
+    location: str,
+    spans: dict[str, list[Any]],
+    logs: dict[str, list[Any]],
+) -> bool:
+    found = False
+    start_spans = len(spans["span_id"])
+    start_logs = len(logs["time_ns"])
+    try:
+        for resource_spans in document.get("resourceSpans") or ():
+            found = True
+            _read_resource_spans(resource_spans, location, spans)
+        for resource_logs in document.get("resourceLogs") or ():
+            found = True
+            _read_resource_logs(resource_logs, location, logs)
+    except Exception:
+        for values in spans.values():
+            del values[start_spans:]
+        for values in logs.values():
+            del values[start_logs:]
+        raise
+    return found or "resourceSpans" in document or "resourceLogs" in document
+
+
+def _read_resource_spans(resource_spans: dict[str, Any], location: str, out: dict[str, list[Any]]) -> None:
+    resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
+    service = str(resource.get("service.name", "unknown_service"))
+    scopes = resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or ()
+    append = {c: out[c].append for c in _SPAN_COLUMNS}
+    for scope in scopes:
+        for span in scope.get("spans") or ():
+            attributes = dict(resource)
+            attributes.update(_attributes(span.get("attributes")))
+            status = span.get("status") or {}
+            code = _STATUS.get(status.get("code", 0), "unset")
+            message = status.get("message") or None
+            events = span.get("events")
+            exception_message = None
+            event_list = None
+            if events:
+                event_list = []
+                for event in events:
+                    event_attributes = _attributes(event.get("attributes"))
+                    event_list.append(
+                        {
+                            "name": event.get("name"),
+                            "time_ns": _int(event.get("timeUnixNano")),
+                            "attributes": event_attributes,
+                        }
+                    )
+                    if event.get("name") == "exception" and exception_message is None:
+                        exception_message = str(
+                            event_attributes.get("exception.message")
+                            or event_attributes.get("exception.type")
+                            or "exception"
+                        )
+            if exception_message is not None and code == "unset":
+                code = "error"
+            if code == "error" and message is None:
+                message = exception_message
+            links = span.get("links")
+            append["trace_id"](span["traceId"])
+            append["span_id"](span["spanId"])
+            append["parent_id"](span.get("parentSpanId") or None)
+            append["service"](service)
+            append["name"](str(span.get("name", "")))
+            append["kind"](_SPAN_KINDS.get(span.get("kind", 0)))
+            append["start_ns"](_int(span.get("startTimeUnixNano")))
+            append["end_ns"](_int(span.get("endTimeUnixNano")))
+            append["status"](code)
+            append["status_message"](message)
+            append["attributes"](orjson.dumps(attributes).decode())
+            append["events"](orjson.dumps(event_list).decode() if event_list else None)
+            append["links"](
+                orjson.dumps(
+                    [
+                        {"trace_id": link.get("traceId"), "span_id": link.get("spanId"), "type": "link"}
+                        for link in links
+                    ]
+                ).decode()
+                if links
+                else None
+            )
+            append["source"](location)
+
+
+_SEVERITY_BY_NUMBER = ((21, "fatal"), (17, "error"), (13, "warn"), (9, "info"), (5, "debug"), (1, "trace"))
+
+
+def _read_resource_logs(resource_logs: dict[str, Any], location: str, out: dict[str, list[Any]]) -> None:
+    resource = _attributes((resource_logs.get("resource") or {}).get("attributes"))
+    service = str(resource.get("service.name", "unknown_service"))
+    scopes = resource_logs.get("scopeLogs") or resource_logs.get("instrumentationLibraryLogs") or ()
+    for scope in scopes:
+        for record in scope.get("logRecords") or ():
+            attributes = dict(resource)
+            attributes.update(_attributes(record.get("attributes")))
+            time_ns = _int(record.get("timeUnixNano")) or _int(record.get("observedTimeUnixNano"))
+            level = record.get("severityText") or _level_from_number(record.get("severityNumber"))
+            body = _any_value(record.get("body")) if record.get("body") is not None else None
+            trace_id = record.get("traceId") or None
+            out["time_ns"].append(time_ns)
+            out["level"].append(_canonical_level(level))
+            out["message"].append(body if isinstance(body, str) or body is None else orjson.dumps(body).decode())
+            out["trace_id"].append(trace_id)
+            out["span_id"].append(record.get("spanId") or None)
+            out["correlation_id"].append(trace_id)
+            out["service"].append(service)
+            out["error_message"].append(attributes.get("exception.message"))
+            out["attributes"].append(orjson.dumps(attributes).decode())
+            out["source"].append(location)
+
+
+def _level_from_number(number: Any) -> str | None:
+    try:
+        value = int(number)
+    except (TypeError, ValueError):
+        return None
+    for threshold, name in _SEVERITY_BY_NUMBER:
+        if value >= threshold:
+            return name
+    return None
+
+
+def _canonical_level(level: str | None) -> str | None:
+    if level is None:
+        return None
+    lowered = level.lower()
+    return {"warning": "warn", "critical": "fatal", "err": "error"}.get(lowered, lowered)
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TypeError("boolean where a timestamp was expected")
+    return int(value)
+
+
+def _attributes(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    if not items:
+        return {}
+    return {item["key"]: _any_value(item.get("value")) for item in items}
+
+
+def _any_value(value: Any) -> Any:
+    """OTLP AnyValue -> plain JSON value (ints may arrive as strings)."""
+    if not isinstance(value, dict) or not value:
+        return value
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return value["doubleValue"]
+    if "boolValue" in value:
+        return value["boolValue"]
+    if "arrayValue" in value:
+        return [_any_value(v) for v in (value["arrayValue"] or {}).get("values") or ()]
+    if "kvlistValue" in value:
+        return _attributes((value["kvlistValue"] or {}).get("values"))
+    if "bytesValue" in value:
+        return value["bytesValue"]
+    return None
+
+
+def _hex_ids(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    """Convert base64 ids (the protobuf JSON mapping of bytes) to lowercase hex."""
+    fixes = []
+    for column in columns:
+        col = pl.col(column)
+        looks_base64 = ~col.str.contains(r"^[0-9a-f]+$") & col.str.contains(
+            r"^[A-Za-z0-9+/]{11}=$|^[A-Za-z0-9+/]{22}==$"
+        )
+        decoded = col.str.decode("base64", strict=False).bin.encode("hex")
+        fixes.append(pl.when(looks_base64).then(decoded).otherwise(col).alias(column))
+    return frame.with_columns(fixes)

@@ -1,0 +1,161 @@
+"""The canonical span and log tables every reader produces and every report consumes.
+
+Units are in the column names. Times are Int64 nanoseconds since the Unix epoch and never pass
+through a float. ``attributes`` is a JSON object (text) holding resource and span attributes with
+their full dotted keys, so one attribute is cheap to pull out with
+``pl.col("attributes").str.json_path_match("$['model.version']")`` and the table stays flat
+(Parquet-friendly, concatenates across readers without schema unification).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+KINDS = ("server", "client", "internal", "producer", "consumer")
+STATUSES = ("unset", "ok", "error")
+Kind = pl.Enum(KINDS)
+Status = pl.Enum(STATUSES)
+
+SPAN_SCHEMA = pl.Schema(
+    {
+        "trace_id": pl.String,
+        "span_id": pl.String,
+        "parent_id": pl.String,  # null for a root; first CHILD_OF reference only
+        "service": pl.String,
+        "name": pl.String,  # the stage
+        "kind": Kind,
+        "start_ns": pl.Int64,
+        "end_ns": pl.Int64,
+        "duration_ns": pl.Int64,
+        "status": Status,
+        "status_message": pl.String,
+        "attributes": pl.String,  # JSON object: resource + span attributes
+        "events": pl.String,  # JSON list of {name, time_ns, attributes}, null when none
+        "links": pl.String,  # JSON list of {trace_id, span_id, type}, null when none
+        "source": pl.String,  # file:line or file#index, for messages
+    }
+)
+
+LOG_SCHEMA = pl.Schema(
+    {
+        "time_ns": pl.Int64,
+        "level": pl.String,  # trace, debug, info, warn, error, fatal (or the source's own word)
+        "message": pl.String,
+        "trace_id": pl.String,
+        "span_id": pl.String,
+        "correlation_id": pl.String,  # request id; equals trace_id when only a trace id is known
+        "service": pl.String,
+        "stage": pl.String,
+        "duration_ns": pl.Int64,
+        "error_message": pl.String,  # error/exception field of an error-level line
+        "attributes": pl.String,  # JSON object of the remaining fields
+        "source": pl.String,
+    }
+)
+
+LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
+ERROR_LEVELS = ("error", "fatal")
+
+
+def empty_spans() -> pl.DataFrame:
+    return pl.DataFrame(schema=SPAN_SCHEMA)
+
+
+def empty_logs() -> pl.DataFrame:
+    return pl.DataFrame(schema=LOG_SCHEMA)
+
+
+def spans_from_columns(columns: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+    """Build a canonical span frame from per-column Python lists (missing columns are null).
+
+    Readers collect plain lists while parsing and call this once per file or chunk; ids and
+    durations are normalized here so every reader agrees.
+    """
+    return normalize_spans(_frame(columns, SPAN_SCHEMA))
+
+
+def logs_from_columns(columns: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+    return normalize_logs(_frame(columns, LOG_SCHEMA))
+
+
+def _frame(columns: Mapping[str, Sequence[Any]], schema: pl.Schema) -> pl.DataFrame:
+    unknown = set(columns) - set(schema)
+    if unknown:
+        raise ValueError(f"not canonical columns: {sorted(unknown)}")
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"columns of different lengths: {lengths}")
+    height = lengths.pop() if lengths else 0
+    series = []
+    for name, dtype in schema.items():
+        values = columns.get(name)
+        if values is None:
+            series.append(pl.Series(name, [None] * height, dtype=dtype))
+        elif dtype in (Kind, Status):
+            # Strings first: an Enum cast of an unknown value must fail loudly, not become null.
+            series.append(pl.Series(name, values, dtype=pl.String).cast(dtype))
+        else:
+            series.append(pl.Series(name, values, dtype=dtype, strict=False))
+    return pl.DataFrame(series)
+
+
+def normalize_id(column: str) -> pl.Expr:
+    """Lowercase hex ids, left-padded to 16 or 32 digits; non-hex ids are kept as they are.
+
+    Jaeger and Zipkin drop leading zeros that OTLP keeps, so padding makes the same trace
+    compare equal across formats. Empty strings become null (OTLP writes "" for no parent).
+    """
+    expr = pl.col(column)
+    lowered = expr.str.strip_chars().str.to_lowercase()
+    is_hex = lowered.str.contains(r"^[0-9a-f]+$")
+    length = lowered.str.len_chars()
+    padded = (
+        pl.when(is_hex & (length < 16))
+        .then(lowered.str.pad_start(16, "0"))
+        .when(is_hex & (length > 16) & (length < 32))
+        .then(lowered.str.pad_start(32, "0"))
+        .when(is_hex)
+        .then(lowered)
+        .otherwise(expr)
+    )
+    return pl.when(lowered == "").then(None).otherwise(padded).alias(column)
+
+
+def normalize_spans(spans: pl.DataFrame) -> pl.DataFrame:
+    return spans.with_columns(
+        normalize_id("trace_id"),
+        normalize_id("span_id"),
+        normalize_id("parent_id"),
+        # Derive whichever of end/duration a format leaves out; both given wins as written.
+        end_ns=pl.coalesce(pl.col("end_ns"), pl.col("start_ns") + pl.col("duration_ns")),
+        duration_ns=pl.coalesce(pl.col("duration_ns"), pl.col("end_ns") - pl.col("start_ns")),
+        status=pl.col("status").fill_null("unset"),
+        attributes=pl.col("attributes").fill_null("{}"),
+    )
+
+
+def normalize_logs(logs: pl.DataFrame) -> pl.DataFrame:
+    return logs.with_columns(
+        normalize_id("trace_id"),
+        normalize_id("span_id"),
+        pl.col("level").str.to_lowercase(),
+        attributes=pl.col("attributes").fill_null("{}"),
+    )
+
+
+def validate(frame: pl.DataFrame, schema: pl.Schema) -> None:
+    """Raise if a reader produced a frame that is not exactly the canonical schema."""
+    if frame.schema != schema:
+        got = dict(frame.schema)
+        want = dict(schema)
+        diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+        raise TypeError(f"frame does not match the canonical schema: {diff}")
+
+
+def attribute(key: str) -> pl.Expr:
+    """The string value of one attribute (resource or span), null where absent."""
+    quoted = key.replace("\\", "\\\\").replace("'", "\\'")
+    return pl.col("attributes").str.json_path_match(f"$['{quoted}']")
