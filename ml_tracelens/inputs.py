@@ -106,7 +106,7 @@ def _file_source(path: Path, *, explicit: bool, warnings: list[str]) -> InputSou
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if magic == GZIP_MAGIC:
         return InputSource(str(path), lambda: gzip.open(path, "rb"), size=info.st_size)
-    return InputSource(str(path), lambda: path.open("rb"), size=info.st_size)
+    return InputSource(str(path), lambda: path.open("rb"), size=info.st_size, path=path)
 
 
 def _stdin_source(stdin: IO[bytes] | None) -> InputSource:

@@ -52,7 +52,9 @@ def spans_from_logs(logs: pl.DataFrame, *, known_trace_ids: pl.Series) -> pl.Dat
             links=pl.lit(None, dtype=pl.String),
             source=pl.col("source"),
         )
-        .with_columns(pl.col("kind").cast(SPAN_SCHEMA["kind"]), pl.col("status").cast(SPAN_SCHEMA["status"]))
+        .with_columns(
+            pl.col("kind").cast(SPAN_SCHEMA["kind"]), pl.col("status").cast(SPAN_SCHEMA["status"])
+        )
         .collect()
     )
     if stages.is_empty():

@@ -151,7 +151,9 @@ def validate(frame: pl.DataFrame, schema: pl.Schema) -> None:
     if frame.schema != schema:
         got = dict(frame.schema)
         want = dict(schema)
-        diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+        diff = {
+            k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)
+        }
         raise TypeError(f"frame does not match the canonical schema: {diff}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import polars as pl
@@ -32,10 +33,18 @@ class ReadOptions:
 class InputSource:
     """One input: a file (maybe gzipped) or stdin; opened as decompressed bytes."""
 
-    def __init__(self, name: str, opener: Callable[[], IO[bytes]], size: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        opener: Callable[[], IO[bytes]],
+        size: int | None = None,
+        path: Path | None = None,
+    ):
         self.name = name
         self._opener = opener
         self.size = size
+        #: set for plain (uncompressed) regular files, so native readers can scan them directly
+        self.path = path
 
     def open(self) -> IO[bytes]:
         return self._opener()

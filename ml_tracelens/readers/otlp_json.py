@@ -59,13 +59,34 @@ _STATUS = {
     "STATUS_CODE_OK": "ok",
     "STATUS_CODE_ERROR": "error",
 }
-_SPAN_COLUMNS = (
-    "trace_id span_id parent_id service name kind start_ns end_ns status status_message "
-    "attributes events links source"
-).split()
-_LOG_COLUMNS = (
-    "time_ns level message trace_id span_id correlation_id service error_message attributes source"
-).split()
+_SPAN_COLUMNS = [
+    "trace_id",
+    "span_id",
+    "parent_id",
+    "service",
+    "name",
+    "kind",
+    "start_ns",
+    "end_ns",
+    "status",
+    "status_message",
+    "attributes",
+    "events",
+    "links",
+    "source",
+]
+_LOG_COLUMNS = [
+    "time_ns",
+    "level",
+    "message",
+    "trace_id",
+    "span_id",
+    "correlation_id",
+    "service",
+    "error_message",
+    "attributes",
+    "source",
+]
 
 
 def sniff(head: bytes) -> bool:
@@ -137,10 +158,14 @@ def _read_document(
     return found or "resourceSpans" in document or "resourceLogs" in document
 
 
-def _read_resource_spans(resource_spans: dict[str, Any], location: str, out: dict[str, list[Any]]) -> None:
+def _read_resource_spans(
+    resource_spans: dict[str, Any], location: str, out: dict[str, list[Any]]
+) -> None:
     resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
     service = str(resource.get("service.name", "unknown_service"))
-    scopes = resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or ()
+    scopes = (
+        resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or ()
+    )
     append = {c: out[c].append for c in _SPAN_COLUMNS}
     for scope in scopes:
         for span in scope.get("spans") or ():
@@ -189,7 +214,11 @@ def _read_resource_spans(resource_spans: dict[str, Any], location: str, out: dic
             append["links"](
                 orjson.dumps(
                     [
-                        {"trace_id": link.get("traceId"), "span_id": link.get("spanId"), "type": "link"}
+                        {
+                            "trace_id": link.get("traceId"),
+                            "span_id": link.get("spanId"),
+                            "type": "link",
+                        }
                         for link in links
                     ]
                 ).decode()
@@ -199,10 +228,19 @@ def _read_resource_spans(resource_spans: dict[str, Any], location: str, out: dic
             append["source"](location)
 
 
-_SEVERITY_BY_NUMBER = ((21, "fatal"), (17, "error"), (13, "warn"), (9, "info"), (5, "debug"), (1, "trace"))
+_SEVERITY_BY_NUMBER = (
+    (21, "fatal"),
+    (17, "error"),
+    (13, "warn"),
+    (9, "info"),
+    (5, "debug"),
+    (1, "trace"),
+)
 
 
-def _read_resource_logs(resource_logs: dict[str, Any], location: str, out: dict[str, list[Any]]) -> None:
+def _read_resource_logs(
+    resource_logs: dict[str, Any], location: str, out: dict[str, list[Any]]
+) -> None:
     resource = _attributes((resource_logs.get("resource") or {}).get("attributes"))
     service = str(resource.get("service.name", "unknown_service"))
     scopes = resource_logs.get("scopeLogs") or resource_logs.get("instrumentationLibraryLogs") or ()
@@ -216,7 +254,9 @@ def _read_resource_logs(resource_logs: dict[str, Any], location: str, out: dict[
             trace_id = record.get("traceId") or None
             out["time_ns"].append(time_ns)
             out["level"].append(_canonical_level(level))
-            out["message"].append(body if isinstance(body, str) or body is None else orjson.dumps(body).decode())
+            out["message"].append(
+                body if isinstance(body, str) or body is None else orjson.dumps(body).decode()
+            )
             out["trace_id"].append(trace_id)
             out["span_id"].append(record.get("spanId") or None)
             out["correlation_id"].append(trace_id)

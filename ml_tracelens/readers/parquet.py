@@ -1,0 +1,65 @@
+"""The canonical tables themselves, as written by `tracelens convert -o OUT.parquet`.
+
+One Parquet file holds both tables: a ``table`` column says ``span`` or ``log`` and the columns
+are the union of the two canonical schemas (the shared names have the same types). Reading it
+back skips every parser, so reports on it are identical and fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from ml_tracelens.errors import InputError
+from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
+from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA
+
+NAME = "parquet"
+MAGIC = b"PAR1"
+
+
+def sniff(head: bytes) -> bool:
+    return head.startswith(MAGIC)
+
+
+def read(source: InputSource, options: ReadOptions) -> ReadResult:
+    stats = ReadStats(format=NAME)
+    try:
+        frame = pl.read_parquet(source.path if source.path is not None else source.read_bytes())
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"{source.name}: not a readable Parquet file ({exc})") from exc
+    missing = {"table", *SPAN_SCHEMA, *LOG_SCHEMA} - set(frame.columns)
+    if missing:
+        raise InputError(
+            f"{source.name}: Parquet file is not a tracelens table (missing {sorted(missing)}); "
+            "write one with `tracelens convert`"
+        )
+    spans = frame.filter(pl.col("table") == "span").select(list(SPAN_SCHEMA)).cast(SPAN_SCHEMA)  # type: ignore[arg-type]
+    logs = frame.filter(pl.col("table") == "log").select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)  # type: ignore[arg-type]
+    stats.lines = stats.records = frame.height
+    return ReadResult(stats=stats, spans=spans, logs=logs)
+
+
+def write_parquet(spans: pl.DataFrame, logs: pl.DataFrame, output: Path) -> None:
+    combined = pl.concat(
+        [
+            spans.with_columns(table=pl.lit("span")),
+            logs.with_columns(table=pl.lit("log")),
+        ],
+        how="diagonal",
+    )
+    try:
+        combined.write_parquet(output, compression="zstd")
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write ({exc.strerror or exc})") from exc
+
+
+READER = ReaderSpec(
+    name=NAME,
+    description="tracelens canonical tables (written by `tracelens convert`)",
+    accepts="Parquet files with the canonical span and log columns",
+    sniff=sniff,
+    read=read,
+    priority=5,
+)

@@ -1,0 +1,154 @@
+"""`tracelens errors`: where errors happen, where they start, and what they say.
+
+Per stage: spans, errors seen, errors originated (an error on a span none of whose descendants is
+in error, algorithms.md), error rate. Messages are grouped after normalisation (UUIDs, hex ids
+and numbers replaced by placeholders) so the same failure with different ids counts once. Error
+messages come from error spans and from error-level log lines; a log line repeating a message
+already counted for an error span of the same trace is not counted twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.stats import request_summary, requests
+from ml_tracelens.reports.summary import iso_time
+from ml_tracelens.schema import ERROR_LEVELS
+
+NO_MESSAGE = "(no message)"
+
+
+def normalize_message(expr: pl.Expr) -> pl.Expr:
+    """Strip what varies between occurrences of the same failure."""
+    return (
+        expr.fill_null(NO_MESSAGE)
+        .str.replace_all(
+            r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<uuid>"
+        )
+        .str.replace_all(r"(?i)\b(?:0x)?[0-9a-f]*[0-9][0-9a-f]*[a-f][0-9a-f]*\b", "<hex>")
+        .str.replace_all(r"(?i)\b(?:0x)?[0-9a-f]*[a-f][0-9a-f]*[0-9][0-9a-f]*\b", "<hex>")
+        .str.replace_all(r"[-+]?\d+(?:[.,]\d+)*", "<n>")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def build(
+    *,
+    analysed: pl.DataFrame,
+    logs: pl.DataFrame,
+    mask: pl.Series | None = None,
+    top: int = 10,
+    inputs: list[dict[str, Any]] | None = None,
+    warnings: list[str] | None = None,
+) -> Report:
+    selected = analysed.filter(mask) if mask is not None else analysed
+    per_stage = (
+        selected.group_by("name")
+        .agg(
+            spans=pl.len(),
+            errors=(pl.col("status") == "error").sum().cast(pl.Int64),
+            originated=pl.col("error_originated").sum().cast(pl.Int64),
+        )
+        .with_columns(error_rate=pl.col("errors") / pl.col("spans"))
+        .rename({"name": "stage"})
+        .sort(["errors", "originated", "stage"], descending=[True, True, False])
+    )
+    request_frame = requests(analysed).join(
+        selected.select("trace_id", "span_id"), on=["trace_id", "span_id"], how="semi"
+    )
+    request_stats = request_summary(request_frame)
+    requests_block = {k: request_stats.get(k) for k in ("count", "errors", "error_rate")}
+    messages = _messages(selected, logs, top=top)
+    stage_table = Table(
+        key="rows",
+        title="Errors by stage",
+        columns=(
+            Column("stage", "stage"),
+            Column("spans", "spans", ColumnKind.INT),
+            Column("errors", "errors", ColumnKind.INT),
+            Column("originated", "originated", ColumnKind.INT),
+            Column("error_rate", "err rate", ColumnKind.SHARE),
+        ),
+        rows=per_stage.to_dicts(),
+    )
+    message_table = Table(
+        key="messages",
+        title="Top error messages",
+        columns=(
+            Column("message", "message"),
+            Column("count", "count", ColumnKind.INT),
+            Column("stages", "stages"),
+            Column("first", "first", ColumnKind.TIME),
+            Column("last", "last", ColumnKind.TIME),
+            Column("example_trace_id", "example trace"),
+        ),
+        rows=messages,
+    )
+    total_errors = int(per_stage.get_column("errors").sum())
+    headline = (
+        f"Requests: {requests_block['count']:,}, in error: {requests_block['errors']:,} "
+        f"({(requests_block['error_rate'] or 0) * 100:.1f}%); error spans: {total_errors:,}"
+    )
+    return Report(
+        name="errors",
+        title="Errors",
+        headline=[headline],
+        tables=[stage_table, message_table],
+        data={"requests": requests_block},
+        inputs=inputs or [],
+        warnings=warnings or [],
+    )
+
+
+def _messages(selected: pl.DataFrame, logs: pl.DataFrame, *, top: int) -> list[dict[str, Any]]:
+    from_spans = selected.filter(pl.col("status") == "error").select(
+        "trace_id",
+        stage=pl.col("name"),
+        time_ns=pl.col("start_ns"),
+        raw=pl.col("status_message"),
+    )
+    stage_of_span = selected.select("trace_id", "span_id", span_stage=pl.col("name"))
+    from_logs = (
+        logs.filter(pl.col("level").is_in(list(ERROR_LEVELS)))
+        .join(stage_of_span, on=["trace_id", "span_id"], how="left")
+        .select(
+            trace_id=pl.coalesce("trace_id", "correlation_id"),
+            stage=pl.coalesce("stage", "span_stage", pl.lit("(log)")),
+            time_ns="time_ns",
+            raw=pl.coalesce("error_message", "message"),
+        )
+    )
+    spans_part = from_spans.with_columns(message=normalize_message(pl.col("raw")))
+    logs_part = from_logs.with_columns(message=normalize_message(pl.col("raw"))).join(
+        spans_part.select("trace_id", "message"), on=["trace_id", "message"], how="anti"
+    )
+    combined = pl.concat([spans_part, logs_part], how="vertical_relaxed")
+    if combined.is_empty():
+        return []
+    grouped = (
+        combined.group_by("message")
+        .agg(
+            count=pl.len(),
+            stages=pl.col("stage").unique().sort(),
+            first_ns=pl.col("time_ns").min(),
+            last_ns=pl.col("time_ns").max(),
+            example_trace_id=pl.col("trace_id").drop_nulls().sort().first(),
+        )
+        .sort(["count", "message"], descending=[True, False])
+        .head(top)
+    )
+    return [
+        {
+            "message": row["message"],
+            "count": row["count"],
+            "stages": row["stages"],
+            "first": iso_time(row["first_ns"]),
+            "last": iso_time(row["last_ns"]),
+            "example_trace_id": row["example_trace_id"],
+        }
+        for row in grouped.iter_rows(named=True)
+    ]

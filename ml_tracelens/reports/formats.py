@@ -1,0 +1,28 @@
+"""`tracelens formats`: the registered readers."""
+
+from __future__ import annotations
+
+from ml_tracelens.readers import READERS
+from ml_tracelens.reports.model import Column, Report, Table
+
+
+def build() -> Report:
+    rows = [
+        {"name": spec.name, "description": spec.description, "accepts": spec.accepts}
+        for spec in READERS.values()
+    ]
+    table = Table(
+        key="rows",
+        title="Input formats",
+        columns=(
+            Column("name", "format"),
+            Column("description", "what"),
+            Column("accepts", "accepts"),
+        ),
+        rows=rows,
+    )
+    return Report(
+        name="formats",
+        title="Input formats (auto-detected per file; force one with --input-format NAME)",
+        tables=[table],
+    )

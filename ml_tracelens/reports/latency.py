@@ -1,0 +1,147 @@
+"""`tracelens latency`: per-stage latency breakdown, self time and critical-path share.
+
+Critical-path share of a group = sum of its spans' critical-path time / sum of the durations of
+the tree tops (roots, and orphans standing in for missing roots) of the traces analysed, so the
+shares of all stages add up to 100% on an unfiltered dump (algorithms.md, Bottlenecks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from ml_tracelens.errors import UsageError
+from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.stats import (
+    NS_PER_MS,
+    duration_aggregations,
+    group_columns,
+    histograms,
+    request_summary,
+    requests,
+)
+
+STAT_COLUMNS = (
+    Column("count", "count", ColumnKind.INT),
+    Column("mean_ms", "mean ms", ColumnKind.MS),
+    Column("p50_ms", "p50 ms", ColumnKind.MS),
+    Column("p90_ms", "p90 ms", ColumnKind.MS),
+    Column("p95_ms", "p95 ms", ColumnKind.MS),
+    Column("p99_ms", "p99 ms", ColumnKind.MS),
+    Column("max_ms", "max ms", ColumnKind.MS),
+    Column("self_mean_ms", "self ms", ColumnKind.MS),
+    Column("cp_share", "crit path", ColumnKind.SHARE),
+    Column("errors", "errors", ColumnKind.INT),
+    Column("error_rate", "err rate", ColumnKind.SHARE),
+)
+REQUEST_KEYS = (
+    "count",
+    "mean_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "errors",
+    "error_rate",
+)
+
+
+def cp_denominator_ns(analysed: pl.DataFrame, selected: pl.DataFrame) -> int:
+    """Sum of the durations of the tree tops of the traces that ``selected`` spans belong to."""
+    traces = selected.get_column("trace_id").unique()
+    tops = analysed.filter(
+        (pl.col("span_id") == pl.col("top_id")) & pl.col("trace_id").is_in(traces.implode())
+    )
+    return int(tops.get_column("duration_ns").fill_null(0).clip(lower_bound=0).sum())
+
+
+def group_stats(
+    analysed: pl.DataFrame, selected: pl.DataFrame, by: Sequence[str]
+) -> tuple[pl.DataFrame, list[str]]:
+    """Per-group statistics of ``selected`` spans; returns the frame and its key names."""
+    keys = group_columns(by)
+    names = [name for name, _ in keys]
+    denominator = cp_denominator_ns(analysed, selected)
+    frame = selected.with_columns(expr.alias(name) for name, expr in keys)
+    stats = (
+        frame.group_by(names)
+        .agg(
+            *duration_aggregations(),
+            self_mean_ms=pl.col("self_ns").cast(pl.Float64).mean() / NS_PER_MS,
+            _cp_ns=pl.col("cp_ns").fill_null(0).sum(),
+            errors=(pl.col("status") == "error").sum().cast(pl.Int64),
+            _spans=pl.len(),
+        )
+        .with_columns(
+            cp_share=(pl.col("_cp_ns") / denominator) if denominator else pl.lit(None, pl.Float64),
+            error_rate=pl.col("errors") / pl.col("_spans"),
+        )
+    )
+    return stats, names
+
+
+def build(
+    *,
+    analysed: pl.DataFrame,
+    mask: pl.Series | None = None,
+    by: Sequence[str] = ("stage",),
+    sort: str | None = None,
+    top: int | None = None,
+    inputs: list[dict[str, Any]] | None = None,
+    warnings: list[str] | None = None,
+) -> Report:
+    selected = analysed.filter(mask) if mask is not None else analysed
+    stats, names = group_stats(analysed, selected, by)
+    sort_key = sort or "cp_share"
+    columns = (*(Column(n, n) for n in names), *STAT_COLUMNS)
+    known = {c.key for c in columns}
+    if sort_key not in known:
+        raise UsageError(f"--sort {sort_key!r}: choose one of {', '.join(sorted(known))}")
+    descending = sort_key not in names
+    stats = stats.sort(
+        [sort_key, *names], descending=[descending] + [False] * len(names), nulls_last=True
+    )
+    if top is not None:
+        if top < 1:
+            raise UsageError("--top must be at least 1")
+        stats = stats.head(top)
+    spark = histograms(selected.with_columns(expr.alias(n) for n, expr in group_columns(by)), names)
+    rows = []
+    for row in stats.iter_rows(named=True):
+        out = {c.key: row.get(c.key) for c in columns}
+        out["distribution"] = spark.get(tuple(row[n] for n in names), [])
+        rows.append(out)
+    request_frame = requests(analysed).join(
+        selected.select("trace_id", "span_id"), on=["trace_id", "span_id"], how="semi"
+    )
+    request_stats = request_summary(request_frame)
+    summary = {k: request_stats.get(k) for k in REQUEST_KEYS}
+    return Report(
+        name="latency",
+        title="Latency by " + ", ".join(names),
+        headline=[_headline(summary)],
+        tables=[
+            Table(
+                key="rows",
+                title="Stages",
+                columns=(*columns, Column("distribution", "distribution", ColumnKind.SPARK)),
+                rows=rows,
+            )
+        ],
+        data={"requests": summary, "group_by": names},
+        inputs=inputs or [],
+        warnings=warnings or [],
+    )
+
+
+def _headline(summary: dict[str, Any]) -> str:
+    if not summary["count"]:
+        return "Requests: none (no root spans among the selected spans)"
+    return (
+        f"Requests: {summary['count']:,}  p50 {summary['p50_ms']:.1f} ms  "
+        f"p95 {summary['p95_ms']:.1f} ms  p99 {summary['p99_ms']:.1f} ms  "
+        f"error rate {summary['error_rate'] * 100:.1f}%"
+    )

@@ -1,0 +1,67 @@
+"""Report objects: what every command builds and every renderer draws.
+
+A report is data, not text: JSON-ready scalars in ``data`` and row tables in ``tables``. Builders
+convert units (durations to milliseconds as floats with a ``_ms`` key suffix, shares as fractions);
+renderers decide presentation (precision, percent signs, colours).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+#: Bumped whenever a key of any report's JSON changes meaning or disappears.
+SCHEMA_VERSION = 1
+
+
+class ColumnKind(StrEnum):
+    TEXT = "text"
+    INT = "int"
+    FLOAT = "float"
+    MS = "ms"  # milliseconds
+    SHARE = "share"  # fraction 0..1 shown as a percentage
+    TIME = "time"  # ISO-8601 UTC string
+    SPARK = "spark"  # list of bin counts, drawn on terminals only
+    BOOL = "bool"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    kind: ColumnKind = ColumnKind.TEXT
+
+    @property
+    def machine(self) -> bool:
+        """Whether the column belongs in JSON/CSV (sparklines are a terminal aid only)."""
+        return self.kind is not ColumnKind.SPARK
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str  # the JSON key holding the rows
+    title: str
+    columns: tuple[Column, ...]
+    rows: list[dict[str, Any]]
+    #: False for tables that only restate the report's JSON keys for people (summary facts)
+    in_json: bool = True
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str  # the command that built it; also the JSON "report" key
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # extra top-level JSON keys
+    headline: list[str] = field(default_factory=list)  # sentences shown above the tables
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    #: 0, or 1 when a gate (check/diff) failed; the CLI exits with it after rendering
+    exit_code: int = 0
+    #: report-specific structure for a custom terminal view (e.g. the waterfall of `show`)
+    view: Any = None
+
+    @property
+    def primary(self) -> Table | None:
+        return self.tables[0] if self.tables else None

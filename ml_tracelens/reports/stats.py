@@ -1,0 +1,137 @@
+"""Statistics shared by the reports: duration percentiles per group, and the request table.
+
+Percentiles use linear interpolation between closest ranks (numpy's default, DuckDB's
+``quantile_cont``), as algorithms.md fixes. Durations leave here in milliseconds as floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from ml_tracelens.errors import UsageError
+from ml_tracelens.schema import attribute
+
+PERCENTILES = (50, 90, 95, 99)
+NS_PER_MS = 1_000_000.0
+#: Column names a `--by` attribute must not shadow.
+_STAT_KEYS = {
+    "count",
+    "mean_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "self_mean_ms",
+    "cp_share",
+    "errors",
+    "error_rate",
+}
+_BUILTIN_KEYS = {"stage": "name", "service": "service", "kind": "kind", "status": "status"}
+
+
+def group_columns(by: Sequence[str]) -> list[tuple[str, pl.Expr]]:
+    """(output key, expression) for each ``--by`` item: stage, service, kind, status, attr.KEY."""
+    out: list[tuple[str, pl.Expr]] = []
+    for item in by:
+        item = item.strip()
+        if item in _BUILTIN_KEYS:
+            column = pl.col(_BUILTIN_KEYS[item])
+            out.append((item, column.cast(pl.String) if item in ("kind", "status") else column))
+        elif item.startswith("attr.") and len(item) > 5:
+            key = item[5:]
+            name = key if key not in _STAT_KEYS and key not in _BUILTIN_KEYS else item
+            out.append((name, attribute(key)))
+        else:
+            raise UsageError(
+                f"--by {item!r}: expected stage, service, kind, status or attr.KEY "
+                "(e.g. --by service,stage or --by attr.model.version)"
+            )
+    if not out:
+        raise UsageError("--by needs at least one key")
+    return out
+
+
+def duration_aggregations(column: str = "duration_ns") -> list[pl.Expr]:
+    duration = pl.col(column).cast(pl.Float64) / NS_PER_MS
+    return [
+        pl.col(column).count().alias("count"),
+        duration.mean().alias("mean_ms"),
+        *(duration.quantile(p / 100, "linear").alias(f"p{p}_ms") for p in PERCENTILES),
+        duration.max().alias("max_ms"),
+    ]
+
+
+def request_errors_expr() -> pl.Expr:
+    """A request is in error when its root is; a root without status of its own (unset, or
+    derived from logs) is in error when any span of its trace is (algorithms.md)."""
+    return (
+        pl.when(pl.col("status") == "unset")
+        .then(pl.col("_trace_has_error"))
+        .otherwise(pl.col("status") == "error")
+    )
+
+
+def requests(analysed: pl.DataFrame) -> pl.DataFrame:
+    """One row per request (a true root span): trace, stage, service, start, duration, errors."""
+    per_trace = analysed.group_by("trace_id").agg(
+        _trace_has_error=(pl.col("status") == "error").any(),
+        _trace_errors=(pl.col("status") == "error").sum(),
+        _trace_spans=pl.len(),
+    )
+    return (
+        analysed.filter(pl.col("is_root"))
+        .join(per_trace, on="trace_id", how="left")
+        .with_columns(request_error=request_errors_expr())
+        .select(
+            "trace_id",
+            "span_id",
+            "name",
+            "service",
+            "start_ns",
+            "duration_ns",
+            "cp_ns",
+            "request_error",
+            spans=pl.col("_trace_spans"),
+            error_spans=pl.col("_trace_errors"),
+        )
+    )
+
+
+def request_summary(requests_frame: pl.DataFrame) -> dict[str, float | int | None]:
+    """count, mean/percentiles/max in ms, errors and error rate over the given requests."""
+    if requests_frame.is_empty():
+        return {"count": 0, "errors": 0, "error_rate": None}
+    row = requests_frame.select(
+        *duration_aggregations(),
+        errors=pl.col("request_error").sum(),
+    ).row(0, named=True)
+    row["count"] = requests_frame.height
+    row["error_rate"] = row["errors"] / row["count"] if row["count"] else None
+    return row
+
+
+def histograms(
+    frame: pl.DataFrame, keys: Sequence[str], *, bins: int = 12
+) -> dict[tuple[object, ...], list[int]]:
+    """Per group, counts of log-spaced duration bins between the group's min and max.
+
+    Terminal sparklines use them so skewed and bimodal stages show at a glance.
+    """
+    logged = pl.col("duration_ns").cast(pl.Float64).log()
+    low = logged.min().over(keys)
+    width = (logged.max().over(keys) - low).clip(lower_bound=1e-9)
+    binned = (
+        frame.filter(pl.col("duration_ns") > 0)
+        .with_columns(_bin=((logged - low) / width * (bins - 1)).round().cast(pl.Int32))
+        .group_by([*keys, "_bin"])
+        .len()
+    )
+    out: dict[tuple[object, ...], list[int]] = {}
+    for row in binned.iter_rows(named=True):
+        key = tuple(row[k] for k in keys)
+        counts = out.setdefault(key, [0] * bins)
+        counts[row["_bin"]] = row["len"]
+    return out

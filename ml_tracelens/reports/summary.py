@@ -1,0 +1,155 @@
+"""`tracelens summary`: what was read, and what is odd about it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from ml_tracelens.core import Analysis
+from ml_tracelens.ingest import Telemetry
+from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+
+
+def inputs_of(telemetry: Telemetry) -> list[dict[str, Any]]:
+    """The per-input block every report's JSON carries."""
+    return [
+        {
+            "path": i.path,
+            "format": i.format,
+            "spans": i.spans,
+            "logs": i.logs,
+            "lines": i.stats.lines,
+            "records": i.stats.records,
+            "skipped": i.stats.skipped,
+            "ignored": dict(i.stats.ignored),
+        }
+        for i in telemetry.inputs
+    ]
+
+
+def warnings_of(telemetry: Telemetry, analysis: Analysis | None = None) -> list[str]:
+    warnings = list(telemetry.warnings)
+    if telemetry.merged_duplicates:
+        warnings.append(
+            f"{telemetry.merged_duplicates:,} duplicate spans (identical content) merged"
+        )
+    if analysis is not None:
+        warnings.extend(analysis.structure.warnings())
+    return warnings
+
+
+def iso_time(ns: int | None) -> str | None:
+    if ns is None:
+        return None
+    seconds, remainder = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{remainder // 1000:06d}Z"
+
+
+def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
+    spans = telemetry.spans
+    structure = analysis.structure
+    services = sorted(s for s in spans.get_column("service").unique().to_list() if s is not None)
+    start = spans.get_column("start_ns").min()
+    end = spans.get_column("end_ns").max()
+    if telemetry.logs.height:
+        log_times = telemetry.logs.get_column("time_ns")
+        start = _min(start, log_times.min())
+        end = _max(end, log_times.max())
+    error_spans = spans.filter(pl.col("status") == "error").height
+    skew = [
+        {"parent_service": p, "child_service": c, "spans": n}
+        for (p, c), n in sorted(structure.skew_by_service_pair.items(), key=lambda kv: -kv[1])
+    ]
+    data: dict[str, Any] = {
+        "spans": spans.height,
+        "traces": spans.get_column("trace_id").n_unique(),
+        "services": services,
+        "start": iso_time(start),  # type: ignore[arg-type]
+        "end": iso_time(end),  # type: ignore[arg-type]
+        "error_spans": error_spans,
+        "orphan_spans": structure.orphan_spans,
+        "merged_duplicate_spans": telemetry.merged_duplicates,
+        "conflicting_duplicate_spans": structure.conflicting_duplicates,
+        "cycles_broken": structure.cycles_broken,
+        "negative_durations": structure.negative_durations,
+        "untimed_spans": structure.untimed_spans,
+        "skewed_spans": structure.skewed_spans,
+        "traces_with_multiple_roots": structure.traces_with_multiple_roots,
+        "derived_spans": telemetry.derived_spans,
+        "log_records": telemetry.logs.height,
+        "skipped_lines": telemetry.skipped_lines,
+        "skew": skew,
+    }
+    facts = [
+        ("spans", data["spans"]),
+        ("traces", data["traces"]),
+        ("services", f"{len(services)}: {', '.join(services)}"),
+        ("time range", f"{data['start']} .. {data['end']}"),
+        ("error spans", error_spans),
+        ("orphan spans", structure.orphan_spans),
+        ("duplicate spans merged", telemetry.merged_duplicates),
+        ("conflicting duplicate spans", structure.conflicting_duplicates),
+        ("parent cycles broken", structure.cycles_broken),
+        ("negative durations", structure.negative_durations),
+        ("spans without timing", structure.untimed_spans),
+        ("clock-skew signals", structure.skewed_spans),
+        ("spans derived from logs", telemetry.derived_spans),
+        ("log records", telemetry.logs.height),
+        ("lines skipped", telemetry.skipped_lines),
+    ]
+    fact_rows = [
+        {"fact": name, "value": f"{v:,}" if isinstance(v, int) else v} for name, v in facts
+    ]
+    input_rows = [
+        {
+            "path": i["path"],
+            "format": i["format"],
+            "spans": i["spans"],
+            "logs": i["logs"],
+            "lines": i["lines"],
+            "skipped": i["skipped"],
+        }
+        for i in inputs_of(telemetry)
+    ]
+    tables = [
+        Table(
+            key="inputs",
+            title="Inputs",
+            columns=(
+                Column("path", "file"),
+                Column("format", "format"),
+                Column("spans", "spans", ColumnKind.INT),
+                Column("logs", "logs", ColumnKind.INT),
+                Column("lines", "lines", ColumnKind.INT),
+                Column("skipped", "skipped", ColumnKind.INT),
+            ),
+            rows=input_rows,
+            in_json=False,
+        ),
+        Table(
+            key="facts",
+            title="Summary",
+            columns=(Column("fact", "what"), Column("value", "value")),
+            rows=fact_rows,
+            in_json=False,
+        ),
+    ]
+    return Report(
+        name="summary",
+        title="tracelens summary",
+        tables=tables,
+        data=data,
+        inputs=inputs_of(telemetry),
+        warnings=warnings_of(telemetry, analysis),
+    )
+
+
+def _min(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else max(a, b)

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+SAMPLE_DATA = REPO / "sample_data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Deterministic output whatever the machine: UTC, a fixed width, no colour.
+os.environ["TZ"] = "UTC"
+os.environ["COLUMNS"] = "200"
+os.environ["NO_COLOR"] = "1"
+
+
+@pytest.fixture
+def shared_fixtures() -> Path:
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip("../shared/fixtures is not beside this checkout")
+    return SHARED_FIXTURES
