@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ml_tracelens import ingest
+from ml_tracelens.errors import MalformedInput
+from ml_tracelens.readers.base import ReadOptions
+
+DEMO = "otlp/otel-demo-capture.otlp.jsonl"
+
+
+def _independent_counts(path: Path) -> dict[str, object]:
+    """Count the demo capture with plain json, knowing nothing of tracelens."""
+    spans, logs, metrics, errors, services, traces = 0, 0, 0, 0, set(), set()
+    first_span = None
+    for line in path.read_text().splitlines():
+        doc = json.loads(line)
+        for rs in doc.get("resourceSpans", []):
+            attrs = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
+            for ss in rs.get("scopeSpans", []):
+                for span in ss["spans"]:
+                    spans += 1
+                    services.add(attrs["service.name"]["stringValue"])
+                    traces.add(span["traceId"].lower())
+                    errors += span.get("status", {}).get("code") == 2
+                    first_span = first_span or span
+        for rl in doc.get("resourceLogs", []):
+            for sl in rl["scopeLogs"]:
+                logs += len(sl["logRecords"])
+        metrics += "resourceMetrics" in doc
+    return {
+        "spans": spans,
+        "logs": logs,
+        "metrics": metrics,
+        "errors": errors,
+        "services": services,
+        "traces": len(traces),
+        "first": first_span,
+    }
+
+
+def test_demo_capture_counts_match_an_independent_pass(shared_fixtures: Path) -> None:
+    path = shared_fixtures / DEMO
+    expected = _independent_counts(path)
+    telemetry = ingest.load([str(path)])
+    spans = telemetry.spans
+    assert spans.height == expected["spans"] == 547  # SOURCES.md: about 547 spans
+    assert telemetry.logs.height == expected["logs"]
+    assert spans.get_column("trace_id").n_unique() == expected["traces"] == 141
+    assert set(spans.get_column("service").unique()) == expected["services"]
+    assert len(expected["services"]) == 8
+    # An exception event without a status would also count; here every error has code 2.
+    assert spans.filter(pl.col("status") == "error").height >= expected["errors"] == 107
+    (summary,) = telemetry.inputs
+    assert summary.format == "otlp-json"
+    assert summary.stats.ignored["metrics documents"] == expected["metrics"] == 40
+    assert summary.stats.skipped == 0
+    assert summary.stats.lines == 97 == summary.stats.records
+
+
+def test_demo_capture_first_span_exact(shared_fixtures: Path) -> None:
+    path = shared_fixtures / DEMO
+    first = _independent_counts(path)["first"]
+    spans = ingest.load([str(path)]).spans
+    row = spans.filter(pl.col("span_id") == first["spanId"].lower()).row(0, named=True)
+    assert row["trace_id"] == first["traceId"].lower()
+    assert row["name"] == first["name"]
+    assert row["start_ns"] == int(first["startTimeUnixNano"])
+    assert row["end_ns"] == int(first["endTimeUnixNano"])
+    assert row["duration_ns"] == int(first["endTimeUnixNano"]) - int(first["startTimeUnixNano"])
+    assert row["parent_id"] == (first.get("parentSpanId") or None)
+
+
+def _otlp_span(**overrides: object) -> dict[str, object]:
+    span = {
+        "traceId": "5B8EFFF798038103D269B633813FC60C",
+        "spanId": "EEE19B7EC3C1B174",
+        "parentSpanId": "",
+        "name": "POST /predict",
+        "kind": 2,
+        "startTimeUnixNano": "1700000000000000001",
+        "endTimeUnixNano": 1700000000120000003,
+        "status": {},
+    }
+    span.update(overrides)
+    return span
+
+
+def _document(*spans: dict[str, object], scope_key: str = "scopeSpans") -> dict[str, object]:
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "gateway"}}]
+                },
+                scope_key: [{"spans": list(spans)}],
+            }
+        ]
+    }
+
+
+def test_normalisation_ids_times_status(tmp_path: Path) -> None:
+    error_span = _otlp_span(
+        spanId="0000000000000002",
+        parentSpanId="EEE19B7EC3C1B174",
+        name="model.inference",
+        kind="SPAN_KIND_INTERNAL",
+        status={"code": "STATUS_CODE_ERROR"},
+        events=[
+            {
+                "name": "exception",
+                "timeUnixNano": "1700000000050000000",
+                "attributes": [
+                    {"key": "exception.message", "value": {"stringValue": "CUDA OOM"}}
+                ],
+            }
+        ],
+        attributes=[
+            {"key": "model.version", "value": {"stringValue": "v2"}},
+            {"key": "batch", "value": {"intValue": "8"}},
+        ],
+    )
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(_document(_otlp_span(), error_span), indent=2))
+    spans = ingest.load([str(path)]).spans.sort("start_ns")
+    root, child = spans.rows(named=True)
+    assert root["trace_id"] == "5b8efff798038103d269b633813fc60c"
+    assert root["parent_id"] is None
+    assert root["kind"] == "server"
+    assert root["start_ns"] == 1700000000000000001  # above 2**53: exact, never via float
+    assert root["duration_ns"] == 120000002
+    assert root["status"] == "unset"
+    assert child["parent_id"] == "eee19b7ec3c1b174"
+    assert child["status"] == "error"
+    assert child["status_message"] == "CUDA OOM"
+    assert json.loads(child["attributes"]) == {
+        "service.name": "gateway",
+        "model.version": "v2",
+        "batch": 8,
+    }
+
+
+def test_older_instrumentation_library_spans_and_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "old.json.gz"
+    document = _document(_otlp_span(), scope_key="instrumentationLibrarySpans")
+    path.write_bytes(gzip.compress(json.dumps(document).encode()))
+    assert ingest.load([str(path)]).spans.height == 1
+
+
+def test_base64_ids_from_protobuf_json_mapping(tmp_path: Path) -> None:
+    import base64
+
+    trace_bytes = bytes(range(16))
+    span_bytes = bytes(range(8))
+    span = _otlp_span(
+        traceId=base64.b64encode(trace_bytes).decode(),
+        spanId=base64.b64encode(span_bytes).decode(),
+    )
+    path = tmp_path / "b64.json"
+    path.write_text(json.dumps(_document(span)))
+    row = ingest.load([str(path)]).spans.row(0, named=True)
+    assert row["trace_id"] == trace_bytes.hex()
+    assert row["span_id"] == span_bytes.hex()
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "reason"),
+    [
+        ('{"resourceSpans": [{"scopeSpans": [{"spans": [', "truncated"),
+        ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x"}]}]}]}', "malformed OTLP"),
+        ('{"resourceSpans": "nope"}', "malformed OTLP"),
+        ("[1, 2]", "not an OTLP object"),
+        ('{"something": 1}', "no resourceSpans"),
+    ],
+)
+def test_bad_lines_are_counted_with_their_location(
+    tmp_path: Path, bad_line: str, reason: str
+) -> None:
+    good = json.dumps(_document(_otlp_span()))
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join([good, bad_line, good.replace("EEE19B7EC3C1B174", "AB" * 8)]) + "\n")
+    telemetry = ingest.load([str(path)])
+    (summary,) = telemetry.inputs
+    assert telemetry.spans.height == 2
+    assert summary.stats.skipped == 1
+    assert summary.stats.records + summary.stats.skipped == summary.stats.lines == 3
+    location, why = summary.stats.problems[0]
+    assert location == f"{path}:2"
+    assert reason in why
+    assert any("pass --strict" in w for w in telemetry.warnings)
+    with pytest.raises(MalformedInput, match=f"{path}:2"):
+        ingest.load([str(path)], options=ReadOptions(strict=True))
+
+
+def test_invalid_utf8_line_is_skipped_not_fatal(tmp_path: Path) -> None:
+    good = json.dumps(_document(_otlp_span())).encode()
+    path = tmp_path / "bytes.jsonl"
+    path.write_bytes(good + b"\n" + b'{"resourceSpans": "\xff\xfe"}\n' + good + b"\n")
+    telemetry = ingest.load([str(path)])
+    assert telemetry.inputs[0].stats.skipped == 1
+    # The same span twice is one span (identical duplicates merge) and is counted as merged.
+    assert telemetry.spans.height == 1
+    assert telemetry.merged_duplicates == 1
