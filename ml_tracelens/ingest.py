@@ -161,6 +161,17 @@ def merge_identical_duplicates(spans: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """
     if spans.is_empty():
         return spans, 0
+    # Only rows whose ids repeat can be duplicates; comparing every column of every row is not
+    # needed for the (usual) dump without any.
+    repeated = spans.select(pl.struct("trace_id", "span_id").is_duplicated()).to_series()
+    if not repeated.any():
+        return spans, 0
     content = [c for c in spans.columns if c != "source"]
-    unique = spans.unique(subset=content, keep="first", maintain_order=True)
-    return unique, spans.height - unique.height
+    indexed = spans.with_row_index("_row")
+    keep = (
+        indexed.filter(repeated)
+        .unique(subset=content, keep="first", maintain_order=True)
+        .get_column("_row")
+    )
+    merged = indexed.filter(~repeated | pl.col("_row").is_in(keep.implode())).drop("_row")
+    return merged, spans.height - merged.height

@@ -108,20 +108,22 @@ def normalize_id(column: str) -> pl.Expr:
     Jaeger and Zipkin drop leading zeros that OTLP keeps, so padding makes the same trace
     compare equal across formats. Empty strings become null (OTLP writes "" for no parent).
     """
-    expr = pl.col(column)
-    lowered = expr.str.strip_chars().str.to_lowercase()
+    original = pl.col(column)
+    lowered = original.str.to_lowercase()
+    length = lowered.str.len_bytes()
     is_hex = lowered.str.contains(r"^[0-9a-f]+$")
-    length = lowered.str.len_chars()
-    padded = (
-        pl.when(is_hex & (length < 16))
+    return (
+        pl.when(length == 0)
+        .then(None)
+        .when(~is_hex)
+        .then(original)
+        .when(length < 16)
         .then(lowered.str.pad_start(16, "0"))
-        .when(is_hex & (length > 16) & (length < 32))
+        .when((length > 16) & (length < 32))
         .then(lowered.str.pad_start(32, "0"))
-        .when(is_hex)
-        .then(lowered)
-        .otherwise(expr)
+        .otherwise(lowered)
+        .alias(column)
     )
-    return pl.when(lowered == "").then(None).otherwise(padded).alias(column)
 
 
 def normalize_spans(spans: pl.DataFrame) -> pl.DataFrame:

@@ -30,11 +30,16 @@ def first_value_char(head: bytes) -> bytes:
     return stripped[:1]
 
 
-def iter_documents(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, Any]]:
-    """Yield (location, parsed JSON value) for every document in ``source``."""
+def is_line_based(source: InputSource) -> bool:
+    """Whether the first line of ``source`` is a whole JSON value (so: one document per line)."""
     with source.open() as stream:
         first = stream.readline()
-    if _is_whole_json(first.removeprefix(BOM)):
+    return _is_whole_json(first.removeprefix(BOM))
+
+
+def iter_documents(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, Any]]:
+    """Yield (location, parsed JSON value) for every document in ``source``."""
+    if is_line_based(source):
         yield from _iter_lines(source, stats)
     else:
         yield from _iter_whole(source, stats)
@@ -63,7 +68,7 @@ def _iter_lines(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, An
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            stats.skip(f"{name}:{number}", _reason(exc, line))
+            stats.skip(f"{name}:{number}", describe_json_error(exc, line))
             continue
         stats.records += 1
         yield f"{name}:{number}", value
@@ -125,7 +130,7 @@ def _next_document_start(text: str, position: int) -> int:
     return min(candidates) + 1 if candidates else len(text)
 
 
-def _reason(exc: orjson.JSONDecodeError, line: bytes) -> str:
+def describe_json_error(exc: orjson.JSONDecodeError, line: bytes) -> str:
     message = str(exc).split(":", 1)[0]
     if isinstance(exc.__cause__, UnicodeDecodeError) or "utf-8" in str(exc).lower():
         return "invalid UTF-8"

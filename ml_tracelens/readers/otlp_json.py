@@ -26,13 +26,17 @@ severityNumber -> level, body -> message, traceId/spanId.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import orjson
 import polars as pl
 
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.readers.jsondoc import iter_documents
+from ml_tracelens.readers.jsondoc import BOM, describe_json_error, is_line_based, iter_documents
+from ml_tracelens.readers.otlp_batch import canonical_from_batch
+from ml_tracelens.readers.otlp_fast import DECODER, DecodeError, SpanBatch
+from ml_tracelens.readers.otlp_values import any_value, attributes_of, int_or_none
 from ml_tracelens.schema import logs_from_columns, spans_from_columns
 
 NAME = "otlp-json"
@@ -97,23 +101,89 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     stats = ReadStats(format=NAME)
     spans: dict[str, list[Any]] = {c: [] for c in _SPAN_COLUMNS}
     logs: dict[str, list[Any]] = {c: [] for c in _LOG_COLUMNS}
-    for location, document in iter_documents(source, stats):
-        if not isinstance(document, dict):
-            _reject(stats, location, "not an OTLP object")
-            continue
-        try:
-            found = _read_document(document, location, spans, logs)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            _reject(stats, location, f"malformed OTLP ({type(exc).__name__}: {exc})")
-            continue
-        if not found:
-            if "resourceMetrics" in document:
-                stats.ignore("metrics documents")
-            else:
-                _reject(stats, location, "no resourceSpans or resourceLogs")
-    span_frame = _hex_ids(spans_from_columns(spans), ("trace_id", "span_id", "parent_id"))
+    batch = SpanBatch()
+    if is_line_based(source):
+        _read_lines(source, stats, batch, spans, logs)
+    else:
+        for location, document in iter_documents(source, stats):
+            _read_lenient(document, location, stats, spans, logs)
+    frames = [spans_from_columns(spans)]
+    if len(batch):
+        frames.append(canonical_from_batch(batch, source.name))
+    span_frame = _hex_ids(pl.concat(frames, how="vertical"), ("trace_id", "span_id", "parent_id"))
     log_frame = _hex_ids(logs_from_columns(logs), ("trace_id", "span_id", "correlation_id"))
     return ReadResult(stats=stats, spans=span_frame, logs=log_frame)
+
+
+def _read_lines(
+    source: InputSource,
+    stats: ReadStats,
+    batch: SpanBatch,
+    spans: dict[str, list[Any]],
+    logs: dict[str, list[Any]],
+) -> None:
+    """One document per line: typed decoding first, the lenient path for anything else."""
+    name = source.name
+    # Collecting millions of small objects triggers cyclic GC passes that find nothing to free.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for number, line in source.lines():
+            stats.lines += 1
+            if number == 1:
+                line = line.removeprefix(BOM)
+            if not line.strip():
+                stats.records += 1
+                stats.ignore("blank lines")
+                continue
+            location = f"{name}:{number}"
+            document = None
+            if b'"resourceLogs"' not in line:
+                try:
+                    document = DECODER.decode(line)
+                except DecodeError:
+                    document = None
+            if document is None:
+                try:
+                    parsed = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    stats.skip(location, describe_json_error(exc, line))
+                    continue
+                stats.records += 1
+                _read_lenient(parsed, location, stats, spans, logs)
+                continue
+            stats.records += 1
+            if document.resourceSpans:
+                batch.add(document, number)
+            elif b'"resourceMetrics"' in line:
+                stats.ignore("metrics documents")
+            elif b'"resourceSpans"' not in line:
+                _reject(stats, location, "no resourceSpans or resourceLogs")
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _read_lenient(
+    document: Any,
+    location: str,
+    stats: ReadStats,
+    spans: dict[str, list[Any]],
+    logs: dict[str, list[Any]],
+) -> None:
+    if not isinstance(document, dict):
+        _reject(stats, location, "not an OTLP object")
+        return
+    try:
+        found = _read_document(document, location, spans, logs)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        _reject(stats, location, f"malformed OTLP ({type(exc).__name__}: {exc})")
+        return
+    if not found:
+        if "resourceMetrics" in document:
+            stats.ignore("metrics documents")
+        else:
+            _reject(stats, location, "no resourceSpans or resourceLogs")
 
 
 READER = ReaderSpec(
@@ -161,7 +231,7 @@ def _read_document(
 def _read_resource_spans(
     resource_spans: dict[str, Any], location: str, out: dict[str, list[Any]]
 ) -> None:
-    resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
+    resource = attributes_of((resource_spans.get("resource") or {}).get("attributes"))
     service = str(resource.get("service.name", "unknown_service"))
     scopes = (
         resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or ()
@@ -170,7 +240,7 @@ def _read_resource_spans(
     for scope in scopes:
         for span in scope.get("spans") or ():
             attributes = dict(resource)
-            attributes.update(_attributes(span.get("attributes")))
+            attributes.update(attributes_of(span.get("attributes")))
             status = span.get("status") or {}
             code = _STATUS.get(status.get("code", 0), "unset")
             message = status.get("message") or None
@@ -180,11 +250,11 @@ def _read_resource_spans(
             if events:
                 event_list = []
                 for event in events:
-                    event_attributes = _attributes(event.get("attributes"))
+                    event_attributes = attributes_of(event.get("attributes"))
                     event_list.append(
                         {
                             "name": event.get("name"),
-                            "time_ns": _int(event.get("timeUnixNano")),
+                            "time_ns": int_or_none(event.get("timeUnixNano")),
                             "attributes": event_attributes,
                         }
                     )
@@ -205,8 +275,8 @@ def _read_resource_spans(
             append["service"](service)
             append["name"](str(span.get("name", "")))
             append["kind"](_SPAN_KINDS.get(span.get("kind", 0)))
-            append["start_ns"](_int(span.get("startTimeUnixNano")))
-            append["end_ns"](_int(span.get("endTimeUnixNano")))
+            append["start_ns"](int_or_none(span.get("startTimeUnixNano")))
+            append["end_ns"](int_or_none(span.get("endTimeUnixNano")))
             append["status"](code)
             append["status_message"](message)
             append["attributes"](orjson.dumps(attributes).decode())
@@ -241,16 +311,18 @@ _SEVERITY_BY_NUMBER = (
 def _read_resource_logs(
     resource_logs: dict[str, Any], location: str, out: dict[str, list[Any]]
 ) -> None:
-    resource = _attributes((resource_logs.get("resource") or {}).get("attributes"))
+    resource = attributes_of((resource_logs.get("resource") or {}).get("attributes"))
     service = str(resource.get("service.name", "unknown_service"))
     scopes = resource_logs.get("scopeLogs") or resource_logs.get("instrumentationLibraryLogs") or ()
     for scope in scopes:
         for record in scope.get("logRecords") or ():
             attributes = dict(resource)
-            attributes.update(_attributes(record.get("attributes")))
-            time_ns = _int(record.get("timeUnixNano")) or _int(record.get("observedTimeUnixNano"))
+            attributes.update(attributes_of(record.get("attributes")))
+            time_ns = int_or_none(record.get("timeUnixNano")) or int_or_none(
+                record.get("observedTimeUnixNano")
+            )
             level = record.get("severityText") or _level_from_number(record.get("severityNumber"))
-            body = _any_value(record.get("body")) if record.get("body") is not None else None
+            body = any_value(record.get("body")) if record.get("body") is not None else None
             trace_id = record.get("traceId") or None
             out["time_ns"].append(time_ns)
             out["level"].append(_canonical_level(level))
@@ -282,41 +354,6 @@ def _canonical_level(level: str | None) -> str | None:
         return None
     lowered = level.lower()
     return {"warning": "warn", "critical": "fatal", "err": "error"}.get(lowered, lowered)
-
-
-def _int(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise TypeError("boolean where a timestamp was expected")
-    return int(value)
-
-
-def _attributes(items: list[dict[str, Any]] | None) -> dict[str, Any]:
-    if not items:
-        return {}
-    return {item["key"]: _any_value(item.get("value")) for item in items}
-
-
-def _any_value(value: Any) -> Any:
-    """OTLP AnyValue -> plain JSON value (ints may arrive as strings)."""
-    if not isinstance(value, dict) or not value:
-        return value
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "doubleValue" in value:
-        return value["doubleValue"]
-    if "boolValue" in value:
-        return value["boolValue"]
-    if "arrayValue" in value:
-        return [_any_value(v) for v in (value["arrayValue"] or {}).get("values") or ()]
-    if "kvlistValue" in value:
-        return _attributes((value["kvlistValue"] or {}).get("values"))
-    if "bytesValue" in value:
-        return value["bytesValue"]
-    return None
 
 
 def _hex_ids(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:

@@ -1,0 +1,126 @@
+"""Map the fast path's raw OTLP columns to the canonical span table, vectorised.
+
+Only spans that carry events or links (a small minority: exceptions, retries) are looked at one
+by one, to turn OTLP events into the canonical event list and to find exception messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import polars as pl
+
+from ml_tracelens.readers.otlp_fast import SpanBatch, event_dicts, link_dicts
+from ml_tracelens.schema import SPAN_SCHEMA, normalize_spans
+
+_KINDS = {
+    "1": "internal",
+    "2": "server",
+    "3": "client",
+    "4": "producer",
+    "5": "consumer",
+    "SPAN_KIND_INTERNAL": "internal",
+    "SPAN_KIND_SERVER": "server",
+    "SPAN_KIND_CLIENT": "client",
+    "SPAN_KIND_PRODUCER": "producer",
+    "SPAN_KIND_CONSUMER": "consumer",
+}
+_STATUSES = {
+    "1": "ok",
+    "2": "error",
+    "STATUS_CODE_OK": "ok",
+    "STATUS_CODE_ERROR": "error",
+}
+
+
+def canonical_from_batch(batch: SpanBatch, source_name: str) -> pl.DataFrame:
+    raw = batch.frame()
+    span_attrs = pl.col("span_attributes").cast(pl.String)
+    resource_attrs = pl.col("resource_attributes").cast(pl.String)
+    has_span_attrs = span_attrs.str.contains(r"\{")
+    has_resource_attrs = resource_attrs.str.len_bytes() > 0
+    attributes = (
+        pl.when(has_span_attrs & has_resource_attrs)
+        .then(
+            pl.concat_str(
+                resource_attrs.str.strip_suffix("]"),
+                pl.lit(","),
+                span_attrs.str.strip_chars_start(" \t\r\n").str.strip_prefix("["),
+            )
+        )
+        .when(has_span_attrs)
+        .then(span_attrs)
+        .when(has_resource_attrs)
+        .then(resource_attrs)
+        .otherwise(pl.lit("{}"))
+    )
+    frame = raw.with_row_index("_row").select(
+        "_row",
+        "trace_id",
+        "span_id",
+        pl.col("parent_id"),
+        "service",
+        "name",
+        kind=pl.col("kind").replace_strict(_KINDS, default=None, return_dtype=pl.String),
+        start_ns=pl.col("start").cast(pl.Int64, strict=False),
+        end_ns=pl.col("end").cast(pl.Int64, strict=False),
+        duration_ns=pl.lit(None, dtype=pl.Int64),
+        status=pl.col("status_code").replace_strict(
+            _STATUSES, default="unset", return_dtype=pl.String
+        ),
+        status_message=pl.when(pl.col("status_message") != "").then(pl.col("status_message")),
+        attributes=attributes,
+        events=pl.lit(None, dtype=pl.String),
+        links=pl.lit(None, dtype=pl.String),
+        source=pl.format("{}:{}", pl.lit(source_name), pl.col("line")),
+    )
+    extras = _events_and_links(batch.extras)
+    if extras is not None:
+        frame = (
+            frame.join(extras, on="_row", how="left")
+            .with_columns(
+                events=pl.col("_events"),
+                links=pl.col("_links"),
+                # An exception event marks a span with no status of its own as failed.
+                status=pl.when((pl.col("status") == "unset") & pl.col("_exception").is_not_null())
+                .then(pl.lit("error"))
+                .otherwise(pl.col("status")),
+                status_message=pl.when(
+                    pl.col("status_message").is_null()
+                    & ((pl.col("status") == "error") | (pl.col("status") == "unset"))
+                )
+                .then(pl.col("_exception"))
+                .otherwise(pl.col("status_message")),
+            )
+            .drop("_events", "_links", "_exception")
+        )
+    frame = frame.drop("_row").with_columns(
+        pl.col("kind").cast(SPAN_SCHEMA["kind"]), pl.col("status").cast(SPAN_SCHEMA["status"])
+    )
+    return normalize_spans(frame.select(list(SPAN_SCHEMA)))
+
+
+def _events_and_links(extras: dict[int, tuple[Any, Any]]) -> pl.DataFrame | None:
+    if not extras:
+        return None
+    rows: list[int] = []
+    events_out: list[str | None] = []
+    links_out: list[str | None] = []
+    exceptions: list[str | None] = []
+    for row, (events, links) in extras.items():
+        canonical_events, exception = event_dicts(events)
+        rows.append(row)
+        events_out.append(orjson.dumps(canonical_events).decode() if canonical_events else None)
+        exceptions.append(exception)
+        canonical_links = link_dicts(links)
+        links_out.append(orjson.dumps(canonical_links).decode() if canonical_links else None)
+    return pl.DataFrame(
+        {"_row": rows, "_events": events_out, "_links": links_out, "_exception": exceptions},
+        schema={
+            "_row": pl.UInt32,
+            "_events": pl.String,
+            "_links": pl.String,
+            "_exception": pl.String,
+        },
+    )

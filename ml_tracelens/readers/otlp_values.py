@@ -1,0 +1,40 @@
+"""OTLP/JSON value decoding shared by the lenient and fast OTLP paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def int_or_none(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TypeError("boolean where a timestamp was expected")
+    return int(value)
+
+
+def attributes_of(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    if not items:
+        return {}
+    return {item["key"]: any_value(item.get("value")) for item in items}
+
+
+def any_value(value: Any) -> Any:
+    """OTLP AnyValue -> plain JSON value (ints may arrive as strings)."""
+    if not isinstance(value, dict) or not value:
+        return value
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return value["doubleValue"]
+    if "boolValue" in value:
+        return value["boolValue"]
+    if "arrayValue" in value:
+        return [any_value(v) for v in (value["arrayValue"] or {}).get("values") or ()]
+    if "kvlistValue" in value:
+        return attributes_of((value["kvlistValue"] or {}).get("values"))
+    if "bytesValue" in value:
+        return value["bytesValue"]
+    return None
