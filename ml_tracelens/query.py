@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from ml_tracelens.errors import NotFound, UsageError
-from ml_tracelens.schema import attribute
+from ml_tracelens.schema import with_attribute_columns
 
 _ATTR = re.compile(r'"?\battr\.([A-Za-z0-9_.\-/:]+[A-Za-z0-9_])"?')
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$")
@@ -97,8 +97,9 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
         pl.from_epoch(pl.col("start_ns"), time_unit="ns")
         .dt.replace_time_zone("UTC")
         .alias("start"),
-        *(attribute(key).alias(f"attr.{key}") for key in keys),
+        "attributes",
     )
+    view = with_attribute_columns(view, {f"attr.{key}": key for key in keys}).drop("attributes")
     try:
         result = view.sql(f"SELECT ({expression}) AS keep FROM self")
     except Exception as exc:  # polars raises several error types for bad SQL

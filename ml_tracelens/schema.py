@@ -1,10 +1,12 @@
 """The canonical span and log tables every reader produces and every report consumes.
 
 Units are in the column names. Times are Int64 nanoseconds since the Unix epoch and never pass
-through a float. ``attributes`` is a JSON object (text) holding resource and span attributes with
-their full dotted keys, so one attribute is cheap to pull out with
-``pl.col("attributes").str.json_path_match("$['model.version']")`` and the table stays flat
-(Parquet-friendly, concatenates across readers without schema unification).
+through a float. ``attributes`` is JSON text holding resource and span attributes with their full dotted keys,
+in one of two forms: a flat object (``{"model.version": "v2"}``, what most readers write) or an
+OTLP KeyValue list (``[{"key": "model.version", "value": {"stringValue": "v2"}}]``, which the
+OTLP reader keeps as it comes to avoid per-attribute work on million-span dumps). Read it only
+through ``attribute``, ``with_attribute_columns`` or ``attributes_dict``, which accept both.
+The table stays flat: Parquet-friendly, concatenating across readers without unification.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 import polars as pl
 
 KINDS = ("server", "client", "internal", "producer", "consumer")
@@ -32,7 +35,7 @@ SPAN_SCHEMA = pl.Schema(
         "duration_ns": pl.Int64,
         "status": Status,
         "status_message": pl.String,
-        "attributes": pl.String,  # JSON object: resource + span attributes
+        "attributes": pl.String,  # JSON: resource + span attributes (object or OTLP list)
         "events": pl.String,  # JSON list of {name, time_ns, attributes}, null when none
         "links": pl.String,  # JSON list of {trace_id, span_id, type}, null when none
         "source": pl.String,  # file:line or file#index, for messages
@@ -160,6 +163,37 @@ def validate(frame: pl.DataFrame, schema: pl.Schema) -> None:
 
 
 def attribute(key: str) -> pl.Expr:
-    """The string value of one attribute (resource or span), null where absent."""
+    """The value of one attribute as text (null where absent), from either attribute form.
+
+    Evaluates on every row; over large frames prefer ``with_attribute_columns``, which only
+    looks at rows that mention the key.
+    """
     quoted = key.replace("\\", "\\\\").replace("'", "\\'")
-    return pl.col("attributes").str.json_path_match(f"$['{quoted}']")
+    column = pl.col("attributes")
+    as_list = column.str.json_path_match(f"$[?(@.key=='{quoted}')].value.*")
+    as_object = column.str.json_path_match(f"$['{quoted}']")
+    return pl.when(column.str.starts_with("[")).then(as_list).otherwise(as_object)
+
+
+def with_attribute_columns(frame: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
+    """Add one text column per ``{name: attribute key}``, evaluating JSON only where needed."""
+    if not columns:
+        return frame
+    indexed = frame.with_row_index("_attr_row")
+    for name, key in columns.items():
+        mentions = pl.col("attributes").str.contains(orjson.dumps(key).decode(), literal=True)
+        values = indexed.filter(mentions).select("_attr_row", attribute(key).alias(name))
+        indexed = indexed.join(values, on="_attr_row", how="left", maintain_order="left")
+    return indexed.drop("_attr_row")
+
+
+def attributes_dict(text: str | None) -> dict[str, Any]:
+    """Python dict of an ``attributes`` cell, whichever form it is in (for per-row views)."""
+    if not text:
+        return {}
+    value = orjson.loads(text)
+    if isinstance(value, dict):
+        return value
+    from ml_tracelens.readers.otlp_values import attributes_of
+
+    return attributes_of(value)

@@ -26,6 +26,10 @@ def normalize_message(expr: pl.Expr) -> pl.Expr:
     return (
         expr.fill_null(NO_MESSAGE)
         .str.replace_all(
+            r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<time>"
+        )
+        .str.replace_all(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>")
+        .str.replace_all(
             r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<uuid>"
         )
         .str.replace_all(r"(?i)\b(?:0x)?[0-9a-f]*[0-9][0-9a-f]*[a-f][0-9a-f]*\b", "<hex>")

@@ -17,10 +17,10 @@ from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.stats import (
     NS_PER_MS,
     duration_aggregations,
-    group_columns,
     histograms,
     request_summary,
     requests,
+    with_group_columns,
 )
 
 STAT_COLUMNS = (
@@ -60,12 +60,11 @@ def cp_denominator_ns(analysed: pl.DataFrame, selected: pl.DataFrame) -> int:
 
 def group_stats(
     analysed: pl.DataFrame, selected: pl.DataFrame, by: Sequence[str]
-) -> tuple[pl.DataFrame, list[str]]:
-    """Per-group statistics of ``selected`` spans; returns the frame and its key names."""
-    keys = group_columns(by)
-    names = [name for name, _ in keys]
+) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
+    """Per-group statistics of ``selected`` spans: the stats, the key names, and the selected
+    spans with their key columns added."""
+    frame, names = with_group_columns(selected, by)
     denominator = cp_denominator_ns(analysed, selected)
-    frame = selected.with_columns(expr.alias(name) for name, expr in keys)
     stats = (
         frame.group_by(names)
         .agg(
@@ -80,7 +79,7 @@ def group_stats(
             error_rate=pl.col("errors") / pl.col("_spans"),
         )
     )
-    return stats, names
+    return stats, names, frame
 
 
 def build(
@@ -94,7 +93,7 @@ def build(
     warnings: list[str] | None = None,
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else analysed
-    stats, names = group_stats(analysed, selected, by)
+    stats, names, keyed = group_stats(analysed, selected, by)
     sort_key = sort or "cp_share"
     columns = (*(Column(n, n) for n in names), *STAT_COLUMNS)
     known = {c.key for c in columns}
@@ -108,7 +107,7 @@ def build(
         if top < 1:
             raise UsageError("--top must be at least 1")
         stats = stats.head(top)
-    spark = histograms(selected.with_columns(expr.alias(n) for n, expr in group_columns(by)), names)
+    spark = histograms(keyed, names)
     rows = []
     for row in stats.iter_rows(named=True):
         out = {c.key: row.get(c.key) for c in columns}

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from ml_tracelens.errors import UsageError
-from ml_tracelens.schema import attribute
+from ml_tracelens.schema import with_attribute_columns
 
 PERCENTILES = (50, 90, 95, 99)
 NS_PER_MS = 1_000_000.0
@@ -32,26 +32,33 @@ _STAT_KEYS = {
 _BUILTIN_KEYS = {"stage": "name", "service": "service", "kind": "kind", "status": "status"}
 
 
-def group_columns(by: Sequence[str]) -> list[tuple[str, pl.Expr]]:
-    """(output key, expression) for each ``--by`` item: stage, service, kind, status, attr.KEY."""
-    out: list[tuple[str, pl.Expr]] = []
-    for item in by:
-        item = item.strip()
+def with_group_columns(frame: pl.DataFrame, by: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """Add one column per ``--by`` item (stage, service, kind, status, attr.KEY); return the
+    frame and the key names in order."""
+    names: list[str] = []
+    plain: list[pl.Expr] = []
+    attributes: dict[str, str] = {}
+    for item in (b.strip() for b in by):
         if item in _BUILTIN_KEYS:
             column = pl.col(_BUILTIN_KEYS[item])
-            out.append((item, column.cast(pl.String) if item in ("kind", "status") else column))
+            plain.append(
+                (column.cast(pl.String) if item in ("kind", "status") else column).alias(item)
+            )
+            names.append(item)
         elif item.startswith("attr.") and len(item) > 5:
             key = item[5:]
             name = key if key not in _STAT_KEYS and key not in _BUILTIN_KEYS else item
-            out.append((name, attribute(key)))
+            attributes[name] = key
+            names.append(name)
         else:
             raise UsageError(
                 f"--by {item!r}: expected stage, service, kind, status or attr.KEY "
                 "(e.g. --by service,stage or --by attr.model.version)"
             )
-    if not out:
+    if not names:
         raise UsageError("--by needs at least one key")
-    return out
+    frame = with_attribute_columns(frame.with_columns(plain), attributes)
+    return frame, names
 
 
 def duration_aggregations(column: str = "duration_ns") -> list[pl.Expr]:

@@ -1,0 +1,198 @@
+"""`tracelens check`: evaluate budgets (budgets.py) against a dump; a failed budget fails the gate.
+
+A budget with a stage is measured over the spans named so; without one, over the requests (root
+spans; a request is in error as algorithms.md defines). The statistics mirror `tracelens latency`
+(count = spans with a duration, percentiles by linear interpolation between closest ranks,
+error_rate = error spans / spans, cp_share = critical-path time / the tree tops' durations) but
+are computed exactly, as fractions of integer nanoseconds, so a budget sitting on a boundary
+(``max<=120ms`` with a max of exactly 120 ms) never flips on float rounding.
+
+A budget naming a stage that is not in the data fails with a note saying so; a metric without a
+value (no timed spans, no requests) fails the same way: a gate never passes on missing data.
+
+Rows (JSON ``rows``): budget, stage (null for requests), metric, op, actual, limit, passed, note.
+actual and limit are in the metric's natural unit: milliseconds for durations, a fraction 0..1 for
+error_rate and cp_share, a number for count and errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import polars as pl
+
+from ml_tracelens.budgets import Budget, MetricKind, format_limit
+from ml_tracelens.reports.latency import cp_denominator_ns
+from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.stats import requests
+
+NS_PER_MS = 1_000_000
+PERCENTILES = (50, 90, 95, 99)
+#: How many stage names a "not in the data" note lists.
+LISTED_STAGES = 8
+
+COLUMNS = (
+    Column("budget", "budget"),
+    Column("actual", "actual", ColumnKind.FLOAT),
+    Column("limit", "limit", ColumnKind.FLOAT),
+    Column("passed", "passed", ColumnKind.BOOL),
+    Column("stage", "stage"),
+    Column("metric", "metric"),
+    Column("op", "op"),
+    Column("note", "note"),
+)
+
+
+def exact_stats(
+    frame: pl.DataFrame, *, error: pl.Expr, count_all: bool = False
+) -> dict[str, Fraction | None]:
+    """Every budget metric of ``frame``'s spans as exact fractions, durations in nanoseconds.
+
+    ``error`` marks an erroneous row; ``count_all`` counts every row (requests) instead of the
+    rows with a duration (stages, as `latency` does). cp_share is left to the caller (its
+    denominator is over whole traces).
+    """
+    duration = pl.col("duration_ns")
+    sums = frame.select(
+        rows=pl.len(),
+        timed=duration.count(),
+        total=duration.sum(),
+        max=duration.max(),
+        errors=error.sum().cast(pl.Int64),
+        self_n=pl.col("self_ns").count() if "self_ns" in frame.columns else pl.lit(0),
+        self_total=pl.col("self_ns").sum() if "self_ns" in frame.columns else pl.lit(0),
+        cp_total=pl.col("cp_ns").fill_null(0).sum() if "cp_ns" in frame.columns else pl.lit(0),
+    ).row(0, named=True)
+    rows, timed = int(sums["rows"]), int(sums["timed"])
+    out: dict[str, Fraction | None] = {
+        "count": Fraction(rows if count_all else timed),
+        "errors": Fraction(int(sums["errors"] or 0)),
+        "error_rate": Fraction(int(sums["errors"] or 0), rows) if rows else None,
+        "mean": Fraction(int(sums["total"]), timed) if timed else None,
+        "max": Fraction(int(sums["max"])) if timed else None,
+        "self_mean": (
+            Fraction(int(sums["self_total"]), int(sums["self_n"])) if sums["self_n"] else None
+        ),
+        "_cp_ns": Fraction(int(sums["cp_total"] or 0)),
+    }
+    out.update(_percentiles(frame, timed))
+    return out
+
+
+def _percentiles(frame: pl.DataFrame, timed: int) -> dict[str, Fraction | None]:
+    """Linear interpolation between closest ranks (numpy's default), exactly: the rank
+    h = (n - 1) * p / 100 falls between sorted values a (at floor h) and b, giving
+    a + (b - a) * frac(h)."""
+    if not timed:
+        return {f"p{p}": None for p in PERCENTILES}
+    ranks = {p: divmod((timed - 1) * p, 100) for p in PERCENTILES}
+    indices = sorted({i for low, _ in ranks.values() for i in (low, min(low + 1, timed - 1))})
+    values = (
+        frame.select(pl.col("duration_ns").drop_nulls().sort().gather(indices))
+        .get_column("duration_ns")
+        .to_list()
+    )
+    at = dict(zip(indices, values, strict=True))
+    out: dict[str, Fraction | None] = {}
+    for p, (low, remainder) in ranks.items():
+        a, b = at[low], at[min(low + 1, timed - 1)]
+        out[f"p{p}"] = a + (b - a) * Fraction(remainder, 100)
+    return out
+
+
+def _natural(metric_kind: MetricKind, value: Fraction) -> Fraction:
+    return value / NS_PER_MS if metric_kind is MetricKind.DURATION else value
+
+
+def evaluate(*, analysed: pl.DataFrame, budgets: Sequence[Budget]) -> list[dict[str, Any]]:
+    """One row per budget, in the order given."""
+    stages = analysed.get_column("name").drop_nulls().unique()
+    present = set(stages.to_list())
+    cache: dict[str | None, dict[str, Fraction | None]] = {}
+    denominator: int | None = None
+    rows = []
+    for budget in budgets:
+        note = None
+        actual: Fraction | None = None
+        if budget.stage is not None and budget.stage not in present:
+            note = _missing_note(budget.stage, sorted(present))
+        else:
+            if budget.stage not in cache:
+                cache[budget.stage] = _stats_for(analysed, budget.stage)
+            stats = cache[budget.stage]
+            if budget.metric == "cp_share":
+                if denominator is None:
+                    denominator = cp_denominator_ns(analysed, analysed)
+                cp_ns = stats["_cp_ns"]
+                actual = cp_ns / denominator if denominator and cp_ns is not None else None
+            else:
+                actual = stats[budget.metric]
+            if actual is None:
+                note = _no_value_note(budget)
+            else:
+                actual = _natural(budget.kind, actual)
+        passed = actual is not None and budget.holds(actual)
+        if actual is not None and not passed:
+            note = f"{format_limit(float(actual), budget.kind)} is not {budget.op} {format_limit(budget.limit, budget.kind)}"
+        rows.append(
+            {
+                "budget": budget.text,
+                "stage": budget.stage,
+                "metric": budget.metric,
+                "op": budget.op,
+                "actual": float(actual) if actual is not None else None,
+                "limit": float(budget.limit),
+                "passed": passed,
+                "note": note,
+            }
+        )
+    return rows
+
+
+def _stats_for(analysed: pl.DataFrame, stage: str | None) -> dict[str, Fraction | None]:
+    if stage is None:
+        return exact_stats(
+            requests(analysed), error=pl.col("request_error").fill_null(False), count_all=True
+        )
+    return exact_stats(analysed.filter(pl.col("name") == stage), error=pl.col("status") == "error")
+
+
+def _missing_note(stage: str, present: list[str]) -> str:
+    listed = ", ".join(present[:LISTED_STAGES])
+    more = f" and {len(present) - LISTED_STAGES} more" if len(present) > LISTED_STAGES else ""
+    return f"stage {stage!r} is not in the data (stages: {listed}{more})"
+
+
+def _no_value_note(budget: Budget) -> str:
+    if budget.stage is None:
+        return f"no value: no requests (root spans) with data for {budget.metric}"
+    return f"no value: stage {budget.stage!r} has no spans with data for {budget.metric}"
+
+
+def build(
+    *,
+    analysed: pl.DataFrame,
+    budgets: Sequence[Budget],
+    inputs: list[dict[str, Any]] | None = None,
+    warnings: list[str] | None = None,
+) -> Report:
+    """The check report; ``exit_code`` is 1 when any budget failed."""
+    rows = evaluate(analysed=analysed, budgets=budgets)
+    failed = sum(not row["passed"] for row in rows)
+    headline = (
+        f"FAILED: {failed} of {len(rows)} budgets not met"
+        if failed
+        else f"PASSED: all {len(rows)} budgets met"
+    )
+    return Report(
+        name="check",
+        title="tracelens check",
+        headline=[headline],
+        tables=[Table(key="rows", title="Budgets", columns=COLUMNS, rows=rows)],
+        data={"passed": not failed, "budgets": len(rows), "failed": failed},
+        inputs=inputs or [],
+        warnings=warnings or [],
+        exit_code=1 if failed else 0,
+    )

@@ -1,0 +1,204 @@
+"""Which trace does a user's id name? Resolution for `tracelens show ID`.
+
+An ID is, tried in this order:
+
+1. a trace id, exactly (any case; unpadded Jaeger/Zipkin ids compare equal after the same
+   left-padding the readers apply);
+2. a correlation id: the value of a request-id-like attribute on a span (``request.id``,
+   ``request_id``, ``correlation_id``, ``http.request_id``, ``x-request-id`` by default), or the
+   ``correlation_id`` of a log line (whose trace is its ``trace_id``, or for log-only requests the
+   correlation id itself, as log_spans.py names derived traces);
+3. a prefix of at least 6 hex digits of exactly one trace id (leading zeros optional).
+
+Every step is a vectorised polars filter over the whole dump, so resolving an id in a dump of a
+million spans costs a few column scans. Attribute values are looked up only in spans whose JSON
+attribute text contains the id at all (a substring scan), so JSON is parsed for a handful of rows.
+Nothing found raises NotFound with the closest ids (difflib); an id naming several traces raises
+NotFound listing them. Both print as one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import polars as pl
+
+from ml_tracelens.errors import NotFound, UsageError
+from ml_tracelens.schema import attribute, normalize_id
+
+#: Span attributes whose values are request (correlation) ids.
+DEFAULT_ID_ATTRS = ("request.id", "request_id", "correlation_id", "http.request_id", "x-request-id")
+MIN_PREFIX = 6
+#: How many candidates an ambiguity message lists before "and N more".
+_LIST_AT_MOST = 8
+#: Upper bound of ids compared by difflib when nothing matched (it is O(n) Python work).
+_CLOSEST_POOL = 200_000
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    trace_id: str
+    #: "trace_id", "correlation_id" or "prefix"
+    matched_by: str
+
+
+def resolve_id(
+    ident: str,
+    *,
+    spans: pl.DataFrame,
+    logs: pl.DataFrame,
+    id_attrs: Sequence[str] = DEFAULT_ID_ATTRS,
+) -> Resolution:
+    """The one trace ``ident`` names in ``spans`` (canonical columns), else NotFound."""
+    text = ident.strip()
+    if not text:
+        raise UsageError("the id is empty: pass a trace id, a prefix of one, or a request id")
+    trace_ids = spans.get_column("trace_id").drop_nulls().unique()
+
+    exact = trace_ids.filter(trace_ids.is_in([text, _normalized(text)]))
+    if exact.is_empty():
+        exact = trace_ids.filter(trace_ids.str.to_lowercase() == text.lower())
+    if exact.len() == 1:
+        return Resolution(exact.item(), "trace_id")
+    if exact.len() > 1:
+        raise NotFound(_ambiguous(text, "trace id (ignoring case)", exact, spans))
+
+    correlated = correlated_traces(text, spans=spans, logs=logs, id_attrs=id_attrs)
+    known = correlated.filter(correlated.is_in(trace_ids.implode()))
+    if known.len() == 1:
+        return Resolution(known.item(), "correlation_id")
+    if known.len() > 1:
+        raise NotFound(_ambiguous(text, "request id", known, spans))
+
+    lowered = text.lower()
+    if len(lowered) >= MIN_PREFIX and _HEX.fullmatch(lowered):
+        hit = trace_ids.str.starts_with(lowered)
+        unpadded = lowered.lstrip("0")
+        if unpadded == lowered:  # the user dropped leading zeros that the readers padded in
+            hit = hit | trace_ids.str.strip_chars_start("0").str.starts_with(lowered)
+        prefixed = trace_ids.filter(hit)
+        if prefixed.len() == 1:
+            return Resolution(prefixed.item(), "prefix")
+        if prefixed.len() > 1:
+            raise NotFound(_ambiguous(text, "trace id prefix", prefixed, spans))
+
+    if not correlated.is_empty():
+        raise NotFound(
+            f"request id {text!r} appears only in log lines without spans "
+            f"(trace {correlated.sort().item(0)}); pass --field stage=KEY --field duration=KEY "
+            "if those lines time stages"
+        )
+    raise NotFound(_unknown(text, trace_ids, spans, id_attrs))
+
+
+def correlated_traces(
+    text: str,
+    *,
+    spans: pl.DataFrame,
+    logs: pl.DataFrame,
+    id_attrs: Sequence[str] = DEFAULT_ID_ATTRS,
+) -> pl.Series:
+    """Trace ids of spans whose id attributes equal ``text`` and of log lines correlated by it."""
+    found = [pl.Series("trace_id", [], dtype=pl.String)]
+    if id_attrs:
+        # Substring scan first: only rows containing the JSON-escaped id are parsed.
+        needle = orjson.dumps(text).decode()[1:-1]
+        values = [attribute(key) == text for key in id_attrs]
+        found.append(
+            spans.lazy()
+            .filter(pl.col("attributes").str.contains(needle, literal=True))
+            .filter(pl.any_horizontal(values).fill_null(False))
+            .select("trace_id")
+            .collect()
+            .get_column("trace_id")
+        )
+    if logs.height:
+        found.append(
+            logs.lazy()
+            .filter(pl.col("correlation_id") == text)
+            .select(pl.coalesce("trace_id", "correlation_id").alias("trace_id"))
+            .collect()
+            .get_column("trace_id")
+        )
+    return pl.concat(found).drop_nulls().unique().sort()
+
+
+def correlation_values(
+    spans: pl.DataFrame, id_attrs: Sequence[str] = DEFAULT_ID_ATTRS
+) -> pl.DataFrame:
+    """(trace_id, correlation_id, depth-ish order) for spans carrying an id attribute.
+
+    Only rows whose attribute text mentions one of the keys are parsed.
+    """
+    if not id_attrs or spans.is_empty():
+        return pl.DataFrame(
+            schema={"trace_id": pl.String, "correlation_id": pl.String, "start_ns": pl.Int64}
+        )
+    keys = [orjson.dumps(k).decode() for k in id_attrs]  # quoted: matches keys, not values
+    return (
+        spans.lazy()
+        .filter(pl.col("attributes").str.contains_any(keys).fill_null(False))
+        .select(
+            "trace_id",
+            pl.coalesce([attribute(k) for k in id_attrs]).alias("correlation_id"),
+            "start_ns",
+        )
+        .filter(pl.col("correlation_id").is_not_null())
+        .collect()
+    )
+
+
+def _normalized(text: str) -> str:
+    value = pl.select(pl.lit(text, dtype=pl.String).alias("id")).select(normalize_id("id")).item()
+    return value if value is not None else text
+
+
+def _ambiguous(text: str, what: str, trace_ids: pl.Series, spans: pl.DataFrame) -> str:
+    ids = trace_ids.sort()
+    described = _describe(ids.head(_LIST_AT_MOST), spans)
+    more = ids.len() - _LIST_AT_MOST
+    tail = f"; and {more:,} more" if more > 0 else ""
+    return (
+        f"{text!r} matches {ids.len():,} traces as a {what}: {'; '.join(described)}{tail}. "
+        "Pass the full trace id"
+    )
+
+
+def _describe(trace_ids: pl.Series, spans: pl.DataFrame) -> list[str]:
+    """``id (stage on service, start)`` for a few traces, from each trace's earliest top span."""
+    from ml_tracelens.reports.summary import iso_time
+
+    tops = (
+        spans.lazy()
+        .filter(pl.col("trace_id").is_in(trace_ids.implode()))
+        .sort(pl.col("parent_id").is_not_null(), "start_ns", nulls_last=True, maintain_order=True)
+        .group_by("trace_id", maintain_order=True)
+        .first()
+        .select("trace_id", "name", "service", "start_ns")
+        .collect()
+    )
+    info = {row[0]: row[1:] for row in tops.iter_rows()}
+    out = []
+    for tid in trace_ids.to_list():
+        name, service, start = info.get(tid, (None, None, None))
+        out.append(f"{tid} ({name or '?'} on {service or '?'}, {iso_time(start) or 'no time'})")
+    return out
+
+
+def _unknown(text: str, trace_ids: pl.Series, spans: pl.DataFrame, id_attrs: Sequence[str]) -> str:
+    pool = trace_ids.head(_CLOSEST_POOL).to_list()
+    correlations = correlation_values(spans.head(_CLOSEST_POOL), id_attrs)
+    pool.extend(correlations.get_column("correlation_id").unique().to_list())
+    by_lower = {p.lower(): p for p in pool}
+    closest = difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.5)
+    hint = (
+        f"closest: {', '.join(by_lower[c] for c in closest)}"
+        if closest
+        else "list ids with `tracelens traces`"
+    )
+    return f"no trace or request id {text!r} in the input; {hint}"
