@@ -1,0 +1,137 @@
+"""The CLI as a user drives it: exit codes, stdout purity, stderr messages."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ml_tracelens.cli import app
+
+DEMO = "otlp/otel-demo-capture.otlp.jsonl"
+runner = CliRunner()
+
+
+def run(*args: str, input: bytes | None = None):
+    return runner.invoke(app, list(args), input=input)
+
+
+@pytest.fixture
+def demo(shared_fixtures: Path) -> Path:
+    return shared_fixtures / DEMO
+
+
+def test_summary_json_contract(demo: Path) -> None:
+    result = run("summary", str(demo), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    for key in ("spans", "traces", "services", "error_spans", "orphan_spans", "log_records",
+                "skipped_lines", "inputs"):
+        assert key in document
+    assert document["report"] == "summary"
+    assert document["spans"] == 547
+    assert document["traces"] == 141
+    assert len(document["services"]) == 8
+    assert document["error_spans"] == 107
+    assert document["orphan_spans"] == 1  # SOURCES.md: one orphan
+    assert document["skipped_lines"] == 0
+    (entry,) = document["inputs"]
+    assert entry["format"] == "otlp-json" and entry["spans"] == 547 and entry["skipped"] == 0
+    assert entry["ignored"]["metrics documents"] == 40
+    # Warnings go to stderr, never into the JSON on stdout.
+    assert "orphan" in result.stderr
+
+
+def test_every_report_runs_in_every_format(demo: Path) -> None:
+    for command in ("summary", "latency", "errors", "bottlenecks"):
+        for fmt in ("table", "json", "csv", "markdown"):
+            result = run(command, str(demo), "--format", fmt, "--quiet")
+            assert result.exit_code == 0, (command, fmt, result.stderr)
+            assert result.stdout.strip()
+            assert result.stderr == ""
+
+
+def test_missing_file_unknown_format_and_bad_option_exit_2(tmp_path: Path) -> None:
+    result = run("latency", str(tmp_path / "nope.json"))
+    assert result.exit_code == 2
+    assert "nope.json: no such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    text = tmp_path / "notes.log"
+    text.write_text("hello world\nthis is not telemetry\n")
+    result = run("summary", str(text))
+    assert result.exit_code == 2
+    assert "unknown format" in result.stderr and "--input-format" in result.stderr
+    result = run("summary", str(text), "--input-format", "nope")
+    assert result.exit_code == 2 and "unknown input format" in result.stderr
+    assert run("latency", "--nope").exit_code == 2
+
+
+def test_filters_that_match_nothing_exit_2(demo: Path) -> None:
+    result = run("latency", str(demo), "--service", "no-such-service")
+    assert result.exit_code == 2
+    assert "no spans match --service no-such-service" in result.stderr
+    result = run("latency", str(demo), "--where", "duration_ms >")
+    assert result.exit_code == 2 and "--where" in result.stderr
+
+
+def test_strict_turns_a_bad_line_into_a_failure(demo: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    lines = demo.read_bytes().splitlines()
+    broken.write_bytes(b"\n".join([lines[0], lines[1][: len(lines[1]) // 2], *lines[2:]]) + b"\n")
+    result = run("summary", str(broken), "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["skipped_lines"] == 1
+    assert f"{broken}:2" in result.stderr and "--strict" in result.stderr
+    result = run("summary", str(broken), "--strict")
+    assert result.exit_code == 2
+    assert f"{broken}:2" in result.stderr
+
+
+def test_inputs_from_stdin_gzip_directory_and_glob(demo: Path, tmp_path: Path) -> None:
+    data = demo.read_bytes()
+    expected = json.loads(run("latency", str(demo), "-f", "json", "-q").stdout)["rows"]
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "sub" / "demo.jsonl.gz").write_bytes(gzip.compress(data))
+    (tmp_path / "d" / "README.md").write_text("not telemetry, skipped by the directory walk")
+    shutil.copy(demo, tmp_path / "copy.jsonl")
+    for args, stdin in (
+        (["-"], data),
+        (["-"], gzip.compress(data)),
+        ([str(tmp_path / "d")], None),
+        ([str(tmp_path / "*.jsonl")], None),
+    ):
+        result = run("latency", *args, "-f", "json", "-q", input=stdin)
+        assert result.exit_code == 0, (args, result.stderr)
+        assert json.loads(result.stdout)["rows"] == expected
+
+
+def test_convert_round_trip_gives_identical_reports(demo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo.parquet"
+    result = run("convert", str(demo), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    for command in ("latency", "errors", "bottlenecks"):
+        original = json.loads(run(command, str(demo), "-f", "json", "-q").stdout)
+        converted = json.loads(run(command, str(out), "-f", "json", "-q").stdout)
+        for key in set(original) - {"inputs"}:
+            assert original[key] == converted[key], (command, key)
+    summary = json.loads(run("summary", str(out), "-f", "json", "-q").stdout)
+    assert summary["inputs"][0]["format"] == "parquet"
+    assert summary["spans"] == 547 and summary["log_records"] == 23
+
+
+def test_version_and_formats() -> None:
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("tracelens ")
+    names = {row["name"] for row in json.loads(run("formats", "-f", "json").stdout)["rows"]}
+    assert {"otlp-json", "parquet"} <= names
+
+
+def test_piped_table_output_is_plain(demo: Path) -> None:
+    result = run("latency", str(demo), "-q")
+    assert result.exit_code == 0
+    assert "\x1b[" not in result.stdout
+    assert "Requests:" in result.stdout
