@@ -106,7 +106,8 @@ def _frame(columns: Mapping[str, Sequence[Any]], schema: pl.Schema) -> pl.DataFr
 
 
 def normalize_id(column: str) -> pl.Expr:
-    """Lowercase hex ids, left-padded to 16 or 32 digits; non-hex ids are kept as they are.
+    """Lowercase hex ids, left-padded to 16 or 32 digits (32 with a zero high half -> 16);
+    non-hex ids are kept as they are.
 
     Jaeger and Zipkin drop leading zeros that OTLP keeps, so padding makes the same trace
     compare equal across formats. Empty strings become null (OTLP writes "" for no parent).
@@ -124,6 +125,10 @@ def normalize_id(column: str) -> pl.Expr:
         .then(lowered.str.pad_start(16, "0"))
         .when((length > 16) & (length < 32))
         .then(lowered.str.pad_start(32, "0"))
+        # A 128-bit id whose high half is zero is the 64-bit id Jaeger and Zipkin write
+        # (Zipkin's normalizeTraceId does the same), so both spellings meet.
+        .when((length == 32) & lowered.str.starts_with("0000000000000000"))
+        .then(lowered.str.slice(16))
         .otherwise(lowered)
         .alias(column)
     )

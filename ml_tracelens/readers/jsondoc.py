@@ -34,6 +34,9 @@ def is_line_based(source: InputSource) -> bool:
     """Whether the first line of ``source`` is a whole JSON value (so: one document per line)."""
     with source.open() as stream:
         first = stream.readline()
+        if not stream.read(1):
+            # A single line is one document either way; whole mode parses it only once.
+            return False
     return _is_whole_json(first.removeprefix(BOM))
 
 
