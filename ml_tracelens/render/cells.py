@@ -37,7 +37,7 @@ def format_value(value: Any, kind: ColumnKind) -> str:
     if kind is ColumnKind.INT:
         return f"{value:,}"
     if kind is ColumnKind.FLOAT:
-        return f"{value:.3g}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     if kind is ColumnKind.BOOL:
         return "yes" if value else "no"
     if kind is ColumnKind.SPARK:

@@ -142,13 +142,21 @@ def evaluate(*, analysed: pl.DataFrame, budgets: Sequence[Budget]) -> list[dict[
                 "stage": budget.stage,
                 "metric": budget.metric,
                 "op": budget.op,
-                "actual": float(actual) if actual is not None else None,
-                "limit": float(budget.limit),
+                "actual": _number(actual, budget.kind),
+                "limit": _number(Fraction(budget.limit), budget.kind),
                 "passed": passed,
                 "note": note,
             }
         )
     return rows
+
+
+def _number(value: Fraction | None, kind: MetricKind) -> float | int | None:
+    if value is None:
+        return None
+    if kind is MetricKind.COUNT and value.denominator == 1:
+        return int(value)
+    return float(value)
 
 
 def _stats_for(analysed: pl.DataFrame, stage: str | None) -> dict[str, Fraction | None]:
@@ -184,7 +192,7 @@ def build(
     headline = (
         f"FAILED: {failed} of {len(rows)} budgets not met"
         if failed
-        else f"PASSED: all {len(rows)} budgets met"
+        else f"PASSED: {'the budget' if len(rows) == 1 else f'all {len(rows)} budgets'} met"
     )
     return Report(
         name="check",

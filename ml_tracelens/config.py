@@ -1,0 +1,145 @@
+"""Gate settings from a TOML file: budgets for `tracelens check`, rules for `tracelens diff`.
+
+Where they are read from, and nowhere else:
+
+1. ``--config FILE`` when given (a ``pyproject.toml`` is read from its ``[tool.tracelens]`` table,
+   any other file from its top level);
+2. otherwise ``tracelens.toml`` in the current directory;
+3. otherwise the ``[tool.tracelens]`` table of ``pyproject.toml`` in the current directory.
+
+Shape (the same keys at the top of ``tracelens.toml`` or under ``[tool.tracelens]``)::
+
+    budgets = [                      # `tracelens check`; same grammar as --budget
+        "model.inference:p95<=120ms",
+        "error_rate<1%",
+        "count>=1000",
+    ]
+    fail_on = ["p95>+10%", "error_rate>+0.5pp"]   # `tracelens diff`; same grammar as --fail-on
+
+Both keys are optional. Options given on the command line are added to the file's entries.
+Other keys are reported as warnings (a typo such as ``budget =`` must not silently check nothing).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml_tracelens.budgets import Budget, Rule, parse_budgets, parse_rules
+from ml_tracelens.errors import UsageError
+
+CONFIG_NAME = "tracelens.toml"
+PYPROJECT = "pyproject.toml"
+KNOWN_KEYS = ("budgets", "fail_on")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """What a config file says; ``path`` is None when no file was found."""
+
+    path: Path | None = None
+    budgets: tuple[str, ...] = ()
+    fail_on: tuple[str, ...] = ()
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def origin(self) -> str:
+        """How messages name where an entry came from."""
+        return str(self.path) if self.path is not None else "config"
+
+
+def find_config(cwd: Path | None = None) -> Path | None:
+    """The default config file in ``cwd``: tracelens.toml, else a pyproject.toml that has a
+    ``[tool.tracelens]`` table (other pyproject files are not ours to read)."""
+    base = cwd or Path()  # relative, so messages say "tracelens.toml", not a long path
+    own = base / CONFIG_NAME
+    if own.is_file():
+        return own
+    pyproject = base / PYPROJECT
+    if pyproject.is_file() and "tracelens" in _load(pyproject).get("tool", {}):
+        return pyproject
+    return None
+
+
+def load_config(path: Path | str | None = None, *, cwd: Path | None = None) -> GateConfig:
+    """Read ``path`` (``--config``), or the default file in ``cwd``; no file gives an empty config."""
+    if path is None:
+        found = find_config(cwd)
+        if found is None:
+            return GateConfig()
+        path = found
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    document = _load(path)
+    if path.name == PYPROJECT:
+        tool = document.get("tool", {})
+        table = tool.get("tracelens") if isinstance(tool, dict) else None
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: no [tool.tracelens] table")
+    else:
+        table = document
+    warnings = [
+        f"{path}: unknown key {key!r} ignored (known: {', '.join(KNOWN_KEYS)})"
+        for key in table
+        if key not in KNOWN_KEYS
+    ]
+    return GateConfig(
+        path=path,
+        budgets=_strings(table, "budgets", path),
+        fail_on=_strings(table, "fail_on", path),
+        warnings=warnings,
+    )
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message carries the line and column.
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _strings(table: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(
+            f'{path}: {key} must be a list of strings, e.g. {key} = ["model.inference:p95<=120ms"]'
+            if key == "budgets"
+            else f'{path}: {key} must be a list of strings, e.g. {key} = ["p95>+10%"]'
+        )
+    return tuple(value)
+
+
+def gate_budgets(
+    options: Sequence[str] | None, config: Path | str | None = None, *, cwd: Path | None = None
+) -> tuple[list[Budget], list[str]]:
+    """Budgets for `check`: the config file's, then ``--budget`` options; and config warnings.
+
+    Raises UsageError for a bad budget (naming it and where it came from) or when there is none.
+    """
+    settings = load_config(config, cwd=cwd)
+    budgets = parse_budgets(settings.budgets, origin=f"{settings.origin}: budget")
+    budgets += parse_budgets(options or (), origin="--budget")
+    if not budgets:
+        raise UsageError(
+            "no budgets: pass --budget (e.g. --budget 'model.inference:p95<=120ms') or list "
+            f"them as budgets = [...] in {CONFIG_NAME} or [tool.tracelens] in {PYPROJECT}"
+        )
+    return budgets, settings.warnings
+
+
+def gate_rules(
+    options: Sequence[str] | None, config: Path | str | None = None, *, cwd: Path | None = None
+) -> tuple[list[Rule], list[str]]:
+    """--fail-on rules for `diff`: the config file's ``fail_on``, then the options (may be none)."""
+    settings = load_config(config, cwd=cwd)
+    rules = parse_rules(settings.fail_on, origin=f"{settings.origin}: fail_on")
+    rules += parse_rules(options or (), origin="--fail-on")
+    return rules, settings.warnings

@@ -1,0 +1,102 @@
+"""JUnit XML for CI test reporters: one testcase per budget (check) or per gated row (diff).
+
+Shape (the subset every reporter reads: GitHub/GitLab/Jenkins/Azure)::
+
+    <testsuites name="tracelens" tests="2" failures="1" errors="0">
+      <testsuite name="tracelens check" tests="2" failures="1" errors="0" skipped="0" time="0">
+        <testcase classname="tracelens.check" name="model.inference:p95&lt;=120ms" time="0">
+          <failure message="131.2 ms is not &lt;= 120 ms" type="budget">...</failure>
+        </testcase>
+        <testcase classname="tracelens.check" name="error_rate&lt;1%" time="0"/>
+      </testsuite>
+    </testsuites>
+
+ElementTree escapes markup characters; characters XML 1.0 cannot carry at all (control
+characters from span names in a message) are shown escaped first, as on the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml_tracelens.errors import UsageError
+from ml_tracelens.render.cells import printable
+from ml_tracelens.reports.model import Report
+
+# Beyond what ``printable`` escapes, XML 1.0 has no way to write lone surrogates (undecodable
+# command-line bytes arrive as them) or U+FFFE/U+FFFF.
+_NOT_XML = re.compile("[\ud800-\udfff\ufffe\uffff]")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One testcase: ``failure`` is None when it passed."""
+
+    name: str
+    failure: str | None = None
+    details: str | None = None
+
+
+def render(suite: str, cases: Sequence[Case], *, kind: str = "budget") -> str:
+    """The XML document (with declaration) for ``cases`` in one suite named ``suite``."""
+    failures = sum(case.failure is not None for case in cases)
+    counts = {"tests": str(len(cases)), "failures": str(failures), "errors": "0"}
+    root = ET.Element("testsuites", {"name": "tracelens", **counts})
+    suite_element = ET.SubElement(
+        root, "testsuite", {"name": _clean(suite), **counts, "skipped": "0", "time": "0"}
+    )
+    classname = _clean(suite.replace(" ", "."))
+    for case in cases:
+        element = ET.SubElement(
+            suite_element,
+            "testcase",
+            {"classname": classname, "name": _clean(case.name), "time": "0"},
+        )
+        if case.failure is not None:
+            failure = ET.SubElement(
+                element, "failure", {"message": _clean(case.failure), "type": kind}
+            )
+            failure.text = _clean(case.details or case.failure)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def cases_of(report: Report) -> list[Case]:
+    """Testcases of a check report (one per budget) or a diff report (one per compared value a
+    --fail-on rule covers; every value when there are no rules)."""
+    rows = report.primary.rows if report.primary is not None else []
+    if report.name == "check":
+        return [
+            Case(row["budget"], None if row["passed"] else (row.get("note") or "not met"))
+            for row in rows
+        ]
+    gated = [row for row in rows if row.get("_gated")] or rows
+    return [
+        Case(
+            f"{row['stage'] if row['stage'] is not None else 'requests'} {row['metric']}",
+            (row.get("note") or "regression") if row["regression"] else None,
+        )
+        for row in gated
+    ]
+
+
+def write_report(path: Path | str, report: Report) -> None:
+    """Write the JUnit XML of a check or diff report to ``path``."""
+    kind = "budget" if report.name == "check" else "regression"
+    text = render(f"tracelens {report.name}", cases_of(report), kind=kind)
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--junit {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _clean(text: str) -> str:
+    return _NOT_XML.sub(_escape, printable(text))
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
