@@ -115,9 +115,7 @@ def test_normalisation_ids_times_status(tmp_path: Path) -> None:
             {
                 "name": "exception",
                 "timeUnixNano": "1700000000050000000",
-                "attributes": [
-                    {"key": "exception.message", "value": {"stringValue": "CUDA OOM"}}
-                ],
+                "attributes": [{"key": "exception.message", "value": {"stringValue": "CUDA OOM"}}],
             }
         ],
         attributes=[
@@ -206,3 +204,23 @@ def test_invalid_utf8_line_is_skipped_not_fatal(tmp_path: Path) -> None:
     # The same span twice is one span (identical duplicates merge) and is counted as merged.
     assert telemetry.spans.height == 1
     assert telemetry.merged_duplicates == 1
+
+
+def test_mixed_integer_and_string_codes_in_one_batch(tmp_path: Path) -> None:
+    # The SDK's MessageToJson writes "status": {} (code 0) beside {"code": "STATUS_CODE_OK"}.
+    path = tmp_path / "mixed.jsonl"
+    spans = [
+        _otlp_span(status={}, kind=2),
+        _otlp_span(
+            spanId="00000000000000aa", status={"code": "STATUS_CODE_OK"}, kind="SPAN_KIND_CLIENT"
+        ),
+    ]
+    path.write_text(
+        json.dumps(_document(*spans))
+        + "\n"
+        + json.dumps(_document(_otlp_span(spanId="bb" * 8)))
+        + "\n"
+    )
+    frame = ingest.load([str(path)]).spans.sort("span_id")
+    assert frame.get_column("status").to_list() == ["ok", "unset", "unset"]
+    assert frame.get_column("kind").to_list() == ["client", "server", "server"]

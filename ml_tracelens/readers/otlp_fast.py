@@ -216,4 +216,4 @@ def _as_strings(values: list[Any]) -> pl.Series:
             return pl.Series(values, dtype=dtype).cast(pl.String)
         except (TypeError, OverflowError, pl.exceptions.PolarsError):
             continue
-        return pl.Series([None if v is None else str(v) for v in values], dtype=pl.String)
+    return pl.Series([None if v is None else str(v) for v in values], dtype=pl.String)
