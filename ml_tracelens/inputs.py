@@ -105,7 +105,9 @@ def _file_source(path: Path, *, explicit: bool, warnings: list[str]) -> InputSou
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if magic == GZIP_MAGIC:
-        return InputSource(str(path), lambda: gzip.open(path, "rb"), size=info.st_size)
+        return InputSource(
+            str(path), lambda: gzip.open(path, "rb"), size=info.st_size, file_path=path
+        )
     return InputSource(str(path), lambda: path.open("rb"), size=info.st_size, path=path)
 
 

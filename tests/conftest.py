@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 os.environ["TZ"] = "UTC"
 os.environ["COLUMNS"] = "200"
 os.environ["NO_COLOR"] = "1"
+# Never touch the user's cache; tests that exercise it point it at their own directory.
+os.environ["TRACELENS_CACHE_DIR"] = tempfile.mkdtemp(prefix="tracelens-test-cache-")
 
 
 @pytest.fixture

@@ -39,12 +39,15 @@ class InputSource:
         opener: Callable[[], IO[bytes]],
         size: int | None = None,
         path: Path | None = None,
+        file_path: Path | None = None,
     ):
         self.name = name
         self._opener = opener
         self.size = size
         #: set for plain (uncompressed) regular files, so native readers can scan them directly
         self.path = path
+        #: the file on disk (plain or compressed), for cache keys; None for stdin and pipes
+        self.file_path = file_path if file_path is not None else path
 
     def open(self) -> IO[bytes]:
         return self._opener()

@@ -51,10 +51,12 @@ REQUEST_KEYS = (
 
 def cp_denominator_ns(analysed: pl.DataFrame, selected: pl.DataFrame) -> int:
     """Sum of the durations of the tree tops of the traces that ``selected`` spans belong to."""
-    traces = selected.get_column("trace_id").unique()
-    tops = analysed.filter(
-        (pl.col("span_id") == pl.col("top_id")) & pl.col("trace_id").is_in(traces.implode())
-    )
+    is_top = pl.col("span_id") == pl.col("top_id")
+    if selected.height == analysed.height:  # unfiltered: every trace counts
+        tops = analysed.filter(is_top)
+    else:
+        traces = selected.get_column("trace_id").unique()
+        tops = analysed.filter(is_top & pl.col("trace_id").is_in(traces.implode()))
     return int(tops.get_column("duration_ns").fill_null(0).clip(lower_bound=0).sum())
 
 
@@ -89,6 +91,7 @@ def build(
     by: Sequence[str] = ("stage",),
     sort: str | None = None,
     top: int | None = None,
+    distribution: bool = True,
     inputs: list[dict[str, Any]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
@@ -107,7 +110,8 @@ def build(
         if top < 1:
             raise UsageError("--top must be at least 1")
         stats = stats.head(top)
-    spark = histograms(keyed, names)
+    # Sparklines are drawn on terminals only; machine formats skip the work.
+    spark = histograms(keyed, names) if distribution else {}
     rows = []
     for row in stats.iter_rows(named=True):
         out = {c.key: row.get(c.key) for c in columns}

@@ -1,0 +1,187 @@
+"""A cache of analysed dumps, so the second command on the same files starts in a blink.
+
+Key: tracelens version, schema version, read options, and every input's real path, size and
+modification time (nanoseconds). A changed, touched, added or removed file gives another key, so
+an entry is never stale. Entries are Parquet files of the analysed spans and the logs, plus a
+JSON file of what was read (inputs, warnings, structure); all three are written under temporary
+names and renamed, so a reader never sees half an entry.
+
+Where: ``$TRACELENS_CACHE_DIR``, else ``$XDG_CACHE_HOME/tracelens``, else ``~/.cache/tracelens``,
+created user-only (0700). Size: the oldest entries go once the cache passes
+``$TRACELENS_CACHE_MAX_MB`` (default 2048). Inputs smaller than ``$TRACELENS_CACHE_MIN_MB``
+(default 8) are not cached: they read faster than the cache would. A cache that cannot be read or
+written is ignored: it never fails a command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+
+from ml_tracelens import __version__
+from ml_tracelens.core import Analysis, Structure
+from ml_tracelens.ingest import InputSummary, Telemetry
+from ml_tracelens.readers.base import ReadOptions, ReadStats
+
+FORMAT_VERSION = 1
+_SUFFIXES = (".spans.parquet", ".logs.parquet", ".json")
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("TRACELENS_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tracelens"
+
+
+def _env_mb(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def cache_key(
+    paths: Sequence[str], *, input_format: str | None, options: ReadOptions
+) -> str | None:
+    """The key for these inputs, or None when they must not be cached (stdin, small inputs)."""
+    if not paths or any(p == "-" for p in paths):
+        return None
+    from ml_tracelens.inputs import resolve  # expands dirs/globs exactly as a read would
+
+    try:
+        sources = resolve(paths).sources
+    except Exception:  # an input error is reported by the real read, not here
+        return None
+    fingerprint: list[Any] = [__version__, FORMAT_VERSION, input_format, options.strict]
+    fingerprint.append(sorted(options.field_map.items()))
+    total = 0
+    for source in sources:
+        if source.file_path is None:
+            return None
+        info = source.file_path.stat()
+        total += info.st_size
+        fingerprint.append([str(source.file_path.resolve()), info.st_size, info.st_mtime_ns])
+    if total < _env_mb("TRACELENS_CACHE_MIN_MB", 8) * 1024 * 1024:
+        return None
+    return hashlib.sha256(orjson.dumps(fingerprint)).hexdigest()[:32]
+
+
+def load(key: str) -> tuple[Telemetry, Analysis] | None:
+    base = cache_dir() / key
+    try:
+        meta = orjson.loads((base.with_suffix(".json")).read_bytes())
+        spans = pl.read_parquet(f"{base}.spans.parquet")
+        logs = pl.read_parquet(f"{base}.logs.parquet")
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+    try:
+        inputs = [
+            InputSummary(
+                path=i["path"],
+                format=i["format"],
+                spans=i["spans"],
+                logs=i["logs"],
+                stats=ReadStats(**i["stats"]),
+            )
+            for i in meta["inputs"]
+        ]
+        structure = meta["structure"]
+        structure["skew_by_service_pair"] = {
+            tuple(pair): count for pair, count in structure["skew_by_service_pair"]
+        }
+        telemetry = Telemetry(
+            spans=spans.select(meta["span_columns"]),
+            logs=logs,
+            inputs=inputs,
+            warnings=meta["warnings"],
+            merged_duplicates=meta["merged_duplicates"],
+            derived_spans=meta["derived_spans"],
+        )
+        analysis = Analysis(spans=spans, structure=Structure(**structure))
+    except (KeyError, TypeError):
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(base.with_suffix(".json"))  # least recently used goes first
+    return telemetry, analysis
+
+
+def store(key: str, telemetry: Telemetry, analysis: Analysis) -> None:
+    """Write an entry; any failure leaves no partial entry and raises nothing."""
+    directory = cache_dir()
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        structure = asdict(analysis.structure)
+        structure["skew_by_service_pair"] = [
+            [list(pair), count] for pair, count in analysis.structure.skew_by_service_pair.items()
+        ]
+        meta = {
+            "inputs": [
+                {
+                    "path": i.path,
+                    "format": i.format,
+                    "spans": i.spans,
+                    "logs": i.logs,
+                    "stats": asdict(i.stats),
+                }
+                for i in telemetry.inputs
+            ],
+            "warnings": telemetry.warnings,
+            "merged_duplicates": telemetry.merged_duplicates,
+            "derived_spans": telemetry.derived_spans,
+            "span_columns": telemetry.spans.columns,
+            "structure": structure,
+        }
+        _atomic_write(directory, f"{key}.spans.parquet", lambda f: analysis.spans.write_parquet(f))
+        _atomic_write(directory, f"{key}.logs.parquet", lambda f: telemetry.logs.write_parquet(f))
+        _atomic_write(directory, f"{key}.json", lambda f: f.write(orjson.dumps(meta)))
+        prune(directory, max_bytes=int(_env_mb("TRACELENS_CACHE_MAX_MB", 2048) * 1024 * 1024))
+    except (OSError, pl.exceptions.PolarsError, TypeError, ValueError):
+        return
+
+
+def _atomic_write(directory: Path, name: str, write: Any) -> None:
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=name)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(temporary, directory / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def prune(directory: Path, *, max_bytes: int) -> None:
+    """Remove the least recently used entries until the cache fits in ``max_bytes``."""
+    entries: dict[str, list[Path]] = {}
+    for path in directory.iterdir():
+        for suffix in _SUFFIXES:
+            if path.name.endswith(suffix) and not path.name.startswith("."):
+                entries.setdefault(path.name.removesuffix(suffix), []).append(path)
+    sized = []
+    for key, files in entries.items():
+        try:
+            stamp = max(f.stat().st_mtime for f in files)
+            size = sum(f.stat().st_size for f in files)
+        except OSError:
+            continue
+        sized.append((stamp, size, key, files))
+    total = sum(size for _, size, _, _ in sized)
+    for _, size, _, files in sorted(sized):
+        if total <= max_bytes:
+            break
+        for file in files:
+            with contextlib.suppress(OSError):
+                file.unlink()
+        total -= size

@@ -1,0 +1,185 @@
+"""The analysis core: trees, self time, critical path, error origin and structure anomalies.
+
+``analyze`` runs every step for all traces of a canonical span frame at once (see tree.py,
+timing.py, critical_path.py and errors_origin.py for the algorithms) and returns the spans with
+per-span results plus a ``Structure`` of counts that reports turn into warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ml_tracelens.core.critical_path import critical_path, critical_path_ns
+from ml_tracelens.core.errors_origin import error_flags
+from ml_tracelens.core.timing import self_time_ns, self_times
+from ml_tracelens.core.tree import DUP_MARK, Tree, build_tree, timed
+
+__all__ = [
+    "Analysis",
+    "Structure",
+    "Tree",
+    "analyze",
+    "build_tree",
+    "critical_path",
+    "critical_path_ns",
+    "self_time_ns",
+    "self_times",
+    "timed",
+]
+
+ServicePair = tuple[str | None, str | None]
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Counts describing the shape and the anomalies of a dump."""
+
+    spans: int = 0
+    traces: int = 0
+    roots: int = 0
+    orphan_spans: int = 0
+    traces_with_multiple_roots: int = 0
+    traces_without_root: int = 0
+    merged_duplicates: int = 0
+    conflicting_duplicates: int = 0
+    cycles_broken: int = 0
+    negative_durations: int = 0
+    zero_durations: int = 0
+    untimed_spans: int = 0
+    skewed_spans: int = 0
+    outside_parent_spans: int = 0
+    #: (parent service, child service) -> skewed children, most frequent first
+    skew_by_service_pair: dict[ServicePair, int] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        """One line per anomaly that occurred, most structural first."""
+        lines = []
+        if self.orphan_spans:
+            lines.append(
+                f"{_n(self.orphan_spans, 'orphan span')} (parent id not in the dump) "
+                "treated as roots of their subtrees"
+            )
+        if self.traces_without_root:
+            lines.append(
+                f"{_n(self.traces_without_root, 'trace')} without a root span "
+                "(the root is not in the dump)"
+            )
+        if self.traces_with_multiple_roots:
+            lines.append(f"{_n(self.traces_with_multiple_roots, 'trace')} with several root spans")
+        if self.merged_duplicates:
+            lines.append(f"{_n(self.merged_duplicates, 'identical duplicate span')} merged")
+        if self.conflicting_duplicates:
+            lines.append(
+                f"{_n(self.conflicting_duplicates, 'span')} reusing the trace and span id of a "
+                f"different span; kept apart as <id>{DUP_MARK}N"
+            )
+        if self.cycles_broken:
+            lines.append(
+                f"{_n(self.cycles_broken, 'parent cycle')} broken (corrupt parent ids): "
+                "the smallest span id of each cycle made a root"
+            )
+        if self.negative_durations:
+            lines.append(
+                f"{_n(self.negative_durations, 'span')} ending before they start; "
+                "excluded from timing"
+            )
+        if self.untimed_spans:
+            lines.append(
+                f"{_n(self.untimed_spans, 'span')} without start or end time; "
+                "kept in the tree, excluded from timing"
+            )
+        if self.zero_durations:
+            lines.append(f"{_n(self.zero_durations, 'span')} with zero duration")
+        if self.skewed_spans:
+            pairs = ", ".join(
+                f"{parent or '?'} -> {child or '?'} ({count:,})"
+                for (parent, child), count in list(self.skew_by_service_pair.items())[:3]
+            )
+            lines.append(
+                f"{_n(self.skewed_spans, 'span')} starting before or ending after their "
+                f"parent (clock skew?); by service pair: {pairs}"
+            )
+        if self.outside_parent_spans:
+            lines.append(
+                f"{_n(self.outside_parent_spans, 'span')} wholly outside their parent's time; "
+                "left off the critical path with their subtrees"
+            )
+        return lines
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Per-span results (``spans``) and the dump's ``structure``."""
+
+    spans: pl.DataFrame
+    structure: Structure
+
+    def warnings(self) -> list[str]:
+        return self.structure.warnings()
+
+
+def analyze(spans: pl.DataFrame, *, merged_duplicates: int = 0) -> Analysis:
+    """Trees, self time, critical path, error origin and anomalies for every trace of ``spans``.
+
+    ``spans`` is a canonical span frame (extra columns are kept). ``merged_duplicates`` is the
+    count ingest already merged, carried into the structure so it is warned about with the rest.
+    """
+    tree = build_tree(spans)
+    has_error, originated = error_flags(tree)
+    frame = tree.frame.with_columns(
+        self_ns=self_time_ns(tree),
+        cp_ns=critical_path_ns(tree),
+        has_error=has_error,
+        error_originated=originated,
+    )
+    return Analysis(
+        spans=frame,
+        structure=_structure(tree, frame, merged_duplicates=merged_duplicates),
+    )
+
+
+def _structure(tree: Tree, frame: pl.DataFrame, *, merged_duplicates: int) -> Structure:
+    start, end = pl.col("start_ns"), pl.col("end_ns")
+    counts = frame.select(
+        spans=pl.len(),
+        roots=pl.col("is_root").sum(),
+        orphan_spans=pl.col("is_orphan").sum(),
+        negative_durations=(end < start).sum(),
+        zero_durations=(end == start).sum(),
+        untimed_spans=(start.is_null() | end.is_null()).sum(),
+        skewed_spans=pl.col("skewed").sum(),
+        outside_parent_spans=pl.col("outside_parent").sum(),
+    ).row(0, named=True)
+    # Every trace has at least one top (root or orphan), and tops are few: group those only.
+    per_trace = (
+        frame.filter(tree.parent.is_null()).group_by("trace_id").agg(roots=pl.col("is_root").sum())
+    )
+    skewed = frame.get_column("skewed")
+    service = frame.get_column("service")
+    pairs = (
+        pl.DataFrame(
+            {
+                "parent_service": service.gather(tree.parent.filter(skewed)),
+                "service": service.filter(skewed),
+            }
+        )
+        .group_by("parent_service", "service")
+        .len()
+        .sort(["len", "parent_service", "service"], descending=[True, False, False])
+    )
+    return Structure(
+        **{k: int(v or 0) for k, v in counts.items()},
+        traces=per_trace.height,
+        traces_with_multiple_roots=per_trace.filter(pl.col("roots") > 1).height,
+        traces_without_root=per_trace.filter(pl.col("roots") == 0).height,
+        merged_duplicates=merged_duplicates,
+        conflicting_duplicates=tree.conflicting_duplicates,
+        cycles_broken=tree.cycles_broken,
+        skew_by_service_pair={(p, c): int(k) for p, c, k in pairs.iter_rows()},
+    )
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

@@ -1,0 +1,32 @@
+"""Load and analyse inputs once, through the cache: what every report command starts from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ml_tracelens import cache, ingest
+from ml_tracelens.core import Analysis, analyze
+from ml_tracelens.ingest import Telemetry
+from ml_tracelens.readers.base import ReadOptions
+
+__all__ = ["ReadOptions", "load_analysed"]
+
+
+def load_analysed(
+    paths: Sequence[str],
+    *,
+    input_format: str | None = None,
+    options: ReadOptions | None = None,
+    use_cache: bool = True,
+) -> tuple[Telemetry, Analysis]:
+    options = options or ReadOptions()
+    key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
+    if key is not None:
+        hit = cache.load(key)
+        if hit is not None:
+            return hit
+    telemetry = ingest.load(paths, input_format=input_format, options=options)
+    analysis = analyze(telemetry.spans)
+    if key is not None:
+        cache.store(key, telemetry, analysis)
+    return telemetry, analysis
