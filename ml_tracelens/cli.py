@@ -91,6 +91,13 @@ ServiceOpt = Annotated[
 StageOpt = Annotated[
     list[str] | None, typer.Option("--stage", help="Only spans of this stage (repeatable).")
 ]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache",
+        help="Read the inputs even if an analysed copy is cached ($TRACELENS_CACHE_DIR).",
+    ),
+]
 TopOpt = Annotated[int | None, typer.Option("--top", "-n", help="Show only the first N rows.")]
 
 
@@ -162,13 +169,18 @@ def _analyse(
     until: str | None = None,
     services: list[str] | None = None,
     stages: list[str] | None = None,
+    no_cache: bool = False,
 ):
     """Load, analyse every tree, and compute the filter mask: what every report starts from."""
-    from ml_tracelens.core import analyze
+    from ml_tracelens.pipeline import load_analysed
     from ml_tracelens.query import SpanFilter, matching
+    from ml_tracelens.readers.base import ReadOptions
     from ml_tracelens.reports.summary import inputs_of, warnings_of
 
-    telemetry = _load(paths, input_format, strict, fields)
+    options = ReadOptions(field_map=_field_map(fields), strict=strict)
+    telemetry, analysis = load_analysed(
+        paths, input_format=input_format, options=options, use_cache=not no_cache
+    )
     if telemetry.spans.is_empty():
         from ml_tracelens.errors import InputError
 
@@ -176,7 +188,6 @@ def _analyse(
             "no spans to analyse: the inputs hold only log lines without stage and duration "
             "fields (see --field, e.g. --field stage=step --field duration=took_ms)"
         )
-    analysis = analyze(telemetry.spans)
     span_filter = SpanFilter(
         where=where,
         since=since,
@@ -207,16 +218,21 @@ def summary(
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """What was read: files and formats, spans, traces, services, time range, errors, anomalies."""
     with _errors_to_exit_codes(debug):
-        from ml_tracelens.core import analyze
+        from ml_tracelens.pipeline import load_analysed
+        from ml_tracelens.readers.base import ReadOptions
         from ml_tracelens.reports import summary as summary_report
 
-        telemetry = _load(paths, input_format, strict, field)
-        report = summary_report.build(telemetry=telemetry, analysis=analyze(telemetry.spans))
+        options = ReadOptions(field_map=_field_map(field), strict=strict)
+        telemetry, analysis = load_analysed(
+            paths, input_format=input_format, options=options, use_cache=not no_cache
+        )
+        report = summary_report.build(telemetry=telemetry, analysis=analysis)
         _emit(report, fmt, quiet)
 
 
@@ -238,6 +254,7 @@ def latency(
     until: UntilOpt = None,
     service: ServiceOpt = None,
     stage: StageOpt = None,
+    no_cache: NoCacheOpt = False,
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
@@ -250,10 +267,16 @@ def latency(
         from ml_tracelens.reports import latency as latency_report
 
         _, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage
+            paths, input_format, strict, field, where, since, until, service, stage, no_cache
         )
         report = latency_report.build(
-            analysed=analysis.spans, mask=mask, by=by.split(","), sort=sort, top=top, **context
+            analysed=analysis.spans,
+            mask=mask,
+            by=by.split(","),
+            sort=sort,
+            top=top,
+            distribution=fmt in (None, OutputFormat.TABLE),
+            **context,
         )
         _emit(report, fmt, quiet)
 
@@ -267,6 +290,7 @@ def errors(
     until: UntilOpt = None,
     service: ServiceOpt = None,
     stage: StageOpt = None,
+    no_cache: NoCacheOpt = False,
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
@@ -279,7 +303,7 @@ def errors(
         from ml_tracelens.reports import errors as errors_report
 
         telemetry, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage
+            paths, input_format, strict, field, where, since, until, service, stage, no_cache
         )
         report = errors_report.build(
             analysed=analysis.spans, logs=telemetry.logs, mask=mask, top=top, **context
@@ -299,6 +323,7 @@ def bottlenecks(
     until: UntilOpt = None,
     service: ServiceOpt = None,
     stage: StageOpt = None,
+    no_cache: NoCacheOpt = False,
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
@@ -311,7 +336,7 @@ def bottlenecks(
         from ml_tracelens.reports import bottlenecks as bottlenecks_report
 
         _, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage
+            paths, input_format, strict, field, where, since, until, service, stage, no_cache
         )
         report = bottlenecks_report.build(
             analysed=analysis.spans, mask=mask, tail=tail, top=top, **context
@@ -354,6 +379,249 @@ def formats(fmt: FormatOpt = None, debug: DebugOpt = False) -> None:
         from ml_tracelens.reports.formats import build
 
         _emit(build(), fmt, quiet=True)
+
+
+IdAttrOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--id-attr",
+        help="Also treat this span attribute as a request id (repeatable); built in: request.id, "
+        "request_id, correlation_id, http.request_id, x-request-id.",
+        metavar="KEY",
+    ),
+]
+
+
+@app.command()
+def show(
+    ident: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID",
+            help="Trace id (any case), a unique prefix of 6+ hex digits, or a request id.",
+        ),
+    ],
+    paths: Paths,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth", min=0, metavar="N", help="Show spans at most N levels below the root (0)."
+        ),
+    ] = None,
+    collapse: Annotated[
+        bool,
+        typer.Option("--collapse", help="Fold repeated sibling stages into one line each."),
+    ] = False,
+    critical_only: Annotated[
+        bool,
+        typer.Option("--critical-only", help="Only spans on the critical path (and ancestors)."),
+    ] = False,
+    attrs: Annotated[
+        bool, typer.Option("--attrs", help="Show span attributes and events.")
+    ] = False,
+    id_attr: IdAttrOpt = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """One request as a waterfall: its spans, timings, critical path, errors and log lines."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.reports import request as request_report
+        from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
+        from ml_tracelens.reports.summary import inputs_of, warnings_of
+
+        telemetry = _load(paths, input_format, strict, field)
+        report = request_report.build(
+            spans=telemetry.spans,
+            logs=telemetry.logs,
+            ident=ident,
+            id_attrs=(*DEFAULT_ID_ATTRS, *(id_attr or ())),
+            depth=depth,
+            collapse=collapse,
+            critical_only=critical_only,
+            attrs=attrs,
+            inputs=inputs_of(telemetry),
+            warnings=warnings_of(telemetry),
+        )
+        _emit(report, fmt, quiet)
+
+
+@app.command()
+def traces(
+    paths: Paths,
+    slowest: Annotated[
+        int | None,
+        typer.Option("--slowest", min=1, metavar="N", help="Only the N slowest requests."),
+    ] = None,
+    errors_only: Annotated[bool, typer.Option("--errors", help="Only requests in error.")] = False,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            help="start (default), duration_ms, spans, errors, trace_id, correlation_id, stage, "
+            "service; numbers sort largest first.",
+        ),
+    ] = None,
+    top: TopOpt = None,
+    where: WhereOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    service: ServiceOpt = None,
+    stage: StageOpt = None,
+    id_attr: IdAttrOpt = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List requests (trace id, request id, root stage, start, duration, spans, errors) to `show`."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.reports import traces as traces_report
+        from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
+
+        telemetry, analysis, mask, context = _analyse(
+            paths, input_format, strict, field, where, since, until, service, stage
+        )
+        report = traces_report.build(
+            analysed=analysis.spans,
+            logs=telemetry.logs,
+            mask=mask,
+            slowest=slowest,
+            errors_only=errors_only,
+            sort=sort,
+            top=top,
+            id_attrs=(*DEFAULT_ID_ATTRS, *(id_attr or ())),
+            **context,
+        )
+        _emit(report, fmt, quiet)
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="TOML file with budgets/fail_on (default: ./tracelens.toml, else [tool.tracelens] "
+        "in ./pyproject.toml).",
+    ),
+]
+JunitOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit", metavar="FILE", help="Also write JUnit XML here, for CI test reporters."
+    ),
+]
+
+
+@app.command()
+def check(
+    paths: Paths,
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget",
+            metavar="BUDGET",
+            help="[STAGE:]METRIC OP VALUE[UNIT] (repeatable), e.g. 'model.inference:p95<=120ms', "
+            "'error_rate<1%'. Metrics: count mean p50 p90 p95 p99 max error_rate errors "
+            "cp_share self_mean; units ns us ms s %. No stage: the requests.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    junit: JunitOpt = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """CI gate: check latency/error budgets; exit 1 when one is not met."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.config import gate_budgets
+        from ml_tracelens.render.junit import write_report
+        from ml_tracelens.reports import check as check_report
+
+        budgets, config_warnings = gate_budgets(budget, config)
+        _, analysis, _, context = _analyse(paths, input_format, strict, field)
+        context["warnings"] = [*config_warnings, *context["warnings"]]
+        report = check_report.build(analysed=analysis.spans, budgets=budgets, **context)
+        if junit is not None:
+            write_report(junit, report)
+        _emit(report, fmt, quiet)
+
+
+@app.command()
+def diff(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="BASELINE CURRENT",
+            help="Two inputs (file, directory or glob each), or use --baseline/--current.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option("--baseline", metavar="PATH", help="A baseline input (repeatable)."),
+    ] = None,
+    current: Annotated[
+        list[str] | None,
+        typer.Option("--current", metavar="PATH", help="A current input (repeatable)."),
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="RULE",
+            help="[STAGE:]METRIC OP CHANGE (repeatable), e.g. 'p95>+10%', 'error_rate>+0.5pp', "
+            "'model.inference:p99>+20ms'; no stage: every stage and the requests. Exit 1 when "
+            "exceeded and the 95% bootstrap interval excludes 0.",
+        ),
+    ] = None,
+    replicates: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap", min=100, metavar="N", help="Bootstrap replicates (resampled runs)."
+        ),
+    ] = 1000,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, metavar="N", help="Bootstrap random seed.")
+    ] = 1,
+    config: ConfigOpt = None,
+    junit: JunitOpt = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare a baseline with a current run per stage; with --fail-on, a regression gate."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.config import gate_rules
+        from ml_tracelens.render.junit import write_report
+        from ml_tracelens.reports import diff as diff_report
+
+        base_paths, cur_paths = diff_report.sides(paths, baseline, current)
+        rules, config_warnings = gate_rules(fail_on, config)
+        _, base, _, base_context = _analyse(base_paths, input_format, strict, field)
+        _, cur, _, cur_context = _analyse(cur_paths, input_format, strict, field)
+        context = diff_report.side_context(base_context, cur_context)
+        context["warnings"] = [*config_warnings, *context["warnings"]]
+        report = diff_report.build(
+            baseline=base.spans,
+            current=cur.spans,
+            rules=rules,
+            bootstrap=diff_report.Bootstrap(replicates=replicates, seed=seed),
+            **context,
+        )
+        if junit is not None:
+            write_report(junit, report)
+        _emit(report, fmt, quiet)
 
 
 def main() -> NoReturn:

@@ -25,6 +25,8 @@ VIEWS: dict[str, Callable[[Report, Console], RenderableType]] = {}
 
 def print_report(report: Report, stdout: TextIO) -> None:
     console = make_console(stdout)
+    from ml_tracelens.render import waterfall  # noqa: F401  (registers the `show` view)
+
     view = VIEWS.get(report.name)
     if view is not None and report.view is not None:
         console.print(view(report, console))

@@ -14,7 +14,9 @@ and their ancestors (so the tree stays connected); both select what the JSON lis
 Log lines of the request: those with the trace's id, and those without a trace id whose
 correlation id is the trace id, the id the user asked for, or a request-id attribute value of one
 of the trace's spans. Each is attached to its span by span id, else to the innermost (deepest,
-then latest starting) span whose time covers the line (an inequality join), else to none.
+then latest starting, but not one starting exactly at the line) span whose time covers the
+line (an inequality join), else to none. Tree order and --depth/--critical-only selection are in
+request_tree.py.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from ml_tracelens.reports.request_id import (
     correlation_values,
     resolve_id,
 )
+from ml_tracelens.reports.request_tree import nearest_shown, select_spans, tree_order
 from ml_tracelens.reports.summary import iso_time
+from ml_tracelens.schema import attributes_dict
 
 NS_PER_MS = 1_000_000.0
 
@@ -131,7 +135,7 @@ def build(
     order, depths, parent_index = tree_order(
         [r["span_id"] for r in rows], [r["parent_id"] for r in rows], [r["_start"] for r in rows]
     )
-    shown, hidden_below = _select(order, depths, parent_index, rows, depth, critical_only)
+    shown, hidden_below = select_spans(order, depths, parent_index, rows, depth, critical_only)
     position = {i: n for n, i in enumerate(shown)}
     span_rows = []
     for i in shown:
@@ -142,7 +146,7 @@ def build(
     log_rows, log_span = _attach_logs(trace_logs, trace, origin)  # type: ignore[arg-type]
     index_of = {r["span_id"]: i for i, r in enumerate(rows)}
     log_home = [
-        _nearest_shown(index_of.get(sid), parent_index, position) if sid is not None else None
+        nearest_shown(index_of.get(sid), parent_index, position) if sid is not None else None
         for sid in log_span
     ]
 
@@ -154,12 +158,16 @@ def build(
         f"trace {resolution.trace_id}"
         + (f" (request {', '.join(correlation_ids)})" if correlation_ids else ""),
         f"{root['stage']} on {root['service']}, {_ms_text(root['duration_ms'])}, "
-        f"{len(rows):,} spans, {error_spans:,} errors, {len(log_rows):,} log lines, "
-        f"started {iso_time(root['_start']) or '?'}",
+        f"started {iso_time(root['_start']) or '?'}: {_n(len(rows), 'span')} "
+        f"({error_spans:,} in error), {_n(len(log_rows), 'log line')}",
     ]
     if hidden_total:
-        why = "off the critical path or " if critical_only else ""
-        headline.append(f"{hidden_total:,} spans hidden ({why}below --depth)")
+        reasons = [
+            reason
+            for reason, on in (("off the critical path", critical_only), ("below --depth", depth))
+            if on is not None and on is not False
+        ]
+        headline.append(f"{_n(hidden_total, 'span')} hidden ({' or '.join(reasons)})")
     root.pop("_start")
     data: dict[str, Any] = {
         "trace_id": resolution.trace_id,
@@ -201,94 +209,6 @@ def build(
     )
 
 
-def tree_order(
-    span_ids: Sequence[str | None],
-    parent_ids: Sequence[str | None],
-    starts: Sequence[int | None],
-) -> tuple[list[int], list[int], list[int | None]]:
-    """Depth-first order of one trace's spans, each span's depth, and its parent's index.
-
-    Iterative (an explicit stack), so a 10,000-deep chain is fine. Tops are spans without a
-    parent in the trace (roots, then orphans); siblings go by start time (untimed last), then id.
-    """
-    n = len(span_ids)
-    index = {sid: i for i, sid in enumerate(span_ids) if sid is not None}
-    parent_index: list[int | None] = []
-    children: list[list[int]] = [[] for _ in range(n)]
-    tops: list[int] = []
-    for i, pid in enumerate(parent_ids):
-        p = index.get(pid) if pid is not None else None
-        if p is None or p == i:
-            parent_index.append(None)
-            tops.append(i)
-        else:
-            parent_index.append(p)
-            children[p].append(i)
-
-    def key(i: int) -> tuple[bool, int, str]:
-        start = starts[i]
-        return (start is None, start or 0, span_ids[i] or "")
-
-    tops.sort(key=lambda i: (parent_ids[i] is not None, *key(i)))
-    order: list[int] = []
-    depths = [0] * n
-    seen = [False] * n
-    stack = list(reversed(tops))
-    while stack:
-        i = stack.pop()
-        if seen[i]:  # a cycle the analysis missed must not loop forever
-            continue
-        seen[i] = True
-        order.append(i)
-        kids = sorted(children[i], key=key)
-        for c in kids:
-            depths[c] = depths[i] + 1
-        stack.extend(reversed(kids))
-    # Spans on a parent cycle are unreachable from any top: list them as tops rather than lose them.
-    for i in range(n):
-        if not seen[i]:
-            seen[i] = True
-            parent_index[i] = None
-            order.append(i)
-    return order, depths, parent_index
-
-
-def _select(
-    order: list[int],
-    depths: list[int],
-    parent_index: list[int | None],
-    rows: list[dict[str, Any]],
-    max_depth: int | None,
-    critical_only: bool,
-) -> tuple[list[int], dict[int, int]]:
-    """The spans to show, in tree order, and per shown span how many descendants --depth hid."""
-    keep = [True] * len(rows)
-    if critical_only:
-        keep = [bool(r["_cp"]) for r in rows]
-        for i in reversed(order):  # children come after parents: one pass marks ancestors
-            p = parent_index[i]
-            if keep[i] and p is not None:
-                keep[p] = True
-        for i in order:
-            if parent_index[i] is None and rows[i]["parent_id"] is None:
-                keep[i] = True  # the request's root always heads the view
-                break
-    hidden_below: dict[int, int] = {}
-    if max_depth is not None:
-        size = [1 if k else 0 for k in keep]
-        for i in reversed(order):
-            p = parent_index[i]
-            if p is not None:
-                size[p] += size[i]
-        for i in order:
-            if keep[i] and depths[i] > max_depth:
-                keep[i] = False
-                p = parent_index[i]
-                if p is not None and depths[p] == max_depth and keep[p]:
-                    hidden_below[p] = hidden_below.get(p, 0) + size[i]
-    return [i for i in order if keep[i]], hidden_below
-
-
 def _span_rows(trace: pl.DataFrame, origin: int | None) -> list[dict[str, Any]]:
     start = pl.col("start_ns")
     offset = (start - origin) / NS_PER_MS if origin is not None else pl.lit(None)
@@ -316,7 +236,10 @@ def _span_rows(trace: pl.DataFrame, origin: int | None) -> list[dict[str, Any]]:
     )
     rows = frame.to_dicts()
     for row in rows:
-        row["attributes"] = _json(row["attributes"], {})
+        try:
+            row["attributes"] = attributes_dict(row["attributes"])
+        except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError):
+            row["attributes"] = {}  # a reader let bad JSON through: show the span without it
         row["events"] = _json(row["events"], [])
     return rows
 
@@ -393,7 +316,13 @@ def _attach_logs(
         .join_where(
             timed, pl.col("time_ns") >= pl.col("start_ns"), pl.col("time_ns") <= pl.col("end_ns")
         )
-        .sort(["_li", "depth", "start_ns", "_span"], descending=[False, True, True, False])
+        # A line at the exact instant one span ends and its sibling starts belongs to the one
+        # ending ("stage finished" logs, and the spans derived from them, end at the line).
+        .with_columns(_starts_here=pl.col("start_ns") == pl.col("time_ns"))
+        .sort(
+            ["_li", "depth", "_starts_here", "start_ns", "_span"],
+            descending=[False, True, False, True, False],
+        )
         .group_by("_li", maintain_order=True)
         .first()
         .select("_li", span_id=pl.col("_span"), attached_by=pl.lit("time"))
@@ -421,14 +350,9 @@ def _attach_logs(
     return rows, [r["span_id"] for r in rows]
 
 
-def _nearest_shown(
-    i: int | None, parent_index: list[int | None], position: dict[int, int]
-) -> int | None:
-    """The shown span at or above span ``i`` (a log of a hidden span moves up to it)."""
-    while i is not None and i not in position:
-        i = parent_index[i]
-    return position.get(i) if i is not None else None
-
-
 def _ms_text(value: float | None) -> str:
     return "? ms" if value is None else f"{value:,.3f} ms".replace(".000 ms", " ms")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
