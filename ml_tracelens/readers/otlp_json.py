@@ -27,6 +27,7 @@ severityNumber -> level, body -> message, traceId/spanId.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -98,37 +99,63 @@ def sniff(head: bytes) -> bool:
 
 
 def read(source: InputSource, options: ReadOptions) -> ReadResult:
+    if source.path is not None and is_line_based(source):
+        from ml_tracelens.readers.parallel import read_in_parallel, worker_count
+
+        workers = worker_count(source.size or 0)
+        if workers > 1:
+            return read_in_parallel(source.path, source.name, workers, read_line_range)
     stats = ReadStats(format=NAME)
     spans: dict[str, list[Any]] = {c: [] for c in _SPAN_COLUMNS}
     logs: dict[str, list[Any]] = {c: [] for c in _LOG_COLUMNS}
     batch = SpanBatch()
     if is_line_based(source):
-        _read_lines(source, stats, batch, spans, logs)
+        _read_lines(source.lines(), source.name, stats, batch, spans, logs)
     else:
         for location, document in iter_documents(source, stats):
             _read_lenient(document, location, stats, spans, logs)
+    return _result(source.name, stats, batch, spans, logs)
+
+
+def read_line_range(lines: Iterable[tuple[int, bytes]], name: str) -> ReadResult:
+    """Read numbered lines (a byte range of a file, for parallel reading)."""
+    stats = ReadStats(format=NAME)
+    spans: dict[str, list[Any]] = {c: [] for c in _SPAN_COLUMNS}
+    logs: dict[str, list[Any]] = {c: [] for c in _LOG_COLUMNS}
+    batch = SpanBatch()
+    _read_lines(lines, name, stats, batch, spans, logs)
+    return _result(name, stats, batch, spans, logs)
+
+
+def _result(
+    name: str,
+    stats: ReadStats,
+    batch: SpanBatch,
+    spans: dict[str, list[Any]],
+    logs: dict[str, list[Any]],
+) -> ReadResult:
     frames = [spans_from_columns(spans)]
     if len(batch):
-        frames.append(canonical_from_batch(batch, source.name))
+        frames.append(canonical_from_batch(batch, name))
     span_frame = _hex_ids(pl.concat(frames, how="vertical"), ("trace_id", "span_id", "parent_id"))
     log_frame = _hex_ids(logs_from_columns(logs), ("trace_id", "span_id", "correlation_id"))
     return ReadResult(stats=stats, spans=span_frame, logs=log_frame)
 
 
 def _read_lines(
-    source: InputSource,
+    lines: Iterable[tuple[int, bytes]],
+    name: str,
     stats: ReadStats,
     batch: SpanBatch,
     spans: dict[str, list[Any]],
     logs: dict[str, list[Any]],
 ) -> None:
     """One document per line: typed decoding first, the lenient path for anything else."""
-    name = source.name
     # Collecting millions of small objects triggers cyclic GC passes that find nothing to free.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for number, line in source.lines():
+        for number, line in lines:
             stats.lines += 1
             if number == 1:
                 line = line.removeprefix(BOM)
