@@ -582,3 +582,65 @@ def test_log_at_a_boundary_belongs_to_the_span_ending_there() -> None:
         ("x done", "X"),
         ("s2 busy", "S2"),
     ]
+
+
+def _needs_json_logs() -> None:
+    from ml_tracelens.readers import READERS
+
+    if "json-logs" not in READERS:
+        pytest.skip("the JSON-lines log reader is not registered yet")
+
+
+def test_sample_data_with_application_logs() -> None:
+    from tests.conftest import SAMPLE_DATA
+
+    _needs_json_logs()
+    lines = [json.loads(x) for x in (SAMPLE_DATA / "app.log.jsonl").read_text().splitlines()]
+    request_id = lines[0]["request_id"]
+    mine = [x for x in lines if x.get("request_id") == request_id]
+    (trace_id,) = {x["trace_id"] for x in mine}
+    document = show_json(
+        request_id, str(SAMPLE_DATA / "traces.otlp.jsonl"), str(SAMPLE_DATA / "app.log.jsonl")
+    )
+    assert document["trace_id"] == trace_id
+    assert sorted(log["time"] for log in document["logs"]) == sorted(x["timestamp"] for x in mine)
+    assert all(log["span_id"] is not None for log in document["logs"])
+    # A "stage finished" line belongs to the span of the stage it names.
+    stage_of_span = {s["span_id"]: s["stage"] for s in document["spans"]}
+    stage_at = {x["timestamp"]: x.get("stage") for x in mine}
+    named = [log for log in document["logs"] if stage_at[log["time"]]]
+    assert named
+    assert all(stage_of_span[log["span_id"]] == stage_at[log["time"]] for log in named)
+
+
+def test_sample_data_log_only_request() -> None:
+    from tests.conftest import SAMPLE_DATA
+
+    _needs_json_logs()
+    path = SAMPLE_DATA / "stages.log.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    request_id = lines[0]["request_id"]
+    mine = [x for x in lines if x.get("request_id") == request_id]
+    staged = [x for x in mine if x.get("stage") and x.get("latency_ms") is not None]
+    document = show_json(request_id, str(path))
+    assert document["trace_id"] == request_id
+    # every stage line becomes a span, under one derived root per request (log_spans.py)
+    assert document["span_count"] == len(staged) + 1
+    assert sorted(s["stage"] for s in document["spans"][1:]) == sorted(x["stage"] for x in staged)
+    assert len(document["logs"]) == len(mine)
+
+
+def test_log_naming_its_stage_attaches_to_that_stage() -> None:
+    # P[1,8] and F[2,10] both cover t=8 at the same depth; the line says stage "P".
+    spans = make_spans([("R", None, 0, 20), ("P", "R", 1, 8), ("F", "R", 2, 10)])
+    logs = logs_from_columns(
+        {
+            "time_ns": [8, 8],
+            "level": ["info", "info"],
+            "message": ["P finished", "no stage"],
+            "trace_id": ["t1", "t1"],
+            "stage": ["P", None],
+        }
+    )
+    rows = request.build(spans=spans, logs=logs, ident="t1").tables[1].rows
+    assert [(r["message"], r["span_id"]) for r in rows] == [("P finished", "P"), ("no stage", "F")]

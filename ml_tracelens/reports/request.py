@@ -13,10 +13,10 @@ and their ancestors (so the tree stays connected); both select what the JSON lis
 
 Log lines of the request: those with the trace's id, and those without a trace id whose
 correlation id is the trace id, the id the user asked for, or a request-id attribute value of one
-of the trace's spans. Each is attached to its span by span id, else to the innermost (deepest,
-then latest starting, but not one starting exactly at the line) span whose time covers the
-line (an inequality join), else to none. Tree order and --depth/--critical-only selection are in
-request_tree.py.
+of the trace's spans. Each is attached to its span by span id, else to a span whose time covers
+the line (an inequality join): one of the stage the line names (log ``stage`` field), else the
+innermost (deepest; then not starting exactly at the line; then latest starting), else none.
+Tree order and --depth/--critical-only selection are in request_tree.py.
 """
 
 from __future__ import annotations
@@ -309,19 +309,23 @@ def _attach_logs(
         pl.col("start_ns").is_not_null()
         & pl.col("end_ns").is_not_null()
         & (pl.col("end_ns") >= pl.col("start_ns"))
-    ).select(pl.col("span_id").alias("_span"), "start_ns", "end_ns", "depth")
+    ).select(pl.col("span_id").alias("_span"), "start_ns", "end_ns", "depth", "name")
     rest = numbered.join(by_id, on="_li", how="anti").filter(pl.col("time_ns").is_not_null())
     by_time = (
-        rest.select("_li", "time_ns")
+        rest.select("_li", "time_ns", pl.col("stage").alias("_log_stage"))
         .join_where(
             timed, pl.col("time_ns") >= pl.col("start_ns"), pl.col("time_ns") <= pl.col("end_ns")
         )
-        # A line at the exact instant one span ends and its sibling starts belongs to the one
-        # ending ("stage finished" logs, and the spans derived from them, end at the line).
-        .with_columns(_starts_here=pl.col("start_ns") == pl.col("time_ns"))
+        .with_columns(
+            # A line naming its stage belongs to a covering span of that stage.
+            _same_stage=(pl.col("name") == pl.col("_log_stage")).fill_null(False),
+            # A line at the instant one span ends and a sibling starts belongs to the one ending
+            # ("stage finished" logs, and the spans derived from them, end at the line).
+            _starts_here=pl.col("start_ns") == pl.col("time_ns"),
+        )
         .sort(
-            ["_li", "depth", "_starts_here", "start_ns", "_span"],
-            descending=[False, True, False, True, False],
+            ["_li", "_same_stage", "depth", "_starts_here", "start_ns", "_span"],
+            descending=[False, True, True, False, True, False],
         )
         .group_by("_li", maintain_order=True)
         .first()

@@ -37,6 +37,8 @@ MIN_PREFIX = 6
 _LIST_AT_MOST = 8
 #: Upper bound of ids compared by difflib when nothing matched (it is O(n) Python work).
 _CLOSEST_POOL = 200_000
+#: How many of the best-ranked candidates difflib compares in the end.
+_DIFFLIB_POOL = 500
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -93,7 +95,7 @@ def resolve_id(
             f"(trace {correlated.sort().item(0)}); pass --field stage=KEY --field duration=KEY "
             "if those lines time stages"
         )
-    raise NotFound(_unknown(text, trace_ids, spans, id_attrs))
+    raise NotFound(_unknown(text, trace_ids, spans, logs, id_attrs))
 
 
 def correlated_traces(
@@ -109,13 +111,10 @@ def correlated_traces(
         # Substring scan first: only rows containing the JSON-escaped id are parsed.
         needle = orjson.dumps(text).decode()[1:-1]
         values = [attribute(key) == text for key in id_attrs]
+        # Two eager steps on purpose: one lazy query would fuse the filters and parse every row.
+        candidates = spans.filter(pl.col("attributes").str.contains(needle, literal=True))
         found.append(
-            spans.lazy()
-            .filter(pl.col("attributes").str.contains(needle, literal=True))
-            .filter(pl.any_horizontal(values).fill_null(False))
-            .select("trace_id")
-            .collect()
-            .get_column("trace_id")
+            candidates.filter(pl.any_horizontal(values).fill_null(False)).get_column("trace_id")
         )
     if logs.height:
         found.append(
@@ -131,26 +130,55 @@ def correlated_traces(
 def correlation_values(
     spans: pl.DataFrame, id_attrs: Sequence[str] = DEFAULT_ID_ATTRS
 ) -> pl.DataFrame:
-    """(trace_id, correlation_id, depth-ish order) for spans carrying an id attribute.
+    """(trace_id, correlation_id, start_ns) for every span carrying one of the id attributes.
 
-    Only rows whose attribute text mentions one of the keys are parsed.
+    The first key of ``id_attrs`` present on a span wins.
     """
-    if not id_attrs or spans.is_empty():
-        return pl.DataFrame(
-            schema={"trace_id": pl.String, "correlation_id": pl.String, "start_ns": pl.Int64}
-        )
-    keys = [orjson.dumps(k).decode() for k in id_attrs]  # quoted: matches keys, not values
-    return (
-        spans.lazy()
-        .filter(pl.col("attributes").str.contains_any(keys).fill_null(False))
-        .select(
-            "trace_id",
-            pl.coalesce([attribute(k) for k in id_attrs]).alias("correlation_id"),
-            "start_ns",
-        )
-        .filter(pl.col("correlation_id").is_not_null())
-        .collect()
+    values = [attribute_values(spans, key) for key in id_attrs]
+    rows = (
+        pl.concat(values)
+        if values
+        else pl.DataFrame(schema={"_row": pl.UInt32, "value": pl.String})
     )
+    first = rows.group_by("_row", maintain_order=True).first()
+    return (
+        spans.select("trace_id", "start_ns")
+        .with_row_index("_row")
+        .join(first, on="_row", how="inner")
+        .sort("_row")
+        .select("trace_id", pl.col("value").alias("correlation_id"), "start_ns")
+    )
+
+
+def attribute_values(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """(_row, value) for the rows of ``frame`` where attribute ``key`` is present, as text.
+
+    Cheap on big frames: only rows whose attribute text mentions the quoted key are looked at,
+    and the common OTLP list shape (``{"key": K, "value": {"stringValue": V}}``) is read with a
+    regex; JSON path matching (slow on list-shaped attributes) runs only where the regex cannot
+    answer. Each step is eager so polars cannot fuse the cheap filter into the costly parsing.
+    """
+    quoted = orjson.dumps(key).decode()
+    mentions = frame.select("attributes").with_row_index("_row")
+    mentions = mentions.filter(pl.col("attributes").str.contains(quoted, literal=True))
+    if mentions.is_empty():
+        return pl.DataFrame(schema={"_row": pl.UInt32, "value": pl.String})
+    pattern = (
+        r'"key"\s*:\s*'
+        + re.escape(quoted)
+        + r'\s*,\s*"value"\s*:\s*\{\s*"(?:stringValue|intValue)"\s*:\s*"?([^"\\{}\[\]]*?)"?\s*\}'
+    )
+    fast = mentions.with_columns(
+        value=pl.when(pl.col("attributes").str.starts_with("["))
+        .then(pl.col("attributes").str.extract(pattern))
+        .otherwise(None)
+    )
+    answered = fast.filter(pl.col("value").is_not_null()).select("_row", "value")
+    rest = fast.filter(pl.col("value").is_null())
+    parsed = rest.select("_row", attribute(key).alias("value")).filter(
+        pl.col("value").is_not_null()
+    )
+    return pl.concat([answered, parsed]).sort("_row")
 
 
 def _normalized(text: str) -> str:
@@ -190,15 +218,40 @@ def _describe(trace_ids: pl.Series, spans: pl.DataFrame) -> list[str]:
     return out
 
 
-def _unknown(text: str, trace_ids: pl.Series, spans: pl.DataFrame, id_attrs: Sequence[str]) -> str:
-    pool = trace_ids.head(_CLOSEST_POOL).to_list()
+def _unknown(
+    text: str,
+    trace_ids: pl.Series,
+    spans: pl.DataFrame,
+    logs: pl.DataFrame,
+    id_attrs: Sequence[str],
+) -> str:
     correlations = correlation_values(spans.head(_CLOSEST_POOL), id_attrs)
-    pool.extend(correlations.get_column("correlation_id").unique().to_list())
-    by_lower = {p.lower(): p for p in pool}
-    closest = difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.5)
-    hint = (
-        f"closest: {', '.join(by_lower[c] for c in closest)}"
-        if closest
-        else "list ids with `tracelens traces`"
-    )
+    pool = pl.concat(
+        [
+            trace_ids.head(_CLOSEST_POOL),
+            correlations.get_column("correlation_id").unique(),
+            logs.get_column("correlation_id").head(_CLOSEST_POOL).drop_nulls().unique(),
+        ]
+    ).unique()
+    closest = _closest(text, pool)
+    hint = f"closest: {', '.join(closest)}" if closest else "list ids with `tracelens traces`"
     return f"no trace or request id {text!r} in the input; {hint}"
+
+
+def _closest(text: str, pool: pl.Series, n: int = 3) -> list[str]:
+    """The ``n`` ids most like ``text`` (difflib ratio >= 0.5), case-insensitively.
+
+    difflib costs Python work per candidate, so candidates are first ranked in polars by how many
+    of the id's 3-grams they contain, and only the best few hundred are compared.
+    """
+    lowered = text.lower()
+    candidates = pool.str.to_lowercase()
+    grams = sorted({lowered[i : i + 3] for i in range(max(1, len(lowered) - 2))})[:64]
+    if len(pool) > _DIFFLIB_POOL and grams:
+        score = pl.sum_horizontal([candidates.str.contains(g, literal=True) for g in grams])
+        ranked = pl.DataFrame({"id": pool, "score": pl.select(score).to_series()})
+        pool = ranked.sort("score", descending=True).head(_DIFFLIB_POOL).get_column("id")
+        candidates = pool.str.to_lowercase()
+    by_lower = dict(zip(candidates.to_list(), pool.to_list(), strict=True))
+    matches = difflib.get_close_matches(lowered, list(by_lower), n=n, cutoff=0.5)
+    return [by_lower[m] for m in matches]
