@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol
 
 import polars as pl
 
@@ -22,6 +22,14 @@ from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, empty_logs, empty_spans
 
 #: How much of an input the sniffers see.
 SNIFF_BYTES = 64 * 1024
+
+
+class Progress(Protocol):
+    """Told what is being read, so a terminal can show it (the CLI draws a bar on stderr)."""
+
+    def inputs(self, sizes: list[tuple[str, int]]) -> None: ...
+    def reading(self, name: str) -> None: ...
+    def read(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,16 +65,23 @@ def load(
     input_format: str | None = None,
     options: ReadOptions | None = None,
     stdin: IO[bytes] | None = None,
+    progress: Progress | None = None,
 ) -> Telemetry:
     """Read every input into one Telemetry; raise InputError when nothing can be analysed."""
     options = options or ReadOptions()
     resolved = resolve(paths, stdin=stdin)
+    if progress is not None:
+        progress.inputs([(source.name, source.size or 0) for source in resolved.sources])
     span_frames: list[pl.DataFrame] = []
     log_frames: list[pl.DataFrame] = []
     summaries: list[InputSummary] = []
     warnings = list(resolved.warnings)
     for source in resolved.sources:
+        if progress is not None:
+            progress.reading(source.name)
         result = read_source(source, input_format=input_format, options=options)
+        if progress is not None:
+            progress.read(source.name)
         summaries.append(
             InputSummary(
                 path=source.name,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ml_tracelens import cache, ingest
 from ml_tracelens.core import Analysis, analyze
-from ml_tracelens.ingest import Telemetry
+from ml_tracelens.ingest import Progress, Telemetry
 from ml_tracelens.readers.base import ReadOptions
 
 __all__ = ["ReadOptions", "load_analysed"]
@@ -18,6 +18,7 @@ def load_analysed(
     input_format: str | None = None,
     options: ReadOptions | None = None,
     use_cache: bool = True,
+    progress: Progress | None = None,
 ) -> tuple[Telemetry, Analysis]:
     options = options or ReadOptions()
     key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
@@ -25,7 +26,9 @@ def load_analysed(
         hit = cache.load(key)
         if hit is not None:
             return hit
-    telemetry = ingest.load(paths, input_format=input_format, options=options)
+    telemetry = ingest.load(paths, input_format=input_format, options=options, progress=progress)
+    if progress is not None:
+        progress.reading("analysing traces")
     analysis = analyze(telemetry.spans)
     if key is not None:
         cache.store(key, telemetry, analysis)
