@@ -12,6 +12,12 @@ Budget: ``[STAGE:]METRIC OP VALUE[UNIT]``, for example::
   a unit is required: ns, us or µs, ms, s); error_rate, cp_share (fractions: ``0.4`` or ``40%``).
   cp_share and self_mean need a stage.
 - OP: ``<  <=  >  >=  ==  !=``. VALUE: an unsigned decimal number (no exponent).
+- Model metrics (`tracelens models`): ``low_confidence_rate`` (a fraction: the share of model
+  records with a confidence below 0.5) and ``psi.FIELD`` (a plain number: the largest population
+  stability index of FIELD, i.e. ``prediction``, ``confidence`` or a numeric attribute such as
+  ``psi.input.length``, between consecutive model versions). For these, the part before ``:``
+  names a model version instead of a stage: ``v2:low_confidence_rate<5%`` (without one, all
+  records; for psi, the comparisons into that version).
 
 Limits are kept as ``Decimal`` in the metric's natural unit (milliseconds for durations, a
 fraction for rates and shares, a number for counts) so ``0.3s`` is exactly 300 ms and
@@ -44,6 +50,7 @@ class MetricKind(StrEnum):
     COUNT = "count"  # a whole number
     DURATION = "duration"  # milliseconds
     RATE = "rate"  # a fraction 0..1
+    INDEX = "index"  # a plain decimal number (a PSI)
 
 
 #: metric -> its kind; the order is the one help texts list
@@ -59,7 +66,18 @@ METRICS: dict[str, MetricKind] = {
     "errors": MetricKind.COUNT,
     "cp_share": MetricKind.RATE,
     "self_mean": MetricKind.DURATION,
+    "low_confidence_rate": MetricKind.RATE,
 }
+#: ``psi.FIELD`` budgets name a field after this prefix (kept in its own case).
+PSI_PREFIX = "psi."
+#: Metrics measured on model records (reports/models.py), scoped by model version, not stage.
+MODEL_METRICS = frozenset({"low_confidence_rate"})
+
+
+def is_model_metric(metric: str) -> bool:
+    return metric in MODEL_METRICS or metric.startswith(PSI_PREFIX)
+
+
 #: Metrics that only make sense per stage: a request is the whole critical path, and the self
 #: time of a root is a property of the stage that serves it, not of the requests.
 STAGE_ONLY = frozenset({"cp_share", "self_mean"})
@@ -87,7 +105,7 @@ RULE_OPERATORS = ("<", "<=", ">", ">=")
 
 # Greedy STAGE: the metric is the word after the last ':' that leaves a well-formed tail.
 _SHAPE = re.compile(
-    r"^(?:(?P<stage>.*):)?\s*(?P<metric>[^\W\d]\w*)\s*(?P<op>[<>=!]+)\s*(?P<rest>.*?)\s*$",
+    r"^(?:(?P<stage>.*):)?\s*(?P<metric>[^\W\d][\w.\-]*)\s*(?P<op>[<>=!]+)\s*(?P<rest>.*?)\s*$",
     re.DOTALL,
 )
 _NUMBER = re.compile(r"^(?P<sign>[+-]?)\s*(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>.*)$")
@@ -105,6 +123,8 @@ class Budget:
 
     @property
     def kind(self) -> MetricKind:
+        if self.metric.startswith(PSI_PREFIX):
+            return MetricKind.INDEX
         return METRICS[self.metric]
 
     def holds(self, actual: Fraction) -> bool:
@@ -142,8 +162,12 @@ def parse_budget(text: str, *, origin: str = "--budget") -> Budget:
     def fail(problem: str) -> UsageError:
         return UsageError(f"{origin} {text.strip()!r}: {problem}")
 
-    if metric not in METRICS:
-        raise fail(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if metric == PSI_PREFIX:
+        raise fail(f"name the field after {PSI_PREFIX!r}, e.g. psi.confidence<0.2")
+    if metric not in METRICS and not metric.startswith(PSI_PREFIX):
+        raise fail(
+            f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}, {PSI_PREFIX}FIELD"
+        )
     if op not in OPERATORS:
         raise fail(f"unknown operator {op!r}; choose one of {' '.join(OPERATORS)}")
     if stage is None and metric in STAGE_ONLY:
@@ -157,8 +181,12 @@ def parse_budget(text: str, *, origin: str = "--budget") -> Budget:
         raise fail("a budget value cannot have a sign")
     value = Decimal(number["num"])
     unit = number["unit"].strip()
-    kind = METRICS[metric]
-    if kind is MetricKind.DURATION:
+    kind = MetricKind.INDEX if metric.startswith(PSI_PREFIX) else METRICS[metric]
+    if kind is MetricKind.INDEX:
+        if unit:
+            raise fail(f"{metric} is a plain number (e.g. 0.2): drop the unit {unit!r}")
+        limit = value
+    elif kind is MetricKind.DURATION:
         if not unit:
             raise fail(f"{metric} is a duration: add a unit (ns, us, ms, s), e.g. {rest}ms")
         if unit not in DURATION_UNITS:
@@ -242,7 +270,13 @@ def _split(text: str, *, origin: str, what: str, syntax: str) -> tuple[str | Non
         stage = stage.strip()
         if not stage:
             raise UsageError(f"{origin} {text.strip()!r}: empty stage name before ':'")
-    return stage, match["metric"].lower(), match["op"], match["rest"]
+    metric = match["metric"]
+    # psi.FIELD keeps the field's case: attribute keys are case-sensitive.
+    if metric.lower().startswith(PSI_PREFIX):
+        metric = PSI_PREFIX + metric[len(PSI_PREFIX) :]
+    else:
+        metric = metric.lower()
+    return stage, metric, match["op"], match["rest"]
 
 
 def format_limit(value: Decimal | float | None, kind: MetricKind) -> str:
@@ -259,6 +293,8 @@ def format_limit(value: Decimal | float | None, kind: MetricKind) -> str:
     if kind is MetricKind.RATE:
         percent = value * 100 if exact else round(value * 100, 3)
         return f"{_trim(percent)}%"
+    if kind is MetricKind.INDEX:
+        return _trim(value if exact else round(value, 4))
     return f"{int(value):,}"
 
 

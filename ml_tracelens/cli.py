@@ -159,6 +159,18 @@ def _load(paths: list[str], input_format: str | None, strict: bool, fields: list
     return ingest.load(paths, input_format=input_format, options=options)
 
 
+@contextmanager
+def _progress(quiet: bool) -> Iterator[object | None]:
+    """A progress bar on stderr for big inputs on a terminal; nothing when quiet or piped."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from ml_tracelens.render.progress import InputProgress
+
+    with InputProgress() as progress:
+        yield progress
+
+
 def _analyse(
     paths: list[str],
     input_format: str | None,
@@ -170,6 +182,7 @@ def _analyse(
     services: list[str] | None = None,
     stages: list[str] | None = None,
     no_cache: bool = False,
+    quiet: bool = False,
 ):
     """Load, analyse every tree, and compute the filter mask: what every report starts from."""
     from ml_tracelens.pipeline import load_analysed
@@ -178,9 +191,14 @@ def _analyse(
     from ml_tracelens.reports.summary import inputs_of, warnings_of
 
     options = ReadOptions(field_map=_field_map(fields), strict=strict)
-    telemetry, analysis = load_analysed(
-        paths, input_format=input_format, options=options, use_cache=not no_cache
-    )
+    with _progress(quiet) as progress:
+        telemetry, analysis = load_analysed(
+            paths,
+            input_format=input_format,
+            options=options,
+            use_cache=not no_cache,
+            progress=progress,
+        )
     if telemetry.spans.is_empty():
         from ml_tracelens.errors import InputError
 
@@ -229,9 +247,14 @@ def summary(
         from ml_tracelens.reports import summary as summary_report
 
         options = ReadOptions(field_map=_field_map(field), strict=strict)
-        telemetry, analysis = load_analysed(
-            paths, input_format=input_format, options=options, use_cache=not no_cache
-        )
+        with _progress(quiet) as progress:
+            telemetry, analysis = load_analysed(
+                paths,
+                input_format=input_format,
+                options=options,
+                use_cache=not no_cache,
+                progress=progress,
+            )
         report = summary_report.build(telemetry=telemetry, analysis=analysis)
         _emit(report, fmt, quiet)
 
@@ -267,7 +290,7 @@ def latency(
         from ml_tracelens.reports import latency as latency_report
 
         _, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage, no_cache
+            paths, input_format, strict, field, where, since, until, service, stage, no_cache, quiet
         )
         report = latency_report.build(
             analysed=analysis.spans,
@@ -303,7 +326,7 @@ def errors(
         from ml_tracelens.reports import errors as errors_report
 
         telemetry, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage, no_cache
+            paths, input_format, strict, field, where, since, until, service, stage, no_cache, quiet
         )
         report = errors_report.build(
             analysed=analysis.spans, logs=telemetry.logs, mask=mask, top=top, **context
@@ -336,7 +359,7 @@ def bottlenecks(
         from ml_tracelens.reports import bottlenecks as bottlenecks_report
 
         _, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage, no_cache
+            paths, input_format, strict, field, where, since, until, service, stage, no_cache, quiet
         )
         report = bottlenecks_report.build(
             analysed=analysis.spans, mask=mask, tail=tail, top=top, **context
@@ -528,7 +551,9 @@ def check(
             metavar="BUDGET",
             help="[STAGE:]METRIC OP VALUE[UNIT] (repeatable), e.g. 'model.inference:p95<=120ms', "
             "'error_rate<1%'. Metrics: count mean p50 p90 p95 p99 max error_rate errors "
-            "cp_share self_mean; units ns us ms s %. No stage: the requests.",
+            "cp_share self_mean; model metrics low_confidence_rate psi.FIELD (e.g. "
+            "'psi.confidence<0.2', 'v2:low_confidence_rate<5%': before ':' a model version); "
+            "units ns us ms s %. No stage: the requests.",
         ),
     ] = None,
     config: ConfigOpt = None,
@@ -547,9 +572,11 @@ def check(
         from ml_tracelens.reports import check as check_report
 
         budgets, config_warnings = gate_budgets(budget, config)
-        _, analysis, _, context = _analyse(paths, input_format, strict, field)
+        telemetry, analysis, _, context = _analyse(paths, input_format, strict, field)
         context["warnings"] = [*config_warnings, *context["warnings"]]
-        report = check_report.build(analysed=analysis.spans, budgets=budgets, **context)
+        report = check_report.build(
+            analysed=analysis.spans, budgets=budgets, logs=telemetry.logs, **context
+        )
         if junit is not None:
             write_report(junit, report)
         _emit(report, fmt, quiet)
@@ -621,6 +648,107 @@ def diff(
         )
         if junit is not None:
             write_report(junit, report)
+        _emit(report, fmt, quiet)
+
+
+@app.command()
+def models(
+    paths: Paths,
+    feature: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--feature",
+            metavar="KEY",
+            help="A numeric input attribute to summarise and check for drift (repeatable), "
+            "e.g. input.length.",
+        ),
+    ] = None,
+    model_field: Annotated[
+        str | None,
+        typer.Option(
+            "--model-field",
+            metavar="KEY",
+            help="Model version key (default: model.version, model_version, model).",
+        ),
+    ] = None,
+    prediction_field: Annotated[
+        str | None,
+        typer.Option(
+            "--prediction-field",
+            metavar="KEY",
+            help="Prediction key (default: prediction, label, class, predicted_class).",
+        ),
+    ] = None,
+    confidence_field: Annotated[
+        str | None,
+        typer.Option(
+            "--confidence-field",
+            metavar="KEY",
+            help="Confidence key (default: confidence, score, probability).",
+        ),
+    ] = None,
+    low_confidence: Annotated[
+        float,
+        typer.Option("--low-confidence", metavar="X", help="Confidence below X counts as low."),
+    ] = 0.5,
+    top_classes: Annotated[
+        int,
+        typer.Option(
+            "--top-classes", metavar="N", help="Classes listed per prediction mix (rest: (others))."
+        ),
+    ] = 10,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            metavar="FROM,TO",
+            help="Drift between these two model versions (default: each version against the "
+            "previous one in version order).",
+        ),
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--baseline",
+            metavar="PATH",
+            help="Drift from these baseline inputs to PATHS (repeatable).",
+        ),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            metavar="DURATION",
+            help="Drift between consecutive periods of this length, e.g. 10m (units ms s m h d).",
+        ),
+    ] = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Model behaviour per model version (errors, latency, predictions, confidence) and drift (PSI)."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.reports import models as models_report
+        from ml_tracelens.reports.model_records import FieldKeys
+
+        options = models_report.ModelOptions(
+            keys=FieldKeys.choose(
+                model_field=model_field,
+                prediction_field=prediction_field,
+                confidence_field=confidence_field,
+                features=feature or (),
+            ),
+            low_confidence=low_confidence,
+            top_classes=top_classes,
+            compare=models_report.parse_compare(compare) if compare else None,
+            window=window,
+        )
+        current = _load(paths, input_format, strict, field)
+        base = _load(baseline, input_format, strict, field) if baseline else None
+        report = models_report.build(current=current, baseline=base, options=options)
         _emit(report, fmt, quiet)
 
 

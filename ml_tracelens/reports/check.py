@@ -10,6 +10,10 @@ are computed exactly, as fractions of integer nanoseconds, so a budget sitting o
 A budget naming a stage that is not in the data fails with a note saying so; a metric without a
 value (no timed spans, no requests) fails the same way: a gate never passes on missing data.
 
+Model budgets (``low_confidence_rate``, ``psi.FIELD``; budgets.py) are measured on the model
+records of `tracelens models` (reports/models.py, from the spans and the log lines); their
+``stage`` is a model version.
+
 Rows (JSON ``rows``): budget, stage (null for requests), metric, op, actual, limit, passed, note.
 actual and limit are in the metric's natural unit: milliseconds for durations, a fraction 0..1 for
 error_rate and cp_share, a number for count and errors.
@@ -23,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.budgets import Budget, MetricKind, format_limit
+from ml_tracelens.budgets import Budget, MetricKind, format_limit, is_model_metric
 from ml_tracelens.reports.latency import cp_denominator_ns
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.stats import requests
@@ -106,17 +110,27 @@ def _natural(metric_kind: MetricKind, value: Fraction) -> Fraction:
     return value / NS_PER_MS if metric_kind is MetricKind.DURATION else value
 
 
-def evaluate(*, analysed: pl.DataFrame, budgets: Sequence[Budget]) -> list[dict[str, Any]]:
-    """One row per budget, in the order given."""
+def evaluate(
+    *,
+    analysed: pl.DataFrame,
+    budgets: Sequence[Budget],
+    logs: pl.DataFrame | None = None,
+) -> list[dict[str, Any]]:
+    """One row per budget, in the order given; ``logs`` feed model budgets with the spans."""
     stages = analysed.get_column("name").drop_nulls().unique()
     present = set(stages.to_list())
     cache: dict[str | None, dict[str, Fraction | None]] = {}
     denominator: int | None = None
+    model_values = _model_values(analysed, logs, budgets)
     rows = []
     for budget in budgets:
         note = None
         actual: Fraction | None = None
-        if budget.stage is not None and budget.stage not in present:
+        if is_model_metric(budget.metric):
+            value, missing = model_values[(budget.stage, budget.metric)]
+            actual = Fraction(value) if value is not None else None
+            note = f"no value: {missing}" if missing else None
+        elif budget.stage is not None and budget.stage not in present:
             note = _missing_note(budget.stage, sorted(present))
         else:
             if budget.stage not in cache:
@@ -159,6 +173,20 @@ def _number(value: Fraction | None, kind: MetricKind) -> float | int | None:
     return float(value)
 
 
+def _model_values(
+    analysed: pl.DataFrame, logs: pl.DataFrame | None, budgets: Sequence[Budget]
+) -> dict[tuple[str | None, str], tuple[float | None, str | None]]:
+    wanted = [(b.stage, b.metric) for b in budgets if is_model_metric(b.metric)]
+    if not wanted:
+        return {}
+    from ml_tracelens.reports.models import budget_values
+    from ml_tracelens.schema import empty_logs
+
+    return budget_values(
+        analysed=analysed, logs=logs if logs is not None else empty_logs(), wanted=wanted
+    )
+
+
 def _stats_for(analysed: pl.DataFrame, stage: str | None) -> dict[str, Fraction | None]:
     if stage is None:
         return exact_stats(
@@ -183,11 +211,12 @@ def build(
     *,
     analysed: pl.DataFrame,
     budgets: Sequence[Budget],
+    logs: pl.DataFrame | None = None,
     inputs: list[dict[str, Any]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     """The check report; ``exit_code`` is 1 when any budget failed."""
-    rows = evaluate(analysed=analysed, budgets=budgets)
+    rows = evaluate(analysed=analysed, budgets=budgets, logs=logs)
     failed = sum(not row["passed"] for row in rows)
     headline = (
         f"FAILED: {failed} of {len(rows)} budgets not met"
