@@ -7,8 +7,8 @@ JSON file of what was read (inputs, warnings, structure); all three are written 
 names and renamed, so a reader never sees half an entry.
 
 Where: ``$TRACELENS_CACHE_DIR``, else ``$XDG_CACHE_HOME/tracelens``, else ``~/.cache/tracelens``,
-created user-only (0700). Size: the oldest entries go once the cache passes
-``$TRACELENS_CACHE_MAX_MB`` (default 2048). Inputs smaller than ``$TRACELENS_CACHE_MIN_MB``
+created user-only (0700); a directory other users can write to is not used at all. Size: the
+oldest entries go once the cache passes ``$TRACELENS_CACHE_MAX_MB`` (default 2048). Inputs smaller than ``$TRACELENS_CACHE_MIN_MB``
 (default 8) are not cached: they read faster than the cache would. A cache that cannot be read or
 written is ignored: it never fails a command.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -78,11 +79,14 @@ def cache_key(
 
 
 def load(key: str) -> tuple[Telemetry, Analysis] | None:
-    base = cache_dir() / key
+    directory = cache_dir()
+    if not _private(directory):
+        return None
+    base = directory / key
     try:
         meta = orjson.loads((base.with_suffix(".json")).read_bytes())
-        spans = pl.read_parquet(f"{base}.spans.parquet")
-        logs = pl.read_parquet(f"{base}.logs.parquet")
+        spans = pl.read_parquet(f"{base}.spans.parquet", glob=False)
+        logs = pl.read_parquet(f"{base}.logs.parquet", glob=False)
     except (OSError, ValueError, pl.exceptions.PolarsError):
         return None
     try:
@@ -121,6 +125,8 @@ def store(key: str, telemetry: Telemetry, analysis: Analysis) -> None:
     directory = cache_dir()
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _private(directory):
+            return
         structure = asdict(analysis.structure)
         structure["skew_by_service_pair"] = [
             [list(pair), count] for pair, count in analysis.structure.skew_by_service_pair.items()
@@ -148,6 +154,18 @@ def store(key: str, telemetry: Telemetry, analysis: Analysis) -> None:
         prune(directory, max_bytes=int(_env_mb("TRACELENS_CACHE_MAX_MB", 2048) * 1024 * 1024))
     except (OSError, pl.exceptions.PolarsError, TypeError, ValueError):
         return
+
+
+def _private(directory: Path) -> bool:
+    """Whether only this user can write ``directory``: in a directory others can write to,
+    anyone could plant an entry that a later command would report as the user's data."""
+    getuid = getattr(os, "getuid", None)
+    try:
+        info = directory.stat()
+    except OSError:
+        return False
+    owned = getuid is None or info.st_uid == getuid()
+    return stat.S_ISDIR(info.st_mode) and owned and not info.st_mode & 0o022
 
 
 def _atomic_write(directory: Path, name: str, write: Any) -> None:

@@ -2,12 +2,20 @@
 
 NO_COLOR is honoured by rich itself; when stdout is not a terminal nothing is coloured, wrapped
 or decorated, so pipes get stable text.
+
+Every message may quote input (a file name, a malformed line's reason, an id the user typed),
+so each goes through ``printable`` and into rich as ``Text``, never as markup. The traceback
+``--debug`` lets through is printed the same way (``sys.excepthook``, installed on import
+unless a program has its own), so an exception that quotes hostile data cannot reach the
+terminal raw either.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
+from types import TracebackType
 from typing import TextIO
 
 from rich.console import Console
@@ -55,3 +63,16 @@ def print_warning(message: str) -> None:
 
 def print_note(message: str) -> None:
     _stderr_console().print(Text(printable(message), style="dim"))
+
+
+def print_traceback(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    """Python's traceback, each line passed through ``printable`` (for ``--debug``)."""
+    text = "".join(traceback.format_exception(kind, error, trace))
+    sys.stderr.write("".join(printable(line) + "\n" for line in text.splitlines()))
+    sys.stderr.flush()
+
+
+if sys.excepthook is sys.__excepthook__:
+    sys.excepthook = print_traceback

@@ -7,6 +7,7 @@ record is lost without a word.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol
@@ -22,6 +23,9 @@ from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, empty_logs, empty_spans
 
 #: How much of an input the sniffers see.
 SNIFF_BYTES = 64 * 1024
+#: What reading a damaged input raises: I/O errors, a gzip stream that ends early (EOFError) or
+#: whose deflate data is corrupt (zlib.error, which is not an OSError).
+_UNREADABLE = (OSError, EOFError, zlib.error)
 
 
 class Progress(Protocol):
@@ -104,8 +108,11 @@ def load(
         spans = pl.concat([spans, derived], how="vertical")
     if spans.is_empty() and logs.is_empty():
         formats = ", ".join(f"{s.path} ({s.format})" for s in summaries)
+        # The warnings are never printed when this is raised: say why records were skipped.
+        skipped = [w for s in summaries for w in _skip_warnings(s.path, s.stats)]
         raise InputError(
             f"no spans or log records in {formats}; pass --input-format to override detection"
+            + "".join(f"; {w}" for w in skipped)
         )
     return Telemetry(
         spans=spans,
@@ -139,8 +146,8 @@ def read_source(
             )
     try:
         result = reader.read(source, options)
-    except OSError as exc:
-        # Truncated gzip streams and files that vanish mid-read surface here.
+    except _UNREADABLE as exc:
+        # Truncated or corrupt gzip streams and files that vanish mid-read surface here.
         raise InputError(f"{source.name}: cannot read ({exc})") from exc
     validate(result.spans, SPAN_SCHEMA)
     validate(result.logs, LOG_SCHEMA)
@@ -154,7 +161,7 @@ def _head(source: InputSource) -> bytes:
     try:
         with source.open() as stream:
             return stream.read(SNIFF_BYTES)
-    except (OSError, EOFError) as exc:
+    except _UNREADABLE as exc:
         raise InputError(f"{source.name}: cannot read ({exc})") from exc
 
 

@@ -6,6 +6,10 @@ of this request took that long". Such a line becomes a span ending at the line's
 request gets one derived root named ``request``, covering its stages from the first start to the
 last end, with the stages as its children. Requests that already have real spans are left alone,
 so a dump holding both traces and logs is not counted twice.
+
+A request is keyed by its trace id; a line with only a request id takes the trace id that any
+other line pairs with that request id (first such line in log order), so a request whose lines
+mix the two spellings is one request, and is skipped whole when its trace has real spans.
 """
 
 from __future__ import annotations
@@ -18,10 +22,17 @@ DERIVED_ROOT_NAME = "request"
 
 
 def spans_from_logs(logs: pl.DataFrame, *, known_trace_ids: pl.Series) -> pl.DataFrame:
-    request_id = pl.coalesce(pl.col("trace_id"), pl.col("correlation_id"))
+    links = (
+        logs.lazy()
+        .filter(pl.col("trace_id").is_not_null() & pl.col("correlation_id").is_not_null())
+        .group_by("correlation_id", maintain_order=True)
+        .agg(_linked=pl.col("trace_id").first())
+    )
+    request_id = pl.coalesce(pl.col("trace_id"), pl.col("_linked"), pl.col("correlation_id"))
     stages = (
         logs.lazy()
         .with_row_index("_row")
+        .join(links, on="correlation_id", how="left", maintain_order="left")
         .with_columns(_request=request_id)
         .filter(
             pl.col("_request").is_not_null()

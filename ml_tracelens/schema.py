@@ -134,14 +134,31 @@ def normalize_id(column: str) -> pl.Expr:
     )
 
 
+def since_epoch(time_ns: pl.Expr) -> pl.Expr:
+    """A time with instants before the epoch made null (unknown).
+
+    No telemetry format means them (OTLP times are unsigned), and with both ends non-negative
+    ``end - start`` cannot overflow Int64 anywhere downstream. Instants beyond Int64 (past
+    2262, e.g. year 9999 in ns) already arrive as null from the readers' non-strict casts.
+    """
+    return pl.when(time_ns >= 0).then(time_ns)
+
+
 def normalize_spans(spans: pl.DataFrame) -> pl.DataFrame:
+    start = since_epoch(pl.col("start_ns"))
+    end = since_epoch(pl.col("end_ns"))
+    # start + duration is added in 128 bits: a sum past Int64 becomes null, not a wrapped value.
+    derived_end = since_epoch(
+        (start.cast(pl.Int128) + pl.col("duration_ns").cast(pl.Int128)).cast(pl.Int64, strict=False)
+    )
     return spans.with_columns(
         normalize_id("trace_id"),
         normalize_id("span_id"),
         normalize_id("parent_id"),
+        start_ns=start,
         # Derive whichever of end/duration a format leaves out; both given wins as written.
-        end_ns=pl.coalesce(pl.col("end_ns"), pl.col("start_ns") + pl.col("duration_ns")),
-        duration_ns=pl.coalesce(pl.col("duration_ns"), pl.col("end_ns") - pl.col("start_ns")),
+        end_ns=pl.coalesce(end, derived_end),
+        duration_ns=pl.coalesce(pl.col("duration_ns"), end - start),
         status=pl.col("status").fill_null("unset"),
         attributes=pl.col("attributes").fill_null("{}"),
     )
@@ -193,10 +210,20 @@ def with_attribute_columns(frame: pl.DataFrame, columns: Mapping[str, str]) -> p
 
 
 def attributes_dict(text: str | None) -> dict[str, Any]:
-    """Python dict of an ``attributes`` cell, whichever form it is in (for per-row views)."""
+    """Python dict of an ``attributes`` cell, whichever form it is in (for per-row views).
+
+    Raises ValueError for text nested deeper than ``limits.py`` allows: the OTLP fast path keeps
+    attribute values as raw JSON text, and this is where they are first parsed in Python.
+    """
     if not text:
         return {}
-    value = orjson.loads(text)
+    from ml_tracelens import limits
+
+    depth = limits.current().max_json_depth
+    data = text.encode()
+    if limits.too_deep(data, depth):
+        raise ValueError(limits.depth_reason(depth))
+    value = orjson.loads(data)
     if isinstance(value, dict):
         return value
     from ml_tracelens.readers.otlp_values import attributes_of

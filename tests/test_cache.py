@@ -37,7 +37,9 @@ def test_second_load_is_a_hit_with_identical_results(cache_dir: Path, dump: Path
     telemetry, analysis = pipeline.load_analysed([str(dump)])
     assert len(_entries(cache_dir)) == 1
     assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
-    hit = cache.load(cache.cache_key([str(dump)], input_format=None, options=pipeline.ReadOptions()))
+    hit = cache.load(
+        cache.cache_key([str(dump)], input_format=None, options=pipeline.ReadOptions())
+    )
     assert hit is not None
     cached_telemetry, cached_analysis = hit
     assert cached_analysis.spans.equals(analysis.spans)

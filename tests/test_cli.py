@@ -29,8 +29,16 @@ def test_summary_json_contract(demo: Path) -> None:
     result = run("summary", str(demo), "--format", "json")
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
-    for key in ("spans", "traces", "services", "error_spans", "orphan_spans", "log_records",
-                "skipped_lines", "inputs"):
+    for key in (
+        "spans",
+        "traces",
+        "services",
+        "error_spans",
+        "orphan_spans",
+        "log_records",
+        "skipped_lines",
+        "inputs",
+    ):
         assert key in document
     assert document["report"] == "summary"
     assert document["spans"] == 547
@@ -40,7 +48,9 @@ def test_summary_json_contract(demo: Path) -> None:
     assert document["orphan_spans"] == 1  # SOURCES.md: one orphan
     assert document["skipped_lines"] == 0
     (entry,) = document["inputs"]
-    assert entry["format"] == "otlp-json" and entry["spans"] == 547 and entry["skipped"] == 0
+    assert entry["format"] == "otlp-json"
+    assert entry["spans"] == 547
+    assert entry["skipped"] == 0
     assert entry["ignored"]["metrics documents"] == 40
     # Warnings go to stderr, never into the JSON on stdout.
     assert "orphan" in result.stderr
@@ -64,9 +74,11 @@ def test_missing_file_unknown_format_and_bad_option_exit_2(tmp_path: Path) -> No
     text.write_text("hello world\nthis is not telemetry\n")
     result = run("summary", str(text))
     assert result.exit_code == 2
-    assert "unknown format" in result.stderr and "--input-format" in result.stderr
+    assert "unknown format" in result.stderr
+    assert "--input-format" in result.stderr
     result = run("summary", str(text), "--input-format", "nope")
-    assert result.exit_code == 2 and "unknown input format" in result.stderr
+    assert result.exit_code == 2
+    assert "unknown input format" in result.stderr
     assert run("latency", "--nope").exit_code == 2
 
 
@@ -75,7 +87,8 @@ def test_filters_that_match_nothing_exit_2(demo: Path) -> None:
     assert result.exit_code == 2
     assert "no spans match --service no-such-service" in result.stderr
     result = run("latency", str(demo), "--where", "duration_ms >")
-    assert result.exit_code == 2 and "--where" in result.stderr
+    assert result.exit_code == 2
+    assert "--where" in result.stderr
 
 
 def test_strict_turns_a_bad_line_into_a_failure(demo: Path, tmp_path: Path) -> None:
@@ -85,7 +98,8 @@ def test_strict_turns_a_bad_line_into_a_failure(demo: Path, tmp_path: Path) -> N
     result = run("summary", str(broken), "--format", "json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["skipped_lines"] == 1
-    assert f"{broken}:2" in result.stderr and "--strict" in result.stderr
+    assert f"{broken}:2" in result.stderr
+    assert "--strict" in result.stderr
     result = run("summary", str(broken), "--strict")
     assert result.exit_code == 2
     assert f"{broken}:2" in result.stderr
@@ -120,12 +134,14 @@ def test_convert_round_trip_gives_identical_reports(demo: Path, tmp_path: Path) 
             assert original[key] == converted[key], (command, key)
     summary = json.loads(run("summary", str(out), "-f", "json", "-q").stdout)
     assert summary["inputs"][0]["format"] == "parquet"
-    assert summary["spans"] == 547 and summary["log_records"] == 23
+    assert summary["spans"] == 547
+    assert summary["log_records"] == 23
 
 
 def test_version_and_formats() -> None:
     result = run("--version")
-    assert result.exit_code == 0 and result.stdout.startswith("tracelens ")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("tracelens ")
     names = {row["name"] for row in json.loads(run("formats", "-f", "json").stdout)["rows"]}
     assert {"otlp-json", "parquet"} <= names
 

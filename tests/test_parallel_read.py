@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def test_line_ranges_cover_the_file_at_line_boundaries(tmp_path: Path) -> None:
     data = path.read_bytes()
     for parts in (1, 2, 3, 7):
         ranges = line_ranges(path, parts)
-        assert ranges[0][0] == 0 and ranges[-1][1] == len(data)
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+        assert ranges[0][0] == 0
+        assert ranges[-1][1] == len(data)
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         assert all(data[start - 1 : start] == b"\n" for start, _ in ranges[1:])
 
 

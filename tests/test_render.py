@@ -39,7 +39,9 @@ def _emit(report: Report, fmt: OutputFormat) -> str:
 
 
 def test_json_envelope_keys_and_machine_columns_only() -> None:
-    document = json.loads(_emit(_report([{"stage": "a", "p95_ms": 1.5, "distribution": [1]}]), OutputFormat.JSON))
+    document = json.loads(
+        _emit(_report([{"stage": "a", "p95_ms": 1.5, "distribution": [1]}]), OutputFormat.JSON)
+    )
     assert set(document) == {"tracelens", "report", "inputs", "warnings", "requests", "rows"}
     assert document["tracelens"]["schema"] == 1
     assert document["rows"] == [{"stage": "a", "p95_ms": 1.5}]
@@ -47,7 +49,7 @@ def test_json_envelope_keys_and_machine_columns_only() -> None:
 
 def test_csv_neutralises_formulas_but_not_numbers() -> None:
     rows = [
-        {"stage": "=HYPERLINK(\"http://x\")", "p95_ms": -3.5},
+        {"stage": '=HYPERLINK("http://x")', "p95_ms": -3.5},
         {"stage": "+1", "p95_ms": 2.0},
         {"stage": "@SUM(A1)", "p95_ms": None},
         {"stage": "\tx", "p95_ms": 0.0},
@@ -55,7 +57,13 @@ def test_csv_neutralises_formulas_but_not_numbers() -> None:
     ]
     parsed = list(csv.reader(io.StringIO(_emit(_report(rows), OutputFormat.CSV))))
     assert parsed[0] == ["stage", "p95_ms"]
-    assert [r[0] for r in parsed[1:]] == ["'=HYPERLINK(\"http://x\")", "'+1", "'@SUM(A1)", "'\tx", "plain"]
+    assert [r[0] for r in parsed[1:]] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'@SUM(A1)",
+        "'\tx",
+        "plain",
+    ]
     assert parsed[1][1] == "-3.5"
     assert parsed[3][1] == ""
     assert cell(True) == "true"
@@ -63,14 +71,21 @@ def test_csv_neutralises_formulas_but_not_numbers() -> None:
 
 def test_terminal_text_escapes_control_characters_and_keeps_brackets() -> None:
     nasty = "redis GET [shard-1]\x1b[31m\x1b]8;;http://evil\x07link\r\u202e"
-    text = _emit(_report([{"stage": nasty, "p95_ms": 1.0, "distribution": [0, 3]}]), OutputFormat.TABLE)
-    assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\u202e" not in text
+    text = _emit(
+        _report([{"stage": nasty, "p95_ms": 1.0, "distribution": [0, 3]}]), OutputFormat.TABLE
+    )
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "\r" not in text
+    assert "\u202e" not in text
     assert "redis GET [shard-1]\\x1b[31m" in text
     assert "\\u202e" in text
 
 
 def test_markdown_escapes_pipes() -> None:
-    text = _emit(_report([{"stage": "a|b", "p95_ms": 12.345, "distribution": []}]), OutputFormat.MARKDOWN)
+    text = _emit(
+        _report([{"stage": "a|b", "p95_ms": 12.345, "distribution": []}]), OutputFormat.MARKDOWN
+    )
     assert "| a\\|b | 12.3 |" in text
     assert text.startswith("### Demo")
 

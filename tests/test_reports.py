@@ -16,18 +16,39 @@ from tests.factories import make_spans
 MS = 1_000_000
 
 
-def _trace(trace_id: str, *, root_end: int, a: tuple, b: tuple, c: tuple, d: tuple, **extra) -> pl.DataFrame:
+def _trace(
+    trace_id: str, *, root_end: int, a: tuple, b: tuple, c: tuple, d: tuple, **extra
+) -> pl.DataFrame:
     root_status = extra.pop("root_status", "unset")
     d_status = extra.pop("d_status", "unset")
     return make_spans(
         [
-            ("R", None, 0, root_end, {"name": "POST /predict", "status": root_status, "service": "gateway",
-                                       "status_message": extra.get("root_message")}),
+            (
+                "R",
+                None,
+                0,
+                root_end,
+                {
+                    "name": "POST /predict",
+                    "status": root_status,
+                    "service": "gateway",
+                    "status_message": extra.get("root_message"),
+                },
+            ),
             ("A", "R", *a, {"name": "validate"}),
             ("B", "R", *b, {"name": "fetch_features", "service": "feature-store"}),
             ("C", "R", *c, {"name": "profile_lookup"}),
-            ("D", "R", *d, {"name": "model.inference", "status": d_status, "status_message": extra.get("d_message"),
-                            "attributes": '{"model.version": "%s"}' % extra.get("version", "v1")}),
+            (
+                "D",
+                "R",
+                *d,
+                {
+                    "name": "model.inference",
+                    "status": d_status,
+                    "status_message": extra.get("d_message"),
+                    "attributes": '{{"model.version": "{}"}}'.format(extra.get("version", "v1")),
+                },
+            ),
         ],
         trace_id=trace_id,
         scale=MS,
@@ -37,13 +58,29 @@ def _trace(trace_id: str, *, root_end: int, a: tuple, b: tuple, c: tuple, d: tup
 @pytest.fixture
 def workload() -> pl.DataFrame:
     # T1: critical path D[60,100] 40, B[10,60] 50, A[0,10] 10; D fails (request in error via D).
-    t1 = _trace("t1", root_end=100, a=(0, 10), b=(10, 60), c=(10, 40), d=(60, 100),
-                d_status="error", d_message="CUDA out of memory: tried to allocate 1.5 GiB")
+    t1 = _trace(
+        "t1",
+        root_end=100,
+        a=(0, 10),
+        b=(10, 60),
+        c=(10, 40),
+        d=(60, 100),
+        d_status="error",
+        d_message="CUDA out of memory: tried to allocate 1.5 GiB",
+    )
     # T2: D[150,200] 50, B[20,150] 130, A[0,20] 20; C off the path.
     t2 = _trace("t2", root_end=200, a=(0, 20), b=(20, 150), c=(20, 50), d=(150, 200), version="v2")
     # T3: D[45,50] 5, C[5,45] 40 (profile slower than fetch), A[0,5] 5; the root itself fails.
-    t3 = _trace("t3", root_end=50, a=(0, 5), b=(5, 25), c=(5, 45), d=(45, 50),
-                root_status="error", root_message="upstream failed after 3 tries")
+    t3 = _trace(
+        "t3",
+        root_end=50,
+        a=(0, 5),
+        b=(5, 25),
+        c=(5, 45),
+        d=(45, 50),
+        root_status="error",
+        root_message="upstream failed after 3 tries",
+    )
     return analyze(pl.concat([t1, t2, t3])).spans
 
 
@@ -71,7 +108,7 @@ def test_latency_by_stage(workload: pl.DataFrame) -> None:
     assert rows["model.inference"]["errors"] == 1
     assert rows["model.inference"]["error_rate"] == pytest.approx(1 / 3)
     # Default order: critical-path share, largest first.
-    assert [r["stage"] for r in report.tables[0].rows][0] == "fetch_features"
+    assert next(r["stage"] for r in report.tables[0].rows) == "fetch_features"
     requests = report.data["requests"]
     assert requests["count"] == 3
     assert requests["errors"] == 2  # t1 via its failed child (root unset), t3 via its root
@@ -85,7 +122,8 @@ def test_latency_group_by_service_and_attribute(workload: pl.DataFrame) -> None:
     assert by_service["svc"]["count"] == 9
     by_version = latency.build(analysed=workload, by=["attr.model.version"])
     rows = {r["model.version"]: r for r in by_version.tables[0].rows}
-    assert rows["v1"]["count"] == 2 and rows["v2"]["count"] == 1
+    assert rows["v1"]["count"] == 2
+    assert rows["v2"]["count"] == 1
     assert rows[None]["count"] == 12  # spans without the attribute form their own group
     assert by_version.data["group_by"] == ["model.version"]
 
@@ -117,7 +155,8 @@ def test_errors_report(workload: pl.DataFrame) -> None:
     rows = _rows(report)
     assert rows["model.inference"]["errors"] == 1
     assert rows["model.inference"]["originated"] == 1
-    assert rows["POST /predict"]["errors"] == 1 and rows["POST /predict"]["originated"] == 1
+    assert rows["POST /predict"]["errors"] == 1
+    assert rows["POST /predict"]["originated"] == 1
     assert report.data["requests"] == {"count": 3, "errors": 2, "error_rate": pytest.approx(2 / 3)}
     messages = {m["message"]: m for m in report.tables[1].rows}
     assert set(messages) == {

@@ -87,8 +87,8 @@ class Structure:
             )
         if self.untimed_spans:
             lines.append(
-                f"{_n(self.untimed_spans, 'span')} without start or end time; "
-                "kept in the tree, excluded from timing"
+                f"{_n(self.untimed_spans, 'span')} without start or end time (missing, before "
+                "1970 or past 2262); kept in the tree, excluded from timing"
             )
         if self.zero_durations:
             lines.append(f"{_n(self.zero_durations, 'span')} with zero duration")
@@ -133,6 +133,9 @@ def analyze(spans: pl.DataFrame, *, merged_duplicates: int = 0) -> Analysis:
         cp_ns=critical_path_ns(tree),
         has_error=has_error,
         error_originated=originated,
+        # A span ending before it starts has no latency: every report reads durations from
+        # here, so null it once (the structure still counts it from start and end).
+        duration_ns=pl.when(pl.col("duration_ns") >= 0).then(pl.col("duration_ns")),
     )
     return Analysis(
         spans=frame,

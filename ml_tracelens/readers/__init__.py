@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from ml_tracelens.readers import jaeger_json, otel_console, otlp_json, parquet, zipkin_json
+from ml_tracelens.readers import (
+    jaeger_json,
+    json_logs,
+    otel_console,
+    otlp_json,
+    parquet,
+    zipkin_json,
+)
 from ml_tracelens.readers.base import ReaderSpec
 
 # One module per format, each exposing READER. Add new readers here.
-_MODULES = (otlp_json, parquet, jaeger_json, zipkin_json, otel_console)
+_MODULES = (otlp_json, parquet, jaeger_json, zipkin_json, otel_console, json_logs)
 
 READERS: dict[str, ReaderSpec] = {
     spec.name: spec for spec in sorted((m.READER for m in _MODULES), key=lambda s: s.priority)

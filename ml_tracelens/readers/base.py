@@ -4,6 +4,10 @@ A reader is a module exposing ``READER = ReaderSpec(...)``: a ``sniff`` that loo
 bytes of an input (already decompressed) and says whether the format is its own, and a ``read``
 that turns the whole input into canonical span and log frames (see ``schema.py``) plus the
 accounting of what it read and skipped.
+
+Inputs are untrusted: ``InputSource.lines`` and ``read_bytes(max_bytes=...)`` never hold more
+than the document-size limit (``limits.py``) in memory, so a reader that reads through them
+gets the limit for free; a reader with its own stream uses ``read_line``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import IO
 
 import polars as pl
 
+from ml_tracelens import limits
 from ml_tracelens.schema import empty_logs, empty_spans
 
 #: How many malformed records each input keeps with their location for messages.
@@ -52,18 +57,56 @@ class InputSource:
     def open(self) -> IO[bytes]:
         return self._opener()
 
-    def read_bytes(self) -> bytes:
+    def read_bytes(self, max_bytes: int | None = None) -> bytes:
+        """The whole (decompressed) input; over ``max_bytes`` raises ``LimitExceeded``."""
         with self.open() as stream:
-            return stream.read()
+            if max_bytes is None:
+                return stream.read()
+            data = stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise limits.LimitExceeded(
+                f"{self.name}: a single JSON document larger than {limits.format_size(max_bytes)}"
+                f" (TRACELENS_MAX_DOCUMENT_BYTES); raise the limit to read it"
+            )
+        return data
 
     def lines(self) -> Iterator[tuple[int, bytes]]:
-        """(1-based line number, line without its newline) for every line, blank ones included."""
+        """(1-based line number, line without its newline) for every line, blank ones included.
+
+        A line longer than the document-size limit raises ``LimitExceeded`` after reading at most
+        that many bytes of it.
+        """
+        limit = limits.current().max_document_bytes
         with self.open() as stream:
-            for number, line in enumerate(stream, start=1):
+            readline = stream.readline
+            number = 0
+            while line := readline(limit + 1):
+                number += 1
+                if len(line) > limit:
+                    _check_line(line, limit, self.name, number)
                 yield number, line.rstrip(b"\r\n")
 
     def __repr__(self) -> str:
         return f"InputSource({self.name!r})"
+
+
+def read_line(stream: IO[bytes], limit: int, name: str, number: int) -> bytes:
+    """The next line of ``stream`` (with its newline; b"" at the end), at most ``limit`` bytes
+    before the newline; a longer line raises ``LimitExceeded`` naming ``name:number``."""
+    line = stream.readline(limit + 1)
+    if len(line) > limit:
+        _check_line(line, limit, name, number)
+    return line
+
+
+def _check_line(line: bytes, limit: int, name: str, number: int) -> None:
+    # readline(limit + 1) returned limit + 1 bytes: fine only if the last one is the newline.
+    if len(line) == limit + 1 and line.endswith(b"\n"):
+        return
+    raise limits.LimitExceeded(
+        f"{name}:{number}: line longer than {limits.format_size(limit)} "
+        "(TRACELENS_MAX_DOCUMENT_BYTES); raise the limit to read it"
+    )
 
 
 @dataclass

@@ -7,21 +7,30 @@ first line decides: if it is a whole JSON value the input is line-based, otherwi
 input is parsed as one document or, failing that, as concatenated documents.
 
 Malformed lines or documents are counted in ``ReadStats`` with their ``file:line``; nothing is
-dropped silently.
+dropped silently. Inputs are hostile until parsed (see ``limits.py``): a line or document over
+the size limit is refused (``LimitExceeded``) before it is held whole, and one nested deeper
+than the depth limit is skipped with that reason, in all three layouts. Lines and whole
+documents are measured on their bytes before orjson sees them. Back-to-back documents need the
+standard library's decoder to find where each ends: each is measured once found, one too deep
+for that decoder's own stack is skipped for the same reason, and, as orjson does, unpaired
+surrogate escapes are refused (no later stage could encode them).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from ml_tracelens.readers.base import InputSource, ReadStats
+from ml_tracelens import limits
+from ml_tracelens.readers.base import InputSource, ReadStats, read_line
 
 BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def first_value_char(head: bytes) -> bytes:
@@ -32,8 +41,13 @@ def first_value_char(head: bytes) -> bytes:
 
 def is_line_based(source: InputSource) -> bool:
     """Whether the first line of ``source`` is a whole JSON value (so: one document per line)."""
+    limit = limits.current().max_document_bytes
     with source.open() as stream:
-        first = stream.readline()
+        try:
+            first = read_line(stream, limit, source.name, 1)
+        except limits.LimitExceeded:
+            # Too long for a line; whole mode refuses it too if it is one document.
+            return False
         if not stream.read(1):
             # A single line is one document either way; whole mode parses it only once.
             return False
@@ -51,6 +65,9 @@ def iter_documents(source: InputSource, stats: ReadStats) -> Iterator[tuple[str,
 def _is_whole_json(line: bytes) -> bool:
     if not line.strip(_WHITESPACE):
         return False
+    if limits.too_deep(line, limits.current().max_json_depth):
+        # Parsing it is what must not happen; a line that is one deep value is still a line.
+        return line.rstrip(_WHITESPACE).endswith((b"}", b"]"))
     try:
         orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -58,8 +75,25 @@ def _is_whole_json(line: bytes) -> bool:
     return True
 
 
+def loads(data: bytes, location: str, stats: ReadStats, depth: int) -> tuple[bool, Any]:
+    """Parse one line or document: (True, value), or (False, None) with the skip counted.
+
+    For readers that parse lines themselves; ``depth`` is ``limits.current().max_json_depth``,
+    read once per input.
+    """
+    if limits.too_deep(data, depth):
+        stats.skip(location, limits.depth_reason(depth))
+        return False, None
+    try:
+        return True, orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        stats.skip(location, describe_json_error(exc, data))
+        return False, None
+
+
 def _iter_lines(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, Any]]:
     name = source.name
+    depth = limits.current().max_json_depth
     for number, line in source.lines():
         stats.lines += 1
         if number == 1:
@@ -67,6 +101,14 @@ def _iter_lines(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, An
         if not line.strip(_WHITESPACE):
             stats.records += 1
             stats.ignore("blank lines")
+            continue
+        # The cheap bound inline: nearly every line has fewer brackets than the depth limit.
+        if (
+            len(line) > depth
+            and line.count(b"{") + line.count(b"[") > depth
+            and limits.too_deep(line, depth)
+        ):
+            stats.skip(f"{name}:{number}", limits.depth_reason(depth))
             continue
         try:
             value = orjson.loads(line)
@@ -78,18 +120,25 @@ def _iter_lines(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, An
 
 
 def _iter_whole(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, Any]]:
-    data = source.read_bytes().removeprefix(BOM)
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        yield from _iter_concatenated(source.name, data, stats)
-        return
-    stats.lines += 1
-    stats.records += 1
-    yield f"{source.name}:1", value
+    current = limits.current()
+    data = source.read_bytes(max_bytes=current.max_document_bytes).removeprefix(BOM)
+    if not limits.too_deep(data, current.max_json_depth):
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            stats.lines += 1
+            stats.records += 1
+            yield f"{source.name}:1", value
+            return
+    # Not one document (or too deep as a whole): documents back to back, each judged alone.
+    yield from _iter_concatenated(source.name, data, stats, current.max_json_depth)
 
 
-def _iter_concatenated(name: str, data: bytes, stats: ReadStats) -> Iterator[tuple[str, Any]]:
+def _iter_concatenated(
+    name: str, data: bytes, stats: ReadStats, depth: int
+) -> Iterator[tuple[str, Any]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -116,10 +165,38 @@ def _iter_concatenated(name: str, data: bytes, stats: ReadStats) -> Iterator[tup
             line += text.count("\n", position, resume)
             position = resume
             continue
-        stats.records += 1
-        yield f"{name}:{line}", value
+        except RecursionError:
+            # The standard decoder recurses per level; this document is far too deep.
+            stats.skip(f"{name}:{line}", limits.depth_reason(depth))
+            resume = _next_document_start(text, position + 1)
+            line += text.count("\n", position, resume)
+            position = resume
+            continue
+        problem = _refusal(text, position, end, value, depth)
+        if problem:
+            stats.skip(f"{name}:{line}", problem)
+        else:
+            stats.records += 1
+            yield f"{name}:{line}", value
         line += text.count("\n", position, end)
         position = end
+
+
+def _refusal(text: str, start: int, end: int, value: Any, depth: int) -> str | None:
+    """Why a document the standard decoder accepted must still be skipped, if it must.
+
+    The same rules as the orjson paths: no deeper than the depth limit, and no unpaired
+    surrogate escapes (which orjson rejects and no later stage could encode).
+    """
+    document = text[start:end]
+    if limits.too_deep(document.encode("utf-8", errors="replace"), depth):
+        return limits.depth_reason(depth)
+    if _SURROGATE_ESCAPE.search(document):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return "invalid JSON: unpaired surrogate in a string"
+    return None
 
 
 def _skip_blank(text: str, position: int) -> int:
@@ -137,6 +214,8 @@ def describe_json_error(exc: orjson.JSONDecodeError, line: bytes) -> str:
     message = str(exc).split(":", 1)[0]
     if isinstance(exc.__cause__, UnicodeDecodeError) or "utf-8" in str(exc).lower():
         return "invalid UTF-8"
+    if "depth limit" in message or "recursion" in message.lower():
+        return limits.depth_reason(min(limits.current().max_json_depth, limits.PARSER_MAX_DEPTH))
     if len(line) and line.rstrip()[-1:] not in (b"}", b"]"):
         return f"truncated or invalid JSON ({message})"
     return f"invalid JSON ({message})"

@@ -34,10 +34,23 @@ _STATUSES = {
 }
 
 
-def canonical_from_batch(batch: SpanBatch, source_name: str) -> pl.DataFrame:
-    raw = batch.frame()
-    span_attrs = pl.col("span_attributes").cast(pl.String)
-    resource_attrs = pl.col("resource_attributes").cast(pl.String)
+def canonical_from_batch(batch: SpanBatch, source_name: str) -> tuple[pl.DataFrame, list[int]]:
+    """The canonical spans of the batch, and the lines dropped for invalid UTF-8.
+
+    Attributes travel as raw bytes that the typed decoder does not validate; a line whose bytes
+    are not UTF-8 is malformed as a whole, so all its spans go and the caller counts it skipped.
+    """
+    # Row numbers before any line is dropped: batch.extras is keyed by them.
+    raw = batch.frame().with_row_index("_row")
+    bad_lines: list[int] = []
+    try:
+        raw = _with_text_attributes(raw)
+    except pl.exceptions.ComputeError:
+        # Raw attribute bytes are not UTF-8 somewhere (rare): find the lines, drop them whole.
+        bad_lines = _lines_with_invalid_utf8(batch)
+        raw = _with_text_attributes(raw.filter(~pl.col("line").is_in(bad_lines)))
+    span_attrs = pl.col("_span_text")
+    resource_attrs = pl.col("_resource_text")
     has_span_attrs = span_attrs.str.contains(r"\{")
     has_resource_attrs = resource_attrs.str.len_bytes() > 0
     attributes = (
@@ -55,7 +68,7 @@ def canonical_from_batch(batch: SpanBatch, source_name: str) -> pl.DataFrame:
         .then(resource_attrs)
         .otherwise(pl.lit("{}"))
     )
-    frame = raw.with_row_index("_row").select(
+    frame = raw.select(
         "_row",
         "trace_id",
         "span_id",
@@ -98,7 +111,25 @@ def canonical_from_batch(batch: SpanBatch, source_name: str) -> pl.DataFrame:
     frame = frame.drop("_row").with_columns(
         pl.col("kind").cast(SPAN_SCHEMA["kind"]), pl.col("status").cast(SPAN_SCHEMA["status"])
     )
-    return normalize_spans(frame.select(list(SPAN_SCHEMA)))
+    return normalize_spans(frame.select(list(SPAN_SCHEMA))), bad_lines
+
+
+def _with_text_attributes(raw: pl.DataFrame) -> pl.DataFrame:
+    return raw.with_columns(
+        _span_text=pl.col("span_attributes").cast(pl.String),
+        _resource_text=pl.col("resource_attributes").cast(pl.String),
+    )
+
+
+def _lines_with_invalid_utf8(batch: SpanBatch) -> list[int]:
+    bad: set[int] = set()
+    for values in (batch.attributes, batch.resource):
+        for row, value in enumerate(values):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.add(batch.line[row])
+    return sorted(bad)
 
 
 def _events_and_links(extras: dict[int, tuple[Any, Any]]) -> pl.DataFrame | None:

@@ -17,6 +17,8 @@ import msgspec
 import orjson
 import polars as pl
 
+from ml_tracelens import limits
+from ml_tracelens.limits import too_deep
 from ml_tracelens.readers.otlp_values import any_value, int_or_none
 
 _ABSENT = msgspec.Raw()
@@ -76,13 +78,18 @@ class TraceDocument(msgspec.Struct, gc=False):
 
 
 DECODER = msgspec.json.Decoder(TraceDocument)
-DecodeError = (msgspec.DecodeError, msgspec.ValidationError)
+# msgspec recurses per nesting level of a raw value: a hostile line ends in RecursionError, and
+# the lenient path then refuses it by depth.
+DecodeError = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
 class SpanBatch:
     """Column lists for spans decoded on the fast path, turned into a frame once."""
 
     def __init__(self) -> None:
+        #: limits.py's nesting limit, read once per input: raw values (kept as JSON text, so a
+        #: deep one costs nothing here) are held to it wherever they are parsed
+        self.depth = limits.current().max_json_depth
         self.trace_id: list[str] = []
         self.span_id: list[str] = []
         self.parent_id: list[str] = []
@@ -103,16 +110,20 @@ class SpanBatch:
         return len(self.span_id)
 
     def add(self, document: TraceDocument, line: int) -> None:
+        """Append the spans of one document; on ValueError (a raw value that is not JSON text,
+        e.g. invalid UTF-8) nothing of the document has been added."""
+        resources = []
         for resource_spans in document.resourceSpans:
             resource = resource_spans.resource
             pairs = resource.attributes if resource is not None else []
             service = "unknown_service"
             for pair in pairs:
                 if pair.key == "service.name":
-                    value = orjson.loads(bytes(pair.value)) if pair.value else None
+                    value = _loads(bytes(pair.value), self.depth) if pair.value else None
                     if isinstance(value, dict) and "stringValue" in value:
                         service = str(value["stringValue"])
-            resource_json = _resource_list(pairs)
+            resources.append((resource_spans, service, _resource_list(pairs)))
+        for resource_spans, service, resource_json in resources:
             scopes = resource_spans.scopeSpans or resource_spans.instrumentationLibrarySpans or []
             for scope in scopes:
                 spans = scope.spans
@@ -174,8 +185,9 @@ def event_dicts(events: list[_Event]) -> tuple[list[dict[str, Any]], str | None]
     """Canonical events, and the message of the first exception event if any."""
     out = []
     exception = None
+    depth = limits.current().max_json_depth
     for event in events:
-        attributes = {pair.key: _value(pair.value) for pair in event.attributes}
+        attributes = {pair.key: _value(pair.value, depth) for pair in event.attributes}
         out.append(
             {"name": event.name, "time_ns": _time(event.timeUnixNano), "attributes": attributes}
         )
@@ -192,14 +204,21 @@ def link_dicts(links: list[_Link]) -> list[dict[str, Any]]:
     return [{"trace_id": link.traceId, "span_id": link.spanId, "type": "link"} for link in links]
 
 
-def _value(raw: msgspec.Raw) -> Any:
+def _value(raw: msgspec.Raw, depth: int) -> Any:
     if not raw:
         return None
     try:
-        return any_value(orjson.loads(bytes(raw)))
+        return any_value(_loads(bytes(raw), depth))
     except (TypeError, ValueError):
         # A value of an unexpected shape is kept as its JSON text rather than dropped.
         return bytes(raw).decode("utf-8", errors="replace")
+
+
+def _loads(data: bytes, depth: int) -> Any:
+    """orjson.loads of a raw value, refusing (ValueError) one nested deeper than ``depth``."""
+    if too_deep(data, depth):
+        raise ValueError(limits.depth_reason(depth))
+    return orjson.loads(data)
 
 
 def _time(value: str | int | None) -> int | None:

@@ -34,7 +34,7 @@ import orjson
 import polars as pl
 
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.readers.jsondoc import BOM, describe_json_error, is_line_based, iter_documents
+from ml_tracelens.readers.jsondoc import BOM, is_line_based, iter_documents, loads
 from ml_tracelens.readers.otlp_batch import canonical_from_batch
 from ml_tracelens.readers.otlp_fast import DECODER, DecodeError, SpanBatch
 from ml_tracelens.readers.otlp_values import any_value, attributes_of, int_or_none
@@ -110,7 +110,7 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     logs: dict[str, list[Any]] = {c: [] for c in _LOG_COLUMNS}
     batch = SpanBatch()
     if is_line_based(source):
-        _read_lines(source.lines(), source.name, stats, batch, spans, logs)
+        _read_lines(source.lines(), source.name, stats, batch, spans, logs, file_start=True)
     else:
         for location, document in iter_documents(source, stats):
             _read_lenient(document, location, stats, spans, logs)
@@ -123,7 +123,8 @@ def read_line_range(lines: Iterable[tuple[int, bytes]], name: str) -> ReadResult
     spans: dict[str, list[Any]] = {c: [] for c in _SPAN_COLUMNS}
     logs: dict[str, list[Any]] = {c: [] for c in _LOG_COLUMNS}
     batch = SpanBatch()
-    _read_lines(lines, name, stats, batch, spans, logs)
+    # parallel._lines strips the BOM of the file's first line; a range's first line is not it.
+    _read_lines(lines, name, stats, batch, spans, logs, file_start=False)
     return _result(name, stats, batch, spans, logs)
 
 
@@ -136,7 +137,11 @@ def _result(
 ) -> ReadResult:
     frames = [spans_from_columns(spans)]
     if len(batch):
-        frames.append(canonical_from_batch(batch, name))
+        frame, bad_lines = canonical_from_batch(batch, name)
+        frames.append(frame)
+        for line in bad_lines:
+            # Raw attribute bytes are checked for UTF-8 only when the batch becomes columns.
+            _reject(stats, f"{name}:{line}", "invalid UTF-8")
     span_frame = _hex_ids(pl.concat(frames, how="vertical"), ("trace_id", "span_id", "parent_id"))
     log_frame = _hex_ids(logs_from_columns(logs), ("trace_id", "span_id", "correlation_id"))
     return ReadResult(stats=stats, spans=span_frame, logs=log_frame)
@@ -149,6 +154,8 @@ def _read_lines(
     batch: SpanBatch,
     spans: dict[str, list[Any]],
     logs: dict[str, list[Any]],
+    *,
+    file_start: bool,
 ) -> None:
     """One document per line: typed decoding first, the lenient path for anything else."""
     # Collecting millions of small objects triggers cyclic GC passes that find nothing to free.
@@ -157,7 +164,7 @@ def _read_lines(
     try:
         for number, line in lines:
             stats.lines += 1
-            if number == 1:
+            if number == 1 and file_start:
                 line = line.removeprefix(BOM)
             if not line.strip():
                 stats.records += 1
@@ -170,18 +177,23 @@ def _read_lines(
                     document = DECODER.decode(line)
                 except DecodeError:
                     document = None
+                except UnicodeDecodeError:
+                    # Invalid UTF-8 in a string field: the lenient path names the line.
+                    document = None
             if document is None:
-                try:
-                    parsed = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    stats.skip(location, describe_json_error(exc, line))
+                # Checked for depth before parsing; the skip is counted inside.
+                ok, parsed = loads(line, location, stats, batch.depth)
+                if not ok:
                     continue
                 stats.records += 1
                 _read_lenient(parsed, location, stats, spans, logs)
                 continue
             stats.records += 1
             if document.resourceSpans:
-                batch.add(document, number)
+                try:
+                    batch.add(document, number)
+                except ValueError as exc:
+                    _reject(stats, location, f"malformed OTLP ({exc})")
             elif b'"resourceMetrics"' in line:
                 stats.ignore("metrics documents")
             elif b'"resourceSpans"' not in line:

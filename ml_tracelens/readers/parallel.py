@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ml_tracelens import limits
 from ml_tracelens.readers.base import ReadResult, ReadStats
 
 RangeReader = Callable[[Iterable[tuple[int, bytes]], str], ReadResult]
@@ -47,11 +48,20 @@ def worker_count(size: int) -> int:
 def line_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
     """Byte ranges covering the file, each ending just after a newline (or at the end)."""
     size = path.stat().st_size
+    limit = limits.current().max_document_bytes
     bounds = [0]
     with path.open("rb") as stream:
         for index in range(1, parts):
             stream.seek(max(bounds[-1], size * index // parts))
-            stream.readline()
+            # Skip to the next newline in bounded reads: a hostile line may be gigabytes long.
+            # Past the line limit, stop cutting: the range holding it refuses that line.
+            skipped = 0
+            while (chunk := stream.readline(1024 * 1024)) and not chunk.endswith(b"\n"):
+                skipped += len(chunk)
+                if skipped > limit:
+                    break
+            if skipped > limit:
+                break
             position = stream.tell()
             if position >= size:
                 break
@@ -62,14 +72,22 @@ def line_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
 
 
 def _lines(path: Path, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    limit = limits.current().max_document_bytes
     with path.open("rb") as stream:
         stream.seek(start)
         position = start
         number = 0
         while position < end:
-            line = stream.readline()
+            line = stream.readline(limit + 1)
             if not line:
                 break
+            if len(line) > limit and not (len(line) == limit + 1 and line.endswith(b"\n")):
+                # Line numbers are local to the range here; the byte offset is exact.
+                raise limits.LimitExceeded(
+                    f"{path}: the line at byte {position:,} is longer than "
+                    f"{limits.format_size(limit)} (TRACELENS_MAX_DOCUMENT_BYTES); raise the limit "
+                    "to read it"
+                )
             position += len(line)
             number += 1
             if number == 1 and start == 0:

@@ -26,7 +26,9 @@ def sniff(head: bytes) -> bool:
 def read(source: InputSource, options: ReadOptions) -> ReadResult:
     stats = ReadStats(format=NAME)
     try:
-        frame = pl.read_parquet(source.path if source.path is not None else source.read_bytes())
+        # glob=False: polars would expand "[1]" or "*" in a file name and read other files.
+        data = source.path if source.path is not None else source.read_bytes()
+        frame = pl.read_parquet(data, glob=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"{source.name}: not a readable Parquet file ({exc})") from exc
     missing = {"table", *SPAN_SCHEMA, *LOG_SCHEMA} - set(frame.columns)

@@ -3,6 +3,26 @@
 Telemetry text is attacker-controlled (span names and messages come from request payloads), so
 every string shown to a person passes through ``printable``: control characters, including
 ESC, carriage return, backspace, the bell and bidi overrides, are shown escaped, never emitted.
+
+What ``printable`` escapes, as ``\\xNN`` or ``\\uNNNN``:
+
+* C0 controls U+0000-U+001F (ESC starts ANSI/OSC sequences such as OSC 8 hyperlinks and
+  title changes; CR and backspace overwrite what was printed; BEL rings; tab and newline would
+  break a cell or a one-line message), DEL, and C1 controls U+0080-U+009F (U+009B is a
+  one-character CSI, U+009D an OSC, on terminals that honour 8-bit controls);
+* bidi marks, embeddings, overrides and isolates (U+061C, U+200E, U+200F, U+202A-U+202E,
+  U+2066-U+2069), which reorder what a terminal shows ("Trojan Source");
+* the line and paragraph separators U+2028 and U+2029, which some terminals and viewers break
+  lines on;
+* lone surrogates (undecodable bytes in file names arrive as them), which no UTF-8 terminal
+  can be sent.
+
+Everything else, including all printable non-ASCII text, is shown as it is. Rich markup needs
+no escaping here: renderers hand text to rich as ``Text`` objects, never as markup.
+
+Text cells are also cut at ``MAX_CELL_CHARS`` with a count of what was left out: one 10 MB
+error message must not fold into a million terminal lines. ``--format json`` and ``csv`` keep
+every character.
 """
 
 from __future__ import annotations
@@ -12,13 +32,16 @@ from typing import Any
 
 from ml_tracelens.reports.model import ColumnKind
 
-# C0/C1 controls (tab and newline included: a cell is one line), DEL, and the bidi
-# embedding/override/isolate characters that can reorder what a terminal shows.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 _SPARK_BARS = "▁▂▃▄▅▆▇█"
+#: The most characters of one text value a table or markdown cell shows.
+MAX_CELL_CHARS = 1000
 
 
 def printable(text: str) -> str:
+    """``text`` safe to write to a terminal: unsafe characters shown as escapes (see above)."""
     return _UNSAFE.sub(_escape, text)
 
 
@@ -43,8 +66,15 @@ def format_value(value: Any, kind: ColumnKind) -> str:
     if kind is ColumnKind.SPARK:
         return sparkline(value)
     if isinstance(value, list):
-        return printable(", ".join(str(v) for v in value))
-    return printable(str(value))
+        return clip(", ".join(str(v) for v in value))
+    return clip(str(value))
+
+
+def clip(text: str, limit: int = MAX_CELL_CHARS) -> str:
+    """``printable(text)``, cut after ``limit`` characters with a count of the rest."""
+    if len(text) <= limit:
+        return printable(text)
+    return printable(text[:limit]) + f"… (+{len(text) - limit:,} characters)"
 
 
 def format_ms(value: float) -> str:

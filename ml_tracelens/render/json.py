@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -27,6 +28,19 @@ def envelope(report: Report) -> dict[str, Any]:
 
 
 def render(report: Report) -> str:
-    return orjson.dumps(
+    text = orjson.dumps(
         envelope(report), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
     ).decode()
+    # JSON may carry these raw, but a terminal would obey them if the output is printed; as
+    # \uXXXX escapes the document decodes to exactly the same strings. (Structural JSON is
+    # ASCII, so they can only occur inside strings.)
+    return _TERMINAL_CONTROLS.sub(_json_escape, text)
+
+
+_TERMINAL_CONTROLS = re.compile(
+    "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"

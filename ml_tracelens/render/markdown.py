@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ml_tracelens.render.cells import format_value
+from ml_tracelens.render.cells import format_value, printable
 from ml_tracelens.reports.model import Report, Table
 
 
@@ -35,7 +35,10 @@ def _table(table: Table, *, titled: bool) -> list[str]:
 
 
 def _escape(text: str) -> str:
-    # Pipes end a cell; backticks, brackets, and angle brackets could start markup or HTML.
-    for char in "\\|`*_[]<>":
+    # Pipes end a cell; backticks, brackets, and angle brackets could start markup or HTML; an
+    # ampersand an entity; tildes strike through. Control characters (terminal escapes, bidi
+    # overrides, line breaks that would end a table row) are shown escaped, as on a terminal.
+    text = printable(text)
+    for char in "\\|`*_[]<>&~":
         text = text.replace(char, "\\" + char)
     return text

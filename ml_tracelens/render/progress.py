@@ -32,7 +32,8 @@ class InputProgress:
         self._console = console or Console(file=sys.stderr, highlight=False, markup=False)
         self._bar = Progress(
             SpinnerColumn(),
-            TextColumn("{task.fields[label]}"),
+            # markup=False: the label is a file name, which may hold "[link=...]".
+            TextColumn("{task.fields[label]}", markup=False),
             BarColumn(),
             DownloadColumn(),
             TimeElapsedColumn(),

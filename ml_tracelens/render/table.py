@@ -53,7 +53,7 @@ def rich_table(table: Table, *, plain: bool, titled: bool = False) -> Renderable
     for column in columns:
         numeric = column.kind not in (ColumnKind.TEXT, ColumnKind.SPARK, ColumnKind.TIME)
         out.add_column(
-            Text(column.header),
+            Text(printable(column.header)),
             justify="right" if numeric else "left",
             no_wrap=plain or numeric,
             overflow="fold",

@@ -14,7 +14,8 @@ into one line "stage ×N" with their total, mean and max duration.
 
 The walk is iterative (an explicit stack), so a 10,000-deep chain draws without recursion; deep
 indentation is capped and the depth printed instead. Every piece of telemetry text goes through
-``printable`` into ``rich.text.Text`` (never markup).
+``clip`` (``printable``, cut at ``MAX_CELL_CHARS``: rich measures a 10 MB message for seconds) into
+``rich.text.Text`` (never markup).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from ml_tracelens.render.cells import format_ms, printable
+from ml_tracelens.render.cells import clip, format_ms, printable
 from ml_tracelens.reports.model import Report
 from ml_tracelens.reports.request import ShowView
 
@@ -49,7 +50,7 @@ def render_show(report: Report, console: Console) -> RenderableType:
     view: ShowView = report.view
     layout = _Layout(view, console.width)
     lines: list[Text] = [Text(printable(report.title), style="bold")]
-    lines.extend(Text(printable(line), no_wrap=True, overflow="ellipsis") for line in view.headline)
+    lines.extend(Text(clip(line), no_wrap=True, overflow="ellipsis") for line in view.headline)
     lines.append(Text(""))
     lines.append(layout.header())
     for kind, payload, depth in _walk(view):
@@ -156,13 +157,13 @@ class _Layout:
         self.axis = view.duration_ms
         spans = view.spans
         self.service_width = min(
-            _SERVICE_WIDTH, max([len(printable(r["service"] or "")) for r in spans] + [7])
+            _SERVICE_WIDTH, max([len(clip(r["service"] or "")) for r in spans] + [7])
         )
         # Collapsed groups append " ×N" to the stage.
         suffix = len(f" ×{len(spans):,}") if view.collapse else 0
         self.stage_width = min(
             _STAGE_WIDTH,
-            max([len(printable(r["stage"] or "")) + _indent_len(r["depth"]) for r in spans] + [5])
+            max([len(clip(r["stage"] or "")) + _indent_len(r["depth"]) for r in spans] + [5])
             + suffix,
         )
         fixed = self.service_width + self.stage_width + 4 * (_NUMBER_WIDTH + 1) + 4
@@ -180,8 +181,8 @@ class _Layout:
     def span_line(self, row: dict[str, Any], depth: int) -> Text:
         critical = (row["cp_ms"] or 0) > 0
         text = Text()
-        text.append(_cell(printable(row["service"] or "?"), self.service_width) + " ", "cyan")
-        label = _indent(depth) + printable(row["stage"] or "?")
+        text.append(_cell(clip(row["service"] or "?"), self.service_width) + " ", "cyan")
+        label = _indent(depth) + clip(row["stage"] or "?")
         text.append(_cell(label, self.stage_width) + " ", "bold" if critical else "")
         text.append(_num(_ms(row["start_offset_ms"])) + _num(_ms(row["duration_ms"])))
         bar_style = "red" if row["error"] else ("magenta" if critical else "dim")
@@ -208,8 +209,8 @@ class _Layout:
         errors = sum(1 for r in rows if r["error"])
         first = rows[0]
         text = Text()
-        text.append(_cell(printable(first["service"] or "?"), self.service_width) + " ", "cyan")
-        label = _indent(depth) + printable(first["stage"] or "?") + f" ×{len(rows):,}"
+        text.append(_cell(clip(first["service"] or "?"), self.service_width) + " ", "cyan")
+        label = _indent(depth) + clip(first["stage"] or "?") + f" ×{len(rows):,}"
         text.append(_cell(label, self.stage_width) + " ", "bold" if cp > 0 else "")
         span_ms = (max(ends) - min(starts)) if starts and ends else None
         text.append(_num(_ms(min(starts) if starts else None)) + _num(_ms(span_ms)))
@@ -236,8 +237,8 @@ class _Layout:
         text = Text(" " * (self.service_width + 1))
         text.append(_indent(depth) + "» ", "dim")
         text.append(f"+{_ms(row['offset_ms'])} ms ", "dim")
-        text.append(printable(level.upper()) + " ", style)
-        text.append(printable(row["message"] or ""))
+        text.append(clip(level.upper()) + " ", style)
+        text.append(clip(row["message"] or ""))
         return _line(text)
 
     def note_line(self, note: str, depth: int) -> Text:
@@ -249,8 +250,8 @@ class _Layout:
         pad = " " * (self.service_width + 1) + _indent(depth + 1)
         attributes = row["attributes"] if isinstance(row["attributes"], dict) else {}
         for key in sorted(attributes):
-            text = Text(pad + printable(str(key)) + " = ", "dim")
-            text.append(printable(_value(attributes[key])))
+            text = Text(pad + clip(str(key)) + " = ", "dim")
+            text.append(clip(_value(attributes[key])))
             yield _line(text)
         for event in row["events"] if isinstance(row["events"], list) else ():
             if not isinstance(event, dict):
@@ -262,9 +263,9 @@ class _Layout:
                 else "?"
             )
             text = Text(pad + "◇ ", "dim")
-            text.append(printable(str(event.get("name") or "event")) + f" {when}")
+            text.append(clip(str(event.get("name") or "event")) + f" {when}")
             if event.get("attributes"):
-                text.append(" " + printable(_value(event["attributes"])), "dim")
+                text.append(" " + clip(_value(event["attributes"])), "dim")
             yield _line(text)
 
     def _bar(self, offset: float | None, duration: float | None, critical: bool) -> str:
@@ -285,7 +286,7 @@ class _Layout:
                 text.append(f" [{name}]", "yellow")
         if row["error"]:
             message = row["error_message"]
-            text.append(" ✗ " + (printable(message) if message else "error"), "bold red")
+            text.append(" ✗ " + (clip(message) if message else "error"), "bold red")
 
 
 def _line(text: Text) -> Text:

@@ -143,6 +143,9 @@ def build(
 def _headline(summary: dict[str, Any]) -> str:
     if not summary["count"]:
         return "Requests: none (no root spans among the selected spans)"
+    if summary["p50_ms"] is None:
+        # Roots exist but none has both a start and an end (or they end before they start).
+        return f"Requests: {summary['count']:,}  (no timed root spans)"
     return (
         f"Requests: {summary['count']:,}  p50 {summary['p50_ms']:.1f} ms  "
         f"p95 {summary['p95_ms']:.1f} ms  p99 {summary['p99_ms']:.1f} ms  "

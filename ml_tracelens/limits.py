@@ -1,0 +1,182 @@
+"""Safety limits: what one input may cost, whoever wrote it.
+
+Telemetry is attacker-controlled text (span names, attributes and log lines come from request
+payloads), so every input is read under these limits. Each is set by an environment variable,
+read when an input is opened, so the same limits hold for the CLI, the library and the tests:
+
+======================================  =========  ============================================
+variable                                default    what happens beyond it
+======================================  =========  ============================================
+``TRACELENS_MAX_DOCUMENT_BYTES``        1G         a JSON line, or a whole-document input,
+                                                   larger than this is refused (exit 2) before
+                                                   it is held in memory
+``TRACELENS_MAX_JSON_DEPTH``            128        a line or document nested deeper is skipped
+                                                   and counted at its ``file:line``
+``TRACELENS_MAX_GZIP_RATIO``            200        a ``.gz`` input that decompresses past 64 MiB
+                                                   *and* past this many times the compressed
+                                                   bytes read so far is refused (exit 2); 0 = off
+``TRACELENS_MAX_STREAM_BYTES``          4G         stdin, a FIFO or a device named explicitly
+                                                   is held in memory (it is read more than once);
+                                                   a longer stream is refused (exit 2)
+======================================  =========  ============================================
+
+Sizes take binary suffixes: ``512M``, ``2G``, ``1GiB``, or plain bytes.
+
+Why these numbers. Real dumps have lines of kilobytes to a few megabytes and documents of at most
+a few hundred megabytes, so 1 GiB only stops inputs that would exhaust memory. Real JSON nests 4
+(Zipkin) to ~20 (OTLP with nested attribute maps) levels; 128 leaves ample room, keeps every
+accepted value within what the JSON encoder (254 levels), polars' JSON functions (128) and
+Python's recursion limit handle, and is checked on the raw bytes before parsing. Honest telemetry
+compresses 8-40× (measured on the fixtures and on a health-check log with millisecond
+timestamps); gzip cannot exceed ~1032×, which a "bomb" reaches. 200× sits between the two; the
+64 MiB floor keeps small files with unusual ratios readable and bounds the work a bomb can cause.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ml_tracelens.errors import MalformedInput, UsageError
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+#: Decompressed bytes a gzip input may always produce, whatever its ratio.
+GZIP_RATIO_FLOOR = 64 * MIB
+#: orjson refuses deeper input whatever we allow.
+PARSER_MAX_DEPTH = 1024
+
+_ENV = {
+    "max_document_bytes": "TRACELENS_MAX_DOCUMENT_BYTES",
+    "max_json_depth": "TRACELENS_MAX_JSON_DEPTH",
+    "max_gzip_ratio": "TRACELENS_MAX_GZIP_RATIO",
+    "max_stream_bytes": "TRACELENS_MAX_STREAM_BYTES",
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": 1024 * GIB}
+
+
+class LimitExceeded(MalformedInput):
+    """An input went past a safety limit; the message names the input and the variable."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_document_bytes: int = GIB
+    max_json_depth: int = 128
+    #: 0 disables the check
+    max_gzip_ratio: float = 200.0
+    max_stream_bytes: int = 4 * GIB
+
+
+#: Set by ``configure`` (e.g. from command-line options); they win over the environment.
+_overrides: dict[str, Any] = {}
+
+
+def current() -> Limits:
+    """The limits in force: defaults, then the environment, then ``configure``."""
+    limits = Limits()
+    values: dict[str, Any] = {}
+    for attribute, variable in _ENV.items():
+        raw = os.environ.get(variable)
+        if raw is None or not raw.strip():
+            continue
+        values[attribute] = _parse(attribute, variable, raw)
+    values.update(_overrides)
+    return replace(limits, **values)
+
+
+def configure(**values: Any) -> None:
+    """Override limits for this process (``configure()`` with no arguments clears overrides)."""
+    unknown = set(values) - set(_ENV)
+    if unknown:
+        raise TypeError(f"unknown limits: {sorted(unknown)}")
+    if not values:
+        _overrides.clear()
+    _overrides.update(values)
+
+
+def parse_size(text: str) -> int:
+    """``"512M"`` -> 536870912; binary units, an optional ``B``/``iB``; ValueError otherwise."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r}")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.lower()])
+
+
+def format_size(size: float) -> str:
+    """A byte count as people write it: ``1 GiB``, ``64 MiB``, ``512 bytes``."""
+    for unit, scale in (("TiB", 1024 * GIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{int(size)} bytes"
+
+
+def _parse(attribute: str, variable: str, raw: str) -> Any:
+    try:
+        if attribute == "max_json_depth":
+            depth = int(raw)
+            if not 1 <= depth <= PARSER_MAX_DEPTH:
+                raise ValueError
+            return depth
+        if attribute == "max_gzip_ratio":
+            ratio = float(raw)
+            if ratio < 0 or ratio != ratio:  # NaN
+                raise ValueError
+            return ratio
+        size = parse_size(raw)
+        if size <= 0:
+            raise ValueError
+        return size
+    except ValueError:
+        expected = {
+            "max_json_depth": f"a whole number of levels from 1 to {PARSER_MAX_DEPTH}",
+            "max_gzip_ratio": "a ratio such as 200 (0 turns the check off)",
+        }.get(attribute, "a size such as 512M or 2G")
+        raise UsageError(f"{variable}={raw!r}: expected {expected}") from None
+
+
+# --- JSON nesting depth, measured on the raw bytes -------------------------------------------
+
+# Keep only quotes (strings) and brackets, with ``{}`` folded into ``[]``: mismatched bracket
+# kinds are invalid JSON, which the parser rejects anyway.
+_STRUCTURE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(range(256)).translate(None, b'"[]{}')
+
+
+def too_deep(data: bytes, limit: int) -> bool:
+    """Whether the JSON text ``data`` nests arrays/objects more than ``limit`` levels.
+
+    Runs before parsing, so a hostile document never reaches a recursive parser, encoder or
+    ``repr``. Cheap bounds settle almost every input (nesting cannot exceed the number of
+    opening brackets); otherwise strings are blanked out (escaped backslashes and quotes first,
+    so brackets inside strings do not count) and the innermost pairs are peeled off one level
+    per round: a document with pairs left after ``limit`` rounds is too deep. One
+    ``bytes.replace`` per round removes exactly the innermost pairs (it never rescans its own
+    output), so the count of rounds is the depth. Input that is not valid JSON may give either
+    answer; the parser reports it.
+    """
+    if len(data) <= limit or data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Adjacent quotes enclose no brackets; dropping them keeps every bracket's string parity.
+    structure = data.translate(_STRUCTURE, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in structure:
+        structure = b"".join(structure.split(b'"')[::2])
+    for _ in range(limit):
+        peeled = structure.replace(b"[]", b"")
+        if len(peeled) == len(structure):
+            return False  # empty, or unbalanced leftovers (not JSON: the parser says so)
+        structure = peeled
+    return b"[]" in structure
+
+
+def depth_reason(limit: int) -> str:
+    """The skip reason for a too-deep line or document."""
+    return f"JSON nested deeper than {limit} levels (TRACELENS_MAX_JSON_DEPTH)"

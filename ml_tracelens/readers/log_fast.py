@@ -1,0 +1,376 @@
+"""The fast path of the JSON-lines log reader: polars' NDJSON reader, with proof nothing was lost.
+
+polars parses every value as text (a schema of String leaves sampled from the input), which
+gives numbers the spelling ``json_logs.render`` gives them, but it silently drops keys missing
+from the schema, keeps the first of duplicated keys and turns a type clash into null. So after
+reading, the values it holds must account for every key in the bytes:
+
+- ``held`` = non-null struct nodes + non-null leaves polars read. Each is a distinct key with a
+  non-null value, so ``held <= truth`` (the file's non-null keys), with equality only when
+  nothing was dropped, duplicated or nulled by a clash.
+- With whitespace deleted, every key ends in ``":`` with an unescaped quote (escape parity is
+  counted exactly: occurrences after >= k backslashes, alternating). A string *starting* with
+  ``:`` adds extra ``":`` matches, so ``keys - nulls >= truth`` where ``nulls`` counts ``":null``
+  (an extra ``":null`` match is also an extra ``":`` match). Hence ``held == keys - nulls``
+  proves ``held == truth``; a mismatch (possibly a false alarm such as ``":8080"``) falls back.
+- An object under a key the sample saw as text arrives as one text leaf; ``{}`` or all-null
+  objects would pass the count, so non-null struct nodes must also equal the ``":{`` count.
+
+Other checks turn away what the counts cannot see: lists (polars' own text of them), integers
+beyond 64 bits (orjson makes them floats), lone surrogate escapes (polars makes them NUL), and
+floats whose shortest spelling is a tie (polars and ``repr`` pick different last digits). It is
+assumed that polars and orjson parse a decimal literal to the same (nearest) double. Anything
+unproven raises ``FastPathUnavailable`` and the caller parses line by line.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import polars as pl
+
+from ml_tracelens.readers import log_fields
+from ml_tracelens.readers.base import ReadStats
+
+BOM = b"\xef\xbb\xbf"
+WHITESPACE = b" \t\r\n"
+BLANK = "blank lines"
+COLLISIONS = "colliding keys (dotted and nested spelling of one key; the shallower kept)"
+#: Lines sampled for the schema: the first ones, then slices spread over the input.
+SAMPLE_HEAD_LINES = 2_000
+SAMPLE_SLICES = 256
+SAMPLE_SLICE_LINES = 16
+MAX_DEPTH = 32
+
+Tree = dict[str, "Tree | None"]  # key -> nested object tree, or None for a value read as text
+
+
+class FastPathUnavailable(Exception):
+    """The fast path cannot prove its table equals the line-by-line one for this input."""
+
+
+def skip_reason(exc: orjson.JSONDecodeError, line: bytes) -> str:
+    message = str(exc).split(":", 1)[0]
+    if b"\x00" in line:
+        return "NUL byte in line"
+    if "utf-8" in str(exc).lower():
+        return "invalid UTF-8"
+    if line.rstrip(WHITESPACE)[-1:] not in (b"}", b"]"):
+        return f"truncated or invalid JSON ({message})"
+    return f"invalid JSON ({message})"
+
+
+def json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "null"
+
+
+def line_problem(line: bytes) -> str | None:
+    """Why one line is not a JSON object (None when it is one)."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return skip_reason(exc, line)
+    return None if type(value) is dict else f"not a JSON object ({json_kind(value)})"
+
+
+def plain_float(value: float) -> str:
+    """Shortest round-trip digits in positional notation, no trailing zeros: 1e-07 -> 0.0000001."""
+    text = repr(value)
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def float_text(values: pl.Series) -> pl.Series:
+    """Float64 -> text exactly as ``plain_float`` spells each value, a whole column at once."""
+    # polars prints repr's shortest digits (ties to even, as repr); only exponent forms differ.
+    text = values.cast(pl.String)
+    exponent = text.str.contains("e", literal=True).fill_null(False)
+    text = text.str.strip_suffix(".0")
+    if exponent.any():
+        where = exponent.arg_true()
+        text = text.scatter(where, [plain_float(values[i]) for i in where.to_list()])
+    return text
+
+
+def count_lines(body: bytes) -> int:
+    return body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+
+
+def fast_raw(
+    data: bytes,
+    name: str,
+    plan: Mapping[str, tuple[log_fields.Candidate, ...]],
+    *,
+    format_name: str,
+    first_line: int = 1,
+    depth: int = MAX_DEPTH,
+) -> tuple[ReadStats, pl.DataFrame]:
+    """Text columns per flattened key plus ``_line``, and the accounting, or FastPathUnavailable.
+
+    ``depth``: the JSON depth limit; the sampled schema may not exceed it, and a line deeper
+    than the schema cannot pass the key count, so no line over the limit is read here.
+    """
+    body = data.removeprefix(BOM) if first_line == 1 else data
+    stats = ReadStats(format=format_name, lines=count_lines(body))
+    # A dump cut short by a killed process ends in half a line: the one bad line taken here.
+    last_start = body.rfind(b"\n", 0, len(body) - 1 if body.endswith(b"\n") else len(body)) + 1
+    last = body[last_start:].rstrip(b"\r\n")
+    if last.strip(WHITESPACE):
+        problem = line_problem(last)
+        if problem:
+            stats.skip(f"{name}:{first_line + stats.lines - 1}", problem)
+            body = body[:last_start]
+    schema = _schema(_sample_tree(body, min(depth, MAX_DEPTH)))
+    # polars parses on its own threads while this one counts keys in the bytes.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reading = pool.submit(_read, body, schema)
+        compact = body.translate(None, b" \t\r")
+        line_numbers = _non_blank_lines(body, compact)
+        # Escaped quotes are rare: without any, one count per pattern is exact.
+        escapes = b'\\":' in compact
+        keys = _unescaped(compact, b'":', escapes)
+        nulls = _unescaped(compact, b'":null', escapes)
+        objects = _unescaped(compact, b'":{', escapes)
+        # With a schema polars reads a line like 42 or [1] as a row of nulls: every line it
+        # reads must be an object (one that parses starts with "{").
+        object_lines = compact.count(b"\n{") + compact.startswith(b"{")
+        del compact
+        frame = reading.result()
+    # Keys become positional names: a key like "*" or "^a$" must never reach pl.col as a pattern.
+    frame = frame.rename({key: f"\x01{index}" for index, key in enumerate(frame.columns)})
+    if not frame.height == object_lines == len(line_numbers):
+        raise FastPathUnavailable(
+            f"{frame.height} rows, {object_lines} objects, {len(line_numbers)} lines"
+        )
+    structs, leaves = _nodes(schema)
+    held_structs = _non_null(frame, structs)
+    held = held_structs + _non_null(frame, [expr for _, expr in leaves])
+    if held + nulls != keys:
+        raise FastPathUnavailable(f"{keys} keys in the bytes, {held + nulls} read")
+    if held_structs != objects:
+        # An object under a key the sample saw as text would arrive as text.
+        raise FastPathUnavailable(f"{objects} object values in the bytes, {held_structs} read")
+    _check_leaves(frame, leaves)
+    frame = frame.with_columns(_line=pl.Series(line_numbers, dtype=pl.Int64) + (first_line - 1))
+    raw, collisions = flat_columns(frame, leaves)
+    blank = stats.lines - stats.skipped - frame.height
+    stats.records = blank + frame.height
+    if blank:
+        stats.ignore(BLANK, blank)
+    if collisions:
+        stats.ignore(COLLISIONS, collisions)
+    return stats, raw
+
+
+def _read(body: bytes, schema: pl.Schema) -> pl.DataFrame:
+    try:
+        return pl.read_ndjson(io.BytesIO(body), schema=schema, ignore_errors=True)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError) as exc:
+        raise FastPathUnavailable(f"polars NDJSON reader: {str(exc).splitlines()[0]}") from exc
+
+
+def _check_leaves(frame: pl.DataFrame, leaves: list[tuple[tuple[str, ...], pl.Expr]]) -> None:
+    """Turn away values whose polars spelling can differ from the line path's (one query)."""
+    if not leaves:
+        return
+    lists, nul, big, tie = [], [], [], []
+    for _, text in leaves:
+        # A list arrives as polars' own text of it (the line path writes orjson's).
+        lists.append(text.str.starts_with("[") & text.str.ends_with("]"))
+        # polars reads a lone surrogate escape as NUL where orjson rejects the line (a real
+        # \u0000 is turned away too: rare, and the line path reads it).
+        nul.append(text.str.contains("\x00", literal=True))
+        # Both checks below need 17+ characters; null out shorter values so they cost nothing.
+        long = pl.when(text.str.len_bytes() >= 17).then(text)
+        # orjson reads integers beyond 64 bits as floats; polars keeps their digits.
+        big.append(long.str.contains(r"^(?:-[0-9]{19,}|[0-9]{20,})$"))
+        # The reader breaks ties between two shortest spellings (1608882928643910.25 ->
+        # ...910.3) unlike repr (...910.2); ties need 16+ significant digits, so respell those
+        # as the line path does (float_text; an exponent form only errs towards falling back).
+        decimal = pl.when(long.str.contains(r"^-?[0-9]*\.[0-9]+$")).then(long)
+        respelled = decimal.cast(pl.Float64, strict=False).cast(pl.String).str.strip_suffix(".0")
+        tie.append(respelled != decimal)
+    found = frame.select(
+        lists=pl.any_horizontal(lists).any(),
+        nul=pl.any_horizontal(nul).any(),
+        big=pl.any_horizontal(big).any(),
+        tie=pl.any_horizontal(tie).any(),
+    ).row(0, named=True)
+    reasons = {
+        "lists": "list values",
+        "nul": "NUL characters or lone surrogate escapes",
+        "big": "integers beyond 64 bits",
+        "tie": "a float whose shortest spelling is a tie",
+    }
+    problems = [reason for flag, reason in reasons.items() if found[flag]]
+    if problems:
+        raise FastPathUnavailable(", ".join(problems))
+
+
+def _unescaped(compact: bytes, pattern: bytes, escapes: bool) -> int:
+    """Occurrences of ``pattern`` (starting with a quote) whose quote is not escaped."""
+    if not escapes:
+        return compact.count(pattern)
+    # c(k) counts occurrences preceded by at least k backslashes; those with an even run are
+    # c(0) - c(1) + c(2) - ...
+    total, sign, k = 0, 1, 0
+    while True:
+        found = compact.count(b"\\" * k + pattern)
+        if not found:
+            return total
+        total += sign * found
+        sign, k = -sign, k + 1
+
+
+def _non_blank_lines(body: bytes, compact: bytes) -> list[int] | range:
+    """Numbers of the lines polars reads (it skips whitespace-only lines)."""
+    lines = count_lines(body)
+    blank_last = bool(body) and not body.endswith(b"\n") and not compact[compact.rfind(b"\n") + 1 :]
+    if not (compact.startswith(b"\n") or b"\n\n" in compact or blank_last):
+        return range(1, lines + 1)
+    segments = compact.split(b"\n")[:lines]
+    return [number for number, segment in enumerate(segments, start=1) if segment]
+
+
+def _sample_lines(body: bytes) -> list[bytes]:
+    lines = body[: _after_lines(body, 0, SAMPLE_HEAD_LINES)].split(b"\n")
+    rest = _after_lines(body, 0, SAMPLE_HEAD_LINES)
+    for index in range(SAMPLE_SLICES):
+        offset = rest + (len(body) - rest) * index // SAMPLE_SLICES
+        start = body.find(b"\n", offset) + 1 if offset else 0
+        if start <= 0 or start >= len(body):
+            continue
+        lines += body[start : _after_lines(body, start, SAMPLE_SLICE_LINES)].split(b"\n")
+    return lines
+
+
+def _after_lines(body: bytes, start: int, count: int) -> int:
+    position = start
+    for _ in range(count):
+        found = body.find(b"\n", position)
+        if found < 0:
+            return len(body)
+        position = found + 1
+    return position
+
+
+def _sample_tree(body: bytes, depth: int) -> Tree:
+    tree: Tree = {}
+    for line in _sample_lines(body):
+        if not line.strip(WHITESPACE):
+            continue
+        try:
+            document = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # the reader will fail on it and say so
+        if type(document) is dict:
+            _merge(tree, document, depth)
+    return tree
+
+
+def _merge(tree: Tree, document: dict[str, Any], limit: int) -> None:
+    stack: list[tuple[Tree, dict[str, Any], int]] = [(tree, document, 1)]
+    while stack:
+        node, value, depth = stack.pop()
+        if depth > limit:
+            raise FastPathUnavailable(f"objects nested deeper than {limit}")
+        for key, item in value.items():
+            if type(item) is list:
+                # The checks after reading would turn the block away: do not read it.
+                raise FastPathUnavailable("list values")
+            if type(item) is dict:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    child = node[key] = {}  # an object wins over text: text lines fail the count
+                stack.append((child, item, depth + 1))
+            elif key not in node:
+                node[key] = None
+
+
+def _schema(tree: Tree) -> pl.Schema:
+    """Tree -> polars schema with String leaves, built bottom-up without recursion."""
+    order: list[Tree] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(child for child in node.values() if isinstance(child, dict))
+    dtypes: dict[int, pl.DataType] = {}
+    for node in reversed(order):
+        fields = {
+            k: (dtypes[id(c)] if isinstance(c, dict) else pl.String()) for k, c in node.items()
+        }
+        dtypes[id(node)] = pl.Struct(fields)
+    root = dtypes[id(tree)]
+    assert isinstance(root, pl.Struct)
+    return pl.Schema({field.name: field.dtype for field in root.fields})
+
+
+def _nodes(schema: pl.Schema) -> tuple[list[pl.Expr], list[tuple[tuple[str, ...], pl.Expr]]]:
+    """(struct nodes, (path, leaf) pairs) of a schema, columns by their positional names."""
+    structs: list[pl.Expr] = []
+    leaves: list[tuple[tuple[str, ...], pl.Expr]] = []
+    stack: list[tuple[tuple[str, ...], pl.Expr, pl.DataType]] = [
+        ((key,), pl.col(f"\x01{index}"), dtype) for index, (key, dtype) in enumerate(schema.items())
+    ]
+    while stack:
+        path, expr, dtype = stack.pop()
+        if isinstance(dtype, pl.Struct):
+            structs.append(expr)
+            names = [f"\x01{index}" for index in range(len(dtype.fields))]
+            positional = expr.struct.rename_fields(names)
+            stack.extend(
+                ((*path, f.name), positional.struct.field(n), f.dtype)
+                for n, f in zip(names, dtype.fields, strict=True)
+            )
+        else:
+            leaves.append((path, expr))
+    return structs, leaves
+
+
+def _non_null(frame: pl.DataFrame, exprs: list[pl.Expr]) -> int:
+    if not exprs:
+        return 0
+    return int(frame.select(pl.sum_horizontal(e.is_not_null().sum() for e in exprs)).item())
+
+
+def flat_columns(
+    frame: pl.DataFrame, leaves: list[tuple[tuple[str, ...], pl.Expr]]
+) -> tuple[pl.DataFrame, int]:
+    """Leaves -> one text column per dotted key (plus ``_line``), and the count of values lost
+    where two spellings of one key meet (``{"a.b": 1, "a": {"b": 2}}``): the one with fewer path
+    segments wins, ties by path order. Both parse paths merge here, so they agree."""
+    by_name: dict[str, list[tuple[tuple[str, ...], pl.Expr]]] = {}
+    for path, expr in leaves:
+        by_name.setdefault(".".join(path), []).append((path, expr))
+    columns = []
+    losers = []
+    for name, spellings in by_name.items():
+        spellings.sort(key=lambda item: (len(item[0]), item[0]))
+        exprs = [expr for _, expr in spellings]
+        columns.append(pl.coalesce(exprs).alias(name) if len(exprs) > 1 else exprs[0].alias(name))
+        if len(exprs) > 1:
+            present = pl.sum_horizontal(e.is_not_null().cast(pl.Int64) for e in exprs)
+            losers.append((present - 1).clip(lower_bound=0).sum())
+    raw = frame.select(*columns, "_line")
+    # Keys polars was told about but no line has: dropping them changes nothing downstream.
+    empty = [c for c in raw.columns if raw.get_column(c).null_count() == raw.height]
+    raw = raw.drop(empty)
+    collisions = int(frame.select(pl.sum_horizontal(losers)).item()) if losers else 0
+    return raw, collisions

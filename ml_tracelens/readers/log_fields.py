@@ -1,0 +1,379 @@
+"""Which keys of a JSON log line feed which canonical log column, and the mapping itself.
+
+A log line arrives here flattened: nested objects become dotted keys (``{"log": {"level": "x"}}``
+and ``{"log.level": "x"}`` are both ``log.level``; loguru's bound fields are
+``record.extra.request_id``) and every value is text (see ``json_logs``). For each canonical
+field the candidate keys (the ``*_KEYS`` tables below, then the same keys under loguru's
+``record.extra.``) are tried in order; the first whose value parses wins and is *consumed*. Every
+other key, including a candidate whose value did not parse (``"duration_ms": "abc"``: the row
+keeps a null duration and the text stays in ``attributes``), goes to ``attributes``: no value is
+lost, and unreadable times and durations are counted in ``ReadStats.ignored``.
+
+- trace_id: 16 or 32 hex digits under a trace-id key (Cloud Logging's ``projects/P/traces/``
+  and a ``0x`` prefix removed, lowercased; all zeros is OpenTelemetry's "no trace" and is
+  dropped). correlation_id: a request-id key, else the trace id, else a non-hex value under a
+  trace-id key, else ECS ``transaction.id``. So a request-id key alone never makes a trace id.
+- level: normalized to trace/debug/info/warn/error/fatal (``log_values.LEVELS``: warning -> warn,
+  critical -> fatal, err -> error, pino and syslog numbers); other words are kept, lowercased.
+- message: ``message``, ``msg``, structlog's ``event`` (never a stage), loguru's
+  ``record.message`` (loguru's top-level ``text`` is the formatted line and stays an attribute).
+- error: the text of an error field; a traceback's last line (``ValueError: boom``); loguru's
+  ``record.exception`` as ``type: value``; ``true``/``false`` are not messages. Filled whatever
+  the level; derived spans use it on error-level lines only.
+- service: service-name keys only; a logger name (``name``, ``logger``) is not a service.
+- duration: each key has a unit (``duration_ms`` ms, ``duration_us`` µs, ``duration_ns`` and ECS
+  ``event.duration`` ns, ``elapsed``/``duration``/``duration_s`` seconds, unitless ``dur`` ms);
+  text with units overrides it (``"357.8ms"``). loguru's ``record.elapsed`` (time since the
+  logger started) is not a duration.
+
+Canonical field names for ``--field FIELD=KEY`` (``ReadOptions.field_map``) are ``FIELD_NAMES``;
+a user key replaces the built-in aliases of that field (a dotted key is a nested path).
+``duration=KEY`` takes its unit from ``KEY:UNIT`` (``took:ms``), else from a unit suffix of the
+key (``took_ms``, ``latencyUs``, ``wait_seconds``), else from the built-in alias of that name,
+else milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+import polars as pl
+
+from ml_tracelens.errors import UsageError
+from ml_tracelens.readers import log_values as v
+from ml_tracelens.schema import LOG_SCHEMA, normalize_logs
+
+#: Canonical log fields a user may map with ``--field FIELD=KEY``.
+FIELD_NAMES = (
+    "time",
+    "level",
+    "message",
+    "trace_id",
+    "span_id",
+    "correlation_id",
+    "service",
+    "stage",
+    "duration",
+    "error",
+)
+
+#: loguru (serialize=True) keeps bound fields under record.extra.
+LOGURU_EXTRA = "record.extra."
+
+TIME_KEYS = (
+    "timestamp",
+    "@timestamp",
+    "time",
+    "ts",
+    "asctime",
+    "datetime",
+    "record.time.timestamp",
+)
+LEVEL_KEYS = ("level", "levelname", "severity", "log.level", "loglevel", "record.level.name")
+MESSAGE_KEYS = ("message", "msg", "event", "record.message")
+TRACE_KEYS = (
+    "trace_id",
+    "traceId",
+    "traceID",
+    "otelTraceID",
+    "trace.id",
+    "logging.googleapis.com/trace",
+)
+SPAN_KEYS = (
+    "span_id",
+    "spanId",
+    "spanID",
+    "otelSpanID",
+    "span.id",
+    "logging.googleapis.com/spanId",
+)
+REQUEST_KEYS = (
+    "request_id",
+    "requestId",
+    "correlation_id",
+    "correlationId",
+    "req_id",
+    "req",
+    "req.id",
+    "x-request-id",
+)
+#: Correlation keys used only when no request id and no trace id is present: ECS'
+#: transaction.id names one service's transaction, not the whole request.
+LAST_RESORT_CORRELATION_KEYS = ("transaction.id",)
+SERVICE_KEYS = (
+    "service",
+    "service.name",
+    "service_name",
+    "serviceName",
+    "otelServiceName",
+    "app",
+    "application",
+)
+# structlog's `event` is the message and `name` is usually a logger name: neither is a stage.
+STAGE_KEYS = ("stage", "operation", "span_name", "step", "span", "span.name")
+ERROR_KEYS = (
+    "error",
+    "error.message",
+    "err",
+    "err.message",
+    "exception",
+    "exception.message",
+    "exc_info",
+)
+DURATION_KEYS = (
+    ("duration_ms", v.MS),
+    ("latency_ms", v.MS),
+    ("elapsed_ms", v.MS),
+    ("took_ms", v.MS),
+    ("time_ms", v.MS),
+    ("durationMs", v.MS),
+    ("latencyMs", v.MS),
+    ("elapsedMs", v.MS),
+    ("responseTime", v.MS),  # pino-http
+    ("duration_us", v.US),
+    ("latency_us", v.US),
+    ("elapsed_us", v.US),
+    ("duration_ns", v.NS),
+    ("latency_ns", v.NS),
+    ("elapsed_ns", v.NS),
+    ("event.duration", v.NS),  # ECS
+    ("duration_s", v.S),
+    ("duration_seconds", v.S),
+    ("latency_s", v.S),
+    ("elapsed_s", v.S),
+    ("elapsed", v.S),  # loguru's record.elapsed is a different key: time since start
+    ("duration", v.S),
+    ("dur", v.MS),
+)
+_LOGURU_ERROR = "record.exception.value"
+_LOGURU_ERROR_TYPE = "record.exception.type"
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+
+# A unit after a separator in any case (took_ms, TOOK-MS), or camelCase (tookMs, waitSeconds).
+_SUFFIX_UNITS = tuple(
+    (re.compile(rf"(?i:[_.\-](?:{words}))$|[a-z0-9](?:{camel})$"), unit)
+    for words, camel, unit in (
+        ("ms|millis|milliseconds", "Ms|Millis|Milliseconds", v.MS),
+        ("us|µs|micros|microseconds", "Us|Micros|Microseconds", v.US),
+        ("ns|nanos|nanoseconds", "Ns|Nanos|Nanoseconds", v.NS),
+        ("s|sec|secs|seconds", "S|Sec|Secs|Seconds", v.S),
+    )
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: str  # flattened key
+    parse: str  # how to read it (see _parse)
+    unit_ns: int = v.MS  # durations only
+
+
+def validate_field_map(field_map: Mapping[str, str]) -> dict[str, str]:
+    """Check ``--field`` names; raise UsageError naming the bad one and the valid ones."""
+    for name, key in field_map.items():
+        if name not in FIELD_NAMES:
+            raise UsageError(
+                f"unknown log field {name!r} in --field {name}={key}; "
+                f"known fields: {', '.join(FIELD_NAMES)}"
+            )
+        if not key:
+            raise UsageError(f"--field {name}= needs a key name")
+    return dict(field_map)
+
+
+def duration_unit(key: str) -> tuple[str, int]:
+    """A user's duration key -> (key, unit in ns), per the rules in the module docstring."""
+    base, _, unit = key.rpartition(":")
+    if base and unit in v.UNITS:
+        return base, v.UNITS[unit]
+    for pattern, unit_ns in _SUFFIX_UNITS:
+        if pattern.search(key):
+            return key, unit_ns
+    return key, dict(DURATION_KEYS).get(key, v.MS)
+
+
+def plan(field_map: Mapping[str, str]) -> dict[str, tuple[Candidate, ...]]:
+    """Canonical field -> candidate keys in priority order."""
+
+    def keys(names: tuple[str, ...], parse: str, extra: bool = True) -> list[Candidate]:
+        found = [Candidate(k, parse) for k in names]
+        if extra:
+            found += [Candidate(LOGURU_EXTRA + k, parse) for k in names]
+        return found
+
+    durations = [Candidate(k, "duration", unit) for k, unit in DURATION_KEYS]
+    durations += [Candidate(LOGURU_EXTRA + k, "duration", unit) for k, unit in DURATION_KEYS]
+    fields: dict[str, list[Candidate]] = {
+        "time": keys(TIME_KEYS, "time", extra=False),
+        "level": keys(LEVEL_KEYS, "level", extra=False),
+        "message": keys(MESSAGE_KEYS, "message", extra=False),
+        "trace_id": keys(TRACE_KEYS, "trace"),
+        "span_id": keys(SPAN_KEYS, "span"),
+        "correlation_id": keys(REQUEST_KEYS, "text"),
+        "service": keys(SERVICE_KEYS, "text"),
+        "stage": keys(STAGE_KEYS, "text"),
+        "duration": durations,
+        "error": [*keys(ERROR_KEYS, "error"), Candidate(_LOGURU_ERROR, "loguru_error")],
+    }
+    for name, key in validate_field_map(field_map).items():
+        if name == "duration":
+            key, unit = duration_unit(key)
+            fields[name] = [Candidate(key, "duration", unit)]
+        else:
+            fields[name] = [Candidate(key, fields[name][0].parse)]
+    # A value under a trace-id key that is not a hex trace id still correlates the request's
+    # lines: it is the correlation id when no request-id key is present.
+    fields["correlation_id"] += [Candidate(c.key, "non_hex_trace") for c in fields["trace_id"]]
+    if "correlation_id" not in field_map:
+        fields["correlation_id"] += [
+            Candidate(k, "last_resort") for k in LAST_RESORT_CORRELATION_KEYS
+        ]
+    return {name: tuple(found) for name, found in fields.items()}
+
+
+def _parse(
+    frame: pl.LazyFrame,
+    candidate: Candidate,
+    internal: Mapping[str, str],
+    raw: pl.DataFrame,
+    out: str,
+) -> pl.LazyFrame:
+    """Add column ``out``: the candidate's value parsed, null where it does not parse."""
+    source = internal[candidate.key]
+    text = pl.col(source)
+    match candidate.parse:
+        case "time":
+            return v.parse_time(frame, source, out)
+        case "duration":
+            # Unit text is rare in bulk: skip its (costly) expressions when no value has letters.
+            column = raw.get_column(source)
+            units = bool(column.str.contains(r"[^0-9. ]").any())
+            compound = units and bool(column.str.contains(r"[a-zA-Zµμ][0-9.]").any())
+            return v.parse_duration(
+                frame, source, out, candidate.unit_ns, units=units, compound=compound
+            )
+        case "level":
+            expr = v.normalize_level(text)
+        case "message":
+            expr = text
+        case "trace":
+            expr = v.hex_trace_id(text)
+        case "non_hex_trace":
+            expr = v.non_hex_trace_id(text)
+        case "span":
+            expr = v.span_id(text)
+        case "error":
+            expr = v.error_text(text)
+        case "loguru_error":
+            # loguru: {"type": "ValueError", "value": "boom"} -> "ValueError: boom"
+            expr = v.error_text(text)
+            if _LOGURU_ERROR_TYPE in internal:
+                expr = pl.coalesce(pl.col(internal[_LOGURU_ERROR_TYPE]) + ": " + expr, expr)
+        case _:
+            expr = v.plain_text(text)
+    return frame.with_columns(expr.alias(out))
+
+
+def to_logs(
+    raw: pl.DataFrame, *, source_name: str, plan_: Mapping[str, tuple[Candidate, ...]]
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Flattened text columns (+ ``_line``) -> canonical log rows, and counts of unreadable values.
+
+    Row by row: nothing here depends on other rows, so chunks and parse paths can be mapped
+    separately and concatenated with identical results.
+    """
+    columns = sorted(c for c in raw.columns if c != "_line")
+    # Keys become positional names: a key like "*" or "^a$" must never reach pl.col as a pattern.
+    internal = {name: f"\x01{index}" for index, name in enumerate(columns)}
+    raw = raw.rename(internal)
+    work = raw.lazy()
+    # field -> ordered sources: (column holding the parsed value, key it consumes when it wins)
+    sources: dict[str, list[tuple[str, str | None]]] = {}
+    after_trace: list[tuple[str, str | None]] = []  # correlation sources ranked below a trace id
+    for field, candidates in plan_.items():
+        for index, candidate in enumerate(c for c in candidates if c.key in internal):
+            temp = f"\x00{field}\x00{index}"
+            work = _parse(work, candidate, internal, raw, temp)
+            if candidate.parse in ("non_hex_trace", "last_resort"):
+                after_trace.append((temp, candidate.key))
+            else:
+                sources.setdefault(field, []).append((temp, candidate.key))
+    # Correlation: request-id keys, then the hex trace id, then a non-hex trace-key value, then
+    # the last-resort keys.
+    if "trace_id" in sources:
+        trace = pl.coalesce(pl.col(temp) for temp, _ in sources["trace_id"]).alias("\x00trace")
+        work = work.with_columns(trace)
+        after_trace.insert(0, ("\x00trace", None))
+    if after_trace:
+        sources["correlation_id"] = [*sources.get("correlation_id", []), *after_trace]
+
+    values: dict[str, pl.Expr] = {}
+    consumed: dict[str, list[pl.Expr]] = {}
+    for field, found in sources.items():
+        taken = pl.lit(False)
+        for temp, key in found:
+            if key is not None:
+                consumed.setdefault(key, []).append(pl.col(temp).is_not_null() & ~taken)
+            taken = taken | pl.col(temp).is_not_null()
+        values[field] = pl.coalesce([pl.col(temp) for temp, _ in found])
+
+    def value(field: str, dtype: pl.DataType) -> pl.Expr:
+        return values.get(field, pl.lit(None, dtype=dtype))
+
+    unread = {
+        f"unreadable {field} values (kept in attributes)": (
+            pl.any_horizontal(
+                pl.col(internal[key]).is_not_null() for _, key in sources[field] if key
+            )
+            & values[field].is_null()
+        ).sum()
+        for field in ("time", "duration")
+        if field in sources
+    }
+    frame = work.select(
+        time_ns=value("time", pl.Int64),
+        level=value("level", pl.String),
+        message=value("message", pl.String),
+        trace_id=value("trace_id", pl.String),
+        span_id=value("span_id", pl.String),
+        correlation_id=value("correlation_id", pl.String),
+        service=value("service", pl.String),
+        stage=value("stage", pl.String),
+        duration_ns=value("duration", pl.Int64),
+        error_message=value("error", pl.String),
+        attributes=_attributes(raw, columns, internal, consumed),
+        source=pl.lit(f"{source_name}:") + pl.col("_line").cast(pl.String),
+        **{name: expr.cast(pl.Int64) for name, expr in unread.items()},
+    ).collect()
+    counts = {name: frame.get_column(name)[0] or 0 for name in unread} if frame.height else {}
+    logs = normalize_logs(frame.select(pl.col(n).cast(t) for n, t in LOG_SCHEMA.items()))
+    return logs, {name: n for name, n in counts.items() if n}
+
+
+def _attributes(
+    raw: pl.DataFrame,
+    columns: list[str],
+    internal: Mapping[str, str],
+    consumed: Mapping[str, list[pl.Expr]],
+) -> pl.Expr:
+    """JSON object text of the values no canonical field consumed, keys sorted, nulls omitted."""
+    fragments = []
+    for name in columns:
+        column = pl.col(internal[name])
+        keep = column.is_not_null()
+        if name in consumed:
+            keep = keep & ~pl.any_horizontal(consumed[name])
+        if raw.get_column(internal[name]).str.contains(_NEEDS_ESCAPE).any():
+            # A one-field struct's JSON is {"v":<escaped string>}: cut the value out of it.
+            quoted = pl.struct(column.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+        else:
+            quoted = '"' + column + '"'  # what the JSON encoder writes when nothing needs escaping
+        prefix = orjson.dumps(name).decode() + ":"
+        fragments.append(pl.when(keep).then(pl.lit(prefix) + quoted))
+    if not fragments:
+        return pl.lit("{}")
+    body = pl.concat_str(fragments, separator=",", ignore_nulls=True)
+    return pl.lit("{") + body.fill_null("") + pl.lit("}")

@@ -1,0 +1,159 @@
+"""Crafted hostile inputs shared by the security tests (issue 8).
+
+Each payload is a way to take over a terminal, paired with the text a person must see instead;
+``hostile_otlp`` puts strings everywhere a dump can carry them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from typer.main import get_command
+
+from ml_tracelens.cli import app
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+#: Each is a way to take over a terminal, with the text a person must see instead.
+PAYLOADS = {
+    "clear screen + colour": ("\x1b[2J\x1b[31mred", "\\x1b[2J\\x1b[31mred"),
+    "OSC 8 hyperlink": (
+        "\x1b]8;;https://evil.example/\x1b\\click\x1b]8;;\x1b\\",
+        "\\x1b]8;;https://evil.example/\\x1b\\click\\x1b]8;;\\x1b\\",
+    ),
+    "window title + bell": ("\x1b]0;pwned\x07", "\\x1b]0;pwned\\x07"),
+    "carriage return": ("ok\rFAKE", "ok\\x0dFAKE"),
+    "backspaces": ("abc\x08\x08\x08xyz", "abc\\x08\\x08\\x08xyz"),
+    "bidi override": ("abc\u202edcba\u2066x\u2069", "abc\\u202edcba\\u2066x\\u2069"),
+    "C1 CSI": ("\x9b31mC1", "\\x9b31mC1"),
+    "NUL and DEL": ("a\x00b\x7f", "a\\x00b\\x7f"),
+    "line separator": ("line\u2028sep", "line\\u2028sep"),
+}
+MARKUP = "[bold red]boom[/bold red] [link=https://evil.example]x[/link]"
+#: Characters that must never reach a terminal raw (newline and tab are the renderer's own).
+UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+SGR = re.compile("\x1b\\[[0-9;]*m")  # rich's own styling, on a terminal
+
+
+def value(text: str) -> dict[str, Any]:
+    return {"stringValue": text}
+
+
+def hostile_otlp(
+    names: list[str], *, trace: str = TRACE, service: str = "api", logs: bool = True
+) -> str:
+    """One OTLP/JSON line: a root span and one child per name, each carrying the name in its
+    stage, status message, attribute key and value and event name; plus a log line per name
+    (without them, a line takes the typed fast path)."""
+    spans = [
+        {
+            "traceId": trace,
+            "spanId": "a000000000000001",
+            "name": "root",
+            "kind": 2,
+            "startTimeUnixNano": "1700000000000000000",
+            "endTimeUnixNano": "1700000000900000000",
+        }
+    ]
+    records = []
+    for index, name in enumerate(names, start=2):
+        spans.append(
+            {
+                "traceId": trace,
+                "spanId": f"a{index:015x}",
+                "parentSpanId": "a000000000000001",
+                "name": name,
+                "kind": 3,
+                "startTimeUnixNano": str(1700000000000000000 + index * 1000000),
+                "endTimeUnixNano": str(1700000000000000000 + index * 2000000),
+                "status": {"code": 2, "message": name},
+                "attributes": [{"key": name, "value": value(name)}],
+                "events": [{"name": name, "timeUnixNano": "1700000000001000000"}],
+            }
+        )
+        records.append(
+            {
+                "timeUnixNano": "1700000000002000000",
+                "severityText": "ERROR",
+                "body": value(name),
+                "traceId": trace,
+                "spanId": f"a{index:015x}",
+            }
+        )
+    resource = {"attributes": [{"key": "service.name", "value": value(service)}]}
+    document: dict[str, Any] = {
+        "resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]
+    }
+    if logs:
+        document["resourceLogs"] = [{"resource": resource, "scopeLogs": [{"logRecords": records}]}]
+    return json.dumps(document)
+
+
+def names() -> list[str]:
+    return [f"stage {raw}" for raw, _ in PAYLOADS.values()] + [MARKUP]
+
+
+def commands(path: str, out: Path) -> list[list[str]]:
+    """Every command of the app, with what it needs; a new command gets just the paths."""
+    known = {
+        "summary": [path],
+        "latency": [path],
+        "errors": [path],
+        "bottlenecks": [path],
+        "traces": [path],
+        "show": [TRACE, path, "--attrs"],
+        "models": [path],
+        "check": [path, "--budget", "p95<1ms", "--junit", str(out / "check.xml")],
+        "diff": [path, path, "--junit", str(out / "diff.xml")],
+        "convert": [path, "-o", str(out / "converted.parquet")],
+        "formats": [],
+    }
+    registered = sorted(get_command(app).commands)  # type: ignore[attr-defined]
+    return [[name, *known.get(name, [path])] for name in registered]
+
+
+def all_strings(document: Any) -> set[str]:
+    found: set[str] = set()
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def hostile_dump_dir(root: Path) -> Path:
+    """``root/dumps`` with one dump whose file name, service, stages, messages and logs all
+    carry escapes, plus a malformed line (so a warning names the file)."""
+    directory = root / "dumps"
+    directory.mkdir()
+    name = "evil\x1b]8;;x\x07\u202e\nname.jsonl"  # no "/" in a file name
+    lines = [hostile_otlp(names(), service="svc\x1b[5mblink"), '{"resourceSpans": [trunc']
+    (directory / name).write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def run_tracelens(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ml_tracelens", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
