@@ -62,6 +62,10 @@ class Telemetry:
     def skipped_lines(self) -> int:
         return sum(i.stats.skipped for i in self.inputs)
 
+    @property
+    def skipped_items(self) -> int:
+        return sum(i.stats.skipped_items for i in self.inputs)
+
 
 def load(
     paths: Sequence[str],
@@ -166,13 +170,15 @@ def _head(source: InputSource) -> bytes:
 
 
 def _skip_warnings(name: str, stats: ReadStats) -> Iterable[str]:
-    if stats.skipped:
+    if stats.skipped or stats.skipped_items:
         first = "; ".join(f"{loc}: {reason}" for loc, reason in stats.problems)
-        yield (
-            f"{name}: skipped {stats.skipped:,} malformed of {stats.lines:,} "
-            f"{'lines' if stats.lines != 1 else 'line'} (first: {first}); "
-            "pass --strict to fail instead"
-        )
+        parts = []
+        if stats.skipped:
+            unit = "lines" if stats.lines != 1 else "line"
+            parts.append(f"{stats.skipped:,} malformed of {stats.lines:,} {unit}")
+        if stats.skipped_items:
+            parts.append(f"{stats.skipped_items:,} malformed spans or records inside them")
+        yield f"{name}: skipped {' and '.join(parts)} (first: {first}); pass --strict to fail instead"
 
 
 def merge_identical_duplicates(spans: pl.DataFrame) -> tuple[pl.DataFrame, int]:

@@ -256,11 +256,6 @@ def test_bad_bytes_skip_exactly_their_line(tmp_path: Path, fmt: str, hazard: str
         assert "UTF-8" in strict.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers/base.py ReadStats (security helper; lead's design call): a malformed span "
-    "inside a line that was read counts as a skipped line, so records + skipped > lines",
-)
 @pytest.mark.parametrize("fmt", ["jaeger-json", "zipkin-json"])
 def test_malformed_span_inside_a_good_line_keeps_the_line_accounting(
     tmp_path: Path, fmt: str

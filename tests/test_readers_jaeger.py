@@ -148,7 +148,8 @@ def test_malformed_spans_and_traces_are_counted() -> None:
     result = read(path)
     assert result.spans["name"].to_list() == ["ok-first", "ok-last"]
     # six bad spans in trace 0 and trace 1 whose spans is not a list
-    assert result.stats.skipped == 7
+    assert result.stats.skipped_items == 7  # spans inside the one document that was read
+    assert result.stats.skipped == 0
     assert [loc for loc, _ in result.stats.problems] == [f"{path}#{i}" for i in range(1, 6)]
     reasons = [reason for _, reason in result.stats.problems]
     assert "duration is not a number: 'abc'" in reasons[0]
@@ -164,7 +165,7 @@ def test_bad_trace_in_data_named_by_position(tmp_path: Path) -> None:
     result = read(path)
     assert result.spans.is_empty()
     assert [loc for loc, _ in result.stats.problems] == [f"{path}#data[0]", f"{path}#data[1]"]
-    assert (result.stats.records, result.stats.skipped) == (1, 2)
+    assert (result.stats.records, result.stats.skipped, result.stats.skipped_items) == (1, 0, 2)
 
 
 def test_zipkin_style_shared_span_ids_are_split() -> None:
@@ -194,7 +195,10 @@ def test_odd_documents(tmp_path: Path, text: str, skipped: int, records: int) ->
     path.write_text(text)
     result = read(path)
     assert result.spans.is_empty()
-    assert (result.stats.skipped, result.stats.records) == (skipped, records)
+    stats = result.stats
+    # Whole documents that are not Jaeger are skipped lines; bad items inside one are items.
+    assert (stats.skipped + stats.skipped_items, stats.records) == (skipped, records)
+    assert stats.records + stats.skipped == stats.lines
 
 
 def test_truncated_input(tmp_path: Path) -> None:

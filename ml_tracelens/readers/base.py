@@ -111,17 +111,25 @@ def _check_line(line: bytes, limit: int, name: str, number: int) -> None:
 
 @dataclass
 class ReadStats:
-    """What one reader did with one input. ``records`` + ``skipped`` = ``lines`` for line formats."""
+    """What one reader did with one input. ``records`` + ``skipped`` = ``lines`` always; a bad
+    span inside a line or document that was read counts in ``skipped_items`` instead."""
 
     format: str
     lines: int = 0  # physical lines (line formats) or documents (document formats)
     records: int = 0  # lines/documents read successfully, whatever they contained
     skipped: int = 0  # malformed lines/documents
+    skipped_items: int = 0  # malformed spans/records dropped from a line/document that was read
     ignored: dict[str, int] = field(default_factory=dict)  # well-formed but not telemetry we use
     problems: list[tuple[str, str]] = field(default_factory=list)  # (location, reason), first few
 
     def skip(self, location: str, reason: str) -> None:
         self.skipped += 1
+        if len(self.problems) < MAX_PROBLEMS_KEPT:
+            self.problems.append((location, reason))
+
+    def skip_item(self, location: str, reason: str) -> None:
+        """A span or record inside a readable line/document is malformed: drop and count it."""
+        self.skipped_items += 1
         if len(self.problems) < MAX_PROBLEMS_KEPT:
             self.problems.append((location, reason))
 

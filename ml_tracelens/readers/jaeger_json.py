@@ -122,7 +122,7 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
                 try:
                     rows.append(_parse_span(span, trace, where))
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    stats.skip(where, f"malformed Jaeger span ({exc})")
+                    stats.skip_item(where, f"malformed Jaeger span ({exc})")
     frame, notes = resolve_shared_ids(frame_with_helpers(rows, _ROW))
     for what, count in notes.items():
         stats.ignore(what, count)
@@ -153,7 +153,7 @@ def _traces(document: Any, location: str, name: str, stats: ReadStats) -> Iterat
                 try:
                     yield _trace_of(item)
                 except TypeError as exc:
-                    stats.skip(span_location(name, location, f"data[{number}]"), str(exc))
+                    stats.skip_item(span_location(name, location, f"data[{number}]"), str(exc))
             return
         reason = "data is not a list"
     elif isinstance(document, dict) and ("spans" in document or "spanID" in document):
@@ -192,7 +192,7 @@ def _traces_of_array(
         try:
             yield _trace_of(item)
         except TypeError as exc:
-            stats.skip(span_location(name, location, f"[{number}]"), str(exc))
+            stats.skip_item(span_location(name, location, f"[{number}]"), str(exc))
 
 
 def _parse_span(span: Any, trace: _Trace, where: str) -> tuple[Any, ...]:

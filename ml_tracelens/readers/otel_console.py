@@ -130,9 +130,12 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
                 else:
                     raise TypeError("neither a console span nor a console log record")
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                reason = f"malformed console exporter object ({exc})"
                 if whole:
                     stats.records -= 1
-                stats.skip(where, f"malformed console exporter object ({exc})")
+                    stats.skip(where, reason)
+                else:
+                    stats.skip_item(where, reason)
     return ReadResult(stats=stats, spans=spans_from_columns(spans), logs=logs_from_columns(logs))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.readers.base import ReadResult, ReadStats
+from ml_tracelens.readers.base import MAX_PROBLEMS_KEPT, ReadResult, ReadStats
 
 RangeReader = Callable[[Iterable[tuple[int, bytes]], str], ReadResult]
 #: Below this size one process is faster than starting others.
@@ -152,10 +152,12 @@ def _merge(results: list[ReadResult], name: str) -> ReadResult:
         stats.records += part.records
         for what, count in part.ignored.items():
             stats.ignore(what, count)
-        for location, reason in part.problems:
-            stats.skip(_shift(location, prefix, offset), reason)
-        # skip() above counted the kept problems; add the ones beyond what was kept.
-        stats.skipped += part.skipped - len(part.problems)
+        room = MAX_PROBLEMS_KEPT - len(stats.problems)
+        stats.problems.extend(
+            (_shift(location, prefix, offset), reason) for location, reason in part.problems[:room]
+        )
+        stats.skipped += part.skipped
+        stats.skipped_items += part.skipped_items
         spans.append(_shift_sources(result.spans, prefix, offset))
         logs.append(_shift_sources(result.logs, prefix, offset))
         offset += part.lines

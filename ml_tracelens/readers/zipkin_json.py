@@ -120,7 +120,7 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
             try:
                 rows.append(_parse_span(span, where))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                stats.skip(where, f"malformed Zipkin span ({exc})")
+                stats.skip_item(where, f"malformed Zipkin span ({exc})")
     frame, notes = resolve_shared_ids(frame_with_helpers(rows, _ROW))
     for what, count in notes.items():
         stats.ignore(what, count)

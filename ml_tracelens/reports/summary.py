@@ -23,6 +23,7 @@ def inputs_of(telemetry: Telemetry) -> list[dict[str, Any]]:
             "lines": i.stats.lines,
             "records": i.stats.records,
             "skipped": i.stats.skipped,
+            "skipped_items": i.stats.skipped_items,
             "ignored": dict(i.stats.ignored),
         }
         for i in telemetry.inputs
@@ -81,6 +82,7 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         "derived_spans": telemetry.derived_spans,
         "log_records": telemetry.logs.height,
         "skipped_lines": telemetry.skipped_lines,
+        "skipped_items": telemetry.skipped_items,
         "skew": skew,
     }
     facts = [
@@ -99,6 +101,7 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         ("spans derived from logs", telemetry.derived_spans),
         ("log records", telemetry.logs.height),
         ("lines skipped", telemetry.skipped_lines),
+        ("malformed spans skipped inside read lines", telemetry.skipped_items),
     ]
     fact_rows = [
         {"fact": name, "value": f"{v:,}" if isinstance(v, int) else v} for name, v in facts
