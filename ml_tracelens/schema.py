@@ -59,6 +59,12 @@ LOG_SCHEMA = pl.Schema(
     }
 )
 
+#: Column sets for readers: formats that give an end time, or a duration, but not both.
+SPAN_COLUMNS_WITH_END = tuple(c for c in SPAN_SCHEMA if c != "duration_ns")
+SPAN_COLUMNS_WITH_DURATION = tuple(c for c in SPAN_SCHEMA if c != "end_ns")
+#: What OpenTelemetry log records carry (no stage or duration of their own).
+OTEL_LOG_COLUMNS = tuple(c for c in LOG_SCHEMA if c not in ("stage", "duration_ns"))
+
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 ERROR_LEVELS = ("error", "fatal")
 

@@ -67,25 +67,10 @@ from ml_tracelens.readers.zipkin_model import (
     resolve_shared_ids,
     span_location,
 )
-from ml_tracelens.schema import KINDS
+from ml_tracelens.schema import KINDS, SPAN_COLUMNS_WITH_DURATION
 
 NAME = "jaeger-json"
-_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_id",
-    "service",
-    "name",
-    "kind",
-    "start_ns",
-    "duration_ns",
-    "status",
-    "status_message",
-    "attributes",
-    "events",
-    "links",
-    "source",
-)
+_COLUMNS = SPAN_COLUMNS_WITH_DURATION
 _ROW = (*_COLUMNS, *SHARED_COLUMNS)
 _MESSAGE_FIELDS = ("message", "error.message", "error.object", "error")
 _NOT_A_MESSAGE = ("", "true", "false")

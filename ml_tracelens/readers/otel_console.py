@@ -48,8 +48,15 @@ import orjson
 
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
 from ml_tracelens.readers.jsondoc import iter_documents
+from ml_tracelens.readers.otlp_values import canonical_level, level_from_severity_number
 from ml_tracelens.readers.zipkin_model import canonical_id, span_location
-from ml_tracelens.schema import KINDS, logs_from_columns, spans_from_columns
+from ml_tracelens.schema import (
+    KINDS,
+    OTEL_LOG_COLUMNS,
+    SPAN_COLUMNS_WITH_END,
+    logs_from_columns,
+    spans_from_columns,
+)
 
 NAME = "otel-console"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -61,43 +68,8 @@ _HEX_TRACE_ID = re.compile(rb'"trace_id"\s*:\s*"0x[0-9a-fA-F]')
 # The SDK writes the span context as an object that opens with the 0x trace id.
 _CONTEXT_OBJECT = re.compile(rb'"context"\s*:\s*\{\s*"trace_id"\s*:\s*"0x[0-9a-fA-F]')
 _STATUS = {"ERROR": "error", "OK": "ok", "UNSET": "unset"}
-_SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_id",
-    "service",
-    "name",
-    "kind",
-    "start_ns",
-    "end_ns",
-    "status",
-    "status_message",
-    "attributes",
-    "events",
-    "links",
-    "source",
-)
-_LOG_COLUMNS = (
-    "time_ns",
-    "level",
-    "message",
-    "trace_id",
-    "span_id",
-    "correlation_id",
-    "service",
-    "error_message",
-    "attributes",
-    "source",
-)
-_LEVELS_BY_NUMBER = (
-    (21, "fatal"),
-    (17, "error"),
-    (13, "warn"),
-    (9, "info"),
-    (5, "debug"),
-    (1, "trace"),
-)
-_LEVEL_WORDS = {"warning": "warn", "critical": "fatal", "err": "error"}
+_SPAN_COLUMNS = SPAN_COLUMNS_WITH_END
+_LOG_COLUMNS = OTEL_LOG_COLUMNS
 
 
 def sniff(head: bytes) -> bool:
@@ -201,10 +173,9 @@ def _parse_log(record: dict[str, Any]) -> tuple[Any, ...]:
     time_ns = iso_to_ns(record.get("timestamp"), "timestamp")
     if time_ns is None:
         time_ns = iso_to_ns(record.get("observed_timestamp"), "observed_timestamp")
-    level = record.get("severity_text") or _level_from_number(record.get("severity_number"))
-    if level is not None:
-        level = str(level).lower()
-        level = _LEVEL_WORDS.get(level, level)
+    level = canonical_level(
+        record.get("severity_text") or level_from_severity_number(record.get("severity_number"))
+    )
     body = record.get("body")
     trace_id = _hex(record.get("trace_id"), "trace_id")
     return (
@@ -278,12 +249,6 @@ def _hex(value: Any, field: str, *, required: bool = False) -> str | None:
             raise ValueError(f"{field} is all zeros")
         return None
     return canonical_id(digits)
-
-
-def _level_from_number(number: Any) -> str | None:
-    if isinstance(number, bool) or not isinstance(number, int):
-        return None
-    return next((name for threshold, name in _LEVELS_BY_NUMBER if number >= threshold), None)
 
 
 def _object(value: Any, field: str) -> dict[str, Any]:

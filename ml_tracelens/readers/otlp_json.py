@@ -37,8 +37,19 @@ from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, Read
 from ml_tracelens.readers.jsondoc import BOM, is_line_based, iter_documents, loads
 from ml_tracelens.readers.otlp_batch import canonical_from_batch
 from ml_tracelens.readers.otlp_fast import DECODER, DecodeError, SpanBatch
-from ml_tracelens.readers.otlp_values import any_value, attributes_of, int_or_none
-from ml_tracelens.schema import logs_from_columns, spans_from_columns
+from ml_tracelens.readers.otlp_values import (
+    any_value,
+    attributes_of,
+    canonical_level,
+    int_or_none,
+    level_from_severity_number,
+)
+from ml_tracelens.schema import (
+    OTEL_LOG_COLUMNS,
+    SPAN_COLUMNS_WITH_END,
+    logs_from_columns,
+    spans_from_columns,
+)
 
 NAME = "otlp-json"
 _KEYS = (b'"resourceSpans"', b'"resourceLogs"', b'"resourceMetrics"')
@@ -64,34 +75,8 @@ _STATUS = {
     "STATUS_CODE_OK": "ok",
     "STATUS_CODE_ERROR": "error",
 }
-_SPAN_COLUMNS = [
-    "trace_id",
-    "span_id",
-    "parent_id",
-    "service",
-    "name",
-    "kind",
-    "start_ns",
-    "end_ns",
-    "status",
-    "status_message",
-    "attributes",
-    "events",
-    "links",
-    "source",
-]
-_LOG_COLUMNS = [
-    "time_ns",
-    "level",
-    "message",
-    "trace_id",
-    "span_id",
-    "correlation_id",
-    "service",
-    "error_message",
-    "attributes",
-    "source",
-]
+_SPAN_COLUMNS = SPAN_COLUMNS_WITH_END
+_LOG_COLUMNS = OTEL_LOG_COLUMNS
 
 
 def sniff(head: bytes) -> bool:
@@ -337,16 +322,6 @@ def _read_resource_spans(
             append["source"](location)
 
 
-_SEVERITY_BY_NUMBER = (
-    (21, "fatal"),
-    (17, "error"),
-    (13, "warn"),
-    (9, "info"),
-    (5, "debug"),
-    (1, "trace"),
-)
-
-
 def _read_resource_logs(
     resource_logs: dict[str, Any], location: str, out: dict[str, list[Any]]
 ) -> None:
@@ -360,11 +335,13 @@ def _read_resource_logs(
             time_ns = int_or_none(record.get("timeUnixNano")) or int_or_none(
                 record.get("observedTimeUnixNano")
             )
-            level = record.get("severityText") or _level_from_number(record.get("severityNumber"))
+            level = record.get("severityText") or level_from_severity_number(
+                record.get("severityNumber")
+            )
             body = any_value(record.get("body")) if record.get("body") is not None else None
             trace_id = record.get("traceId") or None
             out["time_ns"].append(time_ns)
-            out["level"].append(_canonical_level(level))
+            out["level"].append(canonical_level(level))
             out["message"].append(
                 body if isinstance(body, str) or body is None else orjson.dumps(body).decode()
             )
@@ -375,24 +352,6 @@ def _read_resource_logs(
             out["error_message"].append(attributes.get("exception.message"))
             out["attributes"].append(orjson.dumps(attributes).decode())
             out["source"].append(location)
-
-
-def _level_from_number(number: Any) -> str | None:
-    try:
-        value = int(number)
-    except (TypeError, ValueError):
-        return None
-    for threshold, name in _SEVERITY_BY_NUMBER:
-        if value >= threshold:
-            return name
-    return None
-
-
-def _canonical_level(level: str | None) -> str | None:
-    if level is None:
-        return None
-    lowered = level.lower()
-    return {"warning": "warn", "critical": "fatal", "err": "error"}.get(lowered, lowered)
 
 
 def _hex_ids(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:

@@ -38,3 +38,33 @@ def any_value(value: Any) -> Any:
     if "bytesValue" in value:
         return value["bytesValue"]
     return None
+
+
+_SEVERITY_BY_NUMBER = (
+    (21, "fatal"),
+    (17, "error"),
+    (13, "warn"),
+    (9, "info"),
+    (5, "debug"),
+    (1, "trace"),
+)
+_LEVEL_WORDS = {"warning": "warn", "critical": "fatal", "err": "error"}
+
+
+def level_from_severity_number(number: Any) -> str | None:
+    """OpenTelemetry SeverityNumber (1..24) -> trace/debug/info/warn/error/fatal."""
+    if isinstance(number, bool):
+        return None
+    try:
+        value = int(number)
+    except (TypeError, ValueError):
+        return None
+    return next((name for threshold, name in _SEVERITY_BY_NUMBER if value >= threshold), None)
+
+
+def canonical_level(level: Any) -> str | None:
+    """A severity word in the canonical spelling (warning -> warn, critical -> fatal)."""
+    if level is None:
+        return None
+    lowered = str(level).lower()
+    return _LEVEL_WORDS.get(lowered, lowered)
