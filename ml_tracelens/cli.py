@@ -139,6 +139,14 @@ def _errors_to_exit_codes(debug: bool) -> Iterator[None]:
             f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
         )
         raise typer.Exit(int(ExitCode.USAGE)) from None
+    except BaseException as exc:
+        # A Rust panic inside polars arrives as pyo3's PanicException, not an Exception.
+        if debug or type(exc).__name__ != "PanicException":
+            raise
+        print_error(
+            f"internal error: polars panicked: {exc} (rerun with --debug for the traceback)"
+        )
+        raise typer.Exit(int(ExitCode.USAGE)) from None
 
 
 def _field_map(fields: list[str] | None) -> dict[str, str]:
@@ -445,6 +453,7 @@ def show(
     id_attr: IdAttrOpt = None,
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
+    no_cache: NoCacheOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
     quiet: QuietOpt = False,
@@ -452,13 +461,23 @@ def show(
 ) -> None:
     """One request as a waterfall: its spans, timings, critical path, errors and log lines."""
     with _errors_to_exit_codes(debug):
+        from ml_tracelens.pipeline import load_cached_or_raw
+        from ml_tracelens.readers.base import ReadOptions
         from ml_tracelens.reports import request as request_report
         from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
         from ml_tracelens.reports.summary import inputs_of, warnings_of
 
-        telemetry = _load(paths, input_format, strict, field)
+        options = ReadOptions(field_map=_field_map(field), strict=strict)
+        with _progress(quiet) as progress:
+            telemetry, analysis = load_cached_or_raw(
+                paths,
+                input_format=input_format,
+                options=options,
+                use_cache=not no_cache,
+                progress=progress,
+            )
         report = request_report.build(
-            spans=telemetry.spans,
+            spans=analysis.spans if analysis is not None else telemetry.spans,
             logs=telemetry.logs,
             ident=ident,
             id_attrs=(*DEFAULT_ID_ATTRS, *(id_attr or ())),

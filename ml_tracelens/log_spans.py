@@ -22,6 +22,15 @@ DERIVED_ROOT_NAME = "request"
 
 
 def spans_from_logs(logs: pl.DataFrame, *, known_trace_ids: pl.Series) -> pl.DataFrame:
+    # Cheap exits first: a trace dump without stage/duration log lines has nothing to derive,
+    # and the id set of a million spans is not worth building for it.
+    if (
+        logs.is_empty()
+        or not logs.select(
+            (pl.col("stage").is_not_null() & pl.col("duration_ns").is_not_null()).any()
+        ).item()
+    ):
+        return empty_spans()
     links = (
         logs.lazy()
         .filter(pl.col("trace_id").is_not_null() & pl.col("correlation_id").is_not_null())

@@ -33,3 +33,25 @@ def load_analysed(
     if key is not None:
         cache.store(key, telemetry, analysis)
     return telemetry, analysis
+
+
+def load_cached_or_raw(
+    paths: Sequence[str],
+    *,
+    input_format: str | None = None,
+    options: ReadOptions | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> tuple[Telemetry, Analysis | None]:
+    """The analysed dump when the cache has it, else the raw read (no analysis, nothing stored).
+
+    For commands about one trace (``show``): analysing a million spans to look at a dozen costs
+    more than reading them, so a cold run analyses only the trace it shows.
+    """
+    options = options or ReadOptions()
+    key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
+    if key is not None:
+        hit = cache.load(key)
+        if hit is not None:
+            return hit
+    return ingest.load(paths, input_format=input_format, options=options, progress=progress), None
