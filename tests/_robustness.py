@@ -61,6 +61,10 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> Outcome:
             result = runner.invoke(app, args, catch_exceptions=True, env=env)
     except Hang as exc:
         return Outcome(args, -1, "", "", [f"hang: {exc}"])
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # CliRunner lets these through (a Rust panic is one)
+        return Outcome(args, -1, "", "", [f"{type(exc).__name__} escaped: {exc}"])
     outcome = Outcome(args, result.exit_code, result.stdout, result.stderr)
     problems = outcome.problems
     if result.exception is not None and not isinstance(result.exception, SystemExit):

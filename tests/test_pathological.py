@@ -337,7 +337,8 @@ def test_timestamps_at_epoch_and_far_future(tmp_path: Path, layout: str) -> None
     facts = summary(path)
     # Each of the three hazards is counted, never wrapped around: as a span without timing, or
     # (Jaeger and Zipkin refuse a time that overflows when scaled to ns) as a skipped span.
-    skipped = facts["inputs"][0]["skipped"]
+    # Spans skipped inside a document that was read are "skipped_items", not skipped lines.
+    skipped = facts["inputs"][0]["skipped_items"]
     assert facts["spans"] + skipped == 5
     assert facts["untimed_spans"] + skipped == 3
     assert skipped == (0 if layout.startswith("otlp") else 2)
@@ -351,6 +352,33 @@ def test_timestamps_at_epoch_and_far_future(tmp_path: Path, layout: str) -> None
     for command in ("bottlenecks", "errors", "traces"):
         ok(command, str(path))
     ok("show", f"{1:032x}", str(path))
+
+
+def test_numbers_beyond_float_range(tmp_path: Path) -> None:
+    # 1e400 is valid JSON that parses as infinity. orjson refuses it (the line is skipped); the
+    # standard library, which reads documents written back to back, returns inf.
+    good = orjson.dumps(otlp_doc([otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)]))
+    as_time = good.replace(b'"endTimeUnixNano":"%d"' % (T0 + MS), b'"endTimeUnixNano":1e400')
+    attributes = [{"key": "n", "value": {"intValue": 0}}]
+    as_attribute = orjson.dumps(
+        otlp_doc([otlp_span(TRACE, sid(1), None, "other", T0, T0 + MS, attributes=attributes)])
+    ).replace(b'"intValue":0', b'"intValue":1e400')
+    assert b"1e400" in as_time
+    lines = tmp_path / "inf.otlp.jsonl"
+    lines.write_bytes(b"\n".join((good, as_time, as_attribute)) + b"\n")
+    entry = summary(lines)["inputs"][0]
+    # The time line is skipped; the attribute is kept as written (the fast path never parses
+    # attribute values), so that span is read.
+    assert (entry["lines"], entry["records"], entry["skipped"]) == (3, 2, 1)
+    ok("latency", "--by", "attr.n", str(lines))
+    # Back to back and indented (not one document, not JSON lines): the fallback decoder.
+    pretty = b"\n".join(
+        json.dumps(json.loads(doc), indent=2).encode() for doc in (good, as_time, as_attribute)
+    )
+    stacked = tmp_path / "inf.otlp.json"
+    stacked.write_bytes(pretty + b"\n")
+    facts = summary(stacked)  # here both values reach int(): each document is skipped
+    assert (facts["spans"], facts["inputs"][0]["skipped"]) == (1, 2)
 
 
 def test_console_timestamps_out_of_range(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -10,6 +11,14 @@ def int_or_none(value: Any) -> int | None:
         return None
     if isinstance(value, bool):
         raise TypeError("boolean where a timestamp was expected")
+    return integer(value)
+
+
+def integer(value: Any) -> int:
+    """``int(value)``, with ValueError (never OverflowError) for an infinite or NaN float: JSON
+    numbers such as ``1e400`` parse as infinity, and callers expect ValueError from bad input."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
     return int(value)
 
 
@@ -26,7 +35,7 @@ def any_value(value: Any) -> Any:
     if "stringValue" in value:
         return value["stringValue"]
     if "intValue" in value:
-        return int(value["intValue"])
+        return integer(value["intValue"])
     if "doubleValue" in value:
         return value["doubleValue"]
     if "boolValue" in value:

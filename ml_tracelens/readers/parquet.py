@@ -23,13 +23,19 @@ def sniff(head: bytes) -> bool:
     return head.startswith(MAGIC)
 
 
+#: What a damaged or foreign Parquet file raises inside polars. A corrupt footer can make the
+#: Rust decoder panic, which reaches Python as pyo3's PanicException: a BaseException, so it
+#: passes every ``except Exception``.
+_UNREADABLE = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError)
+
+
 def read(source: InputSource, options: ReadOptions) -> ReadResult:
     stats = ReadStats(format=NAME)
     try:
         # glob=False: polars would expand "[1]" or "*" in a file name and read other files.
         data = source.path if source.path is not None else source.read_bytes()
         frame = pl.read_parquet(data, glob=False)
-    except (pl.exceptions.PolarsError, OSError) as exc:
+    except _UNREADABLE as exc:
         raise InputError(f"{source.name}: not a readable Parquet file ({exc})") from exc
     missing = {"table", *SPAN_SCHEMA, *LOG_SCHEMA} - set(frame.columns)
     if missing:
@@ -37,8 +43,15 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
             f"{source.name}: Parquet file is not a tracelens table (missing {sorted(missing)}); "
             "write one with `tracelens convert`"
         )
-    spans = frame.filter(pl.col("table") == "span").select(list(SPAN_SCHEMA)).cast(SPAN_SCHEMA)  # type: ignore[arg-type]
-    logs = frame.filter(pl.col("table") == "log").select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)  # type: ignore[arg-type]
+    try:
+        spans = frame.filter(pl.col("table") == "span").select(list(SPAN_SCHEMA)).cast(SPAN_SCHEMA)  # type: ignore[arg-type]
+        logs = frame.filter(pl.col("table") == "log").select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)  # type: ignore[arg-type]
+    except _UNREADABLE as exc:
+        # The canonical column names with other types (or an Enum value tracelens never wrote).
+        raise InputError(
+            f"{source.name}: Parquet file is not a tracelens table ({exc}); "
+            "write one with `tracelens convert`"
+        ) from exc
     stats.lines = stats.records = frame.height
     return ReadResult(stats=stats, spans=spans, logs=logs)
 
