@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -16,6 +17,11 @@ os.environ["TZ"] = "UTC"
 os.environ["COLUMNS"] = "200"
 os.environ["NO_COLOR"] = "1"
 # Never touch the user's cache; tests that exercise it point it at their own directory.
+# CI runs are reproducible: hypothesis explores the same examples on every run there
+# (locally it keeps searching new ones).
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 os.environ["TRACELENS_CACHE_DIR"] = tempfile.mkdtemp(prefix="tracelens-test-cache-")
 
 

@@ -279,9 +279,11 @@ def may_nest_deeper(data: bytes, depth: int) -> bool:
     for _ in range(depth):
         peeled = structure.replace(b"[]", b"")
         if len(peeled) == len(structure):
-            return False
+            break
         structure = peeled
-    return b"[]" in structure
+    # Anything left is deeper nesting, or brackets inside strings that paired with real ones
+    # and may hide depth: either way the lines are checked one by one.
+    return bool(structure)
 
 
 def _never(line: bytes, depth: int) -> bool:
