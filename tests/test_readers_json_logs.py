@@ -542,6 +542,8 @@ def test_paths_agree_on_realistic_dumps(records: list[dict[str, Any]]) -> None:
             or ("64 bits" in reason and any(abs(r.get("batch", 0)) >= 10**18 for r in records))
             or ("NUL" in reason and any("\x00" in t for t in texts))
             or ("keys in the bytes" in reason and any(t.startswith(":") for t in texts))
+            # a string that looks like a JSON list is refused conservatively
+            or ("list values" in reason and any("[" in t for t in texts))
         ), reason
         return
     assert_frame_equal(fast.logs, python.logs)
