@@ -1,0 +1,236 @@
+"""The typer app, the options every command shares, and the one error handler.
+
+Nothing here computes: each command hands typed options to ingest, core and reports, and the one
+error handler below turns TracelensError into a one-line message and its exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from ml_tracelens import __version__
+from ml_tracelens.console import print_error, print_warning
+from ml_tracelens.errors import ExitCode, TracelensError, UsageError
+from ml_tracelens.render import OutputFormat
+
+app = typer.Typer(
+    name="tracelens",
+    help="Where the time went and what failed, from ML inference traces and JSON logs.\n\n"
+    "Exit codes: 0 success; 1 a budget or regression gate failed; 2 usage or input error; "
+    "130 interrupted.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Paths = Annotated[
+    list[str],
+    typer.Argument(
+        help="Trace dumps or log files: files, directories, globs, .gz, or - for stdin."
+    ),
+]
+InputFormatOpt = Annotated[
+    str | None,
+    typer.Option("--input-format", "-i", help="Force a reader (see `tracelens formats`)."),
+]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Fail on the first malformed line instead of skipping it.")
+]
+FormatOpt = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format; default: a table on a terminal, plain text when piped.",
+        case_sensitive=False,
+    ),
+]
+FieldOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--field",
+        help="Map a log field: CANONICAL=KEY, e.g. --field trace_id=req --field duration=took_ms.",
+        metavar="NAME=KEY",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback of unexpected errors.")]
+WhereOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--where",
+        "-w",
+        help="SQL condition on spans: service, stage, kind, status, error, duration_ms, start, "
+        "trace_id, attr.KEY. E.g. \"stage = 'model.inference' AND duration_ms > 100\".",
+    ),
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since", help="Spans starting at/after an ISO time, or e.g. 10m before the dump's end."
+    ),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until", help="Spans starting at/before an ISO time, or e.g. 5m before the dump's end."
+    ),
+]
+ServiceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--service", "-s", help="Only spans of this service (repeatable)."),
+]
+StageOpt = Annotated[
+    list[str] | None, typer.Option("--stage", help="Only spans of this stage (repeatable).")
+]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache",
+        help="Read the inputs even if an analysed copy is cached ($TRACELENS_CACHE_DIR).",
+    ),
+]
+TopOpt = Annotated[int | None, typer.Option("--top", "-n", help="Show only the first N rows.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tracelens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Where the time went and what failed, from ML inference traces and JSON logs."""
+
+
+@contextmanager
+def _errors_to_exit_codes(debug: bool) -> Iterator[None]:
+    try:
+        yield
+    except TracelensError as exc:
+        if debug:
+            raise
+        print_error(str(exc))
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        print_error(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
+        )
+        raise typer.Exit(int(ExitCode.USAGE)) from None
+    except BaseException as exc:
+        # A Rust panic inside polars arrives as pyo3's PanicException, not an Exception.
+        if debug or type(exc).__name__ != "PanicException":
+            raise
+        print_error(
+            f"internal error: polars panicked: {exc} (rerun with --debug for the traceback)"
+        )
+        raise typer.Exit(int(ExitCode.USAGE)) from None
+
+
+def _field_map(fields: list[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in fields or ():
+        name, sep, key = item.partition("=")
+        if not sep or not name.strip() or not key.strip():
+            raise UsageError(f"--field {item!r}: expected NAME=KEY, e.g. trace_id=req")
+        mapping[name.strip()] = key.strip()
+    return mapping
+
+
+def _load(paths: list[str], input_format: str | None, strict: bool, fields: list[str] | None):
+    from ml_tracelens import ingest
+    from ml_tracelens.readers.base import ReadOptions
+
+    options = ReadOptions(field_map=_field_map(fields), strict=strict)
+    return ingest.load(paths, input_format=input_format, options=options)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[object | None]:
+    """A progress bar on stderr for big inputs on a terminal; nothing when quiet or piped."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from ml_tracelens.render.progress import InputProgress
+
+    with InputProgress() as progress:
+        yield progress
+
+
+def _analyse(
+    paths: list[str],
+    input_format: str | None,
+    strict: bool,
+    fields: list[str] | None,
+    where: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    services: list[str] | None = None,
+    stages: list[str] | None = None,
+    no_cache: bool = False,
+    quiet: bool = False,
+):
+    """Load, analyse every tree, and compute the filter mask: what every report starts from."""
+    from ml_tracelens.pipeline import load_analysed
+    from ml_tracelens.query import SpanFilter, matching
+    from ml_tracelens.readers.base import ReadOptions
+    from ml_tracelens.reports.summary import inputs_of, warnings_of
+
+    options = ReadOptions(field_map=_field_map(fields), strict=strict)
+    with _progress(quiet) as progress:
+        telemetry, analysis = load_analysed(
+            paths,
+            input_format=input_format,
+            options=options,
+            use_cache=not no_cache,
+            progress=progress,
+        )
+    if telemetry.spans.is_empty():
+        from ml_tracelens.errors import InputError
+
+        raise InputError(
+            "no spans to analyse: the inputs hold only log lines without stage and duration "
+            "fields (see --field, e.g. --field stage=step --field duration=took_ms)"
+        )
+    span_filter = SpanFilter(
+        where=where,
+        since=since,
+        until=until,
+        services=tuple(services or ()),
+        stages=tuple(stages or ()),
+    )
+    mask = matching(analysis.spans, span_filter) if span_filter.active else None
+    context = {"inputs": inputs_of(telemetry), "warnings": warnings_of(telemetry, analysis)}
+    return telemetry, analysis, mask, context
+
+
+def _emit(report, fmt: OutputFormat | None, quiet: bool) -> None:
+    from ml_tracelens.render import emit
+
+    if not quiet:
+        for warning in report.warnings:
+            print_warning(warning)
+    emit(report, fmt or OutputFormat.TABLE, stdout=sys.stdout)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)

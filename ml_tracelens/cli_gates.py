@@ -1,0 +1,250 @@
+"""CI gates and model behaviour: `check`, `diff` and `models`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ml_tracelens.cli_base import (
+    DebugOpt,
+    FieldOpt,
+    FormatOpt,
+    InputFormatOpt,
+    Paths,
+    QuietOpt,
+    StrictOpt,
+    _analyse,
+    _emit,
+    _errors_to_exit_codes,
+    _load,
+    app,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="TOML file with budgets/fail_on (default: ./tracelens.toml, else [tool.tracelens] "
+        "in ./pyproject.toml).",
+    ),
+]
+JunitOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit", metavar="FILE", help="Also write JUnit XML here, for CI test reporters."
+    ),
+]
+
+
+@app.command()
+def check(
+    paths: Paths,
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget",
+            metavar="BUDGET",
+            help="[STAGE:]METRIC OP VALUE[UNIT] (repeatable), e.g. 'model.inference:p95<=120ms', "
+            "'error_rate<1%'. Metrics: count mean p50 p90 p95 p99 max error_rate errors "
+            "cp_share self_mean; model metrics low_confidence_rate psi.FIELD (e.g. "
+            "'psi.confidence<0.2', 'v2:low_confidence_rate<5%': before ':' a model version); "
+            "units ns us ms s %. No stage: the requests.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    junit: JunitOpt = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """CI gate: check latency/error budgets; exit 1 when one is not met."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.config import gate_budgets
+        from ml_tracelens.render.junit import write_report
+        from ml_tracelens.reports import check as check_report
+
+        budgets, config_warnings = gate_budgets(budget, config)
+        telemetry, analysis, _, context = _analyse(paths, input_format, strict, field)
+        context["warnings"] = [*config_warnings, *context["warnings"]]
+        report = check_report.build(
+            analysed=analysis.spans, budgets=budgets, logs=telemetry.logs, **context
+        )
+        if junit is not None:
+            write_report(junit, report)
+        _emit(report, fmt, quiet)
+
+
+@app.command()
+def diff(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="BASELINE CURRENT",
+            help="Two inputs (file, directory or glob each), or use --baseline/--current.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option("--baseline", metavar="PATH", help="A baseline input (repeatable)."),
+    ] = None,
+    current: Annotated[
+        list[str] | None,
+        typer.Option("--current", metavar="PATH", help="A current input (repeatable)."),
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="RULE",
+            help="[STAGE:]METRIC OP CHANGE (repeatable), e.g. 'p95>+10%', 'error_rate>+0.5pp', "
+            "'model.inference:p99>+20ms'; no stage: every stage and the requests. Exit 1 when "
+            "exceeded and the 95% bootstrap interval excludes 0.",
+        ),
+    ] = None,
+    replicates: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap", min=100, metavar="N", help="Bootstrap replicates (resampled runs)."
+        ),
+    ] = 1000,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, metavar="N", help="Bootstrap random seed.")
+    ] = 1,
+    config: ConfigOpt = None,
+    junit: JunitOpt = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare a baseline with a current run per stage; with --fail-on, a regression gate."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.config import gate_rules
+        from ml_tracelens.render.junit import write_report
+        from ml_tracelens.reports import diff as diff_report
+
+        base_paths, cur_paths = diff_report.sides(paths, baseline, current)
+        rules, config_warnings = gate_rules(fail_on, config)
+        _, base, _, base_context = _analyse(base_paths, input_format, strict, field)
+        _, cur, _, cur_context = _analyse(cur_paths, input_format, strict, field)
+        context = diff_report.side_context(base_context, cur_context)
+        context["warnings"] = [*config_warnings, *context["warnings"]]
+        report = diff_report.build(
+            baseline=base.spans,
+            current=cur.spans,
+            rules=rules,
+            bootstrap=diff_report.Bootstrap(replicates=replicates, seed=seed),
+            **context,
+        )
+        if junit is not None:
+            write_report(junit, report)
+        _emit(report, fmt, quiet)
+
+
+@app.command()
+def models(
+    paths: Paths,
+    feature: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--feature",
+            metavar="KEY",
+            help="A numeric input attribute to summarise and check for drift (repeatable), "
+            "e.g. input.length.",
+        ),
+    ] = None,
+    model_field: Annotated[
+        str | None,
+        typer.Option(
+            "--model-field",
+            metavar="KEY",
+            help="Model version key (default: model.version, model_version, model).",
+        ),
+    ] = None,
+    prediction_field: Annotated[
+        str | None,
+        typer.Option(
+            "--prediction-field",
+            metavar="KEY",
+            help="Prediction key (default: prediction, label, class, predicted_class).",
+        ),
+    ] = None,
+    confidence_field: Annotated[
+        str | None,
+        typer.Option(
+            "--confidence-field",
+            metavar="KEY",
+            help="Confidence key (default: confidence, score, probability).",
+        ),
+    ] = None,
+    low_confidence: Annotated[
+        float,
+        typer.Option("--low-confidence", metavar="X", help="Confidence below X counts as low."),
+    ] = 0.5,
+    top_classes: Annotated[
+        int,
+        typer.Option(
+            "--top-classes", metavar="N", help="Classes listed per prediction mix (rest: (others))."
+        ),
+    ] = 10,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            metavar="FROM,TO",
+            help="Drift between these two model versions (default: each version against the "
+            "previous one in version order).",
+        ),
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--baseline",
+            metavar="PATH",
+            help="Drift from these baseline inputs to PATHS (repeatable).",
+        ),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            metavar="DURATION",
+            help="Drift between consecutive periods of this length, e.g. 10m (units ms s m h d).",
+        ),
+    ] = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Model behaviour per model version (errors, latency, predictions, confidence) and drift (PSI)."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.reports import models as models_report
+        from ml_tracelens.reports.model_records import FieldKeys
+
+        options = models_report.ModelOptions(
+            keys=FieldKeys.choose(
+                model_field=model_field,
+                prediction_field=prediction_field,
+                confidence_field=confidence_field,
+                features=feature or (),
+            ),
+            low_confidence=low_confidence,
+            top_classes=top_classes,
+            compare=models_report.parse_compare(compare) if compare else None,
+            window=window,
+        )
+        current = _load(paths, input_format, strict, field)
+        base = _load(baseline, input_format, strict, field) if baseline else None
+        report = models_report.build(current=current, baseline=base, options=options)
+        _emit(report, fmt, quiet)

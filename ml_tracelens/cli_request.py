@@ -1,0 +1,160 @@
+"""Commands about single requests: `show` and `traces`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ml_tracelens.cli_base import (
+    DebugOpt,
+    FieldOpt,
+    FormatOpt,
+    InputFormatOpt,
+    NoCacheOpt,
+    Paths,
+    QuietOpt,
+    ServiceOpt,
+    SinceOpt,
+    StageOpt,
+    StrictOpt,
+    TopOpt,
+    UntilOpt,
+    WhereOpt,
+    _analyse,
+    _emit,
+    _errors_to_exit_codes,
+    _field_map,
+    _progress,
+    app,
+)
+
+IdAttrOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--id-attr",
+        help="Also treat this span attribute as a request id (repeatable); built in: request.id, "
+        "request_id, correlation_id, http.request_id, x-request-id.",
+        metavar="KEY",
+    ),
+]
+
+
+@app.command()
+def show(
+    ident: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID",
+            help="Trace id (any case), a unique prefix of 6+ hex digits, or a request id.",
+        ),
+    ],
+    paths: Paths,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth", min=0, metavar="N", help="Show spans at most N levels below the root (0)."
+        ),
+    ] = None,
+    collapse: Annotated[
+        bool,
+        typer.Option("--collapse", help="Fold repeated sibling stages into one line each."),
+    ] = False,
+    critical_only: Annotated[
+        bool,
+        typer.Option("--critical-only", help="Only spans on the critical path (and ancestors)."),
+    ] = False,
+    attrs: Annotated[
+        bool, typer.Option("--attrs", help="Show span attributes and events.")
+    ] = False,
+    id_attr: IdAttrOpt = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    no_cache: NoCacheOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """One request as a waterfall: its spans, timings, critical path, errors and log lines."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.pipeline import load_cached_or_raw
+        from ml_tracelens.readers.base import ReadOptions
+        from ml_tracelens.reports import request as request_report
+        from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
+        from ml_tracelens.reports.summary import inputs_of, warnings_of
+
+        options = ReadOptions(field_map=_field_map(field), strict=strict)
+        with _progress(quiet) as progress:
+            telemetry, analysis = load_cached_or_raw(
+                paths,
+                input_format=input_format,
+                options=options,
+                use_cache=not no_cache,
+                progress=progress,
+            )
+        report = request_report.build(
+            spans=analysis.spans if analysis is not None else telemetry.spans,
+            logs=telemetry.logs,
+            ident=ident,
+            id_attrs=(*DEFAULT_ID_ATTRS, *(id_attr or ())),
+            depth=depth,
+            collapse=collapse,
+            critical_only=critical_only,
+            attrs=attrs,
+            inputs=inputs_of(telemetry),
+            warnings=warnings_of(telemetry),
+        )
+        _emit(report, fmt, quiet)
+
+
+@app.command()
+def traces(
+    paths: Paths,
+    slowest: Annotated[
+        int | None,
+        typer.Option("--slowest", min=1, metavar="N", help="Only the N slowest requests."),
+    ] = None,
+    errors_only: Annotated[bool, typer.Option("--errors", help="Only requests in error.")] = False,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            help="start (default), duration_ms, spans, errors, trace_id, correlation_id, stage, "
+            "service; numbers sort largest first.",
+        ),
+    ] = None,
+    top: TopOpt = None,
+    where: WhereOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    service: ServiceOpt = None,
+    stage: StageOpt = None,
+    id_attr: IdAttrOpt = None,
+    input_format: InputFormatOpt = None,
+    strict: StrictOpt = False,
+    fmt: FormatOpt = None,
+    field: FieldOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List requests (trace id, request id, root stage, start, duration, spans, errors) to `show`."""
+    with _errors_to_exit_codes(debug):
+        from ml_tracelens.reports import traces as traces_report
+        from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
+
+        telemetry, analysis, mask, context = _analyse(
+            paths, input_format, strict, field, where, since, until, service, stage
+        )
+        report = traces_report.build(
+            analysed=analysis.spans,
+            logs=telemetry.logs,
+            mask=mask,
+            slowest=slowest,
+            errors_only=errors_only,
+            sort=sort,
+            top=top,
+            id_attrs=(*DEFAULT_ID_ATTRS, *(id_attr or ())),
+            **context,
+        )
+        _emit(report, fmt, quiet)
