@@ -12,7 +12,8 @@ not the whole cost:
   includes the workers they waited for) is added to the command's own. ``cpu_s`` is therefore the
   whole process tree's user + system time, over all threads (above the wall time when it uses
   both cores).
-- Memory: ``max_rss_mb`` is the largest ``ru_maxrss`` of any one process (exact, KiB on Linux);
+- Memory: ``max_rss_mb`` is the largest ``ru_maxrss`` of any one process (exact, KiB on Linux;
+  Linux carries the spawning harness' own ~20 MB over ``exec``, a floor that only tiny tools hit);
   ``tree_rss_mb`` the peak of the summed resident set of the whole process tree, sampled every
   50 ms from /proc: what the machine must hold while helpers run next to the main process.
 """
@@ -26,6 +27,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -73,14 +75,22 @@ def run_process(
     ]
     started = time.perf_counter()
     pid = os.posix_spawn(argv[0], list(argv), dict(env or os.environ), file_actions=actions)
-    tree_peak = 0
-    while True:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
-        if done == pid:
-            break
-        tree_peak = max(tree_peak, tree_rss_bytes(pid))
-        time.sleep(SAMPLE_S)
+    # Sample memory from a thread so that the wall time comes from a blocking wait, exactly.
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], tree_rss_bytes(pid))
+            stop.wait(SAMPLE_S)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    tree_peak = peak[0]
     orphans_cpu, orphans_rss = reap_orphans()
     largest = max(usage.ru_maxrss, orphans_rss) * 1024  # KiB on Linux
     return Run(

@@ -104,8 +104,8 @@ def results(
     agree_json: dict[str, Any] = {}
     agree = True
     for dataset, item in agreement.items():
-        if dataset == "summary":
-            agree_json["summary"] = _mismatch_dicts(item)
+        if dataset in ("summary", "show"):
+            agree_json[dataset] = _mismatch_dicts(item)
             agree = agree and not item
             continue
         agree_json[dataset] = {
@@ -215,6 +215,15 @@ def markdown(res: dict[str, Any]) -> str:
             if not problems
             else "`summary` disagrees with the generator: "
             + "; ".join(f"{p['field']} {p['tracelens']} != {p['other']}" for p in problems),
+        ]
+    if "show" in res["agreement"]:
+        problems = res["agreement"]["show"]
+        out += [
+            "",
+            "`show` printed the requested trace."
+            if not problems
+            else "`show` did not print the requested trace: "
+            + ", ".join(p["field"] for p in problems),
         ]
     busy = [r["busy_before"] for r in res["runs"] if r.get("busy_before") is not None]
     if busy:

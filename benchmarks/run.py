@@ -14,7 +14,8 @@ seed) this runs, R times each and interleaved so drift hits every tool alike:
   p50/p95/p99 and error rate), DuckDB both with the reader fully specified (its best) and with
   ``read_ndjson_auto`` (what most users write first).
 
-Every process is measured with ``os.wait4`` (wall time, CPU time, peak RSS; ``measure.py``).
+Every command is measured as a process tree (``measure.py``): wall time, the CPU time of all
+its processes, the peak RSS of the largest one and of all of them together.
 The report is a markdown table of medians with the ratios tracelens/peer on stdout, and a JSON
 file with every run. tracelens' per-stage numbers are checked against both peers (counts and
 error rates exactly, percentiles within 1e-6 relative) and the generator's counts; any
@@ -278,6 +279,13 @@ def check_agreement(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
         compared = [r for r in ours if r.get("stage") not in ignore]
         results[dataset] = {"stages": len(compared), "derived": len(ours) - len(compared)}
         results[dataset]["checks"] = checks
+    for case in cases:
+        if case.command == "show":
+            ok = [r for r in case.runs if r.exit_code == 0]
+            shown = bool(ok) and meta["sample_trace_ok"] in Path(ok[0].stdout).read_text()
+            results.setdefault("show", []).extend(
+                [] if shown else [compare.Mismatch("(show)", case.name, "trace id absent", "")]
+            )
     summary = first_json(find(cases, "otlp", "tracelens summary"))
     if summary is not None:
         want = {
