@@ -100,6 +100,11 @@ def load(
             )
         )
         warnings.extend(_skip_warnings(source.name, result.stats))
+        if result.stats.format == "unknown":
+            warnings.append(
+                f"{source.name}: skipped, not a telemetry format tracelens reads "
+                "(name it with --input-format to force a reader)"
+            )
         if result.spans.height:
             span_frames.append(result.spans)
         if result.logs.height:
@@ -143,6 +148,12 @@ def read_source(
             stats = ReadStats(format="empty")
             return ReadResult(stats=stats)
         reader = detect(head)
+        if reader is None and source.found:
+            # A stray file in a directory of dumps (a README, a config) must not sink the run;
+            # it is listed in the inputs as "unknown" and warned about.
+            stats = ReadStats(format="unknown")
+            stats.ignore("unrecognised file (not telemetry)")
+            return ReadResult(stats=stats)
         if reader is None:
             raise InputError(
                 f"{source.name}: unknown format (not OTLP, Jaeger, Zipkin or JSON logs); "

@@ -242,8 +242,9 @@ def _file_source(path: Path, *, explicit: bool, warnings: list[str]) -> InputSou
             lambda: BoundedGzip.wrap(_open(path), name),
             size=info.st_size,
             file_path=path,
+            found=not explicit,
         )
-    return InputSource(name, lambda: _open(path), size=info.st_size, path=path)
+    return InputSource(name, lambda: _open(path), size=info.st_size, path=path, found=not explicit)
 
 
 def display_name(path: Path) -> str:

@@ -151,3 +151,18 @@ def test_piped_table_output_is_plain(demo: Path) -> None:
     assert result.exit_code == 0
     assert "\x1b[" not in result.stdout
     assert "Requests:" in result.stdout
+
+
+def test_a_stray_file_in_a_directory_is_skipped_with_a_warning(demo: Path, tmp_path: Path) -> None:
+    (tmp_path / "dumps").mkdir()
+    shutil.copy(demo, tmp_path / "dumps" / "demo.jsonl")
+    (tmp_path / "dumps" / "notes.log").write_text("plain text, not telemetry\n")
+    result = run("summary", str(tmp_path / "dumps"), "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["spans"] == 547
+    formats = {Path(i["path"]).name: i["format"] for i in document["inputs"]}
+    assert formats == {"demo.jsonl": "otlp-json", "notes.log": "unknown"}
+    assert "notes.log: skipped, not a telemetry format" in result.stderr
+    # Named explicitly, the same file is still an error.
+    assert run("summary", str(tmp_path / "dumps" / "notes.log")).exit_code == 2

@@ -45,6 +45,7 @@ class InputSource:
         size: int | None = None,
         path: Path | None = None,
         file_path: Path | None = None,
+        found: bool = False,
     ):
         self.name = name
         self._opener = opener
@@ -53,6 +54,8 @@ class InputSource:
         self.path = path
         #: the file on disk (plain or compressed), for cache keys; None for stdin and pipes
         self.file_path = file_path if file_path is not None else path
+        #: found by walking a directory rather than named: an unknown format is skipped, not fatal
+        self.found = found
 
     def open(self) -> IO[bytes]:
         return self._opener()
