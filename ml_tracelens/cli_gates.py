@@ -130,12 +130,13 @@ def diff(
         from ml_tracelens.config import gate_rules
         from ml_tracelens.render.junit import write_report
         from ml_tracelens.reports import diff as diff_report
+        from ml_tracelens.reports import sides
 
-        base_paths, cur_paths = diff_report.sides(paths, baseline, current)
+        base_paths, cur_paths = sides.sides(paths, baseline, current)
         rules, config_warnings = gate_rules(fail_on, config)
         _, base, _, base_context = _analyse(base_paths, input_format, strict, field)
         _, cur, _, cur_context = _analyse(cur_paths, input_format, strict, field)
-        context = diff_report.side_context(base_context, cur_context)
+        context = sides.side_context(base_context, cur_context)
         context["warnings"] = [*config_warnings, *context["warnings"]]
         report = diff_report.build(
             baseline=base.spans,

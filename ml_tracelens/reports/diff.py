@@ -36,7 +36,6 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.budgets import Rule
-from ml_tracelens.errors import UsageError
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.stats import requests
 
@@ -366,39 +365,3 @@ def _requests(rows: list[dict[str, Any]], side: str) -> str:
         if row["stage"] is None and row["metric"] == "count":
             return f"{row[side]:,}" if row[side] is not None else "none"
     return "none"
-
-
-def sides(
-    paths: Sequence[str] | None, baseline: Sequence[str] | None, current: Sequence[str] | None
-) -> tuple[list[str], list[str]]:
-    """The baseline and current inputs: ``BASELINE CURRENT`` or repeated --baseline/--current."""
-    paths, baseline, current = list(paths or ()), list(baseline or ()), list(current or ())
-    if paths and (baseline or current):
-        raise UsageError("give either BASELINE CURRENT or --baseline/--current options, not both")
-    if paths:
-        if len(paths) != 2:
-            raise UsageError(
-                f"expected BASELINE CURRENT (two paths), got {len(paths)}; for several files per "
-                "side use --baseline A --baseline B --current C ..."
-            )
-        return [paths[0]], [paths[1]]
-    if not baseline or not current:
-        raise UsageError("nothing to compare: give BASELINE CURRENT, or --baseline and --current")
-    return baseline, current
-
-
-def side_context(baseline: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
-    """Merge the two sides' ``inputs``/``warnings`` (summary.inputs_of/warnings_of) into one,
-    each input marked with its side and each warning prefixed with it."""
-    return {
-        "inputs": [
-            {"side": side, **item}
-            for side, context in (("baseline", baseline), ("current", current))
-            for item in context["inputs"]
-        ],
-        "warnings": [
-            f"{side}: {warning}"
-            for side, context in (("baseline", baseline), ("current", current))
-            for warning in context["warnings"]
-        ],
-    }
