@@ -34,9 +34,9 @@ from ml_tracelens.cli_base import (
     _analyse,
     _emit,
     _errors_to_exit_codes,
-    _field_map,
     _load,
     _progress,
+    _read_options,
     app,
 )
 from ml_tracelens.console import print_note, print_warning
@@ -58,10 +58,9 @@ def summary(
     """What was read: files and formats, spans, traces, services, time range, errors, anomalies."""
     with _errors_to_exit_codes(debug):
         from ml_tracelens.pipeline import load_analysed
-        from ml_tracelens.readers.base import ReadOptions
         from ml_tracelens.reports import summary as summary_report
 
-        options = ReadOptions(field_map=_field_map(field), strict=strict)
+        options = _read_options(field, strict)
         with _progress(quiet) as progress:
             telemetry, analysis = load_analysed(
                 paths,
@@ -105,7 +104,17 @@ def latency(
         from ml_tracelens.reports import latency as latency_report
 
         _, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage, no_cache, quiet
+            paths,
+            input_format=input_format,
+            strict=strict,
+            fields=field,
+            where=where,
+            since=since,
+            until=until,
+            services=service,
+            stages=stage,
+            no_cache=no_cache,
+            quiet=quiet,
         )
         report = latency_report.build(
             analysed=analysis.spans,
@@ -141,7 +150,17 @@ def errors(
         from ml_tracelens.reports import errors as errors_report
 
         telemetry, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage, no_cache, quiet
+            paths,
+            input_format=input_format,
+            strict=strict,
+            fields=field,
+            where=where,
+            since=since,
+            until=until,
+            services=service,
+            stages=stage,
+            no_cache=no_cache,
+            quiet=quiet,
         )
         report = errors_report.build(
             analysed=analysis.spans, logs=telemetry.logs, mask=mask, top=top, **context
@@ -174,7 +193,17 @@ def bottlenecks(
         from ml_tracelens.reports import bottlenecks as bottlenecks_report
 
         _, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage, no_cache, quiet
+            paths,
+            input_format=input_format,
+            strict=strict,
+            fields=field,
+            where=where,
+            since=since,
+            until=until,
+            services=service,
+            stages=stage,
+            no_cache=no_cache,
+            quiet=quiet,
         )
         report = bottlenecks_report.build(
             analysed=analysis.spans, mask=mask, tail=tail, top=top, **context

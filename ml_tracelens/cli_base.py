@@ -158,12 +158,17 @@ def _field_map(fields: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _load(paths: list[str], input_format: str | None, strict: bool, fields: list[str] | None):
-    from ml_tracelens import ingest
+def _read_options(fields: list[str] | None, strict: bool):
+    """The reader options every command builds from --field and --strict."""
     from ml_tracelens.readers.base import ReadOptions
 
-    options = ReadOptions(field_map=_field_map(fields), strict=strict)
-    return ingest.load(paths, input_format=input_format, options=options)
+    return ReadOptions(field_map=_field_map(fields), strict=strict)
+
+
+def _load(paths: list[str], input_format: str | None, strict: bool, fields: list[str] | None):
+    from ml_tracelens import ingest
+
+    return ingest.load(paths, input_format=input_format, options=_read_options(fields, strict))
 
 
 @contextmanager
@@ -180,6 +185,7 @@ def _progress(quiet: bool) -> Iterator[object | None]:
 
 def _analyse(
     paths: list[str],
+    *,
     input_format: str | None,
     strict: bool,
     fields: list[str] | None,
@@ -194,15 +200,13 @@ def _analyse(
     """Load, analyse every tree, and compute the filter mask: what every report starts from."""
     from ml_tracelens.pipeline import load_analysed
     from ml_tracelens.query import SpanFilter, matching
-    from ml_tracelens.readers.base import ReadOptions
     from ml_tracelens.reports.summary import inputs_of, warnings_of
 
-    options = ReadOptions(field_map=_field_map(fields), strict=strict)
     with _progress(quiet) as progress:
         telemetry, analysis = load_analysed(
             paths,
             input_format=input_format,
-            options=options,
+            options=_read_options(fields, strict),
             use_cache=not no_cache,
             progress=progress,
         )

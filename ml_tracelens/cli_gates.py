@@ -70,7 +70,9 @@ def check(
         from ml_tracelens.reports import check as check_report
 
         budgets, config_warnings = gate_budgets(budget, config)
-        telemetry, analysis, _, context = _analyse(paths, input_format, strict, field)
+        telemetry, analysis, _, context = _analyse(
+            paths, input_format=input_format, strict=strict, fields=field
+        )
         context["warnings"] = [*config_warnings, *context["warnings"]]
         report = check_report.build(
             analysed=analysis.spans, budgets=budgets, logs=telemetry.logs, **context
@@ -134,8 +136,12 @@ def diff(
 
         base_paths, cur_paths = sides.sides(paths, baseline, current)
         rules, config_warnings = gate_rules(fail_on, config)
-        _, base, _, base_context = _analyse(base_paths, input_format, strict, field)
-        _, cur, _, cur_context = _analyse(cur_paths, input_format, strict, field)
+        _, base, _, base_context = _analyse(
+            base_paths, input_format=input_format, strict=strict, fields=field
+        )
+        _, cur, _, cur_context = _analyse(
+            cur_paths, input_format=input_format, strict=strict, fields=field
+        )
         context = sides.side_context(base_context, cur_context)
         context["warnings"] = [*config_warnings, *context["warnings"]]
         report = diff_report.build(

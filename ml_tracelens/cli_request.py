@@ -24,8 +24,8 @@ from ml_tracelens.cli_base import (
     _analyse,
     _emit,
     _errors_to_exit_codes,
-    _field_map,
     _progress,
+    _read_options,
     app,
 )
 
@@ -79,12 +79,11 @@ def show(
     """One request as a waterfall: its spans, timings, critical path, errors and log lines."""
     with _errors_to_exit_codes(debug):
         from ml_tracelens.pipeline import load_cached_or_raw
-        from ml_tracelens.readers.base import ReadOptions
         from ml_tracelens.reports import request as request_report
         from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
         from ml_tracelens.reports.summary import inputs_of, warnings_of
 
-        options = ReadOptions(field_map=_field_map(field), strict=strict)
+        options = _read_options(field, strict)
         with _progress(quiet) as progress:
             telemetry, analysis = load_cached_or_raw(
                 paths,
@@ -144,7 +143,15 @@ def traces(
         from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
 
         telemetry, analysis, mask, context = _analyse(
-            paths, input_format, strict, field, where, since, until, service, stage
+            paths,
+            input_format=input_format,
+            strict=strict,
+            fields=field,
+            where=where,
+            since=since,
+            until=until,
+            services=service,
+            stages=stage,
         )
         report = traces_report.build(
             analysed=analysis.spans,

@@ -62,9 +62,8 @@ from ml_tracelens.readers.jsondoc import iter_documents
 from ml_tracelens.readers.zipkin_model import (
     SHARED_COLUMNS,
     canonical_id,
-    frame_with_helpers,
     micros_to_ns,
-    resolve_shared_ids,
+    shared_id_result,
     span_location,
 )
 from ml_tracelens.schema import KINDS, SPAN_COLUMNS_WITH_DURATION
@@ -108,10 +107,7 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
                     rows.append(_parse_span(span, trace, where))
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     stats.skip_item(where, f"malformed Jaeger span ({exc})")
-    frame, notes = resolve_shared_ids(frame_with_helpers(rows, _ROW))
-    for what, count in notes.items():
-        stats.ignore(what, count)
-    return ReadResult(stats=stats, spans=frame)
+    return shared_id_result(rows, _ROW, stats)
 
 
 READER = ReaderSpec(

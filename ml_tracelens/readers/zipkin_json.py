@@ -67,9 +67,8 @@ from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, Read
 from ml_tracelens.readers.jsondoc import BOM, first_value_char, iter_documents
 from ml_tracelens.readers.zipkin_model import (
     SHARED_COLUMNS,
-    frame_with_helpers,
     micros_to_ns,
-    resolve_shared_ids,
+    shared_id_result,
     span_location,
 )
 
@@ -121,10 +120,7 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
                 rows.append(_parse_span(span, where))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 stats.skip_item(where, f"malformed Zipkin span ({exc})")
-    frame, notes = resolve_shared_ids(frame_with_helpers(rows, _ROW))
-    for what, count in notes.items():
-        stats.ignore(what, count)
-    return ReadResult(stats=stats, spans=frame)
+    return shared_id_result(rows, _ROW, stats)
 
 
 READER = ReaderSpec(

@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from ml_tracelens.readers.base import ReadResult, ReadStats
 from ml_tracelens.schema import spans_from_columns
 
 FRAGMENTS_MERGED = "span fragments merged into the span with the same id and endpoint"
@@ -228,3 +229,13 @@ def resolve_shared_ids(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int
 def _note(notes: dict[str, int], what: str, count: int) -> None:
     if count:
         notes[what] = count
+
+
+def shared_id_result(
+    rows: list[tuple[Any, ...]], columns: tuple[str, ...], stats: ReadStats
+) -> ReadResult:
+    """The span frame of parsed rows with shared client/server ids resolved, notes counted."""
+    frame, notes = resolve_shared_ids(frame_with_helpers(rows, columns))
+    for what, count in notes.items():
+        stats.ignore(what, count)
+    return ReadResult(stats=stats, spans=frame)
