@@ -20,7 +20,7 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from ml_tracelens.core import Analysis, Structure
 from ml_tracelens.ingest import InputSummary, Telemetry
 from ml_tracelens.readers.base import ReadOptions, ReadStats
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _SUFFIXES = (".spans.parquet", ".logs.parquet", ".json")
 
 
@@ -78,18 +78,50 @@ def cache_key(
     return hashlib.sha256(orjson.dumps(fingerprint)).hexdigest()[:32]
 
 
-def load(key: str) -> tuple[Telemetry, Analysis] | None:
+def load(key: str, *, without: Collection[str] = ()) -> tuple[Telemetry, Analysis] | None:
+    """The entry for ``key``, or None. Span columns named in ``without`` are not read: a report
+    that never looks at attributes reads a tenth of the bytes (Parquet reads column by column)."""
+    entry = _entry(key)
+    if entry is None:
+        return None
+    base, meta, telemetry, structure = entry
+    try:
+        columns = [c for c in meta["analysis_columns"] if c not in without]
+        spans = pl.read_parquet(f"{base}.spans.parquet", columns=columns, glob=False)
+        logs = pl.read_parquet(f"{base}.logs.parquet", glob=False)
+    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
+        return None
+    telemetry.spans = spans.select([c for c in meta["span_columns"] if c in columns])
+    telemetry.logs = logs
+    return telemetry, Analysis(spans=spans, structure=structure)
+
+
+def scan(key: str) -> tuple[Telemetry, pl.LazyFrame, pl.LazyFrame] | None:
+    """The entry for ``key`` left on disk: how the dump was read (a Telemetry whose frames are
+    empty), and lazy scans of the analysed spans and of the logs. A query that filters on
+    trace_id reads that trace's rows only, so looking at one trace of a big dump costs little."""
+    entry = _entry(key)
+    if entry is None:
+        return None
+    base, meta, telemetry, _ = entry
+    try:
+        spans = pl.scan_parquet(f"{base}.spans.parquet", glob=False)
+        logs = pl.scan_parquet(f"{base}.logs.parquet", glob=False)
+        telemetry.spans = pl.DataFrame(schema=spans.collect_schema()).select(meta["span_columns"])
+        telemetry.logs = pl.DataFrame(schema=logs.collect_schema())
+    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
+        return None
+    return telemetry, spans, logs
+
+
+def _entry(key: str) -> tuple[Path, dict[str, Any], Telemetry, Structure] | None:
+    """The base path, metadata, Telemetry (frames empty) and structure of an entry, or None."""
     directory = cache_dir()
     if not _private(directory):
         return None
     base = directory / key
     try:
         meta = orjson.loads((base.with_suffix(".json")).read_bytes())
-        spans = pl.read_parquet(f"{base}.spans.parquet", glob=False)
-        logs = pl.read_parquet(f"{base}.logs.parquet", glob=False)
-    except (OSError, ValueError, pl.exceptions.PolarsError):
-        return None
-    try:
         inputs = [
             InputSummary(
                 path=i["path"],
@@ -105,19 +137,19 @@ def load(key: str) -> tuple[Telemetry, Analysis] | None:
             tuple(pair): count for pair, count in structure["skew_by_service_pair"]
         }
         telemetry = Telemetry(
-            spans=spans.select(meta["span_columns"]),
-            logs=logs,
+            spans=pl.DataFrame(),
+            logs=pl.DataFrame(),
             inputs=inputs,
             warnings=meta["warnings"],
             merged_duplicates=meta["merged_duplicates"],
             derived_spans=meta["derived_spans"],
         )
-        analysis = Analysis(spans=spans, structure=Structure(**structure))
-    except (KeyError, TypeError):
+        result = base, meta, telemetry, Structure(**structure)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     with contextlib.suppress(OSError):
         os.utime(base.with_suffix(".json"))  # least recently used goes first
-    return telemetry, analysis
+    return result
 
 
 def store(key: str, telemetry: Telemetry, analysis: Analysis) -> None:
@@ -146,6 +178,7 @@ def store(key: str, telemetry: Telemetry, analysis: Analysis) -> None:
             "merged_duplicates": telemetry.merged_duplicates,
             "derived_spans": telemetry.derived_spans,
             "span_columns": telemetry.spans.columns,
+            "analysis_columns": analysis.spans.columns,
             "structure": structure,
         }
         # lz4 without statistics: on 1M analysed spans 0.9 s to write and 0.3 s to read, against

@@ -115,6 +115,7 @@ def latency(
             stages=stage,
             no_cache=no_cache,
             quiet=quiet,
+            aggregate_by=by.split(","),
         )
         report = latency_report.build(
             analysed=analysis.spans,
@@ -161,6 +162,7 @@ def errors(
             stages=stage,
             no_cache=no_cache,
             quiet=quiet,
+            aggregate_by=[],
         )
         report = errors_report.build(
             analysed=analysis.spans, logs=telemetry.logs, mask=mask, top=top, **context
@@ -204,6 +206,7 @@ def bottlenecks(
             stages=stage,
             no_cache=no_cache,
             quiet=quiet,
+            aggregate_by=[],
         )
         report = bottlenecks_report.build(
             analysed=analysis.spans, mask=mask, tail=tail, top=top, **context

@@ -196,9 +196,14 @@ def _analyse(
     stages: list[str] | None = None,
     no_cache: bool = False,
     quiet: bool = False,
+    aggregate_by: list[str] | None = None,
 ):
-    """Load, analyse every tree, and compute the filter mask: what every report starts from."""
-    from ml_tracelens.pipeline import load_analysed
+    """Load, analyse every tree, and compute the filter mask: what every report starts from.
+
+    ``aggregate_by`` marks a report that only aggregates columns (its groupings): then a warm
+    cache reads the bulky per-span JSON columns only when a grouping or --where names attr.KEY.
+    """
+    from ml_tracelens.pipeline import HEAVY_COLUMNS, load_analysed
     from ml_tracelens.query import SpanFilter, matching
     from ml_tracelens.reports.summary import inputs_of, warnings_of
 
@@ -209,6 +214,7 @@ def _analyse(
             options=_read_options(fields, strict),
             use_cache=not no_cache,
             progress=progress,
+            without=HEAVY_COLUMNS if _attribute_free(aggregate_by, where) else (),
         )
     if telemetry.spans.is_empty():
         from ml_tracelens.errors import InputError
@@ -227,6 +233,13 @@ def _analyse(
     mask = matching(analysis.spans, span_filter) if span_filter.active else None
     context = {"inputs": inputs_of(telemetry), "warnings": warnings_of(telemetry, analysis)}
     return telemetry, analysis, mask, context
+
+
+def _attribute_free(aggregate_by: list[str] | None, where: str | None) -> bool:
+    if aggregate_by is None:
+        return False
+    keys = [*aggregate_by, where or ""]
+    return not any("attr." in key for key in keys)
 
 
 def _emit(report, fmt: OutputFormat | None, quiet: bool) -> None:

@@ -12,6 +12,7 @@ from ml_tracelens.cli_base import (
     FieldOpt,
     FormatOpt,
     InputFormatOpt,
+    NoCacheOpt,
     Paths,
     QuietOpt,
     StrictOpt,
@@ -56,6 +57,7 @@ def check(
     ] = None,
     config: ConfigOpt = None,
     junit: JunitOpt = None,
+    no_cache: NoCacheOpt = False,
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
@@ -71,7 +73,12 @@ def check(
 
         budgets, config_warnings = gate_budgets(budget, config)
         telemetry, analysis, _, context = _analyse(
-            paths, input_format=input_format, strict=strict, fields=field
+            paths,
+            input_format=input_format,
+            strict=strict,
+            fields=field,
+            no_cache=no_cache,
+            quiet=quiet,
         )
         context["warnings"] = [*config_warnings, *context["warnings"]]
         report = check_report.build(
@@ -120,6 +127,7 @@ def diff(
     ] = 1,
     config: ConfigOpt = None,
     junit: JunitOpt = None,
+    no_cache: NoCacheOpt = False,
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
@@ -137,10 +145,22 @@ def diff(
         base_paths, cur_paths = sides.sides(paths, baseline, current)
         rules, config_warnings = gate_rules(fail_on, config)
         _, base, _, base_context = _analyse(
-            base_paths, input_format=input_format, strict=strict, fields=field
+            base_paths,
+            input_format=input_format,
+            strict=strict,
+            fields=field,
+            no_cache=no_cache,
+            quiet=quiet,
+            aggregate_by=[],
         )
         _, cur, _, cur_context = _analyse(
-            cur_paths, input_format=input_format, strict=strict, fields=field
+            cur_paths,
+            input_format=input_format,
+            strict=strict,
+            fields=field,
+            no_cache=no_cache,
+            quiet=quiet,
+            aggregate_by=[],
         )
         context = sides.side_context(base_context, cur_context)
         context["warnings"] = [*config_warnings, *context["warnings"]]

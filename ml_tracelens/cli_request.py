@@ -85,7 +85,7 @@ def show(
 
         options = _read_options(field, strict)
         with _progress(quiet) as progress:
-            telemetry, analysis = load_cached_or_raw(
+            telemetry, spans, logs = load_cached_or_raw(
                 paths,
                 input_format=input_format,
                 options=options,
@@ -93,8 +93,8 @@ def show(
                 progress=progress,
             )
         report = request_report.build(
-            spans=analysis.spans if analysis is not None else telemetry.spans,
-            logs=telemetry.logs,
+            spans=spans,
+            logs=logs,
             ident=ident,
             id_attrs=(*DEFAULT_ID_ATTRS, *(id_attr or ())),
             depth=depth,
@@ -130,6 +130,7 @@ def traces(
     service: ServiceOpt = None,
     stage: StageOpt = None,
     id_attr: IdAttrOpt = None,
+    no_cache: NoCacheOpt = False,
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
@@ -152,6 +153,8 @@ def traces(
             until=until,
             services=service,
             stages=stage,
+            no_cache=no_cache,
+            quiet=quiet,
         )
         report = traces_report.build(
             analysed=analysis.spans,

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+
+import polars as pl
 
 from ml_tracelens import cache, ingest
 from ml_tracelens.core import Analysis, analyze
 from ml_tracelens.ingest import Progress, Telemetry
 from ml_tracelens.readers.base import ReadOptions
 
-__all__ = ["ReadOptions", "load_analysed"]
+__all__ = ["HEAVY_COLUMNS", "ReadOptions", "load_analysed"]
+
+#: Span columns that hold most of a dump's bytes (JSON text per span) and that the aggregate
+#: reports read only for ``attr.KEY`` groupings and filters: on a warm cache they are left on
+#: disk unless asked for.
+HEAVY_COLUMNS = ("attributes", "events", "links", "source")
 
 
 def load_analysed(
@@ -19,11 +26,17 @@ def load_analysed(
     options: ReadOptions | None = None,
     use_cache: bool = True,
     progress: Progress | None = None,
+    without: Collection[str] = (),
 ) -> tuple[Telemetry, Analysis]:
+    """Read and analyse ``paths``, or take both from the cache.
+
+    Columns named in ``without`` may be missing from the result (they are not read from a cache
+    entry); a fresh read has every column.
+    """
     options = options or ReadOptions()
     key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
     if key is not None:
-        hit = cache.load(key)
+        hit = cache.load(key, without=without)
         if hit is not None:
             return hit
     telemetry = ingest.load(paths, input_format=input_format, options=options, progress=progress)
@@ -42,16 +55,20 @@ def load_cached_or_raw(
     options: ReadOptions | None = None,
     use_cache: bool = True,
     progress: Progress | None = None,
-) -> tuple[Telemetry, Analysis | None]:
-    """The analysed dump when the cache has it, else the raw read (no analysis, nothing stored).
+) -> tuple[Telemetry, pl.DataFrame | pl.LazyFrame, pl.DataFrame | pl.LazyFrame]:
+    """How the dump was read, its spans and its logs: from the cache when it has the dump (then
+    the spans are analysed, and both frames are lazy scans of the entry on disk), else the raw
+    read (spans not analysed, nothing stored).
 
     For commands about one trace (``show``): analysing a million spans to look at a dozen costs
-    more than reading them, so a cold run analyses only the trace it shows.
+    more than reading them, so a cold run analyses only the trace it shows, and a warm one reads
+    only that trace's rows.
     """
     options = options or ReadOptions()
     key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
     if key is not None:
-        hit = cache.load(key)
+        hit = cache.scan(key)
         if hit is not None:
             return hit
-    return ingest.load(paths, input_format=input_format, options=options, progress=progress), None
+    telemetry = ingest.load(paths, input_format=input_format, options=options, progress=progress)
+    return telemetry, telemetry.spans, telemetry.logs

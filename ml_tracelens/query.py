@@ -97,9 +97,10 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
         pl.from_epoch(pl.col("start_ns"), time_unit="ns")
         .dt.replace_time_zone("UTC")
         .alias("start"),
-        "attributes",
+        *(["attributes"] if keys else []),
     )
-    view = with_attribute_columns(view, {f"attr.{key}": key for key in keys}).drop("attributes")
+    if keys:
+        view = with_attribute_columns(view, {f"attr.{k}": k for k in keys}).drop("attributes")
     try:
         result = view.sql(f"SELECT ({expression}) AS keep FROM self")
     except Exception as exc:  # polars raises several error types for bad SQL

@@ -100,3 +100,75 @@ def test_prune_keeps_the_cache_under_its_limit(cache_dir: Path, dump: Path, tmp_
     assert len(_entries(cache_dir)) == 2
     cache.prune(cache_dir, max_bytes=1)
     assert len(_entries(cache_dir)) == 0
+
+
+def test_load_without_heavy_columns_leaves_them_on_disk(cache_dir: Path, dump: Path) -> None:
+    _, analysis = pipeline.load_analysed([str(dump)])
+    key = cache.cache_key([str(dump)], input_format=None, options=pipeline.ReadOptions())
+    hit = cache.load(key, without=pipeline.HEAVY_COLUMNS)
+    assert hit is not None
+    telemetry, lean = hit
+    assert not set(pipeline.HEAVY_COLUMNS) & set(lean.spans.columns)
+    assert not set(pipeline.HEAVY_COLUMNS) & set(telemetry.spans.columns)
+    assert lean.spans.equals(analysis.spans.drop(pipeline.HEAVY_COLUMNS))
+
+
+def test_scan_reads_the_same_rows_lazily(cache_dir: Path, dump: Path) -> None:
+    telemetry, analysis = pipeline.load_analysed([str(dump)])
+    key = cache.cache_key([str(dump)], input_format=None, options=pipeline.ReadOptions())
+    hit = cache.scan(key)
+    assert hit is not None
+    read, spans, logs = hit
+    assert read.inputs == telemetry.inputs
+    assert read.spans.is_empty()
+    assert read.spans.columns == telemetry.spans.columns
+    assert spans.collect().equals(analysis.spans)
+    assert logs.collect().equals(telemetry.logs)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["latency", "-f", "json"],
+        ["latency", "-f", "json", "--by", "service,attr.http.method"],
+        ["latency", "-f", "json", "--where", "attr.http.method IS NOT NULL"],
+        ["latency", "-f", "csv", "--where", "duration_ms > 1", "--service", "frontend"],
+        ["errors", "-f", "json"],
+        ["bottlenecks", "-f", "json"],
+        ["summary", "-f", "json"],
+        ["traces", "-f", "json", "--errors"],
+    ],
+)
+def test_warm_cache_answers_exactly_as_a_fresh_read(
+    cache_dir: Path, dump: Path, args: list[str]
+) -> None:
+    runner = CliRunner()
+    fresh = runner.invoke(app, [*args, str(dump), "-q", "--no-cache"])
+    assert fresh.exit_code == 0, fresh.stderr
+    runner.invoke(app, ["summary", str(dump), "-q"])  # fills the cache
+    assert _entries(cache_dir)
+    warm = runner.invoke(app, [*args, str(dump), "-q"])
+    assert warm.exit_code == 0, warm.stderr
+    assert warm.stdout == fresh.stdout
+
+
+def test_show_from_the_cache_matches_a_fresh_read(cache_dir: Path, dump: Path) -> None:
+    runner = CliRunner()
+    listing = runner.invoke(app, ["traces", str(dump), "-f", "json", "-q", "--no-cache"])
+    rows = json.loads(listing.stdout)["rows"]
+    trace_id = rows[0]["trace_id"]
+    correlated = next((r for r in rows if r["correlation_id"]), None)
+    idents = [trace_id, trace_id[:10].upper(), "no-such-request"]
+    if correlated is not None:
+        idents.append(correlated["correlation_id"])
+    fresh = {
+        i: runner.invoke(app, ["show", i, str(dump), "-f", "json", "--no-cache"]) for i in idents
+    }
+    runner.invoke(app, ["summary", str(dump), "-q"])  # fills the cache
+    assert _entries(cache_dir)
+    for ident, expected in fresh.items():
+        warm = runner.invoke(app, ["show", ident, str(dump), "-f", "json"])
+        assert warm.exit_code == expected.exit_code, (ident, warm.stderr)
+        assert warm.stdout == expected.stdout, ident
+        assert warm.stderr == expected.stderr, ident
+    assert fresh["no-such-request"].exit_code == 2

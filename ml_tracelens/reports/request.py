@@ -92,8 +92,8 @@ class ShowView:
 
 def build(
     *,
-    spans: pl.DataFrame,
-    logs: pl.DataFrame,
+    spans: pl.DataFrame | pl.LazyFrame,
+    logs: pl.DataFrame | pl.LazyFrame,
     ident: str,
     id_attrs: Sequence[str] = DEFAULT_ID_ATTRS,
     depth: int | None = None,
@@ -106,12 +106,14 @@ def build(
     """The `show` report for the trace ``ident`` names.
 
     ``spans`` is the canonical span table of the whole dump (or an analysed one: then it is not
-    analysed again); ``logs`` the canonical log table.
+    analysed again); ``logs`` the canonical log table. Either may be lazy (a cache entry on
+    disk): then only the trace's rows are read, plus the id columns that resolving ``ident``
+    needs.
     """
     from ml_tracelens.core import analyze
 
     resolution = resolve_id(ident, spans=spans, logs=logs, id_attrs=id_attrs)
-    trace = spans.filter(pl.col("trace_id") == resolution.trace_id)
+    trace = spans.lazy().filter(pl.col("trace_id") == resolution.trace_id).collect()
     warnings = list(warnings or ())
     if "cp_ns" not in trace.columns:
         analysis = analyze(trace)
@@ -124,7 +126,7 @@ def build(
 
     correlation_ids = _correlation_ids(trace, id_attrs, resolution, ident)
     trace_logs = _logs_of(logs, resolution.trace_id, correlation_ids)
-    if logs.height:
+    if trace_logs.height:
         correlation_ids = sorted(
             set(correlation_ids)
             | set(trace_logs.get_column("correlation_id").drop_nulls().unique().to_list())
@@ -284,13 +286,17 @@ def _correlation_ids(
     return sorted(values)
 
 
-def _logs_of(logs: pl.DataFrame, trace_id: str, correlation_ids: list[str]) -> pl.DataFrame:
-    if logs.is_empty():
-        return logs
+def _logs_of(
+    logs: pl.DataFrame | pl.LazyFrame, trace_id: str, correlation_ids: list[str]
+) -> pl.DataFrame:
     ids = pl.Series([trace_id, *correlation_ids], dtype=pl.String).implode()
-    return logs.filter(
-        (pl.col("trace_id") == trace_id)
-        | (pl.col("trace_id").is_null() & pl.col("correlation_id").is_in(ids))
+    return (
+        logs.lazy()
+        .filter(
+            (pl.col("trace_id") == trace_id)
+            | (pl.col("trace_id").is_null() & pl.col("correlation_id").is_in(ids))
+        )
+        .collect()
     )
 
 

@@ -52,15 +52,18 @@ class Resolution:
 def resolve_id(
     ident: str,
     *,
-    spans: pl.DataFrame,
-    logs: pl.DataFrame,
+    spans: pl.DataFrame | pl.LazyFrame,
+    logs: pl.DataFrame | pl.LazyFrame,
     id_attrs: Sequence[str] = DEFAULT_ID_ATTRS,
 ) -> Resolution:
-    """The one trace ``ident`` names in ``spans`` (canonical columns), else NotFound."""
+    """The one trace ``ident`` names in ``spans`` (canonical columns), else NotFound.
+
+    Lazy frames (a cache entry on disk) are read one column at a time, as each step needs.
+    """
     text = ident.strip()
     if not text:
         raise UsageError("the id is empty: pass a trace id, a prefix of one, or a request id")
-    trace_ids = spans.get_column("trace_id").drop_nulls().unique()
+    trace_ids = _column(spans, "trace_id").drop_nulls().unique()
 
     exact = trace_ids.filter(trace_ids.is_in([text, _normalized(text)]))
     if exact.is_empty():
@@ -101,8 +104,8 @@ def resolve_id(
 def correlated_traces(
     text: str,
     *,
-    spans: pl.DataFrame,
-    logs: pl.DataFrame,
+    spans: pl.DataFrame | pl.LazyFrame,
+    logs: pl.DataFrame | pl.LazyFrame,
     id_attrs: Sequence[str] = DEFAULT_ID_ATTRS,
 ) -> pl.Series:
     """Trace ids of spans whose id attributes equal ``text`` and of log lines correlated by it."""
@@ -112,11 +115,16 @@ def correlated_traces(
         needle = orjson.dumps(text).decode()[1:-1]
         values = [attribute(key) == text for key in id_attrs]
         # Two eager steps on purpose: one lazy query would fuse the filters and parse every row.
-        candidates = spans.filter(pl.col("attributes").str.contains(needle, literal=True))
+        candidates = (
+            spans.lazy()
+            .select("trace_id", "attributes")
+            .filter(pl.col("attributes").str.contains(needle, literal=True))
+            .collect()
+        )
         found.append(
             candidates.filter(pl.any_horizontal(values).fill_null(False)).get_column("trace_id")
         )
-    if logs.height:
+    if isinstance(logs, pl.LazyFrame) or logs.height:
         found.append(
             logs.lazy()
             .filter(pl.col("correlation_id") == text)
@@ -181,12 +189,18 @@ def attribute_values(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     return pl.concat([answered, parsed]).sort("_row")
 
 
+def _column(frame: pl.DataFrame | pl.LazyFrame, name: str) -> pl.Series:
+    return frame.lazy().select(name).collect().get_column(name)
+
+
 def _normalized(text: str) -> str:
     value = pl.select(pl.lit(text, dtype=pl.String).alias("id")).select(normalize_id("id")).item()
     return value if value is not None else text
 
 
-def _ambiguous(text: str, what: str, trace_ids: pl.Series, spans: pl.DataFrame) -> str:
+def _ambiguous(
+    text: str, what: str, trace_ids: pl.Series, spans: pl.DataFrame | pl.LazyFrame
+) -> str:
     ids = trace_ids.sort()
     described = _describe(ids.head(_LIST_AT_MOST), spans)
     more = ids.len() - _LIST_AT_MOST
@@ -197,7 +211,7 @@ def _ambiguous(text: str, what: str, trace_ids: pl.Series, spans: pl.DataFrame) 
     )
 
 
-def _describe(trace_ids: pl.Series, spans: pl.DataFrame) -> list[str]:
+def _describe(trace_ids: pl.Series, spans: pl.DataFrame | pl.LazyFrame) -> list[str]:
     """``id (stage on service, start)`` for a few traces, from each trace's earliest top span."""
     from ml_tracelens.reports.summary import iso_time
 
@@ -221,16 +235,18 @@ def _describe(trace_ids: pl.Series, spans: pl.DataFrame) -> list[str]:
 def _unknown(
     text: str,
     trace_ids: pl.Series,
-    spans: pl.DataFrame,
-    logs: pl.DataFrame,
+    spans: pl.DataFrame | pl.LazyFrame,
+    logs: pl.DataFrame | pl.LazyFrame,
     id_attrs: Sequence[str],
 ) -> str:
-    correlations = correlation_values(spans.head(_CLOSEST_POOL), id_attrs)
+    head = spans.lazy().select("trace_id", "start_ns", "attributes").head(_CLOSEST_POOL)
+    correlations = correlation_values(head.collect(), id_attrs)
+    log_ids = logs.lazy().select("correlation_id").head(_CLOSEST_POOL).collect()
     pool = pl.concat(
         [
             trace_ids.head(_CLOSEST_POOL),
             correlations.get_column("correlation_id").unique(),
-            logs.get_column("correlation_id").head(_CLOSEST_POOL).drop_nulls().unique(),
+            log_ids.get_column("correlation_id").drop_nulls().unique(),
         ]
     ).unique()
     closest = _closest(text, pool)
