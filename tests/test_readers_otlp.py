@@ -9,6 +9,7 @@ import pytest
 
 from ml_tracelens import ingest
 from ml_tracelens.errors import MalformedInput
+from ml_tracelens.readers import otlp_json
 from ml_tracelens.readers.base import ReadOptions
 
 DEMO = "otlp/otel-demo-capture.otlp.jsonl"
@@ -224,3 +225,23 @@ def test_mixed_integer_and_string_codes_in_one_batch(tmp_path: Path) -> None:
     frame = ingest.load([str(path)]).spans.sort("span_id")
     assert frame.get_column("status").to_list() == ["ok", "unset", "unset"]
     assert frame.get_column("kind").to_list() == ["client", "server", "server"]
+
+
+def test_reading_in_small_chunks_changes_nothing(
+    shared_fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo capture, with a line of invalid UTF-8 in attribute bytes near the end (the typed
+    # decoder passes it; the chunk it lands in must drop that line whole).
+    lines = (shared_fixtures / DEMO).read_bytes().splitlines()
+    bad = json.dumps(
+        _document(_otlp_span(attributes=[{"key": "k", "value": {"stringValue": "@@"}}]))
+    ).encode()
+    path = tmp_path / "dump.jsonl"
+    path.write_bytes(b"\n".join([*lines[:-3], bad.replace(b"@@", b"\xff\xfe"), *lines[-3:]]))
+    whole = ingest.load([str(path)])
+    monkeypatch.setattr(otlp_json._Chunks, "FLUSH_SPANS", 5)
+    chunked = ingest.load([str(path)])
+    assert chunked.spans.equals(whole.spans)
+    assert chunked.inputs == whole.inputs
+    assert whole.inputs[0].stats.skipped == 1
+    assert whole.inputs[0].stats.problems[0][0] == f"{path}:{len(lines) - 2}"
