@@ -30,8 +30,9 @@ def load_analysed(
 ) -> tuple[Telemetry, Analysis]:
     """Read and analyse ``paths``, or take both from the cache.
 
-    Columns named in ``without`` may be missing from the result (they are not read from a cache
-    entry); a fresh read has every column.
+    Span columns named in ``without`` are left out of the result: not read from a cache entry,
+    and dropped after a fresh read is cached, so reports filter and join narrower frames and
+    see the same columns either way.
     """
     options = options or ReadOptions()
     key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
@@ -45,6 +46,11 @@ def load_analysed(
     analysis = analyze(telemetry.spans)
     if key is not None:
         cache.store(key, telemetry, analysis)
+    if without:
+        telemetry.spans = telemetry.spans.drop(without, strict=False)
+        analysis = Analysis(
+            spans=analysis.spans.drop(without, strict=False), structure=analysis.structure
+        )
     return telemetry, analysis
 
 
