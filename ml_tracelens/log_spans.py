@@ -68,6 +68,7 @@ def spans_from_logs(logs: pl.DataFrame, *, known_trace_ids: pl.Series) -> pl.Dat
                 pl.coalesce(pl.col("error_message"), pl.col("message"))
             ),
             attributes=pl.col("attributes"),
+            resource=pl.lit(None, dtype=SPAN_SCHEMA["resource"]),
             events=pl.lit(None, dtype=pl.String),
             links=pl.lit(None, dtype=pl.String),
             source=pl.col("source"),
@@ -100,6 +101,7 @@ def spans_from_logs(logs: pl.DataFrame, *, known_trace_ids: pl.Series) -> pl.Dat
             status=pl.lit("unset").cast(SPAN_SCHEMA["status"]),
             status_message=pl.lit(None, dtype=pl.String),
             attributes=pl.lit('{"tracelens.derived":"logs"}'),
+            resource=pl.lit(None, dtype=SPAN_SCHEMA["resource"]),
             events=pl.lit(None, dtype=pl.String),
             links=pl.lit(None, dtype=pl.String),
             source="source",

@@ -16,7 +16,7 @@ __all__ = ["HEAVY_COLUMNS", "ReadOptions", "load_analysed"]
 #: Span columns that hold most of a dump's bytes (JSON text per span) and that the aggregate
 #: reports read only for ``attr.KEY`` groupings and filters: on a warm cache they are left on
 #: disk unless asked for.
-HEAVY_COLUMNS = ("attributes", "events", "links", "source")
+HEAVY_COLUMNS = ("attributes", "resource", "events", "links", "source")
 
 
 def load_analysed(

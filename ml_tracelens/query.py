@@ -97,10 +97,11 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
         pl.from_epoch(pl.col("start_ns"), time_unit="ns")
         .dt.replace_time_zone("UTC")
         .alias("start"),
-        *(["attributes"] if keys else []),
+        *([c for c in ("attributes", "resource") if c in spans.columns] if keys else []),
     )
     if keys:
-        view = with_attribute_columns(view, {f"attr.{k}": k for k in keys}).drop("attributes")
+        view = with_attribute_columns(view, {f"attr.{k}": k for k in keys})
+        view = view.drop("attributes", "resource", strict=False)
     try:
         result = view.sql(f"SELECT ({expression}) AS keep FROM self")
     except Exception as exc:  # polars raises several error types for bad SQL

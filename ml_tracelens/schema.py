@@ -1,11 +1,16 @@
 """The canonical span and log tables every reader produces and every report consumes.
 
 Units are in the column names. Times are Int64 nanoseconds since the Unix epoch and never pass
-through a float. ``attributes`` is JSON text holding resource and span attributes with their full dotted keys,
-in one of two forms: a flat object (``{"model.version": "v2"}``, what most readers write) or an
-OTLP KeyValue list (``[{"key": "model.version", "value": {"stringValue": "v2"}}]``, which the
-OTLP reader keeps as it comes to avoid per-attribute work on million-span dumps). Read it only
-through ``attribute``, ``with_attribute_columns`` or ``attributes_dict``, which accept both.
+through a float. A span's attributes (resource and span attributes, full dotted keys) are JSON
+text in two columns: ``attributes`` (always) and ``resource`` (null unless a reader keeps the
+resource's attributes apart; a key in both: ``attributes`` wins). The OTLP fast path does, and
+makes ``resource`` a Categorical: the same few hundred bytes of resource attributes repeat on
+every span of a process, and as one dictionary entry per distinct resource they cost 4 bytes a
+span instead (half the table of a Collector dump). Both are in one of two forms: a flat object
+(``{"model.version": "v2"}``, what most readers write) or an OTLP KeyValue list
+(``[{"key": "model.version", "value": {"stringValue": "v2"}}]``, which the OTLP reader keeps as it
+comes to avoid per-attribute work on million-span dumps). Read them only through ``attribute``,
+``with_attribute_columns`` or ``attributes_dict``, which accept both forms and both columns.
 The table stays flat: Parquet-friendly, concatenating across readers without unification.
 """
 
@@ -35,7 +40,8 @@ SPAN_SCHEMA = pl.Schema(
         "duration_ns": pl.Int64,
         "status": Status,
         "status_message": pl.String,
-        "attributes": pl.String,  # JSON: resource + span attributes (object or OTLP list)
+        "attributes": pl.String,  # JSON: the span's attributes (object or OTLP list)
+        "resource": pl.Categorical(),  # JSON: resource attributes kept apart, else null
         "events": pl.String,  # JSON list of {name, time_ns, attributes}, null when none
         "links": pl.String,  # JSON list of {trace_id, span_id, type}, null when none
         "source": pl.String,  # file:line or file#index, for messages
@@ -59,9 +65,10 @@ LOG_SCHEMA = pl.Schema(
     }
 )
 
-#: Column sets for readers: formats that give an end time, or a duration, but not both.
-SPAN_COLUMNS_WITH_END = tuple(c for c in SPAN_SCHEMA if c != "duration_ns")
-SPAN_COLUMNS_WITH_DURATION = tuple(c for c in SPAN_SCHEMA if c != "end_ns")
+#: Column sets for readers: formats that give an end time, or a duration, but not both. Their
+#: per-span Python lists hold resource attributes in ``attributes``: ``resource`` stays null.
+SPAN_COLUMNS_WITH_END = tuple(c for c in SPAN_SCHEMA if c not in ("duration_ns", "resource"))
+SPAN_COLUMNS_WITH_DURATION = tuple(c for c in SPAN_SCHEMA if c not in ("end_ns", "resource"))
 #: What OpenTelemetry log records carry (no stage or duration of their own).
 OTEL_LOG_COLUMNS = tuple(c for c in LOG_SCHEMA if c not in ("stage", "duration_ns"))
 
@@ -190,37 +197,68 @@ def validate(frame: pl.DataFrame, schema: pl.Schema) -> None:
         raise TypeError(f"frame does not match the canonical schema: {diff}")
 
 
-def attribute(key: str) -> pl.Expr:
-    """The value of one attribute as text (null where absent), from either attribute form.
+def attribute(key: str, column: str = "attributes") -> pl.Expr:
+    """The value of one attribute in the JSON text of ``column`` (null where absent), from
+    either form. For the value on a span, span attributes before resource ones, use
+    ``with_attribute_columns``.
 
     Evaluates on every row; over large frames prefer ``with_attribute_columns``, which only
     looks at rows that mention the key.
     """
     quoted = key.replace("\\", "\\\\").replace("'", "\\'")
-    column = pl.col("attributes")
-    as_list = column.str.json_path_match(f"$[?(@.key=='{quoted}')].value.*")
-    as_object = column.str.json_path_match(f"$['{quoted}']")
-    return pl.when(column.str.starts_with("[")).then(as_list).otherwise(as_object)
+    text = pl.col(column)
+    as_list = text.str.json_path_match(f"$[?(@.key=='{quoted}')].value.*")
+    as_object = text.str.json_path_match(f"$['{quoted}']")
+    return pl.when(text.str.starts_with("[")).then(as_list).otherwise(as_object)
 
 
 def with_attribute_columns(frame: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
-    """Add one text column per ``{name: attribute key}``, evaluating JSON only where needed."""
+    """Add one text column per ``{name: attribute key}``, evaluating JSON only where needed.
+
+    A key missing from a span's ``attributes`` is looked up in its ``resource`` (when the frame
+    has that column), once per distinct resource.
+    """
     if not columns:
         return frame
     indexed = frame.with_row_index("_attr_row")
+    resources = distinct_resources(frame)
     for name, key in columns.items():
-        mentions = pl.col("attributes").str.contains(orjson.dumps(key).decode(), literal=True)
+        needle = orjson.dumps(key).decode()
+        mentions = pl.col("attributes").str.contains(needle, literal=True)
         values = indexed.filter(mentions).select("_attr_row", attribute(key).alias(name))
         indexed = indexed.join(values, on="_attr_row", how="left", maintain_order="left")
+        if resources is None:
+            continue
+        held = resources.filter(pl.col("_text").str.contains(needle, literal=True))
+        held = held.select("resource", _resource_value=attribute(key, "_text"))
+        if held.height:
+            indexed = (
+                indexed.join(held, on="resource", how="left", maintain_order="left")
+                .with_columns(pl.coalesce(name, "_resource_value").alias(name))
+                .drop("_resource_value")
+            )
     return indexed.drop("_attr_row")
 
 
-def attributes_dict(text: str | None) -> dict[str, Any]:
-    """Python dict of an ``attributes`` cell, whichever form it is in (for per-row views).
+def distinct_resources(frame: pl.DataFrame) -> pl.DataFrame | None:
+    """(resource, _text) for each distinct non-null resource of ``frame``; None when none."""
+    if "resource" not in frame.columns:
+        return None
+    distinct = frame.select(pl.col("resource").unique().drop_nulls())
+    if distinct.is_empty():
+        return None
+    return distinct.with_columns(_text=pl.col("resource").cast(pl.String))
+
+
+def attributes_dict(text: str | None, resource: str | None = None) -> dict[str, Any]:
+    """Python dict of a span's attributes from its ``attributes`` and ``resource`` cells (span
+    attributes win), whichever form each is in (for per-row views).
 
     Raises ValueError for text nested deeper than ``limits.py`` allows: the OTLP fast path keeps
     attribute values as raw JSON text, and this is where they are first parsed in Python.
     """
+    if resource:
+        return {**attributes_dict(resource), **attributes_dict(text)}
     if not text:
         return {}
     from ml_tracelens import limits

@@ -7,10 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
+from ml_tracelens.schema import attributes_dict
 
 DEMO = "otlp/otel-demo-capture.otlp.jsonl"
 runner = CliRunner()
@@ -166,3 +168,23 @@ def test_a_stray_file_in_a_directory_is_skipped_with_a_warning(demo: Path, tmp_p
     assert "notes.log: skipped, not a telemetry format" in result.stderr
     # Named explicitly, the same file is still an error.
     assert run("summary", str(tmp_path / "dumps" / "notes.log")).exit_code == 2
+
+
+def test_parquet_written_before_resources_were_kept_apart_still_reads(
+    demo: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "demo.parquet"
+    assert run("convert", str(demo), "-o", str(out)).exit_code == 0
+    frame = pl.read_parquet(out)
+    # The older layout: resource attributes inside `attributes`, no `resource` column.
+    merged = [
+        json.dumps(attributes_dict(a, r)) if table == "span" else a
+        for a, r, table in frame.select("attributes", "resource", "table").iter_rows()
+    ]
+    old = tmp_path / "old.parquet"
+    frame.with_columns(attributes=pl.Series(merged)).drop("resource").write_parquet(old)
+    args = ("--by", "attr.service.name", "-f", "json", "-q")
+    expected = json.loads(run("latency", str(out), *args).stdout)["rows"]
+    result = run("latency", str(old), *args)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == expected

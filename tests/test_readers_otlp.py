@@ -6,11 +6,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
 from ml_tracelens import ingest
+from ml_tracelens.cli import app
 from ml_tracelens.errors import MalformedInput
 from ml_tracelens.readers import otlp_json
 from ml_tracelens.readers.base import ReadOptions
+from ml_tracelens.schema import attributes_dict, with_attribute_columns
 
 DEMO = "otlp/otel-demo-capture.otlp.jsonl"
 
@@ -245,3 +248,65 @@ def test_reading_in_small_chunks_changes_nothing(
     assert chunked.inputs == whole.inputs
     assert whole.inputs[0].stats.skipped == 1
     assert whole.inputs[0].stats.problems[0][0] == f"{path}:{len(lines) - 2}"
+
+
+def test_resource_attributes_are_kept_once_per_resource(shared_fixtures: Path) -> None:
+    path = shared_fixtures / DEMO
+    expected: dict[tuple[str, str], dict[str, object]] = {}
+    resources = set()
+    for line in path.read_text().splitlines():
+        for rs in json.loads(line).get("resourceSpans", []):
+            resource = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
+            resources.add(json.dumps(rs["resource"]["attributes"], sort_keys=True))
+            for ss in rs.get("scopeSpans", []):
+                for span in ss["spans"]:
+                    own = {a["key"]: a["value"] for a in span.get("attributes", [])}
+                    expected[(span["traceId"].lower(), span["spanId"].lower())] = resource | own
+    spans = ingest.load([str(path)]).spans
+    assert spans.schema["resource"] == pl.Categorical()
+    assert spans.get_column("resource").n_unique() == len(resources)
+    for row in spans.iter_rows(named=True):
+        got = attributes_dict(row["attributes"], row["resource"])
+        want = expected[(row["trace_id"], row["span_id"])]
+        assert set(got) == set(want)
+        for key, value in want.items():
+            if "stringValue" in value:
+                assert got[key] == value["stringValue"]
+
+
+def test_span_attributes_win_over_resource_ones(tmp_path: Path) -> None:
+    def resource(host: str) -> list[dict[str, object]]:
+        return [
+            {"key": "service.name", "value": {"stringValue": "gateway"}},
+            {"key": "host.name", "value": {"stringValue": host}},
+        ]
+
+    def span(n: int, **extra: object) -> dict[str, object]:
+        return _otlp_span(spanId=f"{n:016x}", traceId=f"{n:032x}", **extra)
+
+    own_host = [{"key": "host.name", "value": {"stringValue": "override"}}]
+    document = {
+        "resourceSpans": [
+            {"resource": {"attributes": resource("a")}, "scopeSpans": [{"spans": [span(1)]}]},
+            {
+                "resource": {"attributes": resource("b")},
+                "scopeSpans": [{"spans": [span(2), span(3), span(4, attributes=own_host)]}],
+            },
+        ]
+    }
+    path = tmp_path / "hosts.jsonl"
+    path.write_text(json.dumps(document) + "\n")
+    frame = with_attribute_columns(ingest.load([str(path)]).spans, {"host": "host.name"})
+    hosts = dict(zip(frame.get_column("span_id"), frame.get_column("host"), strict=True))
+    assert hosts == {f"{n:016x}": h for n, h in ((1, "a"), (2, "b"), (3, "b"), (4, "override"))}
+    runner = CliRunner()
+    result = runner.invoke(app, ["latency", str(path), "--by", "attr.host.name", "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    counts = {row["host.name"]: row["count"] for row in json.loads(result.stdout)["rows"]}
+    assert counts == {"a": 1, "b": 2, "override": 1}
+    where = ["--where", "attr.host.name = 'b'", "-f", "json"]
+    result = runner.invoke(app, ["latency", str(path), *where])
+    assert json.loads(result.stdout)["rows"][0]["count"] == 2
+    result = runner.invoke(app, ["show", f"{4:032x}", str(path), "--attrs", "-f", "json"])
+    shown = json.loads(result.stdout)["spans"][0]["attributes"]
+    assert shown == {"service.name": "gateway", "host.name": "override"}

@@ -44,30 +44,15 @@ def canonical_from_batch(batch: SpanBatch, source_name: str) -> tuple[pl.DataFra
     raw = batch.frame().with_row_index("_row")
     bad_lines: list[int] = []
     try:
-        raw = _with_text_attributes(raw)
+        raw, resources = _with_text_attributes(raw), _resource_table(batch)
     except pl.exceptions.ComputeError:
         # Raw attribute bytes are not UTF-8 somewhere (rare): find the lines, drop them whole.
         bad_lines = _lines_with_invalid_utf8(batch)
         raw = _with_text_attributes(raw.filter(~pl.col("line").is_in(bad_lines)))
+        resources = _resource_table(batch, valid_only=True)
+    raw = raw.join(resources, on="resource_index", how="left", maintain_order="left")
     span_attrs = pl.col("_span_text")
-    resource_attrs = pl.col("_resource_text")
-    has_span_attrs = span_attrs.str.contains(r"\{")
-    has_resource_attrs = resource_attrs.str.len_bytes() > 0
-    attributes = (
-        pl.when(has_span_attrs & has_resource_attrs)
-        .then(
-            pl.concat_str(
-                resource_attrs.str.strip_suffix("]"),
-                pl.lit(","),
-                span_attrs.str.strip_chars_start(" \t\r\n").str.strip_prefix("["),
-            )
-        )
-        .when(has_span_attrs)
-        .then(span_attrs)
-        .when(has_resource_attrs)
-        .then(resource_attrs)
-        .otherwise(pl.lit("{}"))
-    )
+    attributes = pl.when(span_attrs.str.contains(r"\{")).then(span_attrs).otherwise(pl.lit("{}"))
     frame = raw.select(
         "_row",
         "trace_id",
@@ -84,6 +69,7 @@ def canonical_from_batch(batch: SpanBatch, source_name: str) -> tuple[pl.DataFra
         ),
         status_message=pl.when(pl.col("status_message") != "").then(pl.col("status_message")),
         attributes=attributes,
+        resource=pl.col("_resource"),
         events=pl.lit(None, dtype=pl.String),
         links=pl.lit(None, dtype=pl.String),
         source=pl.format("{}:{}", pl.lit(source_name), pl.col("line")),
@@ -115,20 +101,40 @@ def canonical_from_batch(batch: SpanBatch, source_name: str) -> tuple[pl.DataFra
 
 
 def _with_text_attributes(raw: pl.DataFrame) -> pl.DataFrame:
-    return raw.with_columns(
-        _span_text=pl.col("span_attributes").cast(pl.String),
-        _resource_text=pl.col("resource_attributes").cast(pl.String),
+    return raw.with_columns(_span_text=pl.col("span_attributes").cast(pl.String))
+
+
+def _resource_table(batch: SpanBatch, *, valid_only: bool = False) -> pl.DataFrame:
+    """(resource_index, _resource): each distinct resource's attributes as Categorical JSON
+    text, null for none. ``valid_only`` leaves out the ones that are not UTF-8."""
+    texts = batch.resources
+    if valid_only:
+        texts = [t if _is_utf8(t) else b"" for t in texts]
+    table = pl.DataFrame(
+        {
+            "resource_index": pl.Series(range(len(texts)), dtype=pl.UInt32),
+            "_resource": pl.Series(texts, dtype=pl.Binary).cast(pl.String),
+        }
+    )
+    return table.with_columns(
+        pl.when(pl.col("_resource") != "").then(pl.col("_resource")).cast(pl.Categorical)
     )
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _lines_with_invalid_utf8(batch: SpanBatch) -> list[int]:
+    bad_resources = {i for i, text in enumerate(batch.resources) if not _is_utf8(text)}
     bad: set[int] = set()
-    for values in (batch.attributes, batch.resource):
-        for row, value in enumerate(values):
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                bad.add(batch.line[row])
+    for row, value in enumerate(batch.attributes):
+        if not _is_utf8(value) or batch.resource[row] in bad_resources:
+            bad.add(batch.line[row])
     return sorted(bad)
 
 

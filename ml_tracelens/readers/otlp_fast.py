@@ -100,7 +100,11 @@ class SpanBatch:
         self.status_code: list[int | str] = []
         self.status_message: list[str] = []
         self.attributes: list[bytes] = []
-        self.resource: list[bytes] = []
+        #: per span, an index into ``resources``: the distinct resource attribute lists as JSON
+        #: (b"" for none), kept once each rather than once per span
+        self.resource: list[int] = []
+        self.resources: list[bytes] = []
+        self._resource_index: dict[bytes, int] = {}
         self.service: list[str] = []
         #: row -> (events, links) for the few spans that have any
         self.extras: dict[int, tuple[list[_Event], list[_Link]]] = {}
@@ -146,12 +150,16 @@ class SpanBatch:
                 base = len(self.span_id) - count
                 for offset in [i for i, s in enumerate(spans) if s.events or s.links]:
                     self.extras[base + offset] = (spans[offset].events, spans[offset].links)
-                self.resource.extend([resource_json] * count)
+                index = self._resource_index.setdefault(resource_json, len(self.resources))
+                if index == len(self.resources):
+                    self.resources.append(resource_json)
+                self.resource.extend([index] * count)
                 self.service.extend([service] * count)
                 self.line.extend([line] * count)
 
     def frame(self) -> pl.DataFrame:
-        """The raw columns; ``otlp_json`` maps them to the canonical schema."""
+        """The raw columns (the resource as ``resource_index`` into ``resources``);
+        ``otlp_batch`` maps them to the canonical schema."""
         return pl.DataFrame(
             {
                 "trace_id": self.trace_id,
@@ -164,7 +172,7 @@ class SpanBatch:
                 "status_code": _as_strings(self.status_code),
                 "status_message": self.status_message,
                 "span_attributes": pl.Series(self.attributes, dtype=pl.Binary),
-                "resource_attributes": pl.Series(self.resource, dtype=pl.Binary),
+                "resource_index": pl.Series(self.resource, dtype=pl.UInt32),
                 "service": self.service,
                 "line": pl.Series(self.line, dtype=pl.Int64),
             },

@@ -37,6 +37,8 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
         frame = pl.read_parquet(data, glob=False)
     except _UNREADABLE as exc:
         raise InputError(f"{source.name}: not a readable Parquet file ({exc})") from exc
+    if "resource" not in frame.columns:  # written before spans kept resources apart
+        frame = frame.with_columns(resource=pl.lit(None, dtype=SPAN_SCHEMA["resource"]))
     missing = {"table", *SPAN_SCHEMA, *LOG_SCHEMA} - set(frame.columns)
     if missing:
         raise InputError(

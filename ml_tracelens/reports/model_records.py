@@ -159,6 +159,7 @@ def extract(
             request=pl.col("trace_id"),
             stage=pl.col("name"),
             attributes=pl.col("attributes"),
+            resource=pl.col("resource"),
             duration_ns=pl.col("duration_ns"),
             time_ns=pl.col("start_ns"),
             depth=pl.col("depth"),
@@ -272,7 +273,7 @@ def _with_fields(
             for name in lookups
             if name not in ("model_version", "prediction")
         },
-    ).drop("attributes")
+    ).drop("attributes", "resource", strict=False)
     frame = frame.filter(
         pl.any_horizontal(pl.col(f).is_not_null() for f in ("model_version", "prediction"))
         | pl.col("_text_confidence").is_not_null()

@@ -231,6 +231,7 @@ def _span_rows(trace: pl.DataFrame, origin: int | None) -> list[dict[str, Any]]:
         pl.col("skewed").fill_null(False),
         pl.col("outside_parent").fill_null(False).alias("outside_parent"),
         "attributes",
+        pl.col("resource").cast(pl.String).alias("_resource"),
         "events",
         pl.col("start_ns").alias("_start"),
         (pl.col("cp_ns").fill_null(0) > 0).alias("_cp"),
@@ -238,8 +239,9 @@ def _span_rows(trace: pl.DataFrame, origin: int | None) -> list[dict[str, Any]]:
     )
     rows = frame.to_dicts()
     for row in rows:
+        resource = row.pop("_resource")
         try:
-            row["attributes"] = attributes_dict(row["attributes"])
+            row["attributes"] = attributes_dict(row["attributes"], resource)
         except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError):
             row["attributes"] = {}  # a reader let bad JSON through: show the span without it
         row["events"] = _json(row["events"], [])

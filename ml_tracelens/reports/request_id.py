@@ -28,7 +28,12 @@ import orjson
 import polars as pl
 
 from ml_tracelens.errors import NotFound, UsageError
-from ml_tracelens.schema import attribute, normalize_id
+from ml_tracelens.schema import (
+    attribute,
+    distinct_resources,
+    normalize_id,
+    with_attribute_columns,
+)
 
 #: Span attributes whose values are request (correlation) ids.
 DEFAULT_ID_ATTRS = ("request.id", "request_id", "correlation_id", "http.request_id", "x-request-id")
@@ -113,17 +118,20 @@ def correlated_traces(
     if id_attrs:
         # Substring scan first: only rows containing the JSON-escaped id are parsed.
         needle = orjson.dumps(text).decode()[1:-1]
-        values = [attribute(key) == text for key in id_attrs]
+        frame = spans.lazy()
+        mentions = pl.col("attributes").str.contains(needle, literal=True)
+        columns = ["trace_id", "attributes"]
+        if "resource" in frame.collect_schema().names():
+            columns.append("resource")
+            held = _resources_mentioning(frame, needle)
+            if held:
+                mentions = mentions | pl.col("resource").is_in(held)
         # Two eager steps on purpose: one lazy query would fuse the filters and parse every row.
-        candidates = (
-            spans.lazy()
-            .select("trace_id", "attributes")
-            .filter(pl.col("attributes").str.contains(needle, literal=True))
-            .collect()
-        )
-        found.append(
-            candidates.filter(pl.any_horizontal(values).fill_null(False)).get_column("trace_id")
-        )
+        candidates = frame.select(columns).filter(mentions).collect()
+        ids = {f"_id{i}": key for i, key in enumerate(id_attrs)}
+        candidates = with_attribute_columns(candidates, ids)
+        matched = pl.any_horizontal(pl.col(name) == text for name in ids).fill_null(False)
+        found.append(candidates.filter(matched).get_column("trace_id"))
     if isinstance(logs, pl.LazyFrame) or logs.height:
         found.append(
             logs.lazy()
@@ -170,7 +178,7 @@ def attribute_values(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     mentions = frame.select("attributes").with_row_index("_row")
     mentions = mentions.filter(pl.col("attributes").str.contains(quoted, literal=True))
     if mentions.is_empty():
-        return pl.DataFrame(schema={"_row": pl.UInt32, "value": pl.String})
+        return _resource_values(frame, key, answered=mentions.select("_row"))
     pattern = (
         r'"key"\s*:\s*'
         + re.escape(quoted)
@@ -186,7 +194,32 @@ def attribute_values(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     parsed = rest.select("_row", attribute(key).alias("value")).filter(
         pl.col("value").is_not_null()
     )
-    return pl.concat([answered, parsed]).sort("_row")
+    own = pl.concat([answered, parsed])
+    return pl.concat([own, _resource_values(frame, key, answered=own)]).sort("_row")
+
+
+def _resource_values(frame: pl.DataFrame, key: str, *, answered: pl.DataFrame) -> pl.DataFrame:
+    """(_row, value) of ``key`` from the resource of the rows not ``answered`` by their own
+    attributes (span attributes win)."""
+    empty = pl.DataFrame(schema={"_row": pl.UInt32, "value": pl.String})
+    resources = distinct_resources(frame)
+    if resources is None:
+        return empty
+    quoted = orjson.dumps(key).decode()
+    held = resources.filter(pl.col("_text").str.contains(quoted, literal=True))
+    held = held.select("resource", value=attribute(key, "_text")).drop_nulls("value")
+    if held.is_empty():
+        return empty
+    rows = frame.select("resource").with_row_index("_row")
+    rows = rows.join(held, on="resource", how="inner").join(answered, on="_row", how="anti")
+    return rows.select("_row", "value")
+
+
+def _resources_mentioning(frame: pl.LazyFrame, needle: str) -> list[str]:
+    """The distinct resources (JSON text) of ``frame`` that contain ``needle``."""
+    distinct = frame.select(pl.col("resource").unique().drop_nulls().cast(pl.String)).collect()
+    column = distinct.get_column("resource")
+    return column.filter(column.str.contains(needle, literal=True)).to_list()
 
 
 def _column(frame: pl.DataFrame | pl.LazyFrame, name: str) -> pl.Series:
@@ -239,7 +272,10 @@ def _unknown(
     logs: pl.DataFrame | pl.LazyFrame,
     id_attrs: Sequence[str],
 ) -> str:
-    head = spans.lazy().select("trace_id", "start_ns", "attributes").head(_CLOSEST_POOL)
+    frame = spans.lazy()
+    columns = ["trace_id", "start_ns", "attributes"]
+    columns += ["resource"] if "resource" in frame.collect_schema().names() else []
+    head = frame.select(columns).head(_CLOSEST_POOL)
     correlations = correlation_values(head.collect(), id_attrs)
     log_ids = logs.lazy().select("correlation_id").head(_CLOSEST_POOL).collect()
     pool = pl.concat(
