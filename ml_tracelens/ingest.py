@@ -201,16 +201,19 @@ def merge_identical_duplicates(spans: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     if spans.is_empty():
         return spans, 0
     # Only rows whose ids repeat can be duplicates; comparing every column of every row is not
-    # needed for the (usual) dump without any.
-    repeated = spans.select(pl.struct("trace_id", "span_id").is_duplicated()).to_series()
-    if not repeated.any():
+    # needed for the (usual) dump without any. A 64-bit hash of the id pair finds the candidates:
+    # hashing the pair as a struct would build a row per span (287 MB against 115 MB on 1M).
+    pair_hash = pl.col("trace_id").hash(1) ^ pl.col("span_id").hash(2)
+    maybe = spans.select(pair_hash.is_duplicated()).to_series()
+    if not maybe.any():
+        return spans, 0
+    indexed = spans.with_row_index("_row")
+    repeated = indexed.filter(maybe).filter(pl.struct("trace_id", "span_id").is_duplicated())
+    if repeated.is_empty():  # only hash collisions
         return spans, 0
     content = [c for c in spans.columns if c != "source"]
-    indexed = spans.with_row_index("_row")
-    keep = (
-        indexed.filter(repeated)
-        .unique(subset=content, keep="first", maintain_order=True)
-        .get_column("_row")
-    )
-    merged = indexed.filter(~repeated | pl.col("_row").is_in(keep.implode())).drop("_row")
+    rows = repeated.get_column("_row")
+    keep = repeated.unique(subset=content, keep="first", maintain_order=True).get_column("_row")
+    dropped = rows.filter(~rows.is_in(keep.implode()))
+    merged = indexed.filter(~pl.col("_row").is_in(dropped.implode())).drop("_row")
     return merged, spans.height - merged.height

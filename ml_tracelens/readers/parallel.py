@@ -102,13 +102,15 @@ def _read_range(reader: RangeReader, path: Path, start: int, end: int, name: str
 def _read_range_to_files(
     reader: RangeReader, path: Path, start: int, end: int, name: str, scratch: str
 ) -> tuple[ReadStats, str, str]:
-    # Frames travel as uncompressed Arrow IPC files in shared memory: pickling a million spans
-    # costs seconds, writing and reading the same bytes as IPC a fraction of that.
+    # Frames travel as Arrow IPC files in shared memory: pickling a million spans costs
+    # seconds, writing and reading the same bytes as IPC a fraction of that. lz4: half a 1M-span
+    # dump reads back in 0.15 s into 255 MB, against 0.22 s and 415 MB uncompressed (mapped
+    # file pages and the decoded copy both resident).
     result = _read_range(reader, path, start, end, name)
     spans_path = os.path.join(scratch, f"{start}.spans.arrow")
     logs_path = os.path.join(scratch, f"{start}.logs.arrow")
-    result.spans.write_ipc(spans_path)
-    result.logs.write_ipc(logs_path)
+    result.spans.write_ipc(spans_path, compression="lz4")
+    result.logs.write_ipc(logs_path, compression="lz4")
     return result.stats, spans_path, logs_path
 
 
