@@ -91,6 +91,8 @@ def load(key: str, *, without: Collection[str] = ()) -> tuple[Telemetry, Analysi
         logs = pl.read_parquet(f"{base}.logs.parquet", glob=False)
     except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
         return None
+    # One chunk per row group comes back; as in ingest, one copy now spares one per later step.
+    spans, logs = spans.rechunk(), logs.rechunk()
     telemetry.spans = spans.select([c for c in meta["span_columns"] if c in columns])
     telemetry.logs = logs
     return telemetry, Analysis(spans=spans, structure=structure)

@@ -115,6 +115,9 @@ def load(
     derived = spans_from_logs(logs, known_trace_ids=spans.get_column("trace_id"))
     if derived.height:
         spans = pl.concat([spans, derived], how="vertical")
+    # One chunk per column, once: on a frame of many chunks (readers concatenate one per 50,000
+    # spans) every eager select or with_columns of polars copies all columns into one chunk again.
+    spans, logs = spans.rechunk(), logs.rechunk()
     if spans.is_empty() and logs.is_empty():
         formats = ", ".join(f"{s.path} ({s.format})" for s in summaries)
         # The warnings are never printed when this is raised: say why records were skipped.

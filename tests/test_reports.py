@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml_tracelens.core import analyze
 from ml_tracelens.errors import NotFound, UsageError
 from ml_tracelens.query import SpanFilter, matching
 from ml_tracelens.reports import bottlenecks, errors, latency
+from ml_tracelens.reports.summary import iso_time, iso_time_expr
 from ml_tracelens.schema import empty_logs
 from tests.factories import make_spans
 
@@ -195,3 +198,11 @@ def test_percentiles_agree_with_numpy() -> None:
     for p in (50, 90, 95, 99):
         assert row[f"p{p}_ms"] == pytest.approx(np.percentile(durations / MS, p), rel=1e-12)
     assert row["mean_ms"] == pytest.approx(np.mean(durations / MS), rel=1e-12)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.none(), st.integers(0, 2**63 - 1)), max_size=50))
+def test_iso_time_expr_spells_times_as_iso_time(values: list[int | None]) -> None:
+    frame = pl.DataFrame({"t": values}, schema={"t": pl.Int64})
+    spelled = frame.select(iso_time_expr("t")).to_series().to_list()
+    assert spelled == [iso_time(v) for v in values]

@@ -49,6 +49,11 @@ def iso_time(ns: int | None) -> str | None:
     return f"{stamp}.{remainder // 1000:06d}Z"
 
 
+def iso_time_expr(column: str) -> pl.Expr:
+    """``iso_time`` of a column of nanoseconds, as one polars expression (for long tables)."""
+    return pl.from_epoch(column, time_unit="ns").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+
+
 def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
     spans = telemetry.spans
     structure = analysis.structure

@@ -23,7 +23,7 @@ from ml_tracelens.errors import UsageError
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS, correlation_values
 from ml_tracelens.reports.stats import NS_PER_MS, request_errors_expr
-from ml_tracelens.reports.summary import iso_time
+from ml_tracelens.reports.summary import iso_time_expr
 
 COLUMNS = (
     Column("trace_id", "trace id"),
@@ -148,10 +148,7 @@ def build(
     )
     if top is not None:
         table = table.head(top)
-    rows = []
-    for row in table.to_dicts():
-        row["start"] = iso_time(row.pop("start_ns"))
-        rows.append(row)
+    rows = table.with_columns(start=iso_time_expr("start_ns")).drop("start_ns").to_dicts()
     headline = [
         f"{matching:,} of {total:,} traces"
         + (" match" if mask is not None or errors_only else "")
