@@ -37,12 +37,16 @@ def test_line_ranges_cover_the_file_at_line_boundaries(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     _dump(path, 50)
     data = path.read_bytes()
-    for parts in (1, 2, 3, 7):
-        ranges = line_ranges(path, parts)
+    for parts, head_start in itertools.product((1, 2, 3, 7), (0.0, 0.2, 1.0)):
+        ranges = line_ranges(path, parts, head_start=head_start)
         assert ranges[0][0] == 0
         assert ranges[-1][1] == len(data)
         assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         assert all(data[start - 1 : start] == b"\n" for start, _ in ranges[1:])
+        if parts > 1 and head_start < 1:
+            # the first range takes its equal part and the head start, to a line boundary
+            assert ranges[0][1] >= len(data) * (1 / parts + head_start)
+            assert len(ranges) == parts
 
 
 @pytest.mark.parametrize("workers", ["2", "3"])
