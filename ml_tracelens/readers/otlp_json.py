@@ -385,11 +385,15 @@ def _read_resource_logs(
 def _hex_ids(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
     """Convert base64 ids (the protobuf JSON mapping of bytes) to lowercase hex."""
     fixes = []
-    for column in columns:
+    if frame.is_empty():
+        return frame
+    # Only columns with a non-hex id can hold base64 (the check is half the cost of the fix).
+    non_hex = frame.select(pl.col(c).str.contains("[^0-9a-f]").any() for c in columns).row(0)
+    for column in (c for c, any_non_hex in zip(columns, non_hex, strict=True) if any_non_hex):
         col = pl.col(column)
         looks_base64 = ~col.str.contains(r"^[0-9a-f]+$") & col.str.contains(
             r"^[A-Za-z0-9+/]{11}=$|^[A-Za-z0-9+/]{22}==$"
         )
         decoded = col.str.decode("base64", strict=False).bin.encode("hex")
         fixes.append(pl.when(looks_base64).then(decoded).otherwise(col).alias(column))
-    return frame.with_columns(fixes)
+    return frame.with_columns(fixes) if fixes else frame
