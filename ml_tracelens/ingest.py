@@ -84,6 +84,7 @@ def load(
     log_frames: list[pl.DataFrame] = []
     summaries: list[InputSummary] = []
     warnings = list(resolved.warnings)
+    result = None
     for source in resolved.sources:
         if progress is not None:
             progress.reading(source.name)
@@ -111,13 +112,16 @@ def load(
             log_frames.append(result.logs)
     spans = pl.concat(span_frames, how="vertical") if span_frames else empty_spans()
     logs = pl.concat(log_frames, how="vertical") if log_frames else empty_logs()
+    # The pieces share their memory with the concatenation: hold no other reference to them, so
+    # rechunking below can free each column's pieces as it goes.
+    del span_frames, log_frames, result
     spans, merged = merge_identical_duplicates(spans)
     derived = spans_from_logs(logs, known_trace_ids=spans.get_column("trace_id"))
     if derived.height:
         spans = pl.concat([spans, derived], how="vertical")
     # One chunk per column, once: on a frame of many chunks (readers concatenate one per 50,000
     # spans) every eager select or with_columns of polars copies all columns into one chunk again.
-    spans, logs = spans.rechunk(), logs.rechunk()
+    spans, logs = rechunked(spans), rechunked(logs)
     if spans.is_empty() and logs.is_empty():
         formats = ", ".join(f"{s.path} ({s.format})" for s in summaries)
         # The warnings are never printed when this is raised: say why records were skipped.
@@ -193,6 +197,15 @@ def _skip_warnings(name: str, stats: ReadStats) -> Iterable[str]:
         if stats.skipped_items:
             parts.append(f"{stats.skipped_items:,} malformed spans or records inside them")
         yield f"{name}: skipped {' and '.join(parts)} (first: {first}); pass --strict to fail instead"
+
+
+def rechunked(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with one chunk per column, emptying ``frame`` (hold no other reference to it):
+    column by column, so the peak is the frame plus one column, not twice the frame."""
+    columns = []
+    for name in frame.columns:
+        columns.append(frame.drop_in_place(name).rechunk())
+    return pl.DataFrame(columns)
 
 
 def merge_identical_duplicates(spans: pl.DataFrame) -> tuple[pl.DataFrame, int]:
