@@ -195,8 +195,7 @@ def normalize_spans(spans: pl.DataFrame) -> pl.DataFrame:
 
 def normalize_logs(logs: pl.DataFrame) -> pl.DataFrame:
     return logs.with_columns(
-        normalize_id("trace_id"),
-        normalize_id("span_id"),
+        *(normalize_id(c) for c in _ids_to_normalize(logs, ("trace_id", "span_id"))),
         pl.col("level").str.to_lowercase(),
         attributes=pl.col("attributes").fill_null("{}"),
     )
