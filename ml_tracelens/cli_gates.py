@@ -144,23 +144,17 @@ def diff(
 
         base_paths, cur_paths = sides.sides(paths, baseline, current)
         rules, config_warnings = gate_rules(fail_on, config)
-        _, base, _, base_context = _analyse(
-            base_paths,
-            input_format=input_format,
-            strict=strict,
-            fields=field,
-            no_cache=no_cache,
-            quiet=quiet,
-            aggregate_by=[],
-        )
-        _, cur, _, cur_context = _analyse(
-            cur_paths,
-            input_format=input_format,
-            strict=strict,
-            fields=field,
-            no_cache=no_cache,
-            quiet=quiet,
-            aggregate_by=[],
+        (_, base, _, base_context), (_, cur, _, cur_context) = (
+            _analyse(
+                side,
+                input_format=input_format,
+                strict=strict,
+                fields=field,
+                no_cache=no_cache,
+                quiet=quiet,
+                aggregate_by=[],
+            )
+            for side in (base_paths, cur_paths)
         )
         context = sides.side_context(base_context, cur_context)
         context["warnings"] = [*config_warnings, *context["warnings"]]
