@@ -33,7 +33,8 @@ from ml_tracelens.core import Analysis, Structure
 from ml_tracelens.ingest import InputSummary, Telemetry
 from ml_tracelens.readers.base import ReadOptions, ReadStats
 
-FORMAT_VERSION = 2
+#: 3: resource attributes in their own column
+FORMAT_VERSION = 3
 _SUFFIXES = (".spans.parquet", ".logs.parquet", ".json")
 
 
