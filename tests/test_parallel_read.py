@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ml_tracelens import ingest
-from ml_tracelens.readers.parallel import line_ranges
+from ml_tracelens.readers.parallel import line_ranges, worker_count
 
 
 def _dump(path: Path, documents: int) -> None:
@@ -59,6 +59,7 @@ def test_parallel_read_equals_serial_read(
     serial = ingest.load([str(path)])
     monkeypatch.setenv("TRACELENS_WORKERS", workers)
     monkeypatch.setenv("TRACELENS_PARALLEL_MIN_MB", "0")
+    assert worker_count(path.stat().st_size) == int(workers)
     parallel = ingest.load([str(path)])
     assert parallel.spans.equals(serial.spans)  # sources carry the same file:line
     s, p = serial.inputs[0].stats, parallel.inputs[0].stats

@@ -46,7 +46,10 @@ def worker_count(size: int) -> int:
         return 1
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = configured or available or 1
-    return max(1, min(cores, 8, size // (16 * 1024 * 1024) or 1))
+    # At least 16 MB a process, or the configured minimum when lower (tests read small files
+    # in parallel that way).
+    share = min(16 * 1024 * 1024, int(minimum * 1024 * 1024))
+    return max(1, min(cores, 8, (size // share if share > 0 else cores) or 1))
 
 
 def line_ranges(path: Path, parts: int, *, head_start: float = 0.0) -> list[tuple[int, int]]:
