@@ -72,7 +72,7 @@ def canonical_from_batch(batch: SpanBatch, source_name: str) -> tuple[pl.DataFra
         resource=pl.col("_resource"),
         events=pl.lit(None, dtype=pl.String),
         links=pl.lit(None, dtype=pl.String),
-        source=pl.format("{}:{}", pl.lit(source_name), pl.col("line")),
+        source=pl.format("{}:{}", pl.lit(source_name), pl.col("line")).cast(pl.Categorical),
     )
     extras = _events_and_links(batch.extras)
     if extras is not None:

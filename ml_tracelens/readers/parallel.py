@@ -199,6 +199,11 @@ def _shift(location: str, prefix: str, offset: int) -> str:
 def _shift_sources(frame: pl.DataFrame, prefix: str, offset: int) -> pl.DataFrame:
     if not offset or frame.is_empty():
         return frame
+    if frame.schema["source"] == pl.Categorical():
+        # spans: one value per line of the file, so shift the distinct values only
+        values = frame.get_column("source").unique().drop_nulls().cast(pl.String).to_list()
+        shifted = {value: _shift(value, prefix, offset) for value in values}
+        return frame.with_columns(pl.col("source").replace(shifted))
     local = pl.col("source").str.strip_prefix(prefix).cast(pl.Int64, strict=False)
     return frame.with_columns(
         source=pl.when(pl.col("source").str.starts_with(prefix) & local.is_not_null())

@@ -61,7 +61,8 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
 def write_parquet(spans: pl.DataFrame, logs: pl.DataFrame, output: Path) -> None:
     combined = pl.concat(
         [
-            spans.with_columns(table=pl.lit("span")),
+            # one `source` column for both tables: text, as the logs have it
+            spans.with_columns(pl.col("source").cast(pl.String), table=pl.lit("span")),
             logs.with_columns(table=pl.lit("log")),
         ],
         how="diagonal",

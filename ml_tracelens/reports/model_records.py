@@ -164,7 +164,7 @@ def extract(
             time_ns=pl.col("start_ns"),
             depth=pl.col("depth"),
             own_error=pl.col("status") == "error",
-            source=pl.col("source"),
+            source=pl.col("source").cast(pl.String),  # as the log lines' (not Categorical)
         )
         frames.append(_collapse(_with_fields(spans, keys, found, warnings), keys, "span"))
     covered = frames[0].get_column("request") if frames else pl.Series([], dtype=pl.String)
