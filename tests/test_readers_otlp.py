@@ -310,3 +310,24 @@ def test_span_attributes_win_over_resource_ones(tmp_path: Path) -> None:
     result = runner.invoke(app, ["show", f"{4:032x}", str(path), "--attrs", "-f", "json"])
     shown = json.loads(result.stdout)["spans"][0]["attributes"]
     assert shown == {"service.name": "gateway", "host.name": "override"}
+
+
+def test_a_request_id_held_by_the_resource_still_names_its_trace(tmp_path: Path) -> None:
+    # Odd but legal: a one-request process (a batch job) with its request id on the resource.
+    resource = [
+        {"key": "service.name", "value": {"stringValue": "batch"}},
+        {"key": "request.id", "value": {"stringValue": "req-from-resource"}},
+    ]
+    spans = [_otlp_span(traceId="a" * 32, spanId=f"{7:016x}")]
+    document = {
+        "resourceSpans": [{"resource": {"attributes": resource}, "scopeSpans": [{"spans": spans}]}]
+    }
+    path = tmp_path / "batch.jsonl"
+    path.write_text(json.dumps(document) + "\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["show", "req-from-resource", str(path), "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["trace_id"], shown["matched_by"]) == ("a" * 32, "correlation_id")
+    listing = json.loads(runner.invoke(app, ["traces", str(path), "-f", "json"]).stdout)
+    assert listing["rows"][0]["correlation_id"] == "req-from-resource"

@@ -217,9 +217,11 @@ def _resource_values(frame: pl.DataFrame, key: str, *, answered: pl.DataFrame) -
 
 def _resources_mentioning(frame: pl.LazyFrame, needle: str) -> list[str]:
     """The distinct resources (JSON text) of ``frame`` that contain ``needle``."""
-    distinct = frame.select(pl.col("resource").unique().drop_nulls().cast(pl.String)).collect()
-    column = distinct.get_column("resource")
-    return column.filter(column.str.contains(needle, literal=True)).to_list()
+    resources = distinct_resources(frame.select(pl.col("resource").unique()).collect())
+    if resources is None:
+        return []
+    held = resources.filter(pl.col("_text").str.contains(needle, literal=True))
+    return held.get_column("_text").to_list()
 
 
 def _column(frame: pl.DataFrame | pl.LazyFrame, name: str) -> pl.Series:
