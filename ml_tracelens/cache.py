@@ -30,8 +30,8 @@ import polars as pl
 
 from ml_tracelens import __version__
 from ml_tracelens.core import Analysis, Structure
-from ml_tracelens.ingest import InputSummary, Telemetry
 from ml_tracelens.readers.base import ReadOptions, ReadStats
+from ml_tracelens.telemetry import InputSummary, Telemetry
 
 #: 3: resource attributes in their own column
 FORMAT_VERSION = 3

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO
 
 import polars as pl
 
@@ -20,51 +19,15 @@ from ml_tracelens.log_spans import spans_from_logs
 from ml_tracelens.readers import READERS, detect
 from ml_tracelens.readers.base import InputSource, ReadOptions, ReadResult, ReadStats
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, empty_logs, empty_spans, validate
+from ml_tracelens.telemetry import InputSummary, Progress, Telemetry
+
+__all__ = ["SNIFF_BYTES", "InputSummary", "Progress", "Telemetry", "load", "rechunked"]
 
 #: How much of an input the sniffers see.
 SNIFF_BYTES = 64 * 1024
 #: What reading a damaged input raises: I/O errors, a gzip stream that ends early (EOFError) or
 #: whose deflate data is corrupt (zlib.error, which is not an OSError).
 _UNREADABLE = (OSError, EOFError, zlib.error)
-
-
-class Progress(Protocol):
-    """Told what is being read, so a terminal can show it (the CLI draws a bar on stderr)."""
-
-    def inputs(self, sizes: list[tuple[str, int]]) -> None: ...
-    def reading(self, name: str) -> None: ...
-    def read(self, name: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class InputSummary:
-    path: str
-    format: str
-    spans: int
-    logs: int
-    stats: ReadStats
-
-
-@dataclass
-class Telemetry:
-    """The canonical tables for everything that was read, plus how it was read."""
-
-    spans: pl.DataFrame
-    logs: pl.DataFrame
-    inputs: list[InputSummary] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    #: spans dropped because another span with the same trace, id and content was already read
-    merged_duplicates: int = 0
-    #: spans built from log lines (stage + duration + correlation id), not read as spans
-    derived_spans: int = 0
-
-    @property
-    def skipped_lines(self) -> int:
-        return sum(i.stats.skipped for i in self.inputs)
-
-    @property
-    def skipped_items(self) -> int:
-        return sum(i.stats.skipped_items for i in self.inputs)
 
 
 def load(

@@ -6,10 +6,10 @@ from collections.abc import Collection, Sequence
 
 import polars as pl
 
-from ml_tracelens import cache, ingest
+from ml_tracelens import cache
 from ml_tracelens.core import Analysis, analyze
-from ml_tracelens.ingest import Progress, Telemetry
 from ml_tracelens.readers.base import ReadOptions
+from ml_tracelens.telemetry import Progress, Telemetry
 
 __all__ = ["HEAVY_COLUMNS", "ReadOptions", "load_analysed"]
 
@@ -40,7 +40,7 @@ def load_analysed(
         hit = cache.load(key, without=without)
         if hit is not None:
             return hit
-    telemetry = ingest.load(paths, input_format=input_format, options=options, progress=progress)
+    telemetry = _read(paths, input_format, options, progress)
     if progress is not None:
         progress.reading("analysing traces")
     analysis = analyze(telemetry.spans)
@@ -76,5 +76,17 @@ def load_cached_or_raw(
         hit = cache.scan(key)
         if hit is not None:
             return hit
-    telemetry = ingest.load(paths, input_format=input_format, options=options, progress=progress)
+    telemetry = _read(paths, input_format, options, progress)
     return telemetry, telemetry.spans, telemetry.logs
+
+
+def _read(
+    paths: Sequence[str],
+    input_format: str | None,
+    options: ReadOptions,
+    progress: Progress | None,
+) -> Telemetry:
+    # Imported here: the readers are needed only when the cache cannot answer.
+    from ml_tracelens import ingest
+
+    return ingest.load(paths, input_format=input_format, options=options, progress=progress)

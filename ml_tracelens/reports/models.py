@@ -32,7 +32,6 @@ import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
 from ml_tracelens.errors import InputError, UsageError
-from ml_tracelens.ingest import Telemetry
 from ml_tracelens.reports.drift import (
     drift_entries,
     parse_compare,
@@ -51,6 +50,7 @@ from ml_tracelens.reports.model_records import (
 )
 from ml_tracelens.reports.sides import side_context
 from ml_tracelens.reports.summary import inputs_of, warnings_of
+from ml_tracelens.telemetry import Telemetry
 
 __all__ = ["ModelOptions", "budget_values", "build", "parse_compare", "parse_window"]
 

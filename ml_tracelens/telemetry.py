@@ -1,0 +1,52 @@
+"""What reading inputs produces: the canonical tables and how each input was read.
+
+Its own module so that a command served from the cache imports none of the format readers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import polars as pl
+
+from ml_tracelens.readers.base import ReadStats
+
+
+class Progress(Protocol):
+    """Told what is being read, so a terminal can show it (the CLI draws a bar on stderr)."""
+
+    def inputs(self, sizes: list[tuple[str, int]]) -> None: ...
+    def reading(self, name: str) -> None: ...
+    def read(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    path: str
+    format: str
+    spans: int
+    logs: int
+    stats: ReadStats
+
+
+@dataclass
+class Telemetry:
+    """The canonical tables for everything that was read, plus how it was read."""
+
+    spans: pl.DataFrame
+    logs: pl.DataFrame
+    inputs: list[InputSummary] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    #: spans dropped because another span with the same trace, id and content was already read
+    merged_duplicates: int = 0
+    #: spans built from log lines (stage + duration + correlation id), not read as spans
+    derived_spans: int = 0
+
+    @property
+    def skipped_lines(self) -> int:
+        return sum(i.stats.skipped for i in self.inputs)
+
+    @property
+    def skipped_items(self) -> int:
+        return sum(i.stats.skipped_items for i in self.inputs)
