@@ -13,9 +13,9 @@ from ml_tracelens.telemetry import Progress, Telemetry
 
 __all__ = ["HEAVY_COLUMNS", "ReadOptions", "load_analysed"]
 
-#: Span columns that hold most of a dump's bytes (JSON text per span) and that the aggregate
-#: reports read only for ``attr.KEY`` groupings and filters: on a warm cache they are left on
-#: disk unless asked for.
+#: Span columns the aggregate reports read only for ``attr.KEY`` groupings and filters: the
+#: per-span JSON (most of a dump's bytes), the resource and the source. On a warm cache they are
+#: left on disk unless asked for.
 HEAVY_COLUMNS = ("attributes", "resource", "events", "links", "source")
 
 
