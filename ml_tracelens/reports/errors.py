@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import request_summary, requests
+from ml_tracelens.reports.stats import request_summary, selected_requests
 from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import ERROR_LEVELS
 
@@ -61,9 +61,7 @@ def build(
         .rename({"name": "stage"})
         .sort(["errors", "originated", "stage"], descending=[True, True, False])
     )
-    request_frame = requests(analysed).join(
-        selected.select("trace_id", "span_id"), on=["trace_id", "span_id"], how="semi"
-    )
+    request_frame = selected_requests(analysed, selected, filtered=mask is not None)
     request_stats = request_summary(request_frame)
     requests_block = {k: request_stats.get(k) for k in ("count", "errors", "error_rate")}
     messages = _messages(selected, logs, top=top)

@@ -19,7 +19,7 @@ from ml_tracelens.reports.stats import (
     duration_aggregations,
     histograms,
     request_summary,
-    requests,
+    selected_requests,
     with_group_columns,
 )
 
@@ -117,9 +117,7 @@ def build(
         out = {c.key: row.get(c.key) for c in columns}
         out["distribution"] = spark.get(tuple(row[n] for n in names), [])
         rows.append(out)
-    request_frame = requests(analysed).join(
-        selected.select("trace_id", "span_id"), on=["trace_id", "span_id"], how="semi"
-    )
+    request_frame = selected_requests(analysed, selected, filtered=mask is not None)
     request_stats = request_summary(request_frame)
     summary = {k: request_stats.get(k) for k in REQUEST_KEYS}
     return Report(

@@ -107,6 +107,19 @@ def requests(analysed: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def selected_requests(
+    analysed: pl.DataFrame, selected: pl.DataFrame, *, filtered: bool
+) -> pl.DataFrame:
+    """The request table of the requests whose root span is among ``selected`` (the spans a
+    filter kept; all of ``analysed`` when not ``filtered``, and then no join is needed)."""
+    table = requests(analysed)
+    if not filtered:
+        return table
+    return table.join(
+        selected.select("trace_id", "span_id"), on=["trace_id", "span_id"], how="semi"
+    )
+
+
 def request_summary(requests_frame: pl.DataFrame) -> dict[str, float | int | None]:
     """count, mean/percentiles/max in ms, errors and error rate over the given requests."""
     if requests_frame.is_empty():
