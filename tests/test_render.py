@@ -5,7 +5,7 @@ import io
 import json
 
 from ml_tracelens.render import OutputFormat, emit
-from ml_tracelens.render.cells import printable, sparkline
+from ml_tracelens.render.cells import format_value, printable, sparkline
 from ml_tracelens.render.csv import cell
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 
@@ -94,3 +94,13 @@ def test_printable_and_sparkline() -> None:
     assert printable("ok\x00\n") == "ok\\x00\\x0a"
     assert sparkline([0, 1, 8]) == " ▁█"
     assert sparkline([]) == ""
+
+
+def test_nested_cells_are_json_text_not_python_repr() -> None:
+    attributes = {"model.version": "v2", "ok": True, "n": None}
+    events = [{"name": "exception", "attributes": {"exception.type": "ValueError"}}]
+    assert format_value(attributes, ColumnKind.TEXT) == json.dumps(
+        attributes, separators=(",", ":")
+    )
+    assert format_value(events, ColumnKind.TEXT) == json.dumps(events, separators=(",", ":"))
+    assert format_value(["a", "b"], ColumnKind.TEXT) == "a, b"

@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 from ml_tracelens.reports.model import ColumnKind
 
 _UNSAFE = re.compile(
@@ -65,6 +67,11 @@ def format_value(value: Any, kind: ColumnKind) -> str:
         return "yes" if value else "no"
     if kind is ColumnKind.SPARK:
         return sparkline(value)
+    if isinstance(value, dict) or (
+        isinstance(value, list) and any(isinstance(v, dict | list) for v in value)
+    ):
+        # attributes, events: JSON, as the json format writes them (not Python's repr)
+        return clip(orjson.dumps(value, default=str).decode())
     if isinstance(value, list):
         return clip(", ".join(str(v) for v in value))
     return clip(str(value))
