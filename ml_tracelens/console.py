@@ -53,16 +53,22 @@ def _stderr_console() -> Console:
     return make_console(sys.stderr)
 
 
+# Diagnostics are printed with soft_wrap: one message stays one line however long (the terminal
+# folds it for the eye; a CI log or `2> file` gets the line whole).
+
+
 def print_error(message: str) -> None:
-    _stderr_console().print(Text("error: ", style="bold red") + Text(printable(message)))
+    line = Text("error: ", style="bold red") + Text(printable(message))
+    _stderr_console().print(line, soft_wrap=True)
 
 
 def print_warning(message: str) -> None:
-    _stderr_console().print(Text("warning: ", style="yellow") + Text(printable(message)))
+    line = Text("warning: ", style="yellow") + Text(printable(message))
+    _stderr_console().print(line, soft_wrap=True)
 
 
 def print_note(message: str) -> None:
-    _stderr_console().print(Text(printable(message), style="dim"))
+    _stderr_console().print(Text(printable(message), style="dim"), soft_wrap=True)
 
 
 def print_traceback(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -188,3 +190,18 @@ def test_parquet_written_before_resources_were_kept_apart_still_reads(
     result = run("latency", str(old), *args)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["rows"] == expected
+
+
+def test_a_long_error_stays_one_line(demo: Path) -> None:
+    # Piped stderr is 250 columns wide; a message must not be folded into several lines there.
+    ident = "f" * 400
+    result = subprocess.run(
+        [sys.executable, "-m", "ml_tracelens", "show", ident, str(demo)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: ")
+    assert ident in result.stderr
