@@ -62,6 +62,7 @@ from ml_tracelens.readers.jsondoc import iter_documents
 from ml_tracelens.readers.zipkin_model import (
     SHARED_COLUMNS,
     canonical_id,
+    checked_id,
     micros_to_ns,
     shared_id_result,
     span_location,
@@ -180,8 +181,8 @@ def _parse_span(span: Any, trace: _Trace, where: str) -> tuple[Any, ...]:
     """One Jaeger span -> a row laid out as _ROW."""
     if not isinstance(span, dict):
         raise TypeError(f"a span must be an object, not {type(span).__name__}")
-    trace_id = _id(span.get("traceID") or trace.trace_id, "traceID", required=True)
-    span_id = _id(span.get("spanID"), "spanID", required=True)
+    trace_id = checked_id(span.get("traceID") or trace.trace_id, "traceID", required=True)
+    span_id = checked_id(span.get("spanID"), "spanID", required=True)
     process = span.get("process")
     if process is None:
         process = trace.processes.get(span.get("processID")) or {}
@@ -241,8 +242,8 @@ def _references(span: dict[str, Any], trace_id: str) -> tuple[str | None, list[d
         if not isinstance(reference, dict):
             raise TypeError("a reference is not an object")
         ref_type = str(reference.get("refType", "")).lower()
-        ref_trace = _id(reference.get("traceID"), "reference traceID") or trace_id
-        ref_span = _id(reference.get("spanID"), "reference spanID", required=True)
+        ref_trace = checked_id(reference.get("traceID"), "reference traceID") or trace_id
+        ref_span = checked_id(reference.get("spanID"), "reference spanID", required=True)
         if parent_id is None and ref_type == "child_of" and _same_id(ref_trace, trace_id):
             parent_id = ref_span
             continue
@@ -254,7 +255,7 @@ def _references(span: dict[str, Any], trace_id: str) -> tuple[str | None, list[d
             }
         )
     if parent_id is None:
-        parent_id = _id(span.get("parentSpanID"), "parentSpanID")
+        parent_id = checked_id(span.get("parentSpanID"), "parentSpanID")
     return parent_id, links
 
 
@@ -339,20 +340,6 @@ def _typed(kind: Any, value: Any) -> Any:
             return float(value)
     except ValueError:
         return value
-    return value
-
-
-def _id(value: Any, field: str, *, required: bool = False) -> str | None:
-    if value is None or value == "":
-        if required:
-            raise ValueError(f"missing {field}")
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{field} is not a string: {value!r}")
-    if value.strip("0") == "":
-        if required:
-            raise ValueError(f"{field} is all zeros")
-        return None
     return value
 
 

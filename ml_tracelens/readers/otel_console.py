@@ -49,7 +49,7 @@ import orjson
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
 from ml_tracelens.readers.jsondoc import iter_documents
 from ml_tracelens.readers.otlp_values import canonical_level, level_from_severity_number
-from ml_tracelens.readers.zipkin_model import canonical_id, span_location
+from ml_tracelens.readers.zipkin_model import canonical_id, checked_id, span_location
 from ml_tracelens.schema import (
     KINDS,
     OTEL_LOG_COLUMNS,
@@ -237,18 +237,10 @@ def _link(link: Any) -> dict[str, Any]:
 
 def _hex(value: Any, field: str, *, required: bool = False) -> str | None:
     """``0x``-prefixed hex id -> canonical hex; null, empty or all zeros -> None."""
-    if value is None or value == "":
-        if required:
-            raise ValueError(f"missing {field}")
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{field} is not a string: {value!r}")
-    digits = value[2:] if value[:2].lower() == "0x" else value
-    if digits.strip("0") == "":
-        if required:
-            raise ValueError(f"{field} is all zeros")
-        return None
-    return canonical_id(digits)
+    if isinstance(value, str) and value[:2].lower() == "0x":
+        value = value[2:] or "0"  # "0x" alone has no digits: an id of zeros, so absent
+    digits = checked_id(value, field, required=required)
+    return None if digits is None else canonical_id(digits)
 
 
 def _object(value: Any, field: str) -> dict[str, Any]:

@@ -67,6 +67,7 @@ from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, Read
 from ml_tracelens.readers.jsondoc import BOM, first_value_char, iter_documents
 from ml_tracelens.readers.zipkin_model import (
     SHARED_COLUMNS,
+    checked_id,
     micros_to_ns,
     shared_id_result,
     span_location,
@@ -140,9 +141,9 @@ def _parse_span(span: Any, where: str) -> tuple[Any, ...]:
         raise TypeError(f"a span must be an object, not {type(span).__name__}")
     if "binaryAnnotations" in span:
         raise ValueError("Zipkin v1 span (binaryAnnotations); only v2 is read")
-    trace_id = _id(span.get("traceId"), "traceId", required=True)
-    span_id = _id(span.get("id"), "id", required=True)
-    parent_id = _id(span.get("parentId"), "parentId")
+    trace_id = checked_id(span.get("traceId"), "traceId", required=True)
+    span_id = checked_id(span.get("id"), "id", required=True)
+    parent_id = checked_id(span.get("parentId"), "parentId")
     name = _str(span.get("name"), "name") or ""
     raw_kind = _str(span.get("kind"), "kind")
     kind = _KINDS.get(raw_kind.upper()) if raw_kind else None
@@ -254,20 +255,6 @@ def _endpoint_attributes(out: dict[str, Any], endpoint: dict[str, Any], prefix: 
 def _positive(value: int | None) -> int | None:
     # Zipkin's model stores 0 (and nothing less) as "not recorded".
     return value if value is not None and value > 0 else None
-
-
-def _id(value: Any, field: str, *, required: bool = False) -> str | None:
-    if value is None or value == "":
-        if required:
-            raise ValueError(f"missing {field}")
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{field} is not a string: {value!r}")
-    if value.strip("0") == "":
-        if required:
-            raise ValueError(f"{field} is all zeros")
-        return None
-    return value
 
 
 def _str(value: Any, field: str) -> str | None:

@@ -53,6 +53,22 @@ def span_location(name: str, document_location: str, index: int | str) -> str:
     return f"{document_location}#{index}"
 
 
+def checked_id(value: Any, field: str, *, required: bool = False) -> str | None:
+    """An id as the document writes it; None for null, empty or all zeros (how these formats
+    write "no id"), ValueError for that when ``required``, TypeError for a non-string."""
+    if value is None or value == "":
+        if required:
+            raise ValueError(f"missing {field}")
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{field} is not a string: {value!r}")
+    if value.strip("0") == "":
+        if required:
+            raise ValueError(f"{field} is all zeros")
+        return None
+    return value
+
+
 def canonical_id(value: str) -> str:
     """One id spelled as ``schema.normalize_id`` spells it, for ids inside JSON columns (links)."""
     lowered = value.strip().lower()
