@@ -162,3 +162,46 @@ def test_critical_path_accepts_a_prepared_tree() -> None:
 def test_group_keys_use_int64_when_they_fit() -> None:
     assert group_keys(1_000_000, 10**12) == (pl.Int64, 2**40)
     assert group_keys(1_000_000, 2**60)[0] == pl.Int128
+
+
+# --- slack (algorithms.md, "Trees from log lines", step 4) -------------------------------------
+# A request logged with millisecond end times (ε = 10 here): true stages pre[996,1030],
+# inf[1026,1090] (logged end floored, so they seem to overlap by 4) and post[1093,1100] under
+# the root R[994,1100].
+COARSE = "R[994,1100]; pre[996,1030](R); inf[1026,1090](R); post[1093,1100](R)"
+
+
+def cp_with_slack(text: str, slack: int) -> dict[str, object]:
+    spans = parse_spans(text).with_columns(slack_ns=pl.lit(slack, dtype=pl.Int64))
+    return by_span(critical_path(spans))
+
+
+def test_without_slack_a_rounded_neighbour_drops_off_the_path() -> None:
+    # Walk R (bound 1100): post (R gets 0), T=1093: inf ends 1090 (R gets 3), T=1026: pre ends
+    # 1030 > 1026, so R takes [994,1026] = 32 and pre's real work is lost.
+    assert cp_with_slack(COARSE, 0) == {"R": 35, "pre": 0, "inf": 64, "post": 7}
+    assert cp_of(COARSE) == {"R": 35, "pre": 0, "inf": 64, "post": 7}
+
+
+def test_slack_keeps_the_rounded_neighbour_on_the_path() -> None:
+    # T=1026: pre ends 1030 <= 1026 + 10 and starts before 1026: picked, clipped to [996,1026]
+    # (30); R keeps [994,996] (2) + [1090,1093] (3) = 5. Sections still sum to 106.
+    result = cp_with_slack(COARSE, 10)
+    assert result == {"R": 5, "pre": 30, "inf": 64, "post": 7}
+    assert sum(result.values()) == 1100 - 994  # type: ignore[arg-type]
+
+
+def test_a_cut_reaches_down_the_first_picks() -> None:
+    # pre is cut to [996,1026]; its child c[1000,1030] is its first pick and takes that bound:
+    # c gets [1000,1026] = 26, pre keeps [996,1000] = 4.
+    text = COARSE + "; c[1000,1030](pre)"
+    result = cp_with_slack(text, 10)
+    assert result == {"R": 5, "pre": 4, "c": 26, "inf": 64, "post": 7}
+    assert sum(result.values()) == 1100 - 994  # type: ignore[arg-type]
+
+
+def test_a_sibling_within_the_slack_that_starts_later_is_not_picked() -> None:
+    # Bound 60 after B[60,100]: C[62,65] ends within 60 + 10 but starts after 60; A[0,50] ends
+    # at 50 and is the next pick. C is nested in B's time but A's child (parent ids say so).
+    result = cp_with_slack("P[0,100]; A[0,50](P); B[60,100](P); C[62,65](P)", 10)
+    assert result == {"P": 10, "A": 50, "B": 40, "C": 0}

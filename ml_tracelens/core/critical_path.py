@@ -28,6 +28,15 @@ clip to nothing and are left out. Zero-length clipped children own no time and a
 are settled before the join: of children with equal end only the one with the later start (then
 larger span id) can ever be picked.
 
+Slack (log-derived trees, algorithms.md "Trees from log lines" step 4): with a ``slack_ns``
+column ε, a sibling ending up to ε after the bound still qualifies (when it starts before the
+bound), its section clipped to the bound. ``next`` is then found by a second as-of join on
+``start + ε``; a span's bound is its clipped end cut to the start of the sibling picked before
+it, and a first pick inherits its parent's bound (a min-fold up the runs of first-pick edges).
+Own time is the bounded length less the chain children's bounded lengths, floored at zero: the
+sections still partition the top's interval except in the rare case of a child starting within
+the last ε of a cut parent. Without the column nothing changes.
+
 Cost for n spans: one sort and one as-of join (O(n log n)), plus O(log L + log D) gathers of
 length n. Spans without timing (or ending before they start) get null and cut their subtree off
 the path; an untimed top has no path.
@@ -49,7 +58,11 @@ from ml_tracelens.core.tree import (
 
 
 def critical_path_ns(tree: Tree) -> pl.Series:
-    """Critical-path time per span of ``tree.frame`` (Int64 ns; 0 off the path; null untimed)."""
+    """Critical-path time per span of ``tree.frame`` (Int64 ns; 0 off the path; null untimed).
+
+    A ``slack_ns`` column (log-derived trees: the timestamp resolution ε) lets a sibling that
+    ends up to ε after the bound still be picked, its section clipped to the bound.
+    """
     frame, parent = tree.frame, tree.parent
     n = frame.height
     ok = timed(frame)
@@ -60,6 +73,7 @@ def critical_path_ns(tree: Tree) -> pl.Series:
     cut_off = tree.fold_path(~ok, "any")
     is_top = parent.is_null()
     candidate = (~is_top & ~cut_off & (clip_end > clip_start)).fill_null(False)
+    slack = slack_of(frame)
 
     children = _candidates(
         pl.DataFrame(
@@ -69,13 +83,17 @@ def critical_path_ns(tree: Tree) -> pl.Series:
                 "start": clip_start,
                 "end": clip_end,
                 "base": clip_start.gather(parent),
+                "slack": slack if slack is not None else filled(0, n, pl.Int64),
             }
         ).filter(candidate),
         span_id=frame.get_column("span_id"),
-        key=group_keys(n, max_duration(frame)),
+        key=group_keys(
+            n, max_duration(frame) + (int(slack.max() or 0) if slack is not None else 0)
+        ),  # type: ignore[arg-type]
     )
-    in_chain = _chains(children)
-    chain = children.filter(in_chain)
+    following = _next_picks(children, with_slack=slack is not None)
+    in_chain = _chains(children, following)
+    chain = children.with_columns(next=following).filter(in_chain)
 
     on_chain = filled(False, n, pl.Boolean)
     if chain.height:
@@ -85,11 +103,19 @@ def critical_path_ns(tree: Tree) -> pl.Series:
     ).to_series()
     on_path = ~tree.fold_path(off_path, "any")
 
+    bound = clip_end
+    if slack is not None and chain.height:
+        bound = _bounds(tree, children, chain, clip_end)
+    length = (bound - clip_start).clip(lower_bound=0)
     given_away = filled(0, n, pl.Int64)
     if chain.height:
-        sums = chain.group_by("parent").agg(pl.sum("length"))
+        sums = (
+            chain.select("parent", length=length.gather(chain.get_column("row")))
+            .group_by("parent")
+            .agg(pl.sum("length"))
+        )
         given_away.scatter(sums.get_column("parent"), sums.get_column("length"))
-    own = clip_end - clip_start - given_away
+    own = (length - given_away).clip(lower_bound=0)
     return (
         pl.select(
             pl.when(~pl.lit(ok))
@@ -102,6 +128,44 @@ def critical_path_ns(tree: Tree) -> pl.Series:
         .to_series()
         .rename("cp_ns")
     )
+
+
+def slack_of(frame: pl.DataFrame) -> pl.Series | None:
+    """Per span, the slack ε of its tree (0 where none); None when no span has any."""
+    if "slack_ns" not in frame.columns:
+        return None
+    slack = frame.get_column("slack_ns").fill_null(0).clip(lower_bound=0)
+    return slack if (slack > 0).any() else None
+
+
+def _bounds(
+    tree: Tree, children: pl.DataFrame, chain: pl.DataFrame, clip_end: pl.Series
+) -> pl.Series:
+    """Per span, the bound its walk runs with: its clipped end, cut to the start of the sibling
+    picked before it (a pick within the slack), or to its parent's bound when it is its
+    parent's first pick (the cut then reaches down every first pick below)."""
+    n = clip_end.len()
+    rows = children.get_column("row")
+    cap = clip_end.clone()
+    picked_after = chain.filter(pl.col("next").is_not_null())
+    if picked_after.height:
+        next_rows = rows.gather(picked_after.get_column("next"))
+        starts = children.get_column("start").gather(picked_after.get_column("i"))
+        capped = pl.select(
+            pl.min_horizontal(pl.lit(cap.gather(next_rows)), pl.lit(starts))
+        ).to_series()
+        cap.scatter(next_rows, capped)
+    # First picks take their parent's bound: fold "min" up the runs of first-pick edges.
+    first = chain.filter((pl.col("parent") != pl.col("parent").shift(-1)).fill_null(True))
+    up = pl.int_range(n, dtype=tree.parent.dtype, eager=True)
+    if first.height:
+        up.scatter(first.get_column("row"), first.get_column("parent"))
+    while True:
+        higher = up.gather(up)
+        cap = pl.select(pl.min_horizontal(pl.lit(cap), pl.lit(cap.gather(up)))).to_series()
+        if (higher == up).all():
+            return cap
+        up = higher
 
 
 def _candidates(
@@ -117,7 +181,8 @@ def _candidates(
     keyed = children.select(
         "row",
         "parent",
-        length=pl.col("end") - pl.col("start"),
+        "start",
+        "slack",
         start_key=group + (pl.col("start") - pl.col("base")).cast(dtype),
         end_key=group + (pl.col("end") - pl.col("base")).cast(dtype),
     ).sort("end_key")
@@ -138,26 +203,51 @@ def _candidates(
     return keyed.with_row_index("i")
 
 
-def _chains(children: pl.DataFrame) -> pl.Series:
-    """Per row of ``children`` (see ``_candidates``): is it in its parent's chain of picks."""
+def _next_picks(children: pl.DataFrame, *, with_slack: bool) -> pl.Series:
+    """Per row of ``children`` (see ``_candidates``): next(c), the row of the sibling picked
+    after c (ending last at or before c starts, or up to its slack later, when it starts
+    before c does); null for none."""
+    following = _ending_by(children, pl.col("start_key"))
+    if not with_slack or children.is_empty():
+        return following
+    loose = _ending_by(children, pl.col("start_key") + pl.col("slack"))
+    # A sibling found within the slack must start before c, or the walk's bound would rise.
+    starts = children.get_column("start_key")
+    usable = loose.is_not_null() & (starts.gather(loose) < starts).fill_null(False)
+    return pl.select(
+        pl.when(pl.lit(usable)).then(pl.lit(loose)).otherwise(pl.lit(following))
+    ).to_series()
+
+
+def _ending_by(children: pl.DataFrame, bound: pl.Expr) -> pl.Series:
+    """Per row: the sibling (row of ``children``) ending last with end key <= ``bound``."""
+    following = filled(None, children.height, pl.get_index_type())
     if children.is_empty():
-        return pl.Series("in_chain", [], dtype=pl.Boolean)
-    # next(c): the sibling ending last at or before c starts; keys of another parent are
-    # smaller than this parent's, so a match from another parent means "none".
-    starts = children.select("i", "parent", "start_key").sort("start_key")
+        return following
+    # Keys of another parent are smaller than this parent's, so a match from another parent
+    # means "none".
+    starts = children.select("i", "parent", start_key=bound).sort("start_key")
     matched = starts.join_asof(
         children.select(pl.col("end_key").alias("start_key"), "i", "parent"),
         on="start_key",
         strategy="backward",
         suffix="_next",
     )
-    following = filled(None, children.height, pl.get_index_type())
     following.scatter(
         matched.get_column("i"),
         matched.select(
-            pl.when(pl.col("parent_next") == pl.col("parent")).then(pl.col("i_next"))
+            pl.when(
+                (pl.col("parent_next") == pl.col("parent")) & (pl.col("i_next") != pl.col("i"))
+            ).then(pl.col("i_next"))
         ).to_series(),
     )
+    return following
+
+
+def _chains(children: pl.DataFrame, following: pl.Series) -> pl.Series:
+    """Per row of ``children``: is it in its parent's chain of picks (``following`` = next)."""
+    if children.is_empty():
+        return pl.Series("in_chain", [], dtype=pl.Boolean)
     jumps = [following]
     while jumps[-1].null_count() < jumps[-1].len():
         jumps.append(jumps[-1].gather(jumps[-1]))

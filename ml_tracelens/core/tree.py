@@ -301,12 +301,17 @@ def _skew(frame: pl.DataFrame, parent: pl.Series) -> tuple[pl.Series, pl.Series]
     """Children starting before or ending after their parent; those wholly outside it.
 
     Only spans where both child and parent are timed are judged. "Wholly outside" means no
-    shared time and not contained (a zero-length child at its parent's edge is inside).
+    shared time and not contained (a zero-length child at its parent's edge is inside). A
+    ``slack_ns`` column widens the parent by that much for the skew flag.
     """
     ok = timed(frame)
     both = ok & ok.gather(parent).fill_null(False)
     start, end = frame.get_column("start_ns"), frame.get_column("end_ns")
     p_start, p_end = start.gather(parent), end.gather(parent)
+    if "slack_ns" in frame.columns:
+        # Log-derived trees nest within the timestamp resolution: that much is rounding.
+        slack = frame.get_column("slack_ns").fill_null(0)
+        p_start, p_end = p_start - slack, p_end + slack
     skewed = both & ((start < p_start) | (end > p_end)).fill_null(False)
     overlaps = (start < p_end) & (end > p_start)
     contained = (start >= p_start) & (end <= p_end)
