@@ -34,7 +34,8 @@ from ml_tracelens.readers.base import ReadOptions, ReadStats
 from ml_tracelens.telemetry import InputSummary, Telemetry
 
 #: 3: resource attributes in their own column
-FORMAT_VERSION = 3
+#: 4: log rows carry parent_span_id, error and unread_reason
+FORMAT_VERSION = 4
 _SUFFIXES = (".spans.parquet", ".logs.parquet", ".json")
 
 

@@ -57,12 +57,18 @@ LOG_SCHEMA = pl.Schema(
         "message": pl.String,
         "trace_id": pl.String,
         "span_id": pl.String,
+        "parent_span_id": pl.String,  # the span the line's span hangs under, when logged
         "correlation_id": pl.String,  # request id; equals trace_id when only a trace id is known
         "service": pl.String,
         "stage": pl.String,
         "duration_ns": pl.Int64,
-        "error_message": pl.String,  # error/exception field of an error-level line
+        # error field, else exception type and message, else (on an error line) the message
+        "error_message": pl.String,
+        "error": pl.Boolean,  # never null: the line signals an error (level, fields; see readers)
         "attributes": pl.String,  # JSON object of the remaining fields
+        # why a time or duration present on the line was not read, else null:
+        # "unreadable time", "duration not a number", "negative duration"
+        "unread_reason": pl.String,
         "source": pl.String,
     }
 )
@@ -71,8 +77,13 @@ LOG_SCHEMA = pl.Schema(
 #: per-span Python lists hold resource attributes in ``attributes``: ``resource`` stays null.
 SPAN_COLUMNS_WITH_END = tuple(c for c in SPAN_SCHEMA if c not in ("duration_ns", "resource"))
 SPAN_COLUMNS_WITH_DURATION = tuple(c for c in SPAN_SCHEMA if c not in ("end_ns", "resource"))
-#: What OpenTelemetry log records carry (no stage or duration of their own).
-OTEL_LOG_COLUMNS = tuple(c for c in LOG_SCHEMA if c not in ("stage", "duration_ns"))
+#: What OpenTelemetry log records carry: no stage, duration or parent span of their own, and
+#: nothing left unread; ``error`` is filled from the level by ``normalize_logs``.
+OTEL_LOG_COLUMNS = tuple(
+    c
+    for c in LOG_SCHEMA
+    if c not in ("stage", "duration_ns", "parent_span_id", "error", "unread_reason")
+)
 
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 ERROR_LEVELS = ("error", "fatal")
@@ -196,11 +207,20 @@ def normalize_spans(spans: pl.DataFrame) -> pl.DataFrame:
 
 
 def normalize_logs(logs: pl.DataFrame) -> pl.DataFrame:
+    """Ids as ``normalize_id`` makes them, levels lowercased, and ``error`` never null: a reader
+    that does not decide it (OTLP log records) gets ``level_is_error``."""
+    ids = ("trace_id", "span_id", "parent_span_id")
     return logs.with_columns(
-        *(normalize_id(c) for c in _ids_to_normalize(logs, ("trace_id", "span_id"))),
+        *(normalize_id(c) for c in _ids_to_normalize(logs, ids)),
         pl.col("level").str.to_lowercase(),
+        error=pl.col("error").fill_null(level_is_error()),
         attributes=pl.col("attributes").fill_null("{}"),
     )
+
+
+def level_is_error() -> pl.Expr:
+    """Whether a log row's level is an error level (``ERROR_LEVELS``); False when it has none."""
+    return pl.col("level").str.to_lowercase().is_in(ERROR_LEVELS).fill_null(False)
 
 
 def validate(frame: pl.DataFrame, schema: pl.Schema) -> None:

@@ -112,6 +112,11 @@ def test_epoch_and_iso_times() -> None:
         "negative": None,
     }
     assert parsed.stats.ignored[UNREADABLE_TIME] == 5
+    unreadable = {"seconds past Int64 ns", "feb 30", "hour 25", "words", "negative"}
+    assert by_case(parsed.logs, "unread_reason") == {
+        case: "unreadable time" if case in unreadable else None
+        for case in by_case(parsed.logs, "time_ns")
+    }
     unread = {a["case"]: a for a in attributes(parsed.logs)}
     assert unread["words"]["timestamp"] == "yesterday"  # kept, not lost
     assert "timestamp" not in unread["iso Z"]  # consumed
@@ -153,6 +158,15 @@ def test_durations_in_every_spelling() -> None:
         "loguru elapsed is not a duration": None,
     }
     assert parsed.stats.ignored[UNREADABLE_DURATION] == 4
+    reasons = {
+        "not a number": "duration not a number",
+        "negative": "negative duration",
+        "unknown unit": "duration not a number",
+        "boolean": "duration not a number",
+    }
+    assert by_case(parsed.logs, "unread_reason") == {
+        case: reasons.get(case) for case in by_case(parsed.logs, "duration_ns")
+    }
     kept = {a["case"]: a for a in attributes(parsed.logs)}
     assert kept["not a number"]["duration_ms"] == "abc"
     assert kept["negative"]["duration_ms"] == "-5"
@@ -185,13 +199,17 @@ def test_plain_logger_aliases() -> None:
         (1_764_147_136_891_234_000, "warn", "batch done", None, None, "c0ffee", None, "infer", 90_500_000_000, None),
         # traceback: its last line is the error; critical -> fatal; no zone = UTC
         (BASE, "fatal", "disk full", None, None, "corr-1", "writer", "save", 49_000, "OSError: [Errno 28] No space left on device"),
-        # a non-hex value under a trace key correlates but is no trace id; "error": true is no message
-        (BASE - 3600 * S, "error", "x", None, "abcdef0123456789", "req-abc", "svc2", None, 2 * S, None),
+        # a non-hex value under a trace key correlates but is no trace id; "error": true is no
+        # message, so the error line's own message is
+        (BASE - 3600 * S, "error", "x", None, "abcdef0123456789", "req-abc", "svc2", None, 2 * S, "x"),
         # structlog: event is the message; a 16-hex trace id; a request id wins the correlation
         (BASE, "info", "stage finished", "4bf92f3577b34da6", None, "r-7", None, "embed", 300_000, None),
         (None, None, None, None, None, None, None, None, None, None),
     ]  # fmt: skip
     assert logs.select(columns).rows() == want
+    # error lines: level error, critical, err (with "error": true)
+    want_error = [False, False, True, False, True, True, False, False]
+    assert logs.get_column("error").to_list() == want_error
     assert attributes(logs) == [
         {"hostname": "web-1", "pid": "4242", "req.method": "POST", "req.url": "/predict"},
         {},
@@ -211,7 +229,7 @@ def test_ecs() -> None:
     assert logs.select("time_ns", "level", "message", "trace_id", "span_id", "correlation_id", "service", "duration_ns", "error_message").rows() == [
         (BASE + 891 * MS, "info", "request received", trace, "00f067aa0ba902b7", trace, "api", None, None),
         (BASE + 1250 * MS, "warn", "slow batch", trace, None, trace, "api", 358 * MS, None),
-        (BASE + 1300 * MS - 3600 * S, "error", "inference failed", None, None, "tx-9", "api", None, "CUDA out of memory"),
+        (BASE + 1300 * MS - 3600 * S, "error", "inference failed", None, None, "tx-9", "api", None, "RuntimeError: CUDA out of memory"),
     ]  # fmt: skip
     assert attributes(logs) == [
         {
@@ -273,6 +291,7 @@ OVERRIDES = {
     "correlation_id": "record.extra.req",
     "trace_id": "tid",
     "span_id": "sid",
+    "parent_span_id": "psid",
     "service": "svc",
     "stage": "phase",
     "duration": "took",
@@ -285,11 +304,17 @@ def test_field_map_replaces_the_aliases() -> None:
     logs = parse("overrides.jsonl", OVERRIDES).logs
     assert logs.drop("attributes", "source").row(0) == (
         BASE, "warn", "hello", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7",
-        "nested-req", "api", "infer", 12 * MS, "bad thing",
+        "00f067aa0ba902b6", "nested-req", "api", "infer", 12 * MS, "bad thing", True, None,
     )  # fmt: skip
     # The built-in aliases no longer apply, so their keys are plain attributes.
     assert attributes(logs) == [
-        {"message": "not this one", "rid": "abc", "timestamp": "2000-01-01T00:00:00Z"}
+        {
+            "error": "not this one either",
+            "message": "not this one",
+            "parent_id": "00f067aa0ba902b5",
+            "rid": "abc",
+            "timestamp": "2000-01-01T00:00:00Z",
+        }
     ]
 
 

@@ -13,11 +13,16 @@ Samples (structlog, python-json-logger, loguru ``serialize=True``, ECS)::
      "event": {"duration": 12500000}}
 
 Mapping to the canonical log table (``LOG_SCHEMA``): nested objects are flattened to dotted keys,
-then the aliases in ``log_fields`` pick time, level, message, trace/span/correlation ids,
-service, stage, duration and error text; everything else goes to ``attributes``, a JSON object
-whose values are all text (numbers as plain decimals, booleans ``true``/``false``, lists as JSON
-text; keys sorted; null values omitted). ``source`` is ``file:line``. Value rules (times,
-durations, levels) are in ``log_values``.
+then the aliases in ``log_fields`` pick time, level, message, trace/span/parent-span/correlation
+ids, service, stage, duration and error text; everything else goes to ``attributes``, a JSON
+object whose values are all text (numbers as plain decimals, booleans ``true``/``false``, lists
+as JSON text; keys sorted; null values omitted). ``source`` is ``file:line``. ``error`` (never
+null) says whether the line signals an error: an error or fatal level, an error or exception
+field holding anything but ``false``/``null``/``""``/``0``/``ok``/``none``, or an HTTP status
+>= 500; ``error_message`` is the error field's text, else the exception's ``type: message``,
+else (on an error line) the log message. ``unread_reason`` names a time or duration present but
+unreadable. The rules in full are in ``log_fields``; value rules (times, durations, levels) in
+``log_values``.
 
 Inputs are read in newline-aligned blocks of ``BLOCK_BYTES`` (memory stays bounded; stdin and
 gzip stream), each parsed on one of two paths that give the same table. The fast path
@@ -117,12 +122,12 @@ def sniff(head: bytes) -> bool:
 
 def read(source: InputSource, options: ReadOptions) -> ReadResult:
     """Read an input block by block (newline-aligned), so memory stays bounded on big dumps."""
-    log_fields.validate_field_map(options.field_map)
+    plan = log_fields.plan(options.field_map)
     stats = ReadStats(format=NAME)
     frames = []
     with source.open() as stream:
         for block, first_line in blocks(stream, source.name):
-            parsed = parse_logs(block, source.name, options, first_line=first_line)
+            parsed = parse_logs(block, source.name, options, first_line=first_line, plan=plan)
             _add_stats(stats, parsed.stats)
             if parsed.logs.height:
                 frames.append(parsed.logs)
@@ -188,13 +193,21 @@ READER = ReaderSpec(
 
 
 def parse_logs(
-    data: bytes, name: str, options: ReadOptions, *, path: ParsePath = "auto", first_line: int = 1
+    data: bytes,
+    name: str,
+    options: ReadOptions,
+    *,
+    path: ParsePath = "auto",
+    first_line: int = 1,
+    plan: log_fields.Plan | None = None,
 ) -> ParsedLogs:
     """Parse JSON-lines bytes whose first line is number ``first_line`` of input ``name``.
 
     ``path`` forces one parse path (tests, benchmarks); "auto" tries the fast one first.
+    ``plan`` is ``log_fields.plan(options.field_map)``, made once by a caller parsing blocks.
     """
-    plan = log_fields.plan(options.field_map)
+    if plan is None:
+        plan = log_fields.plan(options.field_map)
     depth = limits.current().max_json_depth
     reason = None
     if path != "python":
@@ -215,7 +228,10 @@ def parse_logs(
 
 
 def _finish(
-    stats: ReadStats, raws: Iterator[pl.DataFrame] | list[pl.DataFrame], name: str, plan: Any
+    stats: ReadStats,
+    raws: Iterator[pl.DataFrame] | list[pl.DataFrame],
+    name: str,
+    plan: log_fields.Plan,
 ) -> pl.DataFrame:
     frames = []
     for raw in raws:

@@ -26,7 +26,6 @@ unproven raises ``FastPathUnavailable`` and the caller parses line by line.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -115,7 +114,7 @@ def count_lines(body: bytes) -> int:
 def fast_raw(
     data: bytes,
     name: str,
-    plan: Mapping[str, tuple[log_fields.Candidate, ...]],
+    plan: log_fields.Plan,
     *,
     format_name: str,
     first_line: int = 1,

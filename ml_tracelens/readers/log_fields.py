@@ -7,19 +7,30 @@ field the candidate keys (the ``*_KEYS`` tables below, then the same keys under 
 ``record.extra.``) are tried in order; the first whose value parses wins and is *consumed*. Every
 other key, including a candidate whose value did not parse (``"duration_ms": "abc"``: the row
 keeps a null duration and the text stays in ``attributes``), goes to ``attributes``: no value is
-lost, and unreadable times and durations are counted in ``ReadStats.ignored``.
+lost. A time or duration present but unread is counted in ``ReadStats.ignored`` and named in the
+row's ``unread_reason``: ``unreadable time``, else ``negative duration`` (text starting as a
+negative number) or ``duration not a number``.
 
 - trace_id: 16 or 32 hex digits under a trace-id key (Cloud Logging's ``projects/P/traces/``
   and a ``0x`` prefix removed, lowercased; all zeros is OpenTelemetry's "no trace" and is
   dropped). correlation_id: a request-id key, else the trace id, else a non-hex value under a
   trace-id key, else ECS ``transaction.id``. So a request-id key alone never makes a trace id.
+- span_id, parent_span_id: the value without a ``0x`` prefix; all zeros is no id.
 - level: normalized to trace/debug/info/warn/error/fatal (``log_values.LEVELS``: warning -> warn,
   critical -> fatal, err -> error, pino and syslog numbers); other words are kept, lowercased.
 - message: ``message``, ``msg``, structlog's ``event`` (never a stage), loguru's
   ``record.message`` (loguru's top-level ``text`` is the formatted line and stays an attribute).
-- error: the text of an error field; a traceback's last line (``ValueError: boom``); loguru's
-  ``record.exception`` as ``type: value``; ``true``/``false`` are not messages. Filled whatever
-  the level; derived spans use it on error-level lines only.
+- error (never null): the line signals an error when its level is error or fatal, or its error
+  field (``ERROR_KEYS``, or the ``--field error=KEY`` key) or an exception field
+  (``EXCEPTION_KEYS``, loguru's ``record.exception``) holds a value other than
+  ``log_values.NOT_ERRORS`` (``false``, ``null``, ``""``, ``0``, ``ok``, ``none``; any case) or an
+  object with such a value (any ``KEY.*`` key), or an HTTP status field (``STATUS_KEYS``) holds
+  a number >= 500. These keys are also looked up under loguru's ``record.extra.``.
+- error_message: the error field's text (``true`` is no text), else the exception's: a
+  traceback's last line (``ValueError: boom``), ``type: message`` of an error object
+  (``error.type`` + ``error.message``, loguru's ``record.exception`` type and value), a type
+  alone; else, on an error line, the log message. A type stays in ``attributes`` (for ``--by``);
+  the key giving the text is consumed. Status fields stay in ``attributes``.
 - service: service-name keys only; a logger name (``name``, ``logger``) is not a service.
 - duration: each key has a unit (``duration_ms`` ms, ``duration_us`` µs, ``duration_ns`` and ECS
   ``event.duration`` ns, ``elapsed``/``duration``/``duration_s`` seconds, unitless ``dur`` ms);
@@ -27,8 +38,9 @@ lost, and unreadable times and durations are counted in ``ReadStats.ignored``.
   logger started) is not a duration.
 
 Canonical field names for ``--field FIELD=KEY`` (``ReadOptions.field_map``) are ``FIELD_NAMES``;
-a user key replaces the built-in aliases of that field (a dotted key is a nested path).
-``duration=KEY`` takes its unit from ``KEY:UNIT`` (``took:ms``), else from a unit suffix of the
+a user key replaces the built-in aliases of that field (a dotted key is a nested path; for
+``error`` an object under the key counts, and its ``KEY.message`` and ``KEY.type`` give the
+text). ``duration=KEY`` takes its unit from ``KEY:UNIT`` (``took:ms``), else from a unit suffix of the
 key (``took_ms``, ``latencyUs``, ``wait_seconds``), else from the built-in alias of that name,
 else milliseconds.
 """
@@ -44,7 +56,12 @@ import polars as pl
 
 from ml_tracelens.errors import UsageError
 from ml_tracelens.readers import log_values as v
-from ml_tracelens.schema import LOG_SCHEMA, normalize_logs
+from ml_tracelens.schema import ERROR_LEVELS, LOG_SCHEMA, normalize_logs
+
+#: ``unread_reason`` values: why a time or duration present on a line was not read.
+UNREADABLE_TIME = "unreadable time"
+DURATION_NOT_A_NUMBER = "duration not a number"
+NEGATIVE_DURATION = "negative duration"
 
 #: Canonical log fields a user may map with ``--field FIELD=KEY``.
 FIELD_NAMES = (
@@ -53,6 +70,7 @@ FIELD_NAMES = (
     "message",
     "trace_id",
     "span_id",
+    "parent_span_id",
     "correlation_id",
     "service",
     "stage",
@@ -90,6 +108,14 @@ SPAN_KEYS = (
     "span.id",
     "logging.googleapis.com/spanId",
 )
+PARENT_SPAN_KEYS = (
+    "parent_span_id",
+    "parent_id",
+    "parentSpanId",
+    "parentSpanID",
+    "parent.id",
+    "span.parent_id",
+)
 REQUEST_KEYS = (
     "request_id",
     "requestId",
@@ -114,6 +140,7 @@ SERVICE_KEYS = (
 )
 # structlog's `event` is the message and `name` is usually a logger name: neither is a stage.
 STAGE_KEYS = ("stage", "operation", "span_name", "step", "span", "span.name")
+#: The error field: its text is the error message.
 ERROR_KEYS = (
     "error",
     "error.message",
@@ -123,6 +150,11 @@ ERROR_KEYS = (
     "exception.message",
     "exc_info",
 )
+#: Exception fields: present (and not a "no error" value) means an exception was logged, even
+#: when ``--field error=KEY`` replaces the error field's aliases. ``error.stack_trace`` is ECS'.
+EXCEPTION_KEYS = ("exc_info", "exception", "exc_text", "stack_trace", "error.stack_trace")
+#: HTTP status fields: a server error (>= 500) is an error line.
+STATUS_KEYS = ("status_code", "http.status_code", "http.response.status_code")
 DURATION_KEYS = (
     ("duration_ms", v.MS),
     ("latency_ms", v.MS),
@@ -148,8 +180,7 @@ DURATION_KEYS = (
     ("duration", v.S),
     ("dur", v.MS),
 )
-_LOGURU_ERROR = "record.exception.value"
-_LOGURU_ERROR_TYPE = "record.exception.type"
+_LOGURU_EXCEPTION = "record.exception"
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 # A unit after a separator in any case (took_ms, TOOK-MS), or camelCase (tookMs, waitSeconds).
@@ -169,6 +200,22 @@ class Candidate:
     key: str  # flattened key
     parse: str  # how to read it (see _parse)
     unit_ns: int = v.MS  # durations only
+    #: errors only: the key of the error's type, written before the text (``ValueError: boom``)
+    type_key: str | None = None
+    #: whether the key leaves ``attributes`` when its value is taken
+    consumed: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to look for in a block's keys, made once per parse from ``--field``."""
+
+    #: canonical field -> candidate keys in priority order
+    fields: Mapping[str, tuple[Candidate, ...]]
+    #: keys whose value (or object under them) signals an error: error and exception fields
+    error_keys: frozenset[str]
+    #: keys holding an HTTP status
+    status_keys: tuple[str, ...]
 
 
 def validate_field_map(field_map: Mapping[str, str]) -> dict[str, str]:
@@ -195,15 +242,26 @@ def duration_unit(key: str) -> tuple[str, int]:
     return key, dict(DURATION_KEYS).get(key, v.MS)
 
 
-def plan(field_map: Mapping[str, str]) -> dict[str, tuple[Candidate, ...]]:
-    """Canonical field -> candidate keys in priority order."""
+def _with_extra(names: tuple[str, ...]) -> tuple[str, ...]:
+    return (*names, *(LOGURU_EXTRA + k for k in names))
+
+
+def _error_candidates(keys: tuple[str, ...]) -> list[Candidate]:
+    """Text candidates for error and exception keys: ``X.message`` takes ``X.type`` before it."""
+    found = []
+    for key in keys:
+        prefix = key.removesuffix(".message")
+        found.append(Candidate(key, "error", type_key=prefix + ".type" if prefix != key else None))
+    return found
+
+
+def plan(field_map: Mapping[str, str]) -> Plan:
+    """Candidate keys per canonical field, and the keys that signal an error."""
 
     def keys(names: tuple[str, ...], parse: str, extra: bool = True) -> list[Candidate]:
-        found = [Candidate(k, parse) for k in names]
-        if extra:
-            found += [Candidate(LOGURU_EXTRA + k, parse) for k in names]
-        return found
+        return [Candidate(k, parse) for k in (_with_extra(names) if extra else names)]
 
+    field_map = validate_field_map(field_map)
     durations = [Candidate(k, "duration", unit) for k, unit in DURATION_KEYS]
     durations += [Candidate(LOGURU_EXTRA + k, "duration", unit) for k, unit in DURATION_KEYS]
     fields: dict[str, list[Candidate]] = {
@@ -212,18 +270,36 @@ def plan(field_map: Mapping[str, str]) -> dict[str, tuple[Candidate, ...]]:
         "message": keys(MESSAGE_KEYS, "message", extra=False),
         "trace_id": keys(TRACE_KEYS, "trace"),
         "span_id": keys(SPAN_KEYS, "span"),
+        "parent_span_id": keys(PARENT_SPAN_KEYS, "span"),
         "correlation_id": keys(REQUEST_KEYS, "text"),
         "service": keys(SERVICE_KEYS, "text"),
         "stage": keys(STAGE_KEYS, "text"),
         "duration": durations,
-        "error": [*keys(ERROR_KEYS, "error"), Candidate(_LOGURU_ERROR, "loguru_error")],
     }
-    for name, key in validate_field_map(field_map).items():
+    for name, key in field_map.items():
         if name == "duration":
             key, unit = duration_unit(key)
             fields[name] = [Candidate(key, "duration", unit)]
-        else:
+        elif name != "error":
             fields[name] = [Candidate(key, fields[name][0].parse)]
+    # The error field (the user's key, which may hold an object, or the aliases), then the
+    # exception fields, then an error type alone (left in attributes: it is what --by wants).
+    if "error" in field_map:
+        error_field: tuple[str, ...] = (field_map["error"],)
+        error_texts = (field_map["error"], field_map["error"] + ".message")
+    else:
+        error_field = error_texts = _with_extra(ERROR_KEYS)
+    errors = [
+        *_error_candidates(error_texts),
+        *_error_candidates(_with_extra((*EXCEPTION_KEYS, "exception.message"))),
+        Candidate(f"{_LOGURU_EXCEPTION}.value", "error", type_key=f"{_LOGURU_EXCEPTION}.type"),
+    ]
+    errors += [Candidate(c.type_key, "error", consumed=False) for c in errors if c.type_key]
+    fields["error"] = []
+    for candidate in errors:
+        if all(c.key != candidate.key for c in fields["error"]):
+            fields["error"].append(candidate)
+    error_keys = frozenset((*error_field, *_with_extra(EXCEPTION_KEYS), _LOGURU_EXCEPTION))
     # A value under a trace-id key that is not a hex trace id still correlates the request's
     # lines: it is the correlation id when no request-id key is present.
     fields["correlation_id"] += [Candidate(c.key, "non_hex_trace") for c in fields["trace_id"]]
@@ -231,7 +307,11 @@ def plan(field_map: Mapping[str, str]) -> dict[str, tuple[Candidate, ...]]:
         fields["correlation_id"] += [
             Candidate(k, "last_resort") for k in LAST_RESORT_CORRELATION_KEYS
         ]
-    return {name: tuple(found) for name, found in fields.items()}
+    return Plan(
+        fields={name: tuple(found) for name, found in fields.items()},
+        error_keys=error_keys,
+        status_keys=_with_extra(STATUS_KEYS),
+    )
 
 
 def _parse(
@@ -267,18 +347,15 @@ def _parse(
             expr = v.span_id(text)
         case "error":
             expr = v.error_text(text)
-        case "loguru_error":
-            # loguru: {"type": "ValueError", "value": "boom"} -> "ValueError: boom"
-            expr = v.error_text(text)
-            if _LOGURU_ERROR_TYPE in internal:
-                expr = pl.coalesce(pl.col(internal[_LOGURU_ERROR_TYPE]) + ": " + expr, expr)
+            if candidate.type_key in internal:
+                expr = v.typed_error(expr, pl.col(internal[candidate.type_key]))
         case _:
             expr = v.plain_text(text)
     return frame.with_columns(expr.alias(out))
 
 
 def to_logs(
-    raw: pl.DataFrame, *, source_name: str, plan_: Mapping[str, tuple[Candidate, ...]]
+    raw: pl.DataFrame, *, source_name: str, plan_: Plan
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Flattened text columns (+ ``_line``) -> canonical log rows, and counts of unreadable values.
 
@@ -293,14 +370,15 @@ def to_logs(
     # field -> ordered sources: (column holding the parsed value, key it consumes when it wins)
     sources: dict[str, list[tuple[str, str | None]]] = {}
     after_trace: list[tuple[str, str | None]] = []  # correlation sources ranked below a trace id
-    for field, candidates in plan_.items():
+    for field, candidates in plan_.fields.items():
         for index, candidate in enumerate(c for c in candidates if c.key in internal):
             temp = f"\x00{field}\x00{index}"
             work = _parse(work, candidate, internal, raw, temp)
+            key = candidate.key if candidate.consumed else None
             if candidate.parse in ("non_hex_trace", "last_resort"):
-                after_trace.append((temp, candidate.key))
+                after_trace.append((temp, key))
             else:
-                sources.setdefault(field, []).append((temp, candidate.key))
+                sources.setdefault(field, []).append((temp, key))
     # Correlation: request-id keys, then the hex trace id, then a non-hex trace-key value, then
     # the last-resort keys.
     if "trace_id" in sources:
@@ -323,34 +401,74 @@ def to_logs(
     def value(field: str, dtype: pl.DataType) -> pl.Expr:
         return values.get(field, pl.lit(None, dtype=dtype))
 
-    unread = {
-        f"unreadable {field} values (kept in attributes)": (
-            pl.any_horizontal(
-                pl.col(internal[key]).is_not_null() for _, key in sources[field] if key
-            )
-            & values[field].is_null()
-        ).sum()
-        for field in ("time", "duration")
-        if field in sources
-    }
+    def unread(field: str) -> pl.Expr:
+        """A key of ``field`` has a value, and none was read."""
+        if field not in sources:
+            return pl.lit(False)
+        present = (pl.col(internal[key]).is_not_null() for _, key in sources[field] if key)
+        return pl.any_horizontal(present) & values[field].is_null()
+
+    # The text the duration was not read from: the first duration key the line has.
+    duration_keys = [internal[key] for _, key in sources.get("duration", ()) if key]
+    duration_text = pl.coalesce(duration_keys) if duration_keys else pl.lit(None, pl.String)
+    work = work.with_columns(
+        unread(field).alias(f"\x00unread\x00{field}") for field in ("time", "duration")
+    )
+    unread_time, unread_duration = (pl.col(f"\x00unread\x00{f}") for f in ("time", "duration"))
+    level = value("level", pl.String)
+    signals = [level.is_in(ERROR_LEVELS).fill_null(False)]
+    signals += [v.signals_error(pl.col(internal[c])) for c in _under(columns, plan_.error_keys)]
+    signals += [
+        v.server_error_status(pl.col(internal[k])) for k in plan_.status_keys if k in internal
+    ]
+    work = work.with_columns(pl.any_horizontal(signals).alias("\x00error"))
+    error = pl.col("\x00error")
     frame = work.select(
         time_ns=value("time", pl.Int64),
-        level=value("level", pl.String),
+        level=level,
         message=value("message", pl.String),
         trace_id=value("trace_id", pl.String),
         span_id=value("span_id", pl.String),
+        parent_span_id=value("parent_span_id", pl.String),
         correlation_id=value("correlation_id", pl.String),
         service=value("service", pl.String),
         stage=value("stage", pl.String),
         duration_ns=value("duration", pl.Int64),
-        error_message=value("error", pl.String),
+        error_message=pl.coalesce(
+            value("error", pl.String), pl.when(error).then(value("message", pl.String))
+        ),
+        error=error,
         attributes=_attributes(raw, columns, internal, consumed),
+        unread_reason=pl.when(unread_time)
+        .then(pl.lit(UNREADABLE_TIME))
+        # The text is looked at only where a duration went unread: a regex per line costs.
+        .when(v.negative_number(pl.when(unread_duration).then(duration_text)))
+        .then(pl.lit(NEGATIVE_DURATION))
+        .when(unread_duration)
+        .then(pl.lit(DURATION_NOT_A_NUMBER)),
         source=pl.lit(f"{source_name}:") + pl.col("_line").cast(pl.String),
-        **{name: expr.cast(pl.Int64) for name, expr in unread.items()},
+        **{
+            f"\x00count {field}": flag.sum().cast(pl.Int64)
+            for field, flag in (("time", unread_time), ("duration", unread_duration))
+        },
     ).collect()
-    counts = {name: frame.get_column(name)[0] or 0 for name in unread} if frame.height else {}
+    counts = {
+        f"unreadable {field} values (kept in attributes)": frame.item(0, f"\x00count {field}")
+        for field in ("time", "duration")
+        if frame.height
+    }
     logs = normalize_logs(frame.select(pl.col(n).cast(t) for n, t in LOG_SCHEMA.items()))
     return logs, {name: n for name, n in counts.items() if n}
+
+
+def _under(columns: list[str], keys: frozenset[str]) -> list[str]:
+    """The columns that are one of ``keys`` or a key inside an object under one of them."""
+    return [c for c in columns if not keys.isdisjoint(_spellings(c))]
+
+
+def _spellings(column: str) -> list[str]:
+    """A flattened key and the keys of the objects it is inside: a.b.c -> a.b.c, a, a.b."""
+    return [column, *(column[:i] for i, c in enumerate(column) if c == ".")]
 
 
 def _attributes(

@@ -285,9 +285,38 @@ def span_id(text: pl.Expr) -> pl.Expr:
     return pl.when((value != "") & ~value.str.contains(_ZEROS)).then(value)
 
 
+#: Values of an error or exception field that say "no error" (trimmed, any case): JSON false,
+#: 0 and "" arrive as this text; "none" and "null" are a None or null written as text.
+NOT_ERRORS = ("", "0", "false", "ok", "none", "null")
+#: HTTP statuses from this one up are server errors.
+SERVER_ERROR_STATUS = 500
+
+
+def signals_error(text: pl.Expr) -> pl.Expr:
+    """Whether an error or exception field's value says an error happened (False for null)."""
+    return ~text.str.strip_chars().str.to_lowercase().is_in(NOT_ERRORS).fill_null(True)
+
+
+def server_error_status(text: pl.Expr) -> pl.Expr:
+    """Whether an HTTP status field holds a number >= 500 (False for null and non-numbers)."""
+    return (decimal(text.str.strip_chars()) >= SERVER_ERROR_STATUS).fill_null(False)
+
+
+def negative_number(text: pl.Expr) -> pl.Expr:
+    """Whether text starts as a negative number (``-5``, ``-1.5ms``): a negative duration."""
+    return text.str.contains(rf"^\s*-\s*{_NUMBER}").fill_null(False)
+
+
 def error_text(text: pl.Expr) -> pl.Expr:
-    """The message of an error field: a traceback's last line (``ValueError: boom``)."""
+    """The message of an error field: a traceback's last line (``ValueError: boom``); null for
+    ``true`` (no message) and for the values that say "no error"."""
     last = text.str.strip_chars_end().str.extract(r"([^\n]*)$", 1).str.strip_chars()
-    return pl.when(
-        (last != "") & ~last.str.to_lowercase().is_in(["true", "false", "none", "null"])
-    ).then(last)
+    return pl.when(~last.str.to_lowercase().is_in([*NOT_ERRORS, "true"])).then(last)
+
+
+def typed_error(message: pl.Expr, kind: pl.Expr) -> pl.Expr:
+    """``type: message`` (``ValueError: boom``) when a type is known and the message does not
+    start with it already; the message alone otherwise."""
+    kind = kind.str.strip_chars()
+    typed = (kind != "") & ~message.str.starts_with(kind + ":")
+    return pl.when(typed.fill_null(False)).then(kind + ": " + message).otherwise(message)

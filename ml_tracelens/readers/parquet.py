@@ -13,10 +13,12 @@ import polars as pl
 
 from ml_tracelens.errors import InputError
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA
+from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, level_is_error
 
 NAME = "parquet"
 MAGIC = b"PAR1"
+#: Log columns added after files were first written (cache format 4).
+_LATER_LOG_COLUMNS = ("parent_span_id", "error", "unread_reason")
 
 
 def sniff(head: bytes) -> bool:
@@ -39,6 +41,11 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
         raise InputError(f"{source.name}: not a readable Parquet file ({exc})") from exc
     if "resource" not in frame.columns:  # written before spans kept resources apart
         frame = frame.with_columns(resource=pl.lit(None, dtype=SPAN_SCHEMA["resource"]))
+    # Written before log rows had these: no parent ids or reasons were read, and the error flag
+    # is what the level says (as for any reader that does not decide it).
+    old_logs = [c for c in _LATER_LOG_COLUMNS if c not in frame.columns]
+    if old_logs:
+        frame = frame.with_columns(pl.lit(None, dtype=LOG_SCHEMA[c]).alias(c) for c in old_logs)
     missing = {"table", *SPAN_SCHEMA, *LOG_SCHEMA} - set(frame.columns)
     if missing:
         raise InputError(
@@ -48,6 +55,8 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     try:
         spans = frame.filter(pl.col("table") == "span").select(list(SPAN_SCHEMA)).cast(SPAN_SCHEMA)  # type: ignore[arg-type]
         logs = frame.filter(pl.col("table") == "log").select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)  # type: ignore[arg-type]
+        if "error" in old_logs:
+            logs = logs.with_columns(error=level_is_error())
     except _UNREADABLE as exc:
         # The canonical column names with other types (or an Enum value tracelens never wrote).
         raise InputError(
