@@ -1,5 +1,6 @@
 """What the JSON-lines log reader gives the log-derived span trees and error counts: the error
-flag and message, parent span ids, why a time or duration was not read.
+flag and message, parent span ids, why a time or duration was not read; and how it detects logs
+whose first lines are damaged.
 
 Every expected value is written by hand from the line beside it (the rule is in
 ``readers/log_fields``). Each line is parsed on its own on both parse paths, and all lines
@@ -16,7 +17,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ml_tracelens.readers import json_logs, log_fields
+from ml_tracelens import ingest
+from ml_tracelens.readers import detect, json_logs, log_fields
 from ml_tracelens.readers.base import InputSource, ReadOptions
 from ml_tracelens.readers.log_fast import FastPathUnavailable
 from ml_tracelens.readers.parquet import read as read_parquet
@@ -328,6 +330,95 @@ def test_unread_counts_stay() -> None:
         "unreadable time values (kept in attributes)": 1,
         "unreadable duration values (kept in attributes)": 2,
     }
+
+
+# --- detection -------------------------------------------------------------------------------
+
+LINES = b"".join(_line({"level": "info", "n": n}) for n in range(6))
+
+
+@pytest.mark.parametrize(
+    ("head", "claimed"),
+    [
+        (LINES, True),
+        (LINES[50:], True),  # a rotated file: tail -c +50, first line cut
+        (b'{"a": NaN}\n' + LINES, True),
+        (b'{"a": NaN}\n', False),
+        (b'{"msg":"x"}\nnot json\n', True),  # one of two: half
+        (b'{"msg":"x"}\nnot json\nnor this\n', False),
+        (b"2026-11-26 INFO started\n" * 5 + b'{"msg":"x"}\n', False),
+        (b'{\n  "msg": "x",\n  "level": "info"\n}\n', False),
+        (b"{", False),
+        (b'garbage\n{"msg":"' + b"x" * 200, True),  # a second line longer than the head
+        (b"\n\n" + LINES[50:], True),
+    ],
+)
+def test_sniff_judges_several_lines(head: bytes, claimed: bool) -> None:
+    assert json_logs.sniff(head) is claimed
+    if claimed:
+        spec = detect(head)
+        assert spec is not None
+        assert spec.name == "json-logs"
+
+
+def test_only_the_first_lines_are_judged() -> None:
+    good = b"".join(_line({"n": n}) for n in range(json_logs.SNIFF_LINES))
+    assert json_logs.sniff(good + b"not json\n" * 100)
+    assert not json_logs.sniff(b"not json\n" * 11 + good)
+
+
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [
+        (LINES[50 : LINES.index(b"\n", 50)], "invalid JSON (unexpected content after document)"),
+        (b'{"msg": "m", "a": NaN}', "invalid JSON (unexpected character, expected a JSON value)"),
+    ],
+)
+def test_a_bad_first_line_is_skipped_with_its_location(first: bytes, reason: str) -> None:
+    rest = LINES[LINES.index(b"\n") + 1 :]
+    data = first + b"\n" + rest
+    paths = {}
+    for path in PATHS:
+        parsed = _parse(data, path)
+        assert (parsed.stats.lines, parsed.stats.records, parsed.stats.skipped) == (6, 5, 1)
+        assert parsed.stats.problems == [("f:1", reason)]
+        assert parsed.logs.get_column("source").to_list() == [f"f:{n}" for n in range(2, 7)]
+        assert parsed.logs.get_column("attributes").to_list() == [
+            f'{{"n":"{n}"}}' for n in range(1, 6)
+        ]
+        paths[path] = parsed
+    assert_frame_equal(paths["fast"].logs, paths["python"].logs)
+    assert paths["fast"].stats == paths["python"].stats
+
+
+def test_a_rotated_file_through_ingest(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_bytes(LINES[50:])
+    lines = LINES[50:].count(b"\n")
+    telemetry = ingest.load([str(path)])
+    assert telemetry.inputs[0].format == "json-logs"
+    assert telemetry.logs.height == lines - 1
+    assert telemetry.inputs[0].stats.problems[0][0] == f"{path}:1"
+    skipped = f"{path}: skipped 1 malformed of {lines} lines"
+    assert any(w.startswith(skipped) for w in telemetry.warnings)
+
+
+def test_bad_first_and_last_lines_on_the_fast_path() -> None:
+    data = b"{oops\n" + LINES + b'{"cut": '
+    fast, python = _parse(data, "fast"), _parse(data, "python")
+    assert [location for location, _ in fast.stats.problems] == ["f:1", "f:8"]
+    assert_frame_equal(fast.logs, python.logs)
+    assert fast.stats == python.stats
+
+
+def test_nan_in_the_middle_falls_back_to_the_line_path() -> None:
+    data = LINES + b'{"a": NaN}\n' + LINES
+    parsed = _parse(data, "auto")
+    assert parsed.path == "python"
+    assert parsed.stats.problems == [
+        ("f:7", "invalid JSON (unexpected character, expected a JSON value)")
+    ]
+    assert parsed.logs.height == 12
 
 
 # --- other readers -----------------------------------------------------------------------------

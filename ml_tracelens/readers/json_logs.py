@@ -24,12 +24,16 @@ else (on an error line) the log message. ``unread_reason`` names a time or durat
 unreadable. The rules in full are in ``log_fields``; value rules (times, durations, levels) in
 ``log_values``.
 
+Detection (``sniff``): at least half of the first ``SNIFF_LINES`` complete non-blank lines (and
+at least one) are JSON objects, so a rotated file whose first line is cut, or a line holding
+``NaN``, does not hide a log; the reader skips such lines with their location.
+
 Inputs are read in newline-aligned blocks of ``BLOCK_BYTES`` (memory stays bounded; stdin and
 gzip stream), each parsed on one of two paths that give the same table. The fast path
 (``log_fast``) lets polars' NDJSON reader read every value as text against a schema sampled from
 the block, then proves from counts on the raw bytes that it lost nothing; anything it cannot
 prove (lists, integers beyond 64 bits, lone surrogate escapes, a float whose shortest spelling
-is a tie, an object where the sample saw text, a malformed line anywhere but the last one) goes
+is a tie, an object where the sample saw text, a malformed line anywhere but first or last) goes
 to the line-by-line orjson path, which skips bad lines with their ``file:line``. Both paths
 flatten (``flat_columns``) and map (``log_fields.to_logs``) with the same code. Known
 difference: in an object with a repeated key whose later value is ``null``, orjson keeps the
@@ -92,6 +96,9 @@ CHUNK_LINES = 100_000
 
 ParsePath = Literal["auto", "fast", "python"]
 
+#: Complete non-blank lines of the head the sniffer judges.
+SNIFF_LINES = 20
+
 
 @dataclass
 class ParsedLogs:
@@ -102,22 +109,38 @@ class ParsedLogs:
 
 
 def sniff(head: bytes) -> bool:
-    """Claim any input whose first non-blank line is a JSON object (readers before us had their go)."""
-    text = head.removeprefix(BOM)
-    start = 0
-    while start < len(text):
-        end = text.find(b"\n", start)
-        line = text[start:] if end < 0 else text[start:end]
-        if line.strip(WHITESPACE):
-            try:
-                return isinstance(orjson.loads(line), dict)
-            except orjson.JSONDecodeError:
-                # A first line longer than the sniffed head is cut short: judge by its start.
-                return end < 0 and line.lstrip(WHITESPACE).startswith(b"{")
-        if end < 0:
+    """Claim an input when at least half of the first ``SNIFF_LINES`` complete non-blank lines
+    of the head (and at least one) are JSON objects; readers before us had their go.
+
+    Several lines, so that a log whose first line is cut (a rotated file read from the middle)
+    or holds what JSON does not allow (``NaN``) is still ours; the reader skips that line with
+    its location. A last line with no newline after it may be cut by the head's end: it counts
+    as an object when it is one or starts like one, so a first line longer than the head is
+    judged by its start; pretty-printed documents (``{`` alone on a line) are not claimed.
+    """
+    lines = head.removeprefix(BOM).split(b"\n")
+    last = lines.pop()
+    judged = objects = 0
+    for line in lines:
+        if not line.strip(WHITESPACE):
+            continue
+        judged += 1
+        objects += _is_object(line)
+        if judged == SNIFF_LINES:
             break
-        start = end + 1
-    return False
+    else:
+        stripped = last.strip(WHITESPACE)
+        if stripped:
+            judged += 1
+            objects += _is_object(stripped) or (stripped.startswith(b"{") and stripped != b"{")
+    return judged > 0 and 2 * objects >= judged
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return type(orjson.loads(line)) is dict
+    except orjson.JSONDecodeError:
+        return False
 
 
 def read(source: InputSource, options: ReadOptions) -> ReadResult:

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from ml_tracelens import limits
 from ml_tracelens.readers import log_fields
 from ml_tracelens.readers.base import ReadStats
 
@@ -85,6 +86,16 @@ def line_problem(line: bytes) -> str | None:
     return None if type(value) is dict else f"not a JSON object ({json_kind(value)})"
 
 
+def _bad_line(line: bytes, depth: int) -> str | None:
+    """Why the line path would skip this non-blank line (None when it reads it), in its words:
+    the depth is checked before parsing there."""
+    if not line.strip(WHITESPACE):
+        return None
+    if limits.too_deep(line, depth):
+        return limits.depth_reason(depth)
+    return line_problem(line)
+
+
 def plain_float(value: float) -> str:
     """Shortest round-trip digits in positional notation, no trailing zeros: 1e-07 -> 0.0000001."""
     text = repr(value)
@@ -127,14 +138,22 @@ def fast_raw(
     """
     body = data.removeprefix(BOM) if first_line == 1 else data
     stats = ReadStats(format=format_name, lines=count_lines(body))
-    # A dump cut short by a killed process ends in half a line: the one bad line taken here.
-    last_start = body.rfind(b"\n", 0, len(body) - 1 if body.endswith(b"\n") else len(body)) + 1
-    last = body[last_start:].rstrip(b"\r\n")
-    if last.strip(WHITESPACE):
-        problem = line_problem(last)
+    # A rotated file read from the middle starts with half a line, and a dump cut short by a
+    # killed process ends in one: the first and last bad lines are taken here, so that such
+    # files keep the fast path. (A lone line is the last one.)
+    first_end = body.find(b"\n")
+    skipped_first = 0
+    if first_end >= 0:
+        problem = _bad_line(body[:first_end], depth)
         if problem:
-            stats.skip(f"{name}:{first_line + stats.lines - 1}", problem)
-            body = body[:last_start]
+            stats.skip(f"{name}:{first_line}", problem)
+            body = body[first_end + 1 :]
+            skipped_first = 1
+    last_start = body.rfind(b"\n", 0, len(body) - 1 if body.endswith(b"\n") else len(body)) + 1
+    problem = _bad_line(body[last_start:].rstrip(b"\r\n"), depth)
+    if problem:
+        stats.skip(f"{name}:{first_line + stats.lines - 1}", problem)
+        body = body[:last_start]
     schema = _schema(_sample_tree(body, min(depth, MAX_DEPTH)))
     # polars parses on its own threads while this one counts keys in the bytes.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -166,7 +185,8 @@ def fast_raw(
         # An object under a key the sample saw as text would arrive as text.
         raise FastPathUnavailable(f"{objects} object values in the bytes, {held_structs} read")
     _check_leaves(frame, leaves)
-    frame = frame.with_columns(_line=pl.Series(line_numbers, dtype=pl.Int64) + (first_line - 1))
+    offset = first_line - 1 + skipped_first
+    frame = frame.with_columns(_line=pl.Series(line_numbers, dtype=pl.Int64) + offset)
     raw, collisions = flat_columns(frame, leaves)
     blank = stats.lines - stats.skipped - frame.height
     stats.records = blank + frame.height
