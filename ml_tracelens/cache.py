@@ -68,6 +68,7 @@ def cache_key(
         return None
     fingerprint: list[Any] = [__version__, FORMAT_VERSION, input_format, options.strict]
     fingerprint.append(sorted(options.field_map.items()))
+    fingerprint.append(options.log_time)
     total = 0
     for source in sources:
         if source.file_path is None:
@@ -147,6 +148,9 @@ def _entry(key: str) -> tuple[Path, dict[str, Any], Telemetry, Structure] | None
             warnings=meta["warnings"],
             merged_duplicates=meta["merged_duplicates"],
             derived_spans=meta["derived_spans"],
+            log_span_lines=meta["log_span_lines"],
+            derived_roots=meta["derived_roots"],
+            log_lines_not_spans=meta["log_lines_not_spans"],
         )
         result = base, meta, telemetry, Structure(**structure)
     except (OSError, ValueError, KeyError, TypeError):
@@ -181,6 +185,9 @@ def store(key: str, telemetry: Telemetry, analysis: Analysis) -> None:
             "warnings": telemetry.warnings,
             "merged_duplicates": telemetry.merged_duplicates,
             "derived_spans": telemetry.derived_spans,
+            "log_span_lines": telemetry.log_span_lines,
+            "derived_roots": telemetry.derived_roots,
+            "log_lines_not_spans": telemetry.log_lines_not_spans,
             "span_columns": telemetry.spans.columns,
             "analysis_columns": analysis.spans.columns,
             "structure": structure,

@@ -21,6 +21,7 @@ from ml_tracelens.cli_base import (
     FieldOpt,
     FormatOpt,
     InputFormatOpt,
+    LogTimeOpt,
     NoCacheOpt,
     Paths,
     QuietOpt,
@@ -51,6 +52,7 @@ def summary(
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -60,7 +62,7 @@ def summary(
         from ml_tracelens.pipeline import load_analysed
         from ml_tracelens.reports import summary as summary_report
 
-        options = _read_options(field, strict)
+        options = _read_options(field, strict, log_time)
         with _progress(quiet) as progress:
             telemetry, analysis = load_analysed(
                 paths,
@@ -96,6 +98,7 @@ def latency(
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -108,6 +111,7 @@ def latency(
             input_format=input_format,
             strict=strict,
             fields=field,
+            log_time=log_time,
             where=where,
             since=since,
             until=until,
@@ -143,6 +147,7 @@ def errors(
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -155,6 +160,7 @@ def errors(
             input_format=input_format,
             strict=strict,
             fields=field,
+            log_time=log_time,
             where=where,
             since=since,
             until=until,
@@ -187,6 +193,7 @@ def bottlenecks(
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -199,6 +206,7 @@ def bottlenecks(
             input_format=input_format,
             strict=strict,
             fields=field,
+            log_time=log_time,
             where=where,
             since=since,
             until=until,
@@ -223,6 +231,7 @@ def convert(
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -230,7 +239,7 @@ def convert(
     with _errors_to_exit_codes(debug):
         from ml_tracelens.readers.parquet import write_parquet
 
-        telemetry = _load(paths, input_format, strict, field)
+        telemetry = _load(paths, input_format, strict, field, log_time)
         if not quiet:
             for warning in telemetry.warnings:
                 print_warning(warning)

@@ -60,6 +60,15 @@ FieldOpt = Annotated[
         metavar="NAME=KEY",
     ),
 ]
+LogTimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-time",
+        help="What a stage log line's timestamp marks: end (default: the line is written when "
+        "the stage finishes) or start. Config key: log_time.",
+        metavar="end|start",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback of unexpected errors.")]
 WhereOpt = Annotated[
@@ -158,17 +167,28 @@ def _field_map(fields: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _read_options(fields: list[str] | None, strict: bool):
-    """The reader options every command builds from --field and --strict."""
+def _read_options(fields: list[str] | None, strict: bool, log_time: str | None = None):
+    """The reader options every command builds from --field, --strict and --log-time (else the
+    config file's ``log_time``)."""
+    from ml_tracelens.config import log_time_setting
     from ml_tracelens.readers.base import ReadOptions
 
-    return ReadOptions(field_map=_field_map(fields), strict=strict)
+    return ReadOptions(
+        field_map=_field_map(fields), strict=strict, log_time=log_time_setting(log_time)
+    )
 
 
-def _load(paths: list[str], input_format: str | None, strict: bool, fields: list[str] | None):
+def _load(
+    paths: list[str],
+    input_format: str | None,
+    strict: bool,
+    fields: list[str] | None,
+    log_time: str | None = None,
+):
     from ml_tracelens import ingest
 
-    return ingest.load(paths, input_format=input_format, options=_read_options(fields, strict))
+    options = _read_options(fields, strict, log_time)
+    return ingest.load(paths, input_format=input_format, options=options)
 
 
 @contextmanager
@@ -189,6 +209,7 @@ def _analyse(
     input_format: str | None,
     strict: bool,
     fields: list[str] | None,
+    log_time: str | None = None,
     where: str | None = None,
     since: str | None = None,
     until: str | None = None,
@@ -211,18 +232,16 @@ def _analyse(
         telemetry, analysis = load_analysed(
             paths,
             input_format=input_format,
-            options=_read_options(fields, strict),
+            options=_read_options(fields, strict, log_time),
             use_cache=not no_cache,
             progress=progress,
             without=HEAVY_COLUMNS if _attribute_free(aggregate_by, where) else (),
         )
     if telemetry.spans.is_empty():
         from ml_tracelens.errors import InputError
+        from ml_tracelens.reports.summary import no_spans_message
 
-        raise InputError(
-            "no spans to analyse: the inputs hold only log lines without stage and duration "
-            "fields (see --field, e.g. --field stage=step --field duration=took_ms)"
-        )
+        raise InputError(no_spans_message(telemetry))
     span_filter = SpanFilter(
         where=where,
         since=since,

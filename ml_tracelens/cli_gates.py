@@ -12,6 +12,7 @@ from ml_tracelens.cli_base import (
     FieldOpt,
     FormatOpt,
     InputFormatOpt,
+    LogTimeOpt,
     NoCacheOpt,
     Paths,
     QuietOpt,
@@ -62,12 +63,13 @@ def check(
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """CI gate: check latency/error budgets; exit 1 when one is not met."""
     with _errors_to_exit_codes(debug):
-        from ml_tracelens.config import gate_budgets
+        from ml_tracelens.config import gate_budgets, log_time_setting
         from ml_tracelens.render.junit import write_report
         from ml_tracelens.reports import check as check_report
 
@@ -77,6 +79,7 @@ def check(
             input_format=input_format,
             strict=strict,
             fields=field,
+            log_time=log_time_setting(log_time, config),
             no_cache=no_cache,
             quiet=quiet,
         )
@@ -132,24 +135,27 @@ def diff(
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Compare a baseline with a current run per stage; with --fail-on, a regression gate."""
     with _errors_to_exit_codes(debug):
-        from ml_tracelens.config import gate_rules
+        from ml_tracelens.config import gate_rules, log_time_setting
         from ml_tracelens.render.junit import write_report
         from ml_tracelens.reports import diff as diff_report
         from ml_tracelens.reports import sides
 
         base_paths, cur_paths = sides.sides(paths, baseline, current)
         rules, config_warnings = gate_rules(fail_on, config)
+        log_time = log_time_setting(log_time, config)
         (_, base, _, base_context), (_, cur, _, cur_context) = (
             _analyse(
                 side,
                 input_format=input_format,
                 strict=strict,
                 fields=field,
+                log_time=log_time,
                 no_cache=no_cache,
                 quiet=quiet,
                 aggregate_by=[],
@@ -245,6 +251,7 @@ def models(
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -265,7 +272,7 @@ def models(
             compare=models_report.parse_compare(compare) if compare else None,
             window=window,
         )
-        current = _load(paths, input_format, strict, field)
-        base = _load(baseline, input_format, strict, field) if baseline else None
+        current = _load(paths, input_format, strict, field, log_time)
+        base = _load(baseline, input_format, strict, field, log_time) if baseline else None
         report = models_report.build(current=current, baseline=base, options=options)
         _emit(report, fmt, quiet)

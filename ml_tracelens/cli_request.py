@@ -11,6 +11,7 @@ from ml_tracelens.cli_base import (
     FieldOpt,
     FormatOpt,
     InputFormatOpt,
+    LogTimeOpt,
     NoCacheOpt,
     Paths,
     QuietOpt,
@@ -73,6 +74,7 @@ def show(
     no_cache: NoCacheOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -83,7 +85,7 @@ def show(
         from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
         from ml_tracelens.reports.summary import inputs_of, warnings_of
 
-        options = _read_options(field, strict)
+        options = _read_options(field, strict, log_time)
         with _progress(quiet) as progress:
             telemetry, spans, logs = load_cached_or_raw(
                 paths,
@@ -135,6 +137,7 @@ def traces(
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
     field: FieldOpt = None,
+    log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -148,6 +151,7 @@ def traces(
             input_format=input_format,
             strict=strict,
             fields=field,
+            log_time=log_time,
             where=where,
             since=since,
             until=until,

@@ -15,8 +15,9 @@ Shape (the same keys at the top of ``tracelens.toml`` or under ``[tool.tracelens
         "count>=1000",
     ]
     fail_on = ["p95>+10%", "error_rate>+0.5pp"]   # `tracelens diff`; same grammar as --fail-on
+    log_time = "start"               # every command: a stage log line's timestamp marks its start
 
-Both keys are optional. Options given on the command line are added to the file's entries.
+Every key is optional. Options given on the command line are added to the file's entries.
 Other keys are reported as warnings (a typo such as ``budget =`` must not silently check nothing).
 """
 
@@ -26,14 +27,15 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ml_tracelens.budgets import Budget, Rule, parse_budgets, parse_rules
 from ml_tracelens.errors import UsageError
 
 CONFIG_NAME = "tracelens.toml"
 PYPROJECT = "pyproject.toml"
-KNOWN_KEYS = ("budgets", "fail_on")
+KNOWN_KEYS = ("budgets", "fail_on", "log_time")
+LOG_TIMES = ("end", "start")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class GateConfig:
     path: Path | None = None
     budgets: tuple[str, ...] = ()
     fail_on: tuple[str, ...] = ()
+    #: what a stage log line's timestamp marks ("end" or "start"); None when not set
+    log_time: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -91,6 +95,7 @@ def load_config(path: Path | str | None = None, *, cwd: Path | None = None) -> G
         path=path,
         budgets=_strings(table, "budgets", path),
         fail_on=_strings(table, "fail_on", path),
+        log_time=_log_time(table, path),
         warnings=warnings,
     )
 
@@ -104,6 +109,27 @@ def _load(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _log_time(table: dict[str, Any], path: Path) -> str | None:
+    value = table.get("log_time")
+    if value is not None and value not in LOG_TIMES:
+        raise UsageError(f'{path}: log_time must be "end" or "start", not {value!r}')
+    return value
+
+
+def log_time_setting(
+    option: str | None, config: Path | str | None = None, *, cwd: Path | None = None
+) -> Literal["end", "start"]:
+    """What a stage log line's timestamp marks: ``--log-time``, else the config file's
+    ``log_time``, else "end"."""
+    if option is None:
+        option = load_config(config, cwd=cwd).log_time or "end"
+    if option == "end":
+        return "end"
+    if option == "start":
+        return "start"
+    raise UsageError(f"--log-time {option!r}: expected end or start")
 
 
 def _strings(table: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:

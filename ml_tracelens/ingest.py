@@ -15,7 +15,7 @@ import polars as pl
 
 from ml_tracelens.errors import InputError, MalformedInput
 from ml_tracelens.inputs import resolve
-from ml_tracelens.log_spans import spans_from_logs
+from ml_tracelens.log_spans import DerivedSpans, spans_from_logs, timestamp_resolution_ns
 from ml_tracelens.readers import READERS, detect
 from ml_tracelens.readers.base import InputSource, ReadOptions, ReadResult, ReadStats
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, empty_logs, empty_spans, validate
@@ -46,6 +46,8 @@ def load(
     span_frames: list[pl.DataFrame] = []
     log_frames: list[pl.DataFrame] = []
     summaries: list[InputSummary] = []
+    #: (log rows, timestamp resolution) per input, in row order: the slack of log-derived trees
+    resolutions: list[tuple[int, int]] = []
     warnings = list(resolved.warnings)
     result = None
     for source in resolved.sources:
@@ -64,6 +66,7 @@ def load(
             )
         )
         warnings.extend(_skip_warnings(source.name, result.stats))
+        warnings.extend(_reader_warnings(source.name, result.stats))
         if result.stats.format == "unknown":
             warnings.append(
                 f"{source.name}: skipped, not a telemetry format tracelens reads "
@@ -73,22 +76,40 @@ def load(
             span_frames.append(result.spans)
         if result.logs.height:
             log_frames.append(result.logs)
+            resolutions.append(
+                (result.logs.height, timestamp_resolution_ns(result.logs.get_column("time_ns")))
+            )
     spans = pl.concat(span_frames, how="vertical") if span_frames else empty_spans()
     logs = pl.concat(log_frames, how="vertical") if log_frames else empty_logs()
     # The pieces share their memory with the concatenation: hold no other reference to them, so
     # rechunking below can free each column's pieces as it goes.
     del span_frames, log_frames, result
     spans, merged = merge_identical_duplicates(spans)
-    derived = spans_from_logs(logs, known_trace_ids=spans.get_column("trace_id"))
-    if derived.height:
-        spans = pl.concat([spans, derived], how="vertical")
+    derived = spans_from_logs(
+        logs,
+        known_trace_ids=spans.get_column("trace_id"),
+        log_time=options.log_time,
+        resolutions=resolutions,
+    )
+    if options.strict and derived.problems:
+        location, reason = derived.problems[0]
+        raise MalformedInput(
+            f"{location}: stage line not turned into a span: {reason} (rejected by --strict)"
+        )
+    warnings.extend(_stage_line_warnings(derived))
+    if derived.spans.height:
+        spans = with_slack(spans, derived)
     # One chunk per column, once: on a frame of many chunks (readers concatenate one per 50,000
     # spans) every eager select or with_columns of polars copies all columns into one chunk again.
     spans, logs = rechunked(spans), rechunked(logs)
     if spans.is_empty() and logs.is_empty():
         formats = ", ".join(f"{s.path} ({s.format})" for s in summaries)
         # The warnings are never printed when this is raised: say why records were skipped.
-        skipped = [w for s in summaries for w in _skip_warnings(s.path, s.stats)]
+        skipped = [
+            w
+            for s in summaries
+            for w in (*_skip_warnings(s.path, s.stats), *_reader_warnings(s.path, s.stats))
+        ]
         raise InputError(
             f"no spans or log records in {formats}; pass --input-format to override detection"
             + "".join(f"; {w}" for w in skipped)
@@ -99,8 +120,31 @@ def load(
         inputs=summaries,
         warnings=warnings,
         merged_duplicates=merged,
-        derived_spans=derived.height,
+        derived_spans=derived.spans.height,
+        log_span_lines=derived.span_lines,
+        derived_roots=derived.derived_roots,
+        log_lines_not_spans=derived.not_spans,
     )
+
+
+def with_slack(spans: pl.DataFrame, derived: DerivedSpans) -> pl.DataFrame:
+    """``spans`` and the log-derived spans in one frame, with the ``slack_ns`` column the
+    analysis allows log-derived trees (null for spans read as spans)."""
+    read = spans.with_columns(slack_ns=pl.lit(None, dtype=pl.Int64))
+    made = derived.spans.with_columns(slack_ns=derived.slack_ns)
+    return pl.concat([read, made], how="vertical")
+
+
+def _stage_line_warnings(derived: DerivedSpans) -> Iterable[str]:
+    lost = derived.unreadable_stage_lines
+    if lost:
+        total = sum(lost.values())
+        reasons = ", ".join(f"{n:,} {reason}" for reason, n in lost.items())
+        first = "; ".join(f"{loc}: {reason}" for loc, reason in derived.problems)
+        yield (
+            f"{total:,} stage log line{'s' if total != 1 else ''} not turned into spans "
+            f"({reasons}; first: {first})"
+        )
 
 
 def read_source(
@@ -160,6 +204,10 @@ def _skip_warnings(name: str, stats: ReadStats) -> Iterable[str]:
         if stats.skipped_items:
             parts.append(f"{stats.skipped_items:,} malformed spans or records inside them")
         yield f"{name}: skipped {' and '.join(parts)} (first: {first}); pass --strict to fail instead"
+
+
+def _reader_warnings(name: str, stats: ReadStats) -> Iterable[str]:
+    return (f"{name}: {message}" for message in stats.warnings)
 
 
 def rechunked(frame: pl.DataFrame) -> pl.DataFrame:

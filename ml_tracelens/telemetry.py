@@ -42,6 +42,12 @@ class Telemetry:
     merged_duplicates: int = 0
     #: spans built from log lines (stage + duration + correlation id), not read as spans
     derived_spans: int = 0
+    #: log lines that became spans (``derived_spans`` less the derived roots)
+    log_span_lines: int = 0
+    #: requests from logs given a derived ``request`` root: no line of theirs covers the others
+    derived_roots: int = 0
+    #: reason -> log lines that did not become spans (see ``log_spans``)
+    log_lines_not_spans: dict[str, int] = field(default_factory=dict)
 
     @property
     def skipped_lines(self) -> int:

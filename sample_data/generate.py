@@ -385,7 +385,9 @@ def app_log_truth(lines: list[dict[str, Any]]) -> dict[str, Any]:
         if "stage" in line:
             item = stages.setdefault(line["stage"], {"count": 0, "errors": 0})
             item["count"] += 1
-            item["errors"] += line["level"] == "error"
+            # The README's rule: an error level, or an error field (the handled profile
+            # lookup failures are warnings with an error field).
+            item["errors"] += line["level"] == "error" or bool(line.get("error"))
     return {
         "lines": len(lines),
         "requests": len({line["request_id"] for line in lines}),

@@ -405,7 +405,7 @@ def log_telemetry(lines: list[dict[str, Any]]) -> Telemetry:
     """Telemetry of a JSON-lines log as ingest builds it (log reader, then spans from logs)."""
     data = "".join(json.dumps(line) + "\n" for line in lines).encode()
     logs = json_logs.parse_logs(data, "app.jsonl", ReadOptions()).logs
-    spans = spans_from_logs(logs, known_trace_ids=pl.Series([], dtype=pl.String))
+    spans = spans_from_logs(logs, known_trace_ids=pl.Series([], dtype=pl.String)).spans
     return Telemetry(spans=spans, logs=logs)
 
 

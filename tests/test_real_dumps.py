@@ -30,6 +30,7 @@ for module in (
     pytest.importorskip(module, reason="install the test extra: pip install -e '.[test]'")
 
 from ml_tracelens import ingest  # noqa: E402  (after the skips: no point importing otherwise)
+from ml_tracelens.pipeline import load_analysed  # noqa: E402
 from ml_tracelens.schema import attribute  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent / "realdumps" / "make_real_dumps.py"
@@ -191,3 +192,31 @@ def test_logs_alone_become_the_gateway_stages(
     assert spans.filter(pl.col("parent_id").is_null()).height == len(truth["requests"])
     failed = stages.filter(pl.col("status") == "error").get_column("name").to_list()
     assert failed == ["model.inference"]
+
+
+def test_the_three_loggers_give_one_critical_path(real_dumps: Path, truth: dict[str, Any]) -> None:
+    # The same run logged by structlog and loguru (microsecond times) and python-json-logger
+    # (asctime, whole milliseconds). The microsecond logs must rebuild the same trees and so the
+    # same critical path. This run's stages last 1 to 5 ms with sub-millisecond gaps, so at a
+    # 1 ms resolution short neighbours nest within the slack: only the longest stage and the
+    # request's own share are still pinned down there.
+    shares = {}
+    for library, (file, *_) in LOGGERS.items():
+        _, analysis = load_analysed([str(real_dumps / file)], use_cache=False)
+        spans = analysis.spans
+        total = spans.filter(pl.col("parent_id").is_null()).get_column("duration_ns").sum()
+        shares[library] = {
+            name: cp / total for name, cp in spans.group_by("name").agg(pl.sum("cp_ns")).iter_rows()
+        }
+    assert shares["structlog"].keys() == shares["loguru"].keys()
+    assert shares["structlog"].keys() == shares["python-json-logger"].keys()
+    for stage, share in shares["structlog"].items():
+        assert shares["loguru"][stage] == pytest.approx(share, abs=0.005), stage
+    coarse = shares["python-json-logger"]
+    assert coarse["model.inference"] == pytest.approx(
+        shares["structlog"]["model.inference"], abs=0.02
+    )
+    # The derived root holds the gaps between stages, not the whole request (it held 41% when
+    # the stages hung flat under it and rounded neighbours fell off the path).
+    assert shares["structlog"]["request"] < 0.2
+    assert coarse["request"] == pytest.approx(shares["structlog"]["request"], abs=0.08)

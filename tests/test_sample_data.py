@@ -425,12 +425,18 @@ def test_app_log_reads_to_the_truth() -> None:
         }
     )
     assert logs.select(expected.columns).equals(expected)
-    # A log dump alone: every stage line becomes a span under one derived root per request.
+    # A log dump alone: every stage line becomes a span. The file has no line of the request
+    # itself, so a request of several sequential stages gets a derived root; a request that
+    # stopped at its first stage has one line, and that line is its root.
     spans = telemetry.spans
-    assert telemetry.derived_spans == spans.height == t["stage_lines"] + t["requests"]
+    lines_per_request = Counter(r["request_id"] for r in raw if r.get("stage"))
+    rooted = sum(1 for n in lines_per_request.values() if n > 1)
+    assert 0 < rooted < t["requests"] == len(lines_per_request)
+    assert telemetry.derived_roots == rooted
+    assert telemetry.derived_spans == spans.height == t["stage_lines"] + rooted
     derived = {n: (c, e) for n, (c, e, _) in stage_table(spans).items()}
     want = {n: (s["count"], s["errors"]) for n, s in t["stages"].items()}
-    assert derived == {**want, "request": (t["requests"], 0)}
+    assert derived == {**want, "request": (rooted, 0)}
     stages = spans.filter(pl.col("name") != "request")
     assert stage_table(stages) == {
         n: (c, t["stages"][n]["errors"], d)

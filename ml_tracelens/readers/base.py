@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import polars as pl
 
@@ -33,6 +33,9 @@ class ReadOptions:
     #: canonical log field -> the key holding it in the user's logs (``--field time=ts``)
     field_map: Mapping[str, str] = field(default_factory=dict)
     strict: bool = False
+    #: what a log line's timestamp marks on a stage interval: its "end" (a line reporting a
+    #: duration is written when the stage finishes) or its "start"
+    log_time: Literal["end", "start"] = "end"
 
 
 class InputSource:
@@ -124,6 +127,12 @@ class ReadStats:
     skipped_items: int = 0  # malformed spans/records dropped from a line/document that was read
     ignored: dict[str, int] = field(default_factory=dict)  # well-formed but not telemetry we use
     problems: list[tuple[str, str]] = field(default_factory=list)  # (location, reason), first few
+    #: Sentences for the user about this input that are not malformed records (a ``--field``
+    #: key no line has); ingest prefixes the input's name and adds them to Telemetry.warnings.
+    warnings: list[str] = field(default_factory=list)
+    #: Flattened keys of the first few records of a JSON-lines input, sorted, so that a message
+    #: about logs that give nothing to analyse can show what the lines hold.
+    sample_keys: list[str] = field(default_factory=list)
 
     def skip(self, location: str, reason: str) -> None:
         self.skipped += 1
@@ -138,6 +147,24 @@ class ReadStats:
 
     def ignore(self, what: str, count: int = 1) -> None:
         self.ignored[what] = self.ignored.get(what, 0) + count
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def add(self, part: ReadStats) -> None:
+        """Add the accounting of a later part of the same input (a block, a byte range)."""
+        self.lines += part.lines
+        self.records += part.records
+        self.skipped += part.skipped
+        self.skipped_items += part.skipped_items
+        for what, count in part.ignored.items():
+            self.ignore(what, count)
+        self.problems.extend(part.problems[: max(0, MAX_PROBLEMS_KEPT - len(self.problems))])
+        for message in part.warnings:
+            self.warn(message)
+        if not self.sample_keys:
+            self.sample_keys = list(part.sample_keys)
 
 
 @dataclass

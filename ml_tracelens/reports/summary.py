@@ -86,6 +86,9 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         "traces_with_multiple_roots": structure.traces_with_multiple_roots,
         "derived_spans": telemetry.derived_spans,
         "log_records": telemetry.logs.height,
+        "log_lines_as_spans": telemetry.log_span_lines,
+        "derived_request_roots": telemetry.derived_roots,
+        "log_lines_not_spans": dict(telemetry.log_lines_not_spans),
         "skipped_lines": telemetry.skipped_lines,
         "skipped_items": telemetry.skipped_items,
         "skew": skew,
@@ -105,6 +108,15 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         ("clock-skew signals", structure.skewed_spans),
         ("spans derived from logs", telemetry.derived_spans),
         ("log records", telemetry.logs.height),
+        ("log lines that became spans", telemetry.log_span_lines),
+        (
+            "requests under a derived root (no log line covers them)",
+            telemetry.derived_roots,
+        ),
+        *(
+            (f"log lines not spans: {reason}", count)
+            for reason, count in telemetry.log_lines_not_spans.items()
+        ),
         ("lines skipped", telemetry.skipped_lines),
         ("malformed spans skipped inside read lines", telemetry.skipped_items),
     ]
@@ -161,3 +173,37 @@ def _min(a: Any, b: Any) -> Any:
 
 def _max(a: Any, b: Any) -> Any:
     return b if a is None else a if b is None else max(a, b)
+
+
+#: What a log line needs to become a span: (log column, what it is, the --field that maps it).
+_SPAN_FIELDS = (
+    ("stage", "a stage key", "--field stage=KEY"),
+    ("duration_ns", "a duration key", "--field duration=KEY[:ms|s|us|ns]"),
+    ("time_ns", "a time key", "--field time=KEY"),
+    ("correlation_id", "a request or trace id key", "--field correlation_id=KEY"),
+)
+
+
+def no_spans_message(telemetry: Telemetry) -> str:
+    """Why a dump gave nothing to analyse, worded for a person: what the log lines lack, the
+    keys they do hold, and the ``--field`` that would map each missing one."""
+    logs = telemetry.logs
+    if logs.is_empty():
+        return "no spans to analyse: the inputs hold no spans and no log lines"
+    present = logs.select(pl.col(c).is_not_null().any() for c, _, _ in _SPAN_FIELDS).row(0)
+    missing = [
+        (what, fix) for (_, what, fix), has in zip(_SPAN_FIELDS, present, strict=True) if not has
+    ]
+    keys = sorted({k for i in telemetry.inputs for k in i.stats.sample_keys})
+    shown = ", ".join(keys[:30]) + (f", ... ({len(keys)} keys)" if len(keys) > 30 else "")
+    parts = [f"no spans to analyse: none of {logs.height:,} log lines is a stage interval"]
+    if missing:
+        parts.append(
+            "no line has " + ", ".join(f"{what} (map it with {fix})" for what, fix in missing)
+        )
+    else:
+        reasons = telemetry.log_lines_not_spans
+        parts.append(", ".join(f"{n:,} {reason}" for reason, n in reasons.items()))
+    if keys:
+        parts.append(f"keys in the first lines: {shown}")
+    return "; ".join(parts)
