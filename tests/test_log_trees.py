@@ -4,15 +4,19 @@ brute-force reading of it, and random trees logged as lines that must rebuild to
 from __future__ import annotations
 
 import itertools
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from ml_tracelens import log_spans
+from ml_tracelens.cli import app
 from ml_tracelens.log_spans import (
     DERIVED_ROOT_NAME,
     NO_DURATION,
@@ -25,6 +29,7 @@ from ml_tracelens.log_spans import (
 from ml_tracelens.schema import logs_from_columns
 
 NONE = pl.Series([], dtype=pl.String)
+runner = CliRunner()
 MS = 1_000_000
 BASE = 1_795_683_136 * 1_000_000_000  # any instant well after the epoch
 
@@ -395,3 +400,81 @@ def test_any_tree_rebuilds_from_shuffled_lines_with_parent_ids(
     )
     want = {f"s{i}": None if p is None else f"s{p}" for i, (_, _, p) in enumerate(tree)}
     assert parents(derived) == want
+
+
+# --- through the command line --------------------------------------------------------------------
+
+
+def test_unreadable_stage_lines_are_warned_about_and_summarised(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(
+        '{"timestamp": "2026-11-26T08:52:16.100Z", "request_id": "r", "stage": "a", "duration_ms": 5}\n'
+        '{"timestamp": "2026-11-26T08:52:16.200Z", "request_id": "r", "stage": "b", "duration_ms": "abc"}\n'
+        '{"timestamp": "2026-11-26T08:52:16.300Z", "request_id": "r", "stage": "c", "duration_ms": -4}\n'
+        '{"timestamp": "2026-02-30T08:52:16.300Z", "request_id": "r", "stage": "d", "duration_ms": 4}\n'
+        '{"timestamp": "2026-11-26T08:52:16.400Z", "request_id": "r", "event": "done"}\n'
+    )
+    result = runner.invoke(app, ["summary", str(log), "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["log_lines_as_spans"] == 1
+    assert summary["log_lines_not_spans"] == {
+        "duration not a number": 1,
+        "negative duration": 1,
+        "unreadable time": 1,
+        NO_STAGE: 1,
+    }
+    warning = next(line for line in result.stderr.splitlines() if "stage log line" in line)
+    assert "3 stage log lines not turned into spans" in warning
+    assert f"{log}:2: duration not a number" in warning
+    assert f"{log}:3: negative duration" in warning
+    assert f"{log}:4: unreadable time" in warning
+    strict = runner.invoke(app, ["latency", str(log), "--strict"])
+    assert strict.exit_code == 2
+    assert f"{log}:2" in strict.stderr
+
+
+def test_log_time_start_on_the_command_line_and_in_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One request: req logged at 0 with 100 ms, a at 10 ms with 20 ms. As end times: req[-100,0]
+    # and a[-10,10] overlap partially (two tops, a derived root); as start times a nests in req.
+    log = tmp_path / "app.log"
+    log.write_text(
+        '{"timestamp": "2026-11-26T08:52:16.000Z", "request_id": "r", "stage": "req", "duration_ms": 100}\n'
+        '{"timestamp": "2026-11-26T08:52:16.010Z", "request_id": "r", "stage": "a", "duration_ms": 20}\n'
+    )
+    monkeypatch.chdir(tmp_path)
+
+    def stages(*extra: str) -> set[str]:
+        result = runner.invoke(app, ["latency", str(log), "-f", "json", *extra])
+        assert result.exit_code == 0, result.stderr
+        return {row["stage"] for row in json.loads(result.stdout)["rows"]}
+
+    assert stages() == {"req", "a", DERIVED_ROOT_NAME}
+    assert stages("--log-time", "start") == {"req", "a"}
+    (tmp_path / "tracelens.toml").write_text('log_time = "start"\n')
+    assert stages() == {"req", "a"}
+    assert stages("--log-time", "end") == {"req", "a", DERIVED_ROOT_NAME}
+    bad = runner.invoke(app, ["latency", str(log), "--log-time", "middle"])
+    assert bad.exit_code == 2
+    assert "--log-time 'middle': expected end or start" in bad.stderr
+
+
+def test_no_spans_names_the_missing_keys_and_the_fix(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(
+        '{"ts": "2026-11-26T08:52:16Z", "rid": "a", "step": "x", "took": 5}\n'
+        '{"ts": "2026-11-26T08:52:17Z", "rid": "a", "step": "y", "took": 5}\n'
+    )
+    result = runner.invoke(app, ["latency", str(log)])
+    assert result.exit_code == 2
+    message = result.stderr
+    assert "no line has a duration key (map it with --field duration=KEY" in message
+    assert "a request or trace id key (map it with --field correlation_id=KEY)" in message
+    assert "keys in the first lines: rid, step, took, ts" in message
+    assert "stage key" not in message  # "step" is a stage alias
+    fixed = runner.invoke(
+        app, ["latency", str(log), "--field", "duration=took", "--field", "correlation_id=rid"]
+    )
+    assert fixed.exit_code == 0, fixed.stderr
