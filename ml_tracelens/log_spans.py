@@ -180,12 +180,6 @@ def _classified(
     logs: pl.DataFrame, *, known_trace_ids: pl.Series, log_time: LogTime
 ) -> pl.DataFrame:
     """Every log row with its request key, interval and, when it is no span, why not."""
-    links = (
-        logs.lazy()
-        .filter(pl.col("trace_id").is_not_null() & pl.col("correlation_id").is_not_null())
-        .group_by("correlation_id", maintain_order=True)
-        .agg(_linked=pl.col("trace_id").first())
-    )
     time, duration = pl.col("time_ns").cast(pl.Int128), pl.col("duration_ns").cast(pl.Int128)
     start, end = (time - duration, time) if log_time == "end" else (time, time + duration)
 
@@ -205,14 +199,28 @@ def _classified(
         .then(pl.lit(OUT_OF_RANGE))
         .when(pl.col("_request").is_null())
         .then(pl.lit(NO_REQUEST))
-        .when(pl.col("_request").is_in(known_trace_ids.unique().implode()))
-        .then(pl.lit(HAS_SPANS))
     )
+    if known_trace_ids.len():
+        reason = reason.when(pl.col("_request").is_in(known_trace_ids.unique().implode())).then(
+            pl.lit(HAS_SPANS)
+        )
+    lines = logs.lazy().with_row_index("_row")
+    # A line with only a request id takes the trace id another line pairs with that request id:
+    # only worth a join when such a line exists.
+    if logs.select(
+        (pl.col("trace_id").is_null() & pl.col("correlation_id").is_not_null()).any()
+    ).item():
+        links = (
+            logs.lazy()
+            .filter(pl.col("trace_id").is_not_null() & pl.col("correlation_id").is_not_null())
+            .group_by("correlation_id", maintain_order=True)
+            .agg(_linked=pl.col("trace_id").first())
+        )
+        lines = lines.join(links, on="correlation_id", how="left", maintain_order="left")
+    else:
+        lines = lines.with_columns(_linked=pl.lit(None, dtype=pl.String))
     return (
-        logs.lazy()
-        .with_row_index("_row")
-        .join(links, on="correlation_id", how="left", maintain_order="left")
-        .with_columns(
+        lines.with_columns(
             _request=pl.coalesce(pl.col("trace_id"), pl.col("_linked"), pl.col("correlation_id")),
             _start=bounded(start),
             _end=bounded(end),
@@ -320,7 +328,9 @@ def _containing_parents(lines: pl.DataFrame) -> pl.DataFrame:
         .sort("_pos", "_dur_p", "_pos_p", descending=[False, False, True])
         .unique("_pos", keep="first", maintain_order=True)
         .select("_pos", _parent="_pos_p")
-        .collect()
+        # Streaming: the pairs (about lines x lines per request) never all sit in memory, and
+        # it is faster too (0.40 s against 0.63 s on 1M lines of 130k requests).
+        .collect(engine="streaming")
     )
 
 
