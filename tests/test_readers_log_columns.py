@@ -1,6 +1,6 @@
 """What the JSON-lines log reader gives the log-derived span trees and error counts: the error
-flag and message, parent span ids, why a time or duration was not read; and how it detects logs
-whose first lines are damaged.
+flag and message, parent span ids, why a time or duration was not read; how it detects logs
+whose first lines are damaged; and what it tells the user about ``--field``.
 
 Every expected value is written by hand from the line beside it (the rule is in
 ``readers/log_fields``). Each line is parsed on its own on both parse paths, and all lines
@@ -9,6 +9,7 @@ together, so the paths are held to the same hand-written table.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,13 @@ import orjson
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from typer.testing import CliRunner
 
 from ml_tracelens import ingest
+from ml_tracelens.cli import app
+from ml_tracelens.errors import UsageError
 from ml_tracelens.readers import detect, json_logs, log_fields
-from ml_tracelens.readers.base import InputSource, ReadOptions
+from ml_tracelens.readers.base import InputSource, ReadOptions, ReadStats
 from ml_tracelens.readers.log_fast import FastPathUnavailable
 from ml_tracelens.readers.parquet import read as read_parquet
 from ml_tracelens.readers.parquet import write_parquet
@@ -419,6 +423,82 @@ def test_nan_in_the_middle_falls_back_to_the_line_path() -> None:
         ("f:7", "invalid JSON (unexpected character, expected a JSON value)")
     ]
     assert parsed.logs.height == 12
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["took:minutes", "took:", "http:took"])
+def test_unknown_duration_unit_is_a_usage_error(key: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        log_fields.validate_field_map({"duration": key})
+    message = str(raised.value)
+    assert message.startswith(f"--field duration={key}: unknown unit")
+    assert "ns, us, µs, μs, ms, s, m, min, h" in message
+    source = InputSource("x", lambda: io.BytesIO(b'{"took": 1}\n'))
+    with pytest.raises(UsageError, match="unknown unit"):
+        json_logs.read(source, ReadOptions(field_map={"duration": key}))
+
+
+def test_a_key_with_a_colon_takes_an_explicit_unit() -> None:
+    data = orjson.dumps({"http:took": 2}) + b"\n"
+    logs = _parse(data, "auto", {"duration": "http:took:s"}).logs
+    assert logs.item(0, "duration_ns") == 2_000_000_000
+
+
+def _read(data: bytes, field_map: dict[str, str], name: str = "app.log") -> ReadStats:
+    source = InputSource(name, lambda: io.BytesIO(data))
+    return json_logs.read(source, ReadOptions(field_map=field_map)).stats
+
+
+def test_a_field_key_no_line_has_is_a_warning() -> None:
+    data = _line({"stage": "infer", "took": 3, "failure": {"type": "E"}})
+    assert _read(data, {"stage": "step", "duration": "took:ms", "error": "failure"}).warnings == [
+        '--field stage=step: no line has the key "step"'
+    ]
+    assert _read(data, {"duration": "wait:ms", "trace_id": "record.extra.tid"}).warnings == [
+        '--field duration=wait:ms: no line has the key "wait"',
+        '--field trace_id=record.extra.tid: no line has the key "record.extra.tid"',
+    ]
+
+
+def test_a_key_found_in_a_later_block_is_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = LINES * 20 + _line({"step": "infer"})
+    monkeypatch.setattr(json_logs, "BLOCK_BYTES", 200)
+    assert _read(data, {"stage": "step"}).warnings == []
+    assert _read(data, {"stage": "phase"}).warnings == [
+        '--field stage=phase: no line has the key "phase"'
+    ]
+
+
+def test_reader_warnings_reach_the_user(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_bytes(_line({"stage": "infer", "duration_ms": 3, "request_id": "r"}))
+    telemetry = ingest.load([str(path)], options=ReadOptions(field_map={"stage": "step"}))
+    assert f'{path}: --field stage=step: no line has the key "step"' in telemetry.warnings
+    assert telemetry.inputs[0].stats.warnings == ['--field stage=step: no line has the key "step"']
+    result = CliRunner().invoke(app, ["summary", str(path), "--field", "stage=step"])
+    assert result.exit_code == 0, result.output
+    assert '--field stage=step: no line has the key "step"' in result.stderr
+    assert "no line has the key" not in result.stdout
+
+
+def test_sample_keys_are_the_keys_of_the_first_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = (
+        b"\n"
+        + b"not json\n"
+        + _line({"ts": 1, "ctx": {"model": "m"}})
+        + _line({"level": "info"})
+        + b"".join(_line({"n": n}) for n in range(3))
+        + _line({"late": 1})
+    )
+    # blank and bad lines hold no keys; "late" is past the first five records
+    assert _read(data, {}).sample_keys == ["ctx.model", "level", "msg", "n", "ts"]
+    # Blocks of a line or two: the first block with records gives them.
+    monkeypatch.setattr(json_logs, "BLOCK_BYTES", 20)
+    assert _read(data, {}).sample_keys == ["ctx.model", "msg", "ts"]
+    for path in PATHS:  # a null value is no key
+        assert _parse(_line({"b": 1, "a": None}), path).stats.sample_keys == ["b", "msg"]
 
 
 # --- other readers -----------------------------------------------------------------------------

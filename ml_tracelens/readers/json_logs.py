@@ -50,7 +50,9 @@ line nested deeper than ``TRACELENS_MAX_JSON_DEPTH`` is skipped with its locatio
 
 Accounting: ``lines == records + skipped``; blank lines are records counted under
 ``ignored["blank lines"]``; a valid JSON line that is not an object is skipped; an object with no
-recognised key is still a log row.
+recognised key is still a log row. ``ReadStats.warnings`` holds a sentence per ``--field`` key
+that no line has; ``ReadStats.sample_keys`` the keys of the first ``SAMPLE_KEY_RECORDS`` records
+(of the first block holding any), for messages about logs with nothing to analyse.
 """
 
 from __future__ import annotations
@@ -66,7 +68,6 @@ import polars as pl
 from ml_tracelens import limits
 from ml_tracelens.readers import log_fields
 from ml_tracelens.readers.base import (
-    MAX_PROBLEMS_KEPT,
     InputSource,
     ReaderSpec,
     ReadOptions,
@@ -96,8 +97,12 @@ CHUNK_LINES = 100_000
 
 ParsePath = Literal["auto", "fast", "python"]
 
+
 #: Complete non-blank lines of the head the sniffer judges.
 SNIFF_LINES = 20
+#: Records whose keys are kept in ``ReadStats.sample_keys``, and at most how many keys.
+SAMPLE_KEY_RECORDS = 5
+MAX_SAMPLE_KEYS = 100
 
 
 @dataclass
@@ -106,6 +111,8 @@ class ParsedLogs:
     stats: ReadStats
     path: str  # "fast" or "python"
     fallback_reason: str | None = None
+    #: the ``--field`` keys (``Plan.user_keys`` values) some line of the block has
+    found_keys: frozenset[str] = frozenset()
 
 
 def sniff(head: bytes) -> bool:
@@ -144,16 +151,24 @@ def _is_object(line: bytes) -> bool:
 
 
 def read(source: InputSource, options: ReadOptions) -> ReadResult:
-    """Read an input block by block (newline-aligned), so memory stays bounded on big dumps."""
+    """Read an input block by block (newline-aligned), so memory stays bounded on big dumps.
+
+    A ``--field`` key that no line has is a warning in ``ReadStats.warnings``.
+    """
     plan = log_fields.plan(options.field_map)
     stats = ReadStats(format=NAME)
     frames = []
+    found: set[str] = set()
     with source.open() as stream:
         for block, first_line in blocks(stream, source.name):
             parsed = parse_logs(block, source.name, options, first_line=first_line, plan=plan)
-            _add_stats(stats, parsed.stats)
+            stats.add(parsed.stats)
+            found |= parsed.found_keys
             if parsed.logs.height:
                 frames.append(parsed.logs)
+    for name, key in plan.user_keys.items():
+        if key not in found:
+            stats.warn(f'--field {name}={options.field_map[name]}: no line has the key "{key}"')
     logs = pl.concat(frames, how="vertical") if frames else empty_logs()
     return ReadResult(stats=stats, logs=logs)
 
@@ -196,15 +211,6 @@ def _long_line(block: bytes, limit: int) -> int | None:
     return None
 
 
-def _add_stats(total: ReadStats, part: ReadStats) -> None:
-    total.lines += part.lines
-    total.records += part.records
-    total.skipped += part.skipped
-    for what, count in part.ignored.items():
-        total.ignore(what, count)
-    total.problems.extend(part.problems[: max(0, MAX_PROBLEMS_KEPT - len(total.problems))])
-
-
 READER = ReaderSpec(
     name=NAME,
     description="JSON-lines logs (structlog, python-json-logger, loguru, ECS, plain loggers)",
@@ -233,6 +239,7 @@ def parse_logs(
         plan = log_fields.plan(options.field_map)
     depth = limits.current().max_json_depth
     reason = None
+    found: set[str] = set()
     if path != "python":
         try:
             stats, raw = fast_raw(
@@ -243,11 +250,12 @@ def parse_logs(
                 raise
             reason = str(exc)
         else:
-            return ParsedLogs(_finish(stats, [raw], name, plan), stats, "fast")
+            logs = _finish(stats, [raw], name, plan, found)
+            return ParsedLogs(logs, stats, "fast", found_keys=frozenset(found))
     stats = ReadStats(format=NAME)
     chunks = _python_chunks(data, name, stats, first_line=first_line, depth=depth)
-    logs = _finish(stats, chunks, name, plan)
-    return ParsedLogs(logs, stats, "python", reason)
+    logs = _finish(stats, chunks, name, plan, found)
+    return ParsedLogs(logs, stats, "python", reason, frozenset(found))
 
 
 def _finish(
@@ -255,16 +263,32 @@ def _finish(
     raws: Iterator[pl.DataFrame] | list[pl.DataFrame],
     name: str,
     plan: log_fields.Plan,
+    found: set[str],
 ) -> pl.DataFrame:
+    """Map raw chunks to log rows; note in ``found`` the ``--field`` keys they hold, and in
+    ``stats.sample_keys`` the keys of the first records."""
     frames = []
+    wanted = frozenset(plan.user_keys.values())
     for raw in raws:
         if not raw.height:
             continue
+        columns = [c for c in raw.columns if c != "_line"]
+        found.update(log_fields.keys_held(columns, wanted - found))
+        if not stats.sample_keys:
+            stats.sample_keys = _sample_keys(raw.head(SAMPLE_KEY_RECORDS), columns)
         logs, unread = log_fields.to_logs(raw, source_name=name, plan_=plan)
         for what, count in unread.items():
             stats.ignore(what, count)
         frames.append(logs)
     return pl.concat(frames, how="vertical") if frames else empty_logs()
+
+
+def _sample_keys(head: pl.DataFrame, columns: list[str]) -> list[str]:
+    if not columns:
+        return []
+    nulls = head.select(columns).null_count().row(0)
+    held = sorted(c for c, n in zip(columns, nulls, strict=True) if n < head.height)
+    return held[:MAX_SAMPLE_KEYS]
 
 
 # --- line by line (orjson) ---------------------------------------------------------------------

@@ -40,7 +40,8 @@ negative number) or ``duration not a number``.
 Canonical field names for ``--field FIELD=KEY`` (``ReadOptions.field_map``) are ``FIELD_NAMES``;
 a user key replaces the built-in aliases of that field (a dotted key is a nested path; for
 ``error`` an object under the key counts, and its ``KEY.message`` and ``KEY.type`` give the
-text). ``duration=KEY`` takes its unit from ``KEY:UNIT`` (``took:ms``), else from a unit suffix of the
+text). ``duration=KEY`` takes its unit from ``KEY:UNIT`` (``took:ms``; an unknown unit is a
+usage error, so a key holding a colon needs an explicit unit), else from a unit suffix of the
 key (``took_ms``, ``latencyUs``, ``wait_seconds``), else from the built-in alias of that name,
 else milliseconds.
 """
@@ -48,7 +49,7 @@ else milliseconds.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -216,10 +217,13 @@ class Plan:
     error_keys: frozenset[str]
     #: keys holding an HTTP status
     status_keys: tuple[str, ...]
+    #: --field name -> the flattened key it names (without a duration's :UNIT)
+    user_keys: Mapping[str, str]
 
 
 def validate_field_map(field_map: Mapping[str, str]) -> dict[str, str]:
-    """Check ``--field`` names; raise UsageError naming the bad one and the valid ones."""
+    """Check ``--field`` names and duration units; raise UsageError naming the bad one and the
+    valid ones."""
     for name, key in field_map.items():
         if name not in FIELD_NAMES:
             raise UsageError(
@@ -228,14 +232,22 @@ def validate_field_map(field_map: Mapping[str, str]) -> dict[str, str]:
             )
         if not key:
             raise UsageError(f"--field {name}= needs a key name")
+        if name == "duration":
+            duration_unit(key)
     return dict(field_map)
 
 
 def duration_unit(key: str) -> tuple[str, int]:
     """A user's duration key -> (key, unit in ns), per the rules in the module docstring."""
     base, _, unit = key.rpartition(":")
-    if base and unit in v.UNITS:
-        return base, v.UNITS[unit]
+    if base:
+        if unit in v.UNITS:
+            return base, v.UNITS[unit]
+        # Taking "took:minutes" as a key no line has would only show as missing durations.
+        raise UsageError(
+            f"--field duration={key}: unknown unit {unit!r}; units: {', '.join(v.UNITS)} "
+            f"(a key holding a colon needs one: --field duration={key}:ms)"
+        )
     for pattern, unit_ns in _SUFFIX_UNITS:
         if pattern.search(key):
             return key, unit_ns
@@ -276,12 +288,14 @@ def plan(field_map: Mapping[str, str]) -> Plan:
         "stage": keys(STAGE_KEYS, "text"),
         "duration": durations,
     }
+    user_keys: dict[str, str] = {}
     for name, key in field_map.items():
         if name == "duration":
             key, unit = duration_unit(key)
             fields[name] = [Candidate(key, "duration", unit)]
         elif name != "error":
             fields[name] = [Candidate(key, fields[name][0].parse)]
+        user_keys[name] = key
     # The error field (the user's key, which may hold an object, or the aliases), then the
     # exception fields, then an error type alone (left in attributes: it is what --by wants).
     if "error" in field_map:
@@ -311,6 +325,7 @@ def plan(field_map: Mapping[str, str]) -> Plan:
         fields={name: tuple(found) for name, found in fields.items()},
         error_keys=error_keys,
         status_keys=_with_extra(STATUS_KEYS),
+        user_keys=user_keys,
     )
 
 
@@ -464,6 +479,15 @@ def to_logs(
 def _under(columns: list[str], keys: frozenset[str]) -> list[str]:
     """The columns that are one of ``keys`` or a key inside an object under one of them."""
     return [c for c in columns if not keys.isdisjoint(_spellings(c))]
+
+
+def keys_held(columns: Iterable[str], keys: frozenset[str]) -> set[str]:
+    """Which of ``keys`` flattened ``columns`` hold, as a value or as an object (``key.*``)."""
+    held: set[str] = set()
+    if keys:
+        for column in columns:
+            held.update(keys.intersection(_spellings(column)))
+    return held
 
 
 def _spellings(column: str) -> list[str]:
