@@ -73,7 +73,7 @@ def check(
         from ml_tracelens.render.junit import write_report
         from ml_tracelens.reports import check as check_report
 
-        budgets, config_warnings = gate_budgets(budget, config)
+        budgets = gate_budgets(budget, config)
         telemetry, analysis, _, context = _analyse(
             paths,
             input_format=input_format,
@@ -83,7 +83,6 @@ def check(
             no_cache=no_cache,
             quiet=quiet,
         )
-        context["warnings"] = [*config_warnings, *context["warnings"]]
         report = check_report.build(
             analysed=analysis.spans, budgets=budgets, logs=telemetry.logs, **context
         )
@@ -147,7 +146,7 @@ def diff(
         from ml_tracelens.reports import sides
 
         base_paths, cur_paths = sides.sides(paths, baseline, current)
-        rules, config_warnings = gate_rules(fail_on, config)
+        rules = gate_rules(fail_on, config)
         log_time = log_time_setting(log_time, config)
         (_, base, _, base_context), (_, cur, _, cur_context) = (
             _analyse(
@@ -163,7 +162,6 @@ def diff(
             for side in (base_paths, cur_paths)
         )
         context = sides.side_context(base_context, cur_context)
-        context["warnings"] = [*config_warnings, *context["warnings"]]
         report = diff_report.build(
             baseline=base.spans,
             current=cur.spans,

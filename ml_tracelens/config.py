@@ -18,14 +18,16 @@ Shape (the same keys at the top of ``tracelens.toml`` or under ``[tool.tracelens
     log_time = "start"               # every command: a stage log line's timestamp marks its start
 
 Every key is optional. Options given on the command line are added to the file's entries.
-Other keys are reported as warnings (a typo such as ``budget =`` must not silently check nothing).
+Any other key is an error naming the closest known one: a typo such as ``budget =`` must never
+silently check nothing.
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +49,6 @@ class GateConfig:
     fail_on: tuple[str, ...] = ()
     #: what a stage log line's timestamp marks ("end" or "start"); None when not set
     log_time: str | None = None
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def origin(self) -> str:
@@ -86,17 +87,16 @@ def load_config(path: Path | str | None = None, *, cwd: Path | None = None) -> G
             raise UsageError(f"{path}: no [tool.tracelens] table")
     else:
         table = document
-    warnings = [
-        f"{path}: unknown key {key!r} ignored (known: {', '.join(KNOWN_KEYS)})"
-        for key in table
-        if key not in KNOWN_KEYS
-    ]
+    for key in table:
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(f"{path}: unknown key {key!r}; {hint}(known: {', '.join(KNOWN_KEYS)})")
     return GateConfig(
         path=path,
         budgets=_strings(table, "budgets", path),
         fail_on=_strings(table, "fail_on", path),
         log_time=_log_time(table, path),
-        warnings=warnings,
     )
 
 
@@ -145,8 +145,8 @@ def _strings(table: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
 
 def gate_budgets(
     options: Sequence[str] | None, config: Path | str | None = None, *, cwd: Path | None = None
-) -> tuple[list[Budget], list[str]]:
-    """Budgets for `check`: the config file's, then ``--budget`` options; and config warnings.
+) -> list[Budget]:
+    """Budgets for `check`: the config file's, then ``--budget`` options.
 
     Raises UsageError for a bad budget (naming it and where it came from) or when there is none.
     """
@@ -158,14 +158,14 @@ def gate_budgets(
             "no budgets: pass --budget (e.g. --budget 'model.inference:p95<=120ms') or list "
             f"them as budgets = [...] in {CONFIG_NAME} or [tool.tracelens] in {PYPROJECT}"
         )
-    return budgets, settings.warnings
+    return budgets
 
 
 def gate_rules(
     options: Sequence[str] | None, config: Path | str | None = None, *, cwd: Path | None = None
-) -> tuple[list[Rule], list[str]]:
+) -> list[Rule]:
     """--fail-on rules for `diff`: the config file's ``fail_on``, then the options (may be none)."""
     settings = load_config(config, cwd=cwd)
     rules = parse_rules(settings.fail_on, origin=f"{settings.origin}: fail_on")
     rules += parse_rules(options or (), origin="--fail-on")
-    return rules, settings.warnings
+    return rules

@@ -264,12 +264,36 @@ def test_a_stage_missing_from_the_data_fails_with_a_clear_note(
     missing, present = document["rows"]
     assert missing["passed"] is False
     assert missing["actual"] is None
-    assert "'model.inferance' is not in the data" in missing["note"]
-    assert "model.inference" in missing["note"]  # lists what is there
+    assert (
+        "'model.inferance' is not in the data; did you mean 'model.inference'?" in missing["note"]
+    )
     assert present["passed"] is True
     assert document["passed"] is False
     assert document["failed"] == 1
     assert document["budgets"] == 2
+
+
+def test_a_far_off_stage_name_lists_the_stages(dump: tuple[Path, list[Request]]) -> None:
+    path, _ = dump
+    _, document = check_json(path, "zzz:p95<=1s")
+    assert "'zzz' is not in the data (stages: " in document["rows"][0]["note"]
+    assert "model.inference" in document["rows"][0]["note"]
+
+
+def test_a_failure_shows_the_actual_value_apart_from_the_limit(tmp_path: Path) -> None:
+    # step lasts 4 ms and 1 ns: "<= 4ms" fails by a nanosecond, and the note must say so
+    # with digits that differ from the limit's.
+    path = write_otlp(
+        tmp_path / "ns.json", [Request(9_000_000, children=[Child("step", 0, 4_000_001)])]
+    )
+    result, document = check_json(path, "step:max<=4ms", "step:max<=3.5ms", "error_rate>0%")
+    assert result.exit_code == 1
+    notes = [row["note"] for row in document["rows"]]
+    assert notes == [
+        "4.000001 ms is not <= 4 ms",
+        "4 ms is not <= 3.5 ms",
+        "0% is not > 0%",
+    ]
 
 
 def test_exit_codes_and_output_formats(dump: tuple[Path, list[Request]]) -> None:
@@ -369,8 +393,8 @@ class TestConfig:
         ci = tmp_path / "ci.toml"
         ci.write_text('budgets = ["p50<10s"]\nbudget = ["typo"]\n')
         result = run("check", str(path), "--config", str(ci))
-        assert result.exit_code == 0
-        assert "unknown key 'budget'" in result.stderr
+        assert result.exit_code == 2
+        assert "unknown key 'budget'; did you mean 'budgets'?" in result.stderr
         ci.write_text('budgets = ["p50<10"]\n')
         result = run("check", str(path), "--config", str(ci))
         assert result.exit_code == 2

@@ -21,7 +21,9 @@ error_rate and cp_share, a number for count and errors.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -149,7 +151,7 @@ def evaluate(
                 actual = _natural(budget.kind, actual)
         passed = actual is not None and budget.holds(actual)
         if actual is not None and not passed:
-            note = f"{format_limit(float(actual), budget.kind)} is not {budget.op} {format_limit(budget.limit, budget.kind)}"
+            note = _failure_note(actual, budget)
         rows.append(
             {
                 "budget": budget.text,
@@ -196,9 +198,34 @@ def _stats_for(analysed: pl.DataFrame, stage: str | None) -> dict[str, Fraction 
 
 
 def _missing_note(stage: str, present: list[str]) -> str:
+    close = difflib.get_close_matches(stage, present, n=3, cutoff=0.6)
+    if close:
+        return f"stage {stage!r} is not in the data; did you mean {' or '.join(map(repr, close))}?"
     listed = ", ".join(present[:LISTED_STAGES])
     more = f" and {len(present) - LISTED_STAGES} more" if len(present) > LISTED_STAGES else ""
     return f"stage {stage!r} is not in the data (stages: {listed}{more})"
+
+
+#: Decimal places tried, in turn, until a failing value and its limit print differently.
+_FAILURE_PLACES = (3, 4, 5, 6, 7, 8, 9)
+
+
+def _failure_note(actual: Fraction, budget: Budget) -> str:
+    """``actual is not OP limit``, with the actual value shown to as many decimals as it takes
+    to differ from the limit: a value that fails ``<= 228.325 ms`` by a nanosecond must not
+    read "228.325 ms is not <= 228.325 ms"."""
+    limit = format_limit(budget.limit, budget.kind)
+    if budget.kind is MetricKind.COUNT:
+        return f"{format_limit(float(actual), budget.kind)} is not {budget.op} {limit}"
+    scale = 100 if budget.kind is MetricKind.RATE else 1
+    value, bound = actual * scale, Fraction(budget.limit) * scale
+    for places in _FAILURE_PLACES:
+        rounded = round(value, places)
+        if rounded != bound:
+            break
+    shown = Decimal(rounded.numerator) / Decimal(rounded.denominator)
+    text = format_limit(shown / scale if scale != 1 else shown, budget.kind)
+    return f"{text} is not {budget.op} {limit}"
 
 
 def _no_value_note(budget: Budget) -> str:
