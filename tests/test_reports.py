@@ -206,3 +206,30 @@ def test_iso_time_expr_spells_times_as_iso_time(values: list[int | None]) -> Non
     frame = pl.DataFrame({"t": values}, schema={"t": pl.Int64})
     spelled = frame.select(iso_time_expr("t")).to_series().to_list()
     assert spelled == [iso_time(v) for v in values]
+
+
+@pytest.mark.parametrize(
+    ("message", "grouped"),
+    [
+        ("HTTP 500", "HTTP 500"),
+        ("status code 503", "status code 503"),
+        ("500 Internal Server Error", "500 Internal Server Error"),
+        ("HTTP/1.1 502 Bad Gateway", "HTTP/<n> 502 Bad Gateway"),
+        ("exit code 137", "exit code 137"),
+        ("errno 2: No such file", "errno 2: No such file"),
+        ("grpc: code=14 unavailable", "grpc: code=14 unavailable"),
+        ("upstream failed after 3 tries", "upstream failed after <n> tries"),
+        ("user 3829 not found", "user <n> not found"),
+        ("tried to allocate 1.5 GiB", "tried to allocate <n> GiB"),
+        ("took 1234ms", "took <n>ms"),
+        ("field 'age' is -5", "field 'age' is <n>"),
+        ("request 8f3a2c9d1e failed", "request <hex> failed"),
+        ("id 123e4567-e89b-12d3-a456-426614174000 gone", "id <uuid> gone"),
+        ("at 2026-03-02T09:00:14.842975Z from 10.0.0.12:8080", "at <time> from <ip>"),
+    ],
+)
+def test_error_messages_keep_the_codes_that_name_the_failure(message: str, grouped: str) -> None:
+    from ml_tracelens.reports.errors import normalize_message
+
+    frame = pl.DataFrame({"m": [message]})
+    assert frame.select(normalize_message(pl.col("m"))).item() == grouped

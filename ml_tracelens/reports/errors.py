@@ -1,8 +1,9 @@
 """`tracelens errors`: where errors happen, where they start, and what they say.
 
 Per stage: spans, errors seen, errors originated (an error on a span none of whose descendants is
-in error, algorithms.md), error rate. Messages are grouped after normalisation (UUIDs, hex ids
-and numbers replaced by placeholders) so the same failure with different ids counts once. Error
+in error, algorithms.md), error rate. Messages are grouped after normalisation (times, IPs,
+UUIDs, hex ids and numbers replaced by placeholders) so the same failure with different ids counts
+once; short codes that name the failure (``HTTP 500``, ``exit code 137``) are kept. Error
 messages come from error spans and from error-level log lines; a log line repeating a message
 already counted for an error span of the same trace is not counted twice.
 """
@@ -19,6 +20,10 @@ from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import ERROR_LEVELS
 
 NO_MESSAGE = "(no message)"
+#: A short number right after a word that makes it a code: kept when messages are grouped.
+_NAMED_CODE = (
+    r"(?i)\b((?:http|status|code|errno|error|exit|rc|grpc)(?: code)?[ :=#/]*)([0-9]{1,3})\b"
+)
 
 
 def normalize_message(expr: pl.Expr) -> pl.Expr:
@@ -34,7 +39,14 @@ def normalize_message(expr: pl.Expr) -> pl.Expr:
         )
         .str.replace_all(r"(?i)\b(?:0x)?[0-9a-f]*[0-9][0-9a-f]*[a-f][0-9a-f]*\b", "<hex>")
         .str.replace_all(r"(?i)\b(?:0x)?[0-9a-f]*[a-f][0-9a-f]*[0-9][0-9a-f]*\b", "<hex>")
-        .str.replace_all(r"[-+]?\d+(?:[.,]\d+)*", "<n>")
+        # Numbers that vary between occurrences go; short codes that name the failure stay:
+        # "HTTP 500", "status code 503", "exit code 137", "errno 2", "404 Not Found".
+        .str.replace_all(r"\d+(?:[.,]\d+)+", "<n>")
+        .str.replace_all(r"\d{4,}", "<n>")
+        .str.replace_all(_NAMED_CODE, "${1}\x02${2}")
+        .str.replace_all(r"\b([1-5][0-9][0-9] [A-Z][a-z])", "\x02${1}")
+        .str.replace_all(r"(^|[^\x02\d])[-+]?\d+", "${1}<n>")
+        .str.replace_all("\x02", "", literal=True)
         .str.replace_all(r"\s+", " ")
         .str.strip_chars()
     )
