@@ -105,7 +105,10 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
     try:
         result = view.sql(f"SELECT ({expression}) AS keep FROM self")
     except Exception as exc:  # polars raises several error types for bad SQL
-        raise UsageError(f"--where {where!r}: {_first_line(exc)}") from exc
+        hints = _where_hints(where, exc)
+        raise UsageError(
+            f"--where {where!r}: {_first_line(exc)}" + "".join(f"; {h}" for h in hints)
+        ) from exc
     column = result.get_column("keep")
     if column.dtype != pl.Boolean:
         raise UsageError(
@@ -132,6 +135,47 @@ def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+#: The columns --where sees besides attr.KEY, as the module docstring lists them.
+WHERE_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_id",
+    "service",
+    "stage",
+    "kind",
+    "status",
+    "status_message",
+    "error",
+    "duration_ms",
+    "start",
+)
+_SQL_WORDS = frozenset({"true", "false", "null", "not", "and", "or", "is", "in", "like", "between"})
+#: A comparison whose right side is a bare word: most likely a text value missing its quotes.
+_BARE_VALUE = re.compile(
+    r"(=|!=|<>|<=|>=|<|>|\bLIKE\b|\bIN\s*\()\s*([A-Za-z_][\w.\-/:]*)", re.IGNORECASE
+)
+_UNKNOWN_NAME = re.compile(r"unable to find column|no table or struct column named", re.IGNORECASE)
+
+
+def _where_hints(where: str, exc: Exception) -> list[str]:
+    """What to try after the SQL engine's complaint: quoting a bare text value, and the
+    columns there are when it names one that is not."""
+    hints = []
+    for _, value in _BARE_VALUE.findall(where):
+        bare = value.lower()
+        if bare not in WHERE_COLUMNS and bare not in _SQL_WORDS and not bare.startswith("attr."):
+            hints.append(f"put text values in single quotes: '{value}'")
+            break
+    # polars lists the columns itself when it names an unknown one; not when it takes a dotted
+    # word for a table.
+    if _UNKNOWN_NAME.search(str(exc)):
+        if "valid columns" in str(exc):
+            hints.append("any attribute as attr.KEY")
+        else:
+            hints.append(f"columns: {', '.join(WHERE_COLUMNS)}, and attr.KEY for any attribute")
+    return hints
 
 
 def _first_line(exc: Exception) -> str:

@@ -233,3 +233,26 @@ def test_error_messages_keep_the_codes_that_name_the_failure(message: str, group
 
     frame = pl.DataFrame({"m": [message]})
     assert frame.select(normalize_message(pl.col("m"))).item() == grouped
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        (
+            "stage = model.inference",
+            ["put text values in single quotes: 'model.inference'", "columns: trace_id"],
+        ),
+        ("stagee = 'x'", ['unable to find column "stagee"', "any attribute as attr.KEY"]),
+        ("attr.model.version = v2", ["put text values in single quotes: 'v2'"]),
+        ("duration_ms >", ["sql parser error"]),
+    ],
+)
+def test_a_bad_where_says_what_to_try(workload: pl.DataFrame, where: str, says: list[str]) -> None:
+    with pytest.raises(UsageError) as raised:
+        matching(workload, SpanFilter(where=where))
+    message = str(raised.value)
+    assert message.startswith(f"--where {where!r}: ")
+    for part in says:
+        assert part in message
+    if "=" not in where:
+        assert "single quotes" not in message
