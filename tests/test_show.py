@@ -176,7 +176,31 @@ def test_ambiguous_prefix_lists_both_traces_and_exits_2(dump: Path) -> None:
 def test_prefix_shorter_than_six_digits_is_not_a_prefix(dump: Path) -> None:
     result = show("4bf92", str(dump))
     assert result.exit_code == 2
-    assert "no trace or request id '4bf92'" in result.stderr
+    assert "'4bf92' is too short for a trace id prefix: prefixes need at least 6 hex digits" in (
+        result.stderr
+    )
+    assert "too short" not in show("4bf92f", str(dump)).stderr
+
+
+def test_an_id_only_log_records_carry_says_so() -> None:
+    spans = make_spans([(A, None, 0, 10)], trace_id=T1)
+    logs = logs_from_columns(
+        {
+            "time_ns": [5, 6],
+            "level": ["info", "info"],
+            "message": ["received", "queued"],
+            "trace_id": [T2, T2],
+            "correlation_id": ["corr-9", "corr-9"],
+        }
+    )
+    with pytest.raises(NotFound) as raised:
+        request.build(spans=spans, logs=logs, ident="corr-9")
+    message = str(raised.value)
+    assert message == (
+        f"no spans for 'corr-9': it appears only in 2 log records (trace {T2}), "
+        "and `show` draws spans"
+    )
+    assert "request id" not in message
 
 
 def test_correlation_id_from_a_span_attribute(dump: Path) -> None:
@@ -624,6 +648,8 @@ def test_sample_data_log_only_request() -> None:
     staged = [x for x in mine if x.get("stage") and x.get("latency_ms") is not None]
     document = show_json(request_id, str(path))
     assert document["trace_id"] == request_id
+    text = show(request_id, str(path)).stdout
+    assert "None" not in text  # the lines name no service
     # every stage line becomes a span, under one derived root per request (log_spans.py)
     assert document["span_count"] == len(staged) + 1
     assert sorted(s["stage"] for s in document["spans"][1:]) == sorted(x["stage"] for x in staged)

@@ -159,7 +159,9 @@ def build(
     headline = [
         f"trace {resolution.trace_id}"
         + (f" (request {', '.join(correlation_ids)})" if correlation_ids else ""),
-        f"{root['stage']} on {root['service']}, {_ms_text(root['duration_ms'])}, "
+        f"{root['stage']}"
+        + (f" on {root['service']}" if root["service"] is not None else "")
+        + f", {_ms_text(root['duration_ms'])}, "
         f"started {iso_time(root['_start']) or '?'}: {_n(len(rows), 'span')} "
         f"({error_spans:,} in error), {_n(len(log_rows), 'log line')}",
     ]

@@ -98,12 +98,38 @@ def resolve_id(
             raise NotFound(_ambiguous(text, "trace id prefix", prefixed, spans))
 
     if not correlated.is_empty():
+        raise NotFound(_only_in_logs(text, correlated, logs))
+    if _HEX.fullmatch(lowered) and len(lowered) < MIN_PREFIX:
         raise NotFound(
-            f"request id {text!r} appears only in log lines without spans "
-            f"(trace {correlated.sort().item(0)}); pass --field stage=KEY --field duration=KEY "
-            "if those lines time stages"
+            f"{text!r} is too short for a trace id prefix: prefixes need at least "
+            f"{MIN_PREFIX} hex digits"
         )
     raise NotFound(_unknown(text, trace_ids, spans, logs, id_attrs))
+
+
+def _only_in_logs(text: str, traces: pl.Series, logs: pl.DataFrame | pl.LazyFrame) -> str:
+    """Why an id that only log records carry has nothing to show, and what might fix it."""
+    records = (
+        logs.lazy()
+        .filter((pl.col("correlation_id") == text) | (pl.col("trace_id") == text))
+        .select(staged=pl.col("stage").is_not_null().sum(), records=pl.len())
+        .collect()
+        .row(0, named=True)
+    )
+    message = (
+        f"no spans for {text!r}: it appears only in {_n(records['records'], 'log record')} "
+        f"(trace {traces.item(0)}), and `show` draws spans"
+    )
+    if records["staged"]:
+        message += (
+            "; those records name stages but no duration: map their duration key with "
+            "--field duration=KEY"
+        )
+    return message
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def correlated_traces(
