@@ -16,7 +16,7 @@ import polars as pl
 from ml_tracelens.errors import InputError, MalformedInput
 from ml_tracelens.inputs import resolve
 from ml_tracelens.log_spans import DerivedSpans, spans_from_logs, timestamp_resolution_ns
-from ml_tracelens.readers import READERS, detect
+from ml_tracelens.readers import READERS, detect, foreign
 from ml_tracelens.readers.base import InputSource, ReadOptions, ReadResult, ReadStats
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, empty_logs, empty_spans, validate
 from ml_tracelens.telemetry import InputSummary, Progress, Telemetry
@@ -67,7 +67,7 @@ def load(
         )
         warnings.extend(_skip_warnings(source.name, result.stats))
         warnings.extend(_reader_warnings(source.name, result.stats))
-        if result.stats.format == "unknown":
+        if result.stats.format == "unknown" and not result.stats.warnings:
             warnings.append(
                 f"{source.name}: skipped, not a telemetry format tracelens reads "
                 "(name it with --input-format to force a reader)"
@@ -161,18 +161,10 @@ def read_source(
             # An empty file is not an error in a directory of dumps; it is reported as such.
             stats = ReadStats(format="empty")
             return ReadResult(stats=stats)
-        reader = detect(head)
-        if reader is None and source.found:
-            # A stray file in a directory of dumps (a README, a config) must not sink the run;
-            # it is listed in the inputs as "unknown" and warned about.
-            stats = ReadStats(format="unknown")
-            stats.ignore("unrecognised file (not telemetry)")
-            return ReadResult(stats=stats)
+        profile = foreign.trace_events(head)
+        reader = None if profile else detect(head)
         if reader is None:
-            raise InputError(
-                f"{source.name}: unknown format (not OTLP, Jaeger, Zipkin or JSON logs); "
-                "pass --input-format to force one (see `tracelens formats`)"
-            )
+            return _not_telemetry(source, profile or foreign.describe(head))
     try:
         result = reader.read(source, options)
     except _UNREADABLE as exc:
@@ -180,10 +172,54 @@ def read_source(
         raise InputError(f"{source.name}: cannot read ({exc})") from exc
     validate(result.spans, SPAN_SCHEMA)
     validate(result.logs, LOG_SCHEMA)
+    if not input_format and _nothing_recognised(result):
+        # One JSON document is named by its own keys; lines by the flattened keys of the first.
+        keys = ", ".join(result.stats.sample_keys[: foreign.KEYS_SHOWN]) or "none"
+        what = foreign.describe(_head(source)) or f"{foreign.NO_TELEMETRY} (keys seen: {keys})"
+        return _not_telemetry(source, what)
     if options.strict and result.stats.problems:
         location, reason = result.stats.problems[0]
         raise MalformedInput(f"{location}: {reason} (rejected by --strict)")
     return result
+
+
+def _not_telemetry(source: InputSource, what: str | None) -> ReadResult:
+    """An input no reader takes: named on the command line, an error saying what it is; found in
+    a directory of dumps (a README, a config), listed as "unknown" and warned about, so a stray
+    file does not sink the run."""
+    if not source.found:
+        if what:
+            said = (
+                f"{foreign.NO_TELEMETRY} in {source.name}{what.removeprefix(foreign.NO_TELEMETRY)}"
+                if what.startswith(foreign.NO_TELEMETRY)
+                else f"{source.name}: {what}"
+            )
+            raise InputError(
+                f"{said}; tracelens reads {foreign.SUPPORTED} (see `tracelens formats`)"
+            )
+        raise InputError(
+            f"{source.name}: unknown format (not OTLP, Jaeger, Zipkin or JSON logs); "
+            "pass --input-format to force one (see `tracelens formats`)"
+        )
+    stats = ReadStats(format="unknown")
+    stats.ignore("unrecognised file (not telemetry)")
+    if what:
+        stats.warn(f"skipped: {what}")
+    return ReadResult(stats=stats)
+
+
+#: Log columns of which a telemetry line fills at least one.
+_RECOGNISED = ("time_ns", "level", "message", "trace_id", "span_id", "correlation_id", "stage")
+
+
+def _nothing_recognised(result: ReadResult) -> bool:
+    """A JSON-lines reading none of whose lines has a key tracelens knows (``{"a": 1}``)."""
+    logs = result.logs
+    if result.spans.height or logs.is_empty() or result.stats.format != "json-logs":
+        return False
+    return not logs.select(
+        pl.any_horizontal(pl.col(c).is_not_null().any() for c in _RECOGNISED)
+    ).item()
 
 
 def _head(source: InputSource) -> bytes:
