@@ -40,12 +40,13 @@ from ml_tracelens.cli_base import (
     _read_options,
     app,
 )
+from ml_tracelens.cli_help import EXAMPLES, HelpCommand
 from ml_tracelens.console import print_note, print_warning
 from ml_tracelens.errors import ExitCode
 from ml_tracelens.render import OutputFormat
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["summary"])
 def summary(
     paths: Paths,
     input_format: InputFormatOpt = None,
@@ -75,7 +76,7 @@ def summary(
         _emit(report, fmt, quiet)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["latency"])
 def latency(
     paths: Paths,
     by: Annotated[
@@ -133,7 +134,7 @@ def latency(
         _emit(report, fmt, quiet)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["errors"])
 def errors(
     paths: Paths,
     top: Annotated[int, typer.Option("--top", "-n", help="How many error messages to list.")] = 10,
@@ -176,7 +177,7 @@ def errors(
         _emit(report, fmt, quiet)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["bottlenecks"])
 def bottlenecks(
     paths: Paths,
     tail: Annotated[
@@ -222,7 +223,7 @@ def bottlenecks(
         _emit(report, fmt, quiet)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["convert"])
 def convert(
     paths: Paths,
     output: Annotated[
@@ -251,7 +252,7 @@ def convert(
             )
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["formats"])
 def formats(fmt: FormatOpt = None, debug: DebugOpt = False) -> None:
     """List the input formats tracelens reads and what each accepts."""
     with _errors_to_exit_codes(debug):

@@ -23,6 +23,7 @@ from ml_tracelens.cli_base import (
     _load,
     app,
 )
+from ml_tracelens.cli_help import EXAMPLES, HelpCommand
 
 ConfigOpt = Annotated[
     Path | None,
@@ -41,7 +42,7 @@ JunitOpt = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["check"])
 def check(
     paths: Paths,
     budget: Annotated[
@@ -91,7 +92,7 @@ def check(
         _emit(report, fmt, quiet)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["diff"])
 def diff(
     paths: Annotated[
         list[str] | None,
@@ -174,7 +175,7 @@ def diff(
         _emit(report, fmt, quiet)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["models"])
 def models(
     paths: Paths,
     feature: Annotated[

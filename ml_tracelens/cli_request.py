@@ -29,6 +29,7 @@ from ml_tracelens.cli_base import (
     _read_options,
     app,
 )
+from ml_tracelens.cli_help import EXAMPLES, HelpCommand
 
 IdAttrOpt = Annotated[
     list[str] | None,
@@ -41,7 +42,7 @@ IdAttrOpt = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["show"])
 def show(
     ident: Annotated[
         str,
@@ -109,7 +110,7 @@ def show(
         _emit(report, fmt, quiet)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=EXAMPLES["traces"])
 def traces(
     paths: Paths,
     slowest: Annotated[
