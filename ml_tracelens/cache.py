@@ -1,8 +1,10 @@
 """A cache of analysed dumps, so the second command on the same files starts in a blink.
 
-Key: tracelens version, schema version, read options, and every input's real path, size and
-modification time (nanoseconds). A changed, touched, added or removed file gives another key, so
-an entry is never stale. Entries are Parquet files of the analysed spans and the logs, plus a
+Key: tracelens version, entry format, everything that decides what a read gives (input format,
+read options, the safety limits of ``limits.py``), and every input's real path, device, inode,
+size, modification and change times (nanoseconds). A changed, touched, replaced (even by a file
+of the same size and mtime: ``cp -p B tmp; mv tmp A``), added or removed file gives another key,
+so an entry is never stale. Entries are Parquet files of the analysed spans and the logs, plus a
 JSON file of what was read (inputs, warnings, structure); all three are written under temporary
 names and renamed, so a reader never sees half an entry.
 
@@ -20,15 +22,15 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Collection, Sequence
-from dataclasses import asdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import orjson
 import polars as pl
 
-from ml_tracelens import __version__
+from ml_tracelens import __version__, limits
 from ml_tracelens.core import Analysis, Structure
 from ml_tracelens.readers.base import ReadOptions, ReadStats
 from ml_tracelens.telemetry import InputSummary, Telemetry
@@ -62,23 +64,52 @@ def cache_key(
         return None
     from ml_tracelens.inputs import resolve  # expands dirs/globs exactly as a read would
 
-    try:
-        sources = resolve(paths).sources
-    except Exception:  # an input error is reported by the real read, not here
-        return None
-    fingerprint: list[Any] = [__version__, FORMAT_VERSION, input_format, options.strict]
-    fingerprint.append(sorted(options.field_map.items()))
-    fingerprint.append(options.log_time)
+    fingerprint: list[Any] = [__version__, FORMAT_VERSION]
     total = 0
-    for source in sources:
-        if source.file_path is None:
-            return None
-        info = source.file_path.stat()
-        total += info.st_size
-        fingerprint.append([str(source.file_path.resolve()), info.st_size, info.st_mtime_ns])
+    try:
+        fingerprint.append(_reading_settings(input_format=input_format, options=options))
+        sources = resolve(paths).sources
+        for source in sources:
+            if source.file_path is None:
+                return None
+            info = source.file_path.stat()
+            total += info.st_size
+            fingerprint.append(
+                [
+                    str(source.file_path.resolve()),
+                    info.st_dev,
+                    # A file replaced by another (``mv``) has another inode, and ``cp -p`` or
+                    # ``touch`` can set the mtime but not the ctime, which the kernel stamps.
+                    info.st_ino,
+                    info.st_size,
+                    info.st_mtime_ns,
+                    info.st_ctime_ns,
+                ]
+            )
+        key = hashlib.sha256(orjson.dumps(fingerprint)).hexdigest()[:32]
+    except Exception:  # an input or setting error is reported by the real read, not here
+        return None
     if total < _env_mb("TRACELENS_CACHE_MIN_MB", 8) * 1024 * 1024:
         return None
-    return hashlib.sha256(orjson.dumps(fingerprint)).hexdigest()[:32]
+    return key
+
+
+def _reading_settings(*, input_format: str | None, options: ReadOptions) -> dict[str, Any]:
+    """Every setting besides the files themselves that changes what a read gives.
+
+    All fields of ``ReadOptions`` and of ``limits.Limits`` are taken, so an option or a limit
+    added later is in the key without anyone remembering to add it. The parallel-read settings
+    (``TRACELENS_WORKERS``, ``TRACELENS_PARALLEL_MIN_MB``) are not: a parallel read gives
+    exactly the serial read's tables (tests/test_parallel_read.py).
+    """
+    settings: dict[str, Any] = {
+        "input_format": input_format,
+        "limits": asdict(limits.current()),
+    }
+    for option in fields(options):
+        value = getattr(options, option.name)
+        settings[option.name] = sorted(value.items()) if isinstance(value, Mapping) else value
+    return settings
 
 
 def load(key: str, *, without: Collection[str] = ()) -> tuple[Telemetry, Analysis] | None:

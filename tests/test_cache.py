@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ml_tracelens import cache, pipeline
+from ml_tracelens import cache, limits, pipeline
 from ml_tracelens.cli import app
 
 DEMO = "otlp/otel-demo-capture.otlp.jsonl"
@@ -172,3 +173,117 @@ def test_show_from_the_cache_matches_a_fresh_read(cache_dir: Path, dump: Path) -
         assert warm.stdout == expected.stdout, ident
         assert warm.stderr == expected.stderr, ident
     assert fresh["no-such-request"].exit_code == 2
+
+
+def _key(dump: Path, *, input_format: str | None = None, **options: object) -> str | None:
+    return cache.cache_key(
+        [str(dump)], input_format=input_format, options=pipeline.ReadOptions(**options)
+    )
+
+
+# --- the key holds everything that changes what is read (issue 14, item 5) ---------------------
+
+
+def test_raising_a_limit_reads_the_dump_again(
+    cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    # Some of the fixture's lines (metrics documents) nest deeper than 8 levels.
+    monkeypatch.setenv("TRACELENS_MAX_JSON_DEPTH", "8")
+    shallow = runner.invoke(app, ["summary", str(dump), "-f", "json", "-q"])
+    assert json.loads(shallow.stdout)["skipped_lines"] > 0
+    assert _entries(cache_dir)
+    monkeypatch.delenv("TRACELENS_MAX_JSON_DEPTH")
+    fresh = runner.invoke(app, ["summary", str(dump), "-f", "json", "-q", "--no-cache"])
+    assert json.loads(fresh.stdout)["skipped_lines"] == 0
+    warm = runner.invoke(app, ["summary", str(dump), "-f", "json", "-q"])
+    assert warm.exit_code == 0, warm.stderr
+    assert warm.stdout == fresh.stdout
+
+
+@pytest.mark.parametrize("limit", [f.name for f in dataclasses.fields(limits.Limits)])
+def test_every_reading_limit_is_in_the_key(cache_dir: Path, dump: Path, limit: str) -> None:
+    default = _key(dump)
+    assert default is not None
+    limits.configure(**{limit: getattr(limits.current(), limit) + 1})
+    try:
+        assert _key(dump) != default
+    finally:
+        limits.configure()
+    assert _key(dump) == default
+
+
+OPTION_CHANGES: list[dict[str, object]] = [
+    {"strict": True},
+    {"field_map": {"time": "ts"}},
+    {"log_time": "start"},
+]
+
+
+def test_every_read_option_has_a_key_test() -> None:
+    changed = {name for change in OPTION_CHANGES for name in change}
+    assert changed == {f.name for f in dataclasses.fields(pipeline.ReadOptions)}
+
+
+@pytest.mark.parametrize("change", OPTION_CHANGES)
+def test_every_read_option_is_in_the_key(
+    cache_dir: Path, dump: Path, change: dict[str, object]
+) -> None:
+    assert _key(dump, **change) != _key(dump)
+
+
+def test_input_format_is_in_the_key_and_parallel_reading_is_not(
+    cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = _key(dump)
+    assert _key(dump, input_format="otlp-json") != default
+    # A parallel read gives the serial read's tables, so it may share the entry.
+    monkeypatch.setenv("TRACELENS_WORKERS", "2")
+    monkeypatch.setenv("TRACELENS_PARALLEL_MIN_MB", "0")
+    assert _key(dump) == default
+
+
+def test_field_map_order_does_not_change_the_key(cache_dir: Path, dump: Path) -> None:
+    one = _key(dump, field_map={"time": "ts", "message": "msg"})
+    other = _key(dump, field_map={"message": "msg", "time": "ts"})
+    assert one == other
+
+
+def test_an_invalid_limit_is_left_to_the_read_to_report(
+    cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACELENS_MAX_JSON_DEPTH", "deep")
+    assert _key(dump) is None
+    result = CliRunner().invoke(app, ["summary", str(dump), "-q"])
+    assert result.exit_code == 2
+    assert "TRACELENS_MAX_JSON_DEPTH" in result.stderr
+
+
+# --- a file replaced by another of the same size and mtime (item 6) ----------------------------
+
+
+@pytest.mark.parametrize("how", ["moved over it", "rewritten in place"])
+def test_a_file_changed_behind_the_same_size_and_mtime_is_read_again(
+    cache_dir: Path, dump: Path, how: str
+) -> None:
+    pipeline.load_analysed([str(dump)])
+    before = dump.stat()
+    content = dump.read_bytes()
+    other = content.replace(b"frontend-proxy", b"frontend-prox2")
+    assert other != content
+    assert len(other) == len(content)
+    if how == "moved over it":  # cp -p B tmp; mv tmp A
+        staged = dump.with_name("staged.jsonl")
+        staged.write_bytes(other)
+        os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.replace(staged, dump)
+    else:
+        dump.write_bytes(other)
+        os.utime(dump, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = dump.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    _, served = pipeline.load_analysed([str(dump)])
+    _, fresh = pipeline.load_analysed([str(dump)], use_cache=False)
+    assert "frontend-prox2" in fresh.spans["service"].to_list()
+    assert served.spans.equals(fresh.spans)
