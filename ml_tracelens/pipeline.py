@@ -63,8 +63,9 @@ def load_cached_or_raw(
     progress: Progress | None = None,
 ) -> tuple[Telemetry, pl.DataFrame | pl.LazyFrame, pl.DataFrame | pl.LazyFrame]:
     """How the dump was read, its spans and its logs: from the cache when it has the dump (then
-    the spans are analysed, and both frames are lazy scans of the entry on disk), else the raw
-    read (spans not analysed, nothing stored).
+    the spans are analysed, and both frames are lazy scans of the entry's checked bytes, which
+    another command's prune cannot take away), else the raw read (spans not analysed, nothing
+    stored: a damaged entry is removed, and the next aggregate command writes it again).
 
     For commands about one trace (``show``): analysing a million spans to look at a dozen costs
     more than reading them, so a cold run analyses only the trace it shows, and a warm one reads

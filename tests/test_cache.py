@@ -4,8 +4,10 @@ import dataclasses
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -287,3 +289,90 @@ def test_a_file_changed_behind_the_same_size_and_mtime_is_read_again(
     _, fresh = pipeline.load_analysed([str(dump)], use_cache=False)
     assert "frontend-prox2" in fresh.spans["service"].to_list()
     assert served.spans.equals(fresh.spans)
+
+
+# --- damaged entries are a miss, removed and rewritten (item 7) --------------------------------
+
+
+def _entry_file(directory: Path, suffix: str) -> Path:
+    (path,) = [p for p in directory.iterdir() if p.name.endswith(suffix)]
+    return path
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _scramble(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(range(64))
+    path.write_bytes(bytes(data))
+
+
+def _double_durations(path: Path) -> None:
+    """Valid Parquet with other values: the damage that Parquet itself cannot notice."""
+    frame = pl.read_parquet(path)
+    doubled = [c for c in ("duration_ns", "self_ns", "cp_ns") if c in frame.columns]
+    assert doubled
+    frame = frame.with_columns(pl.col(c) * 2 for c in doubled)
+    frame.write_parquet(path, compression="lz4", statistics=False)
+
+
+def _change_a_count_in_the_record(path: Path) -> None:
+    data = path.read_bytes()
+    assert b'"spans":547' in data
+    path.write_bytes(data.replace(b'"spans":547', b'"spans":947', 1))
+
+
+DAMAGES = [
+    (".spans.parquet", _truncate),
+    (".spans.parquet", _double_durations),
+    (".logs.parquet", _truncate),
+    (".json", _change_a_count_in_the_record),
+]
+
+
+@pytest.mark.parametrize(("suffix", "damage"), DAMAGES)
+@pytest.mark.parametrize("command", ["latency", "summary"])
+def test_a_damaged_entry_is_a_miss_and_is_rewritten(
+    cache_dir: Path,
+    dump: Path,
+    command: str,
+    suffix: str,
+    damage: Callable[[Path], None],
+) -> None:
+    runner = CliRunner()
+    fresh = runner.invoke(app, [command, str(dump), "-f", "json", "-q", "--no-cache"])
+    pipeline.load_analysed([str(dump)])
+    damage(_entry_file(cache_dir, suffix))
+
+    warm = runner.invoke(app, [command, str(dump), "-f", "json", "-q"])
+    assert warm.exit_code == 0, warm.stderr
+    assert warm.stdout == fresh.stdout
+    hit = cache.load(_key(dump))
+    assert hit is not None
+    _, expected = pipeline.load_analysed([str(dump)], use_cache=False)
+    assert hit[1].spans.equals(expected.spans)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "damage"), [(".spans.parquet", _scramble), (".spans.parquet", _double_durations)]
+)
+def test_show_falls_back_to_the_dump_when_the_entry_is_damaged(
+    cache_dir: Path, dump: Path, suffix: str, damage: Callable[[Path], None]
+) -> None:
+    runner = CliRunner()
+    listing = runner.invoke(app, ["traces", str(dump), "-f", "json", "-q", "--no-cache"])
+    slowest = max(json.loads(listing.stdout)["rows"], key=lambda r: r["duration_ms"])
+    args = ["show", slowest["trace_id"], str(dump), "-f", "json"]
+    fresh = runner.invoke(app, [*args, "--no-cache"])
+    assert fresh.exit_code == 0, fresh.stderr
+    pipeline.load_analysed([str(dump)])
+    damage(_entry_file(cache_dir, suffix))
+
+    warm = runner.invoke(app, args)
+    assert warm.exit_code == 0, warm.stderr
+    assert warm.stdout == fresh.stdout
+    assert not _entries(cache_dir)  # show reads no more than one trace, so it writes no entry
