@@ -128,6 +128,18 @@ def diff(
     seed: Annotated[
         int, typer.Option("--seed", min=0, metavar="N", help="Bootstrap random seed.")
     ] = 1,
+    min_change: Annotated[
+        float,
+        typer.Option(
+            "--min-change",
+            min=0,
+            metavar="PCT",
+            help="Smallest change (percent of the baseline) that gets a verdict.",
+        ),
+    ] = 5.0,
+    long: Annotated[
+        bool, typer.Option("--long", help="One row per stage and metric, with intervals and q.")
+    ] = False,
     config: ConfigOpt = None,
     junit: JunitOpt = None,
     no_cache: NoCacheOpt = False,
@@ -168,11 +180,12 @@ def diff(
             current=cur.spans,
             rules=rules,
             bootstrap=diff_report.Bootstrap(replicates=replicates, seed=seed),
+            min_change_pct=min_change,
             **context,
         )
         if junit is not None:
             write_report(junit, report)
-        _emit(report, fmt, quiet)
+        _emit(report if long else diff_report.by_stage(report), fmt, quiet)
 
 
 @app.command(cls=HelpCommand, epilog=EXAMPLES["models"])

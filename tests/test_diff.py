@@ -124,6 +124,9 @@ def test_noise_is_not_flagged_but_a_real_p95_regression_is(regression_pair) -> N
         "change_pct",
         "ci_low",
         "ci_high",
+        "q_value",
+        "significant",
+        "direction",
         "regression",
         "note",
     }
@@ -189,7 +192,7 @@ def test_small_samples_say_so_instead_of_flagging(tmp_path: Path) -> None:
     row = rows_by(json.loads(result.stdout))[("model.inference", "p99")]
     assert row["change_pct"] > 50
     assert row["regression"] is False
-    assert "too few samples (300 < 1,000)" in row["note"]
+    assert "too few samples for a verdict (300 < 1,000)" in row["note"]
     # p95 has enough samples and regresses for real.
     result = run("diff", str(base), str(cur), "--fail-on", "model.inference:p95>+10%")
     assert result.exit_code == 1
@@ -294,7 +297,13 @@ def test_markdown_output(regression_pair) -> None:
     )
     assert result.exit_code == 0
     assert result.stdout.startswith("### tracelens diff")
-    assert "| stage | metric | baseline | current |" in result.stdout
+    assert "| stage | count | p50 ms | p95 ms | p99 ms | error rate | verdict |" in result.stdout
+    verdict = next(x for x in result.stdout.splitlines() if x.startswith("| model.inference"))
+    assert verdict.endswith("| slower |")
+    long = run(
+        "diff", str(base_path), str(cur_path), "-f", "markdown", "--bootstrap", "100", "--long"
+    )
+    assert "| stage | metric | baseline | current |" in long.stdout
 
 
 def test_splitmix64_in_polars_matches_the_published_vectors() -> None:
@@ -318,3 +327,99 @@ def test_min_samples() -> None:
         20,
         0,
     ]
+
+
+# --- verdicts without rules ----------------------------------------------------------------------
+
+
+def test_a_planted_slowdown_is_called_slower_without_rules(tmp_path: Path) -> None:
+    # The same requests, model.inference 20% slower: every percentile of it and of the requests
+    # moves by about 20% (the requests by less: they include fixed gaps).
+    baseline = workload(5, 2000)
+    current = workload(5, 2000, infer_scale=1.2)
+    base = write_otlp(tmp_path / "base.otlp.jsonl", baseline)
+    cur = write_otlp(tmp_path / "cur.otlp.jsonl", current)
+    result = run("diff", str(base), str(cur), "--format", "json", "--bootstrap", "300")
+    assert result.exit_code == 0, result.stderr  # no rules: no gate
+    rows = rows_by(json.loads(result.stdout))
+    for metric in ("p50", "p95", "p99"):  # 2,000 spans a side: enough even for p99
+        row = rows[("model.inference", metric)]
+        assert row["change_pct"] == pytest.approx(20, abs=0.5)
+        assert row["significant"] is True
+        assert row["direction"] == "slower"
+        assert row["q_value"] < 0.05
+        assert row["regression"] is False  # that is for --fail-on rules
+    assert rows[("rerank", "p50")]["significant"] is False  # untouched
+    assert rows[("model.inference", "error_rate")]["direction"] is None
+    text = run("diff", str(base), str(cur), "--bootstrap", "300").stdout
+    line = next(x for x in text.splitlines() if x.startswith("model.inference"))
+    assert line.rstrip().endswith("slower")
+    assert "-> " in line
+    assert "(+20%)" in line
+
+
+def test_the_same_workload_under_other_seeds_gets_no_verdicts(tmp_path: Path) -> None:
+    # Ten pairs of runs of one workload: any verdict is a false discovery. The rate is
+    # controlled at 5% per run, so at most one in all ten is allowed.
+    verdicts = []
+    for seed in range(10):
+        base = write_otlp(tmp_path / f"b{seed}.jsonl", workload(1000 + seed, 1500, error=0.02))
+        cur = write_otlp(tmp_path / f"c{seed}.jsonl", workload(2000 + seed, 1500, error=0.02))
+        document = json.loads(
+            run("diff", str(base), str(cur), "--format", "json", "--bootstrap", "200").stdout
+        )
+        verdicts += [(seed, r["stage"], r["metric"]) for r in document["rows"] if r["significant"]]
+    assert len(verdicts) <= 1, verdicts
+
+
+def test_long_is_the_metric_table_and_json_is_the_same_either_way(regression_pair) -> None:
+    base_path, cur_path, _, _ = regression_pair
+    args = ["diff", str(base_path), str(cur_path), "--bootstrap", "100"]
+    short, long = run(*args).stdout, run(*args, "--long").stdout
+    assert "verdict" in short.splitlines()[6] or any("verdict" in x for x in short.splitlines())
+    assert any(x.startswith("stage") and "metric" in x for x in long.splitlines())
+    documents = [
+        json.loads(run(*args, *extra, "--format", "json").stdout) for extra in ((), ("--long",))
+    ]
+    assert documents[0] == documents[1]
+    csv = run(*args, "--format", "csv").stdout.splitlines()
+    assert csv[0] == "stage,count,p50,p95,p99,error_rate,verdict"
+
+
+def test_min_change_raises_the_bar(regression_pair) -> None:
+    base_path, cur_path, _, _ = regression_pair
+    args = ["diff", str(base_path), str(cur_path), "--bootstrap", "100", "--format", "json"]
+    default = rows_by(json.loads(run(*args).stdout))
+    strict = rows_by(json.loads(run(*args, "--min-change", "50").stdout))
+    assert default[("model.inference", "p50")]["significant"] is True
+    assert strict[("model.inference", "p50")]["significant"] is False
+    assert (
+        strict[("model.inference", "p50")]["q_value"]
+        == default[("model.inference", "p50")]["q_value"]
+    )
+
+
+def test_benjamini_hochberg_against_a_hand_computed_vector() -> None:
+    from ml_tracelens.core.significance import benjamini_hochberg
+
+    # m = 5; sorted p 0.01, 0.02, 0.03, 0.04, 0.5 -> m p / rank = 0.05, 0.05, 0.05, 0.05, 0.5;
+    # the running minimum from the top keeps them; order as given.
+    assert benjamini_hochberg([0.03, 0.5, 0.01, 0.04, 0.02]) == pytest.approx(
+        [0.05, 0.5, 0.05, 0.05, 0.05]
+    )
+    # A large p early in rank order is pulled down by a later smaller ratio: p 0.02, 0.021 (m=2)
+    # -> 0.04, 0.021 -> q = 0.021, 0.021.
+    assert benjamini_hochberg([0.02, 0.021]) == pytest.approx([0.021, 0.021])
+    assert benjamini_hochberg([0.9, 0.8]) == pytest.approx([0.9, 0.9])
+    assert benjamini_hochberg([]) == []
+
+
+def test_bootstrap_p_value_counts_the_far_side() -> None:
+    from ml_tracelens.core.significance import bootstrap_p_value
+
+    def p(deltas: list[float]) -> float:
+        return pl.DataFrame({"d": deltas}).select(bootstrap_p_value(pl.col("d"))).item()
+
+    assert p([1.0] * 999) == pytest.approx(2 * 1 / 1000)  # all above 0: (0 + 1) / (B + 1), twice
+    assert p([-1.0] * 9 + [1.0]) == pytest.approx(2 * 2 / 11)
+    assert p([0.0] * 10) == 1.0

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
 
 from ml_tracelens.budgets import Rule
+from ml_tracelens.core.significance import benjamini_hochberg, bootstrap_p_value
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.stats import requests
 
@@ -64,9 +65,31 @@ COLUMNS = (
     Column("change_pct", "change %", ColumnKind.FLOAT),
     Column("ci_low", "ci low", ColumnKind.FLOAT),
     Column("ci_high", "ci high", ColumnKind.FLOAT),
+    Column("q_value", "q", ColumnKind.FLOAT),
+    Column("significant", "significant", ColumnKind.BOOL),
+    Column("direction", "direction"),
     Column("regression", "regression", ColumnKind.BOOL),
     Column("note", "note"),
 )
+#: The default view: one row per stage, each metric as "baseline -> current (change%)".
+STAGE_COLUMNS = (
+    Column("stage", "stage"),
+    Column("count", "count"),
+    Column("p50", "p50 ms"),
+    Column("p95", "p95 ms"),
+    Column("p99", "p99 ms"),
+    Column("error_rate", "error rate"),
+    Column("verdict", "verdict"),
+)
+#: A change gets a verdict when its q-value is below this and it is at least --min-change.
+FALSE_DISCOVERY_RATE = 0.05
+DEFAULT_MIN_CHANGE_PCT = 5.0
+DIRECTIONS = {
+    "p50": ("slower", "faster"),
+    "p95": ("slower", "faster"),
+    "p99": ("slower", "faster"),
+    "error_rate": ("more errors", "fewer errors"),
+}
 
 
 @dataclass(frozen=True)
@@ -188,6 +211,7 @@ def intervals(baseline: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
         .agg(
             ci_low=pl.col("delta").quantile(alpha, "linear"),
             ci_high=pl.col("delta").quantile(1 - alpha, "linear"),
+            p_value=bootstrap_p_value(pl.col("delta").drop_nans().drop_nulls()),
         )
     )
 
@@ -198,6 +222,7 @@ def compare(
     current: pl.DataFrame,
     rules: Sequence[Rule] = (),
     bootstrap: Bootstrap | None = None,
+    min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
 ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Rows (one per stage and metric), and the stages that appeared and disappeared.
 
@@ -227,7 +252,60 @@ def compare(
         for metric in METRICS:
             applicable = [r for r in rules if r.metric == metric and r.stage in (None, stage)]
             rows.append(_row(stage, metric, b, c, by_stage["ci"].get((stage, metric)), applicable))
+    _judge(rows, min_change_pct=min_change_pct, root_stage=_sole_root_stage(baseline, current))
     return rows, appeared, disappeared
+
+
+def _sole_root_stage(baseline: pl.DataFrame, current: pl.DataFrame) -> str | None:
+    """The stage that is the root of every request on both sides and occurs nowhere else: its
+    percentiles restate the requests row's, so their tests are not counted twice."""
+    names = set()
+    for side in (baseline, current):
+        roots = requests(side)
+        stage_names = roots.get_column("name").unique().to_list()
+        if len(stage_names) != 1:
+            return None
+        name = stage_names[0]
+        if side.filter(pl.col("name") == name).height != roots.height:
+            return None
+        names.add(name)
+    return names.pop() if len(names) == 1 else None
+
+
+def _restates_requests(row: dict[str, Any], root_stage: str | None) -> bool:
+    """A root-stage percentile: the same durations as the requests row's (its error rate is
+    the root's own status, which a request's error is not)."""
+    return root_stage is not None and row["stage"] == root_stage and row["metric"] in QUANTILES
+
+
+def _judge(rows: list[dict[str, Any]], *, min_change_pct: float, root_stage: str | None) -> None:
+    """q-values over every change a run tests (Benjamini–Hochberg), then per row ``significant``
+    (q below the false discovery rate and a change of at least ``min_change_pct``) and its
+    ``direction``. A row without enough samples, without an interval, or with one side
+    missing is not tested."""
+    tested = [
+        row
+        for row in rows
+        if row["_p_value"] is not None and not _restates_requests(row, root_stage)
+    ]
+    q_values = benjamini_hochberg([row["_p_value"] for row in tested])
+    for row, q in zip(tested, q_values, strict=True):
+        row["q_value"] = q
+    if root_stage is not None:
+        of_requests = {row["metric"]: row["q_value"] for row in rows if row["stage"] is None}
+        for row in rows:
+            if _restates_requests(row, root_stage) and row["_p_value"] is not None:
+                row["q_value"] = of_requests.get(row["metric"])
+    for row in rows:
+        q, change = row["q_value"], row["change"]
+        large = row["change_pct"] is not None and abs(row["change_pct"]) >= min_change_pct
+        from_zero = row["baseline"] == 0 and bool(change)
+        row["significant"] = bool(
+            q is not None and q < FALSE_DISCOVERY_RATE and change and (large or from_zero)
+        )
+        if row["significant"]:
+            up, down = DIRECTIONS[row["metric"]]
+            row["direction"] = up if change > 0 else down
 
 
 def _row(
@@ -253,9 +331,13 @@ def _row(
         "change_pct": change_pct,
         "ci_low": low,
         "ci_high": high,
+        "q_value": None,
+        "significant": False,
+        "direction": None,
         "regression": False,
         "note": None,
         "_gated": bool(rules),  # covered by a --fail-on rule: a JUnit testcase (not in JSON)
+        "_p_value": None,  # the bootstrap p-value when this change is tested (not in JSON)
     }
     notes: list[str] = []
     if base is None or cur is None:
@@ -275,7 +357,9 @@ def _row(
     smallest = min(base[size_key], cur[size_key])
     too_few = smallest < needed
     if too_few:
-        notes.append(f"too few samples ({smallest:,} < {needed:,})")
+        notes.append(f"too few samples for a verdict ({smallest:,} < {needed:,})")
+    elif metric != "count" and ci and ci.get("p_value") is not None:
+        row["_p_value"] = ci["p_value"]
     for rule in rules:
         if not _exceeded(rule, change, change_pct, before):
             continue
@@ -311,21 +395,42 @@ def build(
     current: pl.DataFrame,
     rules: Sequence[Rule] = (),
     bootstrap: Bootstrap | None = None,
+    min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
     inputs: list[dict[str, Any]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
-    """The diff report; ``exit_code`` is 1 when a --fail-on rule found a regression."""
+    """The diff report, one row per stage and metric (``--long``; see ``by_stage`` for the
+    default view); ``exit_code`` is 1 when a --fail-on rule found a regression."""
     settings = bootstrap or Bootstrap()
     rows, appeared, disappeared = compare(
-        baseline=baseline, current=current, rules=rules, bootstrap=settings
+        baseline=baseline,
+        current=current,
+        rules=rules,
+        bootstrap=settings,
+        min_change_pct=min_change_pct,
     )
     regressions = sum(row["regression"] for row in rows)
+    verdicts = sum(row["significant"] for row in rows)
     headline = [
         f"Requests: baseline {_requests(rows, 'baseline')}, current {_requests(rows, 'current')}; "
         "stage '-' is the requests (root spans)",
         f"95% intervals from {settings.replicates:,} bootstrap replicates over requests "
-        f"(seed {settings.seed})",
+        f"(seed {settings.seed}); a verdict needs a change of at least {min_change_pct:g}% "
+        f"and q < {FALSE_DISCOVERY_RATE:g} over the {_tests(rows)} changes tested "
+        "(Benjamini-Hochberg)",
     ]
+    withheld = sorted(
+        {
+            row["metric"]
+            for row in rows
+            if row["note"] and "too few samples" in row["note"] and row["metric"] in QUANTILES
+        },
+        key=list(QUANTILES).index,
+    )
+    if withheld:
+        needed = ", ".join(f"{m} {min_samples(m):,}" for m in withheld)
+        headline.append(f"No verdict where a side has fewer timed spans than: {needed}")
+    headline.append(f"{verdicts} significant change{'s' if verdicts != 1 else ''}")
     if appeared:
         headline.append("Appeared: " + ", ".join(appeared))
     if disappeared:
@@ -344,6 +449,8 @@ def build(
         data={
             "passed": not regressions,
             "regressions": regressions,
+            "significant_changes": verdicts,
+            "min_change_pct": min_change_pct,
             "rules": [r.text for r in rules],
             "appeared": appeared,
             "disappeared": disappeared,
@@ -358,6 +465,88 @@ def build(
         warnings=warnings or [],
         exit_code=1 if regressions else 0,
     )
+
+
+def by_stage(report: Report) -> Report:
+    """The default view of a diff report: one row per stage for people; the JSON keeps the
+    metric rows, so both views print the same JSON document."""
+    metric_table = report.tables[0]
+    rows = metric_table.rows
+    data = {
+        **report.data,
+        metric_table.key: [{c.key: row.get(c.key) for c in metric_table.columns} for row in rows],
+    }
+    stages = Table(
+        key="stages",
+        title="Changes by stage",
+        columns=STAGE_COLUMNS,
+        rows=stage_rows(rows),
+        in_json=False,
+    )
+    return replace(report, tables=[stages], data=data)
+
+
+def stage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per stage: each metric as "baseline -> current (change%)", and the verdict: the
+    directions of its significant changes ("slower", "more errors", ...)."""
+    by_stage: dict[str | None, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        by_stage.setdefault(row["stage"], {})[row["metric"]] = row
+    out = []
+    for stage, metrics in by_stage.items():
+        directions = [
+            metrics[m]["direction"] for m in ("p50", "p95", "p99", "error_rate") if m in metrics
+        ]
+        latency = [d for d in directions if d in ("slower", "faster")]
+        errors = [d for d in directions if d in ("more errors", "fewer errors")]
+        verdict = [*(["slower"] if "slower" in latency else latency[:1]), *errors[:1]]
+        out.append(
+            {
+                "stage": stage if stage is not None else "-",
+                "count": _change_text(metrics["count"], _count_text, relative=False),
+                **{m: _change_text(metrics[m], _ms_text) for m in QUANTILES},
+                "error_rate": _change_text(metrics["error_rate"], _percent_text, relative=False),
+                "verdict": ", ".join(verdict),
+            }
+        )
+    return out
+
+
+def _change_text(row: dict[str, Any], shown: Any, *, relative: bool = True) -> str:
+    before, after = row["baseline"], row["current"]
+    if before is None or after is None:
+        return shown(after if before is None else before) + (
+            " (new)" if before is None else " (gone)"
+        )
+    text = f"{shown(before)} -> {shown(after)}"
+    if relative and row["change_pct"] is not None and row["change"]:
+        pct = round(row["change_pct"])
+        text += f" ({pct:+d}%)" if pct else " (0%)"
+    if row["note"] and "too few samples" in row["note"]:
+        text += " (few)"
+    return text
+
+
+def _ms_text(value: float | None) -> str:
+    """Three significant digits, no exponent: 0.0421, 4.21, 42.1, 421, 4,210."""
+    if value is None:
+        return "-"
+    if value == 0 or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    digits = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{digits}f}"
+
+
+def _count_text(value: float | None) -> str:
+    return "-" if value is None else f"{int(value):,}"
+
+
+def _percent_text(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.{1 if value < 0.1 else 0}f}%"
+
+
+def _tests(rows: list[dict[str, Any]]) -> int:
+    return sum(row["q_value"] is not None for row in rows)
 
 
 def _requests(rows: list[dict[str, Any]], side: str) -> str:
