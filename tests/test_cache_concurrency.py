@@ -1,8 +1,15 @@
-"""The cache under other commands: a concurrent prune (issue 14, item 8)."""
+"""The cache under other commands and signals: a concurrent prune, Ctrl-C and SIGTERM during a
+write, and the temporary files a killed write leaves (issue 14, items 8 and 9)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +43,10 @@ def _key(dump: Path) -> str:
     key = cache.cache_key([str(dump)], input_format=None, options=pipeline.ReadOptions())
     assert key is not None
     return key
+
+
+def _temporaries(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".tmp-"))
 
 
 def _entry_files(directory: Path) -> list[str]:
@@ -105,3 +116,115 @@ def test_load_survives_a_prune_between_the_record_and_the_data(
     assert cache.load(_key(dump)) is None
     _, analysis = pipeline.load_analysed([str(dump)])
     assert analysis.spans.equals(expected.spans)
+
+
+# --- Ctrl-C and SIGTERM during a write (item 9) -----------------------------------------------
+
+
+def _signal_after(method: Callable[..., Any], signum: signal.Signals) -> Callable[..., Any]:
+    def write_then_signalled(*args: Any, **kwargs: Any) -> Any:
+        result = method(*args, **kwargs)
+        signal.raise_signal(signum)
+        return result
+
+    return write_then_signalled
+
+
+def test_ctrl_c_twice_during_a_write_leaves_no_temporary_file(
+    cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler_before = signal.getsignal(signal.SIGINT)
+    # The first Ctrl-C arrives while the spans are written, the second during the cleanup.
+    monkeypatch.setattr(
+        pl.DataFrame,
+        "write_parquet",
+        _signal_after(pl.DataFrame.write_parquet, signal.SIGINT),
+    )
+    real_unlink = os.unlink
+
+    def unlink_interrupted(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).name.startswith(".tmp-"):
+            signal.raise_signal(signal.SIGINT)
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.load_analysed([str(dump)])
+    monkeypatch.undo()
+    assert _temporaries(cache_dir) == []
+    assert _entry_files(cache_dir) == []  # the write stopped with its first file
+    assert signal.getsignal(signal.SIGINT) is handler_before
+
+
+def test_ctrl_c_through_the_cli_exits_130_and_leaves_no_temporary_file(
+    cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        pl.DataFrame,
+        "write_parquet",
+        _signal_after(pl.DataFrame.write_parquet, signal.SIGINT),
+    )
+    result = CliRunner().invoke(app, ["latency", str(dump), "-q"])
+    assert result.exit_code == 130
+    assert _temporaries(cache_dir) == []
+
+
+def test_sigterm_during_a_write_ends_the_process_and_leaves_no_temporary_file(
+    cache_dir: Path, dump: Path
+) -> None:
+    # In a process of its own: SIGTERM ends it, as it would have without the cache.
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        import polars as pl
+        from ml_tracelens import pipeline
+
+        write = pl.DataFrame.write_parquet
+
+        def write_then_terminated(self, *args, **kwargs):
+            write(self, *args, **kwargs)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        pl.DataFrame.write_parquet = write_then_terminated
+        pipeline.load_analysed([sys.argv[1]])
+        print("still running after SIGTERM")
+        """
+    )
+    env = {**os.environ, "TRACELENS_CACHE_DIR": str(cache_dir), "TRACELENS_CACHE_MIN_MB": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(dump)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert "still running" not in result.stdout
+    assert _temporaries(cache_dir) == []
+
+
+def test_a_completed_write_restores_the_signal_handlers(cache_dir: Path, dump: Path) -> None:
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    pipeline.load_analysed([str(dump)])
+    assert cache.load(_key(dump)) is not None
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+# --- prune removes what a killed write left (item 9) ------------------------------------------
+
+
+def test_prune_removes_stale_temporaries_but_not_a_live_writers(
+    cache_dir: Path, dump: Path
+) -> None:
+    pipeline.load_analysed([str(dump)])
+    entry = _entry_files(cache_dir)
+    stale = cache_dir / ".tmp-killed.spans.parquet"
+    stale.write_bytes(b"x" * 4096)
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    live = cache_dir / ".tmp-writing.spans.parquet"
+    live.write_bytes(b"x" * 4096)
+
+    cache.prune(cache_dir, max_bytes=1 << 40)
+    assert _temporaries(cache_dir) == [live.name]
+    assert _entry_files(cache_dir) == entry
