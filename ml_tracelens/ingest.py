@@ -188,6 +188,8 @@ def _not_telemetry(source: InputSource, what: str | None) -> ReadResult:
     a directory of dumps (a README, a config), listed as "unknown" and warned about, so a stray
     file does not sink the run."""
     if not source.found:
+        if what and what.startswith("compressed with"):
+            raise InputError(f"{source.name}: {what}")
         if what:
             said = (
                 f"{foreign.NO_TELEMETRY} in {source.name}{what.removeprefix(foreign.NO_TELEMETRY)}"

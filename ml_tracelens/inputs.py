@@ -330,7 +330,9 @@ class BoundedGzip(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         try:
-            data = self._gzip.read(len(buffer))
+            # A bounded step, however much the caller asks for (a reader asks for 128 MiB at
+            # once): the ratio is checked every step, so a bomb stops just past the floor.
+            data = self._gzip.read(min(len(buffer), _CHUNK))
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise InputError(f"{self.name}: truncated or corrupt gzip data ({exc})") from exc
         size = len(data)

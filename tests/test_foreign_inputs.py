@@ -80,3 +80,43 @@ def test_a_log_with_some_recognised_lines_is_still_a_log(tmp_path: Path) -> None
     result = runner.invoke(app, ["summary", str(path), "-f", "json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["log_records"] == 2
+
+
+@pytest.mark.parametrize(
+    ("magic", "name", "verb"),
+    [
+        (b"\x28\xb5\x2f\xfd", "zstd", "decompress it"),
+        (b"BZh91AY&SY", "bzip2", "decompress it"),
+        (b"\xfd7zXZ\x00\x00", "xz", "decompress it"),
+        (b"\x04\x22\x4d\x18", "lz4", "decompress it"),
+        (b"PK\x03\x04\x14\x00", "zip", "extract it"),
+    ],
+)
+def test_other_compression_is_named(tmp_path: Path, magic: bytes, name: str, verb: str) -> None:
+    path = tmp_path / "dump.jsonl.x"
+    path.write_bytes(magic + b"\x00" * 64)
+    result = runner.invoke(app, ["summary", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {path}: compressed with {name}: {verb} first (or: tracelens reads .gz)\n"
+    )
+
+
+def test_a_gzip_bomb_of_blank_lines_stops_just_past_the_floor(tmp_path: Path) -> None:
+    import gzip
+    import re
+
+    from ml_tracelens import limits
+
+    path = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        out.write(b'{"level": "info", "message": "x"}\n')
+        block = b"\n" * (1 << 20)
+        for _ in range(96):
+            out.write(block)
+    result = runner.invoke(app, ["summary", str(path)])
+    assert result.exit_code == 2
+    produced = re.search(r"over ([0-9.]+) MiB", result.stderr)
+    assert produced is not None, result.stderr
+    # Checked every MiB of output: it stops within a step of the floor, not after a 128 MiB read.
+    assert float(produced.group(1)) <= limits.GZIP_RATIO_FLOOR / (1 << 20) + 1

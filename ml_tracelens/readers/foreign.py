@@ -21,7 +21,27 @@ _KEY_LINE = re.compile(rb'^([ \t]*)"((?:[^"\\]|\\.){1,80})"\s*:', re.MULTILINE)
 KEYS_SHOWN = 12
 
 NO_TELEMETRY = "no telemetry recognised"
+#: Magic bytes of the compressed and archive formats people hand over instead of gzip.
+_COMPRESSED = (
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"\x89LZO", "lzop"),
+    (b"PK\x03\x04", "zip"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+)
 SUPPORTED = "OTLP/JSON, Jaeger, Zipkin v2, the OpenTelemetry console exporter and JSON-lines logs"
+
+
+def compressed(head: bytes) -> str | None:
+    """What a compressed input that is not gzip says for itself: gzip is read while streaming,
+    the others have to be decompressed first."""
+    for magic, name in _COMPRESSED:
+        if head.startswith(magic):
+            verb = "extract it" if name in ("zip", "7z") else "decompress it"
+            return f"compressed with {name}: {verb} first (or: tracelens reads .gz)"
+    return None
 
 
 def trace_events(head: bytes) -> str | None:
@@ -35,9 +55,9 @@ def trace_events(head: bytes) -> str | None:
 
 def describe(head: bytes) -> str | None:
     """A phrase naming what ``head`` (the first bytes of an input) is, if it can be told."""
-    profile = trace_events(head)
-    if profile:
-        return profile
+    named = compressed(head) or trace_events(head)
+    if named:
+        return named
     keys = json_keys(head.removeprefix(b"\xef\xbb\xbf"))
     if keys is not None:
         return f"{NO_TELEMETRY} (keys seen: {_listed(keys)})"
