@@ -245,7 +245,7 @@ def _skip_warnings(name: str, stats: ReadStats) -> Iterable[str]:
 
 
 def _reader_warnings(name: str, stats: ReadStats) -> Iterable[str]:
-    return (f"{name}: {message}" for message in stats.warnings)
+    return (f"{name}: {message}" for message in (*stats.alteration_notes(), *stats.warnings))
 
 
 def rechunked(frame: pl.DataFrame) -> pl.DataFrame:

@@ -123,7 +123,7 @@ def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
         if end_of_dump is None:
             raise UsageError(f"{option} {text}: the dump has no timestamps to count back from")
         amount, unit = relative.groups()
-        return end_of_dump - int(float(amount) * _UNIT_NS[unit])
+        return _in_range(end_of_dump - int(float(amount) * _UNIT_NS[unit]), text, option)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as exc:
@@ -134,7 +134,18 @@ def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    bound = (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    return _in_range(bound, text, option)
+
+
+def _in_range(bound: int, text: str, option: str) -> int:
+    # Compared with Int64 ns columns: a bound past them would overflow, not select everything.
+    if not -(2**63) <= bound < 2**63:
+        raise UsageError(
+            f"{option} {text!r}: outside the times telemetry can hold "
+            "(1677-09-21 to 2262-04-11, nanoseconds in 64 bits)"
+        )
+    return bound
 
 
 #: The columns --where sees besides attr.KEY, as the module docstring lists them.

@@ -367,9 +367,10 @@ def test_numbers_beyond_float_range(tmp_path: Path) -> None:
     lines = tmp_path / "inf.otlp.jsonl"
     lines.write_bytes(b"\n".join((good, as_time, as_attribute)) + b"\n")
     entry = summary(lines)["inputs"][0]
-    # The time line is skipped; the attribute is kept as written (the fast path never parses
-    # attribute values), so that span is read.
-    assert (entry["lines"], entry["records"], entry["skipped"]) == (3, 2, 1)
+    # The span with the infinite time is skipped on its own (its line is read); the attribute
+    # is kept as written (the fast path never parses attribute values), so that span is read.
+    assert (entry["lines"], entry["records"], entry["skipped"]) == (3, 3, 0)
+    assert entry["skipped_items"] == 1
     ok("latency", "--by", "attr.n", str(lines))
     # Back to back and indented (not one document, not JSON lines): the fallback decoder.
     pretty = b"\n".join(
@@ -377,8 +378,9 @@ def test_numbers_beyond_float_range(tmp_path: Path) -> None:
     )
     stacked = tmp_path / "inf.otlp.json"
     stacked.write_bytes(pretty + b"\n")
-    facts = summary(stacked)  # here both values reach int(): each document is skipped
-    assert (facts["spans"], facts["inputs"][0]["skipped"]) == (1, 2)
+    facts = summary(stacked)  # here both values reach int(): each document's span is skipped
+    entry = facts["inputs"][0]
+    assert (facts["spans"], entry["skipped"], entry["skipped_items"]) == (1, 0, 2)
 
 
 def test_console_timestamps_out_of_range(tmp_path: Path) -> None:
@@ -402,7 +404,9 @@ def test_console_timestamps_out_of_range(tmp_path: Path) -> None:
     path = tmp_path / "times.console.txt"
     path.write_text("\n".join(json.dumps(o, indent=4) for o in objects) + "\n")
     facts = summary(path)
-    assert (facts["spans"], facts["untimed_spans"]) == (3, 2)
+    # Beyond Int64 ns (1677..2262) a time is unreadable, as an invalid date is: the object is
+    # skipped and counted, never wrapped around into another century.
+    assert (facts["spans"], facts["untimed_spans"], facts["inputs"][0]["skipped"]) == (1, 0, 2)
     assert facts["start"] == iso(0)
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ml_tracelens.ingest import SNIFF_BYTES, load
 from ml_tracelens.inputs import resolve
 from ml_tracelens.readers import detect, jaeger_json, otel_console, otlp_json, zipkin_json
-from ml_tracelens.readers.base import ReadOptions, ReadResult
+from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONSOLE = FIXTURES / "console"
@@ -223,7 +223,13 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     path.write_bytes(data)
     result = read("otel-console", path)
     line = data[: data.index(b"\xe9")].count(b"\n") + 1
-    assert result.stats.problems[0] == (f"{path}:{line}", "invalid UTF-8")
+    assert result.stats.problems[0] == (
+        f"{path}:{line}",
+        "invalid UTF-8 bytes replaced (with U+FFFD): 1 byte in the input",
+    )
+    # The byte is replaced and counted, not a skipped document: every document is read.
+    assert (result.stats.records, result.stats.skipped) == (result.stats.lines, 0)
+    assert result.stats.ignored[UTF8_REPLACED] == 1
     assert result.spans.height == 4
     assert result.logs["message"][1] == "request \ufffddone"
 

@@ -12,7 +12,7 @@ import pytest
 from ml_tracelens.ingest import load
 from ml_tracelens.inputs import resolve
 from ml_tracelens.readers import jaeger_json
-from ml_tracelens.readers.base import ReadOptions, ReadResult
+from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "jaeger"
 B = 1_700_000_000_000_000_000  # 1700000000000000 µs in ns
@@ -216,7 +216,13 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     path.write_bytes(data)
     result = read(path)
     line = data[: data.index(b"\xff")].count(b"\n") + 1
-    assert result.stats.problems[0] == (f"{path}:{line}", "invalid UTF-8")
+    assert result.stats.problems[0] == (
+        f"{path}:{line}",
+        "invalid UTF-8 bytes replaced (with U+FFFD): 1 byte in the input",
+    )
+    # The byte is replaced and counted, not a skipped line: the one document is read.
+    assert (result.stats.lines, result.stats.records, result.stats.skipped) == (1, 1, 0)
+    assert result.stats.ignored[UTF8_REPLACED] == 1
     assert result.spans.height == 2  # the rest is read, the byte replaced
 
 

@@ -174,7 +174,7 @@ def test_base64_ids_from_protobuf_json_mapping(tmp_path: Path) -> None:
     ("bad_line", "reason"),
     [
         ('{"resourceSpans": [{"scopeSpans": [{"spans": [', "truncated"),
-        ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x"}]}]}]}', "malformed OTLP"),
+        ('{"resourceSpans": [{"scopeSpans": {"spans": []}}]}', "scopeSpans is not a list"),
         ('{"resourceSpans": "nope"}', "malformed OTLP"),
         ("[1, 2]", "not an OTLP object"),
         ('{"something": 1}', "no resourceSpans"),

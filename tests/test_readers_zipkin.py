@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ml_tracelens.ingest import load
 from ml_tracelens.inputs import resolve
 from ml_tracelens.readers import zipkin_json
-from ml_tracelens.readers.base import ReadOptions, ReadResult
+from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
 from ml_tracelens.readers.zipkin_model import micros_to_ns
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "zipkin"
@@ -508,7 +508,15 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     result = read(path)
     # Counted at its line; the splitter then reads on with the byte replaced, so no span of
     # the file is lost to one bad byte.
-    assert result.stats.problems[0] == (f"{path}:1", "invalid UTF-8")
+    assert result.stats.problems[0] == (
+        f"{path}:1",
+        "invalid UTF-8 bytes replaced (with U+FFFD): 1 byte in the input",
+    )
+    # The byte is replaced and counted, not a skipped document: the one skip is the truncated
+    # document the fixture holds on purpose (line 5).
+    assert (result.stats.lines, result.stats.records, result.stats.skipped) == (3, 2, 1)
+    assert result.stats.problems[1][0] == f"{path}:5"
+    assert result.stats.ignored[UTF8_REPLACED] == 1
     assert result.spans["name"].to_list() == ["sin\ufffdgle", "in array", "in array too"]
 
 

@@ -25,6 +25,12 @@ from ml_tracelens.schema import empty_logs, empty_spans
 #: How many malformed records each input keeps with their location for messages.
 MAX_PROBLEMS_KEPT = 5
 
+#: ``ReadStats.ignored`` reasons for records that were read but changed on the way (see
+#: ``ReadStats.alter``): they are warned about, and --strict rejects an input that has any.
+DEEP_VALUES_DROPPED = "attribute values dropped (nested too deep)"
+UTF8_REPLACED = "invalid UTF-8 bytes replaced (with U+FFFD)"
+ALTERATIONS = (DEEP_VALUES_DROPPED, UTF8_REPLACED)
+
 
 @dataclass(frozen=True)
 class ReadOptions:
@@ -118,7 +124,9 @@ def _check_line(line: bytes, limit: int, name: str, number: int) -> None:
 @dataclass
 class ReadStats:
     """What one reader did with one input. ``records`` + ``skipped`` = ``lines`` always; a bad
-    span inside a line or document that was read counts in ``skipped_items`` instead."""
+    span inside a line or document that was read counts in ``skipped_items`` instead, so the
+    spans read plus ``skipped_items`` are the spans of the lines read. A span that was read but
+    altered (``ALTERATIONS``) counts in ``ignored``."""
 
     format: str
     lines: int = 0  # physical lines (line formats) or documents (document formats)
@@ -147,6 +155,26 @@ class ReadStats:
 
     def ignore(self, what: str, count: int = 1) -> None:
         self.ignored[what] = self.ignored.get(what, 0) + count
+
+    def alter(self, location: str, what: str, count: int = 1, detail: str = "") -> None:
+        """Part of a record that was read had to be dropped or replaced (``what`` is one of
+        ``ALTERATIONS``): counted in ``ignored`` rather than as a skip, since the record is
+        kept, and listed with the problems, so that --strict still refuses the input."""
+        self.ignore(what, count)
+        if len(self.problems) < MAX_PROBLEMS_KEPT:
+            self.problems.append((location, f"{what}{f': {detail}' if detail else ''}"))
+
+    def alteration_notes(self) -> list[str]:
+        """One sentence per kind of alteration this input had, for the user's warnings."""
+        notes = []
+        for what in ALTERATIONS:
+            count = self.ignored.get(what)
+            if not count:
+                continue
+            first = next((loc for loc, reason in self.problems if reason.startswith(what)), None)
+            where = f"; first at {first}" if first else ""
+            notes.append(f"{count:,} {what}{where}; pass --strict to fail instead")
+        return notes
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:

@@ -126,7 +126,8 @@ def _traces(document: Any, location: str, name: str, stats: ReadStats) -> Iterat
     """The trace objects of one document, whichever layout it has.
 
     A document that is not Jaeger at all is moved from read to skipped; one malformed trace in
-    a ``data`` list is skipped on its own (``file#data[i]``) and the others are read.
+    a ``data`` list is skipped on its own (``file#data[i]``, each of its spans counted as a
+    skipped item) and the others are read.
     """
     if isinstance(document, dict) and "data" in document:
         data = document["data"]
@@ -135,7 +136,8 @@ def _traces(document: Any, location: str, name: str, stats: ReadStats) -> Iterat
                 try:
                     yield _trace_of(item)
                 except TypeError as exc:
-                    stats.skip_item(span_location(name, location, f"data[{number}]"), str(exc))
+                    where = span_location(name, location, f"data[{number}]")
+                    _skip_trace(stats, where, str(exc), item)
             return
         reason = "data is not a list"
     elif isinstance(document, dict) and ("spans" in document or "spanID" in document):
@@ -174,7 +176,16 @@ def _traces_of_array(
         try:
             yield _trace_of(item)
         except TypeError as exc:
-            stats.skip_item(span_location(name, location, f"[{number}]"), str(exc))
+            _skip_trace(stats, span_location(name, location, f"[{number}]"), str(exc), item)
+
+
+def _skip_trace(stats: ReadStats, where: str, reason: str, item: Any) -> None:
+    """Count a trace object that cannot be read: each of its spans is a skipped item (one item
+    when it has no list of spans), so that no span of it goes uncounted."""
+    spans = item.get("spans") if isinstance(item, dict) else None
+    stats.skip_item(where, reason)
+    if isinstance(spans, list) and len(spans) > 1:
+        stats.skipped_items += len(spans) - 1
 
 
 def _parse_span(span: Any, trace: _Trace, where: str) -> tuple[Any, ...]:

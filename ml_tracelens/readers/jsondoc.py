@@ -7,7 +7,9 @@ first line decides: if it is a whole JSON value the input is line-based, otherwi
 input is parsed as one document or, failing that, as concatenated documents.
 
 Malformed lines or documents are counted in ``ReadStats`` with their ``file:line``; nothing is
-dropped silently. Inputs are hostile until parsed (see ``limits.py``): a line or document over
+dropped silently. In a whole-file input (one document, or documents back to back) invalid UTF-8
+bytes are replaced with U+FFFD and counted as an alteration (``ReadStats.alter``) rather than
+costing the whole file; a line-based input skips the line that holds them. Inputs are hostile until parsed (see ``limits.py``): a line or document over
 the size limit is refused (``LimitExceeded``) before it is held whole, and one nested deeper
 than the depth limit is skipped with that reason, in all three layouts. Lines and whole
 documents are measured on their bytes before orjson sees them. Back-to-back documents need the
@@ -26,7 +28,7 @@ from typing import Any
 import orjson
 
 from ml_tracelens import limits
-from ml_tracelens.readers.base import InputSource, ReadStats, read_line
+from ml_tracelens.readers.base import UTF8_REPLACED, InputSource, ReadStats, read_line
 
 BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
@@ -123,11 +125,13 @@ def _iter_whole(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, An
     current = limits.current()
     data = source.read_bytes(max_bytes=current.max_document_bytes).removeprefix(BOM)
     if not limits.too_deep(data, current.max_json_depth):
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-        else:
+        value = _whole(data)
+        if value is _NOT_ONE_DOCUMENT and not _is_utf8(data):
+            # One bad byte must not cost a whole Jaeger or Zipkin download: read on with it
+            # replaced, and count the change (--strict refuses it).
+            data = _replace_invalid_utf8(source.name, data, stats)
+            value = _whole(data)
+        if value is not _NOT_ONE_DOCUMENT:
             stats.lines += 1
             stats.records += 1
             yield f"{source.name}:1", value
@@ -136,16 +140,49 @@ def _iter_whole(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, An
     yield from _iter_concatenated(source.name, data, stats, current.max_json_depth)
 
 
+_NOT_ONE_DOCUMENT = object()
+
+
+def _whole(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _NOT_ONE_DOCUMENT
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _replace_invalid_utf8(name: str, data: bytes, stats: ReadStats) -> bytes:
+    """``data`` with each invalid UTF-8 sequence replaced by U+FFFD, the bytes replaced counted
+    as an alteration at the line of the first."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        first = exc.start
+    else:
+        return data
+    repaired = data.decode("utf-8", errors="replace").encode("utf-8")
+    marks = repaired.count(_REPLACEMENT) - data.count(_REPLACEMENT)
+    replaced = len(data) - (len(repaired) - len(_REPLACEMENT) * marks)
+    line = data.count(b"\n", 0, first) + 1
+    unit = "byte" if replaced == 1 else "bytes"
+    stats.alter(f"{name}:{line}", UTF8_REPLACED, replaced, f"{replaced} {unit} in the input")
+    return repaired
+
+
+_REPLACEMENT = "\ufffd".encode()
+
+
 def _iter_concatenated(
     name: str, data: bytes, stats: ReadStats, depth: int
 ) -> Iterator[tuple[str, Any]]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        stats.lines += 1
-        bad_line = data.count(b"\n", 0, exc.start) + 1
-        stats.skip(f"{name}:{bad_line}", "invalid UTF-8")
-        text = data.decode("utf-8", errors="replace")
+    text = _replace_invalid_utf8(name, data, stats).decode("utf-8")
     decoder = json.JSONDecoder()
     position = 0
     line = 1

@@ -173,8 +173,11 @@ def parse_time(frame: pl.LazyFrame, source: str, out: str) -> pl.LazyFrame:
     iso_ok = (
         steps.col("iso") & (hours <= 23) & (minutes <= 59) & (seconds <= 60) & (zone_hours <= 23)
     )
+    # Summed in 128 bits: Int64 ns end in 1677 and 2262, where Int64 arithmetic wraps around
+    # silently; the non-strict cast below makes a time beyond them null (unreadable), as an
+    # invalid date is.
     iso = (
-        steps.col("days") * (86_400 * S)
+        steps.col("days").cast(pl.Int128) * (86_400 * S)
         + hours * HOUR
         + minutes * MINUTE
         + seconds * S
@@ -192,7 +195,10 @@ def parse_time(frame: pl.LazyFrame, source: str, out: str) -> pl.LazyFrame:
         .otherwise(scaled_ns(number, NS))
     )
     return steps.finish(
-        pl.when(number.is_not_null()).then(epoch).when(iso_ok & (zone_minutes <= 59)).then(iso)
+        pl.when(number.is_not_null())
+        .then(epoch)
+        .when(iso_ok & (zone_minutes <= 59))
+        .then(iso.cast(pl.Int64, strict=False))
     )
 
 

@@ -60,6 +60,7 @@ from ml_tracelens.schema import (
 
 NAME = "otel-console"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _ISO = re.compile(
     r"^(?P<base>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(?:[.,](?P<fraction>\d+))?"
     r"(?P<zone>Z|z|[+-]\d{2}:?\d{2})?$"
@@ -214,7 +215,11 @@ def iso_to_ns(value: Any, field: str) -> int | None:
     delta: timedelta = moment - _EPOCH
     seconds = delta.days * 86_400 + delta.seconds
     fraction = (match["fraction"] or "")[:9].ljust(9, "0")
-    return seconds * 1_000_000_000 + int(fraction)
+    ns = seconds * 1_000_000_000 + int(fraction)
+    if not _INT64_MIN <= ns <= _INT64_MAX:
+        # The canonical tables hold Int64 ns: 1677-09-21 to 2262-04-11.
+        raise ValueError(f"{field} is out of the range of times tracelens holds: {value!r}")
+    return ns
 
 
 def _event(event: Any) -> dict[str, Any]:

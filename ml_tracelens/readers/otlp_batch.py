@@ -6,12 +6,19 @@ by one, to turn OTLP events into the canonical event list and to find exception 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 import orjson
 import polars as pl
 
-from ml_tracelens.readers.otlp_fast import SpanBatch, event_dicts, link_dicts
+from ml_tracelens.limits import too_deep
+from ml_tracelens.readers.otlp_fast import (
+    SpanBatch,
+    event_dicts,
+    link_dicts,
+    without_deep_values,
+)
 from ml_tracelens.schema import SPAN_SCHEMA, normalize_spans
 
 _KINDS = {
@@ -50,6 +57,7 @@ def canonical_from_batch(batch: SpanBatch, source_name: str) -> tuple[pl.DataFra
         bad_lines = _lines_with_invalid_utf8(batch)
         raw = _with_text_attributes(raw.filter(~pl.col("line").is_in(bad_lines)))
         resources = _resource_table(batch, valid_only=True)
+    raw = _without_deep_attributes(raw, batch)
     raw = raw.join(resources, on="resource_index", how="left", maintain_order="left")
     span_attrs = pl.col("_span_text")
     attributes = pl.when(span_attrs.str.contains(r"\{")).then(span_attrs).otherwise(pl.lit("{}"))
@@ -98,6 +106,45 @@ def canonical_from_batch(batch: SpanBatch, source_name: str) -> tuple[pl.DataFra
         pl.col("kind").cast(SPAN_SCHEMA["kind"]), pl.col("status").cast(SPAN_SCHEMA["status"])
     )
     return normalize_spans(frame.select(list(SPAN_SCHEMA))), bad_lines
+
+
+def _without_deep_attributes(raw: pl.DataFrame, batch: SpanBatch) -> pl.DataFrame:
+    """``raw`` with attribute values nested deeper than the limit dropped from ``_span_text``
+    (polars' JSON functions and ``schema.attributes_dict`` could not read the span's other
+    attributes either); each span so changed is noted in ``batch.deep_values``."""
+    depth = batch.depth
+    text = pl.col("_span_text")
+    # Nesting deeper than ``depth`` takes more than 2 * depth bytes and more than depth opening
+    # brackets: the two bounds leave the exact check for a handful of rows.
+    candidates = (
+        raw.select("_row", "_span_text")
+        .filter(text.str.len_bytes() > 2 * depth)
+        .filter(text.str.count_matches(r"[\[{]") > depth)
+    )
+    fixed: dict[int, str] = {}
+    for row, value in candidates.iter_rows():
+        data = value.encode()
+        if not too_deep(data, depth):
+            continue
+        kept, dropped = without_deep_values(data, depth)
+        fixed[row] = kept.decode()
+        line = batch.line[row]
+        # A document's spans are consecutive rows, numbered from its first row unless some of
+        # its spans were read apart (``batch.positions``).
+        offset = row - bisect_left(batch.line, line)
+        index = batch.positions[line][offset] if line in batch.positions else offset
+        batch.deep_values.append((line, f"span {index}", dropped))
+    if not fixed:
+        return raw
+    patch = pl.DataFrame(
+        {"_row": list(fixed), "_fixed": list(fixed.values())},
+        schema={"_row": pl.UInt32, "_fixed": pl.String},
+    )
+    return (
+        raw.join(patch, on="_row", how="left", maintain_order="left")
+        .with_columns(_span_text=pl.coalesce("_fixed", "_span_text"))
+        .drop("_fixed")
+    )
 
 
 def _with_text_attributes(raw: pl.DataFrame) -> pl.DataFrame:

@@ -22,6 +22,12 @@ with status.message, else the ``exception.message`` of an ``exception`` event; a
 on a span with no status marks it as error; resource + span attributes -> attributes; events and
 links kept as JSON. Log records: ``timeUnixNano`` (or ``observedTimeUnixNano``), severityText or
 severityNumber -> level, body -> message, traceId/spanId.
+
+A malformed span (no traceId or spanId, a time that is a boolean, a list or an object, ...) is
+skipped and counted on its own as ``file:line#span N``, N being its 0-based position among the
+document's spans; the document's other spans are read. An attribute value nested deeper than
+``TRACELENS_MAX_JSON_DEPTH`` (in a line the typed decoder read) is dropped from its span and
+counted in ``ignored``; the span's other attributes are kept.
 """
 
 from __future__ import annotations
@@ -30,13 +36,35 @@ import gc
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 import orjson
 import polars as pl
 
-from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.readers.jsondoc import BOM, is_line_based, iter_documents, loads
+from ml_tracelens import limits
+from ml_tracelens.readers.base import (
+    DEEP_VALUES_DROPPED,
+    InputSource,
+    ReaderSpec,
+    ReadOptions,
+    ReadResult,
+    ReadStats,
+)
+from ml_tracelens.readers.jsondoc import (
+    BOM,
+    describe_json_error,
+    is_line_based,
+    iter_documents,
+    loads,
+)
 from ml_tracelens.readers.otlp_batch import canonical_from_batch
-from ml_tracelens.readers.otlp_fast import DECODER, DecodeError, SpanBatch
+from ml_tracelens.readers.otlp_fast import (
+    DECODER,
+    SPLITTER,
+    DecodeError,
+    SpanBatch,
+    decode_one_by_one,
+    resource_attributes,
+)
 from ml_tracelens.readers.otlp_values import (
     any_value,
     attributes_of,
@@ -143,6 +171,16 @@ class _Chunks:
         for line in bad_lines:
             # Raw attribute bytes are checked for UTF-8 only when the batch becomes columns.
             _reject(self.stats, f"{self.name}:{line}", "invalid UTF-8")
+        bad = set(bad_lines)
+        for line, where, keys in self.batch.deep_values:
+            if line not in bad:
+                self.stats.alter(
+                    f"{self.name}:{line}#{where}",
+                    DEEP_VALUES_DROPPED,
+                    len(keys),
+                    f"{', '.join(map(repr, keys[:3]))} nested deeper than {self.depth} levels "
+                    "(TRACELENS_MAX_JSON_DEPTH)",
+                )
         self.batch = SpanBatch()
 
 
@@ -188,6 +226,12 @@ def _read_lines(
             if b'"resourceLogs"' not in line:
                 try:
                     document = DECODER.decode(line)
+                except msgspec.ValidationError:
+                    # A value of the wrong type somewhere: one malformed span must not cost
+                    # the other spans of its line.
+                    if _read_span_by_span(line, number, location, stats, batch, spans):
+                        continue
+                    document = None
                 except DecodeError:
                     document = None
                 except UnicodeDecodeError:
@@ -216,6 +260,63 @@ def _read_lines(
             gc.enable()
 
 
+def _read_span_by_span(
+    line: bytes,
+    number: int,
+    location: str,
+    stats: ReadStats,
+    batch: _Chunks,
+    spans: dict[str, list[Any]],
+) -> bool:
+    """Read a trace line whose spans are decoded one at a time: those the typed decoder takes
+    go to the batch, the others are read the lenient way or skipped as items; the line is
+    counted. False (nothing read or counted) when the line is not a trace document of the
+    expected structure."""
+    try:
+        split = SPLITTER.decode(line)
+    except (*DecodeError, UnicodeDecodeError):
+        return False
+    if not split.resourceSpans:
+        return False
+    document, positions, failed = decode_one_by_one(split)
+    depth = batch.depth
+    first_row = len(spans["span_id"])
+    items, problems = stats.skipped_items, len(stats.problems)
+    contexts: dict[int, tuple[dict[str, Any], str]] = {}
+    for position, raw, resource in failed:
+        where = f"{location}#span {position}"
+        data = bytes(raw)
+        if limits.too_deep(data, depth):
+            stats.skip_item(where, limits.depth_reason(depth))
+            continue
+        try:
+            span = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            stats.skip_item(where, describe_json_error(exc, data))
+            continue
+        if id(resource) not in contexts:
+            attributes = resource_attributes(resource, depth)
+            service = str(attributes.get("service.name", "unknown_service"))
+            contexts[id(resource)] = (attributes, service)
+        _append_span(span, *contexts[id(resource)], location, where, stats, spans)
+    if failed:
+        batch.batch.positions[number] = positions
+    try:
+        batch.add(document, number)
+    except ValueError as exc:
+        # Nothing of the document was added: the line is skipped whole, so undo the spans
+        # read apart and their accounting too.
+        batch.batch.positions.pop(number, None)
+        for values in spans.values():
+            del values[first_row:]
+        stats.skipped_items = items
+        del stats.problems[problems:]
+        stats.skip(location, f"malformed OTLP ({exc})")
+        return True
+    stats.records += 1
+    return True
+
+
 def _read_lenient(
     document: Any,
     location: str,
@@ -226,9 +327,13 @@ def _read_lenient(
     if not isinstance(document, dict):
         _reject(stats, location, "not an OTLP object")
         return
+    items, problems = stats.skipped_items, len(stats.problems)
     try:
-        found = _read_document(document, location, spans, logs)
+        found = _read_document(document, location, stats, spans, logs)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # The document is skipped whole: the spans counted inside it are not skipped twice.
+        stats.skipped_items = items
+        del stats.problems[problems:]
         _reject(stats, location, f"malformed OTLP ({type(exc).__name__}: {exc})")
         return
     if not found:
@@ -258,16 +363,18 @@ def _reject(stats: ReadStats, location: str, reason: str) -> None:
 def _read_document(
     document: dict[str, Any],
     location: str,
+    stats: ReadStats,
     spans: dict[str, list[Any]],
     logs: dict[str, list[Any]],
 ) -> bool:
     found = False
     start_spans = len(spans["span_id"])
     start_logs = len(logs["time_ns"])
+    position = 0
     try:
-        for resource_spans in document.get("resourceSpans") or ():
+        for resource_spans in _list(document.get("resourceSpans"), "resourceSpans"):
             found = True
-            _read_resource_spans(resource_spans, location, spans)
+            position = _read_resource_spans(resource_spans, location, stats, spans, position)
         for resource_logs in document.get("resourceLogs") or ():
             found = True
             _read_resource_logs(resource_logs, location, logs)
@@ -281,73 +388,140 @@ def _read_document(
 
 
 def _read_resource_spans(
-    resource_spans: dict[str, Any], location: str, out: dict[str, list[Any]]
-) -> None:
+    resource_spans: Any,
+    location: str,
+    stats: ReadStats,
+    out: dict[str, list[Any]],
+    position: int,
+) -> int:
+    """Append the spans of one resourceSpans item, skipping malformed ones as items; returns
+    the position of the next span in the document. A malformed container raises."""
+    if not isinstance(resource_spans, dict):
+        raise TypeError("a resourceSpans item is not an object")
     resource = attributes_of((resource_spans.get("resource") or {}).get("attributes"))
     service = str(resource.get("service.name", "unknown_service"))
-    scopes = (
-        resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or ()
+    scopes = _list(
+        resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans"),
+        "scopeSpans",
     )
-    append = {c: out[c].append for c in _SPAN_COLUMNS}
     for scope in scopes:
-        for span in scope.get("spans") or ():
-            attributes = dict(resource)
-            attributes.update(attributes_of(span.get("attributes")))
-            status = span.get("status") or {}
-            code = _STATUS.get(status.get("code", 0), "unset")
-            message = status.get("message") or None
-            events = span.get("events")
-            exception_message = None
-            event_list = None
-            if events:
-                event_list = []
-                for event in events:
-                    event_attributes = attributes_of(event.get("attributes"))
-                    event_list.append(
-                        {
-                            "name": event.get("name"),
-                            "time_ns": int_or_none(event.get("timeUnixNano")),
-                            "attributes": event_attributes,
-                        }
-                    )
-                    if event.get("name") == "exception" and exception_message is None:
-                        exception_message = str(
-                            event_attributes.get("exception.message")
-                            or event_attributes.get("exception.type")
-                            or "exception"
-                        )
-            if exception_message is not None and code == "unset":
-                code = "error"
-            if code == "error" and message is None:
-                message = exception_message
-            links = span.get("links")
-            append["trace_id"](span["traceId"])
-            append["span_id"](span["spanId"])
-            append["parent_id"](span.get("parentSpanId") or None)
-            append["service"](service)
-            append["name"](str(span.get("name", "")))
-            append["kind"](_SPAN_KINDS.get(span.get("kind", 0)))
-            append["start_ns"](int_or_none(span.get("startTimeUnixNano")))
-            append["end_ns"](int_or_none(span.get("endTimeUnixNano")))
-            append["status"](code)
-            append["status_message"](message)
-            append["attributes"](orjson.dumps(attributes).decode())
-            append["events"](orjson.dumps(event_list).decode() if event_list else None)
-            append["links"](
-                orjson.dumps(
-                    [
-                        {
-                            "trace_id": link.get("traceId"),
-                            "span_id": link.get("spanId"),
-                            "type": "link",
-                        }
-                        for link in links
-                    ]
-                ).decode()
-                if links
-                else None
+        if not isinstance(scope, dict):
+            raise TypeError("a scopeSpans item is not an object")
+        for span in _list(scope.get("spans"), "spans"):
+            _append_span(
+                span, resource, service, location, f"{location}#span {position}", stats, out
             )
-            append["source"](location)
+            position += 1
+    return position
+
+
+def _append_span(
+    span: Any,
+    resource: dict[str, Any],
+    service: str,
+    location: str,
+    where: str,
+    stats: ReadStats,
+    out: dict[str, list[Any]],
+) -> None:
+    """Append one span parsed by orjson, or count it as a skipped item at ``where``."""
+    try:
+        row = _span_row(span, resource, service)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        stats.skip_item(where, f"malformed OTLP span ({exc})")
+        return
+    for column, value in zip(_SPAN_COLUMNS, (*row, location), strict=True):
+        out[column].append(value)
+
+
+def _span_row(span: Any, resource: dict[str, Any], service: str) -> tuple[Any, ...]:
+    """One OTLP span -> its canonical values in _SPAN_COLUMNS order, without the source."""
+    if not isinstance(span, dict):
+        raise TypeError(f"a span is not an object but {type(span).__name__}")
+    trace_id = _required_id(span, "traceId")
+    span_id = _required_id(span, "spanId")
+    parent_id = span.get("parentSpanId") or None
+    if parent_id is not None and not isinstance(parent_id, str):
+        raise TypeError(f"parentSpanId is not a string: {parent_id!r}")
+    attributes = dict(resource)
+    attributes.update(attributes_of(span.get("attributes")))
+    status = span.get("status") or {}
+    code = _STATUS.get(status.get("code", 0), "unset")
+    message = status.get("message") or None
+    events = span.get("events")
+    exception_message = None
+    event_list = None
+    if events:
+        event_list = []
+        for event in events:
+            event_attributes = attributes_of(event.get("attributes"))
+            event_list.append(
+                {
+                    "name": event.get("name"),
+                    "time_ns": int_or_none(event.get("timeUnixNano")),
+                    "attributes": event_attributes,
+                }
+            )
+            if event.get("name") == "exception" and exception_message is None:
+                exception_message = str(
+                    event_attributes.get("exception.message")
+                    or event_attributes.get("exception.type")
+                    or "exception"
+                )
+    if exception_message is not None and code == "unset":
+        code = "error"
+    if code == "error" and message is None:
+        message = exception_message
+    links = span.get("links")
+    return (
+        trace_id,
+        span_id,
+        parent_id,
+        service,
+        str(span.get("name", "")),
+        _SPAN_KINDS.get(span.get("kind", 0)),
+        _time(span, "startTimeUnixNano"),
+        _time(span, "endTimeUnixNano"),
+        code,
+        message,
+        orjson.dumps(attributes).decode(),
+        orjson.dumps(event_list).decode() if event_list else None,
+        orjson.dumps(
+            [
+                {"trace_id": link.get("traceId"), "span_id": link.get("spanId"), "type": "link"}
+                for link in links
+            ]
+        ).decode()
+        if links
+        else None,
+    )
+
+
+def _time(span: dict[str, Any], key: str) -> int | None:
+    value = span.get(key)
+    try:
+        return int_or_none(value)
+    except (TypeError, ValueError):
+        shown = repr(value) if len(repr(value)) <= 60 else type(value).__name__
+        raise ValueError(f"{key} is not a time in nanoseconds: {shown}") from None
+
+
+def _required_id(span: dict[str, Any], key: str) -> str:
+    value = span.get(key)
+    if value is None:
+        raise ValueError(f"missing {key}")
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is not a string: {value!r}")
+    return value
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    """A container of the document; null or absent is empty, anything else but a list raises."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{key} is not a list but {type(value).__name__}")
+    return value
 
 
 def _read_resource_logs(

@@ -191,9 +191,13 @@ def _merge(results: list[ReadResult], name: str) -> ReadResult:
 
 
 def _shift(location: str, prefix: str, offset: int) -> str:
-    if offset and location.startswith(prefix) and location[len(prefix) :].isdigit():
-        return f"{prefix}{int(location[len(prefix) :]) + offset}"
-    return location
+    """``file:N`` or ``file:N#span K`` of a worker's range -> the same place in the file."""
+    if not offset or not location.startswith(prefix):
+        return location
+    number, hash_mark, rest = location[len(prefix) :].partition("#")
+    if not number.isdigit():
+        return location
+    return f"{prefix}{int(number) + offset}{hash_mark}{rest}"
 
 
 def _shift_sources(frame: pl.DataFrame, prefix: str, offset: int) -> pl.DataFrame:
