@@ -1,7 +1,7 @@
-"""Crafted hostile inputs shared by the security tests (issue 8).
+"""Crafted hostile inputs shared by the security tests (issues 8 and 14).
 
-Each payload is a way to take over a terminal, paired with the text a person must see instead;
-``hostile_otlp`` puts strings everywhere a dump can carry them.
+Each payload is a way to take over a terminal or a CI log, paired with the text a person must
+see instead; ``hostile_otlp`` puts strings everywhere a dump can carry them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ PAYLOADS = {
     "clear screen + colour": ("\x1b[2J\x1b[31mred", "\\x1b[2J\\x1b[31mred"),
     "OSC 8 hyperlink": (
         "\x1b]8;;https://evil.example/\x1b\\click\x1b]8;;\x1b\\",
-        "\\x1b]8;;https://evil.example/\\x1b\\click\\x1b]8;;\\x1b\\",
+        "\\x1b]8;;https://evil.example/\\x1b\\\\click\\x1b]8;;\\x1b\\\\",
     ),
     "window title + bell": ("\x1b]0;pwned\x07", "\\x1b]0;pwned\\x07"),
     "carriage return": ("ok\rFAKE", "ok\\x0dFAKE"),
@@ -35,6 +35,34 @@ PAYLOADS = {
     "line separator": ("line\u2028sep", "line\\u2028sep"),
 }
 MARKUP = "[bold red]boom[/bold red] [link=https://evil.example]x[/link]"
+#: Whole stage names a CI runner or GitHub would act on: (raw, on a terminal or in plain text,
+#: in markdown source). A workflow command must start the line, so these are not prefixed.
+CI_PAYLOADS = {
+    "workflow command": ("::error::injected", "\\:\\:error::injected", "\\\\:\\\\:error::injected"),
+    "indented workflow command": (
+        "  ::add-mask::indented",
+        "  \\:\\:add-mask::indented",
+        "  \\\\:\\\\:add-mask::indented",
+    ),
+    "legacy command mid-line": (
+        "ok ##[error]legacy",
+        "ok ##\\[error]legacy",
+        "ok ##\\\\\\[error\\]legacy",
+    ),
+    # The six characters backslash, x, 1, b, [, 3... typed into a name, not an ESC: shown with
+    # the backslash doubled, so it differs from a real ESC shown as \x1b.
+    "typed escape": ("\\x1b[31m", "\\\\x1b[31m", "\\\\\\\\x1b\\[31m"),
+    "mention, issue, link": (
+        "@octocat fixes #123 via https://evil.example",
+        "@octocat fixes #123 via https://evil.example",
+        "@\u2060octocat fixes #\u2060123 via https:\u2060//evil.example",
+    ),
+}
+#: A line a CI runner would take as a workflow command (GitHub Actions: "::" first after
+#: whitespace; the legacy "##[" anywhere).
+CI_COMMAND = re.compile("^[\\s\u180e\u200b\u2060\ufeff]*::|##\\[", re.MULTILINE)
+#: What GitHub turns into a notification or a link in rendered markdown.
+GITHUB_REFERENCE = re.compile(r"@\w|#\d|\bGH-\d|://|\bwww\.", re.IGNORECASE)
 #: Characters that must never reach a terminal raw (newline and tab are the renderer's own).
 UNSAFE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
@@ -97,7 +125,11 @@ def hostile_otlp(
 
 
 def names() -> list[str]:
-    return [f"stage {raw}" for raw, _ in PAYLOADS.values()] + [MARKUP]
+    return (
+        [f"stage {raw}" for raw, _ in PAYLOADS.values()]
+        + [MARKUP]
+        + [raw for raw, _, _ in CI_PAYLOADS.values()]
+    )
 
 
 def commands(path: str, out: Path) -> list[list[str]]:
@@ -134,12 +166,17 @@ def all_strings(document: Any) -> set[str]:
     return found
 
 
+#: No "/" in a file name; the warning about its malformed line quotes it.
+HOSTILE_FILE_NAME = "evil\x1b]8;;x\x07\u202e\n##[error]name.jsonl"
+HOSTILE_FILE_SHOWN = "evil\\x1b]8;;x\\x07\\u202e\\x0a##\\[error]name.jsonl"
+
+
 def hostile_dump_dir(root: Path) -> Path:
     """``root/dumps`` with one dump whose file name, service, stages, messages and logs all
-    carry escapes, plus a malformed line (so a warning names the file)."""
+    carry escapes and CI commands, plus a malformed line (so a warning names the file)."""
     directory = root / "dumps"
     directory.mkdir()
-    name = "evil\x1b]8;;x\x07\u202e\nname.jsonl"  # no "/" in a file name
+    name = HOSTILE_FILE_NAME
     lines = [hostile_otlp(names(), service="svc\x1b[5mblink"), '{"resourceSpans": [trunc']
     (directory / name).write_text("\n".join(lines) + "\n")
     return directory

@@ -1,9 +1,10 @@
-"""Hostile content (issue 8): telemetry is attacker-controlled text; tracelens must not be a way in.
+"""Hostile content (issues 8, 14): telemetry is attacker-controlled text; tracelens must not be a
+way in.
 
 This file: what is shown. Terminal escapes in every renderer that writes to a terminal (tables,
 the waterfall, the progress bar, warnings, errors, --debug tracebacks), rich markup shown
-literally, and the machine formats (JSON, CSV, markdown, JUnit) keeping the exact text escaped
-for their format. What is touched (files, cache, network) is in ``test_security_paths.py``;
+literally, CI workflow commands and GitHub mentions defused in every format, and the machine
+formats (JSON, CSV, markdown, JUnit) keeping the exact text escaped for their format. What is touched (files, cache, network) is in ``test_security_paths.py``;
 resource limits in ``test_security_limits.py``. Crafted inputs come from ``tests/_hostile.py``,
 each with the rendering a person must see written out by hand.
 """
@@ -30,6 +31,10 @@ from ml_tracelens.render import junit
 from ml_tracelens.render.cells import printable
 from ml_tracelens.render.csv import cell
 from tests._hostile import (
+    CI_COMMAND,
+    CI_PAYLOADS,
+    GITHUB_REFERENCE,
+    HOSTILE_FILE_SHOWN,
     MARKUP,
     PAYLOADS,
     SGR,
@@ -60,8 +65,9 @@ def test_printable_escapes_each_terminal_attack(case: str) -> None:
 
 
 def test_printable_keeps_ordinary_text_and_escapes_lone_surrogates() -> None:
-    text = "naïve 日本語 ✓ µs → [shard-1] C:\\tmp"
+    text = "naïve 日本語 ✓ µs → [shard-1] a::b #1 @x"
     assert printable(text) == text
+    assert printable("C:\\tmp") == "C:\\\\tmp"  # every backslash doubled: no escape is ambiguous
     assert printable("file\udcff.json") == "file\\udcff.json"
     assert printable("tab\tnew\nline") == "tab\\x09new\\x0aline"
 
@@ -81,7 +87,71 @@ def test_piped_output_of_every_command_shows_escapes_never_raw(
     for _, shown in PAYLOADS.values():
         assert f"stage {shown}" in latency.stdout
     assert MARKUP in latency.stdout
-    assert "evil\\x1b]8;;x\\x07\\u202e\\x0aname.jsonl:2" in latency.stderr
+    assert f"{HOSTILE_FILE_SHOWN}:2" in latency.stderr
+
+
+@pytest.mark.parametrize("case", CI_PAYLOADS)
+def test_printable_and_markdown_defuse_each_ci_attack(case: str) -> None:
+    from ml_tracelens.render.markdown import _escape
+
+    raw, shown, markdown = CI_PAYLOADS[case]
+    assert printable(raw) == shown
+    assert _escape(raw) == markdown
+
+
+def test_a_typed_backslash_escape_differs_from_a_real_escape() -> None:
+    assert printable("\x1b[31m") == "\\x1b[31m"
+    assert printable("\\x1b[31m") == "\\\\x1b[31m"
+
+
+def test_no_line_of_any_format_of_any_command_is_a_ci_command(
+    hostile_dir: Path, tmp_path: Path
+) -> None:
+    (dump,) = hostile_dir.iterdir()
+    shown_somewhere = {"table": False, "markdown": False}
+    for args in commands(str(dump), tmp_path):
+        if args[0] == "convert":  # writes no report
+            continue
+        for fmt in ("table", "markdown", "json", "csv"):
+            result = runner.invoke(app, [*args, "--format", fmt])
+            assert "internal error" not in result.stderr, (args, fmt, result.stderr)
+            assert not CI_COMMAND.search(result.stderr), (args, fmt, result.stderr)
+            if fmt == "csv":
+                # CSV is data, written exactly (README, Security); only a cell's own start is
+                # quoted, so no row starts with "::".
+                assert not re.search(r"^\s*::", result.stdout, re.MULTILINE), (args, fmt)
+                continue
+            assert not CI_COMMAND.search(result.stdout), (
+                args,
+                fmt,
+                CI_COMMAND.search(result.stdout),
+            )
+            if fmt == "markdown":
+                assert not GITHUB_REFERENCE.search(result.stdout), (
+                    args,
+                    GITHUB_REFERENCE.search(result.stdout),
+                )
+            if fmt == "json" and result.stdout:
+                strings = all_strings(json.loads(result.stdout))
+                if args[0] == "latency":
+                    assert {raw for raw, _, _ in CI_PAYLOADS.values()} <= strings
+            for column, index in (("table", 1), ("markdown", 2)):
+                if fmt == column and args[0] == "latency":
+                    shown_somewhere[column] = all(
+                        payload[index] in result.stdout for payload in CI_PAYLOADS.values()
+                    )
+    # Defused, not dropped: each payload is shown as written out by hand in _hostile.
+    assert shown_somewhere == {"table": True, "markdown": True}
+
+
+def test_a_csv_row_starting_with_a_ci_command_is_quoted_and_exact(tmp_path: Path) -> None:
+    dump = tmp_path / "ci.jsonl"
+    dump.write_text(hostile_otlp(["::error::injected"]) + "\n")
+    result = runner.invoke(app, ["latency", str(dump), "--format", "csv"])
+    assert result.exit_code == 0, result.stderr
+    assert '\n"::error::injected",' in result.stdout
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert "::error::injected" in {row[0] for row in rows}
 
 
 def test_error_messages_quoting_input_are_escaped(hostile_dir: Path, tmp_path: Path) -> None:
@@ -98,12 +168,17 @@ def test_error_messages_quoting_input_are_escaped(hostile_dir: Path, tmp_path: P
 
 
 def test_debug_tracebacks_are_escaped_too(hostile_dir: Path) -> None:
-    code = "import ml_tracelens.console\nraise ValueError('bad \\x1b]0;pwned\\x07 \\u202e')"
+    code = (
+        "import ml_tracelens.console\n"
+        "raise ValueError('bad \\x1b]0;pwned\\x07 \\u202e\\n::error::from a traceback')"
+    )
     crashed = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert "ValueError: bad \\x1b]0;pwned\\x07 \\u202e" in crashed.stderr
+    assert "\n\\:\\:error::from a traceback" in crashed.stderr
     assert not UNSAFE.search(crashed.stderr)
+    assert not CI_COMMAND.search(crashed.stderr)
     (dump,) = hostile_dir.iterdir()
     debug = run_tracelens("show", "ab\x1b[2Jcd", str(dump), "--debug")
     assert debug.returncode == 1

@@ -15,7 +15,16 @@ What ``printable`` escapes, as ``\\xNN`` or ``\\uNNNN``:
 * the line and paragraph separators U+2028 and U+2029, which some terminals and viewers break
   lines on;
 * lone surrogates (undecodable bytes in file names arrive as them), which no UTF-8 terminal
-  can be sent.
+  can be sent;
+* the backslash itself, as ``\\\\``: then the text ``\\x1b`` typed into a span name (shown
+  ``\\\\x1b``) cannot pass for an escaped ESC (shown ``\\x1b``).
+
+CI logs are read by machines too: the GitHub Actions runner obeys a line of a step's output that
+starts, after whitespace, with ``::`` (``::error::...``, ``::add-mask::...``, ``::stop-commands::``)
+or that holds ``##[`` anywhere (the legacy syntax, e.g. ``##[error]...``). ``printable`` writes
+such a leading ``::`` as ``\\:\\:`` and ``##[`` as ``##\\[`` (unambiguous: a backslash from the
+data is doubled), and ``defuse_ci_commands`` does the same to whole rendered lines, where
+wrapping could put text from the middle of a value at the start of a line.
 
 Everything else, including all printable non-ASCII text, is shown as it is. Rich markup needs
 no escaping here: renderers hand text to rich as ``Text`` objects, never as markup.
@@ -35,20 +44,39 @@ import orjson
 from ml_tracelens.reports.model import ColumnKind
 
 _UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+    "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
+# What the runner strips before looking for "::" (.NET's TrimStart, a superset of it to be safe:
+# older .NET also trimmed the zero-width space and the BOM), plus the SGR codes of a styled line.
+_LINE_START = "^((?:[^\\S\\r\\n]|[\u180e\u200b\u2060\ufeff]|\x1b\\[[0-9;]*m)*)"
+_WORKFLOW_COMMAND = re.compile(_LINE_START + "::", re.MULTILINE)
+_LEGACY_COMMAND = "##["
 _SPARK_BARS = "▁▂▃▄▅▆▇█"
 #: The most characters of one text value a table or markdown cell shows.
 MAX_CELL_CHARS = 1000
 
 
 def printable(text: str) -> str:
-    """``text`` safe to write to a terminal: unsafe characters shown as escapes (see above)."""
-    return _UNSAFE.sub(_escape, text)
+    """``text`` safe to write to a terminal or a CI log: unsafe characters shown as escapes, CI
+    workflow commands defused (see above)."""
+    return defuse_ci_commands(_UNSAFE.sub(_escape, text))
+
+
+def defuse_ci_commands(text: str) -> str:
+    """``text`` with no line a CI runner would take as a workflow command: a line's leading
+    ``::`` becomes ``\\:\\:``, every ``##[`` becomes ``##\\[``."""
+    if _LEGACY_COMMAND in text:
+        text = text.replace(_LEGACY_COMMAND, "##\\[")
+    if "::" in text:
+        text = _WORKFLOW_COMMAND.sub(r"\1\\:\\:", text)
+    return text
 
 
 def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 

@@ -6,12 +6,15 @@ that starts with a formula character (CSV or "formula" injection: ``=HYPERLINK(.
 ASVS 1.2.10 recommend:
 
 * a text cell whose first character is ``=``, ``+``, ``-``, ``@``, tab, carriage return, line
-  feed or NUL (or the full-width ``＝ ＋ － ＠``, which some spreadsheets also accept) gets a
-  leading single quote, which spreadsheets take as "this is text" and do not show;
+  feed or NUL (or the full-width ``＝ ＋ － ＠``, which some spreadsheets also accept), also
+  after leading spaces (some importers trim them), gets a leading single quote, which
+  spreadsheets take as "this is text" and do not show;
 * every cell that contains a comma, a semicolon (the separator of spreadsheets in many
   locales, which could otherwise start a new cell mid-text), a double quote, a tab, a carriage
   return or a line feed, or that starts or ends with a space, is wrapped in double quotes, with
   inner double quotes doubled (RFC 4180 2.6-2.7), so no text can end its cell early;
+* a cell starting with ``::`` is quoted too, so a row printed to a CI log does not start with a
+  GitHub Actions workflow command (quoting changes nothing in the data);
 * numbers are written as numbers (a negative duration is ``-1.5``, not text); lists and
   objects as compact JSON.
 
@@ -30,7 +33,7 @@ import orjson
 from ml_tracelens.reports.model import Report
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "＝", "＋", "－", "＠")
-_NEEDS_QUOTES = re.compile(r"[,;\"\t\r\n]|^ | $")
+_NEEDS_QUOTES = re.compile(r"[,;\"\t\r\n]|^ | $|^::")
 
 
 def render(report: Report) -> str:
@@ -56,7 +59,7 @@ def cell(value: Any) -> str:
     if isinstance(value, list | dict):
         value = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     text = str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    return "'" + text if text.lstrip(" ").startswith(_FORMULA_STARTS) else text
 
 
 def quote(text: str) -> str:

@@ -34,7 +34,11 @@ def render(report: Report) -> str:
     # JSON may carry these raw, but a terminal would obey them if the output is printed; as
     # \uXXXX escapes the document decodes to exactly the same strings. (Structural JSON is
     # ASCII, so they can only occur inside strings.)
-    return _TERMINAL_CONTROLS.sub(_json_escape, text)
+    text = _TERMINAL_CONTROLS.sub(_json_escape, text)
+    # A CI runner obeys "##[" anywhere in a line of a step's log (the legacy workflow command
+    # syntax); written "##\u005b" the string decodes the same and the line holds no command. A
+    # line cannot start with "::" from the data: every string is quoted.
+    return text.replace("##[", "##\\u005b")
 
 
 _TERMINAL_CONTROLS = re.compile(

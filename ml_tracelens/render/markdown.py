@@ -1,9 +1,24 @@
-"""GitHub-flavoured markdown: fits a CI job summary ($GITHUB_STEP_SUMMARY) or a PR comment."""
+"""GitHub-flavoured markdown: fits a CI job summary ($GITHUB_STEP_SUMMARY) or a PR comment.
+
+Everything from the data is shown, never obeyed: control characters escaped as on the terminal
+(``printable``), markdown and HTML syntax backslash-escaped, and nothing GitHub turns into a
+notification or a link. GitHub finds ``@user``, ``@org/team``, ``#123``, ``GH-123``, e-mail
+addresses and bare ``www.``/``https://`` URLs in the *rendered* text, where a backslash escape
+is already gone, so a word joiner (U+2060, invisible) goes after the ``@``, the ``#`` or the
+``GH-``, inside ``://`` and after ``www``: the text reads the same and no longer matches.
+"""
 
 from __future__ import annotations
 
+import re
+
 from ml_tracelens.render.cells import format_value, printable
 from ml_tracelens.reports.model import Report, Table
+
+#: Invisible, and not a word character: GitHub's patterns stop matching at it.
+WORD_JOINER = "\u2060"
+_REFERENCES = re.compile(r"@(?=\w)|(?:#|\bGH-)(?=\d)|(?<=:)(?=//)|(?<=\bwww)(?=\.)", re.IGNORECASE)
+_MARKDOWN_SYNTAX = "\\|`*_[]<>&~"
 
 
 def render(report: Report) -> str:
@@ -28,17 +43,25 @@ def _table(table: Table, *, titled: bool) -> list[str]:
     lines.append("| " + " | ".join(_escape(c.header) for c in columns) + " |")
     lines.append("|" + "|".join("---" if c.kind == "text" else "---:" for c in columns) + "|")
     for row in table.rows:
-        cells = (_escape(format_value(row.get(c.key), c.kind)) for c in columns)
+        # format_value has already made the text printable (a second pass would double the
+        # backslashes of its escapes).
+        cells = (_markdown(format_value(row.get(c.key), c.kind)) for c in columns)
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     return lines
 
 
 def _escape(text: str) -> str:
+    return _markdown(printable(text))
+
+
+def _markdown(shown: str) -> str:
     # Pipes end a cell; backticks, brackets, and angle brackets could start markup or HTML; an
-    # ampersand an entity; tildes strike through. Control characters (terminal escapes, bidi
-    # overrides, line breaks that would end a table row) are shown escaped, as on a terminal.
-    text = printable(text)
-    for char in "\\|`*_[]<>&~":
-        text = text.replace(char, "\\" + char)
-    return text
+    # ampersand an entity; tildes strike through.
+    for char in _MARKDOWN_SYNTAX:
+        shown = shown.replace(char, "\\" + char)
+    return _REFERENCES.sub(_join, shown)
+
+
+def _join(match: re.Match[str]) -> str:
+    return match.group() + WORD_JOINER
