@@ -39,9 +39,10 @@ from ml_tracelens.cli_base import (
     _progress,
     _read_options,
     app,
+    prepare_process,
 )
 from ml_tracelens.cli_help import EXAMPLES, HelpCommand
-from ml_tracelens.console import print_note, print_warning
+from ml_tracelens.console import print_error, print_note, print_warning
 from ml_tracelens.errors import ExitCode
 from ml_tracelens.render import OutputFormat
 
@@ -268,8 +269,10 @@ __all__ = ["app", "main"]
 
 
 def main() -> NoReturn:
+    prepare_process()
     try:
         app()
     except KeyboardInterrupt:
+        print_error("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
     sys.exit(0)

@@ -6,7 +6,11 @@ error handler below turns TracelensError into a one-line message and its exit co
 
 from __future__ import annotations
 
+import io
+import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -15,7 +19,7 @@ import typer
 
 from ml_tracelens import __version__
 from ml_tracelens.console import print_error, print_warning
-from ml_tracelens.errors import ExitCode, TracelensError, UsageError
+from ml_tracelens.errors import ExitCode, OutputError, TracelensError, UsageError
 from ml_tracelens.render import OutputFormat
 
 app = typer.Typer(
@@ -127,16 +131,78 @@ def _root(
     """Where the time went and what failed, from ML inference traces and JSON logs."""
 
 
+def prepare_process() -> None:
+    """Set up the tracelens process as a Unix filter (``main`` calls it; the library does not).
+
+    * A closed stdin, stdout or stderr (``>&-``) is pointed at /dev/null: otherwise the next file
+      opened (a cache entry, the --junit file) would get its number, and whatever writes to
+      "stdout" would write into that file. The report still fails: ``sys.stdout`` stays None.
+    * SIGPIPE gets its default action back (Python ignores it and raises BrokenPipeError, which
+      rich turned into exit 1, the code of a failed gate): when the reader of stdout goes away
+      (``| head -1``) tracelens ends as filters do, silently, killed by SIGPIPE (141 in a shell).
+    * Text the encoding of stdout or stderr cannot carry is written as backslash escapes, also
+      by writers tracelens does not own (typer's usage errors, tracebacks).
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _let_ctrl_c_interrupt_reads() -> None:
+    """Importing polars installs a SIGINT handler flagged SA_RESTART (it passes the signal on to
+    Python's): a read from stdin or a FIFO that Ctrl-C interrupts is restarted by the kernel, and
+    Python, still waiting in it, never raises KeyboardInterrupt. Clear the flag, keep the handler:
+    the read fails with EINTR, Python runs its handler, and the command ends with 130."""
+    import polars  # noqa: F401  (installs its handler on import)
+
+    if hasattr(signal, "siginterrupt") and threading.current_thread() is threading.main_thread():
+        signal.siginterrupt(signal.SIGINT, True)
+
+
+def _discard_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null after a write to it failed: Python flushes
+    stdout again on exit, and the text left in its buffer would fail again ("Exception ignored",
+    exit status 120)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
+
+
 @contextmanager
 def _errors_to_exit_codes(debug: bool) -> Iterator[None]:
+    _let_ctrl_c_interrupt_reads()
     try:
         yield
+    except BrokenPipeError:
+        # Only where SIGPIPE does not end the process (it is blocked, or this is not the
+        # tracelens process): end as quietly, with the status a shell gives a SIGPIPE death.
+        _discard_stdout()
+        raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
+    except OutputError as exc:
+        _discard_stdout()
+        print_error(str(exc))
+        raise typer.Exit(int(exc.exit_code)) from None
     except TracelensError as exc:
         if debug:
             raise
         print_error(str(exc))
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
+        print_error("interrupted")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except typer.Exit:
         raise

@@ -21,7 +21,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
-from ml_tracelens.render.cells import printable
+from ml_tracelens.render.cells import fit_encoding, printable
 
 #: Width for piped output: wide enough that tables never wrap mid-row.
 PIPE_WIDTH = 250
@@ -49,26 +49,20 @@ def _pipe_width() -> int:
         return PIPE_WIDTH
 
 
-def _stderr_console() -> Console:
-    return make_console(sys.stderr)
-
-
 # Diagnostics are printed with soft_wrap: one message stays one line however long (the terminal
 # folds it for the eye; a CI log or `2> file` gets the line whole).
 
 
 def print_error(message: str) -> None:
-    line = Text("error: ", style="bold red") + Text(printable(message))
-    _stderr_console().print(line, soft_wrap=True)
+    _print_diagnostic(Text("error: ", style="bold red") + Text(_shown(message)))
 
 
 def print_warning(message: str) -> None:
-    line = Text("warning: ", style="yellow") + Text(printable(message))
-    _stderr_console().print(line, soft_wrap=True)
+    _print_diagnostic(Text("warning: ", style="yellow") + Text(_shown(message)))
 
 
 def print_note(message: str) -> None:
-    _stderr_console().print(Text(printable(message), style="dim"), soft_wrap=True)
+    _print_diagnostic(Text(_shown(message), style="dim"))
 
 
 def print_traceback(
@@ -76,8 +70,44 @@ def print_traceback(
 ) -> None:
     """Python's traceback, each line passed through ``printable`` (for ``--debug``)."""
     text = "".join(traceback.format_exception(kind, error, trace))
-    sys.stderr.write("".join(printable(line) + "\n" for line in text.splitlines()))
-    sys.stderr.flush()
+    _write_stderr("".join(_shown(line) + "\n" for line in text.splitlines()))
+
+
+def _shown(message: str) -> str:
+    """``printable(message)``, with what stderr's encoding cannot carry as escapes."""
+    return fit_encoding(printable(message), getattr(sys.stderr, "encoding", None))
+
+
+def _print_diagnostic(line: Text) -> None:
+    if sys.stderr is None:  # started with stderr closed: nowhere to say it; the status tells
+        return
+    try:
+        make_console(sys.stderr).print(line, soft_wrap=True)
+    except (OSError, ValueError):
+        _give_up_on_stderr()
+
+
+def _write_stderr(text: str) -> None:
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        _give_up_on_stderr()
+
+
+def _give_up_on_stderr() -> None:
+    """stderr failed (a full disk, an I/O error): there is no one left to tell, so the exit
+    status must say it. Its descriptor goes to /dev/null, so that Python's flush on exit does not
+    fail again and turn the status into 120."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
 
 
 if sys.excepthook is sys.__excepthook__:

@@ -10,6 +10,8 @@ class ExitCode(IntEnum):
     CHECK_FAILED = 1  # a budget was violated or `diff` found a regression
     USAGE = 2  # bad option, unknown id, unreadable/unknown input, nothing to analyse
     INTERRUPTED = 130
+    #: 128 + SIGPIPE: stdout was a pipe whose reader had gone (`tracelens ... | head -1`)
+    BROKEN_PIPE = 141
 
 
 class TracelensError(Exception):
@@ -32,3 +34,7 @@ class UsageError(TracelensError):
 
 class NotFound(TracelensError):
     """An id or stage the user asked for is not in the data."""
+
+
+class OutputError(TracelensError):
+    """The report could not be written to stdout (closed, a full disk, an I/O error)."""

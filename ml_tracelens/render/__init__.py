@@ -1,11 +1,25 @@
-"""Renderers: one per output format, keyed by OutputFormat; only ``emit`` writes."""
+"""Renderers: one per output format, keyed by OutputFormat; only ``emit`` writes.
+
+``emit`` draws the whole report into a string first and writes it in one go, so the one place
+that touches stdout can tell its failures apart: a closed stdout, a full disk or an I/O error
+becomes ``OutputError`` ("cannot write to stdout: ..."), a reader that went away stays
+``BrokenPipeError`` for the CLI to end on quietly. Text the stream's encoding cannot carry
+(``PYTHONIOENCODING=ascii``, a Latin-1 terminal) is written as escapes, never a crash: JSON as
+``\\uXXXX`` (the document decodes to the same strings), other formats as ``\\xNN``/``\\uNNNN``.
+"""
 
 from __future__ import annotations
 
+import codecs
+import errno
+import os
+import re
 from collections.abc import Callable
 from enum import StrEnum
 from typing import TextIO
 
+from ml_tracelens.errors import OutputError
+from ml_tracelens.render.cells import fit_encoding
 from ml_tracelens.reports.model import Report
 
 
@@ -27,13 +41,54 @@ def _renderers() -> dict[OutputFormat, Callable[[Report], str]]:
     }
 
 
-def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO) -> None:
-    """Write ``report`` to ``stdout`` in ``fmt`` (the table format draws with rich)."""
-    if fmt is OutputFormat.TABLE:
-        from ml_tracelens.render.table import print_report
+def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO | None) -> None:
+    """Write ``report`` to ``stdout`` in ``fmt`` (the table format draws with rich).
 
-        print_report(report, stdout)
-        return
-    text = _renderers()[fmt](report)
-    stdout.write(text if text.endswith("\n") else text + "\n")
-    stdout.flush()
+    ``stdout`` is None when the process was started with it closed (``>&-``).
+    """
+    if stdout is None:
+        raise OutputError(f"cannot write to stdout: {os.strerror(errno.EBADF)}")
+    if fmt is OutputFormat.TABLE:
+        from ml_tracelens.render.table import render_report
+
+        text = render_report(report, stdout)
+    else:
+        text = _renderers()[fmt](report)
+    text = text if text.endswith("\n") else text + "\n"
+    write(_encodable(text, stdout, json=fmt is OutputFormat.JSON), stdout)
+
+
+def write(text: str, stdout: TextIO) -> None:
+    """Write and flush ``text``: failures other than a gone reader become ``OutputError``."""
+    try:
+        stdout.write(text)
+        stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a closed file object
+        raise OutputError(f"cannot write to stdout: {exc}") from None
+
+
+def _encodable(text: str, stdout: TextIO, *, json: bool) -> str:
+    encoding = getattr(stdout, "encoding", None)
+    if not json:
+        return fit_encoding(text, encoding)
+    try:
+        text.encode(encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        # Outside strings JSON is ASCII, so every character escaped here is inside a string.
+        return _NON_ASCII.sub(_json_escape, text)
+    return text
+
+
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    # Characters beyond U+FFFF are a UTF-16 surrogate pair in JSON (RFC 8259, section 7).
+    units = codecs.encode(match.group(), "utf-16-be", "surrogatepass")
+    return "".join(
+        f"\\u{int.from_bytes(units[i : i + 2], 'big'):04x}" for i in range(0, len(units), 2)
+    )

@@ -80,6 +80,19 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def fit_encoding(text: str, encoding: str | None) -> str:
+    """``text`` as a stream in ``encoding`` can carry it: what it cannot (``PYTHONIOENCODING=ascii``,
+    a Latin-1 terminal) written as ``\\xNN``/``\\uNNNN`` escapes, so nothing fails to print."""
+    encoding = encoding or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:  # an encoding Python does not know
+        return text.encode("ascii", "backslashreplace").decode("ascii")
+    return text
+
+
 def format_value(value: Any, kind: ColumnKind) -> str:
     if value is None:
         return "-"

@@ -6,6 +6,7 @@ All user data goes in as ``rich.text.Text`` (never markup) after ``printable``, 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -15,7 +16,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from ml_tracelens.console import make_console
-from ml_tracelens.render.cells import format_value, printable
+from ml_tracelens.render.cells import defuse_ci_commands, format_value, printable
 from ml_tracelens.reports.model import ColumnKind, Report, Table
 
 #: Custom terminal views keyed by report name (e.g. the `show` waterfall); registered by modules
@@ -23,10 +24,23 @@ from ml_tracelens.reports.model import ColumnKind, Report, Table
 VIEWS: dict[str, Callable[[Report, Console], RenderableType]] = {}
 
 
-def print_report(report: Report, stdout: TextIO) -> None:
-    console = make_console(stdout)
+def render_report(report: Report, stdout: TextIO) -> str:
+    """The report as it is drawn for ``stdout``: styled for a terminal, plain text for a pipe.
+
+    Drawn into a string, not onto the stream: the caller writes it in one go and so can tell a
+    full disk or a closed pipe from a bug (rich would end the process on a broken pipe).
+    """
+    console = make_console(stdout)  # sized and styled for stdout...
+    drawn = io.StringIO()
+    console.file = drawn  # ...but drawing into a string
     from ml_tracelens.render import waterfall  # noqa: F401  (registers the `show` view)
 
+    _draw(report, console)
+    # Rich may wrap a long value on a terminal; no wrapped line may start a CI command either.
+    return defuse_ci_commands(drawn.getvalue())
+
+
+def _draw(report: Report, console: Console) -> None:
     view = VIEWS.get(report.name)
     if view is not None and report.view is not None:
         console.print(view(report, console))
