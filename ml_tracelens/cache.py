@@ -446,8 +446,10 @@ def _signals_held() -> Iterator[_HeldSignals]:
     previous: dict[int, Any] = {}
     with contextlib.suppress(ValueError):  # not the main thread
         for signum in (signal.SIGINT, signal.SIGTERM):
-            # None: a handler installed outside Python, which could not be put back.
-            if signal.getsignal(signum) is not None:
+            current = signal.getsignal(signum)
+            # None: a handler installed outside Python, which could not be put back. An ignored
+            # signal (SIGINT in a background job, say) stays ignored.
+            if current is not None and current != signal.SIG_IGN:
                 previous[signum] = signal.signal(signum, held.hold)
     try:
         yield held

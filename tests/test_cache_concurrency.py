@@ -134,12 +134,6 @@ def test_ctrl_c_twice_during_a_write_leaves_no_temporary_file(
     cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handler_before = signal.getsignal(signal.SIGINT)
-    # The first Ctrl-C arrives while the spans are written, the second during the cleanup.
-    monkeypatch.setattr(
-        pl.DataFrame,
-        "write_parquet",
-        _signal_after(pl.DataFrame.write_parquet, signal.SIGINT),
-    )
     real_unlink = os.unlink
 
     def unlink_interrupted(path: Any, *args: Any, **kwargs: Any) -> None:
@@ -147,10 +141,16 @@ def test_ctrl_c_twice_during_a_write_leaves_no_temporary_file(
             signal.raise_signal(signal.SIGINT)
         real_unlink(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "unlink", unlink_interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.load_analysed([str(dump)])
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        # The first Ctrl-C arrives while the spans are written, the second during the cleanup.
+        patched.setattr(
+            pl.DataFrame,
+            "write_parquet",
+            _signal_after(pl.DataFrame.write_parquet, signal.SIGINT),
+        )
+        patched.setattr(os, "unlink", unlink_interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.load_analysed([str(dump)])
     assert _temporaries(cache_dir) == []
     assert _entry_files(cache_dir) == []  # the write stopped with its first file
     assert signal.getsignal(signal.SIGINT) is handler_before
@@ -201,6 +201,24 @@ def test_sigterm_during_a_write_ends_the_process_and_leaves_no_temporary_file(
     assert result.returncode == -signal.SIGTERM, result.stderr
     assert "still running" not in result.stdout
     assert _temporaries(cache_dir) == []
+
+
+def test_an_ignored_signal_stays_ignored_during_a_write(
+    cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A background job of a shell without job control starts with SIGINT ignored.
+    monkeypatch.setattr(
+        pl.DataFrame,
+        "write_parquet",
+        _signal_after(pl.DataFrame.write_parquet, signal.SIGINT),
+    )
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pipeline.load_analysed([str(dump)])
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert cache.load(_key(dump)) is not None
 
 
 def test_a_completed_write_restores_the_signal_handlers(cache_dir: Path, dump: Path) -> None:
