@@ -99,7 +99,7 @@ class _Terminal(io.StringIO):
 
 def _render_on_terminal(path: Path, report: str) -> str:
     from ml_tracelens.pipeline import load_analysed
-    from ml_tracelens.render.table import print_report
+    from ml_tracelens.render.table import render_report
     from ml_tracelens.reports import errors as errors_report
     from ml_tracelens.reports import latency as latency_report
 
@@ -108,9 +108,7 @@ def _render_on_terminal(path: Path, report: str) -> str:
         built = errors_report.build(analysed=analysis.spans, logs=telemetry.logs, top=10)
     else:
         built = latency_report.build(analysed=analysis.spans)
-    out = _Terminal()
-    print_report(built, out)
-    return re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())
+    return re.sub(r"\x1b\[[0-9;]*m", "", render_report(built, _Terminal()))
 
 
 def test_long_error_message_on_a_terminal_stays_bounded(tmp_path: Path) -> None:
