@@ -26,7 +26,7 @@ app = typer.Typer(
     name="tracelens",
     help="Where the time went and what failed, from ML inference traces and JSON logs.\n\n"
     "Exit codes: 0 success; 1 a budget or regression gate failed; 2 usage or input error; "
-    "130 interrupted.",
+    "130 interrupted; 141 (SIGPIPE) the reader of stdout went away.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -227,6 +227,18 @@ def test_terminal_tables_trees_and_warnings_carry_only_rich_styling(
     assert "[link=https://evil.example]x" in plain
 
 
+@pytest.mark.usefixtures("terminal")
+def test_a_value_wrapped_onto_a_line_of_its_own_starts_no_ci_command(tmp_path: Path) -> None:
+    dump = tmp_path / "wrap.jsonl"
+    dump.write_text(hostile_otlp(["wrap " * 60 + "::error::wrapped"]) + "\n")
+    result = runner.invoke(app, ["latency", str(dump)])
+    assert result.exit_code == 0, result.stderr
+    wrapped = [line for line in SGR.sub("", result.stdout).splitlines() if "::wrapped" in line]
+    # Rich wrapped the stage name so that its "::" begins a line: that line is defused too.
+    assert [line.strip() for line in wrapped] == ["\\:\\:error::wrapped"]
+    assert not CI_COMMAND.search(result.stdout)
+
+
 def test_progress_bar_shows_file_names_literally() -> None:
     from ml_tracelens.render.progress import MIN_BYTES, InputProgress
 
@@ -307,6 +319,8 @@ def test_csv_neutralises_formulas_as_owasp_recommends() -> None:
         "\n=1": "'\n=1",
         "\0=1": "'\0=1",
         "＝1+1": "'＝1+1",
+        " =1+1": "' =1+1",  # importers that trim leading spaces would see a formula
+        "  @SUM(A1:A2)": "'  @SUM(A1:A2)",
         "model.inference": "model.inference",
         "a=b": "a=b",
     }
