@@ -24,6 +24,7 @@ or written is ignored: it never fails a command.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import signal
@@ -34,7 +35,7 @@ import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import orjson
 import polars as pl
@@ -43,6 +44,9 @@ from ml_tracelens import __version__, limits
 from ml_tracelens.core import Analysis, Structure
 from ml_tracelens.readers.base import ReadOptions, ReadStats
 from ml_tracelens.telemetry import InputSummary, Telemetry
+
+if TYPE_CHECKING:
+    import ctypes
 
 #: 3: resource attributes in their own column
 #: 4: log rows carry parent_span_id, error and unread_reason
@@ -58,6 +62,8 @@ _TEMPORARY_PREFIX = ".tmp-"
 #: seconds), so a concurrent writer's file survives.
 STALE_TEMPORARY_SECONDS = 10 * 60
 _CHUNK_BYTES = 1024 * 1024
+#: Room for the C library's ``struct sigaction`` (152 bytes on Linux, 16 on macOS).
+_SIGACTION_BYTES = 512
 _Read = TypeVar("_Read")
 
 
@@ -444,12 +450,14 @@ def _signals_held() -> Iterator[_HeldSignals]:
     """
     held = _HeldSignals()
     previous: dict[int, Any] = {}
+    native: dict[int, ctypes.Array[ctypes.c_char] | None] = {}
     with contextlib.suppress(ValueError):  # not the main thread
         for signum in (signal.SIGINT, signal.SIGTERM):
             current = signal.getsignal(signum)
             # None: a handler installed outside Python, which could not be put back. An ignored
             # signal (SIGINT in a background job, say) stays ignored.
             if current is not None and current != signal.SIG_IGN:
+                native[signum] = _native_action(signum)
                 previous[signum] = signal.signal(signum, held.hold)
     try:
         yield held
@@ -458,8 +466,45 @@ def _signals_held() -> Iterator[_HeldSignals]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+            _restore_native_action(signum, native[signum])
         if held.received:
             _deliver(held.received[0], previous.get(held.received[0], signal.SIG_DFL))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, where there is one with ``sigaction``."""
+    if os.name != "posix":
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return None
+    return libc if hasattr(libc, "sigaction") else None
+
+
+def _native_action(signum: int) -> ctypes.Array[ctypes.c_char] | None:
+    """The C library's action for ``signum``, as opaque bytes to put back later, or None.
+
+    ``signal.signal`` can put back only a handler Python installed, and importing polars
+    installs its own SIGINT handler beneath Python's (Ctrl-C cancels a running query): without
+    this, a cache write would leave Python's in its place for the rest of the process.
+    """
+    libc = _libc()
+    if libc is None:
+        return None
+    import ctypes
+
+    action = ctypes.create_string_buffer(_SIGACTION_BYTES)
+    return action if libc.sigaction(signum, None, action) == 0 else None
+
+
+def _restore_native_action(signum: int, action: ctypes.Array[ctypes.c_char] | None) -> None:
+    libc = _libc()
+    if libc is not None and action is not None:
+        libc.sigaction(signum, action, None)
 
 
 def _deliver(signum: int, handler: Any) -> None:

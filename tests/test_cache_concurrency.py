@@ -203,6 +203,43 @@ def test_sigterm_during_a_write_ends_the_process_and_leaves_no_temporary_file(
     assert _temporaries(cache_dir) == []
 
 
+@pytest.mark.skipif(os.name != "posix", reason="sigaction is POSIX")
+def test_a_write_puts_back_the_sigint_handler_polars_installed(cache_dir: Path, dump: Path) -> None:
+    # In a fresh process: polars' handler (Ctrl-C cancels a running query) sits beneath Python's
+    # from the import on, and another test may already have replaced it in this one.
+    script = textwrap.dedent(
+        """
+        import ctypes, signal, sys
+        import polars
+        from ml_tracelens import cache, pipeline
+
+        libc = ctypes.CDLL(None)
+
+        def native_sigint_handler() -> bytes:
+            # struct sigaction starts with the handler's address (Linux and macOS alike).
+            action = ctypes.create_string_buffer(512)
+            assert libc.sigaction(signal.SIGINT, None, action) == 0
+            return action.raw[: ctypes.sizeof(ctypes.c_void_p)]
+
+        before = native_sigint_handler()
+        pipeline.load_analysed([sys.argv[1]])
+        key = cache.cache_key([sys.argv[1]], input_format=None, options=pipeline.ReadOptions())
+        print("stored" if cache.load(key) is not None else "not stored")
+        print("same handler" if native_sigint_handler() == before else "handler replaced")
+        """
+    )
+    env = {**os.environ, "TRACELENS_CACHE_DIR": str(cache_dir), "TRACELENS_CACHE_MIN_MB": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(dump)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["stored", "same handler"]
+
+
 def test_an_ignored_signal_stays_ignored_during_a_write(
     cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
