@@ -13,13 +13,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from ml_tracelens import __version__
 from ml_tracelens.console import print_error, print_warning
-from ml_tracelens.errors import ExitCode, OutputError, TracelensError, UsageError
+from ml_tracelens.errors import ExitCode, OutputError, StdoutGone, TracelensError, UsageError
 from ml_tracelens.render import OutputFormat
 
 app = typer.Typer(
@@ -131,15 +131,16 @@ def _root(
     """Where the time went and what failed, from ML inference traces and JSON logs."""
 
 
+#: Set by ``prepare_process``: this is the tracelens command, which may end itself by a signal.
+_FILTER_PROCESS = False
+
+
 def prepare_process() -> None:
     """Set up the tracelens process as a Unix filter (``main`` calls it; the library does not).
 
     * A closed stdin, stdout or stderr (``>&-``) is pointed at /dev/null: otherwise the next file
       opened (a cache entry, the --junit file) would get its number, and whatever writes to
       "stdout" would write into that file. The report still fails: ``sys.stdout`` stays None.
-    * SIGPIPE gets its default action back (Python ignores it and raises BrokenPipeError, which
-      rich turned into exit 1, the code of a failed gate): when the reader of stdout goes away
-      (``| head -1``) tracelens ends as filters do, silently, killed by SIGPIPE (141 in a shell).
     * Text the encoding of stdout or stderr cannot carry is written as backslash escapes, also
       by writers tracelens does not own (typer's usage errors, tracebacks).
     """
@@ -151,11 +152,27 @@ def prepare_process() -> None:
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    global _FILTER_PROCESS
+    _FILTER_PROCESS = True
+
+
+def _end_as_a_filter_whose_reader_went_away() -> NoReturn:
+    """End as ``cat`` or ``grep`` do when the reader of stdout goes away (``| head -1``):
+    silently, killed by SIGPIPE (141 in a shell), never with 1 (a failed gate) or 2.
+
+    Only stdout's own broken pipe comes here: SIGPIPE cannot simply get its default action for
+    the whole run, since a pipe to a worker process that died would then kill tracelens
+    silently too, instead of an error saying so.
+    """
+    _discard_stdout()
+    if _FILTER_PROCESS and hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGPIPE)
+    # Not the tracelens process (a test, the library), or SIGPIPE is blocked: the same status.
+    raise typer.Exit(int(ExitCode.BROKEN_PIPE))
 
 
 def _let_ctrl_c_interrupt_reads() -> None:
@@ -184,14 +201,11 @@ def _discard_stdout() -> None:
 
 @contextmanager
 def _errors_to_exit_codes(debug: bool) -> Iterator[None]:
-    _let_ctrl_c_interrupt_reads()
     try:
+        _let_ctrl_c_interrupt_reads()  # inside: a Ctrl-C during polars' import is handled too
         yield
-    except BrokenPipeError:
-        # Only where SIGPIPE does not end the process (it is blocked, or this is not the
-        # tracelens process): end as quietly, with the status a shell gives a SIGPIPE death.
-        _discard_stdout()
-        raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
+    except StdoutGone:
+        _end_as_a_filter_whose_reader_went_away()
     except OutputError as exc:
         _discard_stdout()
         print_error(str(exc))

@@ -36,5 +36,10 @@ class NotFound(TracelensError):
     """An id or stage the user asked for is not in the data."""
 
 
+class StdoutGone(Exception):
+    """The reader of stdout went away (a closed pipe: `tracelens ... | head -1`); not an error
+    to report, the CLI ends as a filter does."""
+
+
 class OutputError(TracelensError):
     """The report could not be written to stdout (closed, a full disk, an I/O error)."""

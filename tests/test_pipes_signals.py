@@ -7,6 +7,7 @@ and the encoding of stdout belong to a process, not to CliRunner's in-memory str
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -108,6 +109,67 @@ def test_ctrl_c_stops_a_read_that_waits_for_input(kind: str, tmp_path: Path) -> 
         finally:
             if writer is not None:
                 os.close(writer)
+    assert process.returncode == 130
+    assert stdout == ""
+    assert stderr.splitlines() == ["error: interrupted"]
+
+
+def _grandchildren(pid: int) -> list[int]:
+    """The processes started by the children of ``pid`` (the workers a forkserver forks)."""
+    found: list[int] = []
+    for child in _children(pid):
+        found.extend(_children(child))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                children.extend(int(c) for c in (task / "children").read_text().split())
+    return children
+
+
+def _wait_for_an_idle_worker(process: subprocess.Popen[str]) -> None:
+    """Wait until a worker of a parallel read waits for work (in a pipe read): there a Ctrl-C
+    raised KeyboardInterrupt and printed the worker's traceback."""
+    if not Path(f"/proc/{process.pid}/task").exists():
+        pytest.skip("needs /proc to find the workers")
+    deadline = time.monotonic() + PATIENCE_S
+    while time.monotonic() < deadline and process.poll() is None:
+        for worker in _grandchildren(process.pid):
+            with contextlib.suppress(OSError):
+                if "pipe" in Path(f"/proc/{worker}/wchan").read_text():
+                    return
+        time.sleep(0.02)
+    pytest.fail("no worker of the parallel read was seen waiting")
+
+
+def test_ctrl_c_during_a_parallel_read_is_one_line_too(tmp_path: Path) -> None:
+    dump = tmp_path / "big.jsonl"
+    sample = Path(SAMPLE).read_bytes()
+    with dump.open("wb") as out:
+        for _ in range(40):  # ~40 MB: the main process reads 16 MiB more than the worker
+            out.write(sample)
+    process = subprocess.Popen(
+        [*TRACELENS, "latency", str(dump), "--no-cache"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        env={**os.environ, "TRACELENS_PARALLEL_MIN_MB": "1", "TRACELENS_WORKERS": "2"},
+    )
+    try:
+        _wait_for_an_idle_worker(process)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches every process of the group
+        stdout, stderr = process.communicate(timeout=PATIENCE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 130
     assert stdout == ""
     assert stderr.splitlines() == ["error: interrupted"]

@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -146,23 +147,58 @@ def read_in_parallel(path: Path, name: str, workers: int, reader: RangeReader) -
     scratch = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
     with (
         tempfile.TemporaryDirectory(dir=scratch, prefix="tracelens-") as directory,
-        ProcessPoolExecutor(max_workers=len(ranges) - 1, mp_context=context) as pool,
+        ProcessPoolExecutor(
+            max_workers=len(ranges) - 1, mp_context=context, initializer=_end_quietly_on_ctrl_c
+        ) as pool,
     ):
         # Submitting starts the forkserver (a fresh interpreter importing the readers: ~0.4 s)
         # and waits for it; a thread does that while this process reads the first range.
         futures: list[Future[tuple[ReadStats, str, str]]] = []
         starter = ThreadPoolExecutor(max_workers=1)
         submitted = starter.submit(
-            lambda: futures.extend(
-                pool.submit(_read_range_to_files, reader, path, start, end, name, directory)
-                for start, end in ranges[1:]
+            lambda: _without_ctrl_c(
+                lambda: futures.extend(
+                    pool.submit(_read_range_to_files, reader, path, start, end, name, directory)
+                    for start, end in ranges[1:]
+                )
             )
         )
         starter.shutdown(wait=False)
-        results = [_read_range(reader, path, *ranges[0], name)]
-        submitted.result()
-        results.extend(_collect(*future.result()) for future in futures)
+        try:
+            results = [_read_range(reader, path, *ranges[0], name)]
+            submitted.result()
+            results.extend(_collect(*future.result()) for future in futures)
+        except BaseException:
+            # A worker started after a Ctrl-C never saw it: once all are started, end them
+            # rather than wait for their ranges (SIGTERM's default action, silent).
+            with contextlib.suppress(BaseException):
+                submitted.result()
+            for child in multiprocessing.active_children():
+                child.terminate()
+            raise
     return _merge(results, name)
+
+
+def _without_ctrl_c(start: Callable[[], None]) -> None:
+    """Run ``start`` (which starts the processes) with SIGINT blocked in this thread.
+
+    Ctrl-C goes to every process of the terminal's group. A process inherits the signal mask of
+    the thread that starts it, through exec: blocked, SIGINT cannot interrupt the forkserver
+    while it imports the readers (a traceback on stderr); each worker unblocks it in
+    ``_end_quietly_on_ctrl_c``. Only the main process reports the interrupt, in one line.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    start()
+
+
+def _end_quietly_on_ctrl_c() -> None:
+    """In a worker: Ctrl-C ends it at once and silently (the default action, not a
+    KeyboardInterrupt traceback); a SIGINT tracelens was started ignoring stays ignored."""
+    if hasattr(signal, "pthread_sigmask"):
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _merge(results: list[ReadResult], name: str) -> ReadResult:

@@ -2,8 +2,9 @@
 
 ``emit`` draws the whole report into a string first and writes it in one go, so the one place
 that touches stdout can tell its failures apart: a closed stdout, a full disk or an I/O error
-becomes ``OutputError`` ("cannot write to stdout: ..."), a reader that went away stays
-``BrokenPipeError`` for the CLI to end on quietly. Text the stream's encoding cannot carry
+becomes ``OutputError`` ("cannot write to stdout: ..."), a reader that went away
+``StdoutGone``, for the CLI to end on quietly (a broken pipe elsewhere, to a worker process, is
+not that). Text the stream's encoding cannot carry
 (``PYTHONIOENCODING=ascii``, a Latin-1 terminal) is written as escapes, never a crash: JSON as
 ``\\uXXXX`` (the document decodes to the same strings), other formats as ``\\xNN``/``\\uNNNN``.
 """
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TextIO
 
-from ml_tracelens.errors import OutputError
+from ml_tracelens.errors import OutputError, StdoutGone
 from ml_tracelens.render.cells import fit_encoding
 from ml_tracelens.reports.model import Report
 
@@ -64,7 +65,7 @@ def write(text: str, stdout: TextIO) -> None:
         stdout.write(text)
         stdout.flush()
     except BrokenPipeError:
-        raise
+        raise StdoutGone from None
     except OSError as exc:
         raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from None
     except ValueError as exc:  # a closed file object
