@@ -115,8 +115,23 @@ TopOpt = Annotated[int | None, typer.Option("--top", "-n", help="Show only the f
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"tracelens {__version__}")
+        _write_stdout(f"tracelens {__version__}\n")
         raise typer.Exit()
+
+
+def _write_stdout(text: str) -> None:
+    """Write ``text`` to stdout, failing as a report would (one line naming stdout, or quietly
+    on a closed pipe)."""
+    from ml_tracelens.render import write
+
+    try:
+        write(text, sys.stdout)
+    except StdoutGone:
+        _end_as_a_filter_whose_reader_went_away()
+    except OutputError as exc:
+        _discard_stdout()
+        print_error(str(exc))
+        raise typer.Exit(int(exc.exit_code)) from None
 
 
 @app.callback()
@@ -274,7 +289,7 @@ def _load(
 @contextmanager
 def _progress(quiet: bool) -> Iterator[object | None]:
     """A progress bar on stderr for big inputs on a terminal; nothing when quiet or piped."""
-    if quiet or not sys.stderr.isatty():
+    if quiet or sys.stderr is None or not sys.stderr.isatty():
         yield None
         return
     from ml_tracelens.render.progress import InputProgress

@@ -250,6 +250,31 @@ def test_a_full_disk_on_stdout_is_one_error_naming_stdout(fmt: str) -> None:
     assert result.stderr == "error: cannot write to stdout: No space left on device\n"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_the_version_on_a_full_disk_is_the_same_one_error() -> None:
+    with open("/dev/full", "w") as full:
+        result = _run_with_stdout(["--version"], stdout=full)
+    assert result.returncode == 2
+    assert result.stderr == "error: cannot write to stdout: No space left on device\n"
+
+
+def _close_stderr() -> None:
+    os.close(2)
+
+
+def test_a_closed_stderr_loses_only_the_diagnostics() -> None:
+    result = subprocess.run(
+        [*TRACELENS, "latency", SAMPLE, "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE_S * 2,
+        check=False,
+        preexec_fn=_close_stderr,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("stage,count,")
+
+
 # --- encodings ----------------------------------------------------------------------------
 
 NAMES = ["naïve µs", "日本", "smile 🙂"]

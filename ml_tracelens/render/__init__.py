@@ -48,7 +48,7 @@ def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO | None) -> None:
     ``stdout`` is None when the process was started with it closed (``>&-``).
     """
     if stdout is None:
-        raise OutputError(f"cannot write to stdout: {os.strerror(errno.EBADF)}")
+        write("", stdout)  # the error, before any work on the report
     if fmt is OutputFormat.TABLE:
         from ml_tracelens.render.table import render_report
 
@@ -59,8 +59,11 @@ def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO | None) -> None:
     write(_encodable(text, stdout, json=fmt is OutputFormat.JSON), stdout)
 
 
-def write(text: str, stdout: TextIO) -> None:
-    """Write and flush ``text``: failures other than a gone reader become ``OutputError``."""
+def write(text: str, stdout: TextIO | None) -> None:
+    """Write and flush ``text``: a gone reader becomes ``StdoutGone``, any other failure
+    ``OutputError``; ``stdout`` is None when the process was started with it closed."""
+    if stdout is None:
+        raise OutputError(f"cannot write to stdout: {os.strerror(errno.EBADF)}")
     try:
         stdout.write(text)
         stdout.flush()
