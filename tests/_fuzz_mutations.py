@@ -259,10 +259,197 @@ _BYTE_MUTATIONS: dict[str, Callable[[random.Random, bytes], bytes]] = {
     "invalid_utf8": lambda rng, d: _in_string(rng, d, rng.choice(_INVALID_UTF8)),
     "empty": lambda rng, d: rng.choice((b"", b"\n", b"  \n\n", BOM, b"\x00")),
 }
+# -- attributes, big Collector lines, dates ------------------------------------------------
+
+
+def _kvlist_text(levels: int) -> str:
+    """An OTLP AnyValue nesting ``levels`` kvlistValues (4 JSON levels each), as JSON text:
+    deeper than orjson writes."""
+    opening = '{"kvlistValue":{"values":[{"key":"k","value":'
+    return opening * levels + '{"stringValue":"x"}' + "}]}}" * levels
+
+
+# Values of the wrong shape for an attribute (OTLP AnyValue, Jaeger tag, Zipkin tag string).
+_WRONG_ATTRIBUTE_VALUES: tuple[Any, ...] = (
+    {"intValue": [1]},
+    {"intValue": "not a number"},
+    {"intValue": True},
+    {"intValue": Raw("1e400")},
+    {"stringValue": {"nested": "object"}},
+    {"stringValue": None},
+    {"arrayValue": 5},
+    {"arrayValue": {"values": "x"}},
+    {"arrayValue": {"values": [{"intValue": {}}]}},
+    {"kvlistValue": [1, 2]},
+    {"kvlistValue": {"values": [{"key": 1}, "x", None]}},
+    {"doubleValue": "NaN"},
+    {"boolValue": "yes"},
+    {"bytesValue": 7},
+    {"unknownValue": 1},
+    {},
+    None,
+    [],
+    [1, {"a": [2]}],
+    5,
+    "plain",
+    True,
+)
+_DEEP_LEVELS = (20, 33, 40, 150, 300)  # x4 JSON levels: the limit of 128 lies in between
+_DEEP_BRACKETS = (100, 127, 129, 200, 1100)
+
+
+def _attribute_slots(value: Any) -> list[tuple[Any, Any]]:
+    """(container, key) of every attribute value: OTLP KeyValue pairs and Jaeger tags (the
+    pair's "value"), and the entries of "tags"/"attributes" objects (Zipkin, console)."""
+    slots: list[tuple[Any, Any]] = []
+    for container, key in _nodes(value):
+        node = container[key]
+        if isinstance(node, dict) and "key" in node and "value" in node:
+            slots.append((node, "value"))
+        elif key in ("tags", "attributes") and isinstance(node, dict):
+            slots.extend((node, k) for k in node)
+            slots.append((node, "fuzz.added"))
+    return slots
+
+
+def _deep_attribute(rng: random.Random, holder: list[Any]) -> bool:
+    slots = _attribute_slots(holder[0])
+    if not slots:
+        return False
+    container, key = rng.choice(slots)
+    if rng.random() < 0.6:
+        container[key] = Raw(_kvlist_text(rng.choice(_DEEP_LEVELS)))
+    else:
+        container[key] = _deep(rng.choice(_DEEP_BRACKETS))
+    return True
+
+
+def _wrong_attribute(rng: random.Random, holder: list[Any]) -> bool:
+    slots = _attribute_slots(holder[0])
+    if not slots:
+        return False
+    container, key = rng.choice(slots)
+    if key == "value" and rng.random() < 0.2:
+        container["key"] = rng.choice((5, None, ["k"], {"k": 1}, ""))
+    else:
+        container[key] = rng.choice(_WRONG_ATTRIBUTE_VALUES)
+    return True
+
+
+_SPAN_IDS = ("spanId", "spanID", "id")
+# Ways one span can be malformed while its neighbours are fine.
+_SPAN_BREAKAGES: tuple[Callable[[dict[str, Any]], None], ...] = (
+    lambda span: span.pop("spanId", None) or span.pop("spanID", None) or span.pop("id", None),
+    lambda span: span.pop("traceId", None) or span.pop("traceID", None),
+    lambda span: span.update({k: True for k in span if k in _TIME_KEYS}),
+    lambda span: span.update({k: [1] for k in span if k in _TIME_KEYS}),
+    lambda span: span.update({k: {"ns": 1} for k in span if k in _TIME_KEYS}),
+    lambda span: span.update({k: 5 for k in span if k in _SPAN_IDS}),
+    lambda span: span.update(name=["a list"]),
+    lambda span: span.update(kind={"k": 1}),
+    lambda span: span.update(status="broken"),
+    lambda span: span.update(attributes=5),
+    lambda span: span.update(events="x"),
+    lambda span: span.update(links=[1]),
+    lambda span: span.update(parentSpanId=7),
+    lambda span: span.update(attributes=Raw("[" + _kvlist_text(40) + "]")),
+)
+
+
+def _span_lists(value: Any) -> list[list[Any]]:
+    lists = [
+        container[key]
+        for container, key in _nodes(value)
+        if key == "spans" and isinstance(container[key], list) and container[key]
+    ]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        lists.append(value)  # a Zipkin array
+    return [s for s in lists if all(isinstance(span, dict) for span in s)]
+
+
+def _bad_span_in_big_document(rng: random.Random, holder: list[Any]) -> bool:
+    """Grow one span list to a Collector-sized batch (fresh span ids) and break one span."""
+    lists = _span_lists(holder[0])
+    if not lists:
+        return False
+    spans = rng.choice(lists)
+    template = list(spans)
+    size = rng.choice((20, 120, 350))
+    spans[:] = []
+    for number in range(size):
+        span = json.loads(json.dumps(template[number % len(template)]))
+        for key in _SPAN_IDS:
+            if isinstance(span.get(key), str):
+                span[key] = f"{number + 0xF000:016x}"
+        spans.append(span)
+    rng.choice(_SPAN_BREAKAGES)(spans[rng.randrange(size)])
+    return True
+
+
+_TIME_KEYS = frozenset(
+    (
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "timeUnixNano",
+        "observedTimeUnixNano",
+        "startTime",
+        "timestamp",
+        "start_time",
+        "end_time",
+        "observed_timestamp",
+        "time",
+        "ts",
+        "@timestamp",
+        "asctime",
+    )
+)
+_EXTREME_ISO = (
+    "0001-01-01T00:00:00Z",
+    "1500-01-01T00:00:00Z",
+    "1677-09-21T00:12:43.145224191Z",
+    "1677-09-21T00:12:43.145224192Z",
+    "2262-04-11T23:47:16.854775807Z",
+    "2262-04-11T23:47:16.854775808Z",
+    "2262-04-12T01:00:00+02:00",
+    "9999-12-31T23:59:59.999999999Z",
+    "2026-02-30T00:00:00Z",
+    "2026-11-26T25:00:00Z",
+    "2026-11-26T08:00:00+24:00",
+)
+_EXTREME_NUMBERS: tuple[Any, ...] = (
+    0,
+    -1,
+    -(2**63),
+    2**63 - 1,
+    Raw("9223372036854775808"),
+    "9223372036854775808",
+    "-9223372036854775809",
+    -62135596800,  # 0001-01-01 in epoch seconds
+    253402300799,  # 9999-12-31 in epoch seconds
+    253402300799999999,
+    1e19,
+)
+
+
+def _extreme_date(rng: random.Random, holder: list[Any]) -> bool:
+    slots = [(c, k) for c, k in _nodes(holder[0]) if k in _TIME_KEYS]
+    if not slots:
+        return False
+    container, key = rng.choice(slots)
+    current = container[key]
+    iso = isinstance(current, str) and "-" in current and ":" in current
+    container[key] = rng.choice(_EXTREME_ISO if iso or rng.random() < 0.2 else _EXTREME_NUMBERS)
+    return True
+
+
 _JSON_MUTATIONS: dict[str, Callable[[random.Random, list[Any]], bool]] = {
     "drop_key": _drop_key,
     "retype": _retype,
     "hostile_value": _hostile,
+    "deep_attribute": _deep_attribute,
+    "wrong_attribute": _wrong_attribute,
+    "bad_span_in_big_document": _bad_span_in_big_document,
+    "extreme_date": _extreme_date,
 }
 _LINE_MUTATIONS = ("duplicate_lines", "shuffle_lines", "drop_lines", "blank_lines", "splice_other")
 # JSON edits keep most of a file readable, so they find deeper bugs: draw them most often.

@@ -11,7 +11,13 @@ three mutations from an RNG seeded by (TRACELENS_FUZZ_SEED, case number):
   formats in one file);
 - JSON: drop a key, retype a value, put a hostile value in its place (huge, negative and
   beyond-int64 numbers, year-9999 and later times, rich markup, control characters, lone
-  surrogates, long strings, deep nesting).
+  surrogates, long strings, deep nesting);
+- attributes: nest one value past the depth limit (OTLP kvlistValues or bare arrays), give one
+  a wrong type or shape (an intValue list, a kvlist of non-pairs, a non-string key);
+- a span list grown to a Collector-sized batch (20 to 350 spans) with one span broken (no id, a
+  boolean, list or object time, a wrong-typed field, a too-deep attribute list);
+- extreme dates: ISO times at and beyond the Int64 ends (1677, 2262), years 1 and 9999,
+  Feb 30, hour 25; epoch numbers at and beyond Int64.
 
 Every case runs ``summary --format json`` and usually one other command (any of them, any output
 format, sometimes with --strict, filters or --by, sometimes through the cache or on a directory
@@ -22,11 +28,19 @@ that also holds an intact input of another format) in-process through typer's Cl
 - no "Traceback" and no "internal error" (the CLI's catch-all for bugs) in stdout or stderr;
 - exit 2 explains itself on stderr ("error: ...") and leaves stdout empty;
 - JSON output parses;
-- line accounting: for a line-based input (JSON logs, or a first line that is a whole JSON
-  value followed by more lines), inputs[].lines equals the lines of the file counted here by
-  splitting on b"\n", and records + skipped = lines;
-- with --strict, an input with skipped records fails with exit 2 naming ``file:line`` or
-  ``file#index``, and one without is never "rejected by --strict";
+- line accounting: records + skipped = lines for every input; for a line-based input (JSON
+  logs, or a first line that is a whole JSON value followed by more lines), inputs[].lines
+  equals the lines of the file counted here by splitting on b"\n";
+- span accounting (no silent loss): each line (or document) is judged here, without
+  tracelens (``judge_documents``): unreadable (not JSON, or not the format's containers),
+  readable, or either (nested past the depth limit, OTLP log lines, console objects, odd
+  resources). Only unreadable lines and some of the "either" ones may be skipped whole, and
+  the spans read + skipped inside lines that were read (+ duplicates a Zipkin-lineage reader
+  merged, which it counts) + those of the lines skipped whole = the spans of the file;
+  console objects count spans and log records alike;
+- with --strict, an input with skipped or altered records (``ALTERATIONS``: a too-deep value
+  dropped, invalid UTF-8 replaced) fails with exit 2 naming ``file:line`` or ``file#index``,
+  and one without is never "rejected by --strict";
 - differentials: an OTLP file read on two processes (forced) gives the same summary as one
   process, and the Parquet file ``convert`` writes reads back to the same summary.
 
@@ -49,18 +63,24 @@ from __future__ import annotations
 
 import collections
 import gzip
+import itertools
+import json
 import os
 import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from ml_tracelens.cli import app
+from ml_tracelens.readers.base import ALTERATIONS
+from ml_tracelens.readers.zipkin_model import FRAGMENTS_MERGED
 from tests._fuzz_mutations import BOM, mutate
 from tests._fuzz_seeds import Seed, build_seeds
 from tests._robustness import Outcome, run_cli
@@ -98,8 +118,8 @@ def is_line_based(data: bytes, fmt: str) -> bool:
     first line is a whole JSON value and more follows (jsondoc's rule)."""
     if fmt == "json-logs":
         return True
-    if fmt in ("parquet", "empty"):
-        return False
+    if fmt in ("parquet", "empty", "unknown"):
+        return False  # not read as lines (an unknown file in a directory is not read at all)
     first, newline, rest = data.partition(b"\n")
     if not newline or not rest:
         return False
@@ -122,17 +142,248 @@ def check_accounting(case: Case, path: Path, summary: Outcome) -> list[str]:
         if entry["path"] != str(path):
             continue
         fmt = entry["format"]
-        if not is_line_based(case.data, fmt):
-            continue
-        lines = physical_lines(case.data)
-        if entry["lines"] != lines:
-            problems.append(f"accounting: {fmt} reports {entry['lines']} lines, file has {lines}")
         if entry["records"] + entry["skipped"] != entry["lines"]:
             problems.append(
                 f"accounting: {fmt} records {entry['records']} + skipped {entry['skipped']} "
                 f"!= lines {entry['lines']}"
             )
+        problems += check_items(case.data, entry)
+        if not is_line_based(case.data, fmt):
+            continue
+        lines = physical_lines(case.data)
+        if entry["lines"] != lines:
+            problems.append(f"accounting: {fmt} reports {entry['lines']} lines, file has {lines}")
     return problems
+
+
+#: What a Zipkin-lineage reader folds into another span and counts (``ignored``).
+_MERGED = ("identical duplicate spans dropped", FRAGMENTS_MERGED)
+#: limits.py's default: a document nested deeper may be skipped whole.
+_DEPTH_LIMIT = 128
+
+
+@dataclass
+class Document:
+    """One line or document of an input as this suite judges it, independently of tracelens."""
+
+    spans: int
+    #: "readable": must be read (its spans read or skipped one by one); "unreadable": must be
+    #: skipped whole; "either": the reader may skip it whole (too deep, or a shape whose
+    #: validity depends on more than its containers)
+    verdict: str
+
+
+def check_items(data: bytes, entry: dict[str, Any]) -> list[str]:
+    """No silent loss: every span of the file is read, skipped on its own, merged into a twin,
+    or inside a line or document that was skipped whole; and only lines or documents that are
+    unreadable (or may be) are skipped whole."""
+    documents = judge_documents(data, entry["format"])
+    if documents is None:
+        return []
+    unreadable = sum(d.verdict == "unreadable" for d in documents)
+    either = [d.spans for d in documents if d.verdict == "either"]
+    extra = entry["skipped"] - unreadable
+    name = entry["format"]
+    if not 0 <= extra <= len(either):
+        return [
+            f"span accounting: {name} skipped {entry['skipped']} lines/documents whole; "
+            f"{unreadable} are unreadable and {len(either)} more may be skipped"
+        ]
+    read = entry["spans"] + (entry["logs"] if name == "otel-console" else 0)
+    merged = sum(entry["ignored"].get(what, 0) for what in _MERGED)
+    total = sum(d.spans for d in documents if d.verdict != "unreadable")
+    lost = total - read - entry["skipped_items"] - merged
+    if len(either) > 12:
+        return []  # too many ways to choose the skipped ones
+    if lost in {sum(c) for c in itertools.combinations(either, extra)}:
+        return []
+    return [
+        f"silent loss: {name} read {read} + skipped {entry['skipped_items']} + merged {merged} "
+        f"of {total} spans in readable lines/documents ({extra} of {either} skipped whole)"
+    ]
+
+
+def judge_documents(data: bytes, fmt: str) -> list[Document] | None:
+    """The lines (line-based input) or documents of ``data``; None when this suite cannot
+    split the input the reader's way or does not count the format's spans."""
+    judge = {
+        "otlp-json": _otlp_document,
+        "jaeger-json": _jaeger_document,
+        "zipkin-json": _zipkin_document,
+        "otel-console": _console_document,
+    }.get(fmt)
+    if judge is None:
+        return None
+    out = []
+    if is_line_based(data, fmt):
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            line = line.removeprefix(BOM) if number == 1 else line
+            if not line.strip(b" \t\r"):
+                continue
+            out.append(_judged_line(line, judge))
+        return out
+    text = data.removeprefix(BOM).decode("utf-8", errors="replace")
+    documents = _back_to_back(text)
+    if documents is None:
+        return None
+    return [_judged(value, judge) for value in documents]
+
+
+def _back_to_back(text: str) -> list[Any] | None:
+    """The JSON documents of ``text`` (one, or several back to back); None if any is broken
+    (the reader then resynchronises in a way this suite does not repeat). Only JSON's own
+    whitespace separates them: a BOM past the start is not JSON."""
+    decoder = json.JSONDecoder()
+    found = []
+    position = 0
+    while True:
+        while position < len(text) and text[position] in " \t\r\n":
+            position += 1
+        if position >= len(text):
+            return found or None
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except (ValueError, RecursionError):
+            return None
+        found.append(value)
+
+
+def _judged_line(line: bytes, judge: Callable[[Any], Document]) -> Document:
+    try:
+        # JSON as RFC 8259 has it: 1e400 is a number (infinite), NaN is not JSON, nor is a BOM
+        # (which json.loads would drop from bytes, hence the decoding here).
+        return _judged(json.loads(line.decode("utf-8"), parse_constant=_not_json), judge)
+    except UnicodeDecodeError:
+        pass
+    except (ValueError, RecursionError):
+        return _UNREADABLE
+    # Invalid UTF-8 in a part of the line the reader never looks at costs nothing: such a
+    # line may be read or skipped.
+    try:
+        value = json.loads(line.decode("utf-8", errors="replace"), parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return _UNREADABLE
+    return Document(_judged(value, judge).spans, "either")
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _judged(value: Any, judge: Callable[[Any], Document]) -> Document:
+    document = judge(value)
+    if document.verdict == "readable" and (
+        _depth(value) > _DEPTH_LIMIT or _has_lone_surrogate(value)
+    ):
+        # Past the depth limit, or holding a string no UTF-8 output can carry (which orjson
+        # refuses and a raw value may still hold): the reader may skip it whole.
+        document.verdict = "either"
+    return document
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
+
+
+def _depth(value: Any) -> int:
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+_UNREADABLE = Document(0, "unreadable")
+
+
+def _otlp_document(document: Any) -> Document:
+    keys = ("resourceSpans", "resourceLogs", "resourceMetrics")
+    if not isinstance(document, dict) or not any(k in document for k in keys):
+        return _UNREADABLE
+    resources = document.get("resourceSpans") or []
+    if not isinstance(resources, list):
+        return _UNREADABLE
+    count, verdict = 0, "readable"
+    for resource in resources:
+        if not isinstance(resource, dict):
+            return _UNREADABLE
+        scopes = resource.get("scopeSpans") or resource.get("instrumentationLibrarySpans") or []
+        if not isinstance(scopes, list):
+            return _UNREADABLE
+        for scope in scopes:
+            spans = scope.get("spans") or [] if isinstance(scope, dict) else None
+            if not isinstance(spans, list):
+                return _UNREADABLE
+            count += len(spans)
+        if not _plain_resource(resource.get("resource")):
+            verdict = "either"
+    if "resourceLogs" in document or not count:
+        verdict = "either"  # log records are judged whole; nothing to lose without spans
+    return Document(count, verdict)
+
+
+def _plain_resource(resource: Any) -> bool:
+    if resource is None:
+        return True
+    if not isinstance(resource, dict):
+        return False
+    pairs = resource.get("attributes")
+    return pairs is None or (
+        isinstance(pairs, list)
+        and all(isinstance(p, dict) and isinstance(p.get("key"), str) for p in pairs)
+    )
+
+
+def _jaeger_document(document: Any) -> Document:
+    def trace(item: Any) -> int:
+        # A trace that cannot be read counts each of its spans as skipped, or itself as one.
+        spans = item.get("spans") if isinstance(item, dict) else None
+        if isinstance(item, dict) and "spans" not in item and "spanID" in item:
+            return 1
+        return len(spans) if isinstance(spans, list) else 1
+
+    if isinstance(document, dict) and "data" in document:
+        data = document["data"]
+        if data is not None and not isinstance(data, list):
+            return _UNREADABLE
+        return Document(sum(trace(t) for t in data or ()), "readable")
+    if isinstance(document, dict) and ("spans" in document or "spanID" in document):
+        if "spans" in document and not isinstance(document["spans"], list):
+            return _UNREADABLE
+        processes = document.get("processes")
+        if processes is not None and not isinstance(processes, dict):
+            return _UNREADABLE
+        return Document(trace(document), "readable")
+    if isinstance(document, list):
+        if document and all(isinstance(i, dict) and "spans" in i for i in document):
+            return Document(sum(trace(t) for t in document), "readable")
+        return Document(len(document), "readable")
+    return _UNREADABLE
+
+
+def _zipkin_document(document: Any) -> Document:
+    if isinstance(document, dict) and "traceId" in document:
+        return Document(1, "readable")
+    if isinstance(document, list):
+        return Document(len(document), "readable")
+    return _UNREADABLE
+
+
+def _console_document(document: Any) -> Document:
+    if isinstance(document, list):
+        return Document(len(document), "readable")
+    # One object is read or skipped whole, whatever field of it is wrong.
+    return Document(1, "either")
 
 
 def check_parallel(path: Path, target: str, summary: Outcome) -> list[str]:
@@ -152,10 +403,16 @@ def check_parallel(path: Path, target: str, summary: Outcome) -> list[str]:
 
 
 def _skipped_anything(summary: Outcome) -> bool | None:
+    """Whether any input lost or altered something (what --strict refuses), stage log lines
+    that could not become spans included."""
     if summary.exit_code != 0:
         return None
+    document = orjson.loads(summary.stdout)
+    if any("not turned into spans" in warning for warning in document["warnings"]):
+        return True
     return any(
-        e["skipped"] or e.get("skipped_items") for e in orjson.loads(summary.stdout)["inputs"]
+        e["skipped"] or e.get("skipped_items") or any(e["ignored"].get(a) for a in ALTERATIONS)
+        for e in document["inputs"]
     )
 
 
@@ -329,7 +586,10 @@ def test_fuzz_case(number: int, seeds: list[Seed], tmp_path: Path) -> None:
 
 
 #: Fixtures that hold malformed records on purpose.
-_BROKEN_ON_PURPOSE = ("malformed", "bad_lines", "truncated", "jaeger/traces.jsonl", "spans.jsonl")
+_BROKEN_ON_PURPOSE = (
+    *("malformed", "bad_lines", "truncated", "jaeger/traces.jsonl", "spans.jsonl"),
+    "logs/stages.jsonl",  # stage lines whose duration is not a number
+)
 
 
 def test_seeds_read_cleanly(seeds: list[Seed], tmp_path: Path) -> None:
@@ -340,8 +600,8 @@ def test_seeds_read_cleanly(seeds: list[Seed], tmp_path: Path) -> None:
         path = tmp_path / f"seed{seed.suffix}"
         path.write_bytes(seed.data)
         summary = run_cli(["summary", "--format", "json", "--no-cache", str(path)])
-        if summary.exit_code == 2 and "unknown format" in summary.stderr:
-            continue  # a reader not registered yet (JSON logs)
+        if summary.exit_code == 2 and "no telemetry recognised" in summary.stderr:
+            continue  # fields only a --field names (logs/durations.jsonl): not claimed alone
         assert summary.exit_code == 0, (seed.name, summary.stderr)
         assert _skipped_anything(summary) is False, (seed.name, summary.stdout[:2000])
 
@@ -383,3 +643,23 @@ def test_fuzz_on_demand(seeds: list[Seed], tmp_path: Path) -> None:
     for signature, numbers in sorted(findings.items(), key=lambda kv: -len(kv[1])):
         print(f"  {len(numbers):5d}  {signature}  (cases {numbers[:5]})")
     assert not failed, "\n".join(failed[:20])
+
+
+def _entry(**counts: Any) -> dict[str, Any]:
+    entry = {"format": "otlp-json", "spans": 0, "logs": 0, "skipped": 0, "skipped_items": 0}
+    return {**entry, "ignored": {}, **counts}
+
+
+def test_span_accounting_tells_a_counted_loss_from_a_silent_one() -> None:
+    """The checker itself, on a hand-built input: two lines of 3 and 2 spans and a broken one."""
+
+    def line(spans: int) -> bytes:
+        body = [{"traceId": "a" * 32, "spanId": f"{i + 1:016x}"} for i in range(spans)]
+        return orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": body}]}]})
+
+    data = line(3) + b"\n" + line(2) + b'\n{"resourceSpans": [\n'
+    assert check_items(data, _entry(spans=5, skipped=1)) == []
+    assert check_items(data, _entry(spans=4, skipped=1, skipped_items=1)) == []
+    # One span neither read nor counted; a readable line skipped whole.
+    assert check_items(data, _entry(spans=4, skipped=1))[0].startswith("silent loss")
+    assert check_items(data, _entry(spans=3, skipped=2))[0].startswith("span accounting")
