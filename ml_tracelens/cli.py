@@ -32,6 +32,7 @@ from ml_tracelens.cli_base import (
     TopOpt,
     UntilOpt,
     WhereOpt,
+    WideOpt,
     _analyse,
     _emit,
     _errors_to_exit_codes,
@@ -53,6 +54,7 @@ def summary(
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
+    wide: WideOpt = False,
     field: FieldOpt = None,
     log_time: LogTimeOpt = None,
     no_cache: NoCacheOpt = False,
@@ -74,7 +76,7 @@ def summary(
                 progress=progress,
             )
         report = summary_report.build(telemetry=telemetry, analysis=analysis)
-        _emit(report, fmt, quiet)
+        _emit(report, fmt, quiet, wide)
 
 
 @app.command(cls=HelpCommand, epilog=EXAMPLES["latency"])
@@ -99,6 +101,7 @@ def latency(
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
+    wide: WideOpt = False,
     field: FieldOpt = None,
     log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
@@ -132,7 +135,7 @@ def latency(
             distribution=fmt in (None, OutputFormat.TABLE),
             **context,
         )
-        _emit(report, fmt, quiet)
+        _emit(report, fmt, quiet, wide)
 
 
 @app.command(cls=HelpCommand, epilog=EXAMPLES["errors"])
@@ -148,6 +151,7 @@ def errors(
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
+    wide: WideOpt = False,
     field: FieldOpt = None,
     log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
@@ -175,7 +179,7 @@ def errors(
         report = errors_report.build(
             analysed=analysis.spans, logs=telemetry.logs, mask=mask, top=top, **context
         )
-        _emit(report, fmt, quiet)
+        _emit(report, fmt, quiet, wide)
 
 
 @app.command(cls=HelpCommand, epilog=EXAMPLES["bottlenecks"])
@@ -194,6 +198,7 @@ def bottlenecks(
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
+    wide: WideOpt = False,
     field: FieldOpt = None,
     log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
@@ -221,7 +226,7 @@ def bottlenecks(
         report = bottlenecks_report.build(
             analysed=analysis.spans, mask=mask, tail=tail, top=top, **context
         )
-        _emit(report, fmt, quiet)
+        _emit(report, fmt, quiet, wide)
 
 
 @app.command(cls=HelpCommand, epilog=EXAMPLES["convert"])

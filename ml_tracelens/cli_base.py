@@ -111,6 +111,14 @@ NoCacheOpt = Annotated[
     ),
 ]
 TopOpt = Annotated[int | None, typer.Option("--top", "-n", help="Show only the first N rows.")]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide",
+        help="Show every column, however wide the terminal (a narrow one hides some, named "
+        "under the table).",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -356,12 +364,12 @@ def _attribute_free(aggregate_by: list[str] | None, where: str | None) -> bool:
     return not any("attr." in key for key in keys)
 
 
-def _emit(report, fmt: OutputFormat | None, quiet: bool) -> None:
+def _emit(report, fmt: OutputFormat | None, quiet: bool, wide: bool = False) -> None:
     from ml_tracelens.render import emit
 
     if not quiet:
         for warning in report.warnings:
             print_warning(warning)
-    emit(report, fmt or OutputFormat.TABLE, stdout=sys.stdout)
+    emit(report, fmt or OutputFormat.TABLE, stdout=sys.stdout, wide=wide)
     if report.exit_code:
         raise typer.Exit(report.exit_code)

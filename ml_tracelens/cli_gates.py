@@ -17,6 +17,7 @@ from ml_tracelens.cli_base import (
     Paths,
     QuietOpt,
     StrictOpt,
+    WideOpt,
     _analyse,
     _emit,
     _errors_to_exit_codes,
@@ -63,6 +64,7 @@ def check(
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
+    wide: WideOpt = False,
     field: FieldOpt = None,
     log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
@@ -89,7 +91,7 @@ def check(
         )
         if junit is not None:
             write_report(junit, report)
-        _emit(report, fmt, quiet)
+        _emit(report, fmt, quiet, wide)
 
 
 @app.command(cls=HelpCommand, epilog=EXAMPLES["diff"])
@@ -146,6 +148,7 @@ def diff(
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
+    wide: WideOpt = False,
     field: FieldOpt = None,
     log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
@@ -185,7 +188,7 @@ def diff(
         )
         if junit is not None:
             write_report(junit, report)
-        _emit(report if long else diff_report.by_stage(report), fmt, quiet)
+        _emit(report if long else diff_report.by_stage(report), fmt, quiet, wide)
 
 
 @app.command(cls=HelpCommand, epilog=EXAMPLES["models"])
@@ -262,6 +265,7 @@ def models(
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
+    wide: WideOpt = False,
     field: FieldOpt = None,
     log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
@@ -287,4 +291,4 @@ def models(
         current = _load(paths, input_format, strict, field, log_time)
         base = _load(baseline, input_format, strict, field, log_time) if baseline else None
         report = models_report.build(current=current, baseline=base, options=options)
-        _emit(report, fmt, quiet)
+        _emit(report, fmt, quiet, wide)

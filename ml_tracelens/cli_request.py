@@ -22,6 +22,7 @@ from ml_tracelens.cli_base import (
     TopOpt,
     UntilOpt,
     WhereOpt,
+    WideOpt,
     _analyse,
     _emit,
     _errors_to_exit_codes,
@@ -137,6 +138,7 @@ def traces(
     input_format: InputFormatOpt = None,
     strict: StrictOpt = False,
     fmt: FormatOpt = None,
+    wide: WideOpt = False,
     field: FieldOpt = None,
     log_time: LogTimeOpt = None,
     quiet: QuietOpt = False,
@@ -172,4 +174,4 @@ def traces(
             id_attrs=(*DEFAULT_ID_ATTRS, *(id_attr or ())),
             **context,
         )
-        _emit(report, fmt, quiet)
+        _emit(report, fmt, quiet, wide)

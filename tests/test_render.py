@@ -86,7 +86,7 @@ def test_markdown_escapes_pipes() -> None:
     text = _emit(
         _report([{"stage": "a|b", "p95_ms": 12.345, "distribution": []}]), OutputFormat.MARKDOWN
     )
-    assert "| a\\|b | 12.3 |" in text
+    assert "| a\\|b | 12.3ms |" in text
     assert text.startswith("### Demo")
 
 

@@ -230,12 +230,25 @@ def test_terminal_tables_trees_and_warnings_carry_only_rich_styling(
 @pytest.mark.usefixtures("terminal")
 def test_a_value_wrapped_onto_a_line_of_its_own_starts_no_ci_command(tmp_path: Path) -> None:
     dump = tmp_path / "wrap.jsonl"
+    dump.write_text(hostile_otlp(["::error::wrapped " * 40]) + "\n")
+    result = runner.invoke(app, ["errors", str(dump)])
+    assert result.exit_code == 0, result.stderr
+    lines = [line.strip() for line in SGR.sub("", result.stdout).splitlines()]
+    # Error messages wrap; each wrapped line of this one begins with its "::": defused too.
+    assert len([line for line in lines if line.startswith("\\:\\:error::wrapped ")]) >= 2
+    assert not CI_COMMAND.search(result.stdout)
+
+
+def test_a_shortened_name_starts_no_ci_command(tmp_path: Path) -> None:
+    dump = tmp_path / "wrap.jsonl"
     dump.write_text(hostile_otlp(["wrap " * 60 + "::error::wrapped"]) + "\n")
     result = runner.invoke(app, ["latency", str(dump)])
     assert result.exit_code == 0, result.stderr
-    wrapped = [line for line in SGR.sub("", result.stdout).splitlines() if "::wrapped" in line]
-    # Rich wrapped the stage name so that its "::" begins a line: that line is defused too.
-    assert [line.strip() for line in wrapped] == ["\\:\\:error::wrapped"]
+    # A stage name is shortened in the middle, not wrapped: its end follows the "…".
+    [row] = [line for line in SGR.sub("", result.stdout).splitlines() if "::wrapped" in line]
+    assert "…" in row
+    assert row.startswith("wrap wrap ")
+    assert "wrap ::error::wrapped |" in row
     assert not CI_COMMAND.search(result.stdout)
 
 

@@ -417,7 +417,7 @@ def test_collapse_folds_repeated_sibling_stages() -> None:
     assert len(group) == 1
     assert "redis GET ×4" in group[0]
     # total 10+15+5+40 = 70, mean 17.5, max 40
-    assert "total 70.0 ms, mean 17.5 ms, max 40.0 ms" in group[0]
+    assert "total 70.0ms, mean 17.5ms, max 40.0ms" in group[0]
     assert "inner" not in text
     assert "model" in text
     plain = _terminal(request.build(spans=spans, logs=empty_logs(), ident="t1"))
@@ -574,7 +574,7 @@ def test_attrs_shows_attributes_and_events() -> None:
     )
     text = _terminal(request.build(spans=spans, logs=empty_logs(), ident="t1", attrs=True))
     assert "model.version = v2" in text
-    assert "cache.miss +5.00 ms" in text
+    assert "cache.miss +5.00ms" in text
     assert "u:1" in text
     assert "model.version" not in _terminal(
         request.build(spans=spans, logs=empty_logs(), ident="t1")

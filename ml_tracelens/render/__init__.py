@@ -42,8 +42,9 @@ def _renderers() -> dict[OutputFormat, Callable[[Report], str]]:
     }
 
 
-def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO | None) -> None:
-    """Write ``report`` to ``stdout`` in ``fmt`` (the table format draws with rich).
+def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO | None, wide: bool = False) -> None:
+    """Write ``report`` to ``stdout`` in ``fmt`` (the table format draws with rich; ``wide``
+    shows every column of its tables, however narrow the terminal).
 
     ``stdout`` is None when the process was started with it closed (``>&-``).
     """
@@ -52,7 +53,7 @@ def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO | None) -> None:
     if fmt is OutputFormat.TABLE:
         from ml_tracelens.render.table import render_report
 
-        text = render_report(report, stdout)
+        text = render_report(report, stdout, wide=wide)
     else:
         text = _renderers()[fmt](report)
     text = text if text.endswith("\n") else text + "\n"

@@ -37,11 +37,14 @@ every character.
 from __future__ import annotations
 
 import re
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import orjson
+from rich.cells import cell_len
 
-from ml_tracelens.reports.model import ColumnKind
+from ml_tracelens.render.durations import format_duration
+from ml_tracelens.reports.model import ColumnKind, Table
 
 _UNSAFE = re.compile(
     "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
@@ -52,6 +55,7 @@ _LINE_START = "^((?:[^\\S\\r\\n]|[\u180e\u200b\u2060\ufeff]|\x1b\\[[0-9;]*m)*)"
 _WORKFLOW_COMMAND = re.compile(_LINE_START + "::", re.MULTILINE)
 _LEGACY_COMMAND = "##["
 _SPARK_BARS = "▁▂▃▄▅▆▇█"
+ELLIPSIS = "…"
 #: The most characters of one text value a table or markdown cell shows.
 MAX_CELL_CHARS = 1000
 
@@ -93,11 +97,17 @@ def fit_encoding(text: str, encoding: str | None) -> str:
     return text
 
 
+#: Kinds shown right-aligned, as numbers.
+NUMERIC_KINDS = frozenset(
+    {ColumnKind.INT, ColumnKind.FLOAT, ColumnKind.MS, ColumnKind.SHARE, ColumnKind.BOOL}
+)
+
+
 def format_value(value: Any, kind: ColumnKind) -> str:
     if value is None:
         return "-"
     if kind is ColumnKind.MS:
-        return format_ms(value)
+        return format_duration(value)
     if kind is ColumnKind.SHARE:
         return f"{value * 100:.1f}%"
     if kind is ColumnKind.INT:
@@ -108,14 +118,88 @@ def format_value(value: Any, kind: ColumnKind) -> str:
         return "yes" if value else "no"
     if kind is ColumnKind.SPARK:
         return sparkline(value)
+    if kind is ColumnKind.SHARES and isinstance(value, dict):
+        return clip(", ".join(share_items(value)))
+    return clip(text_of(value))
+
+
+def empty_note(table: Table) -> str:
+    """The sentence shown instead of an empty table (never a bare "(no rows)")."""
+    return table.empty_note or f"no {table.title[:1].lower()}{table.title[1:]}"
+
+
+def text_of(value: Any) -> str:
+    """The text of a non-numeric cell before it is made printable."""
     if isinstance(value, dict) or (
         isinstance(value, list) and any(isinstance(v, dict | list) for v in value)
     ):
         # attributes, events: JSON, as the json format writes them (not Python's repr)
-        return clip(orjson.dumps(value, default=str).decode())
+        return orjson.dumps(value, default=str).decode()
     if isinstance(value, list):
-        return clip(", ".join(str(v) for v in value))
-    return clip(str(value))
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def share_items(shares: dict[Any, Any]) -> list[str]:
+    """``{"billing": 0.309, "other": 0.004}`` as ``["billing 31%", "other <1%"]``: names made
+    printable, percentages whole (half to even), a share that rounds to 0 shown as ``<1%``."""
+    return [f"{printable(str(name))} {_whole_percent(share)}" for name, share in shares.items()]
+
+
+def _whole_percent(share: Any) -> str:
+    if not isinstance(share, int | float):
+        return printable(str(share))
+    percent = (Decimal(repr(float(share))) * 100).to_integral_value(ROUND_HALF_EVEN)
+    return "<1%" if percent == 0 and share > 0 else f"{percent}%"
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` made printable and, when it is wider than ``width`` cells, shortened in the
+    middle with "…" (``model.in…ference``), so that both ends, which tell names apart, stay.
+
+    The cut is made on the raw text and each side made printable after, so no escape (``\\x1b``,
+    a doubled backslash) is split in two and passes for another.
+    """
+    shown = clip(text)
+    if cell_len(shown) <= width:
+        return shown
+    if width <= 1:
+        return ELLIPSIS[:width]
+    room = width - 1
+    head = _fitting_prefix(text, (room + 1) // 2)
+    tail = _fitting_prefix(text[::-1], room - (room + 1) // 2)
+    while True:
+        candidate = printable(text[:head]) + ELLIPSIS + (printable(text[-tail:]) if tail else "")
+        if cell_len(candidate) <= width or (head == 0 and tail == 0):
+            return candidate
+        # Defusing a leading "::" or a "##[" made a side wider than its characters: give back one.
+        if head >= tail:
+            head -= 1
+        else:
+            tail -= 1
+
+
+def shorten_items(items: list[str], width: int) -> str:
+    """Printable ``items`` joined by ", ", as many as fit in ``width`` cells, then ", …"."""
+    whole = ", ".join(items)
+    if cell_len(whole) <= width:
+        return whole
+    kept: list[str] = []
+    for item in items:
+        if cell_len(", ".join([*kept, item, ELLIPSIS])) > width:
+            break
+        kept.append(item)
+    return ", ".join([*kept, ELLIPSIS])
+
+
+def _fitting_prefix(text: str, cells: int) -> int:
+    """How many characters from the start of ``text`` fit in ``cells`` once made printable."""
+    used = 0
+    for count, char in enumerate(text):
+        used += cell_len(_UNSAFE.sub(_escape, char))
+        if used > cells:
+            return count
+    return len(text)
 
 
 def clip(text: str, limit: int = MAX_CELL_CHARS) -> str:
@@ -123,15 +207,6 @@ def clip(text: str, limit: int = MAX_CELL_CHARS) -> str:
     if len(text) <= limit:
         return printable(text)
     return printable(text[:limit]) + f"… (+{len(text) - limit:,} characters)"
-
-
-def format_ms(value: float) -> str:
-    magnitude = abs(value)
-    if magnitude >= 100:
-        return f"{value:,.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
 
 
 def sparkline(counts: list[int]) -> str:

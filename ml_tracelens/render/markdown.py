@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ml_tracelens.render.cells import format_value, printable
+from ml_tracelens.render.cells import NUMERIC_KINDS, empty_note, format_value, printable
 from ml_tracelens.reports.model import Report, Table
 
 #: Invisible, and not a word character: GitHub's patterns stop matching at it.
@@ -37,11 +37,13 @@ def render(report: Report) -> str:
 
 def _table(table: Table, *, titled: bool) -> list[str]:
     columns = [c for c in table.columns if c.machine]
-    lines = [f"**{_escape(table.title)}**", ""] if titled else []
+    lines = [f"**{_escape(table.title)}**", ""] if titled or not table.rows else []
     if not table.rows:
-        return [*lines, "_none_", ""]
+        return [*lines, _escape(empty_note(table)), ""]
     lines.append("| " + " | ".join(_escape(c.header) for c in columns) + " |")
-    lines.append("|" + "|".join("---" if c.kind == "text" else "---:" for c in columns) + "|")
+    lines.append(
+        "|" + "|".join("---:" if c.kind in NUMERIC_KINDS else "---" for c in columns) + "|"
+    )
     for row in table.rows:
         # format_value has already made the text printable (a second pass would double the
         # backslashes of its escapes).

@@ -27,7 +27,8 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from ml_tracelens.render.cells import clip, format_ms, printable
+from ml_tracelens.render.cells import clip, printable, shorten_middle
+from ml_tracelens.render.durations import format_duration
 from ml_tracelens.reports.model import Report
 from ml_tracelens.reports.request import ShowView
 
@@ -35,8 +36,11 @@ from ml_tracelens.reports.request import ShowView
 MAX_INDENT = 12
 _SERVICE_WIDTH = 20
 _STAGE_WIDTH = 44
-_NUMBER_WIDTH = 9
+#: Wide enough for any duration (``-2.51ms``, ``59m59s``, ``25h00m``) and the header "duration".
+_NUMBER_WIDTH = 8
 _BAR_MIN, _BAR_MAX = 10, 60
+#: What a narrow console shortens names to (in the middle, with "…") before it drops numbers.
+_SERVICE_MIN, _STAGE_MIN = 8, 14
 #: Room left for flags and error messages when sizing the bar.
 _TAIL_ROOM = 28
 _ON_PATH, _OFF_PATH = "█", "░"
@@ -50,7 +54,8 @@ def render_show(report: Report, console: Console) -> RenderableType:
     view: ShowView = report.view
     layout = _Layout(view, console.width)
     lines: list[Text] = [Text(printable(report.title), style="bold")]
-    lines.extend(Text(clip(line), no_wrap=True, overflow="ellipsis") for line in view.headline)
+    # Headlines wrap: they hold the request's numbers and times.
+    lines.extend(Text(clip(line)) for line in view.headline)
     lines.append(Text(""))
     lines.append(layout.header())
     for kind, payload, depth in _walk(view):
@@ -166,24 +171,53 @@ class _Layout:
             max([len(clip(r["stage"] or "")) + _indent_len(r["depth"]) for r in spans] + [5])
             + suffix,
         )
-        fixed = self.service_width + self.stage_width + 4 * (_NUMBER_WIDTH + 1) + 4
-        self.bar_width = max(_BAR_MIN, min(_BAR_MAX, width - fixed - _TAIL_ROOM))
+        self.width = width
+        # Self and critical time, right of the bar; a narrow console drops them (critical
+        # first) rather than cut a number.
+        self.numbers_after = 2
+        while self._fixed() + _BAR_MIN > width:
+            service_slack = self.service_width - _SERVICE_MIN
+            stage_slack = self.stage_width - _STAGE_MIN
+            if max(service_slack, stage_slack) > 0:
+                if service_slack > stage_slack:
+                    self.service_width -= 1
+                else:
+                    self.stage_width -= 1
+            elif self.numbers_after:
+                self.numbers_after -= 1
+            else:
+                break  # a console under ~50 columns: the terminal folds what is left
+        self.bar_width = max(_BAR_MIN, min(_BAR_MAX, width - self._fixed() - _TAIL_ROOM))
+
+    def _fixed(self) -> int:
+        """Cells taken by everything but the bar and the flags."""
+        numbers = (2 + self.numbers_after) * (_NUMBER_WIDTH + 1)
+        return self.service_width + 1 + self.stage_width + 1 + numbers + 3
+
+    def _after_bar(self, text: Text, cells: list[tuple[str, str]]) -> None:
+        for value, style in cells[: self.numbers_after]:
+            text.append(_num(value), style)
 
     def header(self) -> Text:
         text = Text(style="bold")
         text.append(_cell("service", self.service_width) + " ")
         text.append(_cell("stage", self.stage_width) + " ")
-        text.append(_num("start ms") + _num("dur ms"))
-        text.append("|" + _cell(f"0 .. {_axis_text(self.axis)}", self.bar_width) + "| ")
-        text.append(_num("self ms") + _num("crit ms") + " flags")
+        text.append(_num("start") + _num("duration"))
+        axis = f"0 .. {_axis_text(self.axis)}"
+        if len(axis) > self.bar_width:
+            axis = axis.replace(" .. ", "..")
+        text.append("|" + _cell(axis, self.bar_width) + "| ")
+        self._after_bar(text, [("self", ""), ("critical", "")])
+        if text.cell_len + len(" flags") <= self.width:
+            text.append(" flags")
         return _line(text)
 
     def span_line(self, row: dict[str, Any], depth: int) -> Text:
         critical = (row["cp_ms"] or 0) > 0
         text = Text()
-        text.append(_cell(clip(row["service"] or "?"), self.service_width) + " ", "cyan")
-        label = _indent(depth) + clip(row["stage"] or "?")
-        text.append(_cell(label, self.stage_width) + " ", "bold" if critical else "")
+        text.append(_name(row["service"] or "?", self.service_width) + " ", "cyan")
+        label = _stage_label(row["stage"] or "?", depth, "", self.stage_width)
+        text.append(label + " ", "bold" if critical else "")
         text.append(_num(_ms(row["start_offset_ms"])) + _num(_ms(row["duration_ms"])))
         bar_style = "red" if row["error"] else ("magenta" if critical else "dim")
         text.append("|")
@@ -191,8 +225,9 @@ class _Layout:
             self._bar(row["start_offset_ms"], row["duration_ms"], critical), style=bar_style
         )
         text.append("| ")
-        text.append(_num(_ms(row["self_ms"])))
-        text.append(_num(_ms(row["cp_ms"]) if critical else ""), "magenta")
+        self._after_bar(
+            text, [(_ms(row["self_ms"]), ""), (_ms(row["cp_ms"]) if critical else "", "magenta")]
+        )
         self._flags(text, row)
         return _line(text)
 
@@ -209,9 +244,9 @@ class _Layout:
         errors = sum(1 for r in rows if r["error"])
         first = rows[0]
         text = Text()
-        text.append(_cell(clip(first["service"] or "?"), self.service_width) + " ", "cyan")
-        label = _indent(depth) + clip(first["stage"] or "?") + f" ×{len(rows):,}"
-        text.append(_cell(label, self.stage_width) + " ", "bold" if cp > 0 else "")
+        text.append(_name(first["service"] or "?", self.service_width) + " ", "cyan")
+        label = _stage_label(first["stage"] or "?", depth, f" ×{len(rows):,}", self.stage_width)
+        text.append(label + " ", "bold" if cp > 0 else "")
         span_ms = (max(ends) - min(starts)) if starts and ends else None
         text.append(_num(_ms(min(starts) if starts else None)) + _num(_ms(span_ms)))
         text.append("|")
@@ -220,13 +255,16 @@ class _Layout:
             style="red" if errors else "magenta" if cp > 0 else "dim",
         )
         text.append("| ")
-        text.append(_num(_ms(self_ms)) + _num(_ms(cp) if cp > 0 else ""))
+        self._after_bar(text, [(_ms(self_ms), ""), (_ms(cp) if cp > 0 else "", "")])
         if durations:
             total = sum(durations)
-            text.append(
-                f" total {format_ms(total)} ms, mean {format_ms(total / len(durations))} ms, "
-                f"max {format_ms(max(durations))} ms"
+            summary = (
+                f" total {format_duration(total)}, mean {format_duration(total / len(durations))}, "
+                f"max {format_duration(max(durations))}"
             )
+            # All of it or none: the line's end is cut on a narrow console, never a number.
+            if text.cell_len + len(summary) <= self.width:
+                text.append(summary)
         if errors:
             text.append(f"  ✗ {errors:,} errors", "bold red")
         return _line(text)
@@ -236,7 +274,7 @@ class _Layout:
         style = "red" if level in ("error", "fatal") else "yellow" if level == "warn" else "dim"
         text = Text(" " * (self.service_width + 1))
         text.append(_indent(depth) + "» ", "dim")
-        text.append(f"+{_ms(row['offset_ms'])} ms ", "dim")
+        text.append(f"+{_ms(row['offset_ms'])} ", "dim")
         text.append(clip(level.upper()) + " ", style)
         text.append(clip(row["message"] or ""))
         return _line(text)
@@ -258,7 +296,7 @@ class _Layout:
                 continue
             time_ns = event.get("time_ns")
             when = (
-                f"+{_ms((time_ns - origin_ns) / 1e6)} ms"
+                f"+{_ms((time_ns - origin_ns) / 1e6)}"
                 if isinstance(time_ns, int) and origin_ns is not None
                 else "?"
             )
@@ -305,6 +343,18 @@ def _indent_len(depth: int) -> int:
     return len(_indent(depth))
 
 
+def _name(raw: str, width: int) -> str:
+    """A name padded to ``width``, or shortened in the middle to it."""
+    return shorten_middle(raw, width).ljust(width)
+
+
+def _stage_label(raw: str, depth: int, suffix: str, width: int) -> str:
+    """The indented stage (and a " ×N" suffix, kept whole) in ``width`` cells."""
+    indent = _indent(depth)
+    room = max(1, width - len(indent) - len(suffix))
+    return (indent + shorten_middle(raw, room) + suffix).ljust(width)
+
+
 def _cell(value: str, width: int) -> str:
     return value[: width - 1] + "…" if len(value) > width else value.ljust(width)
 
@@ -314,11 +364,11 @@ def _num(value: str) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else format_ms(value)
+    return format_duration(value)
 
 
 def _axis_text(axis: float | None) -> str:
-    return "?" if axis is None else f"{format_ms(axis)} ms"
+    return "?" if axis is None else format_duration(axis)
 
 
 def _value(value: Any) -> str:

@@ -94,8 +94,8 @@ def build(
                 columns=(
                     Column("stage", "stage"),
                     Column("cp_share", "crit path", ColumnKind.SHARE),
-                    Column("cp_mean_ms", "cp ms/request", ColumnKind.MS),
-                    Column("tail_delta_ms", f"tail Δ ms (>p{tail * 100:g})", ColumnKind.MS),
+                    Column("cp_mean_ms", "crit per request", ColumnKind.MS),
+                    Column("tail_delta_ms", f"tail Δ (>p{tail * 100:g})", ColumnKind.MS),
                 ),
                 rows=rows,
             )

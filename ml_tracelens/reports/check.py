@@ -40,14 +40,15 @@ PERCENTILES = (50, 90, 95, 99)
 LISTED_STAGES = 8
 
 COLUMNS = (
-    Column("budget", "budget"),
+    # The budget holds its limit ("p95<=120ms"): shown whole; stage, metric and op restate it.
+    Column("budget", "budget", ColumnKind.ID),
     Column("actual", "actual", ColumnKind.FLOAT),
     Column("limit", "limit", ColumnKind.FLOAT),
     Column("passed", "passed", ColumnKind.BOOL),
-    Column("stage", "stage"),
-    Column("metric", "metric"),
-    Column("op", "op"),
-    Column("note", "note"),
+    Column("stage", "stage", hide_rank=3),
+    Column("metric", "metric", hide_rank=2),
+    Column("op", "op", hide_rank=1),
+    Column("note", "note", ColumnKind.PROSE),
 )
 
 

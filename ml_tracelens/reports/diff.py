@@ -63,23 +63,24 @@ COLUMNS = (
     Column("current", "current", ColumnKind.FLOAT),
     Column("change", "change", ColumnKind.FLOAT),
     Column("change_pct", "change %", ColumnKind.FLOAT),
-    Column("ci_low", "ci low", ColumnKind.FLOAT),
-    Column("ci_high", "ci high", ColumnKind.FLOAT),
-    Column("q_value", "q", ColumnKind.FLOAT),
-    Column("significant", "significant", ColumnKind.BOOL),
-    Column("direction", "direction"),
+    Column("ci_low", "ci low", ColumnKind.FLOAT, hide_rank=2),
+    Column("ci_high", "ci high", ColumnKind.FLOAT, hide_rank=3),
+    Column("q_value", "q", ColumnKind.FLOAT, hide_rank=1),
+    Column("significant", "significant", ColumnKind.BOOL, hide_rank=4),
+    Column("direction", "direction", hide_rank=5),
     Column("regression", "regression", ColumnKind.BOOL),
-    Column("note", "note"),
+    Column("note", "note", ColumnKind.PROSE),
 )
 #: The default view: one row per stage, each metric as "baseline -> current (change%)".
 STAGE_COLUMNS = (
     Column("stage", "stage"),
-    Column("count", "count"),
-    Column("p50", "p50 ms"),
-    Column("p95", "p95 ms"),
-    Column("p99", "p99 ms"),
-    Column("error_rate", "error rate"),
-    Column("verdict", "verdict"),
+    # "54.8 -> 61.2 (+12%)": numbers, so shown whole (or hidden), never shortened
+    Column("count", "count", ColumnKind.ID, hide_rank=2),
+    Column("p50", "p50 ms", ColumnKind.ID, hide_rank=3),
+    Column("p95", "p95 ms", ColumnKind.ID),
+    Column("p99", "p99 ms", ColumnKind.ID, hide_rank=1),
+    Column("error_rate", "error rate", ColumnKind.ID),
+    Column("verdict", "verdict", ColumnKind.PROSE),
 )
 #: A change gets a verdict when its q-value is below this and it is at least --min-change.
 FALSE_DISCOVERY_RATE = 0.05

@@ -93,14 +93,15 @@ def build(
         key="messages",
         title="Top error messages",
         columns=(
-            Column("message", "message"),
+            Column("message", "message", ColumnKind.PROSE),
             Column("count", "count", ColumnKind.INT),
-            Column("stages", "stages"),
-            Column("first", "first", ColumnKind.TIME),
-            Column("last", "last", ColumnKind.TIME),
-            Column("example_trace_id", "example trace"),
+            Column("stages", "stages", hide_rank=4),
+            Column("first", "first", ColumnKind.TIME, hide_rank=2),
+            Column("last", "last", ColumnKind.TIME, hide_rank=1),
+            Column("example_trace_id", "example trace", ColumnKind.ID, hide_rank=3),
         ),
         rows=messages,
+        empty_note=f"no error messages in {requests_block['count'] or 0:,} requests",
     )
     total_errors = int(per_stage.get_column("errors").sum())
     headline = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ml_tracelens.readers import READERS
-from ml_tracelens.reports.model import Column, Report, Table
+from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 
 
 def build() -> Report:
@@ -16,8 +16,8 @@ def build() -> Report:
         title="Input formats",
         columns=(
             Column("name", "format"),
-            Column("description", "what"),
-            Column("accepts", "accepts"),
+            Column("description", "what", ColumnKind.PROSE),
+            Column("accepts", "accepts", ColumnKind.PROSE),
         ),
         rows=rows,
     )

@@ -23,18 +23,19 @@ from ml_tracelens.reports.stats import (
     with_group_columns,
 )
 
+# hide_rank: the order a narrow terminal hides columns in (the distribution, rank 1, first).
 STAT_COLUMNS = (
     Column("count", "count", ColumnKind.INT),
-    Column("mean_ms", "mean ms", ColumnKind.MS),
-    Column("p50_ms", "p50 ms", ColumnKind.MS),
-    Column("p90_ms", "p90 ms", ColumnKind.MS),
-    Column("p95_ms", "p95 ms", ColumnKind.MS),
-    Column("p99_ms", "p99 ms", ColumnKind.MS),
-    Column("max_ms", "max ms", ColumnKind.MS),
-    Column("self_mean_ms", "self ms", ColumnKind.MS),
-    Column("cp_share", "crit path", ColumnKind.SHARE),
+    Column("mean_ms", "mean", ColumnKind.MS, hide_rank=3),
+    Column("p50_ms", "p50", ColumnKind.MS),
+    Column("p90_ms", "p90", ColumnKind.MS, hide_rank=2),
+    Column("p95_ms", "p95", ColumnKind.MS),
+    Column("p99_ms", "p99", ColumnKind.MS, hide_rank=7),
+    Column("max_ms", "max", ColumnKind.MS, hide_rank=4),
+    Column("self_mean_ms", "self", ColumnKind.MS, hide_rank=5),
+    Column("cp_share", "crit path", ColumnKind.SHARE, hide_rank=8),
     Column("errors", "errors", ColumnKind.INT),
-    Column("error_rate", "err rate", ColumnKind.SHARE),
+    Column("error_rate", "err rate", ColumnKind.SHARE, hide_rank=6),
 )
 REQUEST_KEYS = (
     "count",
@@ -128,7 +129,10 @@ def build(
             Table(
                 key="rows",
                 title="Stages",
-                columns=(*columns, Column("distribution", "distribution", ColumnKind.SPARK)),
+                columns=(
+                    *columns,
+                    Column("distribution", "distribution", ColumnKind.SPARK, hide_rank=1),
+                ),
                 rows=rows,
             )
         ],

@@ -16,7 +16,14 @@ SCHEMA_VERSION = 1
 
 
 class ColumnKind(StrEnum):
-    TEXT = "text"
+    """What a column holds, which decides how a narrow terminal may show it: numbers, times and
+    ids are shown whole or not at all (the column is hidden); names are shortened in the middle
+    with "…"; prose wraps onto more lines."""
+
+    TEXT = "text"  # a name (stage, service, budget): shortened in the middle with "…"
+    ID = "id"  # trace or span id, or text holding numbers: shown whole, never shortened
+    PROSE = "prose"  # free text (messages, notes): wraps at spaces
+    SHARES = "shares"  # name -> fraction 0..1, shown "billing 31%, other 9%, …"
     INT = "int"
     FLOAT = "float"
     MS = "ms"  # milliseconds
@@ -31,6 +38,9 @@ class Column:
     key: str
     header: str
     kind: ColumnKind = ColumnKind.TEXT
+    #: Hidden on a terminal too narrow for the table, lowest rank first (README, "Tables that
+    #: fit"); None: shown while any ranked column can go. JSON, CSV and markdown show every column.
+    hide_rank: int | None = None
 
     @property
     def machine(self) -> bool:
@@ -46,6 +56,8 @@ class Table:
     rows: list[dict[str, Any]]
     #: False for tables that only restate the report's JSON keys for people (summary facts)
     in_json: bool = True
+    #: The sentence shown instead of an empty table ("no error messages in 2,019 requests")
+    empty_note: str = ""
 
 
 @dataclass(frozen=True)

@@ -59,15 +59,15 @@ OTHERS = "(others)"
 
 STAT_COLUMNS = (
     Column("requests", "requests", ColumnKind.INT),
-    Column("errors", "errors", ColumnKind.INT),
+    Column("errors", "errors", ColumnKind.INT, hide_rank=3),
     Column("error_rate", "err rate", ColumnKind.SHARE),
-    Column("p50_ms", "p50 ms", ColumnKind.MS),
-    Column("p95_ms", "p95 ms", ColumnKind.MS),
-    Column("prediction_mix", "prediction mix"),
-    Column("confidence_p10", "conf p10", ColumnKind.FLOAT),
-    Column("confidence_p50", "conf p50", ColumnKind.FLOAT),
-    Column("confidence_p90", "conf p90", ColumnKind.FLOAT),
-    Column("low_confidence_rate", "low conf", ColumnKind.SHARE),
+    Column("p50_ms", "p50", ColumnKind.MS),
+    Column("p95_ms", "p95", ColumnKind.MS, hide_rank=5),
+    Column("prediction_mix", "prediction mix", ColumnKind.SHARES, hide_rank=6),
+    Column("confidence_p10", "conf p10", ColumnKind.FLOAT, hide_rank=1),
+    Column("confidence_p50", "conf p50", ColumnKind.FLOAT, hide_rank=7),
+    Column("confidence_p90", "conf p90", ColumnKind.FLOAT, hide_rank=2),
+    Column("low_confidence_rate", "low conf", ColumnKind.SHARE, hide_rank=4),
 )
 DRIFT_COLUMNS = (
     Column("field", "field"),
@@ -75,19 +75,19 @@ DRIFT_COLUMNS = (
     Column("to", "to"),
     Column("psi", "PSI", ColumnKind.FLOAT),
     Column("reading", "reading"),
-    Column("n_from", "n from", ColumnKind.INT),
-    Column("n_to", "n to", ColumnKind.INT),
+    Column("n_from", "n from", ColumnKind.INT, hide_rank=1),
+    Column("n_to", "n to", ColumnKind.INT, hide_rank=2),
 )
 FEATURE_COLUMNS = (
     Column("model_version", "model version"),
     Column("feature", "feature"),
     Column("count", "count", ColumnKind.INT),
     Column("mean", "mean", ColumnKind.FLOAT),
-    Column("p10", "p10", ColumnKind.FLOAT),
+    Column("p10", "p10", ColumnKind.FLOAT, hide_rank=3),
     Column("p50", "p50", ColumnKind.FLOAT),
-    Column("p90", "p90", ColumnKind.FLOAT),
-    Column("min", "min", ColumnKind.FLOAT),
-    Column("max", "max", ColumnKind.FLOAT),
+    Column("p90", "p90", ColumnKind.FLOAT, hide_rank=4),
+    Column("min", "min", ColumnKind.FLOAT, hide_rank=1),
+    Column("max", "max", ColumnKind.FLOAT, hide_rank=2),
 )
 
 
@@ -254,7 +254,16 @@ def build(
         pairs = version_pairs(frame, options.compare)
         drift_by = "model_version"
     entries, drift_warnings = drift_entries(pairs, features)
-    tables.append(Table(key="drift", title="Drift (PSI)", columns=DRIFT_COLUMNS, rows=entries))
+    tables.append(
+        Table(
+            key="drift",
+            title="Drift (PSI)",
+            columns=DRIFT_COLUMNS,
+            rows=entries,
+            empty_note="no drift to show: it takes prediction, confidence or feature values on "
+            "both sides of a comparison",
+        )
+    )
     tables.extend(extra_tables)
     if features:
         tables.append(

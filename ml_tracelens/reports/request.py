@@ -42,31 +42,31 @@ from ml_tracelens.schema import attributes_dict
 NS_PER_MS = 1_000_000.0
 
 SPAN_COLUMNS = (
-    Column("span_id", "span"),
-    Column("parent_id", "parent"),
+    Column("span_id", "span", ColumnKind.ID),
+    Column("parent_id", "parent", ColumnKind.ID),
     Column("service", "service"),
     Column("stage", "stage"),
     Column("kind", "kind"),
     Column("depth", "depth", ColumnKind.INT),
-    Column("start_offset_ms", "start ms", ColumnKind.MS),
-    Column("duration_ms", "duration ms", ColumnKind.MS),
-    Column("self_ms", "self ms", ColumnKind.MS),
-    Column("cp_ms", "critical ms", ColumnKind.MS),
+    Column("start_offset_ms", "start", ColumnKind.MS),
+    Column("duration_ms", "duration", ColumnKind.MS),
+    Column("self_ms", "self", ColumnKind.MS),
+    Column("cp_ms", "critical", ColumnKind.MS),
     Column("error", "error", ColumnKind.BOOL),
-    Column("error_message", "error message"),
+    Column("error_message", "error message", ColumnKind.PROSE),
     Column("orphan", "orphan", ColumnKind.BOOL),
     Column("skewed", "skewed", ColumnKind.BOOL),
     Column("outside_parent", "outside parent", ColumnKind.BOOL),
-    Column("attributes", "attributes"),
-    Column("events", "events"),
+    Column("attributes", "attributes", ColumnKind.PROSE),
+    Column("events", "events", ColumnKind.PROSE),
 )
 LOG_COLUMNS = (
     Column("time", "time", ColumnKind.TIME),
-    Column("offset_ms", "offset ms", ColumnKind.MS),
+    Column("offset_ms", "offset", ColumnKind.MS),
     Column("level", "level"),
     Column("service", "service"),
-    Column("message", "message"),
-    Column("span_id", "span"),
+    Column("message", "message", ColumnKind.PROSE),
+    Column("span_id", "span", ColumnKind.ID),
     Column("attached_by", "attached by"),
 )
 

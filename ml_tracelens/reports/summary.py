@@ -152,7 +152,7 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         Table(
             key="facts",
             title="Summary",
-            columns=(Column("fact", "what"), Column("value", "value")),
+            columns=(Column("fact", "what"), Column("value", "value", ColumnKind.PROSE)),
             rows=fact_rows,
             in_json=False,
         ),

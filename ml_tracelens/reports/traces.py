@@ -26,15 +26,15 @@ from ml_tracelens.reports.stats import NS_PER_MS, request_errors_expr
 from ml_tracelens.reports.summary import iso_time_expr
 
 COLUMNS = (
-    Column("trace_id", "trace id"),
-    Column("correlation_id", "request id"),
-    Column("stage", "root stage"),
-    Column("service", "service"),
-    Column("start", "start", ColumnKind.TIME),
-    Column("duration_ms", "duration ms", ColumnKind.MS),
-    Column("spans", "spans", ColumnKind.INT),
+    Column("trace_id", "trace id", ColumnKind.ID),
+    Column("correlation_id", "request id", ColumnKind.ID, hide_rank=3),
+    Column("stage", "root stage", hide_rank=6),
+    Column("service", "service", hide_rank=2),
+    Column("start", "start", ColumnKind.TIME, hide_rank=1),
+    Column("duration_ms", "duration", ColumnKind.MS),
+    Column("spans", "spans", ColumnKind.INT, hide_rank=5),
     Column("errors", "errors", ColumnKind.INT),
-    Column("error", "failed", ColumnKind.BOOL),
+    Column("error", "failed", ColumnKind.BOOL, hide_rank=4),
 )
 #: Sort keys; numbers sort largest first, text and time in ascending order.
 _DESCENDING = {"duration_ms": True, "spans": True, "errors": True}
