@@ -155,6 +155,30 @@ def test_a_boolean_time_in_a_small_line_costs_only_its_span(tmp_path: Path) -> N
     ]
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("kind", [2], "kind is not a number or a name: list"),
+        ("status", "broken", "status is not an object but str"),
+        ("events", {"name": "x"}, "events is not a list but dict"),
+        ("links", [7], "a link is not an object but int"),
+    ],
+)
+def test_a_wrong_typed_span_field_is_named_in_the_skip_reason(
+    tmp_path: Path, field: str, value: Any, reason: str
+) -> None:
+    bad = otlp_span(TRACE, sid(1), sid(0), "child", T0, T0 + MS)
+    bad[field] = value
+    path = tmp_path / "typed.otlp.jsonl"
+    root = otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)
+    path.write_bytes(orjson.dumps(otlp_doc([root, bad])) + b"\n")
+    telemetry = ingest.load([str(path)])
+    assert telemetry.spans["span_id"].to_list() == [sid(0)]
+    assert telemetry.inputs[0].stats.problems == [
+        (f"{path}:1#span 1", f"malformed OTLP span ({reason})")
+    ]
+
+
 def test_a_malformed_span_in_a_whole_document_costs_only_itself(tmp_path: Path) -> None:
     spans = [otlp_span(TRACE, sid(i), None, "op", T0, T0 + MS) for i in range(4)]
     del spans[2]["traceId"]

@@ -445,15 +445,16 @@ def _span_row(span: Any, resource: dict[str, Any], service: str) -> tuple[Any, .
         raise TypeError(f"parentSpanId is not a string: {parent_id!r}")
     attributes = dict(resource)
     attributes.update(attributes_of(span.get("attributes")))
-    status = span.get("status") or {}
-    code = _STATUS.get(status.get("code", 0), "unset")
+    status = _object(span.get("status") or None, "status")
+    code = _STATUS.get(_scalar(status.get("code", 0), "status.code"), "unset")
     message = status.get("message") or None
-    events = span.get("events")
+    events = _list(span.get("events") or None, "events")
     exception_message = None
     event_list = None
     if events:
         event_list = []
         for event in events:
+            event = _object(event, "an event")
             event_attributes = attributes_of(event.get("attributes"))
             event_list.append(
                 {
@@ -472,14 +473,14 @@ def _span_row(span: Any, resource: dict[str, Any], service: str) -> tuple[Any, .
         code = "error"
     if code == "error" and message is None:
         message = exception_message
-    links = span.get("links")
+    links = [_object(link, "a link") for link in _list(span.get("links") or None, "links")]
     return (
         trace_id,
         span_id,
         parent_id,
         service,
         str(span.get("name", "")),
-        _SPAN_KINDS.get(span.get("kind", 0)),
+        _SPAN_KINDS.get(_scalar(span.get("kind", 0), "kind")),
         _time(span, "startTimeUnixNano"),
         _time(span, "endTimeUnixNano"),
         code,
@@ -512,6 +513,22 @@ def _required_id(span: dict[str, Any], key: str) -> str:
         raise ValueError(f"missing {key}")
     if not isinstance(value, str):
         raise TypeError(f"{key} is not a string: {value!r}")
+    return value
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    """An object of a span; null or absent is empty, anything else but an object raises."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is not an object but {type(value).__name__}")
+    return value
+
+
+def _scalar(value: Any, key: str) -> int | str | None:
+    """A code or name (kind, status code): a number or a string, looked up as such."""
+    if value is not None and not isinstance(value, int | str):
+        raise TypeError(f"{key} is not a number or a name: {type(value).__name__}")
     return value
 
 
