@@ -104,3 +104,73 @@ def test_nested_cells_are_json_text_not_python_repr() -> None:
     )
     assert format_value(events, ColumnKind.TEXT) == json.dumps(events, separators=(",", ":"))
     assert format_value(["a", "b"], ColumnKind.TEXT) == "a, b"
+
+
+def _mix_report() -> Report:
+    from ml_tracelens.reports.models import Mix
+
+    mix = Mix({"billing": 0.3093, "technical_support": 0.2812, "account": 0.0041})
+    return Report(
+        name="models",
+        title="Models",
+        tables=[
+            Table(
+                key="rows",
+                title="Model versions",
+                columns=(
+                    Column("model_version", "model version"),
+                    Column("prediction_mix", "prediction mix", ColumnKind.SHARES),
+                ),
+                rows=[
+                    {"model_version": "v1", "prediction_mix": mix},
+                    {"model_version": "v2", "prediction_mix": Mix()},
+                ],
+            )
+        ],
+    )
+
+
+def test_prediction_mix_reads_as_percentages_in_text_and_stays_an_object_in_json() -> None:
+    shown = {
+        OutputFormat.TABLE: "billing 31%, technical_support 28%, account <1%",
+        OutputFormat.MARKDOWN: "billing 31%, technical\\_support 28%, account \\<1%",
+    }
+    for fmt, mix in shown.items():
+        text = _emit(_mix_report(), fmt)
+        assert mix in text
+        assert "{" not in text  # neither the JSON of the mix nor {} for v2
+    [v2_line] = [
+        line for line in _emit(_mix_report(), OutputFormat.TABLE).splitlines() if "v2" in line
+    ]
+    assert v2_line.split("|")[1].strip() == ""  # no predictions: an empty cell
+    rows = json.loads(_emit(_mix_report(), OutputFormat.JSON))["rows"]
+    assert rows[0]["prediction_mix"] == {
+        "billing": 0.3093,
+        "technical_support": 0.2812,
+        "account": 0.0041,
+    }
+    assert rows[1]["prediction_mix"] == {}
+
+
+def test_an_empty_table_prints_its_title_and_a_sentence() -> None:
+    report = Report(
+        name="errors",
+        title="Errors",
+        tables=[
+            Table(
+                key="messages",
+                title="Top error messages",
+                columns=(Column("message", "message", ColumnKind.PROSE),),
+                rows=[],
+                empty_note="no error messages in 2,019 requests",
+            ),
+            Table(key="drift", title="Drift (PSI)", columns=(Column("field", "field"),), rows=[]),
+        ],
+    )
+    for fmt in (OutputFormat.TABLE, OutputFormat.MARKDOWN):
+        text = _emit(report, fmt)
+        assert "Top error messages" in text
+        assert "no error messages in 2,019 requests" in text
+        assert "no drift (PSI)" in text  # a table without a sentence of its own
+        assert "(no rows)" not in text
+        assert "_none_" not in text
