@@ -297,7 +297,7 @@ def test_markdown_output(regression_pair) -> None:
     )
     assert result.exit_code == 0
     assert result.stdout.startswith("### tracelens diff")
-    assert "| stage | count | p50 ms | p95 ms | p99 ms | error rate | verdict |" in result.stdout
+    assert "| stage | count | p50 | p95 | p99 | error rate | verdict |" in result.stdout
     verdict = next(x for x in result.stdout.splitlines() if x.startswith("| model.inference"))
     assert verdict.endswith("| slower |")
     long = run(

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from ml_tracelens.render.durations import format_duration
+from ml_tracelens.durations import format_duration
 
 CASES = [
     # (milliseconds, shown)

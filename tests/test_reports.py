@@ -183,7 +183,7 @@ def test_bottlenecks_tail_attribution(workload: pl.DataFrame) -> None:
     assert rows["profile_lookup"]["tail_delta_ms"] == pytest.approx(0)
     assert report.data["verdict"] == (
         "fetch_features holds 51% of the critical path; in the slowest 5% of requests "
-        "fetch_features adds +80 ms."
+        "fetch_features adds +80.0ms."
     )
     with pytest.raises(UsageError):
         bottlenecks.build(analysed=workload, tail=1.5)

@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 from rich.cells import cell_len
 
-from ml_tracelens.render.durations import format_duration
+from ml_tracelens.durations import format_duration
 from ml_tracelens.reports.model import ColumnKind, Table
 
 _UNSAFE = re.compile(

@@ -27,8 +27,8 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
+from ml_tracelens.durations import format_duration
 from ml_tracelens.render.cells import clip, printable, shorten_middle
-from ml_tracelens.render.durations import format_duration
 from ml_tracelens.reports.model import Report
 from ml_tracelens.reports.request import ShowView
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from ml_tracelens.durations import format_duration
 from ml_tracelens.errors import UsageError
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.stats import NS_PER_MS
@@ -130,7 +131,7 @@ def _verdict(rows: list[dict[str, Any]], *, tail: float, tail_n: int) -> str:
         share = (1 - tail) * 100
         sentence += (
             f"; in the slowest {share:g}% of requests {worst['stage']} adds "
-            f"{worst['tail_delta_ms']:+.0f} ms"
+            f"{'+' if worst['tail_delta_ms'] >= 0 else ''}{format_duration(worst['tail_delta_ms'])}"
         )
     else:
         sentence += "; too few requests to attribute the tail"

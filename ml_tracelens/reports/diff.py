@@ -37,6 +37,7 @@ import polars as pl
 
 from ml_tracelens.budgets import Rule
 from ml_tracelens.core.significance import benjamini_hochberg, bootstrap_p_value
+from ml_tracelens.durations import format_duration
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.stats import requests
 
@@ -76,9 +77,9 @@ STAGE_COLUMNS = (
     Column("stage", "stage"),
     # "54.8 -> 61.2 (+12%)": numbers, so shown whole (or hidden), never shortened
     Column("count", "count", ColumnKind.ID, hide_rank=2),
-    Column("p50", "p50 ms", ColumnKind.ID, hide_rank=3),
-    Column("p95", "p95 ms", ColumnKind.ID),
-    Column("p99", "p99 ms", ColumnKind.ID, hide_rank=1),
+    Column("p50", "p50", ColumnKind.ID, hide_rank=3),
+    Column("p95", "p95", ColumnKind.ID),
+    Column("p99", "p99", ColumnKind.ID, hide_rank=1),
     Column("error_rate", "error rate", ColumnKind.ID),
     Column("verdict", "verdict", ColumnKind.PROSE),
 )
@@ -529,13 +530,7 @@ def _change_text(row: dict[str, Any], shown: Any, *, relative: bool = True) -> s
 
 
 def _ms_text(value: float | None) -> str:
-    """Three significant digits, no exponent: 0.0421, 4.21, 42.1, 421, 4,210."""
-    if value is None:
-        return "-"
-    if value == 0 or abs(value) >= 1000:
-        return f"{value:,.0f}"
-    digits = max(0, 2 - math.floor(math.log10(abs(value))))
-    return f"{value:.{digits}f}"
+    return format_duration(value)
 
 
 def _count_text(value: float | None) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from ml_tracelens.durations import format_duration
 from ml_tracelens.errors import UsageError
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.stats import (
@@ -149,7 +150,7 @@ def _headline(summary: dict[str, Any]) -> str:
         # Roots exist but none has both a start and an end (or they end before they start).
         return f"Requests: {summary['count']:,}  (no timed root spans)"
     return (
-        f"Requests: {summary['count']:,}  p50 {summary['p50_ms']:.1f} ms  "
-        f"p95 {summary['p95_ms']:.1f} ms  p99 {summary['p99_ms']:.1f} ms  "
+        f"Requests: {summary['count']:,}  p50 {format_duration(summary['p50_ms'])}  "
+        f"p95 {format_duration(summary['p95_ms'])}  p99 {format_duration(summary['p99_ms'])}  "
         f"error rate {summary['error_rate'] * 100:.1f}%"
     )

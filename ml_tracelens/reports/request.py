@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from ml_tracelens.durations import format_duration
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.request_id import (
     DEFAULT_ID_ATTRS,
@@ -365,7 +366,7 @@ def _attach_logs(
 
 
 def _ms_text(value: float | None) -> str:
-    return "? ms" if value is None else f"{value:,.3f} ms".replace(".000 ms", " ms")
+    return "?" if value is None else format_duration(value)
 
 
 def _n(count: int, noun: str) -> str:

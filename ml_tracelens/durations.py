@@ -2,8 +2,9 @@
 
 ``35.0µs``, ``1.43ms``, ``251ms``, ``2.51s``; from a minute on, minutes and whole seconds
 (``3m12s``), from an hour on, hours and whole minutes (``2h05m``). Every text format (terminal,
-plain text, markdown, the `show` waterfall) prints durations with ``format_duration``; JSON keeps
-the exact milliseconds.
+plain text, markdown, the `show` waterfall) prints durations with ``format_duration``, and so do
+the sentences reports write (headlines, verdicts, diff cells), which is why this module sits
+outside render/ (reports do not import renderers); JSON keeps the exact milliseconds.
 
 Rounding happens once, half to even, on the decimal value a person would write for the number
 (the shortest text that reads back as the same float: ``0.055`` is 0.055, not
