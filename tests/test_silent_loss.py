@@ -179,6 +179,23 @@ def test_a_wrong_typed_span_field_is_named_in_the_skip_reason(
     ]
 
 
+def test_bad_bytes_beside_a_malformed_span_cost_the_line_once(tmp_path: Path) -> None:
+    good = otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)
+    malformed = otlp_span(TRACE, sid(1), sid(0), "child", T0, T0 + MS)
+    malformed["startTimeUnixNano"] = True
+    latin1 = otlp_span(TRACE, sid(2), sid(0), "other", T0, T0 + MS)
+    latin1["attributes"] = [_kv("user", {"stringValue": "@@"})]
+    line = orjson.dumps(otlp_doc([good, malformed, latin1])).replace(b"@@", b"Jos\xe9")
+    path = tmp_path / "latin1.otlp.jsonl"
+    path.write_bytes(orjson.dumps(otlp_doc([good])) + b"\n" + line + b"\n")
+    telemetry = ingest.load([str(path)])
+    stats = telemetry.inputs[0].stats
+    # The second line is skipped whole, and its malformed span is not counted a second time.
+    assert (stats.lines, stats.records, stats.skipped, stats.skipped_items) == (2, 1, 1, 0)
+    assert telemetry.inputs[0].spans == 1
+    assert stats.problems == [(f"{path}:2", "invalid UTF-8")]
+
+
 def test_a_malformed_span_in_a_whole_document_costs_only_itself(tmp_path: Path) -> None:
     spans = [otlp_span(TRACE, sid(i), None, "op", T0, T0 + MS) for i in range(4)]
     del spans[2]["traceId"]

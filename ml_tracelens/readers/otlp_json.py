@@ -273,6 +273,12 @@ def _read_span_by_span(
     counted. False (nothing read or counted) when the line is not a trace document of the
     expected structure."""
     try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        # Bad bytes cost their whole line (as on the typed path, where they surface only when
+        # the batch becomes columns): none of its spans may be read apart.
+        return False
+    try:
         split = SPLITTER.decode(line)
     except (*DecodeError, UnicodeDecodeError):
         return False
