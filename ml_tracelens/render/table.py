@@ -6,9 +6,9 @@ All user data goes in as ``rich.text.Text`` (never markup) after ``printable``, 
 Tables fit the width (the terminal's, or ``PIPE_WIDTH`` when piped) without ever cutting or
 wrapping a number, an id or a unit; what gives way, in this order (README, "Tables that fit"):
 
-1. headers wrap at their spaces;
-2. names (stages, services) are shortened in the middle with "…", to no less than
+1. names (stages, services) are shortened in the middle with "…", to no less than
    ``ROOMY_NAME_CELLS``, and prose (messages) wraps;
+2. headers wrap at their spaces;
 3. columns with a ``hide_rank`` are hidden, lowest rank first;
 4. names are shortened further, to ``TIGHT_NAME_CELLS``;
 5. the remaining columns but the first are hidden from the right.

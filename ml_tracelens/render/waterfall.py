@@ -328,6 +328,7 @@ class _Layout:
 
 
 def _line(text: Text) -> Text:
+    text.rstrip()  # an empty flags column leaves spaces a pipe would carry
     text.no_wrap = True
     text.overflow = "ellipsis"
     return text
