@@ -47,7 +47,7 @@ def _table(table: Table, *, titled: bool) -> list[str]:
     for row in table.rows:
         # format_value has already made the text printable (a second pass would double the
         # backslashes of its escapes).
-        cells = (_markdown(format_value(row.get(c.key), c.kind)) for c in columns)
+        cells = (_markdown(format_value(row.get(c.key), c.kind_in(row))) for c in columns)
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     return lines

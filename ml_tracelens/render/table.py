@@ -218,7 +218,7 @@ def fit_table(table: Table, *, width: int, plain: bool, wide: bool = False) -> F
     cells = [
         _ColumnCells(
             column=c,
-            shown=[format_value(row.get(c.key), c.kind) for row in table.rows],
+            shown=[format_value(row.get(c.key), c.kind_in(row)) for row in table.rows],
             values=[row.get(c.key) for row in table.rows],
         )
         for c in columns

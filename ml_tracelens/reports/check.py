@@ -22,14 +22,14 @@ error_rate and cp_share, a number for count and errors.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 import polars as pl
 
-from ml_tracelens.budgets import Budget, MetricKind, format_limit, is_model_metric
+from ml_tracelens.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
 from ml_tracelens.reports.latency import cp_denominator_ns
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.stats import requests
@@ -39,11 +39,25 @@ PERCENTILES = (50, 90, 95, 99)
 #: How many stage names a "not in the data" note lists.
 LISTED_STAGES = 8
 
+#: How a metric's values read in text formats (JSON keeps the numbers of the module docstring).
+SHOWN_AS = {
+    MetricKind.DURATION: ColumnKind.MS,
+    MetricKind.RATE: ColumnKind.SHARE,
+    MetricKind.COUNT: ColumnKind.INT,
+}
+
+
+def shown_as(row: Mapping[str, Any]) -> ColumnKind:
+    """A row's actual and limit in its metric's unit: ``75.0ms`` for a p95, ``6.0%`` for an
+    error rate; a PSI as a plain number."""
+    return SHOWN_AS.get(METRICS.get(row.get("metric") or ""), ColumnKind.FLOAT)
+
+
 COLUMNS = (
     # The budget holds its limit ("p95<=120ms"): shown whole; stage, metric and op restate it.
     Column("budget", "budget", ColumnKind.ID),
-    Column("actual", "actual", ColumnKind.FLOAT),
-    Column("limit", "limit", ColumnKind.FLOAT),
+    Column("actual", "actual", ColumnKind.FLOAT, row_kind=shown_as),
+    Column("limit", "limit", ColumnKind.FLOAT, row_kind=shown_as),
     Column("passed", "passed", ColumnKind.BOOL),
     Column("stage", "stage", hide_rank=3),
     Column("metric", "metric", hide_rank=2),

@@ -29,13 +29,13 @@ alone. A rule naming a stage that is missing on either side fails the gate with 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
 
-from ml_tracelens.budgets import Rule
+from ml_tracelens.budgets import DIFF_METRICS, MetricKind, Rule
 from ml_tracelens.core.significance import benjamini_hochberg, bootstrap_p_value
 from ml_tracelens.durations import format_duration
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
@@ -57,15 +57,27 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
 
+_SHOWN_AS = {
+    MetricKind.DURATION: ColumnKind.MS,
+    MetricKind.RATE: ColumnKind.SHARE,
+    MetricKind.COUNT: ColumnKind.INT,
+}
+
+
+def shown_as(row: Mapping[str, Any]) -> ColumnKind:
+    """A metric row's values in its unit: ``54.8ms`` for a p50, ``3.4%`` for an error rate."""
+    return _SHOWN_AS.get(DIFF_METRICS.get(row.get("metric") or ""), ColumnKind.FLOAT)
+
+
 COLUMNS = (
     Column("stage", "stage"),
     Column("metric", "metric"),
-    Column("baseline", "baseline", ColumnKind.FLOAT),
-    Column("current", "current", ColumnKind.FLOAT),
-    Column("change", "change", ColumnKind.FLOAT),
+    Column("baseline", "baseline", ColumnKind.FLOAT, row_kind=shown_as),
+    Column("current", "current", ColumnKind.FLOAT, row_kind=shown_as),
+    Column("change", "change", ColumnKind.FLOAT, row_kind=shown_as),
     Column("change_pct", "change %", ColumnKind.FLOAT),
-    Column("ci_low", "ci low", ColumnKind.FLOAT, hide_rank=2),
-    Column("ci_high", "ci high", ColumnKind.FLOAT, hide_rank=3),
+    Column("ci_low", "ci low", ColumnKind.FLOAT, hide_rank=2, row_kind=shown_as),
+    Column("ci_high", "ci high", ColumnKind.FLOAT, hide_rank=3, row_kind=shown_as),
     Column("q_value", "q", ColumnKind.FLOAT, hide_rank=1),
     Column("significant", "significant", ColumnKind.BOOL, hide_rank=4),
     Column("direction", "direction", hide_rank=5),

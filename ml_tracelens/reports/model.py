@@ -7,6 +7,7 @@ renderers decide presentation (precision, percent signs, colours).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -41,6 +42,12 @@ class Column:
     #: Hidden on a terminal too narrow for the table, lowest rank first (README, "Tables that
     #: fit"); None: shown while any ranked column can go. JSON, CSV and markdown show every column.
     hide_rank: int | None = None
+    #: How one row's value is shown, when that depends on the row (check's ``actual`` is a
+    #: duration for a p95 budget, a share for an error rate); None: as ``kind`` says.
+    row_kind: Callable[[Mapping[str, Any]], ColumnKind] | None = field(default=None, compare=False)
+
+    def kind_in(self, row: Mapping[str, Any]) -> ColumnKind:
+        return self.row_kind(row) if self.row_kind is not None else self.kind
 
     @property
     def machine(self) -> bool:
