@@ -5,6 +5,7 @@ shell. For every row of each report's first table, every number on the screen mu
 the JSON output's numbers for that row, in column order, rounded as displayed (so a count of 341
 cut to "34" fails); the columns not shown must be named in the footer; the row's name or id
 must be whole, or shortened in the middle with "…"; and no line may be wider than the terminal.
+The `show` waterfall is held to the same for each span's start, duration, self and critical time.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ REPORTS: dict[str, tuple[list[str], str]] = {
         ],
         "budget",
     ),
+    "diff": (
+        ["diff", str(SAMPLE_DATA / "traces.jaeger.json"), TRACES, "--long", "--bootstrap", "100"],
+        "stage",
+    ),
 }
+SHOW = ["show", "req-3d78b2", TRACES]
 SGR = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 HIDDEN = re.compile(r"Hidden to fit (\d+) characters: (.*?)\. --wide shows every column")
 DURATION = re.compile(r"^(-?)(\d+(?:\.\d+)?)(ns|µs|ms|s)$")
@@ -190,7 +196,8 @@ def candidates(row: dict[str, Any], name_key: str) -> list[tuple[str, Any, bool]
     return out
 
 
-def name_shown(cell: str, name: str) -> bool:
+def name_shown(cell: str, name: str | None) -> bool:
+    name = "-" if name is None else name  # the requests' row of diff
     if cell == name:
         return True
     head, ellipsis, tail = cell.partition("…")
@@ -219,7 +226,7 @@ def test_every_number_on_screen_is_the_json_number_rounded_as_displayed(
     assert len(table_rows) == len(rows), f"{report} at {columns}:\n{screen}"
     for cells, row in zip(table_rows, rows, strict=True):
         line = " | ".join(cells)
-        assert name_shown(cells[0], str(row[name_key])), f"{cells[0]!r} for {row[name_key]!r}"
+        assert name_shown(cells[0], row[name_key]), f"{cells[0]!r} for {row[name_key]!r}"
         tokens = [t.rstrip(",") for cell in cells[1:] for t in cell.split()]
         expected = candidates(row, name_key)
         position, matched_columns = 0, 0
@@ -292,3 +299,28 @@ def test_optional_columns_hide_in_rank_order_and_wide_keeps_them() -> None:
     wide = fit_table(table, width=24, plain=False, wide=True)
     assert wide.hidden == []
     assert wide.width == 38
+
+
+@pytest.mark.parametrize("columns", WIDTHS)
+def test_the_waterfall_shows_each_spans_times_as_in_json(columns: int) -> None:
+    spans = run_json(SHOW)["spans"]
+    screen = run_in_terminal(SHOW, columns)
+    assert all(cell_len(line) <= columns for line in screen.splitlines())
+    lines = screen.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("service"))
+    span_lines = lines[header + 1 : header + 1 + len(spans)]
+    for line, span in zip(span_lines, spans, strict=True):
+        service, stage, *rest = re.split(r"\s{2,}", line.strip())
+        assert name_shown(service, span["service"]), line
+        assert name_shown(stage, span["stage"]), line
+        times = [span[key] for key in ("start_offset_ms", "duration_ms", "self_ms", "cp_ms")]
+        tokens = [t for cell in rest for t in cell.replace("|", " ").split() if is_number(t)]
+        # start and duration always; self and critical time (on the critical path) when the
+        # console has room for them
+        assert len(tokens) >= 2, line
+        position = 0
+        for token in tokens:
+            while position < len(times) and not shows(token, times[position]):
+                position += 1
+            assert position < len(times), f"{token!r} in {line!r} is none of {times}"
+            position += 1
