@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TextIO
 
 from rich import box
@@ -107,21 +108,38 @@ class _ColumnCells:
     shown: list[str]
     values: list[Any]
 
-    @property
+    # Measured once: the layout asks again for every column it considers hiding, and a table
+    # can have a row per trace of a big dump.
+    @cached_property
     def header_cells(self) -> int:
         return cell_len(printable(self.column.header))
 
-    @property
+    @cached_property
     def longest_header_word(self) -> int:
         return max((cell_len(w) for w in printable(self.column.header).split()), default=0)
 
-    @property
+    @cached_property
     def body_cells(self) -> int:
         return max((cell_len(s) for s in self.shown), default=0)
 
-    @property
+    @cached_property
     def natural(self) -> int:
         return max(self.header_cells, self.body_cells, 1)
+
+    @cached_property
+    def _longest_word(self) -> int:
+        return max((cell_len(word) for shown in self.shown for word in shown.split()), default=0)
+
+    @cached_property
+    def _widest_first_share(self) -> int:
+        return max(
+            (
+                cell_len(share_items(v)[0]) + len(", …")
+                for v in self.values
+                if isinstance(v, dict) and v
+            ),
+            default=0,
+        )
 
     def narrowest(self, name_cells: int) -> int:
         """The fewest cells this column may get, names shortened to ``name_cells``."""
@@ -130,17 +148,9 @@ class _ColumnCells:
         if kind is ColumnKind.TEXT:
             body = min(body, name_cells)
         elif kind is ColumnKind.PROSE:
-            longest_word = max(
-                (cell_len(word) for shown in self.shown for word in shown.split()), default=0
-            )
-            body = min(body, max(PROSE_CELLS, min(longest_word, LONGEST_WORD_CELLS)))
+            body = min(body, max(PROSE_CELLS, min(self._longest_word, LONGEST_WORD_CELLS)))
         elif kind is ColumnKind.SHARES:
-            first_items = [
-                cell_len(share_items(v)[0]) + len(", …")
-                for v in self.values
-                if isinstance(v, dict) and v
-            ]
-            body = min(body, max([*first_items, name_cells]))
+            body = min(body, max(self._widest_first_share, name_cells))
         return max(self.longest_header_word, body, 1)
 
     def cell(self, index: int, width: int) -> str:
