@@ -21,12 +21,17 @@ beyond 64 bits (orjson makes them floats), lone surrogate escapes (polars makes 
 floats whose shortest spelling is a tie (polars and ``repr`` pick different last digits). It is
 assumed that polars and orjson parse a decimal literal to the same (nearest) double. Anything
 unproven raises ``FastPathUnavailable`` and the caller parses line by line.
+
+The counts run on polars' threads, beside the NDJSON reader: polars' CSV reader (no quoting, a
+NUL separator) splits the block into a column of lines, and literal ``count_matches`` count
+the patterns; whitespace is deleted only from blocks that have some next to a colon.
 """
 
 from __future__ import annotations
 
 import io
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -155,38 +160,32 @@ def fast_raw(
         stats.skip(f"{name}:{first_line + stats.lines - 1}", problem)
         body = body[:last_start]
     schema = _schema(_sample_tree(body, min(depth, MAX_DEPTH)))
-    # polars parses on its own threads while this one counts keys in the bytes.
+    # Both run on polars' threads: the values against the schema, and the evidence from the text.
     with ThreadPoolExecutor(max_workers=1) as pool:
         reading = pool.submit(_read, body, schema)
-        compact = body.translate(None, b" \t\r")
-        line_numbers = _non_blank_lines(body, compact)
-        # Escaped quotes are rare: without any, one count per pattern is exact.
-        escapes = b'\\":' in compact
-        keys = _unescaped(compact, b'":', escapes)
-        nulls = _unescaped(compact, b'":null', escapes)
-        objects = _unescaped(compact, b'":{', escapes)
-        # With a schema polars reads a line like 42 or [1] as a row of nulls: every line it
-        # reads must be an object (one that parses starts with "{").
-        object_lines = compact.count(b"\n{") + compact.startswith(b"{")
-        del compact
+        evidence = _evidence(body, stats.lines - stats.skipped)
         frame = reading.result()
     # Keys become positional names: a key like "*" or "^a$" must never reach pl.col as a pattern.
     frame = frame.rename({key: f"\x01{index}" for index, key in enumerate(frame.columns)})
-    if not frame.height == object_lines == len(line_numbers):
+    line_numbers = evidence.line_numbers
+    if not frame.height == evidence.object_lines == len(line_numbers):
         raise FastPathUnavailable(
-            f"{frame.height} rows, {object_lines} objects, {len(line_numbers)} lines"
+            f"{frame.height} rows, {evidence.object_lines} objects, {len(line_numbers)} lines"
         )
     structs, leaves = _nodes(schema)
-    held_structs = _non_null(frame, structs)
-    held = held_structs + _non_null(frame, [expr for _, expr in leaves])
-    if held + nulls != keys:
-        raise FastPathUnavailable(f"{keys} keys in the bytes, {held + nulls} read")
-    if held_structs != objects:
+    held_structs, held_leaves = _non_null(frame, structs, [expr for _, expr in leaves])
+    held = held_structs + held_leaves
+    if held + evidence.nulls != evidence.keys:
+        raise FastPathUnavailable(
+            f"{evidence.keys} keys in the bytes, {held + evidence.nulls} read"
+        )
+    if held_structs != evidence.objects:
         # An object under a key the sample saw as text would arrive as text.
-        raise FastPathUnavailable(f"{objects} object values in the bytes, {held_structs} read")
+        raise FastPathUnavailable(
+            f"{evidence.objects} object values in the bytes, {held_structs} read"
+        )
     _check_leaves(frame, leaves)
-    offset = first_line - 1 + skipped_first
-    frame = frame.with_columns(_line=pl.Series(line_numbers, dtype=pl.Int64) + offset)
+    frame = frame.with_columns(_line=line_numbers + (first_line - 1 + skipped_first))
     raw, collisions = flat_columns(frame, leaves)
     blank = stats.lines - stats.skipped - frame.height
     stats.records = blank + frame.height
@@ -242,29 +241,86 @@ def _check_leaves(frame: pl.DataFrame, leaves: list[tuple[tuple[str, ...], pl.Ex
         raise FastPathUnavailable(", ".join(problems))
 
 
-def _unescaped(compact: bytes, pattern: bytes, escapes: bool) -> int:
-    """Occurrences of ``pattern`` (starting with a quote) whose quote is not escaped."""
-    if not escapes:
-        return compact.count(pattern)
-    # c(k) counts occurrences preceded by at least k backslashes; those with an even run are
-    # c(0) - c(1) + c(2) - ...
-    total, sign, k = 0, 1, 0
+@dataclass(frozen=True)
+class Evidence:
+    """What the text of a block says polars must have read (see the module docstring)."""
+
+    keys: int  # unescaped '":' after deleting whitespace: every key, and some false alarms
+    nulls: int  # unescaped '":null'
+    objects: int  # unescaped '":{'
+    object_lines: int  # lines whose first non-blank character is "{"
+    line_numbers: pl.Series  # 1-based numbers of the non-blank lines (Int64)
+
+
+def _evidence(body: bytes, lines: int) -> Evidence:
+    """Count keys, nulls and objects in the text of ``body``, which holds ``lines`` lines.
+
+    The text is split into a column of lines by polars' CSV reader (no quoting, a separator no
+    valid JSON line holds raw), so the counts run on polars' threads rather than in Python.
+    """
+    if not body:
+        return Evidence(0, 0, 0, 0, pl.Series(dtype=pl.Int64))
+    try:
+        table = pl.read_csv(
+            io.BytesIO(body),
+            has_header=False,
+            separator="\x00",
+            quote_char=None,
+            schema={"line": pl.String},
+        )
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError) as exc:
+        # A raw NUL or invalid UTF-8: such a line is not JSON, and the line path says where.
+        raise FastPathUnavailable(f"lines of text: {str(exc).splitlines()[0]}") from exc
+    if table.height != lines:
+        raise FastPathUnavailable(f"{table.height} lines of text, {lines} expected")
+    line = pl.col("line")
+    spaced, escapes, plain = table.select(
+        # Whitespace next to a colon hides '":' patterns: delete it (and all other) first.
+        spaced=line.str.contains(r"[ \t\r]:|:[ \t\r]").any(),
+        escapes=line.str.contains('\\"', literal=True).any(),
+        plain=line.str.starts_with("{").fill_null(False).all(),
+    ).row(0)
+    if spaced:
+        table = table.select(line.str.replace_all(r"[ \t\r]", ""))
+    every_line = pl.int_range(1, lines + 1, dtype=pl.Int64, eager=True)
+    if plain:
+        # Every line starts with "{": none is blank, all are objects.
+        line_numbers = every_line
+        object_lines = lines
+    else:
+        stripped = line.str.strip_chars(" \t\r")
+        found = table.select(
+            non_blank=stripped.str.len_bytes().fill_null(0) > 0,
+            is_object=stripped.str.starts_with("{").fill_null(False),
+        )
+        object_lines = int(found.get_column("is_object").sum())
+        non_blank = found.get_column("non_blank")
+        line_numbers = every_line.filter(non_blank)
+    # With an escaped quote somewhere, '\":' is no key: count occurrences after an even run of
+    # backslashes as c(0) - c(1) + c(2) - ..., c(k) counting those after at least k.
+    patterns = {"keys": '":', "nulls": '":null', "objects": '":{'}
+    counts = dict.fromkeys(patterns, 0)
+    backslashes = 0
     while True:
-        found = compact.count(b"\\" * k + pattern)
-        if not found:
-            return total
-        total += sign * found
-        sign, k = -sign, k + 1
-
-
-def _non_blank_lines(body: bytes, compact: bytes) -> list[int] | range:
-    """Numbers of the lines polars reads (it skips whitespace-only lines)."""
-    lines = count_lines(body)
-    blank_last = bool(body) and not body.endswith(b"\n") and not compact[compact.rfind(b"\n") + 1 :]
-    if not (compact.startswith(b"\n") or b"\n\n" in compact or blank_last):
-        return range(1, lines + 1)
-    segments = compact.split(b"\n")[:lines]
-    return [number for number, segment in enumerate(segments, start=1) if segment]
+        found = table.select(
+            **{
+                what: line.str.count_matches("\\" * backslashes + pattern, literal=True).sum()
+                for what, pattern in patterns.items()
+            }
+        ).row(0, named=True)
+        sign = -1 if backslashes % 2 else 1
+        for what in patterns:
+            counts[what] += sign * int(found[what] or 0)
+        if not escapes or not any(found.values()):
+            break
+        backslashes += 1
+    return Evidence(
+        keys=counts["keys"],
+        nulls=counts["nulls"],
+        objects=counts["objects"],
+        object_lines=object_lines,
+        line_numbers=line_numbers,
+    )
 
 
 def _sample_lines(body: bytes) -> list[bytes]:
@@ -363,10 +419,16 @@ def _nodes(schema: pl.Schema) -> tuple[list[pl.Expr], list[tuple[tuple[str, ...]
     return structs, leaves
 
 
-def _non_null(frame: pl.DataFrame, exprs: list[pl.Expr]) -> int:
-    if not exprs:
-        return 0
-    return int(frame.select(pl.sum_horizontal(e.is_not_null().sum() for e in exprs)).item())
+def _non_null(
+    frame: pl.DataFrame, structs: list[pl.Expr], leaves: list[pl.Expr]
+) -> tuple[int, int]:
+    """Non-null struct nodes and non-null leaves of ``frame`` (one query)."""
+
+    def total(exprs: list[pl.Expr]) -> pl.Expr:
+        return pl.sum_horizontal(e.is_not_null().sum() for e in exprs) if exprs else pl.lit(0)
+
+    held = frame.select(structs=total(structs), leaves=total(leaves)).row(0)
+    return int(held[0]), int(held[1])
 
 
 def flat_columns(
