@@ -436,6 +436,17 @@ def test_a_line_longer_than_the_document_limit_is_refused() -> None:
         limits.configure()
 
 
+def test_a_long_line_across_a_block_boundary_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b'{"msg":"ok"}\n' * 3 + b'{"msg":"' + b"x" * 5000 + b'"}\n{"msg":"ok"}\n'
+    monkeypatch.setattr(json_logs, "BLOCK_BYTES", 20)
+    limits.configure(max_document_bytes=1000)
+    try:
+        with pytest.raises(limits.LimitExceeded, match="f:4"):
+            json_logs.read(InputSource("f", lambda: io.BytesIO(data)), ReadOptions())
+    finally:
+        limits.configure()
+
+
 # --- both parse paths ------------------------------------------------------------------------
 
 FAST_FIXTURES = [

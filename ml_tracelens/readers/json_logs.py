@@ -80,6 +80,7 @@ from ml_tracelens.readers.log_fast import (
     COLLISIONS,
     WHITESPACE,
     FastPathUnavailable,
+    count_lines,
     fast_raw,
     flat_columns,
     float_text,
@@ -160,8 +161,10 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     frames = []
     found: set[str] = set()
     with source.open() as stream:
-        for block, first_line in blocks(stream, source.name):
-            parsed = parse_logs(block, source.name, options, first_line=first_line, plan=plan)
+        for block, first_line, lines in blocks(stream, source.name):
+            parsed = parse_logs(
+                block, source.name, options, first_line=first_line, plan=plan, line_count=lines
+            )
             stats.add(parsed.stats)
             found |= parsed.found_keys
             if parsed.logs.height:
@@ -173,34 +176,42 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     return ReadResult(stats=stats, logs=logs)
 
 
-def blocks(stream: IO[bytes], name: str, size: int | None = None) -> Iterator[tuple[bytes, int]]:
-    """(block, number of its first line): whole lines, about ``size`` bytes each.
+def blocks(
+    stream: IO[bytes], name: str, size: int | None = None
+) -> Iterator[tuple[bytes, int, int]]:
+    """(block, number of its first line, its line count): whole lines, about ``size`` bytes each.
 
     A line longer than the document-size limit (``limits.py``) raises ``LimitExceeded`` naming
     it, as ``InputSource.lines`` does.
     """
     size = size or BLOCK_BYTES
     limit = limits.current().max_document_bytes
-    carry = b""
     first_line = 1
     while True:
-        chunk = stream.read(size)
-        data = carry + chunk if carry else chunk
-        cut = data.rfind(b"\n") + 1 if chunk else len(data)
-        block, carry = data[:cut], data[cut:]
-        long_line = _long_line(block, limit) if len(block) > limit else None
-        if long_line is None and len(carry) > limit:
-            long_line = block.count(b"\n")
-        if long_line is not None:
-            raise limits.LimitExceeded(
-                f"{name}:{first_line + long_line}: line longer than {limits.format_size(limit)} "
-                "(TRACELENS_MAX_DOCUMENT_BYTES); raise the limit to read it"
-            )
-        if block:
-            yield block, first_line
-            first_line += block.count(b"\n")
-        if not chunk:
+        block = stream.read(size)
+        if not block:
             return
+        if not block.endswith(b"\n"):
+            # The block's last line is finished by one bounded read: nothing is carried over and
+            # copied into the next block.
+            tail = stream.readline(limit + 1)
+            if len(tail) > limit:
+                line = first_line + block.count(b"\n")
+                raise _too_long(name, line, limit)
+            block += tail
+        lines = count_lines(block)
+        long_line = _long_line(block, limit) if len(block) > limit else None
+        if long_line is not None:
+            raise _too_long(name, first_line + long_line, limit)
+        yield block, first_line, lines
+        first_line += lines
+
+
+def _too_long(name: str, line: int, limit: int) -> limits.LimitExceeded:
+    return limits.LimitExceeded(
+        f"{name}:{line}: line longer than {limits.format_size(limit)} "
+        "(TRACELENS_MAX_DOCUMENT_BYTES); raise the limit to read it"
+    )
 
 
 def _long_line(block: bytes, limit: int) -> int | None:
@@ -229,8 +240,10 @@ def parse_logs(
     path: ParsePath = "auto",
     first_line: int = 1,
     plan: log_fields.Plan | None = None,
+    line_count: int | None = None,
 ) -> ParsedLogs:
-    """Parse JSON-lines bytes whose first line is number ``first_line`` of input ``name``.
+    """Parse JSON-lines bytes whose first line is number ``first_line`` of input ``name``
+    (``line_count``: their number of lines, when the caller has counted them).
 
     ``path`` forces one parse path (tests, benchmarks); "auto" tries the fast one first.
     ``plan`` is ``log_fields.plan(options.field_map)``, made once by a caller parsing blocks.
@@ -243,7 +256,13 @@ def parse_logs(
     if path != "python":
         try:
             stats, raw = fast_raw(
-                data, name, plan, format_name=NAME, first_line=first_line, depth=depth
+                data,
+                name,
+                plan,
+                format_name=NAME,
+                first_line=first_line,
+                depth=depth,
+                line_count=line_count,
             )
         except FastPathUnavailable as exc:
             if path == "fast":

@@ -135,14 +135,17 @@ def fast_raw(
     format_name: str,
     first_line: int = 1,
     depth: int = MAX_DEPTH,
+    line_count: int | None = None,
 ) -> tuple[ReadStats, pl.DataFrame]:
     """Text columns per flattened key plus ``_line``, and the accounting, or FastPathUnavailable.
 
     ``depth``: the JSON depth limit; the sampled schema may not exceed it, and a line deeper
     than the schema cannot pass the key count, so no line over the limit is read here.
+    ``line_count``: the number of lines of ``data``, when the caller has counted them.
     """
     body = data.removeprefix(BOM) if first_line == 1 else data
-    stats = ReadStats(format=format_name, lines=count_lines(body))
+    lines = count_lines(body) if line_count is None else line_count
+    stats = ReadStats(format=format_name, lines=lines)
     # A rotated file read from the middle starts with half a line, and a dump cut short by a
     # killed process ends in one: the first and last bad lines are taken here, so that such
     # files keep the fast path. (A lone line is the last one.)
