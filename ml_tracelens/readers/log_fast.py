@@ -187,7 +187,7 @@ def fast_raw(
         raise FastPathUnavailable(
             f"{evidence.objects} object values in the bytes, {held_structs} read"
         )
-    _check_leaves(frame, leaves)
+    _check_leaves(frame, leaves, brackets=evidence.brackets, backslashes=evidence.backslashes)
     frame = frame.with_columns(_line=line_numbers + (first_line - 1 + skipped_first))
     raw, collisions = flat_columns(frame, leaves)
     blank = stats.lines - stats.skipped - frame.height
@@ -206,32 +206,49 @@ def _read(body: bytes, schema: pl.Schema) -> pl.DataFrame:
         raise FastPathUnavailable(f"polars NDJSON reader: {str(exc).splitlines()[0]}") from exc
 
 
-def _check_leaves(frame: pl.DataFrame, leaves: list[tuple[tuple[str, ...], pl.Expr]]) -> None:
-    """Turn away values whose polars spelling can differ from the line path's (one query)."""
+def _check_leaves(
+    frame: pl.DataFrame,
+    leaves: list[tuple[tuple[str, ...], pl.Expr]],
+    *,
+    brackets: bool = True,
+    backslashes: bool = True,
+) -> None:
+    """Turn away values whose polars spelling can differ from the line path's (one query).
+
+    ``brackets``/``backslashes``: whether the block's text holds any "[" or "\\" at all; a list
+    needs the one, a NUL in a value (an escape) the other, so without them those checks are
+    skipped.
+    """
     if not leaves:
         return
     lists, nul, big, tie = [], [], [], []
     for _, text in leaves:
-        # A list arrives as polars' own text of it (the line path writes orjson's).
-        lists.append(text.str.starts_with("[") & text.str.ends_with("]"))
-        # polars reads a lone surrogate escape as NUL where orjson rejects the line (a real
-        # \u0000 is turned away too: rare, and the line path reads it).
-        nul.append(text.str.contains("\x00", literal=True))
+        if brackets:
+            # A list arrives as polars' own text of it (the line path writes orjson's).
+            lists.append(text.str.starts_with("[") & text.str.ends_with("]"))
+        if backslashes:
+            # polars reads a lone surrogate escape as NUL where orjson rejects the line (a real
+            # \u0000 is turned away too: rare, and the line path reads it).
+            nul.append(text.str.contains("\x00", literal=True))
         # Both checks below need 17+ characters; null out shorter values so they cost nothing.
         long = pl.when(text.str.len_bytes() >= 17).then(text)
-        # orjson reads integers beyond 64 bits as floats; polars keeps their digits.
-        big.append(long.str.contains(r"^(?:-[0-9]{19,}|[0-9]{20,})$"))
+        number = long.str.contains(r"^-?[0-9]*\.?[0-9]+$")
+        point = long.str.contains(".", literal=True)
+        # orjson reads integers beyond 64 bits (20+ characters) as floats; polars keeps their
+        # digits.
+        big.append(number & ~point & (long.str.len_bytes() >= 20))
         # The reader breaks ties between two shortest spellings (1608882928643910.25 ->
         # ...910.3) unlike repr (...910.2); ties need 16+ significant digits, so respell those
         # as the line path does (float_text; an exponent form only errs towards falling back).
-        decimal = pl.when(long.str.contains(r"^-?[0-9]*\.[0-9]+$")).then(long)
+        decimal = pl.when(number & point).then(long)
         respelled = decimal.cast(pl.Float64, strict=False).cast(pl.String).str.strip_suffix(".0")
         tie.append(respelled != decimal)
+
+    def anywhere(found: list[pl.Expr]) -> pl.Expr:
+        return pl.any_horizontal(found).any() if found else pl.lit(False)
+
     found = frame.select(
-        lists=pl.any_horizontal(lists).any(),
-        nul=pl.any_horizontal(nul).any(),
-        big=pl.any_horizontal(big).any(),
-        tie=pl.any_horizontal(tie).any(),
+        lists=anywhere(lists), nul=anywhere(nul), big=anywhere(big), tie=anywhere(tie)
     ).row(0, named=True)
     reasons = {
         "lists": "list values",
@@ -253,6 +270,8 @@ class Evidence:
     objects: int  # unescaped '":{'
     object_lines: int  # lines whose first non-blank character is "{"
     line_numbers: pl.Series  # 1-based numbers of the non-blank lines (Int64)
+    brackets: bool  # any "[" in the text
+    backslashes: bool  # any backslash in the text
 
 
 def _evidence(body: bytes, lines: int) -> Evidence:
@@ -262,7 +281,7 @@ def _evidence(body: bytes, lines: int) -> Evidence:
     valid JSON line holds raw), so the counts run on polars' threads rather than in Python.
     """
     if not body:
-        return Evidence(0, 0, 0, 0, pl.Series(dtype=pl.Int64))
+        return Evidence(0, 0, 0, 0, pl.Series(dtype=pl.Int64), brackets=False, backslashes=False)
     try:
         table = pl.read_csv(
             io.BytesIO(body),
@@ -277,11 +296,13 @@ def _evidence(body: bytes, lines: int) -> Evidence:
     if table.height != lines:
         raise FastPathUnavailable(f"{table.height} lines of text, {lines} expected")
     line = pl.col("line")
-    spaced, escapes, plain = table.select(
+    spaced, escapes, plain, brackets, backslashes = table.select(
         # Whitespace next to a colon hides '":' patterns: delete it (and all other) first.
         spaced=line.str.contains(r"[ \t\r]:|:[ \t\r]").any(),
         escapes=line.str.contains('\\"', literal=True).any(),
         plain=line.str.starts_with("{").fill_null(False).all(),
+        brackets=line.str.contains("[", literal=True).any(),
+        backslashes=line.str.contains("\\", literal=True).any(),
     ).row(0)
     if spaced:
         table = table.select(line.str.replace_all(r"[ \t\r]", ""))
@@ -323,6 +344,8 @@ def _evidence(body: bytes, lines: int) -> Evidence:
         objects=counts["objects"],
         object_lines=object_lines,
         line_numbers=line_numbers,
+        brackets=bool(brackets),
+        backslashes=bool(backslashes),
     )
 
 
