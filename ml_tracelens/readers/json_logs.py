@@ -269,7 +269,10 @@ def parse_logs(
                 raise
             reason = str(exc)
         else:
-            logs = _finish(stats, [raw], name, plan, found)
+            # polars rejects raw control characters in strings, so without a backslash in the
+            # text no value holds a character JSON must escape.
+            plain = b"\\" not in data
+            logs = _finish(stats, [raw], name, plan, found, plain=plain)
             return ParsedLogs(logs, stats, "fast", found_keys=frozenset(found))
     stats = ReadStats(format=NAME)
     chunks = _python_chunks(data, name, stats, first_line=first_line, depth=depth)
@@ -283,6 +286,8 @@ def _finish(
     name: str,
     plan: log_fields.Plan,
     found: set[str],
+    *,
+    plain: bool = False,
 ) -> pl.DataFrame:
     """Map raw chunks to log rows; note in ``found`` the ``--field`` keys they hold, and in
     ``stats.sample_keys`` the keys of the first records."""
@@ -295,7 +300,7 @@ def _finish(
         found.update(log_fields.keys_held(columns, wanted - found))
         if not stats.sample_keys:
             stats.sample_keys = _sample_keys(raw.head(SAMPLE_KEY_RECORDS), columns)
-        logs, unread = log_fields.to_logs(raw, source_name=name, plan_=plan)
+        logs, unread = log_fields.to_logs(raw, source_name=name, plan_=plan, plain_values=plain)
         for what, count in unread.items():
             stats.ignore(what, count)
         frames.append(logs)

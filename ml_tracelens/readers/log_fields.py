@@ -351,13 +351,15 @@ def _parse(
                 frame, source, out, candidate.unit_ns, units=units, compound=compound
             )
         case "level":
-            expr = v.normalize_level(text)
+            expr = text if v.canonical_levels(raw.get_column(source)) else v.normalize_level(text)
         case "message":
             expr = text
         case "trace":
-            expr = v.hex_trace_id(text)
+            canonical = v.canonical_trace_ids(raw.get_column(source))
+            expr = text if canonical else v.hex_trace_id(text)
         case "non_hex_trace":
-            expr = v.non_hex_trace_id(text)
+            canonical = v.canonical_trace_ids(raw.get_column(source))
+            expr = pl.lit(None, dtype=pl.String) if canonical else v.non_hex_trace_id(text)
         case "span":
             expr = v.span_id(text)
         case "error":
@@ -370,9 +372,16 @@ def _parse(
 
 
 def to_logs(
-    raw: pl.DataFrame, *, source_name: str, plan_: Plan
+    raw: pl.DataFrame,
+    *,
+    source_name: str,
+    plan_: Plan,
+    plain_values: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Flattened text columns (+ ``_line``) -> canonical log rows, and counts of unreadable values.
+
+    ``plain_values``: the caller knows no value holds a character JSON escapes (quote,
+    backslash, control characters), so the values are not searched for one.
 
     Row by row: nothing here depends on other rows, so chunks and parse paths can be mapped
     separately and concatenated with identical results.
@@ -453,7 +462,7 @@ def to_logs(
             value("error", pl.String), pl.when(error).then(value("message", pl.String))
         ),
         error=error,
-        attributes=_attributes(raw, columns, internal, consumed),
+        attributes=_attributes(raw, columns, internal, consumed, plain_values=plain_values),
         unread_reason=pl.when(unread_time)
         .then(pl.lit(UNREADABLE_TIME))
         # The text is looked at only where a duration went unread: a regex per line costs.
@@ -500,6 +509,8 @@ def _attributes(
     columns: list[str],
     internal: Mapping[str, str],
     consumed: Mapping[str, list[pl.Expr]],
+    *,
+    plain_values: bool = False,
 ) -> pl.Expr:
     """JSON object text of the values no canonical field consumed, keys sorted, nulls omitted."""
     fragments = []
@@ -508,7 +519,7 @@ def _attributes(
         keep = column.is_not_null()
         if name in consumed:
             keep = keep & ~pl.any_horizontal(consumed[name])
-        if raw.get_column(internal[name]).str.contains(_NEEDS_ESCAPE).any():
+        if not plain_values and raw.get_column(internal[name]).str.contains(_NEEDS_ESCAPE).any():
             # A one-field struct's JSON is {"v":<escaped string>}: cut the value out of it.
             quoted = pl.struct(column.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
         else:

@@ -250,6 +250,15 @@ def parse_duration(
     return steps.finish(pl.coalesce(steps.col("bare"), steps.col("single"), several))
 
 
+_CANONICAL_LEVELS = sorted(set(LEVELS.values()))
+
+
+def canonical_levels(values: pl.Series) -> bool:
+    """Whether every value is a canonical level word already: ``normalize_level`` would keep
+    each as it is, so a dump written with them need not be normalized row by row."""
+    return bool(values.is_in(_CANONICAL_LEVELS).fill_null(True).all())
+
+
 def normalize_level(text: pl.Expr) -> pl.Expr:
     word = text.str.strip_chars().str.to_lowercase()
     return pl.when(word != "").then(word.replace(LEVELS))
@@ -277,6 +286,19 @@ def hex_trace_id(text: pl.Expr) -> pl.Expr:
     value = trace_id_text(text)
     is_hex = value.str.contains(r"^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")
     return pl.when(is_hex & ~value.str.contains(_ZEROS)).then(value.str.to_lowercase())
+
+
+def canonical_trace_ids(values: pl.Series) -> bool:
+    """Whether every value is a trace id as ``hex_trace_id`` writes it (16 or 32 lowercase hex
+    digits, not all zero): then it keeps each as it is and ``non_hex_trace_id`` none, and
+    checking costs a fifth of the two."""
+    length = values.str.len_bytes()
+    canonical = (
+        ((length == 32) | (length == 16))
+        & ~values.str.contains("[^0-9a-f]")
+        & ~values.is_in(["0" * 16, "0" * 32])
+    )
+    return bool(canonical.fill_null(True).all())
 
 
 def non_hex_trace_id(text: pl.Expr) -> pl.Expr:
