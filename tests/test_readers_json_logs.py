@@ -255,6 +255,29 @@ def test_levels_are_normalized(level: object, want: str) -> None:
     assert json_logs.parse_logs(data, "f", ReadOptions()).logs.item(0, "level") == want
 
 
+UTC_STAMPS = {
+    "2026-11-26T08:52:16.891234Z": BASE + 891_234_000,
+    "2026-11-26T08:52:16.1Z": BASE + 100 * MS,
+    "2026-11-26T08:52:16.1234567891Z": BASE + 123_456_789,  # digits past the ns dropped
+    "2026-11-26T08:52:60.5Z": BASE + 44 * S + 500 * MS,  # a leap second
+    "2026-02-30T08:52:16.5Z": None,
+    "2026-11-26T24:52:16.5Z": None,
+}
+
+
+@pytest.mark.parametrize("odd_one", [None, ("2026-11-26 08:52:16+01:00", BASE - 3600 * S)])
+def test_utc_times_written_alike_or_not(odd_one: tuple[str, int] | None) -> None:
+    # A column of one UTC layout is read by slices alone; one other spelling takes the whole
+    # column through the general rules. Either way each row reads the same.
+    stamps = dict(UTC_STAMPS)
+    if odd_one is not None:
+        stamps[odd_one[0]] = odd_one[1]
+    data = b"".join(orjson.dumps({"msg": "m", "timestamp": t}) + b"\n" for t in stamps)
+    parsed = json_logs.parse_logs(data, "f", ReadOptions())
+    assert parsed.logs.get_column("time_ns").to_list() == list(stamps.values())
+    assert parsed.stats.ignored[UNREADABLE_TIME] == 2
+
+
 TRACE_32 = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACE_16 = "00f067aa0ba902b7"
 

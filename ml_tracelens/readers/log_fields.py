@@ -341,6 +341,8 @@ def _parse(
     text = pl.col(source)
     match candidate.parse:
         case "time":
+            if v.utc_layout(raw.get_column(source)):
+                return v.parse_utc_layout(frame, source, out)
             return v.parse_time(frame, source, out)
         case "duration":
             # Unit text is rare in bulk: skip its (costly) expressions when no value has letters.
