@@ -282,21 +282,30 @@ TRACE_32 = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACE_16 = "00f067aa0ba902b7"
 
 
-@pytest.mark.parametrize("odd_one", [None, ("0X4BF92F3577B34DA6A3CE929D0E0E4736", "WARNING")])
-def test_ids_and_levels_already_canonical_or_not(odd_one: tuple[str, str] | None) -> None:
+@pytest.mark.parametrize(
+    "odd_one", [None, ("0X4BF92F3577B34DA6A3CE929D0E0E4736", "0x00F067AA0BA902B7", "WARNING")]
+)
+def test_ids_and_levels_already_canonical_or_not(odd_one: tuple[str, str, str] | None) -> None:
     # Columns whose every value is canonical skip the per-row rules; one odd value takes them all
     # through the rules again. Either way each row reads the same.
-    rows = [(TRACE_32, "info"), (TRACE_16, "error"), (None, "warn")]
+    rows = [(TRACE_32, TRACE_16, "info"), (TRACE_16, "1", "error"), (None, None, "warn")]
     if odd_one is not None:
         rows.append(odd_one)
     data = b"".join(
-        orjson.dumps({"msg": "m", "level": level} | ({"trace_id": t} if t else {})) + b"\n"
-        for t, level in rows
+        orjson.dumps(
+            {"msg": "m", "level": level}
+            | ({"trace_id": trace} if trace else {})
+            | ({"span_id": span} if span else {})
+        )
+        + b"\n"
+        for trace, span, level in rows
     )
     logs = json_logs.parse_logs(data, "f", ReadOptions()).logs
     want_traces = [TRACE_32, TRACE_16, None] + ([TRACE_32] if odd_one else [])
     assert logs.get_column("trace_id").to_list() == want_traces
     assert logs.get_column("correlation_id").to_list() == want_traces
+    want_spans = [TRACE_16, "0000000000000001", None] + ([TRACE_16] if odd_one else [])
+    assert logs.get_column("span_id").to_list() == want_spans
     want_levels = ["info", "error", "warn"] + (["warn"] if odd_one else [])
     assert logs.get_column("level").to_list() == want_levels
     assert attributes(logs) == [{}] * len(rows)

@@ -49,7 +49,7 @@ else milliseconds.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -335,13 +335,25 @@ def _parse(
     internal: Mapping[str, str],
     raw: pl.DataFrame,
     out: str,
+    checked: dict[tuple[str, str], bool],
 ) -> pl.LazyFrame:
-    """Add column ``out``: the candidate's value parsed, null where it does not parse."""
+    """Add column ``out``: the candidate's value parsed, null where it does not parse.
+
+    Whole-column checks that allow a cheaper expression are made once per column (``checked``
+    keeps them: a trace-id key feeds two fields).
+    """
     source = internal[candidate.key]
     text = pl.col(source)
+
+    def holds(test: Callable[[pl.Series], bool]) -> bool:
+        key = (source, test.__name__)
+        if key not in checked:
+            checked[key] = test(raw.get_column(source))
+        return checked[key]
+
     match candidate.parse:
         case "time":
-            if v.utc_layout(raw.get_column(source)):
+            if holds(v.utc_layout):
                 return v.parse_utc_layout(frame, source, out)
             return v.parse_time(frame, source, out)
         case "duration":
@@ -353,17 +365,16 @@ def _parse(
                 frame, source, out, candidate.unit_ns, units=units, compound=compound
             )
         case "level":
-            expr = text if v.canonical_levels(raw.get_column(source)) else v.normalize_level(text)
+            expr = text if holds(v.canonical_levels) else v.normalize_level(text)
         case "message":
             expr = text
         case "trace":
-            canonical = v.canonical_trace_ids(raw.get_column(source))
-            expr = text if canonical else v.hex_trace_id(text)
+            expr = text if holds(v.canonical_trace_ids) else v.hex_trace_id(text)
         case "non_hex_trace":
-            canonical = v.canonical_trace_ids(raw.get_column(source))
+            canonical = holds(v.canonical_trace_ids)
             expr = pl.lit(None, dtype=pl.String) if canonical else v.non_hex_trace_id(text)
         case "span":
-            expr = v.span_id(text)
+            expr = text if holds(v.canonical_span_ids) else v.span_id(text)
         case "error":
             expr = v.error_text(text)
             if candidate.type_key in internal:
@@ -396,10 +407,11 @@ def to_logs(
     # field -> ordered sources: (column holding the parsed value, key it consumes when it wins)
     sources: dict[str, list[tuple[str, str | None]]] = {}
     after_trace: list[tuple[str, str | None]] = []  # correlation sources ranked below a trace id
+    checked: dict[tuple[str, str], bool] = {}
     for field, candidates in plan_.fields.items():
         for index, candidate in enumerate(c for c in candidates if c.key in internal):
             temp = f"\x00{field}\x00{index}"
-            work = _parse(work, candidate, internal, raw, temp)
+            work = _parse(work, candidate, internal, raw, temp, checked)
             key = candidate.key if candidate.consumed else None
             if candidate.parse in ("non_hex_trace", "last_resort"):
                 after_trace.append((temp, key))

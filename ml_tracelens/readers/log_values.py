@@ -334,6 +334,12 @@ def non_hex_trace_id(text: pl.Expr) -> pl.Expr:
     return pl.when(~is_hex & (value != "") & ~value.str.contains(_ZEROS)).then(value)
 
 
+def canonical_span_ids(values: pl.Series) -> bool:
+    """Whether every value is hex digits, not all zero: ``span_id`` keeps each as it is."""
+    canonical = ~values.str.contains("[^0-9a-f]") & (values.str.strip_chars_start("0") != "")
+    return bool(canonical.fill_null(True).all())
+
+
 def span_id(text: pl.Expr) -> pl.Expr:
     value = text.str.strip_chars().str.replace(r"^0[xX]", "")
     return pl.when((value != "") & ~value.str.contains(_ZEROS)).then(value)
