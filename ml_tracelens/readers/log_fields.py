@@ -335,21 +335,18 @@ def _parse(
     internal: Mapping[str, str],
     raw: pl.DataFrame,
     out: str,
-    checked: dict[tuple[str, str], bool],
+    canonical: Mapping[tuple[str, str], bool],
 ) -> pl.LazyFrame:
     """Add column ``out``: the candidate's value parsed, null where it does not parse.
 
-    Whole-column checks that allow a cheaper expression are made once per column (``checked``
-    keeps them: a trace-id key feeds two fields).
+    ``canonical``: the results of ``_column_checks``; a column that passes one is parsed by a
+    cheaper expression giving the same values.
     """
     source = internal[candidate.key]
     text = pl.col(source)
 
-    def holds(test: Callable[[pl.Series], bool]) -> bool:
-        key = (source, test.__name__)
-        if key not in checked:
-            checked[key] = test(raw.get_column(source))
-        return checked[key]
+    def holds(test: Callable[[pl.Expr], pl.Expr]) -> bool:
+        return canonical.get((source, test.__name__), False)
 
     match candidate.parse:
         case "time":
@@ -371,8 +368,8 @@ def _parse(
         case "trace":
             expr = text if holds(v.canonical_trace_ids) else v.hex_trace_id(text)
         case "non_hex_trace":
-            canonical = holds(v.canonical_trace_ids)
-            expr = pl.lit(None, dtype=pl.String) if canonical else v.non_hex_trace_id(text)
+            all_hex = holds(v.canonical_trace_ids)
+            expr = pl.lit(None, dtype=pl.String) if all_hex else v.non_hex_trace_id(text)
         case "span":
             expr = text if holds(v.canonical_span_ids) else v.span_id(text)
         case "error":
@@ -382,6 +379,34 @@ def _parse(
         case _:
             expr = v.plain_text(text)
     return frame.with_columns(expr.alias(out))
+
+
+#: Whole-column checks by parse kind: a column passing one skips that parse's per-row rules.
+_COLUMN_CHECKS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
+    "time": v.utc_layout,
+    "level": v.canonical_levels,
+    "trace": v.canonical_trace_ids,
+    "non_hex_trace": v.canonical_trace_ids,
+    "span": v.canonical_span_ids,
+}
+
+
+def _column_checks(
+    raw: pl.DataFrame, plan_: Plan, internal: Mapping[str, str]
+) -> dict[tuple[str, str], bool]:
+    """(column, check name) -> whether the column passes, for the checks its candidates have;
+    all in one query, so polars runs them side by side."""
+    wanted: dict[tuple[str, str], pl.Expr] = {}
+    for candidates in plan_.fields.values():
+        for candidate in candidates:
+            test = _COLUMN_CHECKS.get(candidate.parse)
+            if test is not None and candidate.key in internal:
+                source = internal[candidate.key]
+                wanted[(source, test.__name__)] = test(pl.col(source))
+    if not wanted:
+        return {}
+    passed = raw.select(expr.alias(f"\x00{i}") for i, expr in enumerate(wanted.values())).row(0)
+    return {key: bool(ok) for key, ok in zip(wanted, passed, strict=True)}
 
 
 def to_logs(
@@ -407,11 +432,11 @@ def to_logs(
     # field -> ordered sources: (column holding the parsed value, key it consumes when it wins)
     sources: dict[str, list[tuple[str, str | None]]] = {}
     after_trace: list[tuple[str, str | None]] = []  # correlation sources ranked below a trace id
-    checked: dict[tuple[str, str], bool] = {}
+    canonical = _column_checks(raw, plan_, internal)
     for field, candidates in plan_.fields.items():
         for index, candidate in enumerate(c for c in candidates if c.key in internal):
             temp = f"\x00{field}\x00{index}"
-            work = _parse(work, candidate, internal, raw, temp, checked)
+            work = _parse(work, candidate, internal, raw, temp, canonical)
             key = candidate.key if candidate.consumed else None
             if candidate.parse in ("non_hex_trace", "last_resort"):
                 after_trace.append((temp, key))

@@ -138,11 +138,11 @@ class Steps:
 _UTC_LAYOUT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]+Z$"
 
 
-def utc_layout(values: pl.Series) -> bool:
+def utc_layout(text: pl.Expr) -> pl.Expr:
     """Whether every value is written ``YYYY-MM-DDThh:mm:ss.fractionZ`` (what most loggers
-    write): such text is no number, has nothing to strip and no offset, so ``parse_utc_layout``
-    reads it as ``parse_time`` would, at a third of the cost."""
-    return bool(values.str.contains(_UTC_LAYOUT).all())
+    write), as one Boolean: such text is no number, has nothing to strip and no offset, so
+    ``parse_utc_layout`` reads it as ``parse_time`` would, at a third of the cost."""
+    return text.str.contains(_UTC_LAYOUT).all()
 
 
 def parse_utc_layout(frame: pl.LazyFrame, source: str, out: str) -> pl.LazyFrame:
@@ -279,10 +279,10 @@ def parse_duration(
 _CANONICAL_LEVELS = sorted(set(LEVELS.values()))
 
 
-def canonical_levels(values: pl.Series) -> bool:
-    """Whether every value is a canonical level word already: ``normalize_level`` would keep
-    each as it is, so a dump written with them need not be normalized row by row."""
-    return bool(values.is_in(_CANONICAL_LEVELS).fill_null(True).all())
+def canonical_levels(text: pl.Expr) -> pl.Expr:
+    """Whether every value is a canonical level word already, as one Boolean: ``normalize_level``
+    would keep each as it is, so a dump written with them need not be normalized row by row."""
+    return text.is_in(_CANONICAL_LEVELS).fill_null(True).all()
 
 
 def normalize_level(text: pl.Expr) -> pl.Expr:
@@ -314,17 +314,17 @@ def hex_trace_id(text: pl.Expr) -> pl.Expr:
     return pl.when(is_hex & ~value.str.contains(_ZEROS)).then(value.str.to_lowercase())
 
 
-def canonical_trace_ids(values: pl.Series) -> bool:
+def canonical_trace_ids(text: pl.Expr) -> pl.Expr:
     """Whether every value is a trace id as ``hex_trace_id`` writes it (16 or 32 lowercase hex
-    digits, not all zero): then it keeps each as it is and ``non_hex_trace_id`` none, and
-    checking costs a fifth of the two."""
-    length = values.str.len_bytes()
+    digits, not all zero), as one Boolean: then it keeps each as it is and ``non_hex_trace_id``
+    none, and checking costs a fifth of the two."""
+    length = text.str.len_bytes()
     canonical = (
         ((length == 32) | (length == 16))
-        & ~values.str.contains("[^0-9a-f]")
-        & ~values.is_in(["0" * 16, "0" * 32])
+        & ~text.str.contains("[^0-9a-f]")
+        & ~text.is_in(["0" * 16, "0" * 32])
     )
-    return bool(canonical.fill_null(True).all())
+    return canonical.fill_null(True).all()
 
 
 def non_hex_trace_id(text: pl.Expr) -> pl.Expr:
@@ -334,10 +334,11 @@ def non_hex_trace_id(text: pl.Expr) -> pl.Expr:
     return pl.when(~is_hex & (value != "") & ~value.str.contains(_ZEROS)).then(value)
 
 
-def canonical_span_ids(values: pl.Series) -> bool:
-    """Whether every value is hex digits, not all zero: ``span_id`` keeps each as it is."""
-    canonical = ~values.str.contains("[^0-9a-f]") & (values.str.strip_chars_start("0") != "")
-    return bool(canonical.fill_null(True).all())
+def canonical_span_ids(text: pl.Expr) -> pl.Expr:
+    """Whether every value is hex digits, not all zero, as one Boolean: ``span_id`` keeps each
+    as it is."""
+    canonical = ~text.str.contains("[^0-9a-f]") & (text.str.strip_chars_start("0") != "")
+    return canonical.fill_null(True).all()
 
 
 def span_id(text: pl.Expr) -> pl.Expr:
