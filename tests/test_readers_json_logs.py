@@ -492,15 +492,44 @@ def test_a_line_longer_than_the_document_limit_is_refused() -> None:
         limits.configure()
 
 
-def test_a_long_line_across_a_block_boundary_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def _source(data: bytes, kind: str, tmp_path: Path) -> InputSource:
+    """``data`` as a file on disk (blocks are cut by seeking) or as a stream (by reading on)."""
+    if kind == "stream":
+        return InputSource("f", lambda: io.BytesIO(data))
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    return InputSource("f", lambda: path.open("rb"), path=path)
+
+
+@pytest.mark.parametrize("kind", ["file", "stream"])
+def test_a_long_line_across_a_block_boundary_is_refused(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = b'{"msg":"ok"}\n' * 3 + b'{"msg":"' + b"x" * 5000 + b'"}\n{"msg":"ok"}\n'
     monkeypatch.setattr(json_logs, "BLOCK_BYTES", 20)
     limits.configure(max_document_bytes=1000)
     try:
         with pytest.raises(limits.LimitExceeded, match="f:4"):
-            json_logs.read(InputSource("f", lambda: io.BytesIO(data)), ReadOptions())
+            json_logs.read(_source(data, kind, tmp_path), ReadOptions())
     finally:
         limits.configure()
+
+
+@pytest.mark.parametrize("kind", ["file", "stream"])
+def test_a_line_of_exactly_the_limit_starting_a_block_is_read(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = b'{"msg":"ok"}\n'
+    longest = b'{"msg":"' + b"x" * (1000 - 10) + b'"}'  # 1000 bytes, then its newline
+    data = first + longest + b"\n" + first
+    monkeypatch.setattr(json_logs, "BLOCK_BYTES", len(first))  # the 2nd line starts a block
+    limits.configure(max_document_bytes=1000)
+    try:
+        read = json_logs.read(_source(data, kind, tmp_path), ReadOptions())
+    finally:
+        limits.configure()
+    assert read.logs.get_column("message").to_list() == ["ok", "x" * 990, "ok"]
+    assert read.logs.get_column("source").to_list() == ["f:1", "f:2", "f:3"]
 
 
 # --- both parse paths ------------------------------------------------------------------------
@@ -526,14 +555,17 @@ def test_fast_path_equals_line_by_line(name: str) -> None:
     assert parse(name, field_map).path == "fast"  # "auto" takes it
 
 
-def test_block_reading_equals_one_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", ["file", "stream"])
+def test_block_reading_equals_one_parse(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = b"".join(
         (LOGS / n).read_bytes()
         for n in ("plain.jsonl", "bad_lines.jsonl", "times.jsonl", "durations.jsonl")
     )
     whole = json_logs.parse_logs(data, "f", ReadOptions(), path="python")
     monkeypatch.setattr(json_logs, "BLOCK_BYTES", 300)
-    read = json_logs.read(InputSource("f", lambda: io.BytesIO(data)), ReadOptions())
+    read = json_logs.read(_source(data, kind, tmp_path), ReadOptions())
     assert_frame_equal(read.logs, whole.logs)
     assert (read.stats.lines, read.stats.records, read.stats.skipped) == (
         whole.stats.lines,

@@ -58,6 +58,9 @@ that no line has; ``ReadStats.sample_keys`` the keys of the first ``SAMPLE_KEY_R
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import repeat
@@ -187,25 +190,46 @@ def blocks(
     """
     size = size or BLOCK_BYTES
     limit = limits.current().max_document_bytes
+    in_place = _regular_file(stream)
     first_line = 1
     while True:
-        block = stream.read(size)
+        if in_place:
+            # Find where the block's last line ends, then read the block in one piece: no copy
+            # of it is made to append that line's tail.
+            start = stream.tell()
+            stream.seek(start + size)
+            tail = stream.readline(limit + 1)
+            end = stream.tell()
+            stream.seek(start)
+            block = stream.read(end - start)
+        else:
+            block = stream.read(size)
+            tail = b"" if block.endswith(b"\n") else stream.readline(limit + 1)
+            if tail:
+                block += tail
         if not block:
             return
-        if not block.endswith(b"\n"):
-            # The block's last line is finished by one bounded read: nothing is carried over and
-            # copied into the next block.
-            tail = stream.readline(limit + 1)
-            if len(tail) > limit:
-                line = first_line + block.count(b"\n")
-                raise _too_long(name, line, limit)
-            block += tail
+        if len(tail) > limit and not tail.endswith(b"\n"):
+            # No newline within limit + 1 bytes of the tail: the block's last line is too long.
+            raise _too_long(name, first_line + block.count(b"\n"), limit)
         lines = count_lines(block)
         long_line = _long_line(block, limit) if len(block) > limit else None
         if long_line is not None:
             raise _too_long(name, first_line + long_line, limit)
         yield block, first_line, lines
         first_line += lines
+
+
+def _regular_file(stream: IO[bytes]) -> bool:
+    """Whether ``stream`` reads a regular file directly (so seeking is cheap): not a pipe, and
+    not a decompressor, whose seeks back decompress again from the start."""
+    raw = getattr(stream, "raw", None)
+    if not isinstance(stream, io.BufferedReader) or not isinstance(raw, io.FileIO):
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(raw.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _too_long(name: str, line: int, limit: int) -> limits.LimitExceeded:
