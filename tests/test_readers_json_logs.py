@@ -25,6 +25,7 @@ from polars.testing import assert_frame_equal
 from ml_tracelens import limits
 from ml_tracelens.errors import UsageError
 from ml_tracelens.readers import READERS, detect, json_logs
+from ml_tracelens.readers import log_values as lv
 from ml_tracelens.readers.base import InputSource, ReadOptions
 from ml_tracelens.readers.log_fast import COLLISIONS, FastPathUnavailable, plain_float
 from ml_tracelens.readers.log_fields import FIELD_NAMES
@@ -309,6 +310,55 @@ def test_ids_and_levels_already_canonical_or_not(odd_one: tuple[str, str, str] |
     want_levels = ["info", "error", "warn"] + (["warn"] if odd_one else [])
     assert logs.get_column("level").to_list() == want_levels
     assert attributes(logs) == [{}] * len(rows)
+
+
+_HEX = st.text(alphabet="0123456789abcdefABCDEFxX ", min_size=0, max_size=34)
+_CANONICAL_HEX = st.sampled_from([16, 32]).flatmap(
+    lambda n: st.text(alphabet="0123456789abcdef", min_size=n, max_size=n)
+)
+_LEVEL_WORDS = st.sampled_from(["info", "warn", "error", "debug", "INFO", " warn", "", "custom"])
+_TIMES = st.builds(
+    lambda day, second, digits, z: (
+        f"2026-02-{day:02d}T{second // 60 % 60:02d}:{second % 60:02d}:{second % 61:02d}.{digits}{z}"
+    ),
+    st.integers(1, 31),
+    st.integers(0, 5000),
+    st.text(alphabet="0123456789", min_size=1, max_size=12),
+    st.sampled_from(["Z", "Z", "+01:00", ""]),
+)
+
+
+def _column_agrees(
+    values: list[str | None], check: Any, shortcut: pl.Expr, general: pl.Expr
+) -> None:
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.String})
+    if frame.select(check(pl.col("v"))).item():
+        got = frame.with_columns(shortcut.alias("out")).get_column("out")
+        assert got.to_list() == frame.with_columns(general.alias("out")).get_column("out").to_list()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_CANONICAL_HEX | _HEX | st.none(), max_size=6))
+def test_id_shortcuts_give_the_rules_values(values: list[str | None]) -> None:
+    text = pl.col("v")
+    _column_agrees(values, lv.canonical_trace_ids, text, lv.hex_trace_id(text))
+    _column_agrees(
+        values, lv.canonical_trace_ids, pl.lit(None, pl.String), lv.non_hex_trace_id(text)
+    )
+    _column_agrees(values, lv.canonical_span_ids, text, lv.span_id(text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_LEVEL_WORDS | st.none(), max_size=6), st.lists(_TIMES | st.none(), max_size=6))
+def test_level_and_time_shortcuts_give_the_rules_values(
+    levels: list[str | None], times: list[str | None]
+) -> None:
+    _column_agrees(levels, lv.canonical_levels, pl.col("v"), lv.normalize_level(pl.col("v")))
+    frame = pl.DataFrame({"v": times}, schema={"v": pl.String})
+    if frame.select(lv.utc_layout(pl.col("v"))).item():
+        fast = lv.parse_utc_layout(frame.lazy(), "v", "t").collect().get_column("t")
+        general = lv.parse_time(frame.lazy(), "v", "t").collect().get_column("t")
+        assert fast.to_list() == general.to_list()
 
 
 def test_attributes_are_text_sorted_and_nulls_omitted() -> None:
