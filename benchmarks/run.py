@@ -4,11 +4,12 @@ For a generated dump of N spans (OTLP/JSON lines as the Collector writes them, a
 requests as JSON-lines logs; see ``generate.py``; cached under ``benchmarks/data`` by N and
 seed) this runs, R times each and interleaved so drift hits every tool alike:
 
-- ``tracelens latency FILE --format json`` (also ``summary``, ``bottlenecks``, ``show TRACE``),
-  the installed console script of the environment running this harness, each a fresh process
-  with an empty cache directory (``TRACELENS_CACHE_DIR``): what a first command costs;
-- when tracelens has a cache (``--no-cache`` in its help): ``show`` and ``latency`` again
-  against a cache the first command filled: what a second command on the same dump costs;
+- ``tracelens latency FILE --format json`` (also ``summary``, and on OTLP ``bottlenecks`` and
+  ``show TRACE``), the installed console script of the environment running this harness, each
+  a fresh process with an empty cache directory (``TRACELENS_CACHE_DIR``): what a first command
+  costs;
+- when tracelens has a cache (``--no-cache`` in its help): ``latency`` (and on OTLP ``show``)
+  again against a cache the first command filled: what a second command on the same dump costs;
 - the reader alone: ``python -c`` calling ``ml_tracelens.ingest.load`` (spans/s read);
 - the peers: ``peers/orjson_script.py`` and ``peers/duckdb_query.py`` (per-stage count,
   p50/p95/p99 and error rate), DuckDB both with the reader fully specified (its best) and with
@@ -123,43 +124,44 @@ def build_cases(
                     [*tl, "latency", file, "--format", "json"],
                 )
             )
-        if dataset == "otlp":
-            for command in ("summary", "bottlenecks"):
-                if command in commands:
-                    cases.append(
-                        Case(
-                            f"tracelens {command}",
-                            dataset,
-                            "tracelens",
-                            command,
-                            [*tl, command, file, "--format", "json"],
-                        )
-                    )
-            show = [*tl, "show", trace_id, file, "--format", "json"]
-            if "show" in commands and has_show:
-                cases.append(Case("tracelens show TRACE", dataset, "tracelens", "show", show))
-            if "cache" in commands and has_cache:
-                if has_show:
-                    cases.append(
-                        Case(
-                            "tracelens show TRACE (warm cache)",
-                            dataset,
-                            "tracelens",
-                            "show",
-                            show,
-                            warm=True,
-                        )
-                    )
+        # On logs, summary and the warm-cache latency only: bottlenecks and show stay OTLP-only
+        # to keep the run short.
+        for command in ("summary", "bottlenecks") if dataset == "otlp" else ("summary",):
+            if command in commands:
                 cases.append(
                     Case(
-                        "tracelens latency (warm cache)",
+                        f"tracelens {command}",
                         dataset,
                         "tracelens",
-                        "latency",
-                        [*tl, "latency", file, "--format", "json"],
+                        command,
+                        [*tl, command, file, "--format", "json"],
+                    )
+                )
+        show = [*tl, "show", trace_id, file, "--format", "json"]
+        if dataset == "otlp" and "show" in commands and has_show:
+            cases.append(Case("tracelens show TRACE", dataset, "tracelens", "show", show))
+        if "cache" in commands and has_cache:
+            if dataset == "otlp" and has_show:
+                cases.append(
+                    Case(
+                        "tracelens show TRACE (warm cache)",
+                        dataset,
+                        "tracelens",
+                        "show",
+                        show,
                         warm=True,
                     )
                 )
+            cases.append(
+                Case(
+                    "tracelens latency (warm cache)",
+                    dataset,
+                    "tracelens",
+                    "latency",
+                    [*tl, "latency", file, "--format", "json"],
+                    warm=True,
+                )
+            )
         if "read" in commands:
             cases.append(
                 Case(
