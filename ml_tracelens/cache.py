@@ -43,6 +43,7 @@ import polars as pl
 from ml_tracelens import __version__, limits
 from ml_tracelens.core import Analysis, Structure
 from ml_tracelens.readers.base import ReadOptions, ReadStats
+from ml_tracelens.schema import empty_logs
 from ml_tracelens.telemetry import InputSummary, Telemetry
 
 if TYPE_CHECKING:
@@ -165,10 +166,13 @@ class _Entry:
         return self.directory / f"{self.key}{suffix}"
 
 
-def load(key: str, *, without: Collection[str] = ()) -> tuple[Telemetry, Analysis] | None:
+def load(
+    key: str, *, without: Collection[str] = (), logs: bool = True
+) -> tuple[Telemetry, Analysis] | None:
     """The entry for ``key``, or None. Span columns named in ``without`` are not read: a report
     that never looks at attributes decodes a tenth of the bytes (Parquet reads column by
-    column)."""
+    column). Without ``logs`` the log table is not read either (an empty one stands in): a
+    report about spans alone spares the memory of a million log lines."""
     entry = _entry(key)
     if entry is None:
         return None
@@ -179,17 +183,19 @@ def load(key: str, *, without: Collection[str] = ()) -> tuple[Telemetry, Analysi
             entry.checksums[_SPANS],
             lambda path: pl.read_parquet(path, columns=columns, glob=False),
         )
-        logs = _read_verified(
+        # Unread logs are still checked (a CRC costs a few ms): a damaged entry is a miss and
+        # is rewritten by whichever command finds it.
+        log_table = _read_verified(
             entry.path(_LOGS),
             entry.checksums[_LOGS],
-            lambda path: pl.read_parquet(path, glob=False),
+            (lambda path: pl.read_parquet(path, glob=False)) if logs else (lambda _: empty_logs()),
         )
         # One chunk per row group comes back; as in ingest, one copy now spares one per later
         # step.
-        spans, logs = spans.rechunk(), logs.rechunk()
+        spans, log_table = spans.rechunk(), log_table.rechunk()
         telemetry = entry.telemetry
         telemetry.spans = spans.select([c for c in entry.meta["span_columns"] if c in columns])
-        telemetry.logs = logs
+        telemetry.logs = log_table
     except _UNREADABLE:
         _remove_entry(entry.directory, key)
         return None

@@ -125,6 +125,7 @@ def latency(
             no_cache=no_cache,
             quiet=quiet,
             aggregate_by=by.split(","),
+            logs=False,
         )
         report = latency_report.build(
             analysed=analysis.spans,
@@ -222,6 +223,7 @@ def bottlenecks(
             no_cache=no_cache,
             quiet=quiet,
             aggregate_by=[],
+            logs=False,
         )
         report = bottlenecks_report.build(
             analysed=analysis.spans, mask=mask, tail=tail, top=top, **context

@@ -321,6 +321,7 @@ def _analyse(
     no_cache: bool = False,
     quiet: bool = False,
     aggregate_by: list[str] | None = None,
+    logs: bool = True,
 ):
     """Load, analyse every tree, and compute the filter mask: what every report starts from.
 
@@ -339,6 +340,7 @@ def _analyse(
             use_cache=not no_cache,
             progress=progress,
             without=HEAVY_COLUMNS if _attribute_free(aggregate_by, where) else (),
+            logs=logs,
         )
     if telemetry.spans.is_empty():
         from ml_tracelens.errors import InputError

@@ -27,17 +27,21 @@ def load_analysed(
     use_cache: bool = True,
     progress: Progress | None = None,
     without: Collection[str] = (),
+    logs: bool = True,
 ) -> tuple[Telemetry, Analysis]:
     """Read and analyse ``paths``, or take both from the cache.
 
     Span columns named in ``without`` are left out of the result: not read from a cache entry,
     and dropped after a fresh read is cached, so reports filter and join narrower frames and
-    see the same columns either way.
+    see the same columns either way. Without ``logs`` the log table comes back empty, alike.
     """
     options = options or ReadOptions()
     key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
     if key is not None:
-        hit = cache.load(key, without=without)
+        hit = cache.load(key, without=without, logs=logs)
+        if hit is not None and not logs and hit[0].spans.is_empty():
+            # Nothing to analyse: the logs say why (which keys the lines lack).
+            hit = cache.load(key, without=without)
         if hit is not None:
             return hit
     telemetry = _read(paths, input_format, options, progress)
@@ -46,6 +50,8 @@ def load_analysed(
     analysis = analyze(telemetry.spans)
     if key is not None:
         cache.store(key, telemetry, analysis)
+    if not logs and telemetry.spans.height:
+        telemetry.logs = telemetry.logs.clear()
     if without:
         telemetry.spans = telemetry.spans.drop(without, strict=False)
         analysis = Analysis(

@@ -376,3 +376,16 @@ def test_show_falls_back_to_the_dump_when_the_entry_is_damaged(
     assert warm.exit_code == 0, warm.stderr
     assert warm.stdout == fresh.stdout
     assert not _entries(cache_dir)  # show reads no more than one trace, so it writes no entry
+
+
+def test_a_report_about_spans_alone_leaves_the_logs_on_disk(cache_dir: Path, dump: Path) -> None:
+    full_telemetry, full = pipeline.load_analysed([str(dump)])
+    assert full_telemetry.logs.height > 0  # the demo capture holds log records
+    fresh_telemetry, fresh = pipeline.load_analysed([str(dump)], use_cache=False, logs=False)
+    warm_telemetry, warm = pipeline.load_analysed([str(dump)], logs=False)
+    for telemetry in (fresh_telemetry, warm_telemetry):
+        assert telemetry.logs.is_empty()
+        assert telemetry.logs.schema == full_telemetry.logs.schema
+    assert warm.spans.equals(full.spans)
+    assert fresh.spans.equals(full.spans)
+    assert pipeline.load_analysed([str(dump)])[0].logs.equals(full_telemetry.logs)
