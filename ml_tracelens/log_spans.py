@@ -158,7 +158,9 @@ def spans_from_logs(
         .select("source", "_reason")
         .iter_rows()
     ]
-    stages = lines.filter(pl.col("_reason").is_null()).drop("_reason")
+    # Filtering copies every column (the attributes most of all): a pure stage log skips it.
+    stages = lines.filter(pl.col("_reason").is_null()) if not_spans else lines
+    stages = stages.drop("_reason")
     if stages.is_empty():
         derived = empty_derived(not_spans)
         derived.problems = problems
@@ -271,7 +273,14 @@ def _with_requests(stages: pl.DataFrame) -> pl.DataFrame:
         _by_ids=pl.col("parent_span_id").is_not_null().any(),
         _lines=pl.len(),
     )
-    return stages.drop("_eps").join(per_request, on="_req", how="left", maintain_order="left")
+    # Joined on the key alone and set beside the lines: a join of the lines themselves would
+    # copy every column of a million of them.
+    attached = (
+        stages.select("_req")
+        .join(per_request, on="_req", how="left", maintain_order="left")
+        .drop("_req")
+    )
+    return stages.drop("_eps").hstack(attached)
 
 
 def _parent_positions(stages: pl.DataFrame) -> pl.Series:
@@ -367,28 +376,44 @@ def _containing_pairs_by_keys(intervals: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _span_ids(stages: pl.DataFrame) -> pl.Series:
+    """A line's own span id when it names one that no other line of its request repeats, else
+    ``log:ROW``: the line and its span then share the id, so ``show`` files the line under it.
+    (A repeated id is the parent's, on a line the parent logged after its child ended.)"""
+    own = stages.get_column("span_id")
+    repeated = stages.select(pl.struct("_req", "span_id").is_duplicated()).to_series()
+    usable = own.is_not_null() & ~repeated
+    if usable.all():
+        return own.rename("span_id")
+    ids = pl.select(pl.when(pl.lit(usable)).then(pl.lit(own))).to_series().rename("span_id")
+    missing = stages.select(
+        "_pos", _id=pl.lit("log:") + pl.col("_row").cast(pl.String), _missing=~pl.lit(usable)
+    ).filter(pl.col("_missing"))
+    ids.scatter(missing.get_column("_pos"), missing.get_column("_id"))
+    return ids
+
+
 def _assemble(stages: pl.DataFrame, parent: pl.Series) -> tuple[pl.DataFrame, pl.Series, int]:
     """Canonical spans of the stage lines, plus a derived root above requests with several
     tops; the slack of every span; how many derived roots were added."""
-    synthetic = pl.lit("log:") + pl.col("_row").cast(pl.String)
-    span_id = stages.select(
-        pl.when(pl.col("_by_ids")).then(pl.coalesce("span_id", synthetic)).otherwise(synthetic)
-    ).to_series()
+    span_id = _span_ids(stages)
+    parent_id = span_id.gather(parent)
     is_top = parent.is_null()
     tops = stages.select("_req", _top=is_top).filter(pl.col("_top")).group_by("_req").len()
     rooted_ids = tops.filter(pl.col("len") > 1).get_column("_req")
-    stages = stages.with_columns(
-        _span_id=span_id,
-        _parent_id=span_id.gather(parent),
-        _rooted=pl.col("_req").is_in(rooted_ids.implode()),
-    )
+    rooted = stages.select(pl.col("_req").is_in(rooted_ids.implode())).to_series()
     root_id = pl.lit("root:") + pl.col("_request")
+    if rooted_ids.len():
+        # The tops of a request with several point to its derived root.
+        under_root = stages.select(
+            _pos=pl.col("_pos"), _root=root_id, _top=pl.lit(is_top) & pl.lit(rooted)
+        ).filter(pl.col("_top"))
+        parent_id.scatter(under_root.get_column("_pos"), under_root.get_column("_root"))
+    stages = stages.with_columns(_rooted=rooted)
     spans = stages.select(
         trace_id=pl.col("_request"),
-        span_id=pl.col("_span_id"),
-        parent_id=pl.when(pl.lit(is_top) & pl.col("_rooted"))
-        .then(root_id)
-        .otherwise(pl.col("_parent_id")),
+        span_id=pl.lit(span_id),
+        parent_id=pl.lit(parent_id),
         service=pl.col("service"),
         name=pl.col("stage"),
         kind=pl.lit("internal"),
