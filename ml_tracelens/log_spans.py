@@ -20,8 +20,10 @@ Per request:
    e.g. ``POST /predict``). When several lines are tops, a derived root named ``request``
    covering every line is added above them, and counted (``DerivedSpans.derived_roots``).
 
-Each derived span carries its request's ε (``DerivedSpans.slack_ns``), which the critical-path
-walk and the skew check allow too: rounded neighbours must not push real work off the path.
+A derived span's id is its line's span id when the line has one that no other line of its
+request repeats (so ``show`` files the line under its own span), else ``log:ROW``. Each derived
+span carries its request's ε (``DerivedSpans.slack_ns``), which the critical-path walk and the
+skew check allow too: rounded neighbours must not push real work off the path.
 
 Without parent ids, two parallel siblings that start together cannot be told from a parent and
 its child: the shorter nests under the longer. Logging ``parent_span_id`` removes that limit.
