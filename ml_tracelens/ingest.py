@@ -13,8 +13,9 @@ from typing import IO
 
 import polars as pl
 
+from ml_tracelens import limits
 from ml_tracelens.errors import InputError, MalformedInput
-from ml_tracelens.inputs import resolve
+from ml_tracelens.inputs import ResolvedInputs, resolve
 from ml_tracelens.log_spans import DerivedSpans, spans_from_logs, timestamp_resolution_ns
 from ml_tracelens.readers import READERS, detect, foreign
 from ml_tracelens.readers.base import InputSource, ReadOptions, ReadResult, ReadStats
@@ -41,6 +42,22 @@ def load(
     """Read every input into one Telemetry; raise InputError when nothing can be analysed."""
     options = options or ReadOptions()
     resolved = resolve(paths, stdin=stdin)
+    try:
+        return _load(resolved, input_format=input_format, options=options, progress=progress)
+    except MemoryError:
+        # Past reading (concatenating, deriving spans from logs): all the inputs together.
+        names = ", ".join(source.name for source in resolved.sources[:3])
+        more = len(resolved.sources) - 3
+        raise limits.out_of_memory(names + (f" and {more:,} more" if more > 0 else "")) from None
+
+
+def _load(
+    resolved: ResolvedInputs,
+    *,
+    input_format: str | None,
+    options: ReadOptions,
+    progress: Progress | None,
+) -> Telemetry:
     if progress is not None:
         progress.inputs([(source.name, source.size or 0) for source in resolved.sources])
     span_frames: list[pl.DataFrame] = []
@@ -165,11 +182,15 @@ def read_source(
         reader = None if profile else detect(head)
         if reader is None:
             return _not_telemetry(source, profile or foreign.describe(head))
+    if source.size:
+        limits.check_address_space(source.name, source.size)
     try:
         result = reader.read(source, options)
+    except MemoryError:
+        raise limits.out_of_memory(source.name) from None
     except _UNREADABLE as exc:
         # Truncated or corrupt gzip streams and files that vanish mid-read surface here.
-        raise InputError(f"{source.name}: cannot read ({exc})") from exc
+        raise _unreadable(source, exc) from exc
     validate(result.spans, SPAN_SCHEMA)
     validate(result.logs, LOG_SCHEMA)
     if not input_format and _nothing_recognised(result):
@@ -229,7 +250,13 @@ def _head(source: InputSource) -> bytes:
         with source.open() as stream:
             return stream.read(SNIFF_BYTES)
     except _UNREADABLE as exc:
-        raise InputError(f"{source.name}: cannot read ({exc})") from exc
+        raise _unreadable(source, exc) from exc
+
+
+def _unreadable(source: InputSource, exc: BaseException) -> InputError:
+    """The error for a failed read: the process's limit when one was hit (the input is not to
+    blame), else the input and what went wrong."""
+    return limits.os_limit_error(exc) or InputError(f"{source.name}: cannot read ({exc})")
 
 
 def _skip_warnings(name: str, stats: ReadStats) -> Iterable[str]:

@@ -257,7 +257,9 @@ def _open(path: Path) -> IO[bytes]:
     try:
         return path.open("rb")
     except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        raise limits.os_limit_error(exc) or InputError(
+            f"{path}: cannot read ({exc.strerror or exc})"
+        ) from exc
 
 
 def _stream_source(name: str, open_stream: Callable[[], IO[bytes]], *, owned: bool) -> InputSource:

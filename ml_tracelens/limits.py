@@ -34,12 +34,13 @@ timestamps); gzip cannot exceed ~1032×, which a "bomb" reaches. 200× sits betw
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ml_tracelens.errors import MalformedInput, UsageError
+from ml_tracelens.errors import InputError, MalformedInput, UsageError
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -61,6 +62,11 @@ _UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": 1024 * GIB}
 
 class LimitExceeded(MalformedInput):
     """An input went past a safety limit; the message names the input and the variable."""
+
+
+class ResourceLimit(InputError):
+    """The machine, not the input, stops a read (``ulimit -v``, ``ulimit -n``): the message
+    names the limit to raise, so the input is not blamed."""
 
 
 @dataclass(frozen=True)
@@ -180,3 +186,86 @@ def too_deep(data: bytes, limit: int) -> bool:
 def depth_reason(limit: int) -> str:
     """The skip reason for a too-deep line or document."""
     return f"JSON nested deeper than {limit} levels (TRACELENS_MAX_JSON_DEPTH)"
+
+
+# --- The process's own limits (ulimit) ---------------------------------------------------------
+
+#: Address space a read takes beyond what the process already maps: polars starts a thread pool
+#: on first use whose stacks and arenas are reserved up front (VmPeak 887 MB reading a
+#: 3,000-span file, against 396 MB after the imports).
+ADDRESS_SPACE_RESERVE = 512 * MIB
+#: ... and per byte of input: VmPeak 1,713 MB reading a 354 MB, 1M-span OTLP dump in one process
+#: (3.7 bytes a byte over the imports; a worker maps less, as it reads a part).
+ADDRESS_SPACE_PER_INPUT_BYTE = 4
+
+
+def address_space_limit() -> int | None:
+    """The soft ``RLIMIT_AS`` (``ulimit -v``) in bytes, None when unlimited or unknown."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def open_files_limit() -> int | None:
+    """The soft ``RLIMIT_NOFILE`` (``ulimit -n``), None when unlimited or unknown."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def address_space_in_use() -> int:
+    """Bytes of address space this process maps now (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmSize:"):
+                    return int(line.split()[1]) * KIB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def check_address_space(name: str, size: int) -> None:
+    """Refuse to read ``size`` bytes of ``name`` when ``ulimit -v`` cannot hold the read.
+
+    Past the limit, polars' allocator aborts the process with a Rust backtrace (an allocation
+    failure cannot be caught), so the estimate is checked before reading, not after.
+    """
+    limit = address_space_limit()
+    if limit is None:
+        return
+    needed = address_space_in_use() + ADDRESS_SPACE_RESERVE + ADDRESS_SPACE_PER_INPUT_BYTE * size
+    if needed > limit:
+        raise ResourceLimit(
+            f"out of memory reading {name}: ulimit -v is {format_size(limit)}, reading "
+            f"{format_size(size)} takes about {format_size(needed)} of address space; raise the "
+            "limit (ulimit -v) or read a smaller input"
+        )
+
+
+def out_of_memory(name: str) -> ResourceLimit:
+    """What a MemoryError while reading ``name`` is, for the user."""
+    limit = address_space_limit()
+    why = f"ulimit -v is {format_size(limit)}" if limit is not None else "the machine ran out"
+    return ResourceLimit(
+        f"out of memory reading {name} ({why}); raise the limit (ulimit -v) or free memory, "
+        "or read a smaller input"
+    )
+
+
+def os_limit_error(exc: BaseException) -> ResourceLimit | None:
+    """The limit behind an OSError (too many open files), or None for other errors."""
+    number = getattr(exc, "errno", None)
+    if number == errno.EMFILE:
+        limit = open_files_limit()
+        shown = f"{limit:,}" if limit is not None else "unlimited"
+        return ResourceLimit(f"too many open files (ulimit -n is {shown}; raise it)")
+    if number == errno.ENFILE:
+        return ResourceLimit("too many open files on this system (ENFILE); close some and retry")
+    return None

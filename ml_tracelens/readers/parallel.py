@@ -12,6 +12,7 @@ polars thread pool is running, and no per-worker import cost beyond the first.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import polars as pl
@@ -137,20 +139,62 @@ def _collect(stats: ReadStats, spans_path: str, logs_path: str) -> ReadResult:
                 os.unlink(leftover)
 
 
+#: File descriptors a pool of workers takes (pipes, the forkserver's sockets, semaphores, the
+#: scratch files) beyond those of a read in one process: below this many free, one process.
+FDS_FOR_WORKERS = 32
+#: What a worker failing raises in this process: BrokenProcessPool when one was killed (the
+#: OOM killer, SIGKILL), OSError when it could not write its frames (/dev/shm full) or the pool
+#: could not start (no pipes or processes left).
+_WORKER_FAILURES = (BrokenProcessPool, OSError, RuntimeError)
+
+
 def read_in_parallel(path: Path, name: str, workers: int, reader: RangeReader) -> ReadResult:
+    """Read ``path`` with up to ``workers`` processes; when the workers cannot be used (too few
+    file descriptors, /dev/shm full, a worker killed), their ranges are read in this process
+    instead, and the result says so once in its warnings."""
     size = path.stat().st_size
     ranges = line_ranges(path, workers, head_start=min(0.5, HEAD_START_BYTES / max(size, 1)))
     if len(ranges) == 1:
         return _read_range(reader, path, *ranges[0], name)
+    free = _free_file_descriptors()
+    if free is not None and free < FDS_FOR_WORKERS:
+        limit = limits.open_files_limit()
+        results = [_read_range(reader, path, start, end, name) for start, end in ranges]
+        merged = _merge(results, name)
+        merged.stats.warn(
+            f"read in one process: ulimit -n is {limit:,}, too few open files for reading "
+            "workers (raise it to read on several cores)"
+        )
+        return merged
+    failures: list[str] = []
+    results = _read_with_workers(path, name, ranges, reader, failures)
+    merged = _merge(results, name)
+    if failures:
+        merged.stats.warn(f"read in one process: the reading workers failed ({failures[0]})")
+    return merged
+
+
+def _read_with_workers(
+    path: Path,
+    name: str,
+    ranges: list[tuple[int, int]],
+    reader: RangeReader,
+    failures: list[str],
+) -> list[ReadResult]:
+    """The results of ``ranges`` in order: the first read here, the others by workers, each
+    range whose worker failed read here again (the reason appended to ``failures``)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([reader.__module__])
-    scratch = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
-    with (
-        tempfile.TemporaryDirectory(dir=scratch, prefix="tracelens-") as directory,
-        ProcessPoolExecutor(
+    scratch = _scratch_directory()
+    try:
+        directory = tempfile.TemporaryDirectory(dir=scratch, prefix="tracelens-")
+        pool = ProcessPoolExecutor(
             max_workers=len(ranges) - 1, mp_context=context, initializer=_end_quietly_on_ctrl_c
-        ) as pool,
-    ):
+        )
+    except OSError as exc:
+        failures.append(_describe_failure(exc))
+        return [_read_range(reader, path, start, end, name) for start, end in ranges]
+    with directory, pool:
         # Submitting starts the forkserver (a fresh interpreter importing the readers: ~0.4 s)
         # and waits for it; a thread does that while this process reads the first range.
         futures: list[Future[tuple[ReadStats, str, str]]] = []
@@ -158,7 +202,9 @@ def read_in_parallel(path: Path, name: str, workers: int, reader: RangeReader) -
         submitted = starter.submit(
             lambda: _without_ctrl_c(
                 lambda: futures.extend(
-                    pool.submit(_read_range_to_files, reader, path, start, end, name, directory)
+                    pool.submit(
+                        _read_range_to_files, reader, path, start, end, name, directory.name
+                    )
                     for start, end in ranges[1:]
                 )
             )
@@ -166,8 +212,19 @@ def read_in_parallel(path: Path, name: str, workers: int, reader: RangeReader) -
         starter.shutdown(wait=False)
         try:
             results = [_read_range(reader, path, *ranges[0], name)]
-            submitted.result()
-            results.extend(_collect(*future.result()) for future in futures)
+            try:
+                submitted.result()
+            except _WORKER_FAILURES as exc:
+                failures.append(_describe_failure(exc))
+            for index, (start, end) in enumerate(ranges[1:]):
+                try:
+                    results.append(_collect(*futures[index].result()))
+                except (*_WORKER_FAILURES, IndexError) as exc:
+                    # IndexError: the range was never submitted (the pool failed to start).
+                    if not isinstance(exc, IndexError):
+                        failures.append(_describe_failure(exc))
+                    # Read here; an input that is itself unreadable fails here, by its name.
+                    results.append(_read_range(reader, path, start, end, name))
         except BaseException:
             # A worker started after a Ctrl-C never saw it: once all are started, end them
             # rather than wait for their ranges (SIGTERM's default action, silent).
@@ -176,7 +233,32 @@ def read_in_parallel(path: Path, name: str, workers: int, reader: RangeReader) -
             for child in multiprocessing.active_children():
                 child.terminate()
             raise
-    return _merge(results, name)
+    return results
+
+
+def _scratch_directory() -> str:
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def _free_file_descriptors() -> int | None:
+    """How many more files this process may open, None when unlimited or unknown."""
+    limit = limits.open_files_limit()
+    if limit is None:
+        return None
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+    return limit - in_use
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, BrokenProcessPool):
+        return "a worker process ended abruptly, killed or out of memory"
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and ("No space left" in text or exc.errno == errno.ENOSPC):
+        return f"no space left in {_scratch_directory()} for their results"
+    return text
 
 
 def _without_ctrl_c(start: Callable[[], None]) -> None:
