@@ -30,3 +30,20 @@ def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip("../shared/fixtures is not beside this checkout")
     return SHARED_FIXTURES
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache of the test's own that caches inputs of any size."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("TRACELENS_CACHE_DIR", str(directory))
+    monkeypatch.setenv("TRACELENS_CACHE_MIN_MB", "0")
+    return directory
+
+
+@pytest.fixture
+def otel_demo_dump(shared_fixtures: Path, tmp_path: Path) -> Path:
+    """A copy of the OpenTelemetry demo capture (spans and log records) the test may change."""
+    path = tmp_path / "dump.jsonl"
+    path.write_bytes((shared_fixtures / "otlp" / "otel-demo-capture.otlp.jsonl").read_bytes())
+    return path

@@ -21,22 +21,10 @@ from typer.testing import CliRunner
 from ml_tracelens import cache, pipeline
 from ml_tracelens.cli import app
 
-DEMO = "otlp/otel-demo-capture.otlp.jsonl"
-
 
 @pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("TRACELENS_CACHE_DIR", str(directory))
-    monkeypatch.setenv("TRACELENS_CACHE_MIN_MB", "0")
-    return directory
-
-
-@pytest.fixture
-def dump(shared_fixtures: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "dump.jsonl"
-    path.write_bytes((shared_fixtures / DEMO).read_bytes())
-    return path
+def dump(otel_demo_dump: Path) -> Path:
+    return otel_demo_dump
 
 
 def _key(dump: Path) -> str:
