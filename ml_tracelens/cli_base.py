@@ -134,12 +134,8 @@ def _write_stdout(text: str) -> None:
 
     try:
         write(text, sys.stdout)
-    except StdoutGone:
-        _end_as_a_filter_whose_reader_went_away()
-    except OutputError as exc:
-        _discard_stdout()
-        print_error(str(exc))
-        raise typer.Exit(int(exc.exit_code)) from None
+    except (StdoutGone, OutputError) as exc:
+        _stdout_failed(exc)
 
 
 @app.callback()
@@ -180,6 +176,15 @@ def prepare_process() -> None:
             stream.reconfigure(errors="backslashreplace")
     global _FILTER_PROCESS
     _FILTER_PROCESS = True
+
+
+def _stdout_failed(exc: StdoutGone | OutputError) -> NoReturn:
+    """A write to stdout failed: quietly when its reader went away, else one line naming it."""
+    if isinstance(exc, StdoutGone):
+        _end_as_a_filter_whose_reader_went_away()
+    _discard_stdout()
+    print_error(str(exc))
+    raise typer.Exit(int(exc.exit_code)) from None
 
 
 def _end_as_a_filter_whose_reader_went_away() -> NoReturn:
@@ -227,12 +232,8 @@ def _errors_to_exit_codes(debug: bool) -> Iterator[None]:
     try:
         _let_ctrl_c_interrupt_reads()  # inside: a Ctrl-C during polars' import is handled too
         yield
-    except StdoutGone:
-        _end_as_a_filter_whose_reader_went_away()
-    except OutputError as exc:
-        _discard_stdout()
-        print_error(str(exc))
-        raise typer.Exit(int(exc.exit_code)) from None
+    except (StdoutGone, OutputError) as exc:
+        _stdout_failed(exc)
     except TracelensError as exc:
         if debug:
             raise
