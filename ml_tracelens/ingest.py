@@ -18,7 +18,14 @@ from ml_tracelens.errors import InputError, MalformedInput
 from ml_tracelens.inputs import ResolvedInputs, resolve
 from ml_tracelens.log_spans import DerivedSpans, spans_from_logs, timestamp_resolution_ns
 from ml_tracelens.readers import READERS, detect, foreign
-from ml_tracelens.readers.base import InputSource, ReadOptions, ReadResult, ReadStats
+from ml_tracelens.readers.base import (
+    BatchResult,
+    InputSource,
+    ReaderSpec,
+    ReadOptions,
+    ReadResult,
+    ReadStats,
+)
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, empty_logs, empty_spans, validate
 from ml_tracelens.telemetry import InputSummary, Progress, Telemetry
 
@@ -66,41 +73,79 @@ def _load(
     #: (log rows, timestamp resolution) per input, in row order: the slack of log-derived trees
     resolutions: list[tuple[int, int]] = []
     warnings = list(resolved.warnings)
-    result = None
-    for source in resolved.sources:
-        if progress is not None:
-            progress.reading(source.name)
-        result = read_source(source, input_format=input_format, options=options)
-        if progress is not None:
-            progress.read(source.name)
+
+    def account(source: InputSource, stats: ReadStats, spans: int, logs: pl.DataFrame) -> None:
         summaries.append(
             InputSummary(
-                path=source.name,
-                format=result.stats.format,
-                spans=result.spans.height,
-                logs=result.logs.height,
-                stats=result.stats,
+                path=source.name, format=stats.format, spans=spans, logs=logs.height, stats=stats
             )
         )
-        warnings.extend(_skip_warnings(source.name, result.stats))
-        warnings.extend(_reader_warnings(source.name, result.stats))
-        if result.stats.format == "unknown" and not result.stats.warnings:
+        warnings.extend(_skip_warnings(source.name, stats))
+        warnings.extend(_reader_warnings(source.name, stats))
+        if stats.format == "unknown" and not stats.warnings:
             warnings.append(
                 f"{source.name}: skipped, not a telemetry format tracelens reads "
                 "(name it with --input-format to force a reader)"
             )
-        if result.spans.height:
-            span_frames.append(result.spans)
-        if result.logs.height:
-            log_frames.append(result.logs)
-            resolutions.append(
-                (result.logs.height, timestamp_resolution_ns(result.logs.get_column("time_ns")))
-            )
+        if logs.height:
+            resolutions.append((logs.height, timestamp_resolution_ns(logs.get_column("time_ns"))))
+
+    def keep(spans: pl.DataFrame, logs: pl.DataFrame) -> None:
+        if spans.height:
+            span_frames.append(spans)
+        if logs.height:
+            log_frames.append(logs)
+
+    #: small inputs of one reader waiting to be read together (``ReaderSpec.read_many``)
+    pending: list[InputSource] = []
+    pending_reader: ReaderSpec | None = None
+
+    def read_pending() -> None:
+        nonlocal pending, pending_reader
+        if pending_reader is None:
+            return
+        if progress is not None:
+            progress.reading(pending[0].name)
+        batch = _read_batch(pending_reader, pending, input_format=input_format, options=options)
+        offset = 0
+        for source, stats, span_count, log_count in zip(
+            pending, batch.stats, batch.span_counts, batch.log_counts, strict=True
+        ):
+            account(source, stats, span_count, batch.logs.slice(offset, log_count))
+            offset += log_count
+            if progress is not None:
+                progress.read(source.name)
+        keep(batch.spans, batch.logs)
+        pending, pending_reader = [], None
+
+    for source in resolved.sources:
+        chosen = _choose_reader(source, input_format)
+        if isinstance(chosen, ReaderSpec) and _batchable(chosen, source):
+            if chosen is not pending_reader:
+                read_pending()
+            pending.append(source)
+            pending_reader = chosen
+            continue
+        read_pending()
+        if progress is not None:
+            progress.reading(source.name)
+        result = (
+            chosen
+            if isinstance(chosen, ReadResult)
+            else _read(chosen, source, input_format, options)
+        )
+        if progress is not None:
+            progress.read(source.name)
+        account(source, result.stats, result.spans.height, result.logs)
+        keep(result.spans, result.logs)
+        del result
+    read_pending()
     spans = pl.concat(span_frames, how="vertical") if span_frames else empty_spans()
     logs = pl.concat(log_frames, how="vertical") if log_frames else empty_logs()
     # The pieces share their memory with the concatenation: hold no other reference to them, so
     # rechunking below can free each column's pieces as it goes.
-    del span_frames, log_frames, result
+    span_frames.clear()
+    log_frames.clear()
     spans, merged = merge_identical_duplicates(spans)
     derived = spans_from_logs(
         logs,
@@ -164,24 +209,56 @@ def _stage_line_warnings(derived: DerivedSpans) -> Iterable[str]:
         )
 
 
+#: Inputs up to this size are read together when their reader can (``ReaderSpec.read_many``):
+#: per input, building frames costs more than reading a few hundred kilobytes.
+BATCH_INPUT_BYTES = 256 * 1024
+
+
 def read_source(
     source: InputSource, *, input_format: str | None, options: ReadOptions
 ) -> ReadResult:
+    chosen = _choose_reader(source, input_format)
+    if isinstance(chosen, ReadResult):
+        return chosen
+    return _read(chosen, source, input_format, options)
+
+
+def _choose_reader(source: InputSource, input_format: str | None) -> ReaderSpec | ReadResult:
+    """The reader for ``source``, or the result of an input no reader is for (empty, or not
+    telemetry found in a directory)."""
     if input_format:
         reader = READERS.get(input_format)
         if reader is None:
             known = ", ".join(READERS)
             raise InputError(f"unknown input format {input_format!r}; known formats: {known}")
-    else:
-        head = _head(source)
-        if not head.strip(b" \t\r\n\xef\xbb\xbf"):
-            # An empty file is not an error in a directory of dumps; it is reported as such.
-            stats = ReadStats(format="empty")
-            return ReadResult(stats=stats)
-        profile = foreign.trace_events(head)
-        reader = None if profile else detect(head)
-        if reader is None:
-            return _not_telemetry(source, profile or foreign.describe(head))
+        return reader
+    head = _head(source)
+    if not head.strip(b" \t\r\n\xef\xbb\xbf"):
+        # An empty file is not an error in a directory of dumps; it is reported as such.
+        return ReadResult(stats=ReadStats(format="empty"))
+    profile = foreign.trace_events(head)
+    reader = None if profile else detect(head)
+    if reader is None:
+        return _not_telemetry(source, profile or foreign.describe(head))
+    return reader
+
+
+def _batchable(reader: ReaderSpec, source: InputSource) -> bool:
+    from ml_tracelens.readers.parallel import worker_count
+
+    return (
+        reader.read_many is not None
+        and source.file_path is not None
+        and source.size is not None
+        and source.size <= BATCH_INPUT_BYTES
+        # TRACELENS_PARALLEL_MIN_MB may ask for small files to be read on several processes.
+        and worker_count(source.size) == 1
+    )
+
+
+def _read(
+    reader: ReaderSpec, source: InputSource, input_format: str | None, options: ReadOptions
+) -> ReadResult:
     if source.size:
         limits.check_address_space(source.name, source.size)
     try:
@@ -198,10 +275,40 @@ def read_source(
         keys = ", ".join(result.stats.sample_keys[: foreign.KEYS_SHOWN]) or "none"
         what = foreign.describe(_head(source)) or f"{foreign.NO_TELEMETRY} (keys seen: {keys})"
         return _not_telemetry(source, what)
-    if options.strict and result.stats.problems:
-        location, reason = result.stats.problems[0]
-        raise MalformedInput(f"{location}: {reason} (rejected by --strict)")
+    _refuse_under_strict(result.stats, options)
     return result
+
+
+def _read_batch(
+    reader: ReaderSpec,
+    sources: list[InputSource],
+    *,
+    input_format: str | None,
+    options: ReadOptions,
+) -> BatchResult:
+    """``sources`` read together, with the checks ``_read`` makes of each."""
+    assert reader.read_many is not None
+    limits.check_address_space(sources[0].name, sum(source.size or 0 for source in sources))
+    try:
+        batch = reader.read_many(sources, options)
+    except MemoryError:
+        raise limits.out_of_memory(sources[0].name) from None
+    except _UNREADABLE:
+        # Find the input that cannot be read, and say so by its name as a lone read does.
+        for source in sources:
+            _read(reader, source, input_format, options)
+        raise
+    validate(batch.spans, SPAN_SCHEMA)
+    validate(batch.logs, LOG_SCHEMA)
+    for stats in batch.stats:
+        _refuse_under_strict(stats, options)
+    return batch
+
+
+def _refuse_under_strict(stats: ReadStats, options: ReadOptions) -> None:
+    if options.strict and stats.problems:
+        location, reason = stats.problems[0]
+        raise MalformedInput(f"{location}: {reason} (rejected by --strict)")
 
 
 def _not_telemetry(source: InputSource, what: str | None) -> ReadResult:

@@ -56,9 +56,12 @@ def is_line_based(source: InputSource) -> bool:
     return _is_whole_json(first.removeprefix(BOM))
 
 
-def iter_documents(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, Any]]:
-    """Yield (location, parsed JSON value) for every document in ``source``."""
-    if is_line_based(source):
+def iter_documents(
+    source: InputSource, stats: ReadStats, *, line_based: bool | None = None
+) -> Iterator[tuple[str, Any]]:
+    """Yield (location, parsed JSON value) for every document in ``source``; ``line_based``:
+    what ``is_line_based`` said of it, when the caller asked already."""
+    if is_line_based(source) if line_based is None else line_based:
         yield from _iter_lines(source, stats)
     else:
         yield from _iter_whole(source, stats)

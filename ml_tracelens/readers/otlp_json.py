@@ -33,7 +33,7 @@ counted in ``ignored``; the span's other attributes are kept.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -43,6 +43,7 @@ import polars as pl
 from ml_tracelens import limits
 from ml_tracelens.readers.base import (
     DEEP_VALUES_DROPPED,
+    BatchResult,
     InputSource,
     ReaderSpec,
     ReadOptions,
@@ -112,7 +113,8 @@ def sniff(head: bytes) -> bool:
 
 
 def read(source: InputSource, options: ReadOptions) -> ReadResult:
-    if source.path is not None and is_line_based(source):
+    line_based = is_line_based(source)
+    if source.path is not None and line_based:
         from ml_tracelens.readers.parallel import read_in_parallel, worker_count
 
         workers = worker_count(source.size or 0)
@@ -122,12 +124,68 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     spans: dict[str, list[Any]] = {c: [] for c in _SPAN_COLUMNS}
     logs: dict[str, list[Any]] = {c: [] for c in _LOG_COLUMNS}
     batch = _Chunks(source.name, stats)
-    if is_line_based(source):
+    _read_source(source, line_based, stats, batch, spans, logs)
+    return _result(source.name, stats, batch, spans, logs)
+
+
+def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResult:
+    """Read small inputs as ``read`` does, into one frame: the lenient path's Python lists of
+    all inputs become one frame; the typed path's frames stay one per input that has lines
+    (not covered: a directory of small line-based files still builds a frame per file)."""
+    spans: dict[str, list[Any]] = {c: [] for c in _SPAN_COLUMNS}
+    logs: dict[str, list[Any]] = {c: [] for c in _LOG_COLUMNS}
+    stats_of: list[ReadStats] = []
+    lenient_ends: list[int] = []
+    typed_frames: list[list[pl.DataFrame]] = []
+    log_counts: list[int] = []
+    for source in sources:
+        stats = ReadStats(format=NAME)
+        logs_before = len(logs["time_ns"])
+        batch = _Chunks(source.name, stats)
+        _read_source(source, is_line_based(source), stats, batch, spans, logs)
+        batch.flush()
+        stats_of.append(stats)
+        lenient_ends.append(len(spans["span_id"]))
+        typed_frames.append(batch.frames)
+        log_counts.append(len(logs["time_ns"]) - logs_before)
+    lenient = spans_from_columns(spans)
+    del spans
+    starts = [0, *lenient_ends[:-1]]
+    if any(typed_frames):
+        # Each input's rows as ``read`` orders them: its lenient rows, then its typed ones.
+        pieces = []
+        for start, end, frames in zip(starts, lenient_ends, typed_frames, strict=True):
+            pieces.append(lenient.slice(start, end - start))
+            pieces.extend(frames)
+        span_frame = pl.concat(pieces, how="vertical")
+    else:
+        span_frame = lenient
+    span_counts = [
+        end - start + sum(frame.height for frame in frames)
+        for start, end, frames in zip(starts, lenient_ends, typed_frames, strict=True)
+    ]
+    return BatchResult(
+        stats=stats_of,
+        span_counts=span_counts,
+        log_counts=log_counts,
+        spans=_hex_ids(span_frame, ("trace_id", "span_id", "parent_id")),
+        logs=_hex_ids(logs_from_columns(logs), ("trace_id", "span_id", "correlation_id")),
+    )
+
+
+def _read_source(
+    source: InputSource,
+    line_based: bool,
+    stats: ReadStats,
+    batch: _Chunks,
+    spans: dict[str, list[Any]],
+    logs: dict[str, list[Any]],
+) -> None:
+    if line_based:
         _read_lines(source.lines(), source.name, stats, batch, spans, logs, file_start=True)
     else:
-        for location, document in iter_documents(source, stats):
+        for location, document in iter_documents(source, stats, line_based=False):
             _read_lenient(document, location, stats, spans, logs)
-    return _result(source.name, stats, batch, spans, logs)
 
 
 def read_line_range(lines: Iterable[tuple[int, bytes]], name: str) -> ReadResult:
@@ -357,6 +415,7 @@ READER = ReaderSpec(
     sniff=sniff,
     read=read,
     priority=10,
+    read_many=read_many,
 )
 
 
