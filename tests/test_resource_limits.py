@@ -183,3 +183,30 @@ def _cli(
         preexec_fn=lower_limits,
         check=False,
     )
+
+
+def _over_the_default_cap(path: Path, head: bytes, filler: bytes, tail: bytes) -> None:
+    """``path`` with a first short line, then one JSON value one byte over 64 MiB."""
+    cap = 64 * limits.MIB
+    body = head + filler * ((cap + 1 - len(head) - len(tail)) // len(filler) + 1) + tail
+    with path.open("wb") as stream:
+        stream.write(b'{"level": "info", "msg": "first"}\n' if path.suffix == ".jsonl" else b"")
+        stream.write(body + (b"\n" if path.suffix == ".jsonl" else b""))
+
+
+def test_the_default_cap_keeps_the_largest_line_within_memory(tmp_path: Path) -> None:
+    # A line or document past 64 MiB would take up to 28 times that in memory (a log line of
+    # small objects): refused by default, by the variable's name.
+    assert limits.Limits().max_document_bytes == 64 * limits.MIB
+    log_lines = tmp_path / "app.jsonl"
+    _over_the_default_cap(log_lines, b'{"level": "info", "items": [', b'{"a": 1},', b'{"a": 1}]}')
+    zipkin = tmp_path / "spans.json"
+    span = b'{"traceId": "1", "id": "2", "name": "n", "timestamp": 1, "duration": 1},'
+    _over_the_default_cap(zipkin, b"[", span, span[:-1] + b"]")
+    for path, said in (
+        (log_lines, f"{log_lines}:2: line longer than 64 MiB (TRACELENS_MAX_DOCUMENT_BYTES)"),
+        (zipkin, f"{zipkin}: a single JSON document larger than 64 MiB"),
+    ):
+        with pytest.raises(limits.LimitExceeded) as refused:
+            ingest.load([str(path)])
+        assert str(refused.value).startswith(said)

@@ -118,7 +118,12 @@ def test_the_ratio_limit_is_configurable_and_honest_archives_pass(
     packed = tmp_path / "squeezed.jsonl.gz"
     first, last = hostile_otlp(["first"]), hostile_otlp(["last"], trace="ab" * 16)
     packed.write_bytes(gzip_member(first.encode() + b"\n", 80, b"\n" + last.encode() + b"\n"))
-    assert runner.invoke(app, ["summary", str(packed)]).exit_code == 2
+    # The filler is one 80 MiB blank line, past the default line cap of 64 MiB: the ratio is
+    # what this tests.
+    monkeypatch.setenv("TRACELENS_MAX_DOCUMENT_BYTES", "128M")
+    refused = runner.invoke(app, ["summary", str(packed)])
+    assert refused.exit_code == 2
+    assert "TRACELENS_MAX_GZIP_RATIO" in refused.stderr
     for ratio in ("0", "2000"):
         monkeypatch.setenv("TRACELENS_MAX_GZIP_RATIO", ratio)
         result = runner.invoke(app, ["summary", str(packed), "--format", "json"])
