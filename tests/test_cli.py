@@ -205,3 +205,28 @@ def test_a_long_error_stays_one_line(demo: Path) -> None:
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: ")
     assert ident in result.stderr
+
+
+def test_summary_folds_a_long_list_of_inputs_into_one_row(tmp_path: Path) -> None:
+    for i in range(25):
+        span = {
+            "traceId": f"{i + 1:032x}",
+            "spanId": f"{i + 1:016x}",
+            "name": "op",
+            "startTimeUnixNano": "1700000000000000000",
+            "endTimeUnixNano": "1700000000000001000",
+        }
+        document = {"resourceSpans": [{"scopeSpans": [{"spans": [span] * (1 + i % 3)}]}]}
+        (tmp_path / f"d{i:02d}.json").write_text(json.dumps(document))
+    from ml_tracelens.reports.summary import LISTED_INPUTS
+
+    text = runner.invoke(app, ["summary", str(tmp_path), "--no-cache", "-q"]).stdout
+    listed = [line for line in text.splitlines() if "d0" in line or "d1" in line or "d2" in line]
+    assert len(listed) == LISTED_INPUTS - 1
+    folded = next(line for line in text.splitlines() if line.startswith("… and 6 more"))
+    # the six folded inputs d19..d24 hold 1 + i % 3 spans each
+    want = sum(1 + i % 3 for i in range(19, 25))
+    cells = [cell.strip() for cell in folded.split("|")]
+    assert cells[1:] == ["otlp-json", str(want), "0", "6", "0"]
+    document = json.loads(runner.invoke(app, ["summary", str(tmp_path), "-f", "json"]).stdout)
+    assert len(document["inputs"]) == 25

@@ -123,17 +123,7 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
     fact_rows = [
         {"fact": name, "value": f"{v:,}" if isinstance(v, int) else v} for name, v in facts
     ]
-    input_rows = [
-        {
-            "path": i["path"],
-            "format": i["format"],
-            "spans": i["spans"],
-            "logs": i["logs"],
-            "lines": i["lines"],
-            "skipped": i["skipped"],
-        }
-        for i in inputs_of(telemetry)
-    ]
+    input_rows = _listed_inputs(inputs_of(telemetry))
     tables = [
         Table(
             key="inputs",
@@ -165,6 +155,30 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         inputs=inputs_of(telemetry),
         warnings=warnings_of(telemetry, analysis),
     )
+
+
+#: Inputs the summary table lists one by one; the rest fold into one row (JSON lists them all).
+LISTED_INPUTS = 20
+_INPUT_COUNTS = ("spans", "logs", "lines", "skipped")
+
+
+def _listed_inputs(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per input, the ones past ``LISTED_INPUTS`` summed into a last row: a directory of
+    10,000 dumps reads as a table a person can take in (and draws in a blink)."""
+    rows = [
+        {"path": i["path"], "format": i["format"], **{k: i[k] for k in _INPUT_COUNTS}}
+        for i in inputs
+    ]
+    if len(rows) <= LISTED_INPUTS:
+        return rows
+    rest = rows[LISTED_INPUTS - 1 :]
+    formats = sorted({r["format"] for r in rest})
+    folded = {
+        "path": f"… and {len(rest):,} more (all in --format json)",
+        "format": ", ".join(formats) if len(formats) <= 3 else f"{len(formats)} formats",
+        **{k: sum(r[k] or 0 for r in rest) for k in _INPUT_COUNTS},
+    }
+    return [*rows[: LISTED_INPUTS - 1], folded]
 
 
 def _min(a: Any, b: Any) -> Any:
