@@ -129,7 +129,7 @@ def _iter_whole(source: InputSource, stats: ReadStats) -> Iterator[tuple[str, An
     data = source.read_bytes(max_bytes=current.max_document_bytes).removeprefix(BOM)
     if not limits.too_deep(data, current.max_json_depth):
         value = _whole(data)
-        if value is _NOT_ONE_DOCUMENT and not _is_utf8(data):
+        if value is _NOT_ONE_DOCUMENT and not is_utf8(data):
             # One bad byte must not cost a whole Jaeger or Zipkin download: read on with it
             # replaced, and count the change (--strict refuses it).
             data = _replace_invalid_utf8(source.name, data, stats)
@@ -153,7 +153,7 @@ def _whole(data: bytes) -> Any:
         return _NOT_ONE_DOCUMENT
 
 
-def _is_utf8(data: bytes) -> bool:
+def is_utf8(data: bytes) -> bool:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:

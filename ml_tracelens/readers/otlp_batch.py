@@ -13,6 +13,7 @@ import orjson
 import polars as pl
 
 from ml_tracelens.limits import too_deep
+from ml_tracelens.readers.jsondoc import is_utf8
 from ml_tracelens.readers.otlp_fast import (
     SpanBatch,
     event_dicts,
@@ -156,7 +157,7 @@ def _resource_table(batch: SpanBatch, *, valid_only: bool = False) -> pl.DataFra
     text, null for none. ``valid_only`` leaves out the ones that are not UTF-8."""
     texts = batch.resources
     if valid_only:
-        texts = [t if _is_utf8(t) else b"" for t in texts]
+        texts = [t if is_utf8(t) else b"" for t in texts]
     table = pl.DataFrame(
         {
             "resource_index": pl.Series(range(len(texts)), dtype=pl.UInt32),
@@ -168,19 +169,11 @@ def _resource_table(batch: SpanBatch, *, valid_only: bool = False) -> pl.DataFra
     )
 
 
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _lines_with_invalid_utf8(batch: SpanBatch) -> list[int]:
-    bad_resources = {i for i, text in enumerate(batch.resources) if not _is_utf8(text)}
+    bad_resources = {i for i, text in enumerate(batch.resources) if not is_utf8(text)}
     bad: set[int] = set()
     for row, value in enumerate(batch.attributes):
-        if not _is_utf8(value) or batch.resource[row] in bad_resources:
+        if not is_utf8(value) or batch.resource[row] in bad_resources:
             bad.add(batch.line[row])
     return sorted(bad)
 
