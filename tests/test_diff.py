@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
-from ml_tracelens.reports.diff import _splitmix64_expr, min_samples
+from ml_tracelens.core.bootstrap import splitmix64_expr
+from ml_tracelens.reports.diff import min_samples
 from tests.test_check import Child, Request, write_otlp
 
 runner = CliRunner()
@@ -315,7 +316,7 @@ def test_splitmix64_in_polars_matches_the_published_vectors() -> None:
         4593380528125082431,
         16408922859458223821,
     ]
-    got = pl.select(_splitmix64_expr(pl.int_range(0, 5), 1234567)).to_series().to_list()
+    got = pl.select(splitmix64_expr(pl.int_range(0, 5), 1234567)).to_series().to_list()
     assert got == expected
 
 

@@ -7,14 +7,8 @@ baseline (null when the baseline is 0). Stages found on one side only are listed
 disappeared.
 
 Noise: each change gets a bootstrap confidence interval (``ci_low``/``ci_high``, in the unit of
-the change). The resampling unit is the request: each replicate draws as many traces as the
-side has, with replacement, and keeps every span of a drawn trace, so spans of one request stay
-together (a retried stage, a slow trace slowing all its stages). Replicate r of the baseline is
-paired with replicate r of the current side; the interval is the 2.5th and 97.5th percentile of
-the B paired differences (the percentile method, 95%). B defaults to 1000; draws come from
-SplitMix64 computed in polars expressions (UInt64 arithmetic wraps), keyed by the seed and the
-side, so a run is reproducible for a given seed. Replicates are processed in chunks bounded by
-``ROW_BUDGET`` resampled rows, so memory stays flat while time grows with B x spans.
+the change) and p-value over requests resampled B times (``core/bootstrap.py``; B defaults to
+1000, seeded, so a run is reproducible).
 
 Gate (``--fail-on`` rules, budgets.py): a row is a regression when a rule for its stage (or an
 unprefixed rule, which applies to every stage and to the requests) is exceeded by the point
@@ -30,13 +24,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
 
 from ml_tracelens.budgets import DIFF_METRICS, MetricKind, Rule
-from ml_tracelens.core.significance import benjamini_hochberg, bootstrap_p_value
+from ml_tracelens.core.bootstrap import (
+    CONFIDENCE,
+    Bootstrap,
+    paired_intervals,
+    replicate_estimates,
+)
+from ml_tracelens.core.significance import benjamini_hochberg
 from ml_tracelens.durations import format_duration
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.stats import requests
@@ -46,16 +46,7 @@ QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 #: Expected samples beyond a percentile that it takes to trust it (see the module docstring).
 TAIL_SAMPLES = 10
 MIN_ERROR_RATE_SAMPLES = 20
-CONFIDENCE = 0.95
-DEFAULT_REPLICATES = 1000
-DEFAULT_SEED = 1
-#: Resampled rows held at once while bootstrapping.
-ROW_BUDGET = 4_000_000
 NS_PER_MS = 1_000_000.0
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
 
 _SHOWN_AS = {
     MetricKind.DURATION: ColumnKind.MS,
@@ -106,32 +97,10 @@ DIRECTIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Bootstrap:
-    replicates: int = DEFAULT_REPLICATES
-    seed: int = DEFAULT_SEED
-
-
 def min_samples(metric: str) -> int:
     if metric in QUANTILES:
         return math.ceil(round(TAIL_SAMPLES / (1 - QUANTILES[metric]), 9))
     return MIN_ERROR_RATE_SAMPLES if metric == "error_rate" else 0
-
-
-def splitmix64(state: int) -> int:
-    """One SplitMix64 output for a 64-bit state (the reference the polars version follows)."""
-    z = state & _MASK64
-    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
-    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
-    return z ^ (z >> 31)
-
-
-def _splitmix64_expr(counter: pl.Expr, start: int) -> pl.Expr:
-    """The i-th SplitMix64 output of a stream whose state starts at ``start``."""
-    z = pl.lit(start, pl.UInt64) + (counter.cast(pl.UInt64) + 1) * pl.lit(_GOLDEN, pl.UInt64)
-    z = (z ^ (z // (1 << 30))) * pl.lit(_MIX1, pl.UInt64)
-    z = (z ^ (z // (1 << 27))) * pl.lit(_MIX2, pl.UInt64)
-    return z ^ (z // (1 << 31))
 
 
 def units(analysed: pl.DataFrame) -> pl.DataFrame:
@@ -174,62 +143,6 @@ def point_estimates(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def replicate_estimates(
-    frame: pl.DataFrame, *, replicates: int, seed: int, side: int
-) -> pl.DataFrame:
-    """p50/p95/p99 and error_rate per (replicate, stage) over whole-trace resamples."""
-    trace_ids = frame.get_column("trace_id").unique().sort()
-    n = trace_ids.len()
-    if n < 2 or replicates < 1:
-        return pl.DataFrame(schema={"rep": pl.Int64, "stage": pl.String})
-    # Integer keys: grouping 10^7 resampled rows by (int, int) is about twice as fast as by a
-    # string stage, and the stage names come back with one small join at the end.
-    stages = frame.select(pl.col("stage").unique()).with_row_index("sid")
-    indexed = (
-        frame.join(
-            pl.DataFrame(
-                {"trace_id": trace_ids, "slot": pl.int_range(n, eager=True, dtype=pl.Int64)}
-            ),
-            on="trace_id",
-        )
-        .join(stages, on="stage", nulls_equal=True)
-        .select("slot", "sid", "duration_ns", "error")
-    )
-    start = splitmix64(seed * 2 + side)
-    chunk = max(1, ROW_BUDGET // max(frame.height, 1))
-    parts = []
-    for first in range(0, replicates, chunk):
-        count = min(chunk, replicates - first)
-        counter = pl.int_range(first * n, (first + count) * n, dtype=pl.Int64)
-        draws = pl.select(
-            rep=counter // n,
-            # Lemire's multiply-shift maps the top 32 random bits onto 0..n-1 without a modulo.
-            slot=((_splitmix64_expr(counter, start) // (1 << 32)) * n // (1 << 32)).cast(pl.Int64),
-        )
-        parts.append(draws.join(indexed, on="slot").group_by("rep", "sid").agg(*_aggregations()))
-    return pl.concat(parts, how="vertical").join(stages, on="sid").drop("sid")
-
-
-def intervals(baseline: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
-    """Per stage and metric: the percentile interval of the paired replicate differences."""
-    alpha = (1 - CONFIDENCE) / 2
-    metrics = [*QUANTILES, "error_rate"]
-    if baseline.is_empty() or current.is_empty():
-        return pl.DataFrame(schema={"stage": pl.String, "metric": pl.String})
-    paired = baseline.join(current, on=["rep", "stage"], suffix="_cur", nulls_equal=True)
-    return (
-        paired.select("stage", *(pl.col(f"{m}_cur") - pl.col(m) for m in metrics))
-        .unpivot(index="stage", variable_name="metric", value_name="delta")
-        .with_columns(pl.col("metric").str.strip_suffix("_cur"))
-        .group_by("stage", "metric")
-        .agg(
-            ci_low=pl.col("delta").quantile(alpha, "linear"),
-            ci_high=pl.col("delta").quantile(1 - alpha, "linear"),
-            p_value=bootstrap_p_value(pl.col("delta").drop_nans().drop_nulls()),
-        )
-    )
-
-
 def compare(
     *,
     baseline: pl.DataFrame,
@@ -245,9 +158,15 @@ def compare(
     settings = bootstrap or Bootstrap()
     base_units, cur_units = units(baseline), units(current)
     base, cur = point_estimates(base_units), point_estimates(cur_units)
-    ci = intervals(
-        replicate_estimates(base_units, replicates=settings.replicates, seed=settings.seed, side=0),
-        replicate_estimates(cur_units, replicates=settings.replicates, seed=settings.seed, side=1),
+    ci = paired_intervals(
+        *(
+            replicate_estimates(
+                sample, _aggregations(), group="stage", settings=settings, side=side
+            )
+            for side, sample in enumerate((base_units, cur_units))
+        ),
+        group="stage",
+        metrics=[*QUANTILES, "error_rate"],
     )
     base_stages = {s for s in base.get_column("stage").to_list() if s is not None}
     cur_stages = {s for s in cur.get_column("stage").to_list() if s is not None}
@@ -518,7 +437,7 @@ def stage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "stage": stage if stage is not None else "-",
                 "count": _change_text(metrics["count"], _count_text, relative=False),
-                **{m: _change_text(metrics[m], _ms_text) for m in QUANTILES},
+                **{m: _change_text(metrics[m], format_duration) for m in QUANTILES},
                 "error_rate": _change_text(metrics["error_rate"], _percent_text, relative=False),
                 "verdict": ", ".join(verdict),
             }
@@ -539,10 +458,6 @@ def _change_text(row: dict[str, Any], shown: Any, *, relative: bool = True) -> s
     if row["note"] and "too few samples" in row["note"]:
         text += " (few)"
     return text
-
-
-def _ms_text(value: float | None) -> str:
-    return format_duration(value)
 
 
 def _count_text(value: float | None) -> str:
