@@ -305,7 +305,8 @@ _FLEXIBLE = frozenset({ColumnKind.TEXT, ColumnKind.PROSE, ColumnKind.SHARES})
 def _styled(text: str, row: dict[str, Any], column: Column, *, plain: bool) -> Text:
     value = row.get(column.key)
     style = ""
-    if not plain and column.key in ("errors", "error_rate") and value:
+    # A count or rate above zero is red; a text cell under the same key ("0.0% -> 0.0%") is not.
+    if not plain and column.key in ("errors", "error_rate") and _positive(value):
         style = "red"
     if not plain and column.kind is ColumnKind.SPARK:
         style = "cyan"
@@ -313,3 +314,7 @@ def _styled(text: str, row: dict[str, Any], column: Column, *, plain: bool) -> T
         style = "green" if (value if column.key == "passed" else not value) else "bold red"
     # Only prose may wrap; the layout gave every other cell the width it needs.
     return Text(text, style=style, no_wrap=column.kind is not ColumnKind.PROSE)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
