@@ -34,7 +34,7 @@ more than ``PAIRED_MAX_LINES`` lines use an inequality join on (request, time) k
 whose output is only the containing pairs, so a request of 100,000 sequential lines stays cheap.
 
 A span is an error when its line is (the ``error`` column of the log table: level, error field,
-exception or HTTP status; see ``readers/log_fields``); its message is the line's error message.
+exception or HTTP status; see ``readers/log_aliases``); its message is the line's error message.
 
 Requests that already have real spans are left alone, so a dump holding both traces and logs is
 not counted twice. Every log line that does not become a span is counted by reason

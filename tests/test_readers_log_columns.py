@@ -3,7 +3,7 @@ flag and message, parent span ids, why a time or duration was not read; how it d
 whose first lines are damaged; and what it tells the user about ``--field``.
 
 Every expected value is written by hand from the line beside it (the rule is in
-``readers/log_fields``). Each line is parsed on its own on both parse paths, and all lines
+``readers/log_aliases``). Each line is parsed on its own on both parse paths, and all lines
 together, so the paths are held to the same hand-written table.
 """
 
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from ml_tracelens import ingest
 from ml_tracelens.cli import app
 from ml_tracelens.errors import UsageError
-from ml_tracelens.readers import detect, json_logs, log_fields
+from ml_tracelens.readers import detect, json_logs, log_aliases
 from ml_tracelens.readers.base import InputSource, ReadOptions, ReadStats
 from ml_tracelens.readers.log_fast import FastPathUnavailable
 from ml_tracelens.readers.parquet import read as read_parquet
@@ -274,7 +274,7 @@ def test_parent_span_id_field_override() -> None:
         logs = _parse(data, path, {"parent_span_id": "up"}).logs
         assert logs.item(0, "parent_span_id") == "b7ad6b7169203331"
         assert _attributes(logs) == [{"parent_id": "00f067aa0ba902b7"}]
-    assert "parent_span_id" in log_fields.FIELD_NAMES
+    assert "parent_span_id" in log_aliases.FIELD_NAMES
 
 
 def test_column_order() -> None:
@@ -431,7 +431,7 @@ def test_nan_in_the_middle_falls_back_to_the_line_path() -> None:
 @pytest.mark.parametrize("key", ["took:minutes", "took:", "http:took"])
 def test_unknown_duration_unit_is_a_usage_error(key: str) -> None:
     with pytest.raises(UsageError) as raised:
-        log_fields.validate_field_map({"duration": key})
+        log_aliases.validate_field_map({"duration": key})
     message = str(raised.value)
     assert message.startswith(f"--field duration={key}: unknown unit")
     assert "ns, us, µs, μs, ms, s, m, min, h" in message

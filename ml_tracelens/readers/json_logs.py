@@ -13,7 +13,7 @@ Samples (structlog, python-json-logger, loguru ``serialize=True``, ECS)::
      "event": {"duration": 12500000}}
 
 Mapping to the canonical log table (``LOG_SCHEMA``): nested objects are flattened to dotted keys,
-then the aliases in ``log_fields`` pick time, level, message, trace/span/parent-span/correlation
+then the aliases in ``log_aliases`` pick time, level, message, trace/span/parent-span/correlation
 ids, service, stage, duration and error text; everything else goes to ``attributes``, a JSON
 object whose values are all text (numbers as plain decimals, booleans ``true``/``false``, lists
 as JSON text; keys sorted; null values omitted). ``source`` is ``file:line``. ``error`` (never
@@ -21,7 +21,7 @@ null) says whether the line signals an error: an error or fatal level, an error 
 field holding anything but ``false``/``null``/``""``/``0``/``ok``/``none``, or an HTTP status
 >= 500; ``error_message`` is the error field's text, else the exception's ``type: message``,
 else (on an error line) the log message. ``unread_reason`` names a time or duration present but
-unreadable. The rules in full are in ``log_fields``; value rules (times, durations, levels) in
+unreadable. The rules in full are in ``log_aliases``; value rules (times, durations, levels) in
 ``log_values``.
 
 Detection (``sniff``): at least half of the first ``SNIFF_LINES`` complete non-blank lines (and
@@ -70,7 +70,7 @@ import orjson
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.readers import log_fields
+from ml_tracelens.readers import log_aliases, log_fields
 from ml_tracelens.readers.base import (
     InputSource,
     ReaderSpec,
@@ -160,7 +160,7 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
 
     A ``--field`` key that no line has is a warning in ``ReadStats.warnings``.
     """
-    plan = log_fields.plan(options.field_map)
+    plan = log_aliases.plan(options.field_map)
     stats = ReadStats(format=NAME)
     frames = []
     found: set[str] = set()
@@ -264,17 +264,17 @@ def parse_logs(
     *,
     path: ParsePath = "auto",
     first_line: int = 1,
-    plan: log_fields.Plan | None = None,
+    plan: log_aliases.Plan | None = None,
     line_count: int | None = None,
 ) -> ParsedLogs:
     """Parse JSON-lines bytes whose first line is number ``first_line`` of input ``name``
     (``line_count``: their number of lines, when the caller has counted them).
 
     ``path`` forces one parse path (tests, benchmarks); "auto" tries the fast one first.
-    ``plan`` is ``log_fields.plan(options.field_map)``, made once by a caller parsing blocks.
+    ``plan`` is ``log_aliases.plan(options.field_map)``, made once by a caller parsing blocks.
     """
     if plan is None:
-        plan = log_fields.plan(options.field_map)
+        plan = log_aliases.plan(options.field_map)
     depth = limits.current().max_json_depth
     reason = None
     found: set[str] = set()
@@ -309,7 +309,7 @@ def _finish(
     stats: ReadStats,
     raws: Iterator[pl.DataFrame] | list[pl.DataFrame],
     name: str,
-    plan: log_fields.Plan,
+    plan: log_aliases.Plan,
     found: set[str],
     *,
     plain: bool = False,

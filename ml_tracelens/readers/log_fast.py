@@ -39,7 +39,7 @@ import orjson
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.readers import log_fields
+from ml_tracelens.readers import log_aliases
 from ml_tracelens.readers.base import ReadStats
 
 BOM = b"\xef\xbb\xbf"
@@ -130,7 +130,7 @@ def count_lines(body: bytes) -> int:
 def fast_raw(
     data: bytes,
     name: str,
-    plan: log_fields.Plan,
+    plan: log_aliases.Plan,
     *,
     format_name: str,
     first_line: int = 1,
