@@ -24,30 +24,26 @@ or written is ignored: it never fails a command.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
-import signal
 import stat
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import orjson
 import polars as pl
 
 from ml_tracelens import __version__, limits
 from ml_tracelens.core import Analysis, Structure
+from ml_tracelens.held_signals import HeldSignals, signals_held
 from ml_tracelens.readers.base import ReadOptions, ReadStats
 from ml_tracelens.schema import empty_logs
 from ml_tracelens.telemetry import InputSummary, Telemetry
-
-if TYPE_CHECKING:
-    import ctypes
 
 #: 3: resource attributes in their own column
 #: 4: log rows carry parent_span_id, error and unread_reason
@@ -63,8 +59,6 @@ _TEMPORARY_PREFIX = ".tmp-"
 #: seconds), so a concurrent writer's file survives.
 STALE_TEMPORARY_SECONDS = 10 * 60
 _CHUNK_BYTES = 1024 * 1024
-#: Room for the C library's ``struct sigaction`` (152 bytes on Linux, 16 on macOS).
-_SIGACTION_BYTES = 512
 _Read = TypeVar("_Read")
 
 
@@ -348,11 +342,11 @@ def _unseal(record: bytes) -> tuple[dict[str, int], dict[str, Any]]:
 def store(key: str, telemetry: Telemetry, analysis: Analysis) -> None:
     """Write an entry; any failure leaves no partial entry and raises nothing.
 
-    SIGINT and SIGTERM are held meanwhile (see ``_signals_held``): they stop the write at the
+    SIGINT and SIGTERM are held meanwhile (see ``held_signals.signals_held``): they stop the write at the
     next file boundary and are delivered once its temporary file is removed.
     """
     directory = cache_dir()
-    with _signals_held() as held:
+    with signals_held() as held:
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not _private(directory):
@@ -424,105 +418,8 @@ def _private(directory: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and owned and not info.st_mode & 0o022
 
 
-class _Interrupted(BaseException):
-    """Raised at a safe point of a cache write that a held signal asked to stop."""
-
-
-class _HeldSignals:
-    """The signals that arrived while the cache was being written."""
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-
-    def hold(self, signum: int, _frame: object) -> None:
-        self.received.append(signum)
-
-    def stop_if_signalled(self) -> None:
-        if self.received:
-            raise _Interrupted
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[_HeldSignals]:
-    """Hold SIGINT and SIGTERM until a cache write has finished or cleaned up after itself.
-
-    Python raises KeyboardInterrupt wherever the program happens to be, so a second Ctrl-C
-    could land inside the cleanup and leave a full-size temporary file; SIGTERM's default ends
-    the process with no cleanup at all. Held, a signal only stops the write at the next check
-    (``stop_if_signalled``), where removing the temporary file cannot be interrupted; then it
-    goes to the handler that was in place: Ctrl-C still raises KeyboardInterrupt (exit 130) and
-    SIGTERM still ends the process. Signals can be caught only in the main thread: a write in
-    another thread that is killed leaves its temporary file to ``prune``.
-    """
-    held = _HeldSignals()
-    previous: dict[int, Any] = {}
-    native: dict[int, ctypes.Array[ctypes.c_char] | None] = {}
-    with contextlib.suppress(ValueError):  # not the main thread
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            current = signal.getsignal(signum)
-            # None: a handler installed outside Python, which could not be put back. An ignored
-            # signal (SIGINT in a background job, say) stays ignored.
-            if current is not None and current != signal.SIG_IGN:
-                native[signum] = _native_action(signum)
-                previous[signum] = signal.signal(signum, held.hold)
-    try:
-        yield held
-    except _Interrupted:
-        pass
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-            _restore_native_action(signum, native[signum])
-        if held.received:
-            _deliver(held.received[0], previous.get(held.received[0], signal.SIG_DFL))
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    """The C library, where there is one with ``sigaction``."""
-    if os.name != "posix":
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-    except (ImportError, OSError):
-        return None
-    return libc if hasattr(libc, "sigaction") else None
-
-
-def _native_action(signum: int) -> ctypes.Array[ctypes.c_char] | None:
-    """The C library's action for ``signum``, as opaque bytes to put back later, or None.
-
-    ``signal.signal`` can put back only a handler Python installed, and importing polars
-    installs its own SIGINT handler beneath Python's (Ctrl-C cancels a running query): without
-    this, a cache write would leave Python's in its place for the rest of the process.
-    """
-    libc = _libc()
-    if libc is None:
-        return None
-    import ctypes
-
-    action = ctypes.create_string_buffer(_SIGACTION_BYTES)
-    return action if libc.sigaction(signum, None, action) == 0 else None
-
-
-def _restore_native_action(signum: int, action: ctypes.Array[ctypes.c_char] | None) -> None:
-    libc = _libc()
-    if libc is not None and action is not None:
-        libc.sigaction(signum, action, None)
-
-
-def _deliver(signum: int, handler: Any) -> None:
-    """Give ``signum`` to ``handler``, the one it would have gone to had it not been held."""
-    if callable(handler):
-        handler(signum, None)
-    elif handler == signal.SIG_DFL:
-        signal.raise_signal(signum)
-
-
 def _write_file(
-    directory: Path, name: str, write: Callable[[BinaryIO], object], held: _HeldSignals
+    directory: Path, name: str, write: Callable[[BinaryIO], object], held: HeldSignals
 ) -> int:
     """Write ``directory/name`` whole or not at all; its CRC-32."""
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=_TEMPORARY_PREFIX, suffix=name)
