@@ -259,3 +259,21 @@ def describe_json_error(exc: orjson.JSONDecodeError, line: bytes) -> str:
     if len(line) and line.rstrip()[-1:] not in (b"}", b"]"):
         return f"truncated or invalid JSON ({message})"
     return f"invalid JSON ({message})"
+
+
+def object_or_empty(value: Any, what: str) -> dict[str, Any]:
+    """An object of a document; null or absent is empty, anything else but an object raises."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is not an object but {type(value).__name__}")
+    return value
+
+
+def list_or_empty(value: Any, what: str) -> list[Any]:
+    """A list of a document; null or absent is empty, anything else but a list raises."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is not a list but {type(value).__name__}")
+    return value

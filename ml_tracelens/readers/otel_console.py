@@ -47,7 +47,7 @@ from typing import Any
 import orjson
 
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.readers.jsondoc import iter_documents
+from ml_tracelens.readers.jsondoc import iter_documents, list_or_empty, object_or_empty
 from ml_tracelens.readers.otlp_values import canonical_level, level_from_severity_number
 from ml_tracelens.readers.zipkin_model import canonical_id, checked_id, span_location
 from ml_tracelens.schema import (
@@ -128,24 +128,26 @@ def _append(columns: dict[str, list[Any]], row: tuple[Any, ...], where: str) -> 
 
 
 def _parse_span(span: dict[str, Any]) -> tuple[Any, ...]:
-    context = _object(span.get("context"), "context")
+    context = object_or_empty(span.get("context"), "context")
     trace_id = _hex(context.get("trace_id"), "context.trace_id", required=True)
     span_id = _hex(context.get("span_id"), "context.span_id", required=True)
-    resource = _object(_object(span.get("resource"), "resource").get("attributes"), "resource")
+    resource = object_or_empty(
+        object_or_empty(span.get("resource"), "resource").get("attributes"), "resource"
+    )
     attributes = dict(resource)
-    attributes.update(_object(span.get("attributes"), "attributes"))
+    attributes.update(object_or_empty(span.get("attributes"), "attributes"))
     service = resource.get("service.name") or "unknown_service"
-    status = _object(span.get("status"), "status")
+    status = object_or_empty(span.get("status"), "status")
     code = _STATUS.get(str(status.get("status_code", "UNSET")).rsplit(".", 1)[-1].upper(), "unset")
     message = status.get("description") or None
-    events = [_event(e) for e in _list(span.get("events"), "events")]
+    events = [_event(e) for e in list_or_empty(span.get("events"), "events")]
     exception = next((e for e in events if e["name"] == "exception"), None)
     if exception is not None and code == "unset":
         code = "error"
     if code == "error" and message is None and exception is not None:
         found = exception["attributes"].get("exception.message")
         message = str(found) if found else None
-    links = [_link(link) for link in _list(span.get("links"), "links")]
+    links = [_link(link) for link in list_or_empty(span.get("links"), "links")]
     kind = str(span.get("kind") or "").rsplit(".", 1)[-1].lower()
     name = span.get("name")
     if not isinstance(name, str):
@@ -168,9 +170,11 @@ def _parse_span(span: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _parse_log(record: dict[str, Any]) -> tuple[Any, ...]:
-    resource = _object(_object(record.get("resource"), "resource").get("attributes"), "resource")
+    resource = object_or_empty(
+        object_or_empty(record.get("resource"), "resource").get("attributes"), "resource"
+    )
     attributes = dict(resource)
-    attributes.update(_object(record.get("attributes"), "attributes"))
+    attributes.update(object_or_empty(record.get("attributes"), "attributes"))
     time_ns = iso_to_ns(record.get("timestamp"), "timestamp")
     if time_ns is None:
         time_ns = iso_to_ns(record.get("observed_timestamp"), "observed_timestamp")
@@ -223,16 +227,16 @@ def iso_to_ns(value: Any, field: str) -> int | None:
 
 
 def _event(event: Any) -> dict[str, Any]:
-    event = _object(event, "event")
+    event = object_or_empty(event, "event")
     return {
         "name": str(event.get("name", "")),
         "time_ns": iso_to_ns(event.get("timestamp"), "event timestamp"),
-        "attributes": _object(event.get("attributes"), "event attributes"),
+        "attributes": object_or_empty(event.get("attributes"), "event attributes"),
     }
 
 
 def _link(link: Any) -> dict[str, Any]:
-    context = _object(_object(link, "link").get("context"), "link context")
+    context = object_or_empty(object_or_empty(link, "link").get("context"), "link context")
     return {
         "trace_id": _hex(context.get("trace_id"), "link trace_id", required=True),
         "span_id": _hex(context.get("span_id"), "link span_id", required=True),
@@ -246,19 +250,3 @@ def _hex(value: Any, field: str, *, required: bool = False) -> str | None:
         value = value[2:] or "0"  # "0x" alone has no digits: an id of zeros, so absent
     digits = checked_id(value, field, required=required)
     return None if digits is None else canonical_id(digits)
-
-
-def _object(value: Any, field: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise TypeError(f"{field} is not an object")
-    return value
-
-
-def _list(value: Any, field: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise TypeError(f"{field} is not a list")
-    return value

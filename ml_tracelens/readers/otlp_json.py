@@ -55,7 +55,9 @@ from ml_tracelens.readers.jsondoc import (
     describe_json_error,
     is_line_based,
     iter_documents,
+    list_or_empty,
     loads,
+    object_or_empty,
 )
 from ml_tracelens.readers.otlp_batch import canonical_from_batch
 from ml_tracelens.readers.otlp_fast import (
@@ -437,7 +439,7 @@ def _read_document(
     start_logs = len(logs["time_ns"])
     position = 0
     try:
-        for resource_spans in _list(document.get("resourceSpans"), "resourceSpans"):
+        for resource_spans in list_or_empty(document.get("resourceSpans"), "resourceSpans"):
             found = True
             position = _read_resource_spans(resource_spans, location, stats, spans, position)
         for resource_logs in document.get("resourceLogs") or ():
@@ -465,14 +467,14 @@ def _read_resource_spans(
         raise TypeError("a resourceSpans item is not an object")
     resource = attributes_of((resource_spans.get("resource") or {}).get("attributes"))
     service = str(resource.get("service.name", "unknown_service"))
-    scopes = _list(
+    scopes = list_or_empty(
         resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans"),
         "scopeSpans",
     )
     for scope in scopes:
         if not isinstance(scope, dict):
             raise TypeError("a scopeSpans item is not an object")
-        for span in _list(scope.get("spans"), "spans"):
+        for span in list_or_empty(scope.get("spans"), "spans"):
             _append_span(
                 span, resource, service, location, f"{location}#span {position}", stats, out
             )
@@ -510,16 +512,16 @@ def _span_row(span: Any, resource: dict[str, Any], service: str) -> tuple[Any, .
         raise TypeError(f"parentSpanId is not a string: {parent_id!r}")
     attributes = dict(resource)
     attributes.update(attributes_of(span.get("attributes")))
-    status = _object(span.get("status") or None, "status")
+    status = object_or_empty(span.get("status") or None, "status")
     code = _STATUS.get(_scalar(status.get("code", 0), "status.code"), "unset")
     message = status.get("message") or None
-    events = _list(span.get("events") or None, "events")
+    events = list_or_empty(span.get("events") or None, "events")
     exception_message = None
     event_list = None
     if events:
         event_list = []
         for event in events:
-            event = _object(event, "an event")
+            event = object_or_empty(event, "an event")
             event_attributes = attributes_of(event.get("attributes"))
             event_list.append(
                 {
@@ -538,7 +540,10 @@ def _span_row(span: Any, resource: dict[str, Any], service: str) -> tuple[Any, .
         code = "error"
     if code == "error" and message is None:
         message = exception_message
-    links = [_object(link, "a link") for link in _list(span.get("links") or None, "links")]
+    links = [
+        object_or_empty(link, "a link")
+        for link in list_or_empty(span.get("links") or None, "links")
+    ]
     return (
         trace_id,
         span_id,
@@ -581,28 +586,10 @@ def _required_id(span: dict[str, Any], key: str) -> str:
     return value
 
 
-def _object(value: Any, what: str) -> dict[str, Any]:
-    """An object of a span; null or absent is empty, anything else but an object raises."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise TypeError(f"{what} is not an object but {type(value).__name__}")
-    return value
-
-
 def _scalar(value: Any, key: str) -> int | str | None:
     """A code or name (kind, status code): a number or a string, looked up as such."""
     if value is not None and not isinstance(value, int | str):
         raise TypeError(f"{key} is not a number or a name: {type(value).__name__}")
-    return value
-
-
-def _list(value: Any, key: str) -> list[Any]:
-    """A container of the document; null or absent is empty, anything else but a list raises."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise TypeError(f"{key} is not a list but {type(value).__name__}")
     return value
 
 
