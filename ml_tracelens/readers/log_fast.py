@@ -52,6 +52,11 @@ SAMPLE_SLICES = 256
 SAMPLE_SLICE_LINES = 16
 MAX_DEPTH = 32
 
+#: An unquoted number after a key (whitespace deleted) that is long enough to be an integer
+#: beyond 64 bits or a float with a tie between shortest spellings, or has an exponent (whose
+#: spelling polars may lengthen): only text holding one needs those values checked.
+LONG_NUMBER = r":-?[0-9][0-9.]{15}|:-?[0-9][0-9.]*[eE]"
+
 Tree = dict[str, "Tree | None"]  # key -> nested object tree, or None for a value read as text
 
 
@@ -187,7 +192,13 @@ def fast_raw(
         raise FastPathUnavailable(
             f"{evidence.objects} object values in the bytes, {held_structs} read"
         )
-    _check_leaves(frame, leaves, brackets=evidence.brackets, backslashes=evidence.backslashes)
+    _check_leaves(
+        frame,
+        leaves,
+        brackets=evidence.brackets,
+        backslashes=evidence.backslashes,
+        long_numbers=evidence.long_numbers,
+    )
     frame = frame.with_columns(_line=line_numbers + (first_line - 1 + skipped_first))
     raw, collisions = flat_columns(frame, leaves)
     blank = stats.lines - stats.skipped - frame.height
@@ -212,12 +223,14 @@ def _check_leaves(
     *,
     brackets: bool = True,
     backslashes: bool = True,
+    long_numbers: bool = True,
 ) -> None:
     """Turn away values whose polars spelling can differ from the line path's (one query).
 
-    ``brackets``/``backslashes``: whether the block's text holds any "[" or "\\" at all; a list
-    needs the one, a NUL in a value (an escape) the other, so without them those checks are
-    skipped.
+    ``brackets``/``backslashes``/``long_numbers``: whether the block's text holds any "[", any
+    "\\", any number ``LONG_NUMBER`` matches; a list needs the first, a NUL in a value (an
+    escape) the second, a float tie or an integer beyond 64 bits the third, so without them
+    those checks are skipped.
     """
     if not leaves:
         return
@@ -230,6 +243,8 @@ def _check_leaves(
             # polars reads a lone surrogate escape as NUL where orjson rejects the line (a real
             # \u0000 is turned away too: rare, and the line path reads it).
             nul.append(text.str.contains("\x00", literal=True))
+        if not long_numbers:
+            continue
         # Both checks below need 17+ characters; null out shorter values so they cost nothing.
         long = pl.when(text.str.len_bytes() >= 17).then(text)
         number = long.str.contains(r"^-?[0-9]*\.?[0-9]+$")
@@ -272,6 +287,7 @@ class Evidence:
     line_numbers: pl.Series  # 1-based numbers of the non-blank lines (Int64)
     brackets: bool  # any "[" in the text
     backslashes: bool  # any backslash in the text
+    long_numbers: bool  # any number of 16+ characters, or with an exponent (``LONG_NUMBER``)
 
 
 def _evidence(body: bytes, lines: int) -> Evidence:
@@ -281,7 +297,8 @@ def _evidence(body: bytes, lines: int) -> Evidence:
     valid JSON line holds raw), so the counts run on polars' threads rather than in Python.
     """
     if not body:
-        return Evidence(0, 0, 0, 0, pl.Series(dtype=pl.Int64), brackets=False, backslashes=False)
+        empty = pl.Series(dtype=pl.Int64)
+        return Evidence(0, 0, 0, 0, empty, brackets=False, backslashes=False, long_numbers=False)
     try:
         table = pl.read_csv(
             io.BytesIO(body),
@@ -325,20 +342,23 @@ def _evidence(body: bytes, lines: int) -> Evidence:
     # backslashes as c(0) - c(1) + c(2) - ..., c(k) counting those after at least k.
     patterns = {"keys": '":', "nulls": '":null', "objects": '":{'}
     counts = dict.fromkeys(patterns, 0)
-    backslashes = 0
+    run = 0  # backslashes before the pattern
     while True:
         found = table.select(
             **{
-                what: line.str.count_matches("\\" * backslashes + pattern, literal=True).sum()
+                what: line.str.count_matches("\\" * run + pattern, literal=True).sum()
                 for what, pattern in patterns.items()
-            }
+            },
+            long_numbers=line.str.contains(LONG_NUMBER).any() if run == 0 else pl.lit(False),
         ).row(0, named=True)
-        sign = -1 if backslashes % 2 else 1
+        if run == 0:
+            long_numbers = bool(found.pop("long_numbers"))
+        sign = -1 if run % 2 else 1
         for what in patterns:
             counts[what] += sign * int(found[what] or 0)
-        if not escapes or not any(found.values()):
+        if not escapes or not any(found[what] for what in patterns):
             break
-        backslashes += 1
+        run += 1
     return Evidence(
         keys=counts["keys"],
         nulls=counts["nulls"],
@@ -347,6 +367,7 @@ def _evidence(body: bytes, lines: int) -> Evidence:
         line_numbers=line_numbers,
         brackets=brackets,
         backslashes=backslashes,
+        long_numbers=long_numbers,
     )
 
 
