@@ -8,13 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from ml_tracelens.budgets import (
-    METRICS,
-    MetricKind,
-    parse_budget,
-    parse_rule,
-)
 from ml_tracelens.errors import UsageError
+from ml_tracelens.gates.budgets import METRICS, MetricKind, parse_budget, parse_rule
 
 
 @pytest.mark.parametrize(

@@ -22,11 +22,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens import ingest
-from ml_tracelens.budgets import MetricKind, parse_budget
 from ml_tracelens.cli import app
 from ml_tracelens.errors import InputError, UsageError
+from ml_tracelens.gates.budgets import MetricKind, parse_budget
 from ml_tracelens.ingest import Telemetry
-from ml_tracelens.log_spans import spans_from_logs
+from ml_tracelens.ingest.log_spans import spans_from_logs
 from ml_tracelens.readers import READERS, json_logs
 from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.reports import check as check_report

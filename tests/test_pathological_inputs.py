@@ -98,7 +98,7 @@ class _Terminal(io.StringIO):
 
 
 def _render_on_terminal(path: Path, report: str) -> str:
-    from ml_tracelens.pipeline import load_analysed
+    from ml_tracelens.ingest.pipeline import load_analysed
     from ml_tracelens.render.table import render_report
     from ml_tracelens.reports import errors as errors_report
     from ml_tracelens.reports import latency as latency_report

@@ -25,10 +25,10 @@ from polars.testing import assert_frame_equal
 from ml_tracelens import limits
 from ml_tracelens.errors import UsageError
 from ml_tracelens.readers import READERS, detect, json_logs
-from ml_tracelens.readers import log_values as lv
 from ml_tracelens.readers.base import InputSource, ReadOptions
-from ml_tracelens.readers.log_aliases import FIELD_NAMES
-from ml_tracelens.readers.log_fast import COLLISIONS, FastPathUnavailable, plain_float
+from ml_tracelens.readers.support import log_values as lv
+from ml_tracelens.readers.support.log_aliases import FIELD_NAMES
+from ml_tracelens.readers.support.log_fast import COLLISIONS, FastPathUnavailable, plain_float
 from ml_tracelens.schema import LOG_SCHEMA
 from tests.conftest import FIXTURES, SAMPLE_DATA
 

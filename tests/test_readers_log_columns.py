@@ -22,11 +22,12 @@ from typer.testing import CliRunner
 from ml_tracelens import ingest
 from ml_tracelens.cli import app
 from ml_tracelens.errors import UsageError
-from ml_tracelens.readers import detect, json_logs, log_aliases
+from ml_tracelens.readers import detect, json_logs
 from ml_tracelens.readers.base import InputSource, ReadOptions, ReadStats
-from ml_tracelens.readers.log_fast import FastPathUnavailable
 from ml_tracelens.readers.parquet import read as read_parquet
 from ml_tracelens.readers.parquet import write_parquet
+from ml_tracelens.readers.support import log_aliases
+from ml_tracelens.readers.support.log_fast import FastPathUnavailable
 from ml_tracelens.schema import LOG_SCHEMA, empty_spans, logs_from_columns
 
 PATHS: tuple[json_logs.ParsePath, ...] = ("fast", "python")

@@ -7,7 +7,7 @@ import json
 from ml_tracelens.render import OutputFormat, emit
 from ml_tracelens.render.cells import format_value, printable, sparkline
 from ml_tracelens.render.csv import cell
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 
 def _report(rows: list[dict[str, object]]) -> Report:

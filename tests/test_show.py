@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ml_tracelens.cli import app
 from ml_tracelens.errors import NotFound
 from ml_tracelens.render import OutputFormat, emit
-from ml_tracelens.reports import request
+from ml_tracelens.reports import show as request
 from ml_tracelens.schema import empty_logs, logs_from_columns
 from tests.factories import make_spans
 

@@ -70,15 +70,9 @@ import orjson
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.readers import log_aliases, log_fields
-from ml_tracelens.readers.base import (
-    InputSource,
-    ReaderSpec,
-    ReadOptions,
-    ReadResult,
-    ReadStats,
-)
-from ml_tracelens.readers.log_fast import (
+from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
+from ml_tracelens.readers.support import log_aliases, log_fields
+from ml_tracelens.readers.support.log_fast import (
     BLANK,
     BOM,
     COLLISIONS,

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from ml_tracelens.errors import OutputError, StdoutGone
 from ml_tracelens.render.cells import fit_encoding
-from ml_tracelens.reports.model import Report
+from ml_tracelens.reports.result import Report
 
 
 class OutputFormat(StrEnum):

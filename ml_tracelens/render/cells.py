@@ -44,7 +44,7 @@ import orjson
 from rich.cells import cell_len
 
 from ml_tracelens.durations import format_duration
-from ml_tracelens.reports.model import ColumnKind, Table
+from ml_tracelens.reports.result import ColumnKind, Table
 
 _UNSAFE = re.compile(
     "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"

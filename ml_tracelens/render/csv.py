@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from ml_tracelens.reports.model import Report
+from ml_tracelens.reports.result import Report
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "＝", "＋", "－", "＠")
 _NEEDS_QUOTES = re.compile(r"[,;\"\t\r\n]|^ | $|^::")

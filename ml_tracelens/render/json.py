@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from ml_tracelens import __version__
-from ml_tracelens.reports.model import SCHEMA_VERSION, Report
+from ml_tracelens.reports.result import SCHEMA_VERSION, Report
 
 
 def envelope(report: Report) -> dict[str, Any]:

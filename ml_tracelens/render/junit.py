@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ml_tracelens.errors import UsageError
 from ml_tracelens.render.cells import printable
-from ml_tracelens.reports.model import Report
+from ml_tracelens.reports.result import Report
 
 # Beyond what ``printable`` escapes, XML 1.0 has no way to write lone surrogates (undecodable
 # command-line bytes arrive as them) or U+FFFE/U+FFFF.

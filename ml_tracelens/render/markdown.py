@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ml_tracelens.render.cells import NUMERIC_KINDS, empty_note, format_value, printable
-from ml_tracelens.reports.model import Report, Table
+from ml_tracelens.reports.result import Report, Table
 
 #: Invisible, and not a word character: GitHub's patterns stop matching at it.
 WORD_JOINER = "\u2060"

@@ -29,8 +29,8 @@ from rich.text import Text
 
 from ml_tracelens.durations import format_duration
 from ml_tracelens.render.cells import clip, printable, shorten_middle
-from ml_tracelens.reports.model import Report
-from ml_tracelens.reports.request import ShowView
+from ml_tracelens.reports.result import Report
+from ml_tracelens.reports.show import ShowView
 
 #: Indentation levels drawn as spaces; deeper spans show their depth as a number.
 MAX_INDENT = 12
@@ -381,12 +381,3 @@ def _value(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return str(value)
-
-
-def _register() -> None:
-    from ml_tracelens.render.table import VIEWS
-
-    VIEWS["show"] = render_show
-
-
-_register()

@@ -15,10 +15,10 @@ from typing import Any
 
 import polars as pl
 
+from ml_tracelens.core.stats import NS_PER_MS
 from ml_tracelens.durations import format_duration
 from ml_tracelens.errors import UsageError
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import NS_PER_MS
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 TYPICAL_BAND = (0.25, 0.75)
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
+from ml_tracelens.core.stats import requests
+from ml_tracelens.gates.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
 from ml_tracelens.reports.latency import cp_denominator_ns
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import requests
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 NS_PER_MS = 1_000_000
 PERCENTILES = (50, 90, 95, 99)

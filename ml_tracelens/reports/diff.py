@@ -29,17 +29,12 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.budgets import DIFF_METRICS, MetricKind, Rule
-from ml_tracelens.core.bootstrap import (
-    CONFIDENCE,
-    Bootstrap,
-    paired_intervals,
-    replicate_estimates,
-)
+from ml_tracelens.core.bootstrap import CONFIDENCE, Bootstrap, paired_intervals, replicate_estimates
 from ml_tracelens.core.significance import benjamini_hochberg
+from ml_tracelens.core.stats import requests
 from ml_tracelens.durations import format_duration
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import requests
+from ml_tracelens.gates.budgets import DIFF_METRICS, MetricKind, Rule
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 METRICS = ("count", "p50", "p95", "p99", "error_rate")
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}

@@ -14,8 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import request_summary, selected_requests
+from ml_tracelens.core.stats import request_summary, selected_requests
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import ERROR_LEVELS
 

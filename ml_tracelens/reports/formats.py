@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ml_tracelens.readers import READERS
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 
 def build() -> Report:

@@ -12,10 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.durations import format_duration
-from ml_tracelens.errors import UsageError
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import (
+from ml_tracelens.core.stats import (
     NS_PER_MS,
     duration_aggregations,
     histograms,
@@ -23,6 +20,9 @@ from ml_tracelens.reports.stats import (
     selected_requests,
     with_group_columns,
 )
+from ml_tracelens.durations import format_duration
+from ml_tracelens.errors import UsageError
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 # hide_rank: the order a narrow terminal hides columns in (the distribution, rank 1, first).
 STAT_COLUMNS = (

@@ -32,6 +32,7 @@ import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
 from ml_tracelens.errors import InputError, UsageError
+from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.drift import (
     drift_entries,
     parse_compare,
@@ -40,7 +41,6 @@ from ml_tracelens.reports.drift import (
     window_frame,
     window_pairs,
 )
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.model_records import (
     FieldKeys,
     ModelRecords,
@@ -48,9 +48,9 @@ from ml_tracelens.reports.model_records import (
     natural_key,
     versions_in,
 )
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.sides import side_context
 from ml_tracelens.reports.summary import inputs_of, warnings_of
-from ml_tracelens.telemetry import Telemetry
 
 __all__ = ["ModelOptions", "budget_values", "build", "parse_compare", "parse_window"]
 

@@ -8,8 +8,8 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core import Analysis
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.telemetry import Telemetry
+from ml_tracelens.ingest.telemetry import Telemetry
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 
 def inputs_of(telemetry: Telemetry) -> list[dict[str, Any]]:

@@ -15,9 +15,10 @@ import polars as pl
 
 from ml_tracelens import limits
 from ml_tracelens.errors import InputError, MalformedInput
-from ml_tracelens.inputs import ResolvedInputs, resolve
-from ml_tracelens.log_spans import DerivedSpans, spans_from_logs, timestamp_resolution_ns
-from ml_tracelens.readers import READERS, detect, foreign
+from ml_tracelens.ingest.inputs import ResolvedInputs, resolve
+from ml_tracelens.ingest.log_spans import DerivedSpans, spans_from_logs, timestamp_resolution_ns
+from ml_tracelens.ingest.telemetry import InputSummary, Progress, Telemetry
+from ml_tracelens.readers import READERS, detect
 from ml_tracelens.readers.base import (
     BatchResult,
     InputSource,
@@ -26,8 +27,8 @@ from ml_tracelens.readers.base import (
     ReadResult,
     ReadStats,
 )
+from ml_tracelens.readers.support import foreign
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, empty_logs, empty_spans, validate
-from ml_tracelens.telemetry import InputSummary, Progress, Telemetry
 
 __all__ = ["SNIFF_BYTES", "InputSummary", "Progress", "Telemetry", "load", "rechunked"]
 
@@ -244,7 +245,7 @@ def _choose_reader(source: InputSource, input_format: str | None) -> ReaderSpec 
 
 
 def _batchable(reader: ReaderSpec, source: InputSource) -> bool:
-    from ml_tracelens.readers.parallel import worker_count
+    from ml_tracelens.readers.support.parallel import worker_count
 
     return (
         reader.read_many is not None

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Mapping
 import orjson
 import polars as pl
 
-from ml_tracelens.readers import log_values as v
-from ml_tracelens.readers.log_aliases import (
+from ml_tracelens.readers.support import log_values as v
+from ml_tracelens.readers.support.log_aliases import (
     DURATION_NOT_A_NUMBER,
     NEGATIVE_DURATION,
     UNREADABLE_TIME,

@@ -24,7 +24,7 @@ import polars as pl
 
 from ml_tracelens import limits
 from ml_tracelens.limits import too_deep
-from ml_tracelens.readers.otlp_values import any_value, int_or_none
+from ml_tracelens.otlp_values import any_value, int_or_none
 
 _ABSENT = msgspec.Raw()
 

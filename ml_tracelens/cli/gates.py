@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ml_tracelens.cli_base import (
+from ml_tracelens.cli.help import EXAMPLES, HelpCommand
+from ml_tracelens.cli.options import (
     DebugOpt,
     FieldOpt,
     FormatOpt,
@@ -24,7 +25,6 @@ from ml_tracelens.cli_base import (
     _load,
     app,
 )
-from ml_tracelens.cli_help import EXAMPLES, HelpCommand
 
 ConfigOpt = Annotated[
     Path | None,
@@ -72,7 +72,7 @@ def check(
 ) -> None:
     """CI gate: check latency/error budgets; exit 1 when one is not met."""
     with _errors_to_exit_codes(debug):
-        from ml_tracelens.config import gate_budgets, log_time_setting
+        from ml_tracelens.gates.config import gate_budgets, log_time_setting
         from ml_tracelens.render.junit import write_report
         from ml_tracelens.reports import check as check_report
 
@@ -156,7 +156,7 @@ def diff(
 ) -> None:
     """Compare a baseline with a current run per stage; with --fail-on, a regression gate."""
     with _errors_to_exit_codes(debug):
-        from ml_tracelens.config import gate_rules, log_time_setting
+        from ml_tracelens.gates.config import gate_rules, log_time_setting
         from ml_tracelens.render.junit import write_report
         from ml_tracelens.reports import diff as diff_report
         from ml_tracelens.reports import sides

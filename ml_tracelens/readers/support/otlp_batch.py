@@ -13,8 +13,8 @@ import orjson
 import polars as pl
 
 from ml_tracelens.limits import too_deep
-from ml_tracelens.readers.jsondoc import is_utf8
-from ml_tracelens.readers.otlp_fast import (
+from ml_tracelens.readers.support.jsondoc import is_utf8
+from ml_tracelens.readers.support.otlp_fast import (
     SpanBatch,
     event_dicts,
     link_dicts,

@@ -39,8 +39,8 @@ import orjson
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.readers import log_aliases
 from ml_tracelens.readers.base import ReadStats
+from ml_tracelens.readers.support import log_aliases
 
 BOM = b"\xef\xbb\xbf"
 WHITESPACE = b" \t\r\n"

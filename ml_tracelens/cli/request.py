@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ml_tracelens.cli_base import (
+from ml_tracelens.cli.help import EXAMPLES, HelpCommand
+from ml_tracelens.cli.options import (
     DebugOpt,
     FieldOpt,
     FormatOpt,
@@ -30,7 +31,6 @@ from ml_tracelens.cli_base import (
     _read_options,
     app,
 )
-from ml_tracelens.cli_help import EXAMPLES, HelpCommand
 
 IdAttrOpt = Annotated[
     list[str] | None,
@@ -82,8 +82,8 @@ def show(
 ) -> None:
     """One request as a waterfall: its spans, timings, critical path, errors and log lines."""
     with _errors_to_exit_codes(debug):
-        from ml_tracelens.pipeline import load_cached_or_raw
-        from ml_tracelens.reports import request as request_report
+        from ml_tracelens.ingest.pipeline import load_cached_or_raw
+        from ml_tracelens.reports import show as request_report
         from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
         from ml_tracelens.reports.summary import inputs_of, warnings_of
 

@@ -3,9 +3,9 @@
 Nothing here computes: each command hands typed options to ingest, core and reports, and the one
 error handler below turns TracelensError into a one-line message and its exit code.
 
-The app lives in cli_base; the commands are spread over this module (the reports),
-cli_request (show, traces) and cli_gates (check, diff, models), imported here so that
-``ml_tracelens.cli:app`` has them all.
+The app and the shared options live in ``cli.options``; the commands are spread over this
+module (the reports), ``cli.request`` (show, traces) and ``cli.gates`` (check, diff, models),
+imported here so that ``ml_tracelens.cli:app`` has them all.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from ml_tracelens.cli_base import (
+from ml_tracelens.cli.help import EXAMPLES, HelpCommand
+from ml_tracelens.cli.options import (
     DebugOpt,
     FieldOpt,
     FormatOpt,
@@ -42,10 +43,9 @@ from ml_tracelens.cli_base import (
     app,
     prepare_process,
 )
-from ml_tracelens.cli_help import EXAMPLES, HelpCommand
-from ml_tracelens.console import print_error, print_note, print_warning
 from ml_tracelens.errors import ExitCode
 from ml_tracelens.render import OutputFormat
+from ml_tracelens.render.console import print_error, print_note, print_warning
 
 
 @app.command(cls=HelpCommand, epilog=EXAMPLES["summary"])
@@ -63,7 +63,7 @@ def summary(
 ) -> None:
     """What was read: files and formats, spans, traces, services, time range, errors, anomalies."""
     with _errors_to_exit_codes(debug):
-        from ml_tracelens.pipeline import load_analysed
+        from ml_tracelens.ingest.pipeline import load_analysed
         from ml_tracelens.reports import summary as summary_report
 
         options = _read_options(field, strict, log_time)
@@ -270,7 +270,7 @@ def formats(fmt: FormatOpt = None, debug: DebugOpt = False) -> None:
 
 
 # Registered for their side effect: each defines commands on ``app``.
-from ml_tracelens import cli_gates, cli_request  # noqa: E402, F401
+from ml_tracelens.cli import gates, request  # noqa: E402, F401
 
 __all__ = ["app", "main"]
 

@@ -18,9 +18,9 @@ from typing import Annotated, NoReturn
 import typer
 
 from ml_tracelens import __version__
-from ml_tracelens.console import print_error, print_warning
 from ml_tracelens.errors import ExitCode, OutputError, StdoutGone, TracelensError, UsageError
 from ml_tracelens.render import OutputFormat
+from ml_tracelens.render.console import print_error, print_warning
 
 app = typer.Typer(
     name="tracelens",
@@ -274,7 +274,7 @@ def _field_map(fields: list[str] | None) -> dict[str, str]:
 def _read_options(fields: list[str] | None, strict: bool, log_time: str | None = None):
     """The reader options every command builds from --field, --strict and --log-time (else the
     config file's ``log_time``)."""
-    from ml_tracelens.config import log_time_setting
+    from ml_tracelens.gates.config import log_time_setting
     from ml_tracelens.readers.base import ReadOptions
 
     return ReadOptions(
@@ -329,8 +329,8 @@ def _analyse(
     ``aggregate_by`` marks a report that only aggregates columns (its groupings): then a warm
     cache reads the bulky per-span JSON columns only when a grouping or --where names attr.KEY.
     """
-    from ml_tracelens.pipeline import HEAVY_COLUMNS, load_analysed
-    from ml_tracelens.query import SpanFilter, matching
+    from ml_tracelens.core.query import SpanFilter, matching
+    from ml_tracelens.ingest.pipeline import HEAVY_COLUMNS, load_analysed
     from ml_tracelens.reports.summary import inputs_of, warnings_of
 
     with _progress(quiet) as progress:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ml_tracelens.budgets import Budget, Rule, parse_budgets, parse_rules
 from ml_tracelens.errors import UsageError
+from ml_tracelens.gates.budgets import Budget, Rule, parse_budgets, parse_rules
 
 CONFIG_NAME = "tracelens.toml"
 PYPROJECT = "pyproject.toml"

@@ -29,7 +29,6 @@ import orjson
 import polars as pl
 
 from ml_tracelens.durations import format_duration
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.request_id import (
     DEFAULT_ID_ATTRS,
     Resolution,
@@ -37,6 +36,7 @@ from ml_tracelens.reports.request_id import (
     resolve_id,
 )
 from ml_tracelens.reports.request_tree import nearest_shown, select_spans, tree_order
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import attributes_dict
 

@@ -40,10 +40,10 @@ import polars as pl
 
 from ml_tracelens import __version__, limits
 from ml_tracelens.core import Analysis, Structure
-from ml_tracelens.held_signals import HeldSignals, signals_held
+from ml_tracelens.ingest.held_signals import HeldSignals, signals_held
+from ml_tracelens.ingest.telemetry import InputSummary, Telemetry
 from ml_tracelens.readers.base import ReadOptions, ReadStats
 from ml_tracelens.schema import empty_logs
-from ml_tracelens.telemetry import InputSummary, Telemetry
 
 #: 3: resource attributes in their own column
 #: 4: log rows carry parent_span_id, error and unread_reason
@@ -83,7 +83,7 @@ def cache_key(
     """The key for these inputs, or None when they must not be cached (stdin, small inputs)."""
     if not paths or any(p == "-" for p in paths):
         return None
-    from ml_tracelens.inputs import resolve  # expands dirs/globs exactly as a read would
+    from ml_tracelens.ingest.inputs import resolve  # expands dirs/globs exactly as a read would
 
     fingerprint: list[Any] = [__version__, FORMAT_VERSION]
     total = 0

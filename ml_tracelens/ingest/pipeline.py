@@ -6,10 +6,10 @@ from collections.abc import Collection, Sequence
 
 import polars as pl
 
-from ml_tracelens import cache
 from ml_tracelens.core import Analysis, analyze
+from ml_tracelens.ingest import cache
+from ml_tracelens.ingest.telemetry import Progress, Telemetry
 from ml_tracelens.readers.base import ReadOptions
-from ml_tracelens.telemetry import Progress, Telemetry
 
 __all__ = ["HEAVY_COLUMNS", "ReadOptions", "load_analysed"]
 
