@@ -44,7 +44,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ml_tracelens.errors import InputError, MalformedInput, UsageError
+from ml_tracelens.exceptions import InputError, MalformedInput, UsageError
 
 KIB = 1024
 MIB = 1024 * KIB

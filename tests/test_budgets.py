@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.gates.budgets import METRICS, MetricKind, parse_budget, parse_rule
 
 

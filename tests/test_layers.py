@@ -14,7 +14,7 @@ PACKAGE = Path(ml_tracelens.__file__).resolve().parent
 
 #: Lowest first. A module's layer is the first entry its dotted name starts with.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("errors", "limits", "durations", "otlp_values", "schema")),
+    ("foundation", ("exceptions", "limits", "durations", "otlp_values", "schema")),
     ("core", ("core",)),
     ("readers", ("readers",)),
     ("ingest", ("ingest",)),

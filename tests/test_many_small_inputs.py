@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from ml_tracelens import ingest, schema
-from ml_tracelens.errors import MalformedInput
+from ml_tracelens.exceptions import MalformedInput
 
 
 def _span(index: int, **fields: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens import ingest
 from ml_tracelens.cli import app
-from ml_tracelens.errors import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.gates.budgets import MetricKind, parse_budget
 from ml_tracelens.ingest import Telemetry
 from ml_tracelens.ingest.log_spans import spans_from_logs

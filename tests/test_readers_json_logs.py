@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from ml_tracelens import limits
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.readers import READERS, detect, json_logs
 from ml_tracelens.readers.base import InputSource, ReadOptions
 from ml_tracelens.readers.support import log_values as lv

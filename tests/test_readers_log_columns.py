@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens import ingest
 from ml_tracelens.cli import app
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.readers import detect, json_logs
 from ml_tracelens.readers.base import InputSource, ReadOptions, ReadStats
 from ml_tracelens.readers.parquet import read as read_parquet

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ml_tracelens.core import analyze
 from ml_tracelens.core.query import SpanFilter, matching
-from ml_tracelens.errors import NotFound, UsageError
+from ml_tracelens.exceptions import NotFound, UsageError
 from ml_tracelens.reports import bottlenecks, errors, latency
 from ml_tracelens.reports.summary import iso_time, iso_time_expr
 from ml_tracelens.schema import empty_logs

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
-from ml_tracelens.errors import NotFound
+from ml_tracelens.exceptions import NotFound
 from ml_tracelens.render import OutputFormat, emit
 from ml_tracelens.reports import show as request
 from ml_tracelens.schema import empty_logs, logs_from_columns

@@ -1,26 +1,33 @@
-"""The typer app, the options every command shares, and the one error handler.
+"""The typer app and the options commands share, declared once.
 
-Nothing here computes: each command hands typed options to ingest, core and reports, and the one
-error handler below turns TracelensError into a one-line message and its exit code.
+A command declares its own options and names the shared groups it takes (``READING``,
+``FILTERS``, ``OUTPUT``); ``command`` adds those to its signature and hands them to it as one
+``Common`` object, which loads inputs, emits results and runs the command inside the one error
+handler of ``cli.exits``.
 """
 
 from __future__ import annotations
 
-import io
-import os
-import signal
+import functools
+import inspect
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, NoReturn
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
-from ml_tracelens import __version__
-from ml_tracelens.errors import ExitCode, OutputError, StdoutGone, TracelensError, UsageError
+from ml_tracelens.cli.exits import errors_to_exit_codes, show_version
+from ml_tracelens.cli.help import EXAMPLES, HelpCommand
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.render import OutputFormat
-from ml_tracelens.render.console import print_error, print_warning
+from ml_tracelens.render.console import print_warning
+
+if TYPE_CHECKING:
+    from ml_tracelens.api import AnalysedTelemetry, Result
+    from ml_tracelens.ingest.telemetry import Progress, Telemetry
 
 app = typer.Typer(
     name="tracelens",
@@ -121,147 +128,187 @@ WideOpt = Annotated[
 ]
 
 
-def _version(value: bool) -> None:
-    if value:
-        _write_stdout(f"tracelens {__version__}\n")
-        raise typer.Exit()
-
-
-def _write_stdout(text: str) -> None:
-    """Write ``text`` to stdout, failing as a report would (one line naming stdout, or quietly
-    on a closed pipe)."""
-    from ml_tracelens.render import write
-
-    try:
-        write(text, sys.stdout)
-    except (StdoutGone, OutputError) as exc:
-        _stdout_failed(exc)
-
-
 @app.callback()
 def _root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+            "--version", callback=show_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
 ) -> None:
     """Where the time went and what failed, from ML inference traces and JSON logs."""
 
 
-#: Set by ``prepare_process``: this is the tracelens command, which may end itself by a signal.
-_FILTER_PROCESS = False
+ByOpt = Annotated[
+    str,
+    typer.Option(
+        "--by", "-b", help="Group by stage, service, kind, status, attr.KEY; comma-separated."
+    ),
+]
+IdAttrOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--id-attr",
+        metavar="KEY",
+        help="Also treat this span attribute as a request id (repeatable); built in: request.id, "
+        "request_id, correlation_id, http.request_id, x-request-id.",
+    ),
+]
+
+#: The shared options, by the name of their parameter: (annotation, default).
+SHARED: dict[str, tuple[Any, Any]] = {
+    "where": (WhereOpt, None),
+    "since": (SinceOpt, None),
+    "until": (UntilOpt, None),
+    "service": (ServiceOpt, None),
+    "stage": (StageOpt, None),
+    "input_format": (InputFormatOpt, None),
+    "strict": (StrictOpt, False),
+    "field": (FieldOpt, None),
+    "log_time": (LogTimeOpt, None),
+    "no_cache": (NoCacheOpt, False),
+    "fmt": (FormatOpt, None),
+    "wide": (WideOpt, False),
+    "quiet": (QuietOpt, False),
+    "debug": (DebugOpt, False),
+}
+FILTERS = ("where", "since", "until", "service", "stage")
+READING = ("input_format", "strict", "field", "log_time", "no_cache")
+OUTPUT = ("fmt", "wide", "quiet", "debug")
 
 
-def prepare_process() -> None:
-    """Set up the tracelens process as a Unix filter (``main`` calls it; the library does not).
+@dataclass(frozen=True)
+class Common:
+    """The shared options of one command line, and what every command does with them."""
 
-    * A closed stdin, stdout or stderr (``>&-``) is pointed at /dev/null: otherwise the next file
-      opened (a cache entry, the --junit file) would get its number, and whatever writes to
-      "stdout" would write into that file. The report still fails: ``sys.stdout`` stays None.
-    * Text the encoding of stdout or stderr cannot carry is written as backslash escapes, also
-      by writers tracelens does not own (typer's usage errors, tracebacks).
-    """
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
-    global _FILTER_PROCESS
-    _FILTER_PROCESS = True
+    where: str | None = None
+    since: str | None = None
+    until: str | None = None
+    service: list[str] | None = None
+    stage: list[str] | None = None
+    input_format: str | None = None
+    strict: bool = False
+    field: list[str] | None = None
+    log_time: str | None = None
+    no_cache: bool = False
+    fmt: OutputFormat | None = None
+    wide: bool = False
+    quiet: bool = False
+    debug: bool = False
 
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The span filters, as the library's report functions take them."""
+        return {
+            "where": self.where,
+            "since": self.since,
+            "until": self.until,
+            "services": tuple(self.service or ()),
+            "stages": tuple(self.stage or ()),
+        }
 
-def _stdout_failed(exc: StdoutGone | OutputError) -> NoReturn:
-    """A write to stdout failed: quietly when its reader went away, else one line naming it."""
-    if isinstance(exc, StdoutGone):
-        _end_as_a_filter_whose_reader_went_away()
-    _discard_stdout()
-    print_error(str(exc))
-    raise typer.Exit(int(exc.exit_code)) from None
+    @property
+    def terminal_table(self) -> bool:
+        """Whether the output is the table people read (not a machine format)."""
+        return self.fmt in (None, OutputFormat.TABLE)
 
+    def reading(self, config: Path | None = None) -> dict[str, Any]:
+        """The reading options, as ``api.load`` takes them (``log_time`` from the option, else
+        the config file)."""
+        from ml_tracelens.gates.config import log_time_setting
 
-def _end_as_a_filter_whose_reader_went_away() -> NoReturn:
-    """End as ``cat`` or ``grep`` do when the reader of stdout goes away (``| head -1``):
-    silently, killed by SIGPIPE (141 in a shell), never with 1 (a failed gate) or 2.
+        return {
+            "input_format": self.input_format,
+            "fields": field_map(self.field),
+            "strict": self.strict,
+            "log_time": log_time_setting(self.log_time, config),
+        }
 
-    Only stdout's own broken pipe comes here: SIGPIPE cannot simply get its default action for
-    the whole run, since a pipe to a worker process that died would then kill tracelens
-    silently too, instead of an error saying so.
-    """
-    _discard_stdout()
-    if _FILTER_PROCESS and hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGPIPE)
-    # Not the tracelens process (a test, the library), or SIGPIPE is blocked: the same status.
-    raise typer.Exit(int(ExitCode.BROKEN_PIPE))
+    def load(
+        self,
+        paths: Sequence[str],
+        *,
+        by: Sequence[str] | None = None,
+        logs: bool = True,
+        config: Path | None = None,
+    ) -> AnalysedTelemetry:
+        """Read and analyse ``paths`` with a progress bar on a terminal. ``by``: the groupings
+        of a report that only aggregates columns; unless they or ``--where`` name an
+        attribute, the per-span JSON stays on disk on a warm cache."""
+        from ml_tracelens import api
 
+        attributes = by is None or any("attr." in key for key in [*by, self.where or ""])
+        with progress_bar(self.quiet) as progress:
+            return api.load(
+                paths,
+                **self.reading(config),
+                cache=not self.no_cache,
+                attributes=attributes,
+                logs=logs,
+                progress=progress,
+            )
 
-def _let_ctrl_c_interrupt_reads() -> None:
-    """Importing polars installs a SIGINT handler flagged SA_RESTART (it passes the signal on to
-    Python's): a read from stdin or a FIFO that Ctrl-C interrupts is restarted by the kernel, and
-    Python, still waiting in it, never raises KeyboardInterrupt. Clear the flag, keep the handler:
-    the read fails with EINTR, Python runs its handler, and the command ends with 130."""
-    import polars  # noqa: F401  (installs its handler on import)
+    def read(self, paths: Sequence[str]) -> Telemetry:
+        """Read ``paths`` without analysing them or using the cache."""
+        from ml_tracelens import api
 
-    if hasattr(signal, "siginterrupt") and threading.current_thread() is threading.main_thread():
-        signal.siginterrupt(signal.SIGINT, True)
+        return api.read(paths, **self.reading())
 
+    def emit(self, result: Result) -> None:
+        """Warnings to stderr, the result to stdout, and a failed gate's exit code."""
+        from ml_tracelens.render import emit
 
-def _discard_stdout() -> None:
-    """Point stdout's file descriptor at /dev/null after a write to it failed: Python flushes
-    stdout again on exit, and the text left in its buffer would fail again ("Exception ignored",
-    exit status 120)."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, fd)
-    os.close(null)
-
-
-@contextmanager
-def _errors_to_exit_codes(debug: bool) -> Iterator[None]:
-    try:
-        _let_ctrl_c_interrupt_reads()  # inside: a Ctrl-C during polars' import is handled too
-        yield
-    except (StdoutGone, OutputError) as exc:
-        _stdout_failed(exc)
-    except TracelensError as exc:
-        if debug:
-            raise
-        print_error(str(exc))
-        raise typer.Exit(int(exc.exit_code)) from None
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        if debug:
-            raise
-        print_error(
-            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
-        )
-        raise typer.Exit(int(ExitCode.USAGE)) from None
-    except BaseException as exc:
-        # A Rust panic inside polars arrives as pyo3's PanicException, not an Exception.
-        if debug or type(exc).__name__ != "PanicException":
-            raise
-        print_error(
-            f"internal error: polars panicked: {exc} (rerun with --debug for the traceback)"
-        )
-        raise typer.Exit(int(ExitCode.USAGE)) from None
+        if not self.quiet:
+            for warning in result.warnings:
+                print_warning(warning)
+        emit(result.report, self.fmt or OutputFormat.TABLE, stdout=sys.stdout, wide=self.wide)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
 
 
-def _field_map(fields: list[str] | None) -> dict[str, str]:
+def command(
+    *shared: Sequence[str], name: str | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a command on ``app`` with its own parameters plus the ``shared`` option groups;
+    the function receives those as ``common: Common`` and runs inside the error handler."""
+
+    def register(function: Callable[..., None]) -> Callable[..., None]:
+        hints = get_type_hints(function, include_extras=True)
+        own = [
+            parameter.replace(annotation=hints[parameter.name])
+            for parameter in inspect.signature(function).parameters.values()
+            if parameter.name != "common"
+        ]
+        names = [option for group in shared for option in group]
+        added = [
+            inspect.Parameter(
+                option,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=SHARED[option][0],
+                default=SHARED[option][1],
+            )
+            for option in names
+        ]
+
+        @functools.wraps(function)
+        def run(**arguments: Any) -> None:
+            common = Common(**{option: arguments.pop(option) for option in names})
+            with errors_to_exit_codes(common.debug):
+                function(**arguments, common=common)
+
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        command_name = name or function.__name__
+        app.command(command_name, cls=HelpCommand, epilog=EXAMPLES[command_name])(run)
+        return run
+
+    return register
+
+
+def field_map(fields: Sequence[str] | None) -> dict[str, str]:
+    """``--field NAME=KEY`` options -> {canonical field: key}."""
     mapping: dict[str, str] = {}
     for item in fields or ():
         name, sep, key = item.partition("=")
@@ -271,32 +318,8 @@ def _field_map(fields: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _read_options(fields: list[str] | None, strict: bool, log_time: str | None = None):
-    """The reader options every command builds from --field, --strict and --log-time (else the
-    config file's ``log_time``)."""
-    from ml_tracelens.gates.config import log_time_setting
-    from ml_tracelens.readers.base import ReadOptions
-
-    return ReadOptions(
-        field_map=_field_map(fields), strict=strict, log_time=log_time_setting(log_time)
-    )
-
-
-def _load(
-    paths: list[str],
-    input_format: str | None,
-    strict: bool,
-    fields: list[str] | None,
-    log_time: str | None = None,
-):
-    from ml_tracelens import ingest
-
-    options = _read_options(fields, strict, log_time)
-    return ingest.load(paths, input_format=input_format, options=options)
-
-
 @contextmanager
-def _progress(quiet: bool) -> Iterator[object | None]:
+def progress_bar(quiet: bool) -> Iterator[Progress | None]:
     """A progress bar on stderr for big inputs on a terminal; nothing when quiet or piped."""
     if quiet or sys.stderr is None or not sys.stderr.isatty():
         yield None
@@ -305,74 +328,3 @@ def _progress(quiet: bool) -> Iterator[object | None]:
 
     with InputProgress() as progress:
         yield progress
-
-
-def _analyse(
-    paths: list[str],
-    *,
-    input_format: str | None,
-    strict: bool,
-    fields: list[str] | None,
-    log_time: str | None = None,
-    where: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    services: list[str] | None = None,
-    stages: list[str] | None = None,
-    no_cache: bool = False,
-    quiet: bool = False,
-    aggregate_by: list[str] | None = None,
-    logs: bool = True,
-):
-    """Load, analyse every tree, and compute the filter mask: what every report starts from.
-
-    ``aggregate_by`` marks a report that only aggregates columns (its groupings): then a warm
-    cache reads the bulky per-span JSON columns only when a grouping or --where names attr.KEY.
-    """
-    from ml_tracelens.core.query import SpanFilter, matching
-    from ml_tracelens.ingest.pipeline import HEAVY_COLUMNS, load_analysed
-    from ml_tracelens.reports.summary import inputs_of, warnings_of
-
-    with _progress(quiet) as progress:
-        telemetry, analysis = load_analysed(
-            paths,
-            input_format=input_format,
-            options=_read_options(fields, strict, log_time),
-            use_cache=not no_cache,
-            progress=progress,
-            without=HEAVY_COLUMNS if _attribute_free(aggregate_by, where) else (),
-            logs=logs,
-        )
-    if telemetry.spans.is_empty():
-        from ml_tracelens.errors import InputError
-        from ml_tracelens.reports.summary import no_spans_message
-
-        raise InputError(no_spans_message(telemetry))
-    span_filter = SpanFilter(
-        where=where,
-        since=since,
-        until=until,
-        services=tuple(services or ()),
-        stages=tuple(stages or ()),
-    )
-    mask = matching(analysis.spans, span_filter) if span_filter.active else None
-    context = {"inputs": inputs_of(telemetry), "warnings": warnings_of(telemetry, analysis)}
-    return telemetry, analysis, mask, context
-
-
-def _attribute_free(aggregate_by: list[str] | None, where: str | None) -> bool:
-    if aggregate_by is None:
-        return False
-    keys = [*aggregate_by, where or ""]
-    return not any("attr." in key for key in keys)
-
-
-def _emit(report, fmt: OutputFormat | None, quiet: bool, wide: bool = False) -> None:
-    from ml_tracelens.render import emit
-
-    if not quiet:
-        for warning in report.warnings:
-            print_warning(warning)
-    emit(report, fmt or OutputFormat.TABLE, stdout=sys.stdout, wide=wide)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from ml_tracelens.errors import NotFound, UsageError
+from ml_tracelens.exceptions import NotFound, UsageError
 from ml_tracelens.schema import with_attribute_columns
 
 _ATTR = re.compile(r'"?\battr\.([A-Za-z0-9_.\-/:]+[A-Za-z0-9_])"?')

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.schema import with_attribute_columns
 
 PERCENTILES = (50, 90, 95, 99)

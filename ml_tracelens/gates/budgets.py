@@ -40,7 +40,7 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 
 BUDGET_SYNTAX = "[STAGE:]METRIC OP VALUE[UNIT], e.g. model.inference:p95<=120ms or error_rate<1%"
 RULE_SYNTAX = "[STAGE:]METRIC OP [+|-]AMOUNT UNIT, e.g. p95>+10% or error_rate>+0.5pp"

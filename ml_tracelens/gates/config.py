@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.gates.budgets import Budget, Rule, parse_budgets, parse_rules
 
 CONFIG_NAME = "tracelens.toml"

@@ -14,7 +14,7 @@ from typing import IO
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.errors import InputError, MalformedInput
+from ml_tracelens.exceptions import InputError, MalformedInput
 from ml_tracelens.ingest.inputs import ResolvedInputs, resolve
 from ml_tracelens.ingest.log_spans import DerivedSpans, spans_from_logs, timestamp_resolution_ns
 from ml_tracelens.ingest.telemetry import InputSummary, Progress, Telemetry

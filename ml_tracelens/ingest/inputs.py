@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO
 
 from ml_tracelens import limits
-from ml_tracelens.errors import InputError
+from ml_tracelens.exceptions import InputError
 from ml_tracelens.readers.base import InputSource
 
 GZIP_MAGIC = b"\x1f\x8b"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ml_tracelens.errors import InputError
+from ml_tracelens.exceptions import InputError
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, level_is_error
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TextIO
 
-from ml_tracelens.errors import OutputError, StdoutGone
+from ml_tracelens.exceptions import OutputError, StdoutGone
 from ml_tracelens.render.cells import fit_encoding
 from ml_tracelens.reports.result import Report
 

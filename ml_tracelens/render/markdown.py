@@ -26,8 +26,8 @@ def render(report: Report) -> str:
     parts.extend(f"{_escape(line)}  " for line in report.headline)
     if report.headline:
         parts.append("")
-    for table in report.tables:
-        parts.extend(_table(table, titled=len(report.tables) > 1))
+    for table in report.text_tables:
+        parts.extend(_table(table, titled=len(report.text_tables) > 1))
     if report.warnings:
         parts.append("<details><summary>Warnings</summary>\n")
         parts.extend(f"- {_escape(w)}" for w in report.warnings)

@@ -87,14 +87,14 @@ def _draw(report: Report, console: Console, *, wide: bool) -> None:
     console.print(Text(printable(report.title), style="bold"))
     for line in report.headline:
         console.print(Text(printable(line)))
-    for table in report.tables:
+    for table in report.text_tables:
         console.print()
         fitted = fit_table(table, width=width, plain=plain, wide=wide)
         if wide:
             # Every column at full width: wider than the terminal if need be, which folds it.
             console.width = max(width, fitted.width)
         console.print(
-            fitted.renderable(titled=len(report.tables) > 1 or not table.rows, plain=plain)
+            fitted.renderable(titled=len(report.text_tables) > 1 or not table.rows, plain=plain)
         )
         console.width = width
 

@@ -17,7 +17,7 @@ import polars as pl
 
 from ml_tracelens.core.stats import NS_PER_MS
 from ml_tracelens.durations import format_duration
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 TYPICAL_BAND = (0.25, 0.75)

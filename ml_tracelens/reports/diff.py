@@ -399,19 +399,14 @@ def by_stage(report: Report) -> Report:
     """The default view of a diff report: one row per stage for people; the JSON keeps the
     metric rows, so both views print the same JSON document."""
     metric_table = report.tables[0]
-    rows = metric_table.rows
-    data = {
-        **report.data,
-        metric_table.key: [{c.key: row.get(c.key) for c in metric_table.columns} for row in rows],
-    }
     stages = Table(
         key="stages",
         title="Changes by stage",
         columns=STAGE_COLUMNS,
-        rows=stage_rows(rows),
+        rows=stage_rows(metric_table.rows),
         in_json=False,
     )
-    return replace(report, tables=[stages], data=data)
+    return replace(report, tables=[stages, replace(metric_table, in_text=False)])
 
 
 def stage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

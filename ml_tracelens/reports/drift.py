@@ -39,7 +39,7 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.model_records import versions_in
 from ml_tracelens.reports.summary import iso_time
 

@@ -21,7 +21,7 @@ from ml_tracelens.core.stats import (
     with_group_columns,
 )
 from ml_tracelens.durations import format_duration
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 # hide_rank: the order a narrow terminal hides columns in (the distribution, rank 1, first).

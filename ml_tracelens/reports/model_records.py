@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ml_tracelens.core.stats import requests
-from ml_tracelens.errors import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.schema import ERROR_LEVELS, with_attribute_columns
 
 ALIASES: dict[str, tuple[str, ...]] = {

@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
-from ml_tracelens.errors import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.drift import (
     drift_entries,

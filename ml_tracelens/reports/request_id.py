@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-from ml_tracelens.errors import NotFound, UsageError
+from ml_tracelens.exceptions import NotFound, UsageError
 from ml_tracelens.schema import attribute, distinct_resources, normalize_id, with_attribute_columns
 
 #: Span attributes whose values are request (correlation) ids.

@@ -63,6 +63,8 @@ class Table:
     rows: list[dict[str, Any]]
     #: False for tables that only restate the report's JSON keys for people (summary facts)
     in_json: bool = True
+    #: False for tables only the JSON carries (diff's metric rows under its per-stage view)
+    in_text: bool = True
     #: The sentence shown instead of an empty table ("no error messages in 2,019 requests")
     empty_note: str = ""
 
@@ -82,5 +84,11 @@ class Report:
     view: Any = None
 
     @property
+    def text_tables(self) -> list[Table]:
+        """The tables people read (terminal, markdown, CSV), in order."""
+        return [t for t in self.tables if t.in_text]
+
+    @property
     def primary(self) -> Table | None:
-        return self.tables[0] if self.tables else None
+        """The main table people read: the one CSV writes."""
+        return next(iter(self.text_tables), None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 
 
 def sides(

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core.stats import NS_PER_MS, request_errors_expr
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS, correlation_values
 from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.summary import iso_time_expr

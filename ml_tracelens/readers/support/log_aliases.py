@@ -53,7 +53,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.readers.support import log_values as v
 
 #: ``unread_reason`` values: why a time or duration present on a line was not read.
