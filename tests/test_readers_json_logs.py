@@ -580,7 +580,7 @@ def test_the_first_long_line_of_a_block_is_found_as_splitting_finds_it(
     by_splitting = next(
         (i for i, line in enumerate(block.split(b"\n")) if len(line.rstrip(b"\r")) > limit), None
     )
-    assert json_logs._long_line(block, limit) == by_splitting
+    assert json_logs.first_long_line(block, limit) == by_splitting
 
 
 @pytest.mark.parametrize("kind", ["file", "stream"])

@@ -207,7 +207,7 @@ def blocks(
             # No newline within limit + 1 bytes of the tail: the block's last line is too long.
             raise _too_long(name, first_line + block.count(b"\n"), limit)
         lines = count_lines(block)
-        long_line = _long_line(block, limit) if len(block) > limit else None
+        long_line = first_long_line(block, limit) if len(block) > limit else None
         if long_line is not None:
             raise _too_long(name, first_line + long_line, limit)
         yield block, first_line, lines
@@ -233,7 +233,7 @@ def _too_long(name: str, line: int, limit: int) -> limits.LimitExceeded:
     )
 
 
-def _long_line(block: bytes, limit: int) -> int | None:
+def first_long_line(block: bytes, limit: int) -> int | None:
     """Index of the first line of ``block`` longer than ``limit`` bytes (trailing ``\\r`` not
     counted), if any.
 
