@@ -21,34 +21,35 @@ from typing import Any
 
 import orjson
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 KINDS = ("server", "client", "internal", "producer", "consumer")
 STATUSES = ("unset", "ok", "error")
 Kind = pl.Enum(KINDS)
 Status = pl.Enum(STATUSES)
 
-SPAN_SCHEMA = pl.Schema(
-    {
-        "trace_id": pl.String,
-        "span_id": pl.String,
-        "parent_id": pl.String,  # null for a root; first CHILD_OF reference only
-        "service": pl.String,
-        "name": pl.String,  # the stage
-        "kind": Kind,
-        "start_ns": pl.Int64,
-        "end_ns": pl.Int64,
-        "duration_ns": pl.Int64,
-        "status": Status,
-        "status_message": pl.String,
-        "attributes": pl.String,  # JSON: the span's attributes (object or OTLP list)
-        "resource": pl.Categorical(),  # JSON: resource attributes kept apart, else null
-        "events": pl.String,  # JSON list of {name, time_ns, attributes}, null when none
-        "links": pl.String,  # JSON list of {trace_id, span_id, type}, null when none
-        # file:line or file#index, for messages; Categorical: a line of the Collector's file
-        # exporter holds hundreds of spans, so a span costs 4 bytes here instead of ~40
-        "source": pl.Categorical(),
-    }
-)
+#: Classes (pl.String) and instances (pl.Enum(...)) mixed: annotated, or mypy infers object.
+_SPAN_TYPES: dict[str, pl.DataType | DataTypeClass] = {
+    "trace_id": pl.String,
+    "span_id": pl.String,
+    "parent_id": pl.String,  # null for a root; first CHILD_OF reference only
+    "service": pl.String,
+    "name": pl.String,  # the stage
+    "kind": Kind,
+    "start_ns": pl.Int64,
+    "end_ns": pl.Int64,
+    "duration_ns": pl.Int64,
+    "status": Status,
+    "status_message": pl.String,
+    "attributes": pl.String,  # JSON: the span's attributes (object or OTLP list)
+    "resource": pl.Categorical(),  # JSON: resource attributes kept apart, else null
+    "events": pl.String,  # JSON list of {name, time_ns, attributes}, null when none
+    "links": pl.String,  # JSON list of {trace_id, span_id, type}, null when none
+    # file:line or file#index, for messages; Categorical: a line of the Collector's file
+    # exporter holds hundreds of spans, so a span costs 4 bytes here instead of ~40
+    "source": pl.Categorical(),
+}
+SPAN_SCHEMA = pl.Schema(_SPAN_TYPES)
 
 LOG_SCHEMA = pl.Schema(
     {

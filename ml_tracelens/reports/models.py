@@ -369,7 +369,7 @@ def budget_values(
             scoped = frame if version is None else frame.filter(pl.col("model_version") == version)
             confidence = scoped.get_column("confidence").drop_nulls()
             out[(version, metric)] = (
-                ((confidence < low_confidence).sum() / confidence.len(), None)
+                (int((confidence < low_confidence).sum()) / confidence.len(), None)
                 if confidence.len()
                 else (None, "no confidence values")
             )

@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core import Analysis
+from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.telemetry import Telemetry
 
@@ -58,12 +59,12 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
     spans = telemetry.spans
     structure = analysis.structure
     services = sorted(s for s in spans.get_column("service").unique().to_list() if s is not None)
-    start = spans.get_column("start_ns").min()
-    end = spans.get_column("end_ns").max()
+    start = int_scalar(spans.get_column("start_ns").min())
+    end = int_scalar(spans.get_column("end_ns").max())
     if telemetry.logs.height:
         log_times = telemetry.logs.get_column("time_ns")
-        start = _min(start, log_times.min())
-        end = _max(end, log_times.max())
+        start = _min(start, int_scalar(log_times.min()))
+        end = _max(end, int_scalar(log_times.max()))
     error_spans = spans.filter(pl.col("status") == "error").height
     skew = [
         {"parent_service": p, "child_service": c, "spans": n}
@@ -73,8 +74,8 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         "spans": spans.height,
         "traces": spans.get_column("trace_id").n_unique(),
         "services": services,
-        "start": iso_time(start),  # type: ignore[arg-type]
-        "end": iso_time(end),  # type: ignore[arg-type]
+        "start": iso_time(start),
+        "end": iso_time(end),
         "error_spans": error_spans,
         "orphan_spans": structure.orphan_spans,
         "merged_duplicate_spans": telemetry.merged_duplicates,
@@ -181,11 +182,11 @@ def _listed_inputs(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [*rows[: LISTED_INPUTS - 1], folded]
 
 
-def _min(a: Any, b: Any) -> Any:
+def _min(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _max(a: Any, b: Any) -> Any:
+def _max(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
 
