@@ -157,6 +157,7 @@ def diff(
     """Compare a baseline with a current run per stage; with --fail-on, a regression gate."""
     with _errors_to_exit_codes(debug):
         from ml_tracelens.config import gate_rules, log_time_setting
+        from ml_tracelens.core.bootstrap import Bootstrap
         from ml_tracelens.render.junit import write_report
         from ml_tracelens.reports import diff as diff_report
         from ml_tracelens.reports import sides
@@ -182,7 +183,7 @@ def diff(
             baseline=base.spans,
             current=cur.spans,
             rules=rules,
-            bootstrap=diff_report.Bootstrap(replicates=replicates, seed=seed),
+            bootstrap=Bootstrap(replicates=replicates, seed=seed),
             min_change_pct=min_change,
             **context,
         )

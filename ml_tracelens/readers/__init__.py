@@ -8,7 +8,6 @@ cache should not pay 0.1 s to import every format's parser.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 from ml_tracelens.readers.base import ReaderSpec
 
@@ -39,7 +38,7 @@ def detect(head: bytes) -> ReaderSpec | None:
     return None
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> dict[str, ReaderSpec]:
     if name == "READERS":
         return _registry()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

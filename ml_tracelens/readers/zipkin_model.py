@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, overload
 
 import polars as pl
 
@@ -53,7 +53,11 @@ def span_location(name: str, document_location: str, index: int | str) -> str:
     return f"{document_location}#{index}"
 
 
-def checked_id(value: Any, field: str, *, required: bool = False) -> str | None:
+@overload
+def checked_id(value: object, field: str, *, required: Literal[True]) -> str: ...
+@overload
+def checked_id(value: object, field: str, *, required: bool = False) -> str | None: ...
+def checked_id(value: object, field: str, *, required: bool = False) -> str | None:
     """An id as the document writes it; None for null, empty or all zeros (how these formats
     write "no id"), ValueError for that when ``required``, TypeError for a non-string."""
     if value is None or value == "":

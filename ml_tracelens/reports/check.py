@@ -50,7 +50,8 @@ SHOWN_AS = {
 def shown_as(row: Mapping[str, Any]) -> ColumnKind:
     """A row's actual and limit in its metric's unit: ``75.0ms`` for a p95, ``6.0%`` for an
     error rate; a PSI as a plain number."""
-    return SHOWN_AS.get(METRICS.get(row.get("metric") or ""), ColumnKind.FLOAT)
+    kind = METRICS.get(row.get("metric") or "")
+    return ColumnKind.FLOAT if kind is None else SHOWN_AS.get(kind, ColumnKind.FLOAT)
 
 
 COLUMNS = (

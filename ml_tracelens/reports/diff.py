@@ -23,7 +23,7 @@ alone. A rule naming a stage that is missing on either side fails the gate with 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -57,7 +57,8 @@ _SHOWN_AS = {
 
 def shown_as(row: Mapping[str, Any]) -> ColumnKind:
     """A metric row's values in its unit: ``54.8ms`` for a p50, ``3.4%`` for an error rate."""
-    return _SHOWN_AS.get(DIFF_METRICS.get(row.get("metric") or ""), ColumnKind.FLOAT)
+    kind = DIFF_METRICS.get(row.get("metric") or "")
+    return ColumnKind.FLOAT if kind is None else _SHOWN_AS.get(kind, ColumnKind.FLOAT)
 
 
 COLUMNS = (
@@ -445,7 +446,9 @@ def stage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _change_text(row: dict[str, Any], shown: Any, *, relative: bool = True) -> str:
+def _change_text(
+    row: dict[str, Any], shown: Callable[[float | None], str], *, relative: bool = True
+) -> str:
     before, after = row["baseline"], row["current"]
     if before is None or after is None:
         return shown(after if before is None else before) + (
