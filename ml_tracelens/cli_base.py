@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -21,6 +21,15 @@ from ml_tracelens import __version__
 from ml_tracelens.console import print_error, print_warning
 from ml_tracelens.errors import ExitCode, OutputError, StdoutGone, TracelensError, UsageError
 from ml_tracelens.render import OutputFormat
+
+if TYPE_CHECKING:  # imported where used, after startup: a command pays only for what it runs
+    import polars as pl
+
+    from ml_tracelens.core import Analysis
+    from ml_tracelens.readers.base import ReadOptions
+    from ml_tracelens.reports.model import Report
+    from ml_tracelens.reports.summary import ReportContext
+    from ml_tracelens.telemetry import Progress, Telemetry
 
 app = typer.Typer(
     name="tracelens",
@@ -271,7 +280,9 @@ def _field_map(fields: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _read_options(fields: list[str] | None, strict: bool, log_time: str | None = None):
+def _read_options(
+    fields: list[str] | None, strict: bool, log_time: str | None = None
+) -> ReadOptions:
     """The reader options every command builds from --field, --strict and --log-time (else the
     config file's ``log_time``)."""
     from ml_tracelens.config import log_time_setting
@@ -288,7 +299,7 @@ def _load(
     strict: bool,
     fields: list[str] | None,
     log_time: str | None = None,
-):
+) -> Telemetry:
     from ml_tracelens import ingest
 
     options = _read_options(fields, strict, log_time)
@@ -296,7 +307,7 @@ def _load(
 
 
 @contextmanager
-def _progress(quiet: bool) -> Iterator[object | None]:
+def _progress(quiet: bool) -> Iterator[Progress | None]:
     """A progress bar on stderr for big inputs on a terminal; nothing when quiet or piped."""
     if quiet or sys.stderr is None or not sys.stderr.isatty():
         yield None
@@ -323,7 +334,7 @@ def _analyse(
     quiet: bool = False,
     aggregate_by: list[str] | None = None,
     logs: bool = True,
-):
+) -> tuple[Telemetry, Analysis, pl.Series | None, ReportContext]:
     """Load, analyse every tree, and compute the filter mask: what every report starts from.
 
     ``aggregate_by`` marks a report that only aggregates columns (its groupings): then a warm
@@ -356,7 +367,10 @@ def _analyse(
         stages=tuple(stages or ()),
     )
     mask = matching(analysis.spans, span_filter) if span_filter.active else None
-    context = {"inputs": inputs_of(telemetry), "warnings": warnings_of(telemetry, analysis)}
+    context: ReportContext = {
+        "inputs": inputs_of(telemetry),
+        "warnings": warnings_of(telemetry, analysis),
+    }
     return telemetry, analysis, mask, context
 
 
@@ -367,7 +381,7 @@ def _attribute_free(aggregate_by: list[str] | None, where: str | None) -> bool:
     return not any("attr." in key for key in keys)
 
 
-def _emit(report, fmt: OutputFormat | None, quiet: bool, wide: bool = False) -> None:
+def _emit(report: Report, fmt: OutputFormat | None, quiet: bool, wide: bool = False) -> None:
     from ml_tracelens.render import emit
 
     if not quiet:

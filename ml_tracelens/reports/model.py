@@ -7,13 +7,19 @@ renderers decide presentation (precision, percent signs, colours).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 
 #: Bumped whenever a key of any report's JSON changes meaning or disappears.
 SCHEMA_VERSION = 1
+
+#: A value of a report's JSON document (``data``, ``inputs``, a table's rows). Read-only
+#: containers, so that a ``dict[str, int]`` or a ``list[str]`` is one.
+JsonValue: TypeAlias = (
+    str | int | float | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
+)
 
 
 class ColumnKind(StrEnum):

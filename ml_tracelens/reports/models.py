@@ -24,6 +24,7 @@ between (one mode at a time)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,7 @@ from ml_tracelens.reports.model_records import (
     versions_in,
 )
 from ml_tracelens.reports.sides import side_context
-from ml_tracelens.reports.summary import inputs_of, warnings_of
+from ml_tracelens.reports.summary import ReportContext, inputs_of, warnings_of
 from ml_tracelens.telemetry import Telemetry
 
 __all__ = ["ModelOptions", "budget_values", "build", "parse_compare", "parse_window"]
@@ -205,8 +206,10 @@ def build(
     records, analysis = records_of(current, options.keys)
     frame = records.frame
     features = options.keys.features
-    stats = {"low_confidence": options.low_confidence, "top_classes": options.top_classes}
-    rows = group_rows(frame, "model_version", **stats)
+    group_stats = functools.partial(
+        group_rows, low_confidence=options.low_confidence, top_classes=options.top_classes
+    )
+    rows = group_stats(frame, "model_version")
     tables = [
         Table(
             key="rows",
@@ -216,7 +219,10 @@ def build(
         )
     ]
     extra_tables: list[Table] = []
-    context = {"inputs": inputs_of(current), "warnings": warnings_of(current, analysis)}
+    context: ReportContext = {
+        "inputs": inputs_of(current),
+        "warnings": warnings_of(current, analysis),
+    }
     if baseline is not None:
         base_records, base_analysis = records_of(baseline, options.keys)
         context = side_context(
@@ -231,7 +237,7 @@ def build(
                 key="baseline_rows",
                 title="Baseline model versions",
                 columns=_columns("model_version", "model version"),
-                rows=group_rows(base_records.frame, "model_version", **stats),
+                rows=group_stats(base_records.frame, "model_version"),
             )
         )
     elif options.window is not None:
@@ -247,7 +253,7 @@ def build(
                 key="windows",
                 title=f"Windows of {options.window.strip()}",
                 columns=_columns("window", "window start"),
-                rows=group_rows(timed, "window", **stats),
+                rows=group_stats(timed, "window"),
             )
         )
     else:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import polars as pl
 
 from ml_tracelens.core import Analysis
 from ml_tracelens.core.tree import int_scalar
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.model import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.telemetry import Telemetry
 
 
-def inputs_of(telemetry: Telemetry) -> list[dict[str, Any]]:
+class ReportContext(TypedDict):
+    """What every report's JSON says of its inputs (``inputs_of``, ``warnings_of``), passed on
+    to a report's ``build`` as keyword arguments."""
+
+    inputs: list[dict[str, JsonValue]]
+    warnings: list[str]
+
+
+def inputs_of(telemetry: Telemetry) -> list[dict[str, JsonValue]]:
     """The per-input block every report's JSON carries."""
     return [
         {
