@@ -38,7 +38,7 @@ from ml_tracelens.core.bootstrap import (
 )
 from ml_tracelens.core.significance import benjamini_hochberg
 from ml_tracelens.durations import format_duration
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.model import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.stats import requests
 
 METRICS = ("count", "p50", "p95", "p99", "error_rate")
@@ -55,9 +55,10 @@ _SHOWN_AS = {
 }
 
 
-def shown_as(row: Mapping[str, Any]) -> ColumnKind:
+def shown_as(row: Mapping[str, JsonValue]) -> ColumnKind:
     """A metric row's values in its unit: ``54.8ms`` for a p50, ``3.4%`` for an error rate."""
-    kind = DIFF_METRICS.get(row.get("metric") or "")
+    metric = row.get("metric")
+    kind = DIFF_METRICS.get(metric) if isinstance(metric, str) else None
     return ColumnKind.FLOAT if kind is None else _SHOWN_AS.get(kind, ColumnKind.FLOAT)
 
 
@@ -330,7 +331,7 @@ def build(
     rules: Sequence[Rule] = (),
     bootstrap: Bootstrap | None = None,
     min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     """The diff report, one row per stage and metric (``--long``; see ``by_stage`` for the

@@ -14,7 +14,7 @@ import polars as pl
 
 from ml_tracelens.durations import format_duration
 from ml_tracelens.errors import UsageError
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.model import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.stats import (
     NS_PER_MS,
     duration_aggregations,
@@ -94,7 +94,7 @@ def build(
     sort: str | None = None,
     top: int | None = None,
     distribution: bool = True,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else analysed

@@ -41,7 +41,7 @@ from ml_tracelens.reports.drift import (
     window_frame,
     window_pairs,
 )
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.model import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.model_records import (
     FieldKeys,
     ModelRecords,
@@ -124,7 +124,7 @@ def records_of(
 
 def group_rows(
     frame: pl.DataFrame, key: str, *, low_confidence: float, top_classes: int
-) -> list[dict[str, Any]]:
+) -> list[dict[str, JsonValue]]:
     """Per value of ``key``: the STAT_COLUMNS, in natural order of the key."""
     latency = pl.col("latency_ns").cast(pl.Float64) / NS_PER_MS
     confidence = pl.col("confidence")
@@ -169,7 +169,7 @@ def _mixes(frame: pl.DataFrame, key: str, top_classes: int) -> dict[Any, Mix]:
     return out
 
 
-def feature_rows(frame: pl.DataFrame, features: Sequence[str]) -> list[dict[str, Any]]:
+def feature_rows(frame: pl.DataFrame, features: Sequence[str]) -> list[dict[str, JsonValue]]:
     """Per model version and feature: count, mean, p10/p50/p90, min, max."""
     rows = []
     for feature in features:

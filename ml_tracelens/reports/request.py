@@ -30,7 +30,7 @@ import polars as pl
 
 from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.durations import format_duration
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.model import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.request_id import (
     DEFAULT_ID_ATTRS,
     Resolution,
@@ -102,7 +102,7 @@ def build(
     critical_only: bool = False,
     collapse: bool = False,
     attrs: bool = False,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     """The `show` report for the trace ``ident`` names.
