@@ -98,7 +98,7 @@ def empty_logs() -> pl.DataFrame:
     return pl.DataFrame(schema=LOG_SCHEMA)
 
 
-def spans_from_columns(columns: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+def spans_from_columns(columns: Mapping[str, Sequence[object]]) -> pl.DataFrame:
     """Build a canonical span frame from per-column Python lists (missing columns are null).
 
     Readers collect plain lists while parsing and call this once per file or chunk; ids and
@@ -107,7 +107,7 @@ def spans_from_columns(columns: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
     return normalize_spans(_frame(columns, SPAN_SCHEMA))
 
 
-def logs_from_columns(columns: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+def logs_from_columns(columns: Mapping[str, Sequence[object]]) -> pl.DataFrame:
     return normalize_logs(_frame(columns, LOG_SCHEMA))
 
 
@@ -288,7 +288,7 @@ def distinct_resources(frame: pl.DataFrame) -> pl.DataFrame | None:
     return distinct.with_columns(_text=pl.col("resource").cast(pl.String))
 
 
-def attributes_dict(text: str | None, resource: str | None = None) -> dict[str, Any]:
+def attributes_dict(text: str | None, resource: str | None = None) -> dict[str, object]:
     """Python dict of a span's attributes from its ``attributes`` and ``resource`` cells (span
     attributes win), whichever form each is in (for per-row views).
 

@@ -76,7 +76,7 @@ def skip_reason(exc: orjson.JSONDecodeError, line: bytes) -> str:
     return f"invalid JSON ({message})"
 
 
-def json_kind(value: Any) -> str:
+def json_kind(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
