@@ -24,6 +24,7 @@ from typing import Any, Literal
 import polars as pl
 
 from ml_tracelens.core import Analysis
+from ml_tracelens.core.bootstrap import Bootstrap
 from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.exceptions import InputError
 from ml_tracelens.gates.budgets import Budget, Rule, parse_budget, parse_rule
@@ -437,8 +438,8 @@ def diff(
     current: AnalysedTelemetry,
     *,
     fail_on: Sequence[str | Rule] = (),
-    replicates: int = diff_report.Bootstrap.replicates,
-    seed: int = diff_report.Bootstrap.seed,
+    replicates: int = Bootstrap.replicates,
+    seed: int = Bootstrap.seed,
     min_change_pct: float = diff_report.DEFAULT_MIN_CHANGE_PCT,
     long: bool = False,
 ) -> Result:
@@ -458,7 +459,7 @@ def diff(
             parse_rule(item, origin="fail_on rule") if isinstance(item, str) else item
             for item in fail_on
         ],
-        bootstrap=diff_report.Bootstrap(replicates=replicates, seed=seed),
+        bootstrap=Bootstrap(replicates=replicates, seed=seed),
         min_change_pct=min_change_pct,
         **context,
     )

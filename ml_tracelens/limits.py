@@ -100,7 +100,7 @@ def current() -> Limits:
     return replace(limits, **values)
 
 
-def configure(**values: Any) -> None:
+def configure(**values: float) -> None:
     """Override limits for this process (``configure()`` with no arguments clears overrides)."""
     unknown = set(values) - set(_ENV)
     if unknown:

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 
-def int_or_none(value: Any) -> int | None:
+def int_or_none(value: object) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -22,13 +22,13 @@ def integer(value: Any) -> int:
     return int(value)
 
 
-def attributes_of(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+def attributes_of(items: list[dict[str, Any]] | None) -> dict[str, object]:
     if not items:
         return {}
     return {item["key"]: any_value(item.get("value")) for item in items}
 
 
-def any_value(value: Any) -> Any:
+def any_value(value: object) -> object:
     """OTLP AnyValue -> plain JSON value (ints may arrive as strings)."""
     if not isinstance(value, dict) or not value:
         return value
@@ -71,7 +71,7 @@ def level_from_severity_number(number: Any) -> str | None:
     return next((name for threshold, name in _SEVERITY_BY_NUMBER if value >= threshold), None)
 
 
-def canonical_level(level: Any) -> str | None:
+def canonical_level(level: object) -> str | None:
     """A severity word in the canonical spelling (warning -> warn, critical -> fatal)."""
     if level is None:
         return None

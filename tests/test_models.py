@@ -27,7 +27,7 @@ from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.gates.budgets import MetricKind, parse_budget
 from ml_tracelens.ingest import Telemetry
 from ml_tracelens.ingest.log_spans import spans_from_logs
-from ml_tracelens.readers import READERS, json_logs
+from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.reports import check as check_report
 from ml_tracelens.reports.drift import (
@@ -450,7 +450,6 @@ def test_sample_app_log_matches_the_generator_truth() -> None:
     assert report.data["stages"] == ["model.inference"]
 
 
-@pytest.mark.skipif("json-logs" not in READERS, reason="the JSON-lines reader is not registered")
 def test_cli_on_the_sample_app_log() -> None:
     result = run("models", str(SAMPLE_DATA / "app.log.jsonl"), "--format", "json")
     assert result.exit_code == 0, result.stderr

@@ -24,7 +24,7 @@ from polars.testing import assert_frame_equal
 
 from ml_tracelens import limits
 from ml_tracelens.exceptions import UsageError
-from ml_tracelens.readers import READERS, detect, json_logs
+from ml_tracelens.readers import detect, json_logs, registry
 from ml_tracelens.readers.base import InputSource, ReadOptions
 from ml_tracelens.readers.support import log_values as lv
 from ml_tracelens.readers.support.log_aliases import FIELD_NAMES
@@ -786,7 +786,7 @@ def test_sniff(head: bytes, claimed: bool) -> None:
 
 
 def test_other_formats_are_detected_first() -> None:
-    assert READERS["json-logs"].priority == 90
+    assert registry()["json-logs"].priority == 90
     assert detect(b'{"resourceSpans":[]}\n').name == "otlp-json"
     assert detect((LOGS / "ecs.jsonl").read_bytes()).name == "json-logs"
 

@@ -18,7 +18,9 @@ class HelpCommand(TyperCommand):
             if isinstance(param, TyperArgument) and param.metavar is None and param.name:
                 param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
 
-    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+    # The base class takes click's Context, which typer has no public name for (it vendors
+    # click privately since 0.2x); only passed on, so typer's subclass of it names it here.
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
         # typer wraps required arguments in braces; usage lines elsewhere do not.
         return [
             piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece

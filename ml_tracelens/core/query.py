@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.exceptions import NotFound, UsageError
 from ml_tracelens.schema import with_attribute_columns
 
@@ -61,7 +62,7 @@ def matching(spans: pl.DataFrame, span_filter: SpanFilter) -> pl.Series:
         keep = keep & pl.col("service").is_in(list(span_filter.services))
     if span_filter.stages:
         keep = keep & pl.col("name").is_in(list(span_filter.stages))
-    end_of_dump = spans.get_column("end_ns").max()
+    end_of_dump = int_scalar(spans.get_column("end_ns").max())
     if span_filter.since:
         keep = keep & (pl.col("start_ns") >= _time_bound(span_filter.since, end_of_dump, "--since"))
     if span_filter.until:

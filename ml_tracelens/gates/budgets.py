@@ -287,15 +287,18 @@ def format_limit(value: Decimal | float | None, kind: MetricKind) -> str:
     """
     if value is None:
         return "-"
-    exact = isinstance(value, Decimal)
     if kind is MetricKind.DURATION:
-        return f"{_trim(value if exact else round(value, 3))} ms"
+        return f"{_trim(_measured(value, 3))} ms"
     if kind is MetricKind.RATE:
-        percent = value * 100 if exact else round(value * 100, 3)
-        return f"{_trim(percent)}%"
+        return f"{_trim(_measured(value * 100, 3))}%"
     if kind is MetricKind.INDEX:
-        return _trim(value if exact else round(value, 4))
+        return _trim(_measured(value, 4))
     return f"{int(value):,}"
+
+
+def _measured(value: Decimal | float, digits: int) -> Decimal | float:
+    """A limit (Decimal) as written, a measured value (float) rounded to ``digits``."""
+    return value if isinstance(value, Decimal) else round(value, digits)
 
 
 def _trim(value: Decimal | float) -> str:

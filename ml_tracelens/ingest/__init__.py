@@ -18,7 +18,7 @@ from ml_tracelens.exceptions import InputError, MalformedInput
 from ml_tracelens.ingest.inputs import ResolvedInputs, resolve
 from ml_tracelens.ingest.log_spans import DerivedSpans, spans_from_logs, timestamp_resolution_ns
 from ml_tracelens.ingest.telemetry import InputSummary, Progress, Telemetry
-from ml_tracelens.readers import READERS, detect
+from ml_tracelens.readers import detect, registry
 from ml_tracelens.readers.base import (
     BatchResult,
     InputSource,
@@ -228,9 +228,9 @@ def _choose_reader(source: InputSource, input_format: str | None) -> ReaderSpec 
     """The reader for ``source``, or the result of an input no reader is for (empty, or not
     telemetry found in a directory)."""
     if input_format:
-        reader = READERS.get(input_format)
+        reader = registry().get(input_format)
         if reader is None:
-            known = ", ".join(READERS)
+            known = ", ".join(registry())
             raise InputError(f"unknown input format {input_format!r}; known formats: {known}")
         return reader
     head = _head(source)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import stat
 import tempfile
@@ -299,7 +300,7 @@ def _verified_bytes(path: Path, checksum: int) -> bytes:
     return data
 
 
-def _checksum(stream: BinaryIO) -> int:
+def _checksum(stream: io.BufferedIOBase) -> int:
     """CRC-32 of the whole file behind ``stream``, read from its start in bounded chunks.
 
     CRC-32 rather than a cryptographic hash: the check is against accidents (a flipped bit, a

@@ -8,11 +8,16 @@ import contextlib
 import functools
 import os
 import signal
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
     import ctypes
+
+#: What ``signal.signal`` takes and returns: a function, SIG_DFL or SIG_IGN, or None (a handler
+#: installed outside Python).
+_Handler: TypeAlias = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 #: Room for the C library's ``struct sigaction`` (152 bytes on Linux, 16 on macOS).
 _SIGACTION_BYTES = 512
@@ -49,7 +54,7 @@ def signals_held() -> Iterator[HeldSignals]:
     another thread that is killed leaves its temporary file to ``prune``.
     """
     held = HeldSignals()
-    previous: dict[int, Any] = {}
+    previous: dict[int, _Handler] = {}
     native: dict[int, ctypes.Array[ctypes.c_char] | None] = {}
     with contextlib.suppress(ValueError):  # not the main thread
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -64,9 +69,9 @@ def signals_held() -> Iterator[HeldSignals]:
     except _Interrupted:
         pass
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-            _restore_native_action(signum, native[signum])
+        for held_signum, handler in previous.items():
+            signal.signal(held_signum, handler)
+            _restore_native_action(held_signum, native[held_signum])
         if held.received:
             _deliver(held.received[0], previous.get(held.received[0], signal.SIG_DFL))
 
@@ -107,7 +112,7 @@ def _restore_native_action(signum: int, action: ctypes.Array[ctypes.c_char] | No
         libc.sigaction(signum, action, None)
 
 
-def _deliver(signum: int, handler: Any) -> None:
+def _deliver(signum: int, handler: _Handler) -> None:
     """Give ``signum`` to ``handler``, the one it would have gone to had it not been held."""
     if callable(handler):
         handler(signum, None)

@@ -60,7 +60,11 @@ def resolve(paths: Iterable[str], *, stdin: IO[bytes] | None = None) -> Resolved
     for raw in paths:
         if raw == "-":
             stream = stdin if stdin is not None else sys.stdin.buffer
-            resolved.sources.append(_stream_source("<stdin>", lambda s=stream: s, owned=False))
+
+            def opened(stream: IO[bytes] = stream) -> IO[bytes]:
+                return stream
+
+            resolved.sources.append(_stream_source("<stdin>", opened, owned=False))
             continue
         for path, explicit in _expand(raw, resolved.warnings):
             key = os.path.realpath(path)
@@ -319,7 +323,7 @@ class BoundedGzip(io.RawIOBase):
         super().__init__()
         self.name = name
         self._counted = _CountingReader(compressed)
-        self._gzip = gzip.GzipFile(fileobj=self._counted, mode="rb")  # type: ignore[arg-type]
+        self._gzip = gzip.GzipFile(fileobj=self._counted, mode="rb")
         self._ratio = limits.current().max_gzip_ratio
         self._produced = 0
 
@@ -372,6 +376,10 @@ class _CountingReader:
         data = self._inner.read(size)
         self.count += len(data)
         return data
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        # Part of the file type gzip takes, which it calls only to rewind: never done here.
+        raise io.UnsupportedOperation("seek")
 
     def close(self) -> None:
         self._inner.close()

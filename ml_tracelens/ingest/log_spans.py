@@ -471,5 +471,5 @@ def _assemble(stages: pl.DataFrame, parent: pl.Series) -> tuple[pl.DataFrame, pl
         parts.insert(0, roots)
     both = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else spans
     slack = both.get_column("slack_ns").cast(pl.Int64)
-    canonical = both.drop("slack_ns").cast(SPAN_SCHEMA)  # type: ignore[arg-type]
+    canonical = both.drop("slack_ns").cast(SPAN_SCHEMA)
     return canonical, slack, rooted_ids.len()

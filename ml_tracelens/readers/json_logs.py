@@ -473,7 +473,7 @@ def _text_series(column: list[Any], kinds: set[type]) -> pl.Series:
     )
 
 
-def render(value: Any) -> str:
+def render(value: object) -> str:
     """A JSON scalar as text, the way polars' reader turns it into a string column."""
     if value is True:
         return "true"

@@ -196,7 +196,7 @@ def _parse_log(record: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def iso_to_ns(value: Any, field: str) -> int | None:
+def iso_to_ns(value: object, field: str) -> int | None:
     """An ISO-8601 time -> int ns since the epoch, from the date and the fraction's digits.
 
     ``datetime`` keeps microseconds only and a float of seconds would round, so the fraction is

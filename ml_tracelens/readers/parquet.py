@@ -53,8 +53,8 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
             "write one with `tracelens convert`"
         )
     try:
-        spans = frame.filter(pl.col("table") == "span").select(list(SPAN_SCHEMA)).cast(SPAN_SCHEMA)  # type: ignore[arg-type]
-        logs = frame.filter(pl.col("table") == "log").select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)  # type: ignore[arg-type]
+        spans = frame.filter(pl.col("table") == "span").select(list(SPAN_SCHEMA)).cast(SPAN_SCHEMA)
+        logs = frame.filter(pl.col("table") == "log").select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)
         if "error" in old_logs:
             logs = logs.with_columns(error=level_is_error())
     except _UNREADABLE as exc:

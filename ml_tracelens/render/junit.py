@@ -70,14 +70,14 @@ def cases_of(report: Report) -> list[Case]:
     rows = tables[0].rows if tables else []
     if report.name == "check":
         return [
-            Case(row["budget"], None if row["passed"] else (row.get("note") or "not met"))
+            Case(str(row["budget"]), None if row["passed"] else str(row.get("note") or "not met"))
             for row in rows
         ]
     gated = [row for row in rows if row.get("_gated")] or rows
     return [
         Case(
             f"{row['stage'] if row['stage'] is not None else 'requests'} {row['metric']}",
-            (row.get("note") or "regression") if row["regression"] else None,
+            str(row.get("note") or "regression") if row["regression"] else None,
         )
         for row in gated
     ]

@@ -51,7 +51,9 @@ _Entry = tuple[str, Any, int]
 
 
 def render_show(report: Report, console: Console) -> RenderableType:
-    view: ShowView = report.view
+    view = report.view
+    if not isinstance(view, ShowView):
+        raise TypeError(f"the {report.name} report has no waterfall view")
     layout = _Layout(view, console.width)
     lines: list[Text] = [Text(printable(report.title), style="bold")]
     # Headlines wrap: they hold the request's numbers and times.

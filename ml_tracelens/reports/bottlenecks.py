@@ -18,7 +18,7 @@ import polars as pl
 from ml_tracelens.core.stats import NS_PER_MS
 from ml_tracelens.durations import format_duration
 from ml_tracelens.exceptions import UsageError
-from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 TYPICAL_BAND = (0.25, 0.75)
 
@@ -29,7 +29,7 @@ def build(
     mask: pl.Series | None = None,
     tail: float = 0.95,
     top: int | None = None,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     if not 0 < tail < 1:

@@ -232,5 +232,5 @@ def window_frame(frame: pl.DataFrame, window_ns: int) -> pl.DataFrame:
 
 def window_pairs(timed: pl.DataFrame) -> list[Pair]:
     parts = timed.sort("_start").partition_by("_start", maintain_order=True)
-    labels = [p.get_column("window").first() for p in parts]
+    labels = [str(p.get_column("window").first()) for p in parts]  # never null: all are timed
     return [(labels[i - 1], parts[i - 1], labels[i], parts[i]) for i in range(1, len(parts))]

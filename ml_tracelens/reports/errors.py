@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core.stats import request_summary, selected_requests
-from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import ERROR_LEVELS
 
@@ -58,7 +58,7 @@ def build(
     logs: pl.DataFrame,
     mask: pl.Series | None = None,
     top: int = 10,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else analysed

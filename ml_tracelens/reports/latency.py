@@ -22,7 +22,7 @@ from ml_tracelens.core.stats import (
 )
 from ml_tracelens.durations import format_duration
 from ml_tracelens.exceptions import UsageError
-from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 # hide_rank: the order a narrow terminal hides columns in (the distribution, rank 1, first).
 STAT_COLUMNS = (
@@ -94,7 +94,7 @@ def build(
     sort: str | None = None,
     top: int | None = None,
     distribution: bool = True,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else analysed

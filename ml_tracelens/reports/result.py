@@ -7,13 +7,19 @@ renderers decide presentation (precision, percent signs, colours).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TypeAlias
 
 #: Bumped whenever a key of any report's JSON changes meaning or disappears.
 SCHEMA_VERSION = 1
+
+#: A value of a report's JSON document (``data``, ``inputs``, a table's rows). Read-only
+#: containers, so that a ``dict[str, int]`` or a ``list[str]`` is one.
+JsonValue: TypeAlias = (
+    str | int | float | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
+)
 
 
 class ColumnKind(StrEnum):
@@ -44,9 +50,11 @@ class Column:
     hide_rank: int | None = None
     #: How one row's value is shown, when that depends on the row (check's ``actual`` is a
     #: duration for a p95 budget, a share for an error rate); None: as ``kind`` says.
-    row_kind: Callable[[Mapping[str, Any]], ColumnKind] | None = field(default=None, compare=False)
+    row_kind: Callable[[Mapping[str, JsonValue]], ColumnKind] | None = field(
+        default=None, compare=False
+    )
 
-    def kind_in(self, row: Mapping[str, Any]) -> ColumnKind:
+    def kind_in(self, row: Mapping[str, JsonValue]) -> ColumnKind:
         return self.row_kind(row) if self.row_kind is not None else self.kind
 
     @property
@@ -60,7 +68,7 @@ class Table:
     key: str  # the JSON key holding the rows
     title: str
     columns: tuple[Column, ...]
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, JsonValue]]
     #: False for tables that only restate the report's JSON keys for people (summary facts)
     in_json: bool = True
     #: False for tables only the JSON carries (diff's metric rows under its per-stage view)
@@ -74,14 +82,14 @@ class Report:
     name: str  # the command that built it; also the JSON "report" key
     title: str
     tables: list[Table] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)  # extra top-level JSON keys
+    data: dict[str, JsonValue] = field(default_factory=dict)  # extra top-level JSON keys
     headline: list[str] = field(default_factory=list)  # sentences shown above the tables
-    inputs: list[dict[str, Any]] = field(default_factory=list)
+    inputs: list[dict[str, JsonValue]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     #: 0, or 1 when a gate (check/diff) failed; the CLI exits with it after rendering
     exit_code: int = 0
     #: report-specific structure for a custom terminal view (e.g. the waterfall of `show`)
-    view: Any = None
+    view: object = None
 
     @property
     def text_tables(self) -> list[Table]:

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.durations import format_duration
 from ml_tracelens.reports.request_id import (
     DEFAULT_ID_ATTRS,
@@ -36,7 +37,7 @@ from ml_tracelens.reports.request_id import (
     resolve_id,
 )
 from ml_tracelens.reports.request_tree import nearest_shown, select_spans, tree_order
-from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import attributes_dict
 
@@ -101,7 +102,7 @@ def build(
     critical_only: bool = False,
     collapse: bool = False,
     attrs: bool = False,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     """The `show` report for the trace ``ident`` names.
@@ -121,9 +122,9 @@ def build(
         trace = analysis.spans
         warnings.extend(analysis.warnings())
 
-    origin = trace.get_column("start_ns").min()
-    end = trace.get_column("end_ns").max()
-    duration_ms = (end - origin) / NS_PER_MS if origin is not None and end is not None else None  # type: ignore[operator]
+    origin = int_scalar(trace.get_column("start_ns").min())
+    end = int_scalar(trace.get_column("end_ns").max())
+    duration_ms = (end - origin) / NS_PER_MS if origin is not None and end is not None else None
 
     correlation_ids = _correlation_ids(trace, id_attrs, resolution, ident)
     trace_logs = _logs_of(logs, resolution.trace_id, correlation_ids)
@@ -134,7 +135,7 @@ def build(
         )
     correlation_ids = [c for c in correlation_ids if c != resolution.trace_id]
 
-    rows = _span_rows(trace, origin)  # type: ignore[arg-type]
+    rows = _span_rows(trace, origin)
     order, depths, parent_index = tree_order(
         [r["span_id"] for r in rows], [r["parent_id"] for r in rows], [r["_start"] for r in rows]
     )
@@ -146,7 +147,7 @@ def build(
         row["depth"] = depths[i]
         span_rows.append({c.key: row.get(c.key) for c in SPAN_COLUMNS})
 
-    log_rows, log_span = _attach_logs(trace_logs, trace, origin)  # type: ignore[arg-type]
+    log_rows, log_span = _attach_logs(trace_logs, trace, origin)
     index_of = {r["span_id"]: i for i, r in enumerate(rows)}
     log_home = [
         nearest_shown(index_of.get(sid), parent_index, position) if sid is not None else None
@@ -178,7 +179,7 @@ def build(
         "trace_id": resolution.trace_id,
         "matched_by": resolution.matched_by,
         "correlation_ids": correlation_ids,
-        "start": iso_time(origin),  # type: ignore[arg-type]
+        "start": iso_time(origin),
         "duration_ms": duration_ms,
         "span_count": len(rows),
         "spans_shown": len(shown),
@@ -188,7 +189,7 @@ def build(
     }
     view = ShowView(
         trace_id=resolution.trace_id,
-        origin_ns=origin,  # type: ignore[arg-type]
+        origin_ns=origin,
         duration_ms=duration_ms,
         spans=span_rows,
         logs=log_rows,

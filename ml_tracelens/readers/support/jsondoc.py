@@ -58,7 +58,7 @@ def is_line_based(source: InputSource) -> bool:
 
 def iter_documents(
     source: InputSource, stats: ReadStats, *, line_based: bool | None = None
-) -> Iterator[tuple[str, Any]]:
+) -> Iterator[tuple[str, object]]:
     """Yield (location, parsed JSON value) for every document in ``source``; ``line_based``:
     what ``is_line_based`` said of it, when the caller asked already."""
     if is_line_based(source) if line_based is None else line_based:
@@ -80,7 +80,7 @@ def _is_whole_json(line: bytes) -> bool:
     return True
 
 
-def loads(data: bytes, location: str, stats: ReadStats, depth: int) -> tuple[bool, Any]:
+def loads(data: bytes, location: str, stats: ReadStats, depth: int) -> tuple[bool, object]:
     """Parse one line or document: (True, value), or (False, None) with the skip counted.
 
     For readers that parse lines themselves; ``depth`` is ``limits.current().max_json_depth``,
@@ -184,7 +184,7 @@ _REPLACEMENT = "\ufffd".encode()
 
 def _iter_concatenated(
     name: str, data: bytes, stats: ReadStats, depth: int
-) -> Iterator[tuple[str, Any]]:
+) -> Iterator[tuple[str, object]]:
     text = _replace_invalid_utf8(name, data, stats).decode("utf-8")
     decoder = json.JSONDecoder()
     position = 0
@@ -261,7 +261,7 @@ def describe_json_error(exc: orjson.JSONDecodeError, line: bytes) -> str:
     return f"invalid JSON ({message})"
 
 
-def object_or_empty(value: Any, what: str) -> dict[str, Any]:
+def object_or_empty(value: object, what: str) -> dict[str, Any]:
     """An object of a document; null or absent is empty, anything else but an object raises."""
     if value is None:
         return {}
@@ -270,7 +270,7 @@ def object_or_empty(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def list_or_empty(value: Any, what: str) -> list[Any]:
+def list_or_empty(value: object, what: str) -> list[Any]:
     """A list of a document; null or absent is empty, anything else but a list raises."""
     if value is None:
         return []

@@ -296,7 +296,7 @@ def plan(field_map: Mapping[str, str]) -> Plan:
     # exception fields, then an error type alone (left in attributes: it is what --by wants).
     if "error" in field_map:
         error_field: tuple[str, ...] = (field_map["error"],)
-        error_texts = (field_map["error"], field_map["error"] + ".message")
+        error_texts: tuple[str, ...] = (field_map["error"], field_map["error"] + ".message")
     else:
         error_field = error_texts = _with_extra(ERROR_KEYS)
     errors = [

@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from ml_tracelens import limits
 from ml_tracelens.readers.base import ReadStats
@@ -75,7 +76,7 @@ def skip_reason(exc: orjson.JSONDecodeError, line: bytes) -> str:
     return f"invalid JSON ({message})"
 
 
-def json_kind(value: Any) -> str:
+def json_kind(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
@@ -344,7 +345,7 @@ def _evidence(body: bytes, lines: int) -> Evidence:
     counts = dict.fromkeys(patterns, 0)
     run = 0  # backslashes before the pattern
     while True:
-        found = table.select(
+        sums = table.select(
             **{
                 what: line.str.count_matches("\\" * run + pattern, literal=True).sum()
                 for what, pattern in patterns.items()
@@ -352,11 +353,11 @@ def _evidence(body: bytes, lines: int) -> Evidence:
             long_numbers=line.str.contains(LONG_NUMBER).any() if run == 0 else pl.lit(False),
         ).row(0, named=True)
         if run == 0:
-            long_numbers = bool(found.pop("long_numbers"))
+            long_numbers = bool(sums.pop("long_numbers"))
         sign = -1 if run % 2 else 1
         for what in patterns:
-            counts[what] += sign * int(found[what] or 0)
-        if not escapes or not any(found[what] for what in patterns):
+            counts[what] += sign * int(sums[what] or 0)
+        if not escapes or not any(sums[what] for what in patterns):
             break
         run += 1
     return Evidence(
@@ -449,7 +450,7 @@ def _nodes(schema: pl.Schema) -> tuple[list[pl.Expr], list[tuple[tuple[str, ...]
     """(struct nodes, (path, leaf) pairs) of a schema, columns by their positional names."""
     structs: list[pl.Expr] = []
     leaves: list[tuple[tuple[str, ...], pl.Expr]] = []
-    stack: list[tuple[tuple[str, ...], pl.Expr, pl.DataType]] = [
+    stack: list[tuple[tuple[str, ...], pl.Expr, pl.DataType | DataTypeClass]] = [
         ((key,), pl.col(f"\x01{index}"), dtype) for index, (key, dtype) in enumerate(schema.items())
     ]
     while stack:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import orjson
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from ml_tracelens.readers.support import log_values as v
 from ml_tracelens.readers.support.log_aliases import (
@@ -68,7 +69,7 @@ def _parse(
             expr = text if holds(v.canonical_span_ids) else v.span_id(text)
         case "error":
             expr = v.error_text(text)
-            if candidate.type_key in internal:
+            if candidate.type_key is not None and candidate.type_key in internal:
                 expr = v.typed_error(expr, pl.col(internal[candidate.type_key]))
         case _:
             expr = v.plain_text(text)
@@ -155,7 +156,7 @@ def to_logs(
             taken = taken | pl.col(temp).is_not_null()
         values[field] = pl.coalesce([pl.col(temp) for temp, _ in found])
 
-    def value(field: str, dtype: pl.DataType) -> pl.Expr:
+    def value(field: str, dtype: pl.DataType | DataTypeClass) -> pl.Expr:
         return values.get(field, pl.lit(None, dtype=dtype))
 
     def unread(field: str) -> pl.Expr:

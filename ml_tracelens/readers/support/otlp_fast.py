@@ -239,7 +239,7 @@ def decode_one_by_one(
     return TraceDocument(resourceSpans=resources), positions, failed
 
 
-def resource_attributes(resource: _Resource | None, depth: int) -> dict[str, Any]:
+def resource_attributes(resource: _Resource | None, depth: int) -> dict[str, object]:
     """The attributes of a typed resource as plain values (for spans read the lenient way)."""
     if resource is None:
         return {}
@@ -278,9 +278,9 @@ def _resource_list(pairs: list[_KeyValue]) -> bytes:
     return b"[" + b",".join(items) + b"]"
 
 
-def event_dicts(events: list[_Event]) -> tuple[list[dict[str, Any]], str | None]:
+def event_dicts(events: list[_Event]) -> tuple[list[dict[str, object]], str | None]:
     """Canonical events, and the message of the first exception event if any."""
-    out = []
+    out: list[dict[str, object]] = []
     exception = None
     depth = limits.current().max_json_depth
     for event in events:
@@ -297,7 +297,7 @@ def event_dicts(events: list[_Event]) -> tuple[list[dict[str, Any]], str | None]
     return out, exception
 
 
-def link_dicts(links: list[_Link]) -> list[dict[str, Any]]:
+def link_dicts(links: list[_Link]) -> list[dict[str, str]]:
     return [{"trace_id": link.traceId, "span_id": link.spanId, "type": "link"} for link in links]
 
 

@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Literal, overload
 
 import polars as pl
 
@@ -27,7 +28,9 @@ _KEY = ["trace_id", "span_id"]
 _INT64_MAX = 2**63 - 1
 
 
-def frame_with_helpers(rows: list[tuple[Any, ...]], columns: tuple[str, ...]) -> pl.DataFrame:
+def frame_with_helpers(
+    rows: Sequence[tuple[object, ...]], columns: tuple[str, ...]
+) -> pl.DataFrame:
     """Canonical span frame plus SHARED_COLUMNS from row tuples laid out as ``columns``.
 
     Readers collect one tuple per span and transpose once here: cheaper than appending to a
@@ -53,7 +56,11 @@ def span_location(name: str, document_location: str, index: int | str) -> str:
     return f"{document_location}#{index}"
 
 
-def checked_id(value: Any, field: str, *, required: bool = False) -> str | None:
+@overload
+def checked_id(value: object, field: str, *, required: Literal[True]) -> str: ...
+@overload
+def checked_id(value: object, field: str, *, required: bool = False) -> str | None: ...
+def checked_id(value: object, field: str, *, required: bool = False) -> str | None:
     """An id as the document writes it; None for null, empty or all zeros (how these formats
     write "no id"), ValueError for that when ``required``, TypeError for a non-string."""
     if value is None or value == "":
@@ -81,7 +88,7 @@ def canonical_id(value: str) -> str:
     return lowered
 
 
-def micros_to_ns(value: Any, field: str) -> int | None:
+def micros_to_ns(value: object, field: str) -> int | None:
     """Microseconds (int, numeric string, or a JSON number with a fraction) -> int nanoseconds.
 
     Integer or decimal arithmetic only: an epoch in µs times 1000 is past 2^53, where a float
@@ -248,7 +255,7 @@ def _note(notes: dict[str, int], what: str, count: int) -> None:
 
 
 def shared_id_result(
-    rows: list[tuple[Any, ...]], columns: tuple[str, ...], stats: ReadStats
+    rows: Sequence[tuple[object, ...]], columns: tuple[str, ...], stats: ReadStats
 ) -> ReadResult:
     """The span frame of parsed rows with shared client/server ids resolved, notes counted."""
     frame, notes = resolve_shared_ids(frame_with_helpers(rows, columns))
