@@ -124,13 +124,9 @@ class Result:
         return list(self.report.warnings)
 
     @property
-    def exit_code(self) -> int:
-        """What the CLI exits with: 1 when a gate (check, diff --fail-on) failed, else 0."""
-        return self.report.exit_code
-
-    @property
     def passed(self) -> bool:
-        return self.report.exit_code == 0
+        """False when a gate (check, diff with ``fail_on`` rules) failed; True otherwise."""
+        return self.report.passed is not False
 
     def to_json(self) -> str:
         """The document ``tracelens NAME --format json`` prints."""

@@ -1,23 +1,10 @@
-"""Errors raised by the core, each mapped to one exit code by the CLI."""
+"""The domain errors of the library; the CLI maps each to an exit code (``cli.exits``)."""
 
 from __future__ import annotations
-
-from enum import IntEnum
-
-
-class ExitCode(IntEnum):
-    OK = 0
-    CHECK_FAILED = 1  # a budget was violated or `diff` found a regression
-    USAGE = 2  # bad option, unknown id, unreadable/unknown input, nothing to analyse
-    INTERRUPTED = 130
-    #: 128 + SIGPIPE: stdout was a pipe whose reader had gone (`tracelens ... | head -1`)
-    BROKEN_PIPE = 141
 
 
 class TracelensError(Exception):
     """A problem the user can fix; its message is printed as one line."""
-
-    exit_code: ExitCode = ExitCode.USAGE
 
 
 class InputError(TracelensError):
@@ -29,7 +16,13 @@ class MalformedInput(InputError):
 
 
 class UsageError(TracelensError):
-    """An option or argument is invalid."""
+    """An option or argument is invalid. ``option``: the library's name of the option (a keyword
+    argument of ``ml_tracelens.api``), which the message starts with; the CLI names the flag."""
+
+    def __init__(self, detail: str, *, option: str | None = None) -> None:
+        super().__init__(f"{option} {detail}" if option else detail)
+        self.option = option
+        self.detail = detail
 
 
 class NotFound(TracelensError):

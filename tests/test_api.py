@@ -114,7 +114,6 @@ def test_gates_say_whether_they_passed(otlp: tl.AnalysedTelemetry) -> None:
     assert tl.check(otlp, ["p50<10s"]).passed
     failed = tl.check(otlp, ["p50<1ms"])
     assert not failed.passed
-    assert failed.exit_code == 1
 
 
 def test_errors_are_domain_errors_worded_for_the_library(otlp: tl.AnalysedTelemetry) -> None:

@@ -134,9 +134,9 @@ def test_latency_group_by_service_and_attribute(workload: pl.DataFrame) -> None:
 def test_latency_sort_top_and_bad_options(workload: pl.DataFrame) -> None:
     report = latency.build(analysed=workload, sort="max_ms", top=2)
     assert [r["stage"] for r in report.tables[0].rows] == ["POST /predict", "fetch_features"]
-    with pytest.raises(UsageError, match="--sort"):
+    with pytest.raises(UsageError, match=r"^sort "):
         latency.build(analysed=workload, sort="nope")
-    with pytest.raises(UsageError, match="--by"):
+    with pytest.raises(UsageError, match=r"^by "):
         latency.build(analysed=workload, by=["color"])
 
 
@@ -251,7 +251,7 @@ def test_a_bad_where_says_what_to_try(workload: pl.DataFrame, where: str, says: 
     with pytest.raises(UsageError) as raised:
         matching(workload, SpanFilter(where=where))
     message = str(raised.value)
-    assert message.startswith(f"--where {where!r}: ")
+    assert message.startswith(f"where {where!r}: ")
     for part in says:
         assert part in message
     if "=" not in where:

@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from ml_tracelens.cli.exits import prepare_process
+from ml_tracelens.cli.exits import ExitCode, prepare_process
 from ml_tracelens.cli.options import (
     FILTERS,
     OUTPUT,
@@ -27,7 +27,6 @@ from ml_tracelens.cli.options import (
     app,
     command,
 )
-from ml_tracelens.exceptions import ExitCode
 from ml_tracelens.render.console import print_error, print_note, print_warning
 
 SortOpt = Annotated[

@@ -1,9 +1,9 @@
 """How the tracelens process ends: exit codes from domain errors, results and signals, in one
 place; the process set up as a Unix filter.
 
-Library code raises the named errors of ``ml_tracelens.exceptions`` (each carries its exit
-code) and returns results whose ``exit_code`` says whether a gate failed; this module turns
-them into one line on stderr and the process's status.
+Library code raises the named errors of ``ml_tracelens.exceptions`` and returns results whose
+``passed`` says whether a gate failed; this module turns them into one line on stderr and the
+process's status.
 """
 
 from __future__ import annotations
@@ -15,13 +15,57 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from enum import IntEnum
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from ml_tracelens import __version__
-from ml_tracelens.exceptions import ExitCode, OutputError, StdoutGone, TracelensError
+from ml_tracelens.exceptions import OutputError, StdoutGone, TracelensError, UsageError
 from ml_tracelens.render.console import print_error
+
+if TYPE_CHECKING:
+    from ml_tracelens.api import Result
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    CHECK_FAILED = 1  # a budget was violated or `diff` found a regression
+    USAGE = 2  # bad option, unknown id, unreadable/unknown input, nothing to analyse
+    INTERRUPTED = 130
+    #: 128 + SIGPIPE: stdout was a pipe whose reader had gone (`tracelens ... | head -1`)
+    BROKEN_PIPE = 141
+
+
+def exit_code_of(result: Result) -> ExitCode:
+    """A result's exit status: a failed gate (check, diff --fail-on) is 1."""
+    return ExitCode.OK if result.passed else ExitCode.CHECK_FAILED
+
+
+#: Options whose flag is not ``--`` + the library's keyword with dashes.
+FLAGS = {
+    "fields": "--field",
+    "features": "--feature",
+    "services": "--service",
+    "stages": "--stage",
+    "budgets": "--budget",
+    "id_attrs": "--id-attr",
+    "min_change_pct": "--min-change",
+    "replicates": "--bootstrap",
+}
+
+
+def message_for(error: TracelensError) -> str:
+    """The one line a domain error prints, naming an option by its command-line flag."""
+    if isinstance(error, UsageError) and error.option:
+        flag = FLAGS.get(error.option, "--" + error.option.replace("_", "-"))
+        return f"{flag} {error.detail}"
+    return str(error)
+
+
+def exit_code_for(error: TracelensError) -> ExitCode:
+    """Every domain error is something the user can fix: a usage or input error."""
+    return ExitCode.USAGE
 
 
 def show_version(value: bool) -> None:
@@ -75,7 +119,7 @@ def stdout_failed(exc: StdoutGone | OutputError) -> NoReturn:
         _end_as_a_filter_whose_reader_went_away()
     _discard_stdout()
     print_error(str(exc))
-    raise typer.Exit(int(exc.exit_code)) from None
+    raise typer.Exit(int(exit_code_for(exc))) from None
 
 
 def _end_as_a_filter_whose_reader_went_away() -> NoReturn:
@@ -128,8 +172,8 @@ def errors_to_exit_codes(debug: bool) -> Iterator[None]:
     except TracelensError as exc:
         if debug:
             raise
-        print_error(str(exc))
-        raise typer.Exit(int(exc.exit_code)) from None
+        print_error(message_for(exc))
+        raise typer.Exit(int(exit_code_for(exc))) from None
     except KeyboardInterrupt:
         print_error("interrupted")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
-from ml_tracelens.cli.exits import errors_to_exit_codes, show_version
+from ml_tracelens.cli.exits import errors_to_exit_codes, exit_code_of, show_version
 from ml_tracelens.cli.help import EXAMPLES, HelpCommand
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.render import OutputFormat
@@ -263,8 +263,9 @@ class Common:
             for warning in result.warnings:
                 print_warning(warning)
         emit(result.report, self.fmt or OutputFormat.TABLE, stdout=sys.stdout, wide=self.wide)
-        if result.exit_code:
-            raise typer.Exit(result.exit_code)
+        code = exit_code_of(result)
+        if code:
+            raise typer.Exit(int(code))
 
 
 def command(

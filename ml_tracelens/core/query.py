@@ -64,9 +64,9 @@ def matching(spans: pl.DataFrame, span_filter: SpanFilter) -> pl.Series:
         keep = keep & pl.col("name").is_in(list(span_filter.stages))
     end_of_dump = int_scalar(spans.get_column("end_ns").max())
     if span_filter.since:
-        keep = keep & (pl.col("start_ns") >= _time_bound(span_filter.since, end_of_dump, "--since"))
+        keep = keep & (pl.col("start_ns") >= _time_bound(span_filter.since, end_of_dump, "since"))
     if span_filter.until:
-        keep = keep & (pl.col("start_ns") <= _time_bound(span_filter.until, end_of_dump, "--until"))
+        keep = keep & (pl.col("start_ns") <= _time_bound(span_filter.until, end_of_dump, "until"))
     mask = spans.select(keep.fill_null(False).alias("keep")).get_column("keep")
     if span_filter.where:
         mask = mask & _where_mask(spans, span_filter.where)
@@ -108,12 +108,12 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
     except Exception as exc:  # polars raises several error types for bad SQL
         hints = _where_hints(where, exc)
         raise UsageError(
-            f"--where {where!r}: {_first_line(exc)}" + "".join(f"; {h}" for h in hints)
+            f"{where!r}: {_first_line(exc)}" + "".join(f"; {h}" for h in hints), option="where"
         ) from exc
     column = result.get_column("keep")
     if column.dtype != pl.Boolean:
         raise UsageError(
-            f"--where {where!r}: not a condition (gives {column.dtype}, not true/false)"
+            f"{where!r}: not a condition (gives {column.dtype}, not true/false)", option="where"
         )
     return column.fill_null(False)
 
@@ -122,15 +122,18 @@ def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
     relative = _RELATIVE.match(text.strip())
     if relative:
         if end_of_dump is None:
-            raise UsageError(f"{option} {text}: the dump has no timestamps to count back from")
+            raise UsageError(
+                f"{text}: the dump has no timestamps to count back from", option=option
+            )
         amount, unit = relative.groups()
         return _in_range(end_of_dump - int(float(amount) * _UNIT_NS[unit]), text, option)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as exc:
         raise UsageError(
-            f"{option} {text!r}: expected an ISO time (2026-11-26T08:00:00Z) or a duration "
-            "back from the end of the dump (30s, 10m, 2h)"
+            f"{text!r}: expected an ISO time (2026-11-26T08:00:00Z) or a duration "
+            "back from the end of the dump (30s, 10m, 2h)",
+            option=option,
         ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -143,8 +146,9 @@ def _in_range(bound: int, text: str, option: str) -> int:
     # Compared with Int64 ns columns: a bound past them would overflow, not select everything.
     if not -(2**63) <= bound < 2**63:
         raise UsageError(
-            f"{option} {text!r}: outside the times telemetry can hold "
-            "(1677-09-21 to 2262-04-11, nanoseconds in 64 bits)"
+            f"{text!r}: outside the times telemetry can hold "
+            "(1677-09-21 to 2262-04-11, nanoseconds in 64 bits)",
+            option=option,
         )
     return bound
 

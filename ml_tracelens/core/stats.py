@@ -52,11 +52,12 @@ def with_group_columns(frame: pl.DataFrame, by: Sequence[str]) -> tuple[pl.DataF
             names.append(name)
         else:
             raise UsageError(
-                f"--by {item!r}: expected stage, service, kind, status or attr.KEY "
-                "(e.g. --by service,stage or --by attr.model.version)"
+                f"{item!r}: expected stage, service, kind, status or attr.KEY "
+                "(e.g. --by service,stage or --by attr.model.version)",
+                option="by",
             )
     if not names:
-        raise UsageError("--by needs at least one key")
+        raise UsageError("needs at least one key", option="by")
     frame = with_attribute_columns(frame.with_columns(plain), attributes)
     return frame, names
 

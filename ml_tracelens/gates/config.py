@@ -78,7 +78,7 @@ def load_config(path: Path | str | None = None, *, cwd: Path | None = None) -> G
         path = found
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"--config {path}: no such file")
+        raise UsageError(f"{path}: no such file", option="config")
     document = _load(path)
     if path.name == PYPROJECT:
         tool = document.get("tool", {})
@@ -129,7 +129,7 @@ def log_time_setting(
         return "end"
     if option == "start":
         return "start"
-    raise UsageError(f"--log-time {option!r}: expected end or start")
+    raise UsageError(f"{option!r}: expected end or start", option="log_time")
 
 
 def _strings(table: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ def build(
     warnings: list[str] | None = None,
 ) -> Report:
     if not 0 < tail < 1:
-        raise UsageError(f"--tail {tail}: expected a quantile between 0 and 1, e.g. 0.95")
+        raise UsageError(f"{tail}: expected a quantile between 0 and 1, e.g. 0.95", option="tail")
     selected = analysed.filter(mask) if mask is not None else analysed
     traces = selected.get_column("trace_id").unique().implode()
     tops = analysed.filter(

@@ -258,7 +258,7 @@ def build(
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
-    """The check report; ``exit_code`` is 1 when any budget failed."""
+    """The check report; it has not ``passed`` when any budget failed."""
     rows = evaluate(analysed=analysed, budgets=budgets, logs=logs)
     failed = sum(not row["passed"] for row in rows)
     headline = (
@@ -274,5 +274,5 @@ def build(
         data={"passed": not failed, "budgets": len(rows), "failed": failed},
         inputs=inputs or [],
         warnings=warnings or [],
-        exit_code=1 if failed else 0,
+        passed=not failed,
     )

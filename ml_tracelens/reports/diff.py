@@ -330,7 +330,7 @@ def build(
     warnings: list[str] | None = None,
 ) -> Report:
     """The diff report, one row per stage and metric (``--long``; see ``by_stage`` for the
-    default view); ``exit_code`` is 1 when a --fail-on rule found a regression."""
+    default view); it has not ``passed`` when a --fail-on rule found a regression."""
     settings = bootstrap or Bootstrap()
     rows, appeared, disappeared = compare(
         baseline=baseline,
@@ -393,7 +393,7 @@ def build(
         },
         inputs=inputs or [],
         warnings=warnings or [],
-        exit_code=1 if regressions else 0,
+        passed=not regressions,
     )
 
 

@@ -103,14 +103,14 @@ def build(
     columns = (*(Column(n, n) for n in names), *STAT_COLUMNS)
     known = {c.key for c in columns}
     if sort_key not in known:
-        raise UsageError(f"--sort {sort_key!r}: choose one of {', '.join(sorted(known))}")
+        raise UsageError(f"{sort_key!r}: choose one of {', '.join(sorted(known))}", option="sort")
     descending = sort_key not in names
     stats = stats.sort(
         [sort_key, *names], descending=[descending] + [False] * len(names), nulls_last=True
     )
     if top is not None:
         if top < 1:
-            raise UsageError("--top must be at least 1")
+            raise UsageError("must be at least 1", option="top")
         stats = stats.head(top)
     # Sparklines are drawn on terminals only; machine formats skip the work.
     spark = histograms(keyed, names) if distribution else {}

@@ -121,8 +121,9 @@ def _features(features: Iterable[str]) -> tuple[str, ...]:
     for feature in chosen:
         if feature in RESERVED:
             raise UsageError(
-                f"--feature {feature!r}: the name of a column tracelens computes; "
-                f"features cannot be named {', '.join(sorted(RESERVED))}"
+                f"{feature!r}: the name of a column tracelens computes; "
+                f"features cannot be named {', '.join(sorted(RESERVED))}",
+                option="features",
             )
     return chosen
 

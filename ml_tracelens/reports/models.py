@@ -200,9 +200,9 @@ def build(
     if sum(modes) > 1:
         raise UsageError("choose one drift comparison: --compare, --baseline or --window")
     if options.low_confidence < 0:
-        raise UsageError("--low-confidence must not be negative")
+        raise UsageError("must not be negative", option="low_confidence")
     if options.top_classes < 1:
-        raise UsageError("--top-classes must be at least 1")
+        raise UsageError("must be at least 1", option="top_classes")
     records, analysis = records_of(current, options.keys)
     frame = records.frame
     features = options.keys.features

@@ -86,8 +86,8 @@ class Report:
     headline: list[str] = field(default_factory=list)  # sentences shown above the tables
     inputs: list[dict[str, JsonValue]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    #: 0, or 1 when a gate (check/diff) failed; the CLI exits with it after rendering
-    exit_code: int = 0
+    #: For a gate (check, diff): whether it passed; None for other reports
+    passed: bool | None = None
     #: report-specific structure for a custom terminal view (e.g. the waterfall of `show`)
     view: object = None
 

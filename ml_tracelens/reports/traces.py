@@ -121,11 +121,11 @@ def build(
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
-    for name, value in (("--slowest", slowest), ("--top", top)):
+    for name, value in (("slowest", slowest), ("top", top)):
         if value is not None and value < 1:
-            raise UsageError(f"{name} {value}: expected a positive number of traces")
+            raise UsageError(f"{value}: expected a positive number of traces", option=name)
     if sort is not None and sort not in SORT_KEYS:
-        raise UsageError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
+        raise UsageError(f"{sort!r}: choose one of {', '.join(SORT_KEYS)}", option="sort")
     table = trace_table(analysed, logs, id_attrs=id_attrs)
     total = table.height
     if mask is not None:

@@ -223,11 +223,11 @@ def validate_field_map(field_map: Mapping[str, str]) -> dict[str, str]:
     for name, key in field_map.items():
         if name not in FIELD_NAMES:
             raise UsageError(
-                f"unknown log field {name!r} in --field {name}={key}; "
-                f"known fields: {', '.join(FIELD_NAMES)}"
+                f"{name}={key}: unknown log field {name!r}; known fields: {', '.join(FIELD_NAMES)}",
+                option="fields",
             )
         if not key:
-            raise UsageError(f"--field {name}= needs a key name")
+            raise UsageError(f"{name}= needs a key name", option="fields")
         if name == "duration":
             duration_unit(key)
     return dict(field_map)
@@ -241,8 +241,9 @@ def duration_unit(key: str) -> tuple[str, int]:
             return base, v.UNITS[unit]
         # Taking "took:minutes" as a key no line has would only show as missing durations.
         raise UsageError(
-            f"--field duration={key}: unknown unit {unit!r}; units: {', '.join(v.UNITS)} "
-            f"(a key holding a colon needs one: --field duration={key}:ms)"
+            f"duration={key}: unknown unit {unit!r}; units: {', '.join(v.UNITS)} "
+            f"(a key holding a colon needs one: --field duration={key}:ms)",
+            option="fields",
         )
     for pattern, unit_ns in _SUFFIX_UNITS:
         if pattern.search(key):
