@@ -35,6 +35,7 @@ from ml_tracelens.render import json as json_render
 from ml_tracelens.reports import bottlenecks as bottlenecks_report
 from ml_tracelens.reports import check as check_report
 from ml_tracelens.reports import diff as diff_report
+from ml_tracelens.reports import documents
 from ml_tracelens.reports import errors as errors_report
 from ml_tracelens.reports import latency as latency_report
 from ml_tracelens.reports import models as models_report
@@ -131,6 +132,12 @@ class Result:
     def to_json(self) -> str:
         """The document ``tracelens NAME --format json`` prints."""
         return json_render.render(self.report)
+
+    @property
+    def document(self) -> documents.Envelope:
+        """The JSON document as its type (``reports.documents``): e.g. a ``LatencyDocument``
+        whose ``requests.p95_ms`` is a float."""
+        return documents.decode(self.to_json())
 
 
 _DTYPES: Mapping[ColumnKind, pl.DataType] = {

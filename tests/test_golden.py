@@ -66,6 +66,7 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("traces-slowest.table", ["traces", OTLP, "--slowest", "5"]),
         ("traces-errors.csv", ["traces", LOGS, "--errors", "--format", "csv"]),
         ("formats.table", ["formats"]),
+        ("formats.json", ["formats", "--format", "json"]),
     ]  # fmt: skip
     for fmt in ("table", "json", "markdown"):
         cases.append((f"show-otlp.{fmt}", ["show", FAILED_REQUEST, OTLP, "--format", fmt]))

@@ -43,7 +43,7 @@ def test_json_envelope_keys_and_machine_columns_only() -> None:
         _emit(_report([{"stage": "a", "p95_ms": 1.5, "distribution": [1]}]), OutputFormat.JSON)
     )
     assert set(document) == {"tracelens", "report", "inputs", "warnings", "requests", "rows"}
-    assert document["tracelens"]["schema"] == 1
+    assert document["tracelens"]["schema"] == 2
     assert document["rows"] == [{"stage": "a", "p95_ms": 1.5}]
 
 

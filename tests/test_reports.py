@@ -160,7 +160,18 @@ def test_errors_report(workload: pl.DataFrame) -> None:
     assert rows["model.inference"]["originated"] == 1
     assert rows["POST /predict"]["errors"] == 1
     assert rows["POST /predict"]["originated"] == 1
-    assert report.data["requests"] == {"count": 3, "errors": 2, "error_rate": pytest.approx(2 / 3)}
+    # Requests of 100, 200 and 50 ms; percentiles interpolate linearly (algorithms.md).
+    assert report.data["requests"] == {
+        "count": 3,
+        "mean_ms": pytest.approx(350 / 3),
+        "p50_ms": pytest.approx(100),
+        "p90_ms": pytest.approx(100 + 0.8 * 100),
+        "p95_ms": pytest.approx(100 + 0.9 * 100),
+        "p99_ms": pytest.approx(100 + 0.98 * 100),
+        "max_ms": pytest.approx(200),
+        "errors": 2,
+        "error_rate": pytest.approx(2 / 3),
+    }
     messages = {m["message"]: m for m in report.tables[1].rows}
     assert set(messages) == {
         "CUDA out of memory: tried to allocate <n> GiB",

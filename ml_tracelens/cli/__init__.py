@@ -107,6 +107,31 @@ def formats(*, common: Common) -> None:
     common.emit(api.Result(build()))
 
 
+ReportArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="REPORT",
+        help="summary, latency, errors, bottlenecks, check, diff, show, traces, models, formats.",
+    ),
+]
+
+
+@command(("debug",))
+def schema(report: ReportArg, *, common: Common) -> None:
+    """Print the JSON Schema of a report's --format json output."""
+    import orjson
+
+    from ml_tracelens.cli.exits import write_stdout
+    from ml_tracelens.exceptions import UsageError
+    from ml_tracelens.reports import documents
+
+    if report not in documents.DOCUMENTS:
+        choices = ", ".join(documents.DOCUMENTS)
+        raise UsageError(f"no report {report!r}: choose one of {choices}")
+    text = orjson.dumps(documents.schema(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    write_stdout(text.decode() + "\n")
+
+
 # Registered for their side effect: each defines commands on ``app``.
 from ml_tracelens.cli import gates, request  # noqa: E402, F401
 

@@ -73,6 +73,10 @@ EXAMPLES: dict[str, str] = {
         "tracelens models sample_data/traces.otlp.jsonl",
         "tracelens models current.jsonl --baseline last-week.jsonl --format json",
     ),
+    "schema": _examples(
+        "tracelens schema latency",
+        "tracelens schema check > check.schema.json",
+    ),
     "convert": _examples(
         "tracelens convert dumps/ -o dump.parquet",
         "tracelens latency dump.parquet",

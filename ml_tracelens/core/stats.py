@@ -121,17 +121,43 @@ def selected_requests(
     )
 
 
+#: The keys of a request summary (``request_summary``), in their JSON order.
+REQUEST_KEYS = (
+    "count",
+    "mean_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "errors",
+    "error_rate",
+)
+
+
 def request_summary(requests_frame: pl.DataFrame) -> dict[str, float | int | None]:
-    """count, mean/percentiles/max in ms, errors and error rate over the given requests."""
+    """``REQUEST_KEYS`` over the given requests: count, mean/percentiles/max in ms (null
+    without timed requests), errors and error rate."""
+    row: dict[str, float | int | None] = dict.fromkeys(REQUEST_KEYS)
+    row.update(count=requests_frame.height, errors=0)
     if requests_frame.is_empty():
-        return {"count": 0, "errors": 0, "error_rate": None}
-    row = requests_frame.select(
-        *duration_aggregations(),
-        errors=pl.col("request_error").sum(),
-    ).row(0, named=True)
-    row["count"] = requests_frame.height
-    row["error_rate"] = row["errors"] / row["count"] if row["count"] else None
-    return row
+        return row
+    row.update(
+        requests_frame.select(
+            *duration_aggregations(),
+            errors=pl.col("request_error").sum(),
+        ).row(0, named=True)
+    )
+    errors = row["errors"] or 0
+    row["error_rate"] = errors / requests_frame.height
+    return {key: row[key] for key in REQUEST_KEYS}
+
+
+def selected_request_summary(
+    analysed: pl.DataFrame, selected: pl.DataFrame, *, filtered: bool
+) -> dict[str, float | int | None]:
+    """The request summary of the requests whose root span is among ``selected``."""
+    return request_summary(selected_requests(analysed, selected, filtered=filtered))
 
 
 def histograms(

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.core.stats import NS_PER_MS
+from ml_tracelens.core.stats import NS_PER_MS, selected_request_summary
 from ml_tracelens.durations import format_duration
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
@@ -103,7 +103,7 @@ def build(
         ],
         data={
             "verdict": verdict,
-            "requests": request_count,
+            "requests": selected_request_summary(analysed, selected, filtered=mask is not None),
             "tail": {"quantile": tail, "threshold_ms": _ms(tail_cut), "requests": tail_n},
             "typical": {
                 "from_ms": _ms(low),

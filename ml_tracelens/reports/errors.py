@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.core.stats import request_summary, selected_requests
+from ml_tracelens.core.stats import selected_request_summary
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import ERROR_LEVELS
@@ -73,9 +73,7 @@ def build(
         .rename({"name": "stage"})
         .sort(["errors", "originated", "stage"], descending=[True, True, False])
     )
-    request_frame = selected_requests(analysed, selected, filtered=mask is not None)
-    request_stats = request_summary(request_frame)
-    requests_block = {k: request_stats.get(k) for k in ("count", "errors", "error_rate")}
+    requests_block = selected_request_summary(analysed, selected, filtered=mask is not None)
     messages = _messages(selected, logs, top=top)
     stage_table = Table(
         key="rows",

@@ -16,8 +16,7 @@ from ml_tracelens.core.stats import (
     NS_PER_MS,
     duration_aggregations,
     histograms,
-    request_summary,
-    selected_requests,
+    selected_request_summary,
     with_group_columns,
 )
 from ml_tracelens.durations import format_duration
@@ -37,17 +36,6 @@ STAT_COLUMNS = (
     Column("cp_share", "crit path", ColumnKind.SHARE, hide_rank=8),
     Column("errors", "errors", ColumnKind.INT),
     Column("error_rate", "err rate", ColumnKind.SHARE, hide_rank=6),
-)
-REQUEST_KEYS = (
-    "count",
-    "mean_ms",
-    "p50_ms",
-    "p90_ms",
-    "p95_ms",
-    "p99_ms",
-    "max_ms",
-    "errors",
-    "error_rate",
 )
 
 
@@ -119,9 +107,7 @@ def build(
         out = {c.key: row.get(c.key) for c in columns}
         out["distribution"] = spark.get(tuple(row[n] for n in names), [])
         rows.append(out)
-    request_frame = selected_requests(analysed, selected, filtered=mask is not None)
-    request_stats = request_summary(request_frame)
-    summary = {k: request_stats.get(k) for k in REQUEST_KEYS}
+    summary = selected_request_summary(analysed, selected, filtered=mask is not None)
     return Report(
         name="latency",
         title="Latency by " + ", ".join(names),

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TypeAlias
 
 #: Bumped whenever a key of any report's JSON changes meaning or disappears.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: A value of a report's JSON document (``data``, ``inputs``, a table's rows). Read-only
 #: containers, so that a ``dict[str, int]`` or a ``list[str]`` is one.
