@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import polars as pl
 
@@ -49,6 +49,7 @@ from ml_tracelens.reports.sides import side_context
 __all__ = [
     "AnalysedTelemetry",
     "Result",
+    "SpanFilters",
     "bottlenecks",
     "check",
     "diff",
@@ -237,16 +238,25 @@ def _spans_required(t: AnalysedTelemetry) -> None:
         raise InputError(summary_report.no_spans_message(t.telemetry))
 
 
-def _mask(
-    t: AnalysedTelemetry,
-    where: str | None,
-    since: str | None,
-    until: str | None,
-    services: Sequence[str],
-    stages: Sequence[str],
-) -> pl.Series | None:
+class SpanFilters(TypedDict, total=False):
+    """The span filters every aggregate report takes, as keywords: ``where`` (an SQL condition
+    on span columns and ``attr.KEY``), ``since``/``until`` (an ISO time, or a duration back
+    from the dump's end such as ``"10m"``), ``services`` and ``stages`` (the ones to keep)."""
+
+    where: str | None
+    since: str | None
+    until: str | None
+    services: Sequence[str]
+    stages: Sequence[str]
+
+
+def _mask(t: AnalysedTelemetry, filters: SpanFilters) -> pl.Series | None:
     span_filter = SpanFilter(
-        where=where, since=since, until=until, services=tuple(services), stages=tuple(stages)
+        where=filters.get("where"),
+        since=filters.get("since"),
+        until=filters.get("until"),
+        services=tuple(filters.get("services", ())),
+        stages=tuple(filters.get("stages", ())),
     )
     return matching(t.spans, span_filter) if span_filter.active else None
 
@@ -266,12 +276,8 @@ def latency(
     by: str | Sequence[str] = "stage",
     sort: str | None = None,
     top: int | None = None,
-    where: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    services: Sequence[str] = (),
-    stages: Sequence[str] = (),
     distribution: bool = False,
+    **filters: Unpack[SpanFilters],
 ) -> Result:
     """Latency per group (``by``: stage, service, kind, status, attr.KEY, or several):
     count, mean, percentiles, max, self time, critical-path share, errors.
@@ -280,7 +286,7 @@ def latency(
     return Result(
         latency_report.build(
             analysed=t.spans,
-            mask=_mask(t, where, since, until, services, stages),
+            mask=_mask(t, filters),
             by=_listed(by),
             sort=sort,
             top=top,
@@ -295,11 +301,7 @@ def errors(
     t: AnalysedTelemetry,
     *,
     top: int = 10,
-    where: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    services: Sequence[str] = (),
-    stages: Sequence[str] = (),
+    **filters: Unpack[SpanFilters],
 ) -> Result:
     """Errors per stage (seen and originated), the request error rate, the top messages."""
     _spans_required(t)
@@ -307,7 +309,7 @@ def errors(
         errors_report.build(
             analysed=t.spans,
             logs=t.logs,
-            mask=_mask(t, where, since, until, services, stages),
+            mask=_mask(t, filters),
             top=top,
             inputs=t.inputs,
             warnings=t.warnings,
@@ -320,18 +322,14 @@ def bottlenecks(
     *,
     tail: float = 0.95,
     top: int | None = None,
-    where: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    services: Sequence[str] = (),
-    stages: Sequence[str] = (),
+    **filters: Unpack[SpanFilters],
 ) -> Result:
     """Stages ranked by critical-path share, and what makes the slowest requests slow."""
     _spans_required(t)
     return Result(
         bottlenecks_report.build(
             analysed=t.spans,
-            mask=_mask(t, where, since, until, services, stages),
+            mask=_mask(t, filters),
             tail=tail,
             top=top,
             inputs=t.inputs,
@@ -348,11 +346,7 @@ def traces(
     sort: str | None = None,
     top: int | None = None,
     id_attrs: Sequence[str] = (),
-    where: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    services: Sequence[str] = (),
-    stages: Sequence[str] = (),
+    **filters: Unpack[SpanFilters],
 ) -> Result:
     """One row per request: trace id, request id, root stage, start, duration, spans, errors.
     ``id_attrs``: span attributes that also name a request, besides the usual ones."""
@@ -361,7 +355,7 @@ def traces(
         traces_report.build(
             analysed=t.spans,
             logs=t.logs,
-            mask=_mask(t, where, since, until, services, stages),
+            mask=_mask(t, filters),
             slowest=slowest,
             errors_only=errors_only,
             sort=sort,

@@ -15,8 +15,8 @@ from ml_tracelens.schema import with_attribute_columns
 
 PERCENTILES = (50, 90, 95, 99)
 NS_PER_MS = 1_000_000.0
-#: Column names a `--by` attribute must not shadow.
-_STAT_KEYS = {
+#: The keys of a request summary (``request_summary``), in their JSON order.
+REQUEST_KEYS = (
     "count",
     "mean_ms",
     "p50_ms",
@@ -24,11 +24,12 @@ _STAT_KEYS = {
     "p95_ms",
     "p99_ms",
     "max_ms",
-    "self_mean_ms",
-    "cp_share",
     "errors",
     "error_rate",
-}
+)
+#: Column names a `--by` attribute must not shadow.
+_STAT_KEYS = {*REQUEST_KEYS, "self_mean_ms", "cp_share"}
+
 _BUILTIN_KEYS = {"stage": "name", "service": "service", "kind": "kind", "status": "status"}
 
 
@@ -119,20 +120,6 @@ def selected_requests(
     return table.join(
         selected.select("trace_id", "span_id"), on=["trace_id", "span_id"], how="semi"
     )
-
-
-#: The keys of a request summary (``request_summary``), in their JSON order.
-REQUEST_KEYS = (
-    "count",
-    "mean_ms",
-    "p50_ms",
-    "p90_ms",
-    "p95_ms",
-    "p99_ms",
-    "max_ms",
-    "errors",
-    "error_rate",
-)
 
 
 def request_summary(requests_frame: pl.DataFrame) -> dict[str, float | int | None]:
