@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,80 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
+from tests.factories import Child, Request, write_requests
 
 runner = CliRunner()
-T0 = 1_700_000_000_000_000_000
 US = 1_000  # ns
-
-
-@dataclass
-class Child:
-    name: str
-    offset_ns: int  # from the request's start
-    duration_ns: int
-    error: bool = False
-
-
-@dataclass
-class Request:
-    duration_ns: int
-    error: bool = False
-    children: list[Child] = field(default_factory=list)
-    name: str = "POST /predict"
-
-
-def otlp_span(trace: str, span: str, parent: str, name: str, start: int, dur: int, error: bool):
-    return {
-        "traceId": trace,
-        "spanId": span,
-        "parentSpanId": parent,
-        "name": name,
-        "kind": 2 if not parent else 1,
-        "startTimeUnixNano": str(start),
-        "endTimeUnixNano": str(start + dur),
-        # Explicit OK on success: a request is in error exactly when its root says so.
-        "status": {"code": 2, "message": f"{name} failed"} if error else {"code": 1},
-    }
-
-
-def write_otlp(path: Path, requests: list[Request], *, per_line: int = 50) -> Path:
-    """OTLP/JSON lines as the Collector's file exporter writes them; requests 1 ms apart."""
-    lines = []
-    for first in range(0, len(requests), per_line):
-        spans = []
-        for index in range(first, min(first + per_line, len(requests))):
-            request = requests[index]
-            trace = f"{index + 1:032x}"
-            root = f"{(index + 1) << 8:016x}"
-            start = T0 + index * 1_000_000
-            spans.append(
-                otlp_span(trace, root, "", request.name, start, request.duration_ns, request.error)
-            )
-            for number, child in enumerate(request.children, 1):
-                spans.append(
-                    otlp_span(
-                        trace,
-                        f"{((index + 1) << 8) + number:016x}",
-                        root,
-                        child.name,
-                        start + child.offset_ns,
-                        child.duration_ns,
-                        child.error,
-                    )
-                )
-        document = {
-            "resourceSpans": [
-                {
-                    "resource": {
-                        "attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]
-                    },
-                    "scopeSpans": [{"spans": spans}],
-                }
-            ]
-        }
-        lines.append(json.dumps(document))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def generate(seed: int, count: int) -> list[Request]:
@@ -113,7 +42,7 @@ def generate(seed: int, count: int) -> list[Request]:
 @pytest.fixture(scope="module")
 def dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Request]]:
     requests = generate(seed=11, count=400)
-    return write_otlp(tmp_path_factory.mktemp("check") / "run.otlp.jsonl", requests), requests
+    return write_requests(tmp_path_factory.mktemp("check") / "run.otlp.jsonl", requests), requests
 
 
 def run(*args: str):
@@ -224,7 +153,7 @@ def test_boundaries_are_exact_in_every_unit(tmp_path: Path) -> None:
     # Four spans of 1, 2, 3 and 4 ms: p50 = 2.5 ms, p95 = 3 + 0.85 = 3.85 ms exactly (numpy:
     # rank (n-1)*0.95 = 2.85), max = 4 ms. 3.85 has no exact float; the gate is still exact.
     children = [Child("step", 0, ms * 1_000_000) for ms in (1, 2, 3, 4)]
-    path = write_otlp(tmp_path / "tiny.json", [Request(10_000_000, children=children)])
+    path = write_requests(tmp_path / "tiny.json", [Request(10_000_000, children=children)])
     assert float(np.percentile([1, 2, 3, 4], 95)) == pytest.approx(3.85)
     equal = [
         "step:p50==2.5ms",
@@ -249,7 +178,7 @@ def test_boundaries_are_exact_in_every_unit(tmp_path: Path) -> None:
 
 def test_stage_names_with_colons_and_spaces(tmp_path: Path) -> None:
     children = [Child("grpc:Predict v2", 0, 5_000_000)]
-    path = write_otlp(tmp_path / "colon.json", [Request(9_000_000, children=children)])
+    path = write_requests(tmp_path / "colon.json", [Request(9_000_000, children=children)])
     result, document = check_json(path, "grpc:Predict v2:max<=5ms", "POST /predict:max<=9ms")
     assert result.exit_code == 0
     assert [row["stage"] for row in document["rows"]] == ["grpc:Predict v2", "POST /predict"]
@@ -283,7 +212,7 @@ def test_a_far_off_stage_name_lists_the_stages(dump: tuple[Path, list[Request]])
 def test_a_failure_shows_the_actual_value_apart_from_the_limit(tmp_path: Path) -> None:
     # step lasts 4 ms and 1 ns: "<= 4ms" fails by a nanosecond, and the note must say so
     # with digits that differ from the limit's.
-    path = write_otlp(
+    path = write_requests(
         tmp_path / "ns.json", [Request(9_000_000, children=[Child("step", 0, 4_000_001)])]
     )
     result, document = check_json(path, "step:max<=4ms", "step:max<=3.5ms", "error_rate>0%")

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
 from ml_tracelens.schema import attributes_dict
+from tests.factories import T0, otlp_document, otlp_span, sid
 
 DEMO = "otlp/otel-demo-capture.otlp.jsonl"
 runner = CliRunner()
@@ -209,14 +210,8 @@ def test_a_long_error_stays_one_line(demo: Path) -> None:
 
 def test_summary_folds_a_long_list_of_inputs_into_one_row(tmp_path: Path) -> None:
     for i in range(25):
-        span = {
-            "traceId": f"{i + 1:032x}",
-            "spanId": f"{i + 1:016x}",
-            "name": "op",
-            "startTimeUnixNano": "1700000000000000000",
-            "endTimeUnixNano": "1700000000000001000",
-        }
-        document = {"resourceSpans": [{"scopeSpans": [{"spans": [span] * (1 + i % 3)}]}]}
+        span = otlp_span(f"{i + 1:032x}", sid(i), None, "op", T0, T0 + 1000, kind=None)
+        document = otlp_document([span] * (1 + i % 3), service=None)
         (tmp_path / f"d{i:02d}.json").write_text(json.dumps(document))
     from ml_tracelens.reports.summary import LISTED_INPUTS
 

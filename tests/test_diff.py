@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from ml_tracelens.cli import app
 from ml_tracelens.core.bootstrap import splitmix64_expr
 from ml_tracelens.reports.diff import min_samples
-from tests.test_check import Child, Request, write_otlp
+from tests.factories import Child, Request, write_requests
 
 runner = CliRunner()
 MS = 1_000_000
@@ -62,8 +62,8 @@ def regression_pair(tmp_path_factory: pytest.TempPathFactory):
     baseline = workload(119, 2000)
     current = workload(219, 2000, infer_scale=1.2, rerank_scale=1.12)
     return (
-        write_otlp(folder / "baseline.otlp.jsonl", baseline),
-        write_otlp(folder / "current.otlp.jsonl", current),
+        write_requests(folder / "baseline.otlp.jsonl", baseline),
+        write_requests(folder / "current.otlp.jsonl", current),
         baseline,
         current,
     )
@@ -184,8 +184,8 @@ def test_same_seed_same_intervals_and_seeds_matter(regression_pair) -> None:
 
 def test_small_samples_say_so_instead_of_flagging(tmp_path: Path) -> None:
     # 300 requests: enough for p95 (200) but not for p99 (1,000); inference doubles.
-    base = write_otlp(tmp_path / "b.json", workload(1, 300))
-    cur = write_otlp(tmp_path / "c.json", workload(2, 300, infer_scale=2.0))
+    base = write_requests(tmp_path / "b.json", workload(1, 300))
+    cur = write_requests(tmp_path / "c.json", workload(2, 300, infer_scale=2.0))
     result = run(
         "diff", str(base), str(cur), "--fail-on", "model.inference:p99>+10%", "--format", "json"
     )
@@ -202,8 +202,8 @@ def test_small_samples_say_so_instead_of_flagging(tmp_path: Path) -> None:
 def test_error_rate_in_percentage_points(tmp_path: Path) -> None:
     baseline = workload(3, 2000, error=0.01)
     current = workload(4, 2000, error=0.05)
-    base = write_otlp(tmp_path / "b.json", baseline)
-    cur = write_otlp(tmp_path / "c.json", current)
+    base = write_requests(tmp_path / "b.json", baseline)
+    cur = write_requests(tmp_path / "c.json", current)
     result = run(
         "diff",
         str(base),
@@ -229,8 +229,8 @@ def test_error_rate_in_percentage_points(tmp_path: Path) -> None:
 def test_appeared_disappeared_and_named_stages(tmp_path: Path) -> None:
     old = [Request(5 * MS, children=[Child("legacy", 0, MS)]) for _ in range(30)]
     new = [Request(5 * MS, children=[Child("shiny", 0, MS)]) for _ in range(15)]
-    base = write_otlp(tmp_path / "b.json", old)
-    cur = write_otlp(tmp_path / "c.json", new)
+    base = write_requests(tmp_path / "b.json", old)
+    cur = write_requests(tmp_path / "c.json", new)
     result = run("diff", str(base), str(cur), "--format", "json", "--fail-on", "count<-20%")
     document = json.loads(result.stdout)
     assert document["appeared"] == ["shiny"]
@@ -255,9 +255,9 @@ def test_appeared_disappeared_and_named_stages(tmp_path: Path) -> None:
 
 
 def test_repeated_side_options_and_usage_errors(tmp_path: Path) -> None:
-    first = write_otlp(tmp_path / "b1.json", workload(5, 50))
-    second = write_otlp(tmp_path / "b2.json", workload(6, 50))
-    cur = write_otlp(tmp_path / "c.json", workload(7, 100))
+    first = write_requests(tmp_path / "b1.json", workload(5, 50))
+    second = write_requests(tmp_path / "b2.json", workload(6, 50))
+    cur = write_requests(tmp_path / "c.json", workload(7, 100))
     result = run(
         "diff",
         "--baseline",
@@ -282,8 +282,8 @@ def test_repeated_side_options_and_usage_errors(tmp_path: Path) -> None:
 
 
 def test_fail_on_from_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_otlp(tmp_path / "b.json", workload(1, 300))
-    write_otlp(tmp_path / "c.json", workload(2, 300, infer_scale=2.0))
+    write_requests(tmp_path / "b.json", workload(1, 300))
+    write_requests(tmp_path / "c.json", workload(2, 300, infer_scale=2.0))
     (tmp_path / "tracelens.toml").write_text('fail_on = ["model.inference:p95>+10%"]\n')
     monkeypatch.chdir(tmp_path)
     result = run("diff", "b.json", "c.json", "--format", "json", "--bootstrap", "200")
@@ -338,8 +338,8 @@ def test_a_planted_slowdown_is_called_slower_without_rules(tmp_path: Path) -> No
     # moves by about 20% (the requests by less: they include fixed gaps).
     baseline = workload(5, 2000)
     current = workload(5, 2000, infer_scale=1.2)
-    base = write_otlp(tmp_path / "base.otlp.jsonl", baseline)
-    cur = write_otlp(tmp_path / "cur.otlp.jsonl", current)
+    base = write_requests(tmp_path / "base.otlp.jsonl", baseline)
+    cur = write_requests(tmp_path / "cur.otlp.jsonl", current)
     result = run("diff", str(base), str(cur), "--format", "json", "--bootstrap", "300")
     assert result.exit_code == 0, result.stderr  # no rules: no gate
     rows = rows_by(json.loads(result.stdout))
@@ -364,8 +364,8 @@ def test_the_same_workload_under_other_seeds_gets_no_verdicts(tmp_path: Path) ->
     # controlled at 5% per run, so at most one in all ten is allowed.
     verdicts = []
     for seed in range(10):
-        base = write_otlp(tmp_path / f"b{seed}.jsonl", workload(1000 + seed, 1500, error=0.02))
-        cur = write_otlp(tmp_path / f"c{seed}.jsonl", workload(2000 + seed, 1500, error=0.02))
+        base = write_requests(tmp_path / f"b{seed}.jsonl", workload(1000 + seed, 1500, error=0.02))
+        cur = write_requests(tmp_path / f"c{seed}.jsonl", workload(2000 + seed, 1500, error=0.02))
         document = json.loads(
             run("diff", str(base), str(cur), "--format", "json", "--bootstrap", "200").stdout
         )

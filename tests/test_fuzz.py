@@ -84,6 +84,7 @@ from ml_tracelens.readers.support.zipkin_model import FRAGMENTS_MERGED
 from tests._fuzz_mutations import BOM, mutate
 from tests._fuzz_seeds import Seed, build_seeds
 from tests._robustness import Outcome, run_cli
+from tests.factories import otlp_document
 
 DEFAULT_CASES = 240
 BASE_SEED = int(os.environ.get("TRACELENS_FUZZ_SEED", "20251126"))
@@ -655,7 +656,7 @@ def test_span_accounting_tells_a_counted_loss_from_a_silent_one() -> None:
 
     def line(spans: int) -> bytes:
         body = [{"traceId": "a" * 32, "spanId": f"{i + 1:016x}"} for i in range(spans)]
-        return orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": body}]}]})
+        return orjson.dumps(otlp_document(body, service=None))
 
     data = line(3) + b"\n" + line(2) + b'\n{"resourceSpans": [\n'
     assert check_items(data, _entry(spans=5, skipped=1)) == []

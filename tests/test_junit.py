@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
 from ml_tracelens.render.junit import Case, render
-from tests.test_check import Child, Request, write_otlp
+from tests.factories import Child, Request, write_requests
 
 runner = CliRunner()
 
@@ -38,7 +38,7 @@ def test_render_escapes_markup_and_control_characters() -> None:
 
 def test_check_writes_junit_even_when_failing(tmp_path: Path) -> None:
     children = [Child("model.inference", 0, 50_000_000)]
-    dump = write_otlp(tmp_path / "run.json", [Request(80_000_000, children=children)] * 3)
+    dump = write_requests(tmp_path / "run.json", [Request(80_000_000, children=children)] * 3)
     report = tmp_path / "reports" / "tracelens.xml"
     report.parent.mkdir()
     result = runner.invoke(
@@ -73,7 +73,7 @@ def test_check_writes_junit_even_when_failing(tmp_path: Path) -> None:
 
 
 def test_unwritable_junit_path_is_a_usage_error(tmp_path: Path) -> None:
-    dump = write_otlp(tmp_path / "run.json", [Request(1_000_000)])
+    dump = write_requests(tmp_path / "run.json", [Request(1_000_000)])
     result = runner.invoke(
         app, ["check", str(dump), "--budget", "p50<1s", "--junit", str(tmp_path / "no" / "x.xml")]
     )

@@ -19,6 +19,7 @@ from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.schema import SPAN_SCHEMA, logs_from_columns
 from tests.conftest import FIXTURES
+from tests.factories import otlp_span, write_otlp_lines
 
 STAGES = FIXTURES / "logs" / "stages.jsonl"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -142,18 +143,8 @@ def test_lines_that_are_not_stages_make_no_spans() -> None:
 @pytest.fixture
 def traced_dump(tmp_path: Path) -> Path:
     """The stage log plus a Collector-style OTLP line holding a real span of TRACE."""
-    span = {
-        "traceId": TRACE,
-        "spanId": "00f067aa0ba902b7",
-        "name": "infer",
-        "kind": 2,
-        "startTimeUnixNano": str(t(1960)),
-        "endTimeUnixNano": str(t(2000)),
-        "status": {},
-    }
-    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]}
-    document = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [span]}]}]}
-    (tmp_path / "traces.otlp.jsonl").write_bytes(orjson.dumps(document) + b"\n")
+    span = otlp_span(TRACE, "00f067aa0ba902b7", None, "infer", t(1960), t(2000), status="unset")
+    write_otlp_lines(tmp_path / "traces.otlp.jsonl", [[span]], service="api")
     (tmp_path / "app.jsonl").write_bytes(STAGES.read_bytes())
     return tmp_path
 

@@ -13,34 +13,18 @@ import pytest
 
 from ml_tracelens import ingest, schema
 from ml_tracelens.exceptions import MalformedInput
+from tests.factories import T0, otlp_document, otlp_log, otlp_span
 
 
 def _span(index: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "traceId": f"{index:032x}",
-        "spanId": f"{index + 1:016x}",
-        "parentSpanId": "",
-        "name": f"op{index % 3}",
-        "kind": 2,
-        "startTimeUnixNano": str(1_700_000_000_000_000_000 + index * 1000),
-        "endTimeUnixNano": str(1_700_000_000_000_000_000 + index * 1000 + 500),
-        **fields,
-    }
-
-
-def _document(*spans: dict[str, Any], service: str = "svc") -> dict[str, Any]:
-    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
-    return {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": list(spans)}]}]}
+    start = T0 + index * 1000
+    trace, span = f"{index:032x}", f"{index + 1:016x}"
+    return otlp_span(trace, span, None, f"op{index % 3}", start, start + 500, **fields)
 
 
 def _log_document(message: str) -> dict[str, Any]:
-    record = {
-        "timeUnixNano": "1700000000000000000",
-        "severityText": "ERROR",
-        "body": {"stringValue": message},
-        "traceId": "0" * 31 + "7",
-    }
-    return {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
+    record = otlp_log("0" * 31 + "7", None, T0, message, "ERROR")
+    return otlp_document(None, service=None, logs=[record])
 
 
 def _directory(root: Path) -> Path:
@@ -49,21 +33,21 @@ def _directory(root: Path) -> Path:
     for index in range(40):
         # one document per file, on one line: the common case of an exporter writing a file
         # per batch
-        (root / f"a{index:03d}.json").write_text(json.dumps(_document(_span(index))))
+        (root / f"a{index:03d}.json").write_text(json.dumps(otlp_document([_span(index)])))
     # a pretty-printed document, ids in base64 (the protobuf JSON mapping)
     base64_span = _span(100, traceId="AAAAAAAAAAAAAAAAAAAAZA==", spanId="AAAAAAAAAGU=")
-    (root / "b-pretty.json").write_text(json.dumps(_document(base64_span), indent=2))
+    (root / "b-pretty.json").write_text(json.dumps(otlp_document([base64_span]), indent=2))
     # line-based: the typed path, with a truncated line
-    lines = [json.dumps(_document(_span(200 + i), service="lines")) for i in range(3)]
+    lines = [json.dumps(otlp_document([_span(200 + i)], service="lines")) for i in range(3)]
     (root / "c-lines.jsonl").write_text("\n".join([*lines, '{"resourceSpans": [']) + "\n")
     # a malformed span beside a good one: skipped on its own
     (root / "d-bad-span.json").write_text(
-        json.dumps(_document(_span(300), _span(301, startTimeUnixNano=True)))
+        json.dumps(otlp_document([_span(300), _span(301, startTimeUnixNano=True)]))
     )
     (root / "e-logs.json").write_text(json.dumps(_log_document("boom")))
     (root / "f-empty.json").write_text("")
     (root / "g-notes.json").write_text(json.dumps({"hello": "world"}))
-    (root / "h-last.json").write_text(json.dumps(_document(_span(400), _span(401))))
+    (root / "h-last.json").write_text(json.dumps(otlp_document([_span(400), _span(401)])))
     return root
 
 
@@ -121,7 +105,7 @@ def test_small_inputs_build_one_frame_not_one_each(
     directory = tmp_path / "dumps"
     directory.mkdir()
     for index in range(30):
-        (directory / f"s{index:02d}.json").write_text(json.dumps(_document(_span(index))))
+        (directory / f"s{index:02d}.json").write_text(json.dumps(otlp_document([_span(index)])))
     frames_built = []
     build = schema.spans_from_columns
 

@@ -42,11 +42,10 @@ from ml_tracelens.reports.model_records import FieldKeys, natural_key
 from ml_tracelens.reports.models import ModelOptions, build
 from ml_tracelens.schema import empty_logs, empty_spans, logs_from_columns
 from tests.conftest import SAMPLE_DATA
-from tests.factories import make_spans
+from tests.factories import MS, T0, make_spans, otlp_document, otlp_span
 
 runner = CliRunner()
-T0 = 1_700_000_000 * 10**9  # a multiple of 10 s
-MS = 10**6
+assert T0 % (10 * 10**9) == 0  # the workloads below start on a multiple of 10 s
 CONTRACT_ROW_KEYS = {
     "model_version",
     "requests",
@@ -183,56 +182,38 @@ def _attrs(item: Inference) -> dict[str, Any]:
     return attrs
 
 
-def _otlp_value(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        return {"stringValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)}
-    return {"doubleValue": value}
-
-
 def write_otlp(path: Path, items: list[Inference]) -> Path:
     """One OTLP/JSON document: a root and a model.inference child per inference."""
     spans = []
     for item in items:
         root_id, child_id = item.trace[-16:], f"{int(item.trace, 16) + 2**40:016x}"
         spans.append(
-            {
-                "traceId": item.trace,
-                "spanId": root_id,
-                "name": "POST /predict",
-                "kind": 2,
-                "startTimeUnixNano": str(item.start_ns - MS),
-                "endTimeUnixNano": str(item.start_ns + item.duration_ns + MS),
-                "status": {"code": 1},
-            }
+            otlp_span(
+                item.trace,
+                root_id,
+                None,
+                "POST /predict",
+                item.start_ns - MS,
+                item.start_ns + item.duration_ns + MS,
+                status="ok",
+            )
         )
         spans.append(
-            {
-                "traceId": item.trace,
-                "spanId": child_id,
-                "parentSpanId": root_id,
-                "name": "model.inference",
-                "kind": 1,
-                "startTimeUnixNano": str(item.start_ns),
-                "endTimeUnixNano": str(item.start_ns + item.duration_ns),
-                "attributes": [
-                    {"key": k, "value": _otlp_value(v)} for k, v in _attrs(item).items()
-                ],
-                "status": {"code": 2, "message": "boom"} if item.error else {"code": 1},
-            }
+            otlp_span(
+                item.trace,
+                child_id,
+                root_id,
+                "model.inference",
+                item.start_ns,
+                item.start_ns + item.duration_ns,
+                kind=1,
+                attributes=_attrs(item),
+                status="error" if item.error else "ok",
+                message="boom" if item.error else None,
+            )
         )
-    document = {
-        "resourceSpans": [
-            {
-                "resource": {
-                    "attributes": [{"key": "service.name", "value": {"stringValue": "m"}}]
-                },
-                "scopeSpans": [{"scope": {"name": "t"}, "spans": spans}],
-            }
-        ]
-    }
-    path.write_text(json.dumps(document) + "\n")
+    document = otlp_document(spans, service="m", scope={"name": "t"})
+    path.write_text(json.dumps(document) + "\n")  # spaced as a test below edits it
     return path
 
 

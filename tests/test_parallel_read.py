@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import pytest
 
 from ml_tracelens import ingest
 from ml_tracelens.readers.support.parallel import line_ranges, worker_count
-
-
-def _dump(path: Path, documents: int) -> None:
-    lines = []
-    for index in range(documents):
-        spans = [
-            {
-                "traceId": f"{index:032x}",
-                "spanId": f"{index * 10 + j + 1:016x}",
-                "parentSpanId": "" if j == 0 else f"{index * 10 + 1:016x}",
-                "name": "root" if j == 0 else f"stage{j}",
-                "startTimeUnixNano": str(1_700_000_000_000_000_000 + index * 1000 + j),
-                "endTimeUnixNano": str(1_700_000_000_000_000_000 + index * 1000 + 100 - j),
-            }
-            for j in range(3)
-        ]
-        doc = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
-        lines.append(json.dumps(doc))
-        if index % 7 == 3:
-            lines.append('{"resourceSpans": [truncated')
-    path.write_text("\n".join(lines) + "\n")
+from tests.factories import write_small_traces
 
 
 def test_line_ranges_cover_the_file_at_line_boundaries(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    _dump(path, 50)
+    write_small_traces(path, 50)
     data = path.read_bytes()
     for parts, head_start in itertools.product((1, 2, 3, 7), (0.0, 0.2, 1.0)):
         ranges = line_ranges(path, parts, head_start=head_start)
@@ -54,7 +33,7 @@ def test_parallel_read_equals_serial_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str
 ) -> None:
     path = tmp_path / "d.jsonl"
-    _dump(path, 60)
+    write_small_traces(path, 60)
     monkeypatch.setenv("TRACELENS_WORKERS", "1")
     serial = ingest.load([str(path)])
     monkeypatch.setenv("TRACELENS_WORKERS", workers)

@@ -18,19 +18,15 @@ from typing import Any
 import orjson
 import pytest
 
-from tests._robustness import (
-    INT64_MAX,
+from tests._robustness import INT64_MAX, fails, iso, ok, rows_by, summary
+from tests.factories import (
     MS,
     T0,
     TRACE,
-    fails,
-    iso,
-    ok,
-    otlp_doc,
+    console_span,
+    otlp_document,
     otlp_span,
-    rows_by,
     sid,
-    summary,
     write_otlp_lines,
 )
 
@@ -135,7 +131,7 @@ def deep_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(DEEP)
     ]
     path = tmp_path_factory.mktemp("deep") / "deep.otlp.json"
-    path.write_bytes(orjson.dumps(otlp_doc(spans)))
+    path.write_bytes(orjson.dumps(otlp_document(spans)))
     return path
 
 
@@ -222,7 +218,7 @@ def test_end_before_start_zero_and_negative_durations(tmp_path: Path, layout: st
     # "work" runs 100 µs once and "ends" 100 µs before it starts once; "zero" takes no time.
     spans = [("root", 0, 1000), ("work", 100, 200), ("work", 500, 400), ("zero", 600, 600)]
     if layout == "otlp":
-        document: Any = otlp_doc(
+        document: Any = otlp_document(
             [
                 otlp_span(TRACE, sid(i), sid(0) if i else None, n, T0 + s * 1000, T0 + e * 1000)
                 for i, (n, s, e) in enumerate(spans)
@@ -289,7 +285,7 @@ def _time_hazards(layout: str) -> bytes:
             for span in spans:
                 span["startTimeUnixNano"] = int(span["startTimeUnixNano"])
                 span["endTimeUnixNano"] = int(span["endTimeUnixNano"])
-        return orjson.dumps(otlp_doc(spans)) if layout == "otlp" else _raw_numbers(spans)
+        return orjson.dumps(otlp_document(spans)) if layout == "otlp" else _raw_numbers(spans)
     us_cases = [(1, 1), ((INT64_MAX - 1000) // 1000, 1), (Y9999_US, 1), (INT64_MAX, 1), (-5, 1)]
     if layout == "jaeger":
         return orjson.dumps(
@@ -327,7 +323,7 @@ def _time_hazards(layout: str) -> bytes:
 
 def _raw_numbers(spans: list[dict[str, Any]]) -> bytes:
     # orjson cannot write integers past 64 bits; the json module can.
-    return json.dumps(otlp_doc(spans)).encode()
+    return json.dumps(otlp_document(spans)).encode()
 
 
 @pytest.mark.parametrize("layout", ["otlp", "otlp-numbers", "jaeger", "zipkin"])
@@ -357,11 +353,11 @@ def test_timestamps_at_epoch_and_far_future(tmp_path: Path, layout: str) -> None
 def test_numbers_beyond_float_range(tmp_path: Path) -> None:
     # 1e400 is valid JSON that parses as infinity. orjson refuses it (the line is skipped); the
     # standard library, which reads documents written back to back, returns inf.
-    good = orjson.dumps(otlp_doc([otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)]))
+    good = orjson.dumps(otlp_document([otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)]))
     as_time = good.replace(b'"endTimeUnixNano":"%d"' % (T0 + MS), b'"endTimeUnixNano":1e400')
     attributes = [{"key": "n", "value": {"intValue": 0}}]
     as_attribute = orjson.dumps(
-        otlp_doc([otlp_span(TRACE, sid(1), None, "other", T0, T0 + MS, attributes=attributes)])
+        otlp_document([otlp_span(TRACE, sid(1), None, "other", T0, T0 + MS, attributes=attributes)])
     ).replace(b'"intValue":0', b'"intValue":1e400')
     assert b"1e400" in as_time
     lines = tmp_path / "inf.otlp.jsonl"
@@ -385,16 +381,8 @@ def test_numbers_beyond_float_range(tmp_path: Path) -> None:
 
 def test_console_timestamps_out_of_range(tmp_path: Path) -> None:
     def span(number: int, start: str, end: str) -> dict[str, Any]:
-        return {
-            "name": f"t{number}",
-            "context": {"trace_id": f"0x{number + 1:032x}", "span_id": f"0x{sid(number)}"},
-            "kind": "SpanKind.SERVER",
-            "parent_id": None,
-            "start_time": start,
-            "end_time": end,
-            "status": {"status_code": "UNSET"},
-            "resource": {"attributes": {"service.name": "svc"}},
-        }
+        resource = {"attributes": {"service.name": "svc"}}
+        return console_span(number, start, end, kind="SpanKind.SERVER", resource=resource)
 
     objects = [
         span(0, "1970-01-01T00:00:00.000000Z", "1970-01-01T00:00:00.000001Z"),
@@ -421,7 +409,7 @@ def test_ids_of_odd_length_upper_case_and_non_hex(tmp_path: Path) -> None:
         otlp_span("trace-zz", "s1", None, "other", T0, T0 + MS),
     ]
     path = tmp_path / "ids.otlp.json"
-    path.write_bytes(orjson.dumps(otlp_doc(spans)))
+    path.write_bytes(orjson.dumps(otlp_document(spans)))
     facts = summary(path)
     # Odd-length hex ids are left-padded and lowercased, so "ABC", "abc" and "0abc" are one
     # trace and "A1B2C"/"a1b2c" one span; non-hex ids are kept as written and still link.
@@ -464,9 +452,9 @@ def test_attribute_values_of_every_type(tmp_path: Path) -> None:
     path = tmp_path / "attrs.otlp.jsonl"
     # A line that also holds logs goes through the lenient decoder: both paths must agree.
     path.write_bytes(
-        orjson.dumps(otlp_doc([span]))
+        orjson.dumps(otlp_document([span]))
         + b"\n"
-        + orjson.dumps({**otlp_doc([lenient]), "resourceLogs": []})
+        + orjson.dumps({**otlp_document([lenient]), "resourceLogs": []})
         + b"\n"
     )
     facts = summary(path)
@@ -485,7 +473,7 @@ def test_attribute_values_of_every_type(tmp_path: Path) -> None:
 
 
 def test_nesting_beyond_any_parser_is_skipped_and_counted(tmp_path: Path) -> None:
-    good = orjson.dumps(otlp_doc([otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)]))
+    good = orjson.dumps(otlp_document([otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)]))
     deep = b'{"resourceSpans":' + b"[" * 5000 + b"]" * 5000 + b"}"
     path = tmp_path / "deep-json.otlp.jsonl"
     path.write_bytes(good + b"\n" + deep + b"\n" + good.replace(b'"root"', b'"again"') + b"\n")

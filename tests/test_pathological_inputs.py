@@ -24,20 +24,9 @@ import orjson
 import pytest
 
 from tests._fuzz_mutations import json_documents
-from tests._robustness import (
-    MS,
-    T0,
-    TRACE,
-    fails,
-    ok,
-    otlp_doc,
-    otlp_span,
-    run_cli,
-    sid,
-    summary,
-    write_otlp_lines,
-)
+from tests._robustness import fails, ok, run_cli, summary
 from tests.conftest import FIXTURES
+from tests.factories import MS, T0, TRACE, otlp_document, otlp_span, sid, write_otlp_lines
 
 HUGE = 10 * 1024 * 1024
 
@@ -61,7 +50,7 @@ def huge_strings(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ),
     ]
     path = tmp_path_factory.mktemp("huge") / "huge.otlp.json"
-    path.write_bytes(orjson.dumps(otlp_doc(spans)))
+    path.write_bytes(orjson.dumps(otlp_document(spans)))
     return path
 
 
@@ -125,7 +114,7 @@ def test_long_error_message_on_a_terminal_stays_bounded(tmp_path: Path) -> None:
         ),
     ]
     path = tmp_path / "message.otlp.json"
-    path.write_bytes(orjson.dumps(otlp_doc(spans)))
+    path.write_bytes(orjson.dumps(otlp_document(spans)))
     assert len(_render_on_terminal(path, "errors")) < 50_000
 
 
@@ -138,7 +127,7 @@ def _otlp_line(number: int) -> bytes:
         otlp_span(trace, sid(10 * number), None, "root", T0, T0 + 10 * MS),
         otlp_span(trace, sid(10 * number + 1), sid(10 * number), "work", T0 + MS, T0 + 2 * MS),
     ]
-    return orjson.dumps(otlp_doc(spans))
+    return orjson.dumps(otlp_document(spans))
 
 
 def _jaeger_line(number: int) -> bytes:
@@ -505,7 +494,7 @@ def markup_dump(tmp_path: Path) -> Path:
         for i, name in enumerate(MARKUP[1:], start=1)
     ]
     path = tmp_path / "markup.otlp.json"
-    path.write_bytes(orjson.dumps(otlp_doc(spans)))
+    path.write_bytes(orjson.dumps(otlp_document(spans)))
     return path
 
 

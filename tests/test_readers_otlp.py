@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -14,6 +15,7 @@ from ml_tracelens.exceptions import MalformedInput
 from ml_tracelens.readers import otlp_json
 from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.schema import attributes_dict, with_attribute_columns
+from tests.factories import otlp_document, otlp_span
 
 DEMO = "otlp/otel-demo-capture.otlp.jsonl"
 
@@ -80,36 +82,23 @@ def test_demo_capture_first_span_exact(shared_fixtures: Path) -> None:
     assert row["parent_id"] == (first.get("parentSpanId") or None)
 
 
-def _otlp_span(**overrides: object) -> dict[str, object]:
-    span = {
-        "traceId": "5B8EFFF798038103D269B633813FC60C",
-        "spanId": "EEE19B7EC3C1B174",
-        "parentSpanId": "",
-        "name": "POST /predict",
-        "kind": 2,
-        "startTimeUnixNano": "1700000000000000001",
-        "endTimeUnixNano": 1700000000120000003,
-        "status": {},
-    }
-    span.update(overrides)
-    return span
-
-
-def _document(*spans: dict[str, object], scope_key: str = "scopeSpans") -> dict[str, object]:
-    return {
-        "resourceSpans": [
-            {
-                "resource": {
-                    "attributes": [{"key": "service.name", "value": {"stringValue": "gateway"}}]
-                },
-                scope_key: [{"spans": list(spans)}],
-            }
-        ]
-    }
+def predict_span(**overrides: Any) -> dict[str, Any]:
+    """The gateway's root span: upper-case ids, times above 2**53, its end a JSON number."""
+    name = overrides.pop("name", "POST /predict")
+    fields: dict[str, Any] = {"endTimeUnixNano": 1700000000120000003, "status": {}, **overrides}
+    return otlp_span(
+        "5B8EFFF798038103D269B633813FC60C",
+        "EEE19B7EC3C1B174",
+        None,
+        name,
+        1700000000000000001,
+        1700000000120000003,
+        **fields,
+    )
 
 
 def test_normalisation_ids_times_status(tmp_path: Path) -> None:
-    error_span = _otlp_span(
+    error_span = predict_span(
         spanId="0000000000000002",
         parentSpanId="EEE19B7EC3C1B174",
         name="model.inference",
@@ -128,7 +117,9 @@ def test_normalisation_ids_times_status(tmp_path: Path) -> None:
         ],
     )
     path = tmp_path / "one.json"
-    path.write_text(json.dumps(_document(_otlp_span(), error_span), indent=2))
+    path.write_text(
+        json.dumps(otlp_document([predict_span(), error_span], service="gateway"), indent=2)
+    )
     spans = ingest.load([str(path)]).spans.sort("start_ns")
     root, child = spans.rows(named=True)
     assert root["trace_id"] == "5b8efff798038103d269b633813fc60c"
@@ -149,7 +140,9 @@ def test_normalisation_ids_times_status(tmp_path: Path) -> None:
 
 def test_older_instrumentation_library_spans_and_gzip(tmp_path: Path) -> None:
     path = tmp_path / "old.json.gz"
-    document = _document(_otlp_span(), scope_key="instrumentationLibrarySpans")
+    document = otlp_document(
+        [predict_span()], service="gateway", scope_key="instrumentationLibrarySpans"
+    )
     path.write_bytes(gzip.compress(json.dumps(document).encode()))
     assert ingest.load([str(path)]).spans.height == 1
 
@@ -159,12 +152,12 @@ def test_base64_ids_from_protobuf_json_mapping(tmp_path: Path) -> None:
 
     trace_bytes = bytes(range(16))
     span_bytes = bytes(range(8))
-    span = _otlp_span(
+    span = predict_span(
         traceId=base64.b64encode(trace_bytes).decode(),
         spanId=base64.b64encode(span_bytes).decode(),
     )
     path = tmp_path / "b64.json"
-    path.write_text(json.dumps(_document(span)))
+    path.write_text(json.dumps(otlp_document([span], service="gateway")))
     row = ingest.load([str(path)]).spans.row(0, named=True)
     assert row["trace_id"] == trace_bytes.hex()
     assert row["span_id"] == span_bytes.hex()
@@ -183,7 +176,7 @@ def test_base64_ids_from_protobuf_json_mapping(tmp_path: Path) -> None:
 def test_bad_lines_are_counted_with_their_location(
     tmp_path: Path, bad_line: str, reason: str
 ) -> None:
-    good = json.dumps(_document(_otlp_span()))
+    good = json.dumps(otlp_document([predict_span()], service="gateway"))
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join([good, bad_line, good.replace("EEE19B7EC3C1B174", "AB" * 8)]) + "\n")
     telemetry = ingest.load([str(path)])
@@ -200,7 +193,7 @@ def test_bad_lines_are_counted_with_their_location(
 
 
 def test_invalid_utf8_line_is_skipped_not_fatal(tmp_path: Path) -> None:
-    good = json.dumps(_document(_otlp_span())).encode()
+    good = json.dumps(otlp_document([predict_span()], service="gateway")).encode()
     path = tmp_path / "bytes.jsonl"
     path.write_bytes(good + b"\n" + b'{"resourceSpans": "\xff\xfe"}\n' + good + b"\n")
     telemetry = ingest.load([str(path)])
@@ -214,15 +207,15 @@ def test_mixed_integer_and_string_codes_in_one_batch(tmp_path: Path) -> None:
     # The SDK's MessageToJson writes "status": {} (code 0) beside {"code": "STATUS_CODE_OK"}.
     path = tmp_path / "mixed.jsonl"
     spans = [
-        _otlp_span(status={}, kind=2),
-        _otlp_span(
+        predict_span(status={}, kind=2),
+        predict_span(
             spanId="00000000000000aa", status={"code": "STATUS_CODE_OK"}, kind="SPAN_KIND_CLIENT"
         ),
     ]
     path.write_text(
-        json.dumps(_document(*spans))
+        json.dumps(otlp_document(spans, service="gateway"))
         + "\n"
-        + json.dumps(_document(_otlp_span(spanId="bb" * 8)))
+        + json.dumps(otlp_document([predict_span(spanId="bb" * 8)], service="gateway"))
         + "\n"
     )
     frame = ingest.load([str(path)]).spans.sort("span_id")
@@ -237,7 +230,7 @@ def test_reading_in_small_chunks_changes_nothing(
     # decoder passes it; the chunk it lands in must drop that line whole).
     lines = (shared_fixtures / DEMO).read_bytes().splitlines()
     bad = json.dumps(
-        _document(_otlp_span(attributes=[{"key": "k", "value": {"stringValue": "@@"}}]))
+        otlp_document([predict_span(attributes={"k": "@@"})], service="gateway")
     ).encode()
     path = tmp_path / "dump.jsonl"
     path.write_bytes(b"\n".join([*lines[:-3], bad.replace(b"@@", b"\xff\xfe"), *lines[-3:]]))
@@ -275,25 +268,16 @@ def test_resource_attributes_are_kept_once_per_resource(shared_fixtures: Path) -
 
 
 def test_span_attributes_win_over_resource_ones(tmp_path: Path) -> None:
-    def resource(host: str) -> list[dict[str, object]]:
-        return [
-            {"key": "service.name", "value": {"stringValue": "gateway"}},
-            {"key": "host.name", "value": {"stringValue": host}},
-        ]
+    def span(n: int, **extra: Any) -> dict[str, Any]:
+        return predict_span(spanId=f"{n:016x}", traceId=f"{n:032x}", **extra)
 
-    def span(n: int, **extra: object) -> dict[str, object]:
-        return _otlp_span(spanId=f"{n:016x}", traceId=f"{n:032x}", **extra)
-
-    own_host = [{"key": "host.name", "value": {"stringValue": "override"}}]
-    document = {
-        "resourceSpans": [
-            {"resource": {"attributes": resource("a")}, "scopeSpans": [{"spans": [span(1)]}]},
-            {
-                "resource": {"attributes": resource("b")},
-                "scopeSpans": [{"spans": [span(2), span(3), span(4, attributes=own_host)]}],
-            },
-        ]
-    }
+    on_host_a = otlp_document([span(1)], service="gateway", resource={"host.name": "a"})
+    on_host_b = otlp_document(
+        [span(2), span(3), span(4, attributes={"host.name": "override"})],
+        service="gateway",
+        resource={"host.name": "b"},
+    )
+    document = {"resourceSpans": on_host_a["resourceSpans"] + on_host_b["resourceSpans"]}
     path = tmp_path / "hosts.jsonl"
     path.write_text(json.dumps(document) + "\n")
     frame = with_attribute_columns(ingest.load([str(path)]).spans, {"host": "host.name"})
@@ -314,14 +298,11 @@ def test_span_attributes_win_over_resource_ones(tmp_path: Path) -> None:
 
 def test_a_request_id_held_by_the_resource_still_names_its_trace(tmp_path: Path) -> None:
     # Odd but legal: a one-request process (a batch job) with its request id on the resource.
-    resource = [
-        {"key": "service.name", "value": {"stringValue": "batch"}},
-        {"key": "request.id", "value": {"stringValue": "req-from-resource"}},
-    ]
-    spans = [_otlp_span(traceId="a" * 32, spanId=f"{7:016x}")]
-    document = {
-        "resourceSpans": [{"resource": {"attributes": resource}, "scopeSpans": [{"spans": spans}]}]
-    }
+    document = otlp_document(
+        [predict_span(traceId="a" * 32, spanId=f"{7:016x}")],
+        service="batch",
+        resource={"request.id": "req-from-resource"},
+    )
     path = tmp_path / "batch.jsonl"
     path.write_text(json.dumps(document) + "\n")
     runner = CliRunner()

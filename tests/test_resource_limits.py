@@ -20,7 +20,7 @@ import pytest
 from ml_tracelens import ingest, limits
 from ml_tracelens.readers import otlp_json
 from ml_tracelens.readers.support import parallel
-from tests.test_parallel_read import _dump
+from tests.factories import write_small_traces
 
 TRACELENS = [sys.executable, "-m", "ml_tracelens"]
 
@@ -64,7 +64,7 @@ def test_failing_workers_leave_their_ranges_to_this_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException, said: str
 ) -> None:
     path = tmp_path / "d.jsonl"
-    _dump(path, 60)
+    write_small_traces(path, 60)
     monkeypatch.setenv("TRACELENS_WORKERS", "1")
     serial = ingest.load([str(path)])
     _parallel(monkeypatch)
@@ -84,7 +84,7 @@ def test_an_input_error_in_a_worker_is_not_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "d.jsonl"
-    _dump(path, 60)
+    write_small_traces(path, 60)
     _parallel(monkeypatch)
     refusal = limits.LimitExceeded(f"{path}: the line at byte 9 is longer than 1 KiB")
     monkeypatch.setattr(parallel, "ProcessPoolExecutor", _pool_failing_with(refusal))
@@ -94,7 +94,7 @@ def test_an_input_error_in_a_worker_is_not_retried(
 
 def test_too_few_file_descriptors_read_in_one_process(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    _dump(path, 60)
+    write_small_traces(path, 60)
     env_limits = {"TRACELENS_WORKERS": "3", "TRACELENS_PARALLEL_MIN_MB": "0"}
     result = _cli(["summary", str(path), "--no-cache"], env_limits, open_files=16)
     assert result.returncode == 0, result.stderr
@@ -109,7 +109,7 @@ def test_too_many_open_files_names_the_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "d.jsonl"
-    _dump(path, 3)
+    write_small_traces(path, 3)
     real_open = Path.open
 
     def exhausted(self: Path, *args: Any, **kwargs: Any) -> Any:
@@ -129,7 +129,7 @@ def test_a_memory_error_while_reading_names_the_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "d.jsonl"
-    _dump(path, 3)
+    write_small_traces(path, 3)
 
     def exhausted(*args: Any, **kwargs: Any) -> Any:
         raise MemoryError
@@ -141,7 +141,7 @@ def test_a_memory_error_while_reading_names_the_input(
 
 def test_an_address_space_limit_too_small_for_the_input_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    _dump(path, 3)
+    write_small_traces(path, 3)
     # Far below what polars' thread pool alone reserves, but enough to start Python and import.
     limit = 700 * limits.MIB
     result = _cli(["summary", str(path), "--no-cache"], {}, address_space=limit)
@@ -154,7 +154,7 @@ def test_an_address_space_limit_too_small_for_the_input_is_one_line(tmp_path: Pa
 
 def test_reading_within_the_address_space_limit_is_not_refused(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    _dump(path, 3)
+    write_small_traces(path, 3)
     result = _cli(["summary", str(path), "--no-cache"], {}, address_space=4 * limits.GIB)
     assert result.returncode == 0, result.stderr
 

@@ -18,7 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
-from tests._hostile import commands, hostile_dump_dir, hostile_otlp, run_tracelens, value
+from tests._hostile import commands, hostile_dump_dir, hostile_otlp, run_tracelens
+from tests.factories import otlp_value
 
 runner = CliRunner()
 
@@ -253,7 +254,7 @@ def test_inputs_cannot_make_tracelens_open_files_connect_or_run_code(tmp_path: P
     ]
     line = json.loads(hostile_otlp(lures))
     span = line["resourceSpans"][0]["scopeSpans"][0]["spans"][1]
-    span["attributes"].append({"key": "$ref", "value": value(str(secret))})
+    span["attributes"].append({"key": "$ref", "value": otlp_value(str(secret))})
     (inputs / "dump.jsonl").write_text(json.dumps(line) + "\n")
     jaeger = {"data": [{"traceID": "1", "spans": [], "processes": {}, "$ref": str(secret)}]}
     (inputs / "jaeger.json").write_text(json.dumps(jaeger))

@@ -22,109 +22,47 @@ from ml_tracelens.exceptions import NotFound
 from ml_tracelens.render import OutputFormat, emit
 from ml_tracelens.reports import show as request
 from ml_tracelens.schema import empty_logs, logs_from_columns
-from tests.factories import make_spans
+from tests.factories import (
+    MS,
+    T1,
+    T2,
+    T3,
+    T4,
+    A,
+    B,
+    C,
+    D,
+    make_spans,
+    ms_log,
+    ms_span,
+    predict_request,
+    write_by_service,
+)
 
 runner = CliRunner()
-BASE_NS = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
-MS = 1_000_000
-
-T1 = "4bf92f3577b34da6a3ce929d0e0e4736"
-T2 = "4bf92f9999999999aaaaaaaaaaaaaaaa"  # shares the 6-digit prefix 4bf92f with T1
-T3 = "0af7651916cd43dd8448eb211c80319c"
-T4 = "1af7651916cd43dd8448eb211c80319c"
-A, B, C, D = "a1a1a1a1a1a1a1a1", "b2b2b2b2b2b2b2b2", "c3c3c3c3c3c3c3c3", "d4d4d4d4d4d4d4d4"
-
-
-# --- a small OTLP/JSON writer, so the CLI reads a real file -------------------------------------
-
-
-def otlp_span(
-    trace: str,
-    span: str,
-    parent: str | None,
-    name: str,
-    start_ms: float,
-    end_ms: float,
-    *,
-    error: str | None = None,
-    ok: bool = False,
-    attrs: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "traceId": trace,
-        "spanId": span,
-        "parentSpanId": parent or "",
-        "name": name,
-        "kind": 1,
-        "startTimeUnixNano": str(BASE_NS + int(start_ms * MS)),
-        "endTimeUnixNano": str(BASE_NS + int(end_ms * MS)),
-        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in (attrs or {}).items()],
-        "status": {"code": 2, "message": error} if error else ({"code": 1} if ok else {}),
-    }
-    return out
-
-
-def otlp_log(trace: str, span: str | None, at_ms: float, body: str, level: str = "INFO") -> dict:
-    return {
-        "timeUnixNano": str(BASE_NS + int(at_ms * MS)),
-        "severityText": level,
-        "body": {"stringValue": body},
-        "traceId": trace,
-        "spanId": span or "",
-    }
-
-
-def write_otlp(
-    path: Path, spans: list[tuple[str, dict[str, Any]]], logs: list[tuple[str, dict]] = ()
-) -> Path:
-    """One resourceSpans line per service (and one resourceLogs line per service)."""
-    by_service: dict[str, list[dict]] = defaultdict(list)
-    for service, span in spans:
-        by_service[service].append(span)
-    lines = []
-    for service, items in by_service.items():
-        resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
-        lines.append({"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": items}]}]})
-    logs_by_service: dict[str, list[dict]] = defaultdict(list)
-    for service, record in logs:
-        logs_by_service[service].append(record)
-    for service, records in logs_by_service.items():
-        resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
-        lines.append(
-            {"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": records}]}]}
-        )
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
 
 
 def demo_dump(path: Path) -> Path:
     """T1: A[0,100] gateway root; B[10,70](A); C[25,45](B); D[30,50](B) failing with "boom"."""
     spans = [
+        *predict_request(),
         (
             "gateway",
-            otlp_span(T1, A, None, "POST /predict", 0, 100, attrs={"request.id": "req-8f3a"}),
-        ),
-        ("model-server", otlp_span(T1, B, A, "model.inference", 10, 70)),
-        ("cache", otlp_span(T1, C, B, "redis GET", 25, 45)),
-        ("model-server", otlp_span(T1, D, B, "tokenize", 30, 50, error="boom")),
-        ("gateway", otlp_span(T2, A, None, "GET /health", 1000, 1005)),
-        (
-            "gateway",
-            otlp_span(T3, A, None, "POST /predict", 2000, 2010, attrs={"request_id": "req-dup"}),
+            ms_span(T3, A, None, "POST /predict", 2000, 2010, attrs={"request_id": "req-dup"}),
         ),
         (
             "gateway",
-            otlp_span(T4, A, None, "POST /predict", 3000, 3010, attrs={"request_id": "req-dup"}),
+            ms_span(T4, A, None, "POST /predict", 3000, 3010, attrs={"request_id": "req-dup"}),
         ),
     ]
     logs = [
-        ("cache", otlp_log(T1, C, 30, "cache miss")),  # by span id, though D is innermost at 30
-        ("model-server", otlp_log(T1, None, 47, "tokenizer failed", "ERROR")),  # by time: D
-        ("gateway", otlp_log(T1, None, 95, "responding")),  # by time: A
-        ("gateway", otlp_log(T1, None, 150, "after the request")),  # covered by no span
-        ("gateway", otlp_log(T2, None, 1001, "health ok")),  # another trace: not shown
+        ("cache", ms_log(T1, C, 30, "cache miss")),  # by span id, though D is innermost at 30
+        ("model-server", ms_log(T1, None, 47, "tokenizer failed", "ERROR")),  # by time: D
+        ("gateway", ms_log(T1, None, 95, "responding")),  # by time: A
+        ("gateway", ms_log(T1, None, 150, "after the request")),  # covered by no span
+        ("gateway", ms_log(T2, None, 1001, "health ok")),  # another trace: not shown
     ]
-    return write_otlp(path / "dump.otlp.jsonl", spans, logs)
+    return write_by_service(path / "dump.otlp.jsonl", spans, logs)
 
 
 @pytest.fixture
@@ -219,8 +157,8 @@ def test_correlation_id_on_several_traces_lists_them(dump: Path) -> None:
 
 
 def test_configured_id_attribute(tmp_path: Path) -> None:
-    spans = [("api", otlp_span(T1, A, None, "root", 0, 10, attrs={"job.key": "job-7"}))]
-    path = write_otlp(tmp_path / "d.jsonl", spans)
+    spans = [("api", ms_span(T1, A, None, "root", 0, 10, attrs={"job.key": "job-7"}))]
+    path = write_by_service(tmp_path / "d.jsonl", spans)
     assert show("job-7", str(path)).exit_code == 2
     document = show_json("job-7", str(path), "--id-attr", "job.key")
     assert document["trace_id"] == T1

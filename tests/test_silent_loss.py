@@ -15,8 +15,9 @@ from ml_tracelens import ingest
 from ml_tracelens.exceptions import MalformedInput
 from ml_tracelens.readers.base import DEEP_VALUES_DROPPED, UTF8_REPLACED, ReadOptions
 from ml_tracelens.schema import attributes_dict, with_attribute_columns
-from tests._robustness import MS, T0, TRACE, fails, ok, otlp_doc, otlp_span, sid
+from tests._robustness import fails, ok
 from tests.conftest import SAMPLE_DATA
+from tests.factories import MS, T0, TRACE, console_span, otlp_document, otlp_span, sid
 
 
 def _kv(key: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -53,9 +54,9 @@ def _deep_attribute_dump(tmp_path: Path) -> Path:
     path = tmp_path / "deep.otlp.jsonl"
     other = otlp_span("1" * 32, sid(2), None, "GET /health", T0, T0 + MS)
     path.write_bytes(
-        orjson.dumps(otlp_doc([root, child], service="gateway"))
+        orjson.dumps(otlp_document([root, child], service="gateway"))
         + b"\n"
-        + orjson.dumps(otlp_doc([other], service="gateway"))
+        + orjson.dumps(otlp_document([other], service="gateway"))
         + b"\n"
     )
     return path
@@ -91,7 +92,9 @@ def test_show_and_group_by_find_the_attributes_beside_a_too_deep_one(tmp_path: P
 
 
 def test_a_too_deep_resource_attribute_keeps_the_service(tmp_path: Path) -> None:
-    document = otlp_doc([otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)], service="gateway")
+    document = otlp_document(
+        [otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)], service="gateway"
+    )
     document["resourceSpans"][0]["resource"]["attributes"].append(
         _kv("host.labels", _kvlist_nested(40))
     )
@@ -125,7 +128,7 @@ def test_one_malformed_span_costs_only_itself_in_a_collector_line(
             for i in range(350)
         ]
         _BREAKAGES[breakage](spans[17])
-        lines.append(orjson.dumps(otlp_doc(spans)))
+        lines.append(orjson.dumps(otlp_document(spans)))
     path = tmp_path / "collector.otlp.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     telemetry = ingest.load([str(path)])
@@ -144,7 +147,7 @@ def test_a_boolean_time_in_a_small_line_costs_only_its_span(tmp_path: Path) -> N
     bad = otlp_span(TRACE, sid(1), sid(0), "child", T0, T0 + MS)
     bad["endTimeUnixNano"] = False
     path = tmp_path / "small.otlp.jsonl"
-    path.write_bytes(orjson.dumps(otlp_doc([good, bad])) + b"\n")
+    path.write_bytes(orjson.dumps(otlp_document([good, bad])) + b"\n")
     telemetry = ingest.load([str(path)])
     assert telemetry.spans["span_id"].to_list() == [sid(0)]
     assert telemetry.inputs[0].stats.problems == [
@@ -171,7 +174,7 @@ def test_a_wrong_typed_span_field_is_named_in_the_skip_reason(
     bad[field] = value
     path = tmp_path / "typed.otlp.jsonl"
     root = otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)
-    path.write_bytes(orjson.dumps(otlp_doc([root, bad])) + b"\n")
+    path.write_bytes(orjson.dumps(otlp_document([root, bad])) + b"\n")
     telemetry = ingest.load([str(path)])
     assert telemetry.spans["span_id"].to_list() == [sid(0)]
     assert telemetry.inputs[0].stats.problems == [
@@ -185,9 +188,9 @@ def test_bad_bytes_beside_a_malformed_span_cost_the_line_once(tmp_path: Path) ->
     malformed["startTimeUnixNano"] = True
     latin1 = otlp_span(TRACE, sid(2), sid(0), "other", T0, T0 + MS)
     latin1["attributes"] = [_kv("user", {"stringValue": "@@"})]
-    line = orjson.dumps(otlp_doc([good, malformed, latin1])).replace(b"@@", b"Jos\xe9")
+    line = orjson.dumps(otlp_document([good, malformed, latin1])).replace(b"@@", b"Jos\xe9")
     path = tmp_path / "latin1.otlp.jsonl"
-    path.write_bytes(orjson.dumps(otlp_doc([good])) + b"\n" + line + b"\n")
+    path.write_bytes(orjson.dumps(otlp_document([good])) + b"\n" + line + b"\n")
     telemetry = ingest.load([str(path)])
     stats = telemetry.inputs[0].stats
     # The second line is skipped whole, and its malformed span is not counted a second time.
@@ -200,7 +203,7 @@ def test_a_malformed_span_in_a_whole_document_costs_only_itself(tmp_path: Path) 
     spans = [otlp_span(TRACE, sid(i), None, "op", T0, T0 + MS) for i in range(4)]
     del spans[2]["traceId"]
     path = tmp_path / "pretty.otlp.json"
-    path.write_bytes(orjson.dumps(otlp_doc(spans), option=orjson.OPT_INDENT_2))
+    path.write_bytes(orjson.dumps(otlp_document(spans), option=orjson.OPT_INDENT_2))
     stats = ingest.load([str(path)]).inputs[0].stats
     assert (stats.records, stats.skipped, stats.skipped_items) == (1, 0, 1)
     assert stats.problems == [(f"{path}:1#span 2", "malformed OTLP span (missing traceId)")]
@@ -214,7 +217,7 @@ def test_a_span_read_apart_keeps_its_position_on_two_processes(
         spans = [otlp_span(f"{line + 1:032x}", sid(i), None, "op", T0, T0 + MS) for i in range(5)]
         if line == 4:
             spans[3]["startTimeUnixNano"] = True
-        lines.append(orjson.dumps(otlp_doc(spans)))
+        lines.append(orjson.dumps(otlp_document(spans)))
     path = tmp_path / "parallel.otlp.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     monkeypatch.setenv("TRACELENS_PARALLEL_MIN_MB", "0")
@@ -268,17 +271,11 @@ def test_one_hostile_log_time_does_not_move_the_end_of_the_dump(tmp_path: Path) 
 
 
 def test_a_console_time_beyond_int64_skips_its_object(tmp_path: Path) -> None:
-    def span(number: int, start: str) -> dict[str, Any]:
-        return {
-            "name": f"t{number}",
-            "context": {"trace_id": f"0x{number + 1:032x}", "span_id": f"0x{sid(number)}"},
-            "parent_id": None,
-            "start_time": start,
-            "end_time": "2023-11-14T22:13:20.000001Z",
-            "status": {"status_code": "UNSET"},
-        }
-
-    objects = [span(0, "2023-11-14T22:13:20.000000Z"), span(1, "1500-01-01T00:00:00.000000Z")]
+    end = "2023-11-14T22:13:20.000001Z"
+    objects = [
+        console_span(0, "2023-11-14T22:13:20.000000Z", end),
+        console_span(1, "1500-01-01T00:00:00.000000Z", end),
+    ]
     path = tmp_path / "times.console.txt"
     path.write_text(
         "\n".join(orjson.dumps(o, option=orjson.OPT_INDENT_2).decode() for o in objects)
@@ -293,7 +290,9 @@ def test_a_console_time_beyond_int64_skips_its_object(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bound", ["0001-01-01T00:00:00Z", "9999-12-31T00:00:00Z", "200000d"])
 def test_since_and_until_beyond_int64_are_usage_errors(tmp_path: Path, bound: str) -> None:
     path = tmp_path / "one.otlp.jsonl"
-    path.write_bytes(orjson.dumps(otlp_doc([otlp_span(TRACE, sid(0), None, "r", T0, T0 + MS)])))
+    path.write_bytes(
+        orjson.dumps(otlp_document([otlp_span(TRACE, sid(0), None, "r", T0, T0 + MS)]))
+    )
     for option in ("--since", "--until"):
         failed = fails("latency", option, bound, "--no-cache", str(path))
         assert "outside the times telemetry can hold" in failed.stderr

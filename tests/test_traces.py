@@ -18,8 +18,18 @@ from ml_tracelens.cli import app
 from ml_tracelens.core import analyze
 from ml_tracelens.reports import traces
 from ml_tracelens.schema import logs_from_columns
-from tests.factories import make_spans
-from tests.test_show import T1, T2, T3, A, B, C, D, otlp_span, write_otlp
+from tests.factories import (
+    T1,
+    T2,
+    T3,
+    A,
+    B,
+    C,
+    make_spans,
+    ms_span,
+    predict_request,
+    write_by_service,
+)
 
 runner = CliRunner()
 T5 = "5af7651916cd43dd8448eb211c80319c"
@@ -42,19 +52,12 @@ def dump(tmp_path: Path) -> Path:
     T2 (+1 s): 5 ms health check. T3 (+2 s): 250 ms, root status OK, its child fails -> the
     request did not fail. T5 (+3 s): only an orphan (its parent is not in the dump), 30 ms."""
     spans = [
-        (
-            "gateway",
-            otlp_span(T1, A, None, "POST /predict", 0, 100, attrs={"request.id": "req-8f3a"}),
-        ),
-        ("model-server", otlp_span(T1, B, A, "model.inference", 10, 70)),
-        ("cache", otlp_span(T1, C, B, "redis GET", 25, 45)),
-        ("model-server", otlp_span(T1, D, B, "tokenize", 30, 50, error="boom")),
-        ("gateway", otlp_span(T2, A, None, "GET /health", 1000, 1005)),
-        ("gateway", otlp_span(T3, A, None, "POST /predict", 2000, 2250, ok=True)),
-        ("model-server", otlp_span(T3, B, A, "model.inference", 2010, 2200, error="OOM")),
-        ("worker", otlp_span(T5, C, "ffffffffffffffff", "late.stage", 3000, 3030)),
+        *predict_request(),
+        ("gateway", ms_span(T3, A, None, "POST /predict", 2000, 2250, ok=True)),
+        ("model-server", ms_span(T3, B, A, "model.inference", 2010, 2200, error="OOM")),
+        ("worker", ms_span(T5, C, "ffffffffffffffff", "late.stage", 3000, 3030)),
     ]
-    return write_otlp(tmp_path / "dump.otlp.jsonl", spans)
+    return write_by_service(tmp_path / "dump.otlp.jsonl", spans)
 
 
 def run_json(*args: str) -> dict[str, Any]:
