@@ -85,13 +85,14 @@ def _deep(depth: int) -> Raw:
     return Raw("[" * depth + "]" * depth)
 
 
-def json_documents(text: str) -> list[tuple[int, int, Any]]:
-    """(start, end, value) of every JSON document in ``text``; [] if anything does not parse."""
+def json_documents(text: str, *, between: str = " \t\r\n\ufeff") -> list[tuple[int, int, Any]]:
+    """(start, end, value) of every JSON document in ``text``, written back to back with only
+    the characters ``between`` around them; [] if anything does not parse."""
     decoder = json.JSONDecoder()
     found = []
     position = 0
     while True:
-        while position < len(text) and text[position] in " \t\r\n\ufeff":
+        while position < len(text) and text[position] in between:
             position += 1
         if position >= len(text):
             return found

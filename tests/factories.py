@@ -104,6 +104,23 @@ def make_spans(
     return pl.DataFrame(columns)
 
 
+#: The columns a reader fills from a span's own fields (not attributes, events or source):
+#: what a test compares with a table written by hand.
+SPAN_FIELDS = [
+    "trace_id",
+    "span_id",
+    "parent_id",
+    "service",
+    "name",
+    "kind",
+    "start_ns",
+    "end_ns",
+    "duration_ns",
+    "status",
+    "status_message",
+]
+
+
 _ITEM = re.compile(
     r"""^\s*(?P<id>[^\s\[\](){};]+)\s*
     \[\s*(?P<start>[-+\d?]*)\s*,\s*(?P<end>[-+\d?]*)\s*\]\s*

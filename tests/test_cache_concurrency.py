@@ -109,6 +109,20 @@ def test_load_survives_a_prune_between_the_record_and_the_data(
 # --- Ctrl-C and SIGTERM during a write (item 9) -----------------------------------------------
 
 
+def _run_in_a_fresh_process(
+    script: str, dump: Path, cache_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    """``python -c SCRIPT DUMP`` with the test's cache, which caches inputs of any size."""
+    env = {**os.environ, "TRACELENS_CACHE_DIR": str(cache_dir), "TRACELENS_CACHE_MIN_MB": "0"}
+    return subprocess.run(
+        [sys.executable, "-c", script, str(dump)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def _signal_after(method: Callable[..., Any], signum: signal.Signals) -> Callable[..., Any]:
     def write_then_signalled(*args: Any, **kwargs: Any) -> Any:
         result = method(*args, **kwargs)
@@ -116,6 +130,14 @@ def _signal_after(method: Callable[..., Any], signum: signal.Signals) -> Callabl
         return result
 
     return write_then_signalled
+
+
+def _ctrl_c_after_each_parquet_write(patch: pytest.MonkeyPatch) -> None:
+    patch.setattr(
+        pl.DataFrame,
+        "write_parquet",
+        _signal_after(pl.DataFrame.write_parquet, signal.SIGINT),
+    )
 
 
 def test_ctrl_c_twice_during_a_write_leaves_no_temporary_file(
@@ -131,11 +153,7 @@ def test_ctrl_c_twice_during_a_write_leaves_no_temporary_file(
 
     with monkeypatch.context() as patched:
         # The first Ctrl-C arrives while the spans are written, the second during the cleanup.
-        patched.setattr(
-            pl.DataFrame,
-            "write_parquet",
-            _signal_after(pl.DataFrame.write_parquet, signal.SIGINT),
-        )
+        _ctrl_c_after_each_parquet_write(patched)
         patched.setattr(os, "unlink", unlink_interrupted)
         with pytest.raises(KeyboardInterrupt):
             pipeline.load_analysed([str(dump)])
@@ -147,11 +165,7 @@ def test_ctrl_c_twice_during_a_write_leaves_no_temporary_file(
 def test_ctrl_c_through_the_cli_exits_130_and_leaves_no_temporary_file(
     cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        pl.DataFrame,
-        "write_parquet",
-        _signal_after(pl.DataFrame.write_parquet, signal.SIGINT),
-    )
+    _ctrl_c_after_each_parquet_write(monkeypatch)
     result = CliRunner().invoke(app, ["latency", str(dump), "-q"])
     assert result.exit_code == 130
     assert _temporaries(cache_dir) == []
@@ -178,14 +192,7 @@ def test_sigterm_during_a_write_ends_the_process_and_leaves_no_temporary_file(
         print("still running after SIGTERM")
         """
     )
-    env = {**os.environ, "TRACELENS_CACHE_DIR": str(cache_dir), "TRACELENS_CACHE_MIN_MB": "0"}
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(dump)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run_in_a_fresh_process(script, dump, cache_dir)
     assert result.returncode == -signal.SIGTERM, result.stderr
     assert "still running" not in result.stdout
     assert _temporaries(cache_dir) == []
@@ -216,14 +223,7 @@ def test_a_write_puts_back_the_sigint_handler_polars_installed(cache_dir: Path, 
         print("same handler" if native_sigint_handler() == before else "handler replaced")
         """
     )
-    env = {**os.environ, "TRACELENS_CACHE_DIR": str(cache_dir), "TRACELENS_CACHE_MIN_MB": "0"}
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(dump)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run_in_a_fresh_process(script, dump, cache_dir)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["stored", "same handler"]
 
@@ -232,11 +232,7 @@ def test_an_ignored_signal_stays_ignored_during_a_write(
     cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A background job of a shell without job control starts with SIGINT ignored.
-    monkeypatch.setattr(
-        pl.DataFrame,
-        "write_parquet",
-        _signal_after(pl.DataFrame.write_parquet, signal.SIGINT),
-    )
+    _ctrl_c_after_each_parquet_write(monkeypatch)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         pipeline.load_analysed([str(dump)])

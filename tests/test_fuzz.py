@@ -81,7 +81,7 @@ import pytest
 from ml_tracelens.cli import app
 from ml_tracelens.readers.base import ALTERATIONS
 from ml_tracelens.readers.support.zipkin_model import FRAGMENTS_MERGED
-from tests._fuzz_mutations import BOM, mutate
+from tests._fuzz_mutations import BOM, json_documents, mutate
 from tests._fuzz_seeds import Seed, build_seeds
 from tests._robustness import Outcome, run_cli
 from tests.factories import otlp_document
@@ -234,19 +234,7 @@ def _back_to_back(text: str) -> list[Any] | None:
     """The JSON documents of ``text`` (one, or several back to back); None if any is broken
     (the reader then resynchronises in a way this suite does not repeat). Only JSON's own
     whitespace separates them: a BOM past the start is not JSON."""
-    decoder = json.JSONDecoder()
-    found = []
-    position = 0
-    while True:
-        while position < len(text) and text[position] in " \t\r\n":
-            position += 1
-        if position >= len(text):
-            return found or None
-        try:
-            value, position = decoder.raw_decode(text, position)
-        except (ValueError, RecursionError):
-            return None
-        found.append(value)
+    return [value for _, _, value in json_documents(text, between=" \t\r\n")] or None
 
 
 def _judged_line(line: bytes, judge: Callable[[Any], Document]) -> Document:

@@ -19,7 +19,7 @@ from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.schema import SPAN_SCHEMA, logs_from_columns
 from tests.conftest import FIXTURES
-from tests.factories import otlp_span, write_otlp_lines
+from tests.factories import SPAN_FIELDS, otlp_span, write_otlp_lines
 
 STAGES = FIXTURES / "logs" / "stages.jsonl"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -48,19 +48,7 @@ def test_the_epoch_constant() -> None:
 def test_roots_and_stages_have_the_hand_computed_times() -> None:
     spans = spans_from_logs(stage_logs(), known_trace_ids=NONE).spans
     assert spans.schema == SPAN_SCHEMA
-    columns = [
-        "trace_id",
-        "span_id",
-        "parent_id",
-        "service",
-        "name",
-        "kind",
-        "start_ns",
-        "end_ns",
-        "duration_ns",
-        "status",
-        "status_message",
-    ]
+    columns = SPAN_FIELDS
     assert spans.select(columns).rows() == [
         # a derived root per request of several sequential stages, earliest first
         ("r-1", "root:r-1", None, "api", DERIVED_ROOT_NAME, "server", t(80), t(262), 182 * MS, "unset", None),

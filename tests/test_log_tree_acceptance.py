@@ -30,7 +30,7 @@ from ml_tracelens.cli import app
 from ml_tracelens.ingest import load
 from ml_tracelens.ingest.pipeline import load_analysed
 from tests.conftest import SAMPLE_DATA
-from tests.test_log_trees import brute_force_parents
+from tests.references import brute_force_parents
 
 runner = CliRunner()
 REQUESTS = 400

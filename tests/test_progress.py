@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
-import re
-import struct
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from ml_tracelens.render.progress import MIN_BYTES, InputProgress
+from tests._terminal import CONTROL_SEQUENCE, run_on_terminal
 from tests.conftest import SAMPLE_DATA
-
-SGR = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def test_names_on_the_bar_are_escaped_never_obeyed() -> None:
@@ -54,37 +49,19 @@ def big_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(dump: Path, *, stderr_on_terminal: bool) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of `tracelens summary --format json` with stderr on a
     pseudo-terminal (or a pipe) and stdout on a pipe, as in `tracelens ... > out.json`."""
-    environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    environment.update(TERM="xterm-256color", TRACELENS_CACHE_MIN_MB="100000")
-    arguments = [sys.executable, "-m", "ml_tracelens", "summary", str(dump), "--format", "json"]
+    arguments = ["summary", str(dump), "--format", "json"]
+    # Inputs under 100 GB are not cached: every run reads its input.
+    no_cache = {"TRACELENS_CACHE_MIN_MB": "100000"}
     if not stderr_on_terminal:
-        done = subprocess.run(arguments, capture_output=True, text=True, env=environment)
+        environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        environment.update(TERM="xterm-256color", **no_cache)
+        command = [sys.executable, "-m", "ml_tracelens", *arguments]
+        done = subprocess.run(command, capture_output=True, text=True, env=environment)
         return done.returncode, done.stdout, done.stderr
-    controller, terminal = os.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-    process = subprocess.Popen(
-        arguments,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-        env=environment,
-        close_fds=True,
+    code, screen, stdout = run_on_terminal(
+        arguments, columns=100, stream="stderr", env=no_cache, timeout=120
     )
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # EIO: the terminal's last writer closed it
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(controller)
-    assert process.stdout is not None
-    stdout = process.stdout.read().decode()
-    code = process.wait(timeout=120)
-    return code, stdout, SGR.sub("", b"".join(chunks).decode(errors="replace"))
+    return code, stdout, CONTROL_SEQUENCE.sub("", screen.decode(errors="replace"))
 
 
 def test_a_big_input_shows_a_bar_on_a_terminal_and_keeps_stdout_clean(big_dump: Path) -> None:

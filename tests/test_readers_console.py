@@ -17,6 +17,7 @@ from ml_tracelens.ingest import SNIFF_BYTES, load
 from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import detect, jaeger_json, otel_console, otlp_json, zipkin_json
 from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
+from tests.factories import SPAN_FIELDS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONSOLE = FIXTURES / "console"
@@ -27,19 +28,7 @@ SAME_TRACE = {
     "jaeger-json": FIXTURES / "jaeger" / "same-trace.json",
 }
 READERS = {m.NAME: m for m in (otlp_json, otel_console, zipkin_json, jaeger_json)}
-COLUMNS = [
-    "trace_id",
-    "span_id",
-    "parent_id",
-    "service",
-    "name",
-    "kind",
-    "start_ns",
-    "end_ns",
-    "duration_ns",
-    "status",
-    "status_message",
-]
+COLUMNS = SPAN_FIELDS
 # make_same_trace.py: T0 = 2025-11-24T16:00:00Z, offsets in µs
 T0 = calendar.timegm((2025, 11, 24, 16, 0, 0)) * 10**9
 TRACE = "00f1e2d3c4b5a6978812345678abcdef"

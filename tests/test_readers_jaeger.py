@@ -13,21 +13,11 @@ from ml_tracelens.ingest import load
 from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import jaeger_json
 from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
+from tests.factories import SPAN_FIELDS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "jaeger"
 B = 1_700_000_000_000_000_000  # 1700000000000000 µs in ns
-COLUMNS = [
-    "trace_id",
-    "span_id",
-    "parent_id",
-    "service",
-    "name",
-    "kind",
-    "start_ns",
-    "duration_ns",
-    "status",
-    "status_message",
-]
+COLUMNS = [c for c in SPAN_FIELDS if c != "end_ns"]
 
 
 def read(path: Path) -> ReadResult:

@@ -10,14 +10,11 @@ The `show` waterfall is held to the same for each span's start, duration, self a
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
-import termios
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -27,6 +24,7 @@ from rich.cells import cell_len
 from ml_tracelens.render.console import PIPE_WIDTH
 from ml_tracelens.render.table import fit_table
 from ml_tracelens.reports.result import Column, ColumnKind, Table
+from tests._terminal import CONTROL_SEQUENCE, run_on_terminal
 from tests.conftest import SAMPLE_DATA
 
 WIDTHS = (60, 80, 100, 120, 200)
@@ -59,7 +57,6 @@ REPORTS: dict[str, tuple[list[str], str]] = {
     ),
 }
 SHOW = ["show", "req-3d78b2", TRACES]
-SGR = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 HIDDEN = re.compile(r"Hidden to fit (\d+) characters: (.*?)\. --wide shows every column")
 DURATION = re.compile(r"^(-?)(\d+(?:\.\d+)?)(ns|µs|ms|s)$")
 CLOCK = re.compile(r"^(\d+)([mh])(\d\d)([sm])$")
@@ -71,31 +68,8 @@ MS_PER_UNIT = {"ns": Decimal("1e-6"), "µs": Decimal("1e-3"), "ms": Decimal(1), 
 
 def run_in_terminal(arguments: list[str], columns: int) -> str:
     """stdout of ``tracelens ARGUMENTS`` in a pseudo-terminal ``columns`` wide."""
-    controller, terminal = os.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    environment["TERM"] = "xterm-256color"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ml_tracelens", *arguments],
-        stdin=subprocess.DEVNULL,
-        stdout=terminal,
-        stderr=subprocess.DEVNULL,
-        env=environment,
-        close_fds=True,
-    )
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # EIO: the terminal's last writer closed it
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(controller)
-    process.wait(timeout=60)
-    return SGR.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+    _, screen, _ = run_on_terminal(arguments, columns=columns)
+    return CONTROL_SEQUENCE.sub("", screen.decode()).replace("\r\n", "\n")
 
 
 def run_json(arguments: list[str]) -> dict[str, Any]:
