@@ -49,12 +49,17 @@ def _prune_everything(directory: Path) -> None:
 # --- readers survive a concurrent prune (item 8) ----------------------------------------------
 
 
-def _pruned_after(function: Callable[..., Any], directory: Path) -> Callable[..., Any]:
-    """``function``, followed by another command's prune of the whole cache."""
+def _pruned_after(
+    function: Callable[..., Any], directory: Path, prunes: list[Path] | None = None
+) -> Callable[..., Any]:
+    """``function``, followed by another command's prune of the whole cache (each prune is
+    listed in ``prunes``)."""
 
     def then_pruned(*args: Any, **kwargs: Any) -> Any:
         result = function(*args, **kwargs)
         _prune_everything(directory)
+        if prunes is not None:
+            prunes.append(directory)
         return result
 
     return then_pruned
@@ -63,7 +68,9 @@ def _pruned_after(function: Callable[..., Any], directory: Path) -> Callable[...
 @pytest.mark.parametrize(
     ("module", "step"),
     [
-        (cache, "_entry"),  # the record is read, the data files are not yet
+        # The cache's last step once an entry's record is read and checked, before its data
+        # files are read: it marks the entry as used.
+        (os, "utime"),
         (pipeline, "load_cached_or_raw"),  # the scans are set up, the report queries them next
     ],
 )
@@ -77,8 +84,10 @@ def test_show_survives_a_prune_of_the_entry_it_reads(
     fresh = runner.invoke(app, [*args, "--no-cache"])
     pipeline.load_analysed([str(dump)])
 
-    monkeypatch.setattr(module, step, _pruned_after(getattr(module, step), cache_dir))
+    prunes: list[Path] = []
+    monkeypatch.setattr(module, step, _pruned_after(getattr(module, step), cache_dir, prunes))
     warm = runner.invoke(app, args)
+    assert prunes, f"{step} was not called: the prune did not happen"
     assert warm.exit_code == 0, warm.stderr
     assert warm.stdout == fresh.stdout
 
@@ -100,7 +109,8 @@ def test_load_survives_a_prune_between_the_record_and_the_data(
 ) -> None:
     _, expected = pipeline.load_analysed([str(dump)], use_cache=False)
     pipeline.load_analysed([str(dump)])
-    monkeypatch.setattr(cache, "_entry", _pruned_after(cache._entry, cache_dir))
+    # os.utime marks an entry as used once its record is read, before its data files are read.
+    monkeypatch.setattr(os, "utime", _pruned_after(os.utime, cache_dir))
     assert cache.load(_key(dump)) is None
     _, analysis = pipeline.load_analysed([str(dump)])
     assert analysis.spans.equals(expected.spans)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ml_tracelens import ingest, limits
-from ml_tracelens.readers import otlp_json
+from ml_tracelens.readers.base import InputSource
 from ml_tracelens.readers.support import parallel
 from tests.factories import write_small_traces
 
@@ -134,7 +134,7 @@ def test_a_memory_error_while_reading_names_the_input(
     def exhausted(*args: Any, **kwargs: Any) -> Any:
         raise MemoryError
 
-    monkeypatch.setattr(otlp_json, "_read_lines", exhausted)
+    monkeypatch.setattr(InputSource, "lines", exhausted)
     with pytest.raises(limits.ResourceLimit, match=f"^out of memory reading {path} "):
         ingest.load([str(path)])
 
