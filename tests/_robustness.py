@@ -3,7 +3,7 @@
 ``run_cli`` runs one tracelens command through typer's CliRunner under an alarm and lists every
 way it misbehaved (an exit code outside {0, 1, 2}, an escaped exception, a traceback, the CLI's
 "internal error" catch-all, an exit 2 without a message or with a report, JSON output that does
-not parse, a hang). test_fuzz.py and test_pathological*.py assert that list is empty.
+not parse, a hang). The fuzzer and the hazard tests of tests/acceptance assert that list is empty.
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ not edit) make a case xfail instead of fail; the on-demand run counts them separ
 
 Running it:
 
-    pytest tests/test_fuzz.py                        # DEFAULT_CASES cases, well under a minute
-    TRACELENS_FUZZ_CASES=5000 pytest tests/test_fuzz.py -m slow -s
+    pytest tests/acceptance/test_fuzz.py             # DEFAULT_CASES cases, well under a minute
+    TRACELENS_FUZZ_CASES=5000 pytest tests/acceptance/test_fuzz.py -m slow -s
                                                      # on demand: N cases in one loop, with a
                                                      # summary of what was found
     TRACELENS_FUZZ_SEED=7 ...                        # another seed (default 20251126)
@@ -81,16 +81,16 @@ import pytest
 from ml_tracelens.cli import app
 from ml_tracelens.readers.base import ALTERATIONS
 from ml_tracelens.readers.support.zipkin_model import FRAGMENTS_MERGED
-from tests._fuzz_mutations import BOM, json_documents, mutate
-from tests._fuzz_seeds import Seed, build_seeds
 from tests._robustness import Outcome, run_cli
+from tests.acceptance._fuzz_mutations import BOM, json_documents, mutate
+from tests.acceptance._fuzz_seeds import Seed, build_seeds
 from tests.factories import otlp_document
 
 DEFAULT_CASES = 240
 BASE_SEED = int(os.environ.get("TRACELENS_FUZZ_SEED", "20251126"))
 _STRICT_LOCATION = re.compile(r"error: .*?(:\d+|#[\w\[\]]+)")
 #: Bugs in files this suite's author may not edit, reported to the lead: a case whose every
-#: problem matches one is xfailed, not failed (test_pathological_inputs.py has a strict xfail for
+#: problem matches one is xfailed, not failed (test_input_hazards.py has a strict xfail for
 #: each, which flips when it is fixed). Remove an entry once its fix lands.
 KNOWN_ISSUES: tuple[tuple[str, str], ...] = ()
 

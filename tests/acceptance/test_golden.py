@@ -4,7 +4,7 @@ A refactoring must not change what users see: each case below runs one command l
 compares its exit code, stdout and stderr with the file recorded under ``tests/golden/``. When
 an output changes on purpose, record it again and review the diff like code:
 
-    TRACELENS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden.py
+    TRACELENS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/acceptance/test_golden.py
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
-from tests.conftest import REPO, SHARED_FIXTURES
+from tests.conftest import GOLDEN, REPO, SHARED_FIXTURES
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("TRACELENS_UPDATE_GOLDEN") == "1"
 
 LOGS = "sample_data/app.log.jsonl"

@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests._fuzz_mutations import json_documents
 from tests._robustness import fails, ok, run_cli, summary
+from tests.acceptance._fuzz_mutations import json_documents
 from tests.conftest import FIXTURES
 from tests.factories import MS, T0, TRACE, otlp_document, otlp_span, sid, write_otlp_lines
 

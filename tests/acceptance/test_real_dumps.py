@@ -1,6 +1,6 @@
 """Dumps written by the real OpenTelemetry SDK and real loggers read back exactly.
 
-``tests/realdumps/make_real_dumps.py`` runs an instrumented pipeline once per session and writes
+``tests/acceptance/realdumps/make_real_dumps.py`` runs an instrumented pipeline once per session and writes
 the console, Zipkin and OTLP/JSON span files, the OTel log records, structlog /
 python-json-logger / loguru lines, and ``truth.json`` taken from the SDK's in-memory exporters
 and from the values handed to the loggers. Every expectation here comes from that truth file.

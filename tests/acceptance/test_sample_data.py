@@ -21,8 +21,8 @@ import pytest
 
 from ml_tracelens import ingest
 from ml_tracelens.schema import attribute
+from tests.conftest import SAMPLE_DATA
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 DATA_FILES = (
     "traces.otlp.jsonl",
     "traces.jaeger.json",
@@ -37,12 +37,12 @@ SPAN_KEY = ("trace_id", "span_id", "service", "name", "start_ns", "end_ns", "sta
 
 @cache
 def truth() -> dict[str, Any]:
-    return json.loads((SAMPLE / "truth.json").read_text())
+    return json.loads((SAMPLE_DATA / "truth.json").read_text())
 
 
 @cache
 def loaded(*names: str) -> ingest.Telemetry:
-    return ingest.load([str(SAMPLE / name) for name in names])
+    return ingest.load([str(SAMPLE_DATA / name) for name in names])
 
 
 # ---------------------------------------------------------------- plain-json views of the files
@@ -50,7 +50,7 @@ def loaded(*names: str) -> ingest.Telemetry:
 
 def plain_otlp() -> list[dict[str, Any]]:
     spans = []
-    for line in (SAMPLE / "traces.otlp.jsonl").read_text().splitlines():
+    for line in (SAMPLE_DATA / "traces.otlp.jsonl").read_text().splitlines():
         for rs in json.loads(line).get("resourceSpans", []):
             attrs = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
             service = attrs["service.name"]["stringValue"]
@@ -75,7 +75,7 @@ def plain_otlp() -> list[dict[str, Any]]:
 
 def plain_jaeger() -> list[dict[str, Any]]:
     spans = []
-    for trace in json.loads((SAMPLE / "traces.jaeger.json").read_text())["data"]:
+    for trace in json.loads((SAMPLE_DATA / "traces.jaeger.json").read_text())["data"]:
         for s in trace["spans"]:
             tags = {t["key"]: t["value"] for t in s["tags"]}
             refs = [r["spanID"] for r in s["references"] if r["refType"] == "CHILD_OF"]
@@ -95,7 +95,7 @@ def plain_jaeger() -> list[dict[str, Any]]:
 
 
 def plain_zipkin() -> list[dict[str, Any]]:
-    return json.loads((SAMPLE / "traces.zipkin.json").read_text())
+    return json.loads((SAMPLE_DATA / "traces.zipkin.json").read_text())
 
 
 def span_tuples(spans: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
@@ -130,28 +130,28 @@ def utc_us(text: str, fmt: str) -> int:
 
 def test_generator_reproduces_the_shipped_files(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, str(SAMPLE / "generate.py"), "--out", str(tmp_path)],
+        [sys.executable, str(SAMPLE_DATA / "generate.py"), "--out", str(tmp_path)],
         check=True,
         capture_output=True,
     )
     for name in DATA_FILES:
-        assert (tmp_path / name).read_bytes() == (SAMPLE / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (SAMPLE_DATA / name).read_bytes(), name
 
 
 def test_generator_options_change_the_workload(tmp_path: Path) -> None:
     args = ["--out", str(tmp_path), "--requests", "20", "--log-requests", "5", "--seed", "7"]
-    subprocess.run([sys.executable, str(SAMPLE / "generate.py"), *args], check=True)
+    subprocess.run([sys.executable, str(SAMPLE_DATA / "generate.py"), *args], check=True)
     small = json.loads((tmp_path / "truth.json").read_text())
     assert small["requests"] == 20
     assert small["stages_log"]["requests"] == 5
     assert small["seed"] == 7
     assert (tmp_path / "traces.zipkin.json").read_bytes() != (
-        SAMPLE / "traces.zipkin.json"
+        SAMPLE_DATA / "traces.zipkin.json"
     ).read_bytes()
 
 
 def test_sample_data_stays_small() -> None:
-    total = sum(p.stat().st_size for p in SAMPLE.iterdir() if p.is_file())
+    total = sum(p.stat().st_size for p in SAMPLE_DATA.iterdir() if p.is_file())
     assert total < 5 * 1024 * 1024
 
 
@@ -226,7 +226,7 @@ def test_trace_formats_state_the_same_spans() -> None:
 
 def test_app_log_agrees_with_the_traces() -> None:
     spans = {(s["trace_id"], s["name"]): s for s in plain_otlp()}
-    lines = [json.loads(line) for line in (SAMPLE / "app.log.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (SAMPLE_DATA / "app.log.jsonl").read_text().splitlines()]
     t = truth()["app_log"]
     assert len(lines) == t["lines"]
     assert Counter(line["level"] for line in lines) == t["levels"]
@@ -246,7 +246,9 @@ def test_app_log_agrees_with_the_traces() -> None:
 
 
 def test_stages_log_counted_by_hand() -> None:
-    lines = [json.loads(line) for line in (SAMPLE / "stages.log.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line) for line in (SAMPLE_DATA / "stages.log.jsonl").read_text().splitlines()
+    ]
     t = truth()["stages_log"]
     assert len(lines) == t["lines"]
     assert len({line["request_id"] for line in lines}) == t["requests"] == 200
@@ -412,7 +414,7 @@ def test_app_log_reads_to_the_truth() -> None:
     assert logs.height == t["lines"]
     levels = Counter(logs.get_column("level").replace({"warning": "warn"}))
     assert levels == {("warn" if k == "warning" else k): v for k, v in t["levels"].items()}
-    raw = [json.loads(line) for line in (SAMPLE / "app.log.jsonl").read_text().splitlines()]
+    raw = [json.loads(line) for line in (SAMPLE_DATA / "app.log.jsonl").read_text().splitlines()]
     expected = pl.DataFrame(
         {
             "time_ns": [utc_us(r["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ") * 1000 for r in raw],
@@ -448,7 +450,7 @@ def test_app_log_reads_to_the_truth() -> None:
 def test_stages_log_alone_is_analysable() -> None:
     telemetry = loaded("stages.log.jsonl")
     t = truth()["stages_log"]
-    raw = [json.loads(line) for line in (SAMPLE / "stages.log.jsonl").read_text().splitlines()]
+    raw = [json.loads(line) for line in (SAMPLE_DATA / "stages.log.jsonl").read_text().splitlines()]
     logs = telemetry.logs
     assert logs.height == t["lines"]
     # python-json-logger's asctime has no zone; conftest pins TZ=UTC, and the file is UTC.

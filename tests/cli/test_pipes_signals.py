@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from tests._hostile import hostile_otlp
+from tests.conftest import SAMPLE_DATA
 
-SAMPLE = str(Path(__file__).resolve().parent.parent / "sample_data" / "traces.otlp.jsonl")
+SAMPLE = str(SAMPLE_DATA / "traces.otlp.jsonl")
 TRACELENS = [sys.executable, "-m", "ml_tracelens"]
 #: How long a step may take on a loaded machine before the test gives up on it; never asserted.
 PATIENCE_S = 60

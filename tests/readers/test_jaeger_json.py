@@ -13,9 +13,10 @@ from ml_tracelens.ingest import load
 from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import jaeger_json
 from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
+from tests.conftest import FIXTURES
 from tests.factories import SPAN_FIELDS
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "jaeger"
+JAEGER = FIXTURES / "jaeger"
 B = 1_700_000_000_000_000_000  # 1700000000000000 µs in ns
 COLUMNS = [c for c in SPAN_FIELDS if c != "end_ns"]
 
@@ -25,7 +26,7 @@ def read(path: Path) -> ReadResult:
 
 
 def test_query_api_wrapper() -> None:
-    result = read(FIXTURES / "wrapper.json")
+    result = read(JAEGER / "wrapper.json")
     t1 = "0000000000abc123"  # "abc123" padded
     t2 = "4bf92f3577b34da6a3ce929d0e0e4736"  # uppercase in the file
     root = "0000000000000001"  # spanID "1"
@@ -52,7 +53,7 @@ def test_query_api_wrapper() -> None:
 
 
 def test_typed_tags_become_json_values() -> None:
-    root = read(FIXTURES / "wrapper.json").spans.row(0, named=True)
+    root = read(JAEGER / "wrapper.json").spans.row(0, named=True)
     assert json.loads(root["attributes"]) == {
         "service.name": "gateway",
         "hostname": "gw-1",  # process tag
@@ -67,7 +68,7 @@ def test_typed_tags_become_json_values() -> None:
 
 
 def test_references_and_logs() -> None:
-    spans = {r["name"]: r for r in read(FIXTURES / "wrapper.json").spans.iter_rows(named=True)}
+    spans = {r["name"]: r for r in read(JAEGER / "wrapper.json").spans.iter_rows(named=True)}
     t1 = "0000000000abc123"
     assert json.loads(spans["audit.write"]["links"]) == [
         {"trace_id": t1, "span_id": "0000000000000001", "type": "follows_from"}
@@ -94,7 +95,7 @@ def test_references_and_logs() -> None:
 
 
 def test_bare_trace_object() -> None:
-    result = read(FIXTURES / "bare-trace.json")
+    result = read(JAEGER / "bare-trace.json")
     trace = "5b8aa5a2d2c872e8321cf37308d69df2"
     assert result.spans.select(COLUMNS).rows() == [
         (trace, "051581bf3cb55c13", None, "gateway", "POST /predict", "server", 1_700_000_000_123_456_000, 120_000_000, "unset", None),
@@ -107,7 +108,7 @@ def test_bare_trace_object() -> None:
 
 
 def test_array_of_spans_with_embedded_process() -> None:
-    path = FIXTURES / "spans-array.json"
+    path = JAEGER / "spans-array.json"
     result = read(path)
     # "0000ABCDEF" and "abcdef" are one trace once padded and lowercased
     assert result.spans.select(COLUMNS).rows() == [
@@ -123,7 +124,7 @@ def test_array_of_spans_with_embedded_process() -> None:
 
 
 def test_json_lines_of_traces() -> None:
-    path = FIXTURES / "traces.jsonl"
+    path = JAEGER / "traces.jsonl"
     result = read(path)
     assert result.spans.select("trace_id", "name", "service", "duration_ns", "source").rows() == [
         ("00000000000000a1", "one", "svc-a", 10_000, f"{path}#0"),
@@ -134,7 +135,7 @@ def test_json_lines_of_traces() -> None:
 
 
 def test_malformed_spans_and_traces_are_counted() -> None:
-    path = FIXTURES / "malformed.json"
+    path = JAEGER / "malformed.json"
     result = read(path)
     assert result.spans["name"].to_list() == ["ok-first", "ok-last"]
     # six bad spans in trace 0 and trace 1 whose spans is not a list
@@ -159,7 +160,7 @@ def test_bad_trace_in_data_named_by_position(tmp_path: Path) -> None:
 
 
 def test_zipkin_style_shared_span_ids_are_split() -> None:
-    spans = read(FIXTURES / "shared-ids.json").spans
+    spans = read(JAEGER / "shared-ids.json").spans
     assert spans.select("span_id", "parent_id", "service", "kind").rows() == [
         ("0000000000000001", None, "frontend", "server"),
         ("0000000000000002:client", "0000000000000001", "frontend", "client"),
@@ -192,7 +193,7 @@ def test_odd_documents(tmp_path: Path, text: str, skipped: int, records: int) ->
 
 
 def test_truncated_input(tmp_path: Path) -> None:
-    data = (FIXTURES / "wrapper.json").read_bytes()
+    data = (JAEGER / "wrapper.json").read_bytes()
     path = tmp_path / "cut.json"
     path.write_bytes(data[:1000])
     result = read(path)
@@ -201,7 +202,7 @@ def test_truncated_input(tmp_path: Path) -> None:
 
 
 def test_non_utf8_bytes(tmp_path: Path) -> None:
-    data = (FIXTURES / "bare-trace.json").read_bytes().replace(b"A100", b"A\xff100")
+    data = (JAEGER / "bare-trace.json").read_bytes().replace(b"A100", b"A\xff100")
     path = tmp_path / "bad.json"
     path.write_bytes(data)
     result = read(path)
@@ -218,7 +219,7 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
 
 def test_sniff() -> None:
     for name in ("wrapper.json", "bare-trace.json", "spans-array.json", "traces.jsonl"):
-        assert jaeger_json.sniff((FIXTURES / name).read_bytes())
+        assert jaeger_json.sniff((JAEGER / name).read_bytes())
     assert not jaeger_json.sniff(b'[{"traceId": "1", "id": "2", "localEndpoint": {}}]')
     assert not jaeger_json.sniff(b'{"resourceSpans": [{"traceID": "1", "spanID": "2"}]}')
     assert not jaeger_json.sniff(b'{"context": {"trace_id": "0x1", "span_id": "0x2"}}')
@@ -226,6 +227,6 @@ def test_sniff() -> None:
 
 
 def test_through_ingest() -> None:
-    telemetry = load([str(FIXTURES / "wrapper.json")])
+    telemetry = load([str(JAEGER / "wrapper.json")])
     assert telemetry.inputs[0].format == "jaeger-json"
     assert telemetry.spans.height == 8

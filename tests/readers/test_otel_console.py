@@ -17,9 +17,9 @@ from ml_tracelens.ingest import SNIFF_BYTES, load
 from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import detect, jaeger_json, otel_console, otlp_json, zipkin_json
 from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
+from tests.conftest import FIXTURES
 from tests.factories import SPAN_FIELDS
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONSOLE = FIXTURES / "console"
 SAME_TRACE = {
     "otlp-json": CONSOLE / "same-trace.otlp.json",

@@ -18,9 +18,10 @@ from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import zipkin_json
 from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
 from ml_tracelens.readers.support.zipkin_model import micros_to_ns
+from tests.conftest import FIXTURES
 from tests.factories import SPAN_FIELDS
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "zipkin"
+ZIPKIN = FIXTURES / "zipkin"
 REAL = [
     "ascend.json",
     "envoy.json",
@@ -242,7 +243,7 @@ def test_mobile_web_install_fragments_merged(shared_fixtures: Path) -> None:
 
 
 def test_shared_rules_on_hand_made_trace() -> None:
-    result = read(FIXTURES / "shared.json")
+    result = read(ZIPKIN / "shared.json")
     cafe = "000000000000cafe"
 
     def sid(n: str) -> str:
@@ -388,12 +389,12 @@ def test_shared_rules_on_hand_made_trace() -> None:
         "self-referencing parent ids dropped": 1,
     }
     assert result.spans["source"].to_list()[:3] == [
-        f"{FIXTURES / 'shared.json'}#{i}" for i in (0, 1, 2)
+        f"{ZIPKIN / 'shared.json'}#{i}" for i in (0, 1, 2)
     ]
 
 
 def test_a_pair_reported_twice_stays_one_pair(tmp_path: Path) -> None:
-    raw = json.loads((FIXTURES / "shared.json").read_text())[:3]  # root, client, server of "2"
+    raw = json.loads((ZIPKIN / "shared.json").read_text())[:3]  # root, client, server of "2"
     path = tmp_path / "twice.json"
     path.write_text(json.dumps(raw + raw[1:]))
     result = read(path)
@@ -406,7 +407,7 @@ def test_a_pair_reported_twice_stays_one_pair(tmp_path: Path) -> None:
 
 
 def test_endpoints_tags_and_annotations() -> None:
-    spans = read(FIXTURES / "shared.json").spans
+    spans = read(ZIPKIN / "shared.json").spans
     query = spans.filter(pl.col("name") == "query").row(0, named=True)
     assert json.loads(query["attributes"]) == {
         "service.name": "backend",
@@ -430,7 +431,7 @@ def test_endpoints_tags_and_annotations() -> None:
 
 
 def test_malformed_spans_are_counted_and_the_rest_read() -> None:
-    path = FIXTURES / "malformed.json"
+    path = ZIPKIN / "malformed.json"
     result = read(path)
     assert result.spans["name"].to_list() == ["ok-first", "ok-last"]
     # "ok-last" has timestamp and duration as numeric strings
@@ -446,7 +447,7 @@ def test_malformed_spans_are_counted_and_the_rest_read() -> None:
 
 
 def test_json_lines_of_spans_and_arrays() -> None:
-    path = FIXTURES / "spans.jsonl"
+    path = ZIPKIN / "spans.jsonl"
     result = read(path)
     assert result.spans.select("span_id", "parent_id", "service", "source").rows() == [
         ("0000000000000001", None, "a", f"{path}#0"),
@@ -482,7 +483,7 @@ def test_empty_input(tmp_path: Path) -> None:
 
 
 def test_truncated_input(tmp_path: Path) -> None:
-    data = (FIXTURES / "shared.json").read_bytes()
+    data = (ZIPKIN / "shared.json").read_bytes()
     path = tmp_path / "truncated.json"
     path.write_bytes(data[: len(data) // 2])
     result = read(path)
@@ -492,7 +493,7 @@ def test_truncated_input(tmp_path: Path) -> None:
 
 
 def test_non_utf8_bytes(tmp_path: Path) -> None:
-    data = (FIXTURES / "spans.jsonl").read_bytes().replace(b'"single"', b'"sin\xffgle"')
+    data = (ZIPKIN / "spans.jsonl").read_bytes().replace(b'"single"', b'"sin\xffgle"')
     path = tmp_path / "latin.jsonl"
     path.write_bytes(data)
     result = read(path)
@@ -522,15 +523,15 @@ def test_top_level_not_spans(tmp_path: Path) -> None:
 
 
 def test_sniff() -> None:
-    assert zipkin_json.sniff((FIXTURES / "shared.json").read_bytes())
-    assert zipkin_json.sniff((FIXTURES / "spans.jsonl").read_bytes())
+    assert zipkin_json.sniff((ZIPKIN / "shared.json").read_bytes())
+    assert zipkin_json.sniff((ZIPKIN / "spans.jsonl").read_bytes())
     assert not zipkin_json.sniff(b'{"traceId": "1", "id": "2", "msg": "a log line"}\n')
     assert not zipkin_json.sniff(b'[{"traceID": "1", "spanID": "2"}]')
     assert not zipkin_json.sniff(b'{"resourceSpans": [{"traceId": "1", "id": "2"}]}')
 
 
 def test_through_ingest() -> None:
-    telemetry = load([str(FIXTURES / "shared.json")])
+    telemetry = load([str(ZIPKIN / "shared.json")])
     assert telemetry.inputs[0].format == "zipkin-json"
     assert telemetry.spans.height == 16
     counts = Counter(telemetry.spans["trace_id"])

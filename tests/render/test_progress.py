@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from ml_tracelens.render.progress import MIN_BYTES, InputProgress
-from tests._terminal import CONTROL_SEQUENCE, run_on_terminal
 from tests.conftest import SAMPLE_DATA
+from tests.render._terminal import CONTROL_SEQUENCE, run_on_terminal
 
 
 def test_names_on_the_bar_are_escaped_never_obeyed() -> None:

@@ -24,8 +24,8 @@ from rich.cells import cell_len
 from ml_tracelens.render.console import PIPE_WIDTH
 from ml_tracelens.render.table import fit_table
 from ml_tracelens.reports.result import Column, ColumnKind, Table
-from tests._terminal import CONTROL_SEQUENCE, run_on_terminal
 from tests.conftest import SAMPLE_DATA
+from tests.render._terminal import CONTROL_SEQUENCE, run_on_terminal
 
 WIDTHS = (60, 80, 100, 120, 200)
 TRACES = str(SAMPLE_DATA / "traces.otlp.jsonl")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import typing
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,9 +16,8 @@ from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
 from ml_tracelens.reports import documents
-from tests.conftest import REPO
+from tests.conftest import GOLDEN, REPO
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
 #: A key two reports print with different types, on purpose: summary's `spans` counts the
 #: dump's spans, show's lists one request's spans (both documented in the README).
 DIFFERENT_BY_DESIGN = {"spans"}

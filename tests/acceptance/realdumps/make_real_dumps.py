@@ -1,6 +1,6 @@
 """Write telemetry dumps with the real OpenTelemetry SDK and real logging libraries.
 
-Usage: ``python tests/realdumps/make_real_dumps.py OUT_DIR`` (needs the ``test`` extra:
+Usage: ``python tests/acceptance/realdumps/make_real_dumps.py OUT_DIR`` (needs the ``test`` extra:
 opentelemetry-sdk, opentelemetry-exporter-zipkin-json, opentelemetry-exporter-otlp-proto-common,
 structlog, python-json-logger, loguru).
 
