@@ -563,7 +563,9 @@ def _keep(case: Case, out: str | None) -> None:
 
 
 @pytest.mark.parametrize("number", range(DEFAULT_CASES))
-def test_fuzz_case(number: int, seeds: list[Seed], tmp_path: Path) -> None:
+def test_a_mutated_dump_neither_crashes_nor_loses_a_line(
+    number: int, seeds: list[Seed], tmp_path: Path
+) -> None:
     case = make_case(number, seeds)
     problems = run_case(case, tmp_path, seeds)
     if problems:
@@ -596,7 +598,9 @@ def test_seeds_read_cleanly(seeds: list[Seed], tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fuzz_on_demand(seeds: list[Seed], tmp_path: Path) -> None:
+def test_any_number_of_mutated_dumps_on_demand_neither_crash_nor_lose_a_line(
+    seeds: list[Seed], tmp_path: Path
+) -> None:
     """TRACELENS_FUZZ_CASES=N cases in one loop (after the parametrized ones), with a summary."""
     wanted = int(os.environ.get("TRACELENS_FUZZ_CASES", "0"))
     if not wanted:

@@ -68,7 +68,9 @@ def huge_strings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
     ids=lambda a: "-".join(a).replace(TRACE, "ID"),
 )
-def test_huge_strings_piped(huge_strings: Path, args: list[str]) -> None:
+def test_huge_strings_piped_give_a_short_report_quickly(
+    huge_strings: Path, args: list[str]
+) -> None:
     started = time.monotonic()
     out = ok(*args, str(huge_strings))
     assert len(out.stdout) < 100_000  # a terminal report is not 10 MB of x
@@ -258,7 +260,7 @@ def test_malformed_span_inside_a_good_line_keeps_the_line_accounting(
     assert entry["records"] + entry["skipped"] == entry["lines"]
 
 
-def test_whole_documents_with_bom_and_crlf(tmp_path: Path) -> None:
+def test_a_bom_and_crlf_change_nothing_in_whole_documents(tmp_path: Path) -> None:
     for source in ("jaeger/wrapper.json", "zipkin/shared.json", "console/same-trace.console.txt"):
         original = FIXTURES / source
         clean = summary(original)
@@ -353,7 +355,7 @@ def test_damaged_parquet_is_an_input_error(
     capfd.readouterr()  # the Rust panic hook writes to the process's stderr itself
 
 
-def test_empty_inputs(tmp_path: Path) -> None:
+def test_an_empty_input_is_an_error_alone_and_skipped_in_a_directory(tmp_path: Path) -> None:
     for name, data in (
         ("empty.json", b""),
         ("blank.jsonl", b" \n\n\t\n"),
@@ -376,7 +378,7 @@ def test_empty_inputs(tmp_path: Path) -> None:
     assert facts["spans"] == 1
 
 
-def test_directory_without_telemetry(tmp_path: Path) -> None:
+def test_a_directory_without_telemetry_is_an_input_error_naming_it(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     docs = tmp_path / "docs"
@@ -393,7 +395,7 @@ def test_directory_without_telemetry(tmp_path: Path) -> None:
         assert str(folder) in out.stderr
 
 
-def test_unreadable_inputs(tmp_path: Path) -> None:
+def test_an_unreadable_input_is_an_error_naming_it(tmp_path: Path) -> None:
     good = write_otlp_lines(
         tmp_path / "good.otlp.jsonl", [[otlp_span(TRACE, sid(0), None, "r", T0, T0 + MS)]]
     )
@@ -421,7 +423,7 @@ def test_unreadable_inputs(tmp_path: Path) -> None:
     assert "gone.json" in out.stderr
 
 
-def test_file_the_kernel_refuses_to_read() -> None:
+def test_a_file_the_kernel_refuses_to_read_is_an_error_naming_it() -> None:
     # A regular file that cannot be read even by root: reads at offset 0 fail with EIO.
     if not Path("/proc/self/mem").exists():
         pytest.skip("no /proc")
@@ -429,7 +431,7 @@ def test_file_the_kernel_refuses_to_read() -> None:
     assert "/proc/self/mem" in out.stderr
 
 
-def test_mixed_formats_in_one_directory(tmp_path: Path) -> None:
+def test_each_file_of_a_mixed_directory_is_read_in_its_own_format(tmp_path: Path) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()
     sources = {

@@ -120,7 +120,9 @@ def test_span_table_matches_the_sdk(real_dumps: Path, truth: dict[str, Any], nam
 
 
 @pytest.mark.parametrize("name", SPAN_FILES)
-def test_span_kinds_and_attributes(real_dumps: Path, truth: dict[str, Any], name: str) -> None:
+def test_span_kinds_and_attributes_read_as_the_sdk_recorded_them(
+    real_dumps: Path, truth: dict[str, Any], name: str
+) -> None:
     spans = ingest.load([str(real_dumps / name)]).spans.sort("span_id")
     expected = sorted(truth["spans"], key=lambda s: s["span_id"])
     kinds = [s["kind"] for s in expected]

@@ -187,7 +187,7 @@ def test_truth_percentiles_agree_with_numpy() -> None:
             assert stage["p95_ms"] == pytest.approx(np.percentile(values, 95), abs=1e-9), name
 
 
-def test_model_versions_by_hand() -> None:
+def test_the_otlp_samples_model_versions_and_confidences_are_the_truth() -> None:
     inference = [s for s in plain_otlp() if s["name"] == "model.inference"]
     versions = Counter(s["attrs"]["model.version"]["stringValue"] for s in inference)
     expected = truth()["model_versions"]
@@ -245,7 +245,7 @@ def test_app_log_agrees_with_the_traces() -> None:
     assert times == sorted(times)
 
 
-def test_stages_log_counted_by_hand() -> None:
+def test_the_stages_log_holds_the_lines_durations_and_errors_of_the_truth() -> None:
     lines = [
         json.loads(line) for line in (SAMPLE_DATA / "stages.log.jsonl").read_text().splitlines()
     ]
@@ -306,7 +306,7 @@ def test_trace_dump_reads_to_the_truth(name: str) -> None:
     assert summary.stats.skipped == 0
 
 
-def test_otlp_sample_logs_and_metrics() -> None:
+def test_the_otlp_samples_logs_are_its_error_events_and_its_metrics_are_ignored() -> None:
     telemetry = loaded("traces.otlp.jsonl")
     t = truth()["otlp"]
     assert telemetry.logs.height == t["log_records"]
@@ -397,7 +397,9 @@ def test_loaded_percentiles_match_the_generator(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["traces.otlp.jsonl", "traces.jaeger.json", "traces.zipkin.json"])
-def test_model_version_attribute(name: str) -> None:
+def test_every_trace_format_reads_the_model_versions_and_request_ids_of_the_truth(
+    name: str,
+) -> None:
     spans = loaded(name).spans.filter(pl.col("name") == "model.inference")
     versions = Counter(spans.select(attribute("model.version")).to_series())
     assert versions == {v: item["count"] for v, item in truth()["model_versions"].items()}

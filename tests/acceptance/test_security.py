@@ -372,7 +372,7 @@ def test_markdown_escapes_table_breakers_and_html(tmp_path: Path) -> None:
     assert not UNSAFE.search(result.stdout)
 
 
-def test_junit_is_valid_xml_whatever_thenames() -> None:
+def test_junit_is_valid_xml_whatever_the_names() -> None:
     hostile = "stage\x1b[31m\x00\x0b\ud800<&>\"' ]]>"
     text = junit.render("tracelens diff", [junit.Case(hostile, failure=hostile)])
     root = ET.fromstring(text.split("?>", 1)[1])

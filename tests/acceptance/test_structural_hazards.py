@@ -88,7 +88,9 @@ def _expected_big() -> tuple[dict[str, int], dict[str, float], dict[str, float]]
     return counts, shares, self_mean
 
 
-def test_hundred_thousand_span_trace(big_trace: Path) -> None:
+def test_a_hundred_thousand_span_trace_is_analysed_exactly_within_two_minutes(
+    big_trace: Path,
+) -> None:
     started = time.monotonic()
     facts = summary(big_trace)
     assert facts["spans"] == BIG
@@ -135,7 +137,9 @@ def deep_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_ten_thousand_deep_parent_chain(deep_chain: Path) -> None:
+def test_a_ten_thousand_deep_parent_chain_is_analysed_and_drawn_without_recursion(
+    deep_chain: Path,
+) -> None:
     facts = summary(deep_chain)
     assert (facts["spans"], facts["traces"], facts["orphan_spans"]) == (DEEP, 1, 0)
     latency = orjson.loads(ok("latency", "--format", "json", str(deep_chain)).stdout)
@@ -178,7 +182,9 @@ def test_parent_cycles_are_broken_and_counted(tmp_path: Path) -> None:
     ok("show", TRACE, str(path))
 
 
-def test_every_span_an_orphan(tmp_path: Path) -> None:
+def test_a_dump_of_orphans_is_counted_and_warned_about_and_every_command_runs(
+    tmp_path: Path,
+) -> None:
     spans = [
         otlp_span(f"{t + 1:032x}", sid(10 * t + s), "f" * 16, f"stage{s}", T0, T0 + (s + 1) * MS)
         for t in range(3)
@@ -198,7 +204,7 @@ def test_every_span_an_orphan(tmp_path: Path) -> None:
     ok("show", f"{1:032x}", str(path))
 
 
-def test_duplicate_span_ids_identical_and_conflicting(tmp_path: Path) -> None:
+def test_identical_duplicate_spans_merge_and_conflicting_ones_are_both_kept(tmp_path: Path) -> None:
     root = otlp_span(TRACE, sid(0), None, "root", T0, T0 + 10 * MS)
     same = otlp_span(TRACE, sid(1), sid(0), "same", T0 + MS, T0 + 2 * MS)
     first = otlp_span(TRACE, sid(2), sid(0), "x-first", T0 + 3 * MS, T0 + 4 * MS)
@@ -214,7 +220,9 @@ def test_duplicate_span_ids_identical_and_conflicting(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("layout", ["otlp", "jaeger"])
-def test_end_before_start_zero_and_negative_durations(tmp_path: Path, layout: str) -> None:
+def test_an_end_before_its_start_is_counted_and_never_a_negative_time(
+    tmp_path: Path, layout: str
+) -> None:
     # "work" runs 100 µs once and "ends" 100 µs before it starts once; "zero" takes no time.
     spans = [("root", 0, 1000), ("work", 100, 200), ("work", 500, 400), ("zero", 600, 600)]
     if layout == "otlp":
@@ -327,7 +335,9 @@ def _raw_numbers(spans: list[dict[str, Any]]) -> bytes:
 
 
 @pytest.mark.parametrize("layout", ["otlp", "otlp-numbers", "jaeger", "zipkin"])
-def test_timestamps_at_epoch_and_far_future(tmp_path: Path, layout: str) -> None:
+def test_times_at_the_epoch_and_past_int64_are_counted_never_wrapped(
+    tmp_path: Path, layout: str
+) -> None:
     path = tmp_path / f"times.{layout}.json"
     path.write_bytes(_time_hazards(layout))
     facts = summary(path)
@@ -350,7 +360,7 @@ def test_timestamps_at_epoch_and_far_future(tmp_path: Path, layout: str) -> None
     ok("show", f"{1:032x}", str(path))
 
 
-def test_numbers_beyond_float_range(tmp_path: Path) -> None:
+def test_a_number_beyond_float_range_costs_only_its_span(tmp_path: Path) -> None:
     # 1e400 is valid JSON that parses as infinity. orjson refuses it (the line is skipped); the
     # standard library, which reads documents written back to back, returns inf.
     good = orjson.dumps(otlp_document([otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)]))
@@ -379,7 +389,7 @@ def test_numbers_beyond_float_range(tmp_path: Path) -> None:
     assert (facts["spans"], entry["skipped"], entry["skipped_items"]) == (1, 0, 2)
 
 
-def test_console_timestamps_out_of_range(tmp_path: Path) -> None:
+def test_a_console_time_out_of_range_skips_its_object(tmp_path: Path) -> None:
     def span(number: int, start: str, end: str) -> dict[str, Any]:
         resource = {"attributes": {"service.name": "svc"}}
         return console_span(number, start, end, kind="SpanKind.SERVER", resource=resource)
@@ -401,7 +411,9 @@ def test_console_timestamps_out_of_range(tmp_path: Path) -> None:
 # -- ids and attributes -------------------------------------------------------------------------
 
 
-def test_ids_of_odd_length_upper_case_and_non_hex(tmp_path: Path) -> None:
+def test_ids_of_odd_length_or_upper_case_are_normalised_and_non_hex_ids_kept(
+    tmp_path: Path,
+) -> None:
     spans = [
         otlp_span("ABC", "A1B2C", None, "root", T0, T0 + 10 * MS),
         otlp_span("abc", "not-hex!", "a1b2c", "child", T0 + MS, T0 + 5 * MS),
@@ -446,7 +458,7 @@ ATTRIBUTES = [
 ]
 
 
-def test_attribute_values_of_every_type(tmp_path: Path) -> None:
+def test_attribute_values_of_every_type_read_alike_on_both_decoders(tmp_path: Path) -> None:
     span = otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS, attributes=ATTRIBUTES)
     lenient = otlp_span("1" * 32, sid(1), None, "root", T0, T0 + MS, attributes=ATTRIBUTES)
     path = tmp_path / "attrs.otlp.jsonl"

@@ -94,7 +94,7 @@ def test_rows_are_the_json_rows_as_a_frame(otlp: tl.AnalysedTelemetry) -> None:
             assert frame.to_dicts() == document[key]
 
 
-def test_typed_columns(otlp: tl.AnalysedTelemetry) -> None:
+def test_rows_have_typed_columns_and_no_terminal_aids(otlp: tl.AnalysedTelemetry) -> None:
     rows = tl.latency(otlp).rows
     assert rows.schema["stage"] == pl.String
     assert rows.schema["count"] == pl.Int64

@@ -30,7 +30,7 @@ def demo(shared_fixtures: Path) -> Path:
     return shared_fixtures / DEMO
 
 
-def test_summary_json_contract(demo: Path) -> None:
+def test_summary_json_holds_the_demo_counts_and_warnings_stay_on_stderr(demo: Path) -> None:
     result = run("summary", str(demo), "--format", "json")
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
@@ -110,7 +110,9 @@ def test_strict_turns_a_bad_line_into_a_failure(demo: Path, tmp_path: Path) -> N
     assert f"{broken}:2" in result.stderr
 
 
-def test_inputs_from_stdin_gzip_directory_and_glob(demo: Path, tmp_path: Path) -> None:
+def test_stdin_gzip_a_directory_and_a_glob_read_as_the_file_does(
+    demo: Path, tmp_path: Path
+) -> None:
     data = demo.read_bytes()
     expected = json.loads(run("latency", str(demo), "-f", "json", "-q").stdout)["rows"]
     (tmp_path / "d" / "sub").mkdir(parents=True)
@@ -143,7 +145,7 @@ def test_convert_round_trip_gives_identical_reports(demo: Path, tmp_path: Path) 
     assert summary["log_records"] == 23
 
 
-def test_version_and_formats() -> None:
+def test_version_and_formats_name_the_tool_and_its_readers() -> None:
     result = run("--version")
     assert result.exit_code == 0
     assert result.stdout.startswith("tracelens ")

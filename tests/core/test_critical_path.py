@@ -34,7 +34,9 @@ def cp_of(text: str) -> dict[str, object]:
         ("A[0,100]; B[10,30](A); C[30,50](A)", {"A": 60, "B": 20, "C": 20}),
     ],
 )
-def test_vectors(spans: str, expected: dict[str, int]) -> None:
+def test_critical_path_follows_the_vectors_of_algorithms_md(
+    spans: str, expected: dict[str, int]
+) -> None:
     assert cp_of(spans) == expected
 
 
@@ -89,7 +91,7 @@ def test_zero_length_children_own_nothing_and_do_not_hang() -> None:
     }
 
 
-def test_parallel_stages_of_an_ml_request() -> None:
+def test_of_parallel_stages_the_path_takes_the_one_that_ends_last() -> None:
     # gateway -> validate, fetch_features || profile_lookup, preprocess, inference, postprocess.
     spans = parse_spans(
         """
@@ -134,7 +136,7 @@ def test_untimed_top_has_no_path() -> None:
     assert cp_of("U[?,?]; B[1,3](U)") == {"U": None, "B": 0}
 
 
-def test_flat_trace_of_many_sequential_children() -> None:
+def test_every_one_of_many_sequential_children_is_on_the_path() -> None:
     # 2,000 sequential calls with gaps of 1: every call is on the path, the root keeps the gaps.
     n = 2_000
     rows = [("root", None, 0, 3 * n + 1)] + [

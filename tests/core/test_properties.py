@@ -180,7 +180,9 @@ SETTINGS = settings(max_examples=80, deadline=None)
 
 @settings(max_examples=150, deadline=None)
 @given(dumps())
-def test_matches_the_reference(spans: list[Span]) -> None:
+def test_self_time_critical_path_and_error_origin_match_the_plain_reference(
+    spans: list[Span],
+) -> None:
     got = results(frame_of(spans))
     want = reference(spans)
     fields = ["self_ns", "cp_ns", "top_id", "error_originated"]

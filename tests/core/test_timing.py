@@ -25,7 +25,7 @@ def self_of(text: str, **kwargs: object) -> dict[str, object]:
         ("B[-5,2](A)", 8),
     ],
 )
-def test_self_time_table(children: str, expected: int) -> None:
+def test_self_time_is_the_time_no_child_covers(children: str, expected: int) -> None:
     assert self_of(f"A[0,10]; {children}")["A"] == expected
 
 

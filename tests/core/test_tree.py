@@ -172,7 +172,7 @@ def test_negative_and_zero_durations_are_counted_and_negative_ones_not_timed() -
     assert any("ending before they start" in w for w in result.warnings())
 
 
-def test_skew_and_outside_parent_flags_and_service_pairs() -> None:
+def test_children_past_their_parent_are_flagged_and_counted_by_service_pair() -> None:
     spans = parse_spans(
         """
         A[0,100]{service=api}
@@ -244,7 +244,7 @@ def test_error_origin_reaches_up_a_deep_chain() -> None:
     assert originated == [f"s{depth - 1}"]
 
 
-def test_empty_frame() -> None:
+def test_an_empty_frame_analyses_to_nothing_and_warns_of_nothing() -> None:
     result = analyze(empty_spans())
     assert result.spans.height == 0
     assert result.structure.spans == 0

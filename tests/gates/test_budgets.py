@@ -28,7 +28,9 @@ from ml_tracelens.gates.budgets import METRICS, MetricKind, parse_budget, parse_
         ("P90 != 3ms", None, "p90", "!=", Decimal(3)),
     ],
 )
-def test_parse_examples(text: str, stage: str | None, metric: str, op: str, limit: Decimal) -> None:
+def test_a_budget_reads_as_stage_metric_operator_and_limit(
+    text: str, stage: str | None, metric: str, op: str, limit: Decimal
+) -> None:
     budget = parse_budget(text)
     assert (budget.stage, budget.metric, budget.op, budget.limit) == (stage, metric, op, limit)
     assert budget.text == text.strip()
@@ -72,7 +74,9 @@ def test_every_metric_parses_with_its_kind_of_value() -> None:
         ("!=", True, False, True),
     ],
 )
-def test_every_operator(op: str, below: bool, equal: bool, above: bool) -> None:
+def test_every_operator_holds_below_at_and_above_the_limit_as_written(
+    op: str, below: bool, equal: bool, above: bool
+) -> None:
     budget = parse_budget(f"p95{op}120ms")
     assert budget.holds(Fraction(119_999_999, 1_000_000)) is below
     assert budget.holds(Fraction(120)) is equal
@@ -134,7 +138,7 @@ def test_bad_budgets_name_the_budget_and_the_problem(text: str, expected: str) -
         ("count<-100", None, "count", "<", Decimal(-100), False),
     ],
 )
-def test_parse_rules(
+def test_a_fail_on_rule_reads_as_stage_metric_operator_and_change(
     text: str, stage: str | None, metric: str, op: str, amount: Decimal, relative: bool
 ) -> None:
     rule = parse_rule(text)
@@ -147,7 +151,7 @@ def test_parse_rules(
     )
 
 
-def test_rule_thresholds() -> None:
+def test_a_rule_is_exceeded_only_past_its_change() -> None:
     rule = parse_rule("p95>+10%")
     assert rule.exceeded(change=5.0, change_pct=10.5)
     assert not rule.exceeded(change=5.0, change_pct=10.0)
@@ -171,7 +175,7 @@ def test_rule_thresholds() -> None:
         ("p95>lots", "is not a number"),
     ],
 )
-def test_bad_rules(text: str, expected: str) -> None:
+def test_bad_rules_name_the_rule_and_the_problem(text: str, expected: str) -> None:
     with pytest.raises(UsageError) as info:
         parse_rule(text)
     assert expected in str(info.value)

@@ -39,7 +39,7 @@ def stage_logs() -> pl.DataFrame:
     return json_logs.parse_logs(STAGES.read_bytes(), "stages.jsonl", ReadOptions()).logs
 
 
-def test_the_epoch_constant() -> None:
+def test_the_tests_epoch_is_the_instant_the_fixture_was_logged() -> None:
     from datetime import UTC, datetime
 
     assert int(datetime(2026, 11, 26, 8, 52, 16, tzinfo=UTC).timestamp()) * 1_000_000_000 == T0

@@ -118,7 +118,9 @@ def test_a_coarse_clock_nests_within_its_resolution() -> None:
     ("times", "resolution"),
     [([1_000_000, 5_000_000], MS), ([1_000, 5_000_000], 1_000), ([1_000, 5_000_001], 0), ([], 0)],
 )
-def test_timestamp_resolution(times: list[int], resolution: int) -> None:
+def test_timestamp_resolution_is_the_coarsest_unit_every_time_is_a_multiple_of(
+    times: list[int], resolution: int
+) -> None:
     assert timestamp_resolution_ns(pl.Series(times, dtype=pl.Int64)) == resolution
 
 
@@ -419,7 +421,7 @@ def test_unreadable_stage_lines_are_warned_about_and_summarised(tmp_path: Path) 
     assert f"{log}:2" in strict.stderr
 
 
-def test_log_time_start_on_the_command_line_and_in_the_config(
+def test_log_time_start_is_set_on_the_command_line_or_in_the_config_and_the_flag_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One request: req logged at 0 with 100 ms, a at 10 ms with 20 ms. As end times: req[-100,0]

@@ -25,7 +25,7 @@ def read(path: Path) -> ReadResult:
     return jaeger_json.read(resolve([str(path)]).sources[0], ReadOptions())
 
 
-def test_query_api_wrapper() -> None:
+def test_the_query_apis_answer_reads_span_by_span() -> None:
     result = read(JAEGER / "wrapper.json")
     t1 = "0000000000abc123"  # "abc123" padded
     t2 = "4bf92f3577b34da6a3ce929d0e0e4736"  # uppercase in the file
@@ -67,7 +67,7 @@ def test_typed_tags_become_json_values() -> None:
     }
 
 
-def test_references_and_logs() -> None:
+def test_references_other_than_the_parent_become_links_and_logs_events() -> None:
     spans = {r["name"]: r for r in read(JAEGER / "wrapper.json").spans.iter_rows(named=True)}
     t1 = "0000000000abc123"
     assert json.loads(spans["audit.write"]["links"]) == [
@@ -94,7 +94,7 @@ def test_references_and_logs() -> None:
     assert spans["GET /recommend"]["events"] is None
 
 
-def test_bare_trace_object() -> None:
+def test_a_bare_trace_object_reads_as_in_the_wrapper() -> None:
     result = read(JAEGER / "bare-trace.json")
     trace = "5b8aa5a2d2c872e8321cf37308d69df2"
     assert result.spans.select(COLUMNS).rows() == [
@@ -107,7 +107,7 @@ def test_bare_trace_object() -> None:
     }
 
 
-def test_array_of_spans_with_embedded_process() -> None:
+def test_an_array_of_spans_with_embedded_processes_reads() -> None:
     path = JAEGER / "spans-array.json"
     result = read(path)
     # "0000ABCDEF" and "abcdef" are one trace once padded and lowercased
@@ -123,7 +123,7 @@ def test_array_of_spans_with_embedded_process() -> None:
     assert result.spans["source"].to_list() == [f"{path}#0", f"{path}#1"]
 
 
-def test_json_lines_of_traces() -> None:
+def test_json_lines_of_traces_read_and_a_bad_line_is_skipped() -> None:
     path = JAEGER / "traces.jsonl"
     result = read(path)
     assert result.spans.select("trace_id", "name", "service", "duration_ns", "source").rows() == [
@@ -150,7 +150,7 @@ def test_malformed_spans_and_traces_are_counted() -> None:
     assert "startTime is a boolean" in reasons[4]
 
 
-def test_bad_trace_in_data_named_by_position(tmp_path: Path) -> None:
+def test_a_bad_trace_in_data_is_named_by_its_position(tmp_path: Path) -> None:
     path = tmp_path / "t.json"
     path.write_text('{"data": [{"spans": "x"}, 5, {"traceID": "1", "spans": []}]}')
     result = read(path)
@@ -181,7 +181,9 @@ def test_zipkin_style_shared_span_ids_are_split() -> None:
         ('{"data": [{"traceID": "1", "spans": [{"spanID": "2", "processID": [1]}]}]}', 1, 1),
     ],
 )
-def test_odd_documents(tmp_path: Path, text: str, skipped: int, records: int) -> None:
+def test_documents_that_are_not_jaeger_are_counted_as_skipped(
+    tmp_path: Path, text: str, skipped: int, records: int
+) -> None:
     path = tmp_path / "odd.json"
     path.write_text(text)
     result = read(path)
@@ -192,7 +194,7 @@ def test_odd_documents(tmp_path: Path, text: str, skipped: int, records: int) ->
     assert stats.records + stats.skipped == stats.lines
 
 
-def test_truncated_input(tmp_path: Path) -> None:
+def test_a_truncated_input_is_one_skipped_document(tmp_path: Path) -> None:
     data = (JAEGER / "wrapper.json").read_bytes()
     path = tmp_path / "cut.json"
     path.write_bytes(data[:1000])
@@ -201,7 +203,7 @@ def test_truncated_input(tmp_path: Path) -> None:
     assert result.stats.skipped == 1
 
 
-def test_non_utf8_bytes(tmp_path: Path) -> None:
+def test_invalid_utf8_is_replaced_and_counted_and_loses_no_span(tmp_path: Path) -> None:
     data = (JAEGER / "bare-trace.json").read_bytes().replace(b"A100", b"A\xff100")
     path = tmp_path / "bad.json"
     path.write_bytes(data)
@@ -217,7 +219,7 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     assert result.spans.height == 2  # the rest is read, the byte replaced
 
 
-def test_sniff() -> None:
+def test_sniff_knows_jaeger_from_zipkin_otlp_console_and_logs() -> None:
     for name in ("wrapper.json", "bare-trace.json", "spans-array.json", "traces.jsonl"):
         assert jaeger_json.sniff((JAEGER / name).read_bytes())
     assert not jaeger_json.sniff(b'[{"traceId": "1", "id": "2", "localEndpoint": {}}]')
@@ -226,7 +228,7 @@ def test_sniff() -> None:
     assert not jaeger_json.sniff(b'{"level": "info", "traceID": "1", "spanID": "2", "msg": "x"}')
 
 
-def test_through_ingest() -> None:
+def test_ingest_reads_a_jaeger_file_as_jaeger() -> None:
     telemetry = load([str(JAEGER / "wrapper.json")])
     assert telemetry.inputs[0].format == "jaeger-json"
     assert telemetry.spans.height == 8

@@ -76,7 +76,7 @@ def attributes(frame: pl.DataFrame) -> list[dict[str, str]]:
 # --- values --------------------------------------------------------------------------------
 
 
-def test_epoch_and_iso_times() -> None:
+def test_times_read_in_every_iso_layout_and_epoch_unit() -> None:
     parsed = parse("times.jsonl")
     assert (
         at(2025, 11, 26, 8, 52, 16) == 1_764_147_136 * S
@@ -127,7 +127,7 @@ def test_epoch_and_iso_times() -> None:
     }
 
 
-def test_durations_in_every_spelling() -> None:
+def test_durations_read_in_every_spelling_and_unit() -> None:
     parsed = parse("durations.jsonl")
     assert by_case(parsed.logs, "duration_ns") == {
         "ms int": 12 * MS,
@@ -174,7 +174,7 @@ def test_durations_in_every_spelling() -> None:
     assert kept["loguru elapsed is not a duration"]["record.elapsed.seconds"] == "1"
 
 
-def test_plain_logger_aliases() -> None:
+def test_the_fields_of_common_loggers_are_read_by_their_aliases() -> None:
     logs = parse("plain.jsonl").logs
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     columns = [
@@ -224,7 +224,7 @@ def test_plain_logger_aliases() -> None:
     assert logs.get_column("source").to_list() == [f"plain.jsonl:{n}" for n in range(1, 9)]
 
 
-def test_ecs() -> None:
+def test_ecs_fields_are_read_and_the_rest_kept_as_attributes() -> None:
     logs = parse("ecs.jsonl").logs
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     assert logs.select("time_ns", "level", "message", "trace_id", "span_id", "correlation_id", "service", "duration_ns", "error_message").rows() == [
@@ -267,7 +267,7 @@ UTC_STAMPS = {
 
 
 @pytest.mark.parametrize("odd_one", [None, ("2026-11-26 08:52:16+01:00", BASE - 3600 * S)])
-def test_utc_times_written_alike_or_not(odd_one: tuple[str, int] | None) -> None:
+def test_utc_times_read_the_same_written_alike_or_not(odd_one: tuple[str, int] | None) -> None:
     # A column of one UTC layout is read by slices alone; one other spelling takes the whole
     # column through the general rules. Either way each row reads the same.
     stamps = dict(UTC_STAMPS)
@@ -286,7 +286,9 @@ TRACE_16 = "00f067aa0ba902b7"
 @pytest.mark.parametrize(
     "odd_one", [None, ("0X4BF92F3577B34DA6A3CE929D0E0E4736", "0x00F067AA0BA902B7", "WARNING")]
 )
-def test_ids_and_levels_already_canonical_or_not(odd_one: tuple[str, str, str] | None) -> None:
+def test_ids_and_levels_read_the_same_canonical_or_not(
+    odd_one: tuple[str, str, str] | None,
+) -> None:
     # Columns whose every value is canonical skip the per-row rules; one odd value takes them all
     # through the rules again. Either way each row reads the same.
     rows = [(TRACE_32, TRACE_16, "info"), (TRACE_16, "1", "error"), (None, None, "warn")]
@@ -434,7 +436,9 @@ def test_field_map_replaces_the_aliases() -> None:
         ("nope_ms", None),
     ],
 )
-def test_duration_override_units(key: str, want: int | None) -> None:
+def test_a_duration_field_named_by_the_user_takes_the_unit_after_its_colon(
+    key: str, want: int | None
+) -> None:
     assert parse("overrides.jsonl", {"duration": key}).logs.item(0, "duration_ns") == want
 
 
@@ -481,7 +485,7 @@ def test_bad_lines_are_counted_with_their_location() -> None:
         parse("bad_lines.jsonl", path="fast")
 
 
-def test_more_problems_than_kept() -> None:
+def test_every_bad_line_is_counted_and_the_first_five_are_kept() -> None:
     data = b"".join(b"%d\n" % n for n in range(20)) + b'{"msg":"ok"}\n'
     stats = json_logs.parse_logs(data, "f", ReadOptions()).stats
     assert (stats.lines, stats.records, stats.skipped, len(stats.problems)) == (21, 1, 20, 5)
@@ -497,7 +501,7 @@ def test_a_dump_cut_short_keeps_the_fast_path() -> None:
     assert fast.logs.get_column("duration_ns").to_list() == [5 * MS, 7 * MS]
 
 
-def test_blank_input_bom_and_crlf() -> None:
+def test_blank_input_a_bom_and_crlf_read_alike_on_both_paths() -> None:
     for path in ("fast", "python"):
         empty = json_logs.parse_logs(b"", "f", ReadOptions(), path=path)
         assert (empty.stats.lines, empty.logs.height) == (0, 0)
@@ -781,7 +785,7 @@ def test_paths_agree_on_realistic_dumps(records: list[dict[str, Any]]) -> None:
         (b"", False),
     ],
 )
-def test_sniff(head: bytes, claimed: bool) -> None:
+def test_sniff_claims_json_lines_and_leaves_other_documents(head: bytes, claimed: bool) -> None:
     assert json_logs.sniff(head) is claimed
 
 
@@ -803,7 +807,7 @@ def read_file(path: Path) -> pl.DataFrame:
     return result.logs
 
 
-def test_structlog(tmp_path: Path) -> None:
+def test_structlog_output_reads_as_it_was_logged(tmp_path: Path) -> None:
     structlog = pytest.importorskip("structlog")
     path = tmp_path / "structlog.jsonl"
     with path.open("w") as out:
@@ -830,7 +834,7 @@ def test_structlog(tmp_path: Path) -> None:
     assert logs.get_column("time_ns").to_list() == [iso_ns(w["timestamp"]) for w in written]
 
 
-def test_python_json_logger(tmp_path: Path) -> None:
+def test_python_json_logger_output_reads_as_it_was_logged(tmp_path: Path) -> None:
     pytest.importorskip("pythonjsonlogger")
     from pythonjsonlogger.json import JsonFormatter
 
@@ -867,7 +871,7 @@ def test_python_json_logger(tmp_path: Path) -> None:
     assert attributes(logs)[0] == {"name": "tracelens.test.pjl"}  # a logger name is not a service
 
 
-def test_loguru(tmp_path: Path) -> None:
+def test_loguru_output_reads_as_it_was_logged(tmp_path: Path) -> None:
     loguru = pytest.importorskip("loguru")
     path = tmp_path / "loguru.jsonl"
     logger = loguru.logger

@@ -180,7 +180,7 @@ def _attributes(frame: pl.DataFrame) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize(("case", "fields", "error", "message", "left"), ERROR_CASES)
 @pytest.mark.parametrize("path", ["fast", "python"])
-def test_error_flag_and_message(
+def test_each_line_gets_its_error_flag_and_message_on_both_paths(
     case: str,
     fields: dict[str, Any],
     error: bool,
@@ -193,7 +193,7 @@ def test_error_flag_and_message(
     assert _attributes(logs) == [left], case
 
 
-def test_error_table_on_both_paths_at_once() -> None:
+def test_the_error_lines_read_together_give_the_same_flags_and_messages() -> None:
     data = b"".join(_line(fields) for _, fields, *_ in ERROR_CASES)
     python = _parse(data, "python")
     want = [(error, message) for _, _, error, message, _ in ERROR_CASES]
@@ -234,7 +234,7 @@ def test_error_table_on_both_paths_at_once() -> None:
         ({"status_code": 500}, True, "m", {"status_code": "500"}),
     ],
 )
-def test_error_field_of_the_user(
+def test_an_error_field_named_by_the_user_replaces_the_error_aliases(
     line: dict[str, Any], error: bool, message: str | None, left: dict[str, str]
 ) -> None:
     for path in PATHS:
@@ -262,7 +262,9 @@ def test_error_field_of_the_user(
         ({}, None),
     ],
 )
-def test_parent_span_id_aliases(fields: dict[str, Any], parent: str | None) -> None:
+def test_parent_span_ids_are_read_under_every_alias(
+    fields: dict[str, Any], parent: str | None
+) -> None:
     for path in PATHS:
         logs = _parse(_line(fields), path).logs
         assert logs.item(0, "parent_span_id") == parent, (fields, path)
@@ -270,7 +272,7 @@ def test_parent_span_id_aliases(fields: dict[str, Any], parent: str | None) -> N
             assert _attributes(logs) == [{}]
 
 
-def test_parent_span_id_field_override() -> None:
+def test_a_parent_span_id_field_named_by_the_user_replaces_the_aliases() -> None:
     data = _line({"up": "b7ad6b7169203331", "parent_id": "00f067aa0ba902b7"})
     for path in PATHS:
         logs = _parse(data, path, {"parent_span_id": "up"}).logs
@@ -279,7 +281,7 @@ def test_parent_span_id_field_override() -> None:
     assert "parent_span_id" in log_aliases.FIELD_NAMES
 
 
-def test_column_order() -> None:
+def test_the_log_table_has_its_columns_in_order() -> None:
     assert list(LOG_SCHEMA) == [
         "time_ns", "level", "message", "trace_id", "span_id", "parent_span_id", "correlation_id",
         "service", "stage", "duration_ns", "error_message", "error", "attributes",
@@ -319,7 +321,7 @@ UNREAD_DURATION = "unreadable duration values (kept in attributes)"
         ({"stage": "infer"}, None, {}, []),
     ],
 )  # fmt: skip
-def test_unread_reason(
+def test_a_time_or_duration_not_read_is_named_kept_and_counted(
     fields: dict[str, Any], reason: str | None, kept: dict[str, str], counted: list[str]
 ) -> None:
     for path in PATHS:
@@ -329,7 +331,7 @@ def test_unread_reason(
         assert parsed.stats.ignored == dict.fromkeys(counted, 1)
 
 
-def test_unread_counts_stay() -> None:
+def test_every_unread_time_and_duration_is_counted() -> None:
     data = _line({"ts": "soon", "duration_ms": "abc"}) + _line({"duration_ms": -1})
     stats = _parse(data, "python").stats
     assert stats.ignored == {
@@ -397,7 +399,7 @@ def test_a_bad_first_line_is_skipped_with_its_location(first: bytes, reason: str
     assert paths["fast"].stats == paths["python"].stats
 
 
-def test_a_rotated_file_through_ingest(tmp_path: Path) -> None:
+def test_a_rotated_file_cut_mid_line_is_a_log_with_one_skipped_line(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     path.write_bytes(LINES[50:])
     lines = LINES[50:].count(b"\n")
@@ -409,7 +411,7 @@ def test_a_rotated_file_through_ingest(tmp_path: Path) -> None:
     assert any(w.startswith(skipped) for w in telemetry.warnings)
 
 
-def test_bad_first_and_last_lines_on_the_fast_path() -> None:
+def test_bad_first_and_last_lines_read_alike_on_both_paths() -> None:
     data = b"{oops\n" + LINES + b'{"cut": '
     fast, python = _parse(data, "fast"), _parse(data, "python")
     assert [location for location, _ in fast.stats.problems] == ["f:1", "f:8"]
@@ -519,7 +521,7 @@ def test_other_readers_get_the_error_flag_from_the_level() -> None:
     assert logs.schema == LOG_SCHEMA
 
 
-def test_parquet_written_before_the_new_columns(tmp_path: Path) -> None:
+def test_parquet_written_before_the_error_and_parent_columns_still_reads(tmp_path: Path) -> None:
     logs = logs_from_columns(
         {"level": ["error", "info"], "message": ["a", "b"], "parent_span_id": ["1", None]}
     )

@@ -51,12 +51,12 @@ def read(reader: str, path: Path) -> ReadResult:
     return READERS[reader].read(resolve([str(path)]).sources[0], ReadOptions())
 
 
-def test_generator_epoch() -> None:
+def test_the_fixture_generator_starts_at_its_stated_epoch() -> None:
     assert T0 == 1_764_000_000_000_000_000
 
 
 @pytest.mark.parametrize("reader", list(SAME_TRACE))
-def test_same_trace_same_table(reader: str) -> None:
+def test_each_format_of_the_same_trace_reads_to_the_same_table(reader: str) -> None:
     result = read(reader, SAME_TRACE[reader])
     assert result.stats.skipped == 0
     assert result.spans.select(COLUMNS).sort("span_id").rows() == EXPECTED
@@ -93,7 +93,7 @@ def test_same_trace_events_and_links_agree() -> None:
         assert links[name] == [[], other, [], []], name
 
 
-def test_console_log_records() -> None:
+def test_console_log_records_read_with_their_ids_and_sources() -> None:
     path = SAME_TRACE["otel-console"]
     result = read("otel-console", path)
     logs = result.logs
@@ -110,7 +110,7 @@ def test_console_log_records() -> None:
     assert logs["source"].to_list() == [f"{path}:{starts[0]}", f"{path}:{starts[-1]}"]
 
 
-def test_console_span_attributes_and_resource() -> None:
+def test_console_spans_carry_their_own_and_their_resources_attributes() -> None:
     spans = read("otel-console", SAME_TRACE["otel-console"]).spans.sort("span_id")
     root = json.loads(spans["attributes"][0])
     assert root["service.name"] == "gateway"
@@ -137,7 +137,7 @@ def _epoch_ns(*parts: int) -> int:
         ("2262-04-11T23:47:16.854775807Z", 2**63 - 1),  # the last Int64 nanosecond
     ],
 )
-def test_iso_to_ns(text: str, expected: int) -> None:
+def test_iso_to_ns_reads_offsets_missing_zones_and_nanoseconds(text: str, expected: int) -> None:
     assert otel_console.iso_to_ns(text, "t") == expected
 
 
@@ -145,14 +145,14 @@ def test_iso_to_ns(text: str, expected: int) -> None:
     seconds=st.integers(min_value=-2_000_000_000, max_value=9_000_000_000),
     fraction=st.integers(min_value=0, max_value=999_999_999),
 )
-def test_iso_to_ns_round_trip(seconds: int, fraction: int) -> None:
+def test_iso_to_ns_reads_back_every_written_time(seconds: int, fraction: int) -> None:
     moment = datetime.fromtimestamp(0, UTC) + timedelta(seconds=seconds)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:09d}Z"
     assert otel_console.iso_to_ns(text, "t") == seconds * 10**9 + fraction
 
 
 @pytest.mark.parametrize("text", ["yesterday", "2025-13-01T00:00:00Z", "2025-11-24T16:00:00.Z"])
-def test_iso_to_ns_rejects(text: str) -> None:
+def test_iso_to_ns_rejects_what_is_not_a_time(text: str) -> None:
     with pytest.raises(ValueError, match="t is not"):
         otel_console.iso_to_ns(text, "t")
 
@@ -185,7 +185,7 @@ def test_malformed_objects_are_counted() -> None:
     assert "neither a console span nor a console log record" in reasons
 
 
-def test_empty_input(tmp_path: Path) -> None:
+def test_an_input_of_blank_lines_reads_to_nothing_and_skips_nothing(tmp_path: Path) -> None:
     path = tmp_path / "empty.txt"
     path.write_text("\n\n")
     result = read("otel-console", path)
@@ -194,7 +194,7 @@ def test_empty_input(tmp_path: Path) -> None:
     assert result.stats.skipped == 0
 
 
-def test_truncated_input(tmp_path: Path) -> None:
+def test_a_truncated_input_keeps_the_objects_complete_before_the_cut(tmp_path: Path) -> None:
     data = SAME_TRACE["otel-console"].read_bytes()
     cut = data.index(b'"name": "model.forward"')
     path = tmp_path / "cut.txt"
@@ -206,7 +206,7 @@ def test_truncated_input(tmp_path: Path) -> None:
     assert result.stats.skipped == 1
 
 
-def test_non_utf8_bytes(tmp_path: Path) -> None:
+def test_invalid_utf8_is_replaced_and_counted_and_loses_no_object(tmp_path: Path) -> None:
     data = SAME_TRACE["otel-console"].read_bytes().replace(b"request done", b"request \xe9done")
     path = tmp_path / "latin1.txt"
     path.write_bytes(data)
@@ -223,7 +223,7 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     assert result.logs["message"][1] == "request \ufffddone"
 
 
-def test_a_list_of_span_objects(tmp_path: Path) -> None:
+def test_a_json_list_of_console_objects_reads_and_skips_what_is_not_one(tmp_path: Path) -> None:
     data = SAME_TRACE["otel-console"].read_text()
     objects = json.loads("[" + data.replace("}\n{", "},\n{") + "]")
     objects.insert(1, "not a span")
@@ -274,7 +274,7 @@ def test_sniffers_do_not_overlap(shared_fixtures: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("reader", ["otel-console", "jaeger-json", "zipkin-json"])
-def test_through_ingest(reader: str) -> None:
+def test_ingest_reads_each_format_of_the_trace_to_the_same_table(reader: str) -> None:
     telemetry = load([str(SAME_TRACE[reader])])
     assert telemetry.inputs[0].format == reader
     assert telemetry.spans.select(COLUMNS).sort("span_id").rows() == EXPECTED

@@ -69,7 +69,7 @@ def test_demo_capture_counts_match_an_independent_pass(shared_fixtures: Path) ->
     assert summary.stats.lines == 97 == summary.stats.records
 
 
-def test_demo_capture_first_span_exact(shared_fixtures: Path) -> None:
+def test_the_first_span_of_the_demo_capture_reads_exactly(shared_fixtures: Path) -> None:
     path = shared_fixtures / DEMO
     first = _independent_counts(path)["first"]
     spans = ingest.load([str(path)]).spans
@@ -97,7 +97,7 @@ def predict_span(**overrides: Any) -> dict[str, Any]:
     )
 
 
-def test_normalisation_ids_times_status(tmp_path: Path) -> None:
+def test_ids_times_kind_and_status_are_normalised(tmp_path: Path) -> None:
     error_span = predict_span(
         spanId="0000000000000002",
         parentSpanId="EEE19B7EC3C1B174",
@@ -138,7 +138,7 @@ def test_normalisation_ids_times_status(tmp_path: Path) -> None:
     }
 
 
-def test_older_instrumentation_library_spans_and_gzip(tmp_path: Path) -> None:
+def test_older_instrumentation_library_spans_read_gzipped_too(tmp_path: Path) -> None:
     path = tmp_path / "old.json.gz"
     document = otlp_document(
         [predict_span()], service="gateway", scope_key="instrumentationLibrarySpans"
@@ -147,7 +147,7 @@ def test_older_instrumentation_library_spans_and_gzip(tmp_path: Path) -> None:
     assert ingest.load([str(path)]).spans.height == 1
 
 
-def test_base64_ids_from_protobuf_json_mapping(tmp_path: Path) -> None:
+def test_base64_ids_of_the_protobuf_json_mapping_read_as_hex(tmp_path: Path) -> None:
     import base64
 
     trace_bytes = bytes(range(16))
@@ -203,7 +203,7 @@ def test_invalid_utf8_line_is_skipped_not_fatal(tmp_path: Path) -> None:
     assert telemetry.merged_duplicates == 1
 
 
-def test_mixed_integer_and_string_codes_in_one_batch(tmp_path: Path) -> None:
+def test_integer_and_string_codes_mixed_in_one_batch_read_alike(tmp_path: Path) -> None:
     # The SDK's MessageToJson writes "status": {} (code 0) beside {"code": "STATUS_CODE_OK"}.
     path = tmp_path / "mixed.jsonl"
     spans = [

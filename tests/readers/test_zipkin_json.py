@@ -65,7 +65,7 @@ def raw_index(source: str) -> int:
 
 
 @pytest.mark.parametrize("name", REAL)
-def test_real_fixture_span_by_span(shared_fixtures: Path, name: str) -> None:
+def test_every_real_span_reads_as_its_raw_fields_say(shared_fixtures: Path, name: str) -> None:
     path = shared_fixtures / "zipkin" / name
     raw = json.loads(path.read_text())
     result = read(path)
@@ -102,7 +102,9 @@ def test_real_fixture_span_by_span(shared_fixtures: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", REAL)
-def test_real_fixture_shared_ids_split(shared_fixtures: Path, name: str) -> None:
+def test_shared_ids_of_real_traces_split_into_client_and_server_halves(
+    shared_fixtures: Path, name: str
+) -> None:
     path = shared_fixtures / "zipkin" / name
     raw = json.loads(path.read_text())
     spans = read(path).spans
@@ -122,7 +124,7 @@ def test_real_fixture_shared_ids_split(shared_fixtures: Path, name: str) -> None
     assert halves.height == servers_with_client
 
 
-def test_oauth_numbers_from_sources(shared_fixtures: Path) -> None:
+def test_the_oauth_trace_reads_to_the_counts_its_sources_state(shared_fixtures: Path) -> None:
     # SOURCES.md: 175 spans, 8 services, 45 ids used by a CLIENT and a SERVER half (shared),
     # 19 spans without duration, 2 errors.
     spans = read(shared_fixtures / "zipkin" / "smartthings-oauth-authorization.json").spans
@@ -134,7 +136,9 @@ def test_oauth_numbers_from_sources(shared_fixtures: Path) -> None:
     assert (spans["status"] == "error").sum() == 2
 
 
-def test_oauth_kafka_fan_out_one_send_five_receives(shared_fixtures: Path) -> None:
+def test_a_send_received_five_times_is_a_client_half_with_five_server_halves(
+    shared_fixtures: Path,
+) -> None:
     # One CLIENT "send iot-events360" (bouncer) and five shared SERVER "receive" halves on
     # pusher hosts share id 9d2d35b746db84f3. Ordered by timestamp (read off the file):
     # 549997 (.79), 553308 (.79), 560112 (.187), 560292 (.187), 564455 (.187).
@@ -165,7 +169,7 @@ def test_oauth_kafka_fan_out_one_send_five_receives(shared_fixtures: Path) -> No
     assert by_id["d645461738ed0e17"]["parent_id"] == f"{x}:server5"  # .187 at 564862
 
 
-def test_oauth_error_pair(shared_fixtures: Path) -> None:
+def test_both_halves_of_a_failing_call_are_errors_with_its_status(shared_fixtures: Path) -> None:
     spans = read(shared_fixtures / "zipkin" / "smartthings-oauth-authorization.json").spans
     errors = spans.filter(pl.col("status") == "error").sort("span_id")
     assert errors.select("span_id", "parent_id", "service", "kind", "status_message").rows() == [
@@ -180,7 +184,9 @@ def test_oauth_error_pair(shared_fixtures: Path) -> None:
 @pytest.mark.parametrize(
     "name", ["smartthings-oauth-authorization.json", "smartthings-mobile-web-install.json"]
 )
-def test_children_of_single_server_groups(shared_fixtures: Path, name: str) -> None:
+def test_a_child_of_a_shared_id_goes_under_the_half_on_its_endpoint(
+    shared_fixtures: Path, name: str
+) -> None:
     """A span whose parentId is a shared id with one server half goes under that half when it
     runs on the half's endpoint, else under the client half (Zipkin's SpanNode rule)."""
     path = shared_fixtures / "zipkin" / name
@@ -204,7 +210,7 @@ def test_children_of_single_server_groups(shared_fixtures: Path, name: str) -> N
     assert checked > 50
 
 
-def test_messaging2_orphans(shared_fixtures: Path) -> None:
+def test_spans_whose_parents_are_missing_keep_their_parent_ids(shared_fixtures: Path) -> None:
     path = shared_fixtures / "zipkin" / "messaging2.json"
     raw = json.loads(path.read_text())
     ids = {s["id"] for s in raw}
@@ -221,7 +227,7 @@ def test_messaging2_orphans(shared_fixtures: Path) -> None:
     assert row["parent_id"] == lone[0]["parentId"]
 
 
-def test_mobile_web_install_fragments_merged(shared_fixtures: Path) -> None:
+def test_bare_repeats_of_a_server_half_merge_into_it_and_are_counted(shared_fixtures: Path) -> None:
     # SOURCES.md: 1041 spans, 84 without timestamp, 175 without duration. The 84 without
     # timestamp are bare repeats of a server half (same id and endpoint, nothing else).
     path = shared_fixtures / "zipkin" / "smartthings-mobile-web-install.json"
@@ -242,7 +248,7 @@ def test_mobile_web_install_fragments_merged(shared_fixtures: Path) -> None:
 # --- hand-made fixtures -----------------------------------------------------------------------
 
 
-def test_shared_rules_on_hand_made_trace() -> None:
+def test_a_hand_made_trace_reads_by_every_shared_id_rule() -> None:
     result = read(ZIPKIN / "shared.json")
     cafe = "000000000000cafe"
 
@@ -406,7 +412,7 @@ def test_a_pair_reported_twice_stays_one_pair(tmp_path: Path) -> None:
     assert result.stats.ignored == {"identical duplicate spans dropped": 2}
 
 
-def test_endpoints_tags_and_annotations() -> None:
+def test_endpoints_and_tags_become_attributes_and_annotations_events() -> None:
     spans = read(ZIPKIN / "shared.json").spans
     query = spans.filter(pl.col("name") == "query").row(0, named=True)
     assert json.loads(query["attributes"]) == {
@@ -446,7 +452,7 @@ def test_malformed_spans_are_counted_and_the_rest_read() -> None:
     assert "missing id" in reasons[3]
 
 
-def test_json_lines_of_spans_and_arrays() -> None:
+def test_json_lines_may_hold_spans_or_arrays_and_bad_lines_are_skipped() -> None:
     path = ZIPKIN / "spans.jsonl"
     result = read(path)
     assert result.spans.select("span_id", "parent_id", "service", "source").rows() == [
@@ -466,7 +472,7 @@ def test_micros_to_ns_is_exact(micros: int) -> None:
 
 
 @pytest.mark.parametrize("value", ["abc", "1e30", "nan", [1], {"a": 1}, str(2**63)])
-def test_micros_to_ns_rejects(value: object) -> None:
+def test_micros_to_ns_rejects_what_is_not_a_64_bit_integer(value: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         micros_to_ns(value, "t")
 
@@ -474,7 +480,7 @@ def test_micros_to_ns_rejects(value: object) -> None:
 # --- bad input never crashes ------------------------------------------------------------------
 
 
-def test_empty_input(tmp_path: Path) -> None:
+def test_an_empty_input_reads_to_nothing_and_skips_nothing(tmp_path: Path) -> None:
     path = tmp_path / "empty.json"
     path.write_bytes(b"")
     result = read(path)
@@ -482,7 +488,7 @@ def test_empty_input(tmp_path: Path) -> None:
     assert result.stats.skipped == 0
 
 
-def test_truncated_input(tmp_path: Path) -> None:
+def test_a_truncated_input_is_one_skipped_document_with_its_location(tmp_path: Path) -> None:
     data = (ZIPKIN / "shared.json").read_bytes()
     path = tmp_path / "truncated.json"
     path.write_bytes(data[: len(data) // 2])
@@ -492,7 +498,7 @@ def test_truncated_input(tmp_path: Path) -> None:
     assert result.stats.problems[0][0].startswith(f"{path}:")
 
 
-def test_non_utf8_bytes(tmp_path: Path) -> None:
+def test_invalid_utf8_is_replaced_and_counted_and_loses_no_span(tmp_path: Path) -> None:
     data = (ZIPKIN / "spans.jsonl").read_bytes().replace(b'"single"', b'"sin\xffgle"')
     path = tmp_path / "latin.jsonl"
     path.write_bytes(data)
@@ -511,7 +517,7 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     assert result.spans["name"].to_list() == ["sin\ufffdgle", "in array", "in array too"]
 
 
-def test_top_level_not_spans(tmp_path: Path) -> None:
+def test_a_document_that_is_not_spans_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "object.json"
     path.write_text('{"spans": "no"}')
     result = read(path)
@@ -522,7 +528,7 @@ def test_top_level_not_spans(tmp_path: Path) -> None:
 # --- detection --------------------------------------------------------------------------------
 
 
-def test_sniff() -> None:
+def test_sniff_knows_zipkin_from_logs_jaeger_and_otlp() -> None:
     assert zipkin_json.sniff((ZIPKIN / "shared.json").read_bytes())
     assert zipkin_json.sniff((ZIPKIN / "spans.jsonl").read_bytes())
     assert not zipkin_json.sniff(b'{"traceId": "1", "id": "2", "msg": "a log line"}\n')
@@ -530,7 +536,7 @@ def test_sniff() -> None:
     assert not zipkin_json.sniff(b'{"resourceSpans": [{"traceId": "1", "id": "2"}]}')
 
 
-def test_through_ingest() -> None:
+def test_ingest_reads_a_zipkin_file_as_zipkin() -> None:
     telemetry = load([str(ZIPKIN / "shared.json")])
     assert telemetry.inputs[0].format == "zipkin-json"
     assert telemetry.spans.height == 16

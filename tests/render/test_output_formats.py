@@ -90,7 +90,7 @@ def test_markdown_escapes_pipes() -> None:
     assert text.startswith("### Demo")
 
 
-def test_printable_and_sparkline() -> None:
+def test_printable_escapes_controls_and_a_sparkline_scales_to_the_largest_count() -> None:
     assert printable("ok\x00\n") == "ok\\x00\\x0a"
     assert sparkline([0, 1, 8]) == " ▁█"
     assert sparkline([]) == ""

@@ -99,7 +99,9 @@ def test_duration_metrics_match_numpy(
     assert first["op"] == "<="
 
 
-def test_count_errors_and_error_rate(dump: tuple[Path, list[Request]]) -> None:
+def test_count_errors_and_error_rate_budgets_hold_to_the_generated_truth(
+    dump: tuple[Path, list[Request]],
+) -> None:
     path, requests = dump
     request_errors = sum(r.error for r in requests)
     infer_errors = sum(c.error for r in requests for c in r.children if c.name == "model.inference")
@@ -127,7 +129,9 @@ def test_count_errors_and_error_rate(dump: tuple[Path, list[Request]]) -> None:
     assert rows[5]["limit"] == pytest.approx(rate)
 
 
-def test_self_mean_and_cp_share_from_the_generator(dump: tuple[Path, list[Request]]) -> None:
+def test_self_mean_and_cp_share_budgets_hold_to_the_generated_truth(
+    dump: tuple[Path, list[Request]],
+) -> None:
     path, requests = dump
     # Children run back to back inside the root: the root's self time is what they leave over,
     # and each child is wholly on the critical path.
@@ -176,7 +180,7 @@ def test_boundaries_are_exact_in_every_unit(tmp_path: Path) -> None:
     assert not any(row["passed"] for row in document["rows"])
 
 
-def test_stage_names_with_colons_and_spaces(tmp_path: Path) -> None:
+def test_a_stage_name_may_hold_colons_and_spaces(tmp_path: Path) -> None:
     children = [Child("grpc:Predict v2", 0, 5_000_000)]
     path = write_requests(tmp_path / "colon.json", [Request(9_000_000, children=children)])
     result, document = check_json(path, "grpc:Predict v2:max<=5ms", "POST /predict:max<=9ms")
@@ -225,7 +229,9 @@ def test_a_failure_shows_the_actual_value_apart_from_the_limit(tmp_path: Path) -
     ]
 
 
-def test_exit_codes_and_output_formats(dump: tuple[Path, list[Request]]) -> None:
+def test_check_exits_0_when_budgets_pass_1_when_one_fails_and_2_on_bad_budgets(
+    dump: tuple[Path, list[Request]],
+) -> None:
     path, _ = dump
     ok = run("check", str(path), "--budget", "p50<10s", "--quiet")
     assert ok.exit_code == 0
@@ -249,7 +255,9 @@ def test_exit_codes_and_output_formats(dump: tuple[Path, list[Request]]) -> None
     assert missing.exit_code == 2
 
 
-def test_json_envelope(dump: tuple[Path, list[Request]]) -> None:
+def test_the_json_has_the_envelope_and_one_row_per_budget_in_milliseconds(
+    dump: tuple[Path, list[Request]],
+) -> None:
     path, _ = dump
     result, document = check_json(path, "p50<10s")
     assert result.exit_code == 0
@@ -263,7 +271,7 @@ def test_json_envelope(dump: tuple[Path, list[Request]]) -> None:
 
 
 class TestConfig:
-    def test_tracelens_toml_in_the_current_directory(
+    def test_budgets_come_from_tracelens_toml_in_the_current_directory(
         self, dump: tuple[Path, list[Request]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         path, _ = dump
@@ -281,7 +289,7 @@ class TestConfig:
         result, document = check_json(path, "count>=1")
         assert len(document["rows"]) == 3
 
-    def test_pyproject_tool_table(
+    def test_budgets_come_from_the_tool_table_of_pyproject_toml(
         self, dump: tuple[Path, list[Request]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         path, _ = dump
@@ -314,7 +322,7 @@ class TestConfig:
         assert result.exit_code == 2
         assert "no budgets" in result.stderr
 
-    def test_explicit_config_and_its_errors(
+    def test_a_config_named_by_the_flag_is_read_and_its_errors_exit_2(
         self, dump: tuple[Path, list[Request]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         path, _ = dump

@@ -170,7 +170,7 @@ def test_without_rules_diff_reports_and_passes(regression_pair) -> None:
     assert document["bootstrap"]["replicates"] == 200
 
 
-def test_same_seed_same_intervals_and_seeds_matter(regression_pair) -> None:
+def test_the_same_seed_gives_the_same_intervals_and_another_seed_others(regression_pair) -> None:
     base_path, cur_path, _, _ = regression_pair
     args = ["diff", str(base_path), str(cur_path), "--format", "json", "--bootstrap", "200"]
 
@@ -199,7 +199,7 @@ def test_small_samples_say_so_instead_of_flagging(tmp_path: Path) -> None:
     assert result.exit_code == 1
 
 
-def test_error_rate_in_percentage_points(tmp_path: Path) -> None:
+def test_an_error_rate_rule_in_percentage_points_fires_only_past_its_change(tmp_path: Path) -> None:
     baseline = workload(3, 2000, error=0.01)
     current = workload(4, 2000, error=0.05)
     base = write_requests(tmp_path / "b.json", baseline)
@@ -226,7 +226,7 @@ def test_error_rate_in_percentage_points(tmp_path: Path) -> None:
     assert result.exit_code == 0
 
 
-def test_appeared_disappeared_and_named_stages(tmp_path: Path) -> None:
+def test_stages_that_appear_or_disappear_are_named_and_cannot_pass_a_rule(tmp_path: Path) -> None:
     old = [Request(5 * MS, children=[Child("legacy", 0, MS)]) for _ in range(30)]
     new = [Request(5 * MS, children=[Child("shiny", 0, MS)]) for _ in range(15)]
     base = write_requests(tmp_path / "b.json", old)
@@ -254,7 +254,7 @@ def test_appeared_disappeared_and_named_stages(tmp_path: Path) -> None:
     assert "neither" in rows_by(json.loads(result.stdout))[("ghost", "p95")]["note"]
 
 
-def test_repeated_side_options_and_usage_errors(tmp_path: Path) -> None:
+def test_repeated_baseline_options_add_up_and_bad_options_exit_2(tmp_path: Path) -> None:
     first = write_requests(tmp_path / "b1.json", workload(5, 50))
     second = write_requests(tmp_path / "b2.json", workload(6, 50))
     cur = write_requests(tmp_path / "c.json", workload(7, 100))
@@ -281,7 +281,9 @@ def test_repeated_side_options_and_usage_errors(tmp_path: Path) -> None:
     assert run("diff", str(first), str(cur), "--bootstrap", "5").exit_code == 2
 
 
-def test_fail_on_from_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fail_on_rules_come_from_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_requests(tmp_path / "b.json", workload(1, 300))
     write_requests(tmp_path / "c.json", workload(2, 300, infer_scale=2.0))
     (tmp_path / "tracelens.toml").write_text('fail_on = ["model.inference:p95>+10%"]\n')
@@ -291,7 +293,7 @@ def test_fail_on_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Monkey
     assert json.loads(result.stdout)["rules"] == ["model.inference:p95>+10%"]
 
 
-def test_markdown_output(regression_pair) -> None:
+def test_markdown_shows_a_verdict_per_stage_and_long_a_row_per_metric(regression_pair) -> None:
     base_path, cur_path, _, _ = regression_pair
     result = run(
         "diff", str(base_path), str(cur_path), "--format", "markdown", "--bootstrap", "100"
@@ -320,7 +322,7 @@ def test_splitmix64_in_polars_matches_the_published_vectors() -> None:
     assert got == expected
 
 
-def test_min_samples() -> None:
+def test_each_metric_needs_its_own_minimum_of_samples() -> None:
     assert [min_samples(m) for m in ("p50", "p95", "p99", "error_rate", "count")] == [
         20,
         200,

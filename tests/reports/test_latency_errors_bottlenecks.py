@@ -91,7 +91,9 @@ def _rows(report, key: str = "stage") -> dict:
     return {row[key]: row for row in report.tables[0].rows}
 
 
-def test_latency_by_stage(workload: pl.DataFrame) -> None:
+def test_latency_per_stage_gives_percentiles_errors_and_critical_path_shares(
+    workload: pl.DataFrame,
+) -> None:
     report = latency.build(analysed=workload)
     rows = _rows(report)
     validate = rows["validate"]
@@ -119,7 +121,9 @@ def test_latency_by_stage(workload: pl.DataFrame) -> None:
     assert requests["p95_ms"] == pytest.approx(190)
 
 
-def test_latency_group_by_service_and_attribute(workload: pl.DataFrame) -> None:
+def test_latency_groups_by_service_or_attribute_and_spans_without_it_group_together(
+    workload: pl.DataFrame,
+) -> None:
     by_service = _rows(latency.build(analysed=workload, by=["service"]), "service")
     assert by_service["feature-store"]["count"] == 3
     assert by_service["svc"]["count"] == 9
@@ -131,7 +135,9 @@ def test_latency_group_by_service_and_attribute(workload: pl.DataFrame) -> None:
     assert by_version.data["group_by"] == ["model.version"]
 
 
-def test_latency_sort_top_and_bad_options(workload: pl.DataFrame) -> None:
+def test_latency_sorts_and_keeps_the_top_rows_and_refuses_unknown_columns(
+    workload: pl.DataFrame,
+) -> None:
     report = latency.build(analysed=workload, sort="max_ms", top=2)
     assert [r["stage"] for r in report.tables[0].rows] == ["POST /predict", "fetch_features"]
     with pytest.raises(UsageError, match=r"^sort "):
@@ -153,7 +159,9 @@ def test_filters_select_spans_but_keep_whole_trace_analysis(workload: pl.DataFra
         matching(workload, SpanFilter(where="duration_ms >"))
 
 
-def test_errors_report(workload: pl.DataFrame) -> None:
+def test_errors_per_stage_count_seen_and_originated_errors_and_group_messages(
+    workload: pl.DataFrame,
+) -> None:
     report = errors.build(analysed=workload, logs=empty_logs())
     rows = _rows(report)
     assert rows["model.inference"]["errors"] == 1
@@ -181,7 +189,9 @@ def test_errors_report(workload: pl.DataFrame) -> None:
     assert messages["upstream failed after <n> tries"]["stages"] == ["POST /predict"]
 
 
-def test_bottlenecks_tail_attribution(workload: pl.DataFrame) -> None:
+def test_bottlenecks_attribute_the_tail_to_the_stages_that_grow_in_it(
+    workload: pl.DataFrame,
+) -> None:
     report = bottlenecks.build(analysed=workload)
     rows = _rows(report)
     assert report.tables[0].rows[0]["stage"] == "fetch_features"

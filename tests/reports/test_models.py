@@ -123,7 +123,9 @@ def test_psi_of_identical_samples_is_zero_and_nulls_are_left_out() -> None:
     ("psi", "expected"),
     [(0.0, "stable"), (0.0999, "stable"), (0.1, "moderate"), (0.25, "moderate"), (0.2501, "major")],
 )
-def test_readings(psi: float, expected: str) -> None:
+def test_psi_reads_stable_below_0_1_moderate_to_0_25_and_major_above(
+    psi: float, expected: str
+) -> None:
     assert reading(psi) == expected
 
 
@@ -286,7 +288,7 @@ def assert_rows_match(rows: list[dict[str, Any]], expected: dict[str, dict[str, 
         assert dict(row["prediction_mix"]) == pytest.approx(want["prediction_mix"])
 
 
-def test_per_version_statistics_from_otlp_list_attributes(tmp_path: Path) -> None:
+def test_each_version_gets_its_statistics_and_drift_from_otlp_attributes(tmp_path: Path) -> None:
     items = workload()
     path = write_otlp(tmp_path / "w.otlp.json", items)
     result = run("models", str(path), "--feature", "input.length", "--format", "json")
@@ -390,7 +392,7 @@ def log_telemetry(lines: list[dict[str, Any]]) -> Telemetry:
     return Telemetry(spans=spans, logs=logs)
 
 
-def test_a_log_only_dump_without_stages() -> None:
+def test_a_dump_of_log_lines_without_stages_gives_each_model_its_statistics() -> None:
     report = build(current=log_telemetry(LOG_ONLY))
     rows = {r["model_version"]: r for r in report.primary.rows}
     assert rows["m-a"]["requests"] == 3
@@ -431,7 +433,7 @@ def test_sample_app_log_matches_the_generator_truth() -> None:
     assert report.data["stages"] == ["model.inference"]
 
 
-def test_cli_on_the_sample_app_log() -> None:
+def test_models_counts_the_sample_app_log_requests_of_each_version_as_generated() -> None:
     result = run("models", str(SAMPLE_DATA / "app.log.jsonl"), "--format", "json")
     assert result.exit_code == 0, result.stderr
     truth = json.loads((SAMPLE_DATA / "truth.json").read_text())["model_versions"]
@@ -549,7 +551,7 @@ def _records(predictions: list[str], confidences: list[float], start_ns: int, tr
     ]  # fmt: skip
 
 
-def test_drift_between_consecutive_windows() -> None:
+def test_with_a_window_drift_compares_consecutive_windows() -> None:
     first = (["a", "a", "b", "b"], [0.9, 0.8, 0.7, 0.6])
     second = (["a", "b", "b", "b"], [0.5, 0.45, 0.4, 0.3])
     spans = pl.concat(_records(*first, T0, "w0-") + _records(*second, T0 + 10 * 10**9 + MS, "w1-"))
@@ -572,7 +574,7 @@ def test_drift_between_consecutive_windows() -> None:
     assert drift["confidence"]["reading"] == "major"
 
 
-def test_drift_between_baseline_and_current(tmp_path: Path) -> None:
+def test_with_a_baseline_drift_compares_the_baseline_with_the_current_dump(tmp_path: Path) -> None:
     baseline = pl.concat(_records(["a", "a", "a", "b"], [0.9, 0.9, 0.8, 0.7], T0, "b"))
     current = pl.concat(_records(["a", "b", "b", "b"], [0.9, 0.9, 0.8, 0.7], T0, "c"))
     report = build(
@@ -588,7 +590,7 @@ def test_drift_between_baseline_and_current(tmp_path: Path) -> None:
     assert {t.key for t in report.tables} >= {"rows", "drift", "baseline_rows"}
 
 
-def test_baseline_through_the_cli(tmp_path: Path) -> None:
+def test_a_dump_against_itself_as_baseline_drifts_nowhere(tmp_path: Path) -> None:
     items = workload(seed=8)
     base = write_otlp(tmp_path / "base.json", items)
     result = run("models", str(base), "--baseline", str(base), "--format", "json")
@@ -631,7 +633,7 @@ def test_bad_options_exit_2(tmp_path: Path) -> None:
         assert result.stderr.startswith("error:") or "error" in result.stderr
 
 
-def test_csv_and_markdown_render(tmp_path: Path) -> None:
+def test_csv_holds_a_row_per_version_and_markdown_a_table(tmp_path: Path) -> None:
     items = workload(count=12)
     path = write_otlp(tmp_path / "w.json", items)
     result = run("models", str(path), "--format", "csv")
@@ -648,7 +650,7 @@ def test_csv_and_markdown_render(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- check budgets
 
 
-def test_model_budget_grammar() -> None:
+def test_model_budgets_read_psi_of_a_field_and_low_confidence_rates() -> None:
     budget = parse_budget("psi.confidence<0.2")
     assert (budget.stage, budget.metric, budget.kind) == (None, "psi.confidence", MetricKind.INDEX)
     assert str(budget.limit) == "0.2"
@@ -661,7 +663,7 @@ def test_model_budget_grammar() -> None:
             parse_budget(text)
 
 
-def test_check_model_budgets(tmp_path: Path) -> None:
+def test_check_holds_model_budgets_to_the_numbers_numpy_gives(tmp_path: Path) -> None:
     items = workload(seed=5)
     path = write_otlp(tmp_path / "w.json", items)
     confidences = {

@@ -141,7 +141,7 @@ def test_an_id_only_log_records_carry_says_so() -> None:
     assert "request id" not in message
 
 
-def test_correlation_id_from_a_span_attribute(dump: Path) -> None:
+def test_a_request_id_attribute_of_a_span_names_its_trace(dump: Path) -> None:
     document = show_json("req-8f3a", str(dump))
     assert document["trace_id"] == T1
     assert document["matched_by"] == "correlation_id"
@@ -156,7 +156,7 @@ def test_correlation_id_on_several_traces_lists_them(dump: Path) -> None:
     assert T1 not in result.stderr
 
 
-def test_configured_id_attribute(tmp_path: Path) -> None:
+def test_an_attribute_named_by_id_attr_names_its_trace(tmp_path: Path) -> None:
     spans = [("api", ms_span(T1, A, None, "root", 0, 10, attrs={"job.key": "job-7"}))]
     path = write_by_service(tmp_path / "d.jsonl", spans)
     assert show("job-7", str(path)).exit_code == 2
@@ -177,7 +177,7 @@ def test_unknown_id_exits_2_with_the_closest_ids(dump: Path) -> None:
     assert "req-8f3a" in result.stderr
 
 
-def test_correlation_id_from_a_log_line() -> None:
+def test_a_correlation_id_of_a_log_line_names_its_trace() -> None:
     spans = make_spans([(A, None, 0, 10)], trace_id=T1)
     logs = logs_from_columns(
         {
@@ -196,7 +196,7 @@ def test_correlation_id_from_a_log_line() -> None:
         request.build(spans=spans, logs=logs, ident="corr-56")
 
 
-def test_correlation_id_from_a_log_line_through_the_cli(tmp_path: Path) -> None:
+def test_show_finds_a_trace_by_the_correlation_id_of_a_log_line(tmp_path: Path) -> None:
     from ml_tracelens.readers.parquet import write_parquet
 
     spans = make_spans([(A, None, 0, 10)], trace_id=T1)
@@ -219,7 +219,9 @@ def test_correlation_id_from_a_log_line_through_the_cli(tmp_path: Path) -> None:
 # --- the JSON contract against the hand-built trace -------------------------------------------
 
 
-def test_json_keys_and_values(dump: Path) -> None:
+def test_the_json_holds_the_root_and_each_span_with_the_times_worked_out_by_hand(
+    dump: Path,
+) -> None:
     document = show_json(T1, str(dump))
     assert document["report"] == "show"
     assert document["root"] == {
@@ -314,7 +316,7 @@ def test_waterfall_interleaves_logs_under_their_spans(dump: Path) -> None:
 # --- big-trace options ------------------------------------------------------------------------
 
 
-def test_depth_limits_json_and_view(dump: Path) -> None:
+def test_depth_limits_the_spans_shown_but_keeps_every_log_line(dump: Path) -> None:
     document = show_json(T1, str(dump), "--depth", "1")
     assert [s["span_id"] for s in document["spans"]] == [A, B]
     assert document["span_count"] == 4
@@ -338,7 +340,7 @@ def test_critical_only_keeps_path_spans_and_their_ancestors() -> None:
     assert [s["cp_ms"] for s in report.tables[0].rows] == [0.0, 0.0, 100.0]
 
 
-def test_critical_only_on_the_cli(dump: Path) -> None:
+def test_critical_only_shows_the_path_spans_and_their_ancestors(dump: Path) -> None:
     document = show_json(T1, str(dump), "--critical-only")
     assert [s["span_id"] for s in document["spans"]] == [A, B, D]
 
@@ -417,7 +419,9 @@ def _terminal(report: Any) -> str:
 # --- real fixtures ----------------------------------------------------------------------------
 
 
-def test_zipkin_shared_client_server_ids(shared_fixtures: Path) -> None:
+def test_a_zipkin_trace_shows_each_shared_id_as_a_server_under_its_client(
+    shared_fixtures: Path,
+) -> None:
     path = shared_fixtures / "zipkin" / "smartthings-oauth-authorization.json"
     records = json.loads(path.read_text())
     (trace_id,) = {r["traceId"] for r in records}
@@ -452,7 +456,7 @@ def test_zipkin_shared_client_server_ids(shared_fixtures: Path) -> None:
     assert "✗ 401" in text
 
 
-def test_otel_demo_trace_with_logs(shared_fixtures: Path) -> None:
+def test_a_demo_trace_shows_its_spans_and_its_logs_by_span_id(shared_fixtures: Path) -> None:
     path = shared_fixtures / "otlp" / "otel-demo-capture.otlp.jsonl"
     span_ids: dict[str, set[str]] = defaultdict(set)
     records: dict[str, list[dict]] = defaultdict(list)
@@ -484,7 +488,7 @@ def test_otel_demo_trace_with_logs(shared_fixtures: Path) -> None:
     assert message[:40] in text
 
 
-def test_sample_data_request_id(tmp_path: Path) -> None:
+def test_a_request_id_of_the_sample_traces_names_its_trace(tmp_path: Path) -> None:
     from tests.conftest import SAMPLE_DATA
 
     path = SAMPLE_DATA / "traces.otlp.jsonl"
@@ -544,7 +548,7 @@ def test_log_at_a_boundary_belongs_to_the_span_ending_there() -> None:
     ]
 
 
-def test_sample_data_with_application_logs() -> None:
+def test_the_application_log_lines_of_a_request_attach_to_its_stages() -> None:
     from tests.conftest import SAMPLE_DATA
 
     lines = [json.loads(x) for x in (SAMPLE_DATA / "app.log.jsonl").read_text().splitlines()]
@@ -565,7 +569,7 @@ def test_sample_data_with_application_logs() -> None:
     assert all(stage_of_span[log["span_id"]] == stage_at[log["time"]] for log in named)
 
 
-def test_sample_data_log_only_request() -> None:
+def test_a_request_known_from_logs_alone_shows_its_stages_under_a_derived_root() -> None:
     from tests.conftest import SAMPLE_DATA
 
     path = SAMPLE_DATA / "stages.log.jsonl"

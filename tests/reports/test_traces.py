@@ -70,7 +70,7 @@ def ids(document: dict[str, Any]) -> list[str]:
     return [row["trace_id"] for row in document["rows"]]
 
 
-def test_rows_and_keys(dump: Path) -> None:
+def test_one_row_per_request_by_start_time_with_its_root_spans_and_errors(dump: Path) -> None:
     document = run_json(str(dump))
     assert document["report"] == "traces"
     rows = document["rows"]
@@ -96,7 +96,7 @@ def test_rows_and_keys(dump: Path) -> None:
     assert by_id[T2]["start"] == "2023-11-14T22:13:21.000000Z"
 
 
-def test_slowest_errors_where_sort_top(dump: Path) -> None:
+def test_slowest_errors_where_sort_and_top_choose_and_order_the_rows(dump: Path) -> None:
     assert ids(run_json(str(dump), "--slowest", "2")) == [T3, T1]
     assert ids(run_json(str(dump), "--errors")) == [T1]
     assert ids(run_json(str(dump), "--where", "stage = 'model.inference'")) == [T1, T3]
@@ -115,7 +115,7 @@ def test_bad_options_exit_2(dump: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_terminal_and_csv(dump: Path) -> None:
+def test_the_terminal_and_csv_show_every_row(dump: Path) -> None:
     result = runner.invoke(app, ["traces", str(dump)])
     assert result.exit_code == 0
     assert T1 in result.stdout
@@ -126,7 +126,7 @@ def test_terminal_and_csv(dump: Path) -> None:
     assert len(csv_out) == 5
 
 
-def test_correlation_id_from_log_lines() -> None:
+def test_a_log_lines_correlation_id_other_than_the_trace_id_names_the_request() -> None:
     spans = make_spans([("r", None, 0, 10)], trace_id=T2)
     logs = logs_from_columns(
         {
@@ -142,7 +142,7 @@ def test_correlation_id_from_log_lines() -> None:
     assert row["correlation_id"] == "corr-2"  # a correlation id equal to the trace id says nothing
 
 
-def test_zipkin_fixture(shared_fixtures: Path) -> None:
+def test_a_zipkin_trace_is_one_row_counted_as_in_the_file(shared_fixtures: Path) -> None:
     path = shared_fixtures / "zipkin" / "smartthings-oauth-authorization.json"
     records = json.loads(path.read_text())
     (root,) = [r for r in records if not r.get("parentId")]
@@ -154,7 +154,9 @@ def test_zipkin_fixture(shared_fixtures: Path) -> None:
     assert row["duration_ms"] == pytest.approx(root["duration"] / 1000)
 
 
-def test_otel_demo_fixture(shared_fixtures: Path) -> None:
+def test_every_demo_trace_is_a_row_counted_as_in_the_file_in_start_order(
+    shared_fixtures: Path,
+) -> None:
     path = shared_fixtures / "otlp" / "otel-demo-capture.otlp.jsonl"
     spans: Counter[str] = Counter()
     errors: Counter[str] = Counter()
