@@ -17,8 +17,8 @@ from typing import Any
 from typer.main import get_command
 
 from ml_tracelens.cli import app
+from tests.factories import MS, T0, TRACE, otlp_document, otlp_log, otlp_span
 
-TRACE = "0af7651916cd43dd8448eb211c80319c"
 #: Each is a way to take over a terminal, with the text a person must see instead.
 PAYLOADS = {
     "clear screen + colour": ("\x1b[2J\x1b[31mred", "\\x1b[2J\\x1b[31mred"),
@@ -70,58 +70,35 @@ UNSAFE = re.compile(
 SGR = re.compile("\x1b\\[[0-9;]*m")  # rich's own styling, on a terminal
 
 
-def value(text: str) -> dict[str, Any]:
-    return {"stringValue": text}
-
-
 def hostile_otlp(
     names: list[str], *, trace: str = TRACE, service: str = "api", logs: bool = True
 ) -> str:
     """One OTLP/JSON line: a root span and one child per name, each carrying the name in its
     stage, status message, attribute key and value and event name; plus a log line per name
-    (without them, a line takes the typed fast path)."""
-    spans = [
-        {
-            "traceId": trace,
-            "spanId": "a000000000000001",
-            "name": "root",
-            "kind": 2,
-            "startTimeUnixNano": "1700000000000000000",
-            "endTimeUnixNano": "1700000000900000000",
-        }
-    ]
+    (without them, a line takes the typed fast path). Written by ``json``, which escapes what
+    ``orjson`` refuses (lone surrogates)."""
+    root = "a000000000000001"
+    spans = [otlp_span(trace, root, None, "root", T0, T0 + 900 * MS)]
     records = []
     for index, name in enumerate(names, start=2):
+        span = f"a{index:015x}"
         spans.append(
-            {
-                "traceId": trace,
-                "spanId": f"a{index:015x}",
-                "parentSpanId": "a000000000000001",
-                "name": name,
-                "kind": 3,
-                "startTimeUnixNano": str(1700000000000000000 + index * 1000000),
-                "endTimeUnixNano": str(1700000000000000000 + index * 2000000),
-                "status": {"code": 2, "message": name},
-                "attributes": [{"key": name, "value": value(name)}],
-                "events": [{"name": name, "timeUnixNano": "1700000000001000000"}],
-            }
+            otlp_span(
+                trace,
+                span,
+                root,
+                name,
+                T0 + index * MS,
+                T0 + index * 2 * MS,
+                kind=3,
+                attributes={name: name},
+                status="error",
+                message=name,
+                events=[{"name": name, "timeUnixNano": str(T0 + MS)}],
+            )
         )
-        records.append(
-            {
-                "timeUnixNano": "1700000000002000000",
-                "severityText": "ERROR",
-                "body": value(name),
-                "traceId": trace,
-                "spanId": f"a{index:015x}",
-            }
-        )
-    resource = {"attributes": [{"key": "service.name", "value": value(service)}]}
-    document: dict[str, Any] = {
-        "resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]
-    }
-    if logs:
-        document["resourceLogs"] = [{"resource": resource, "scopeLogs": [{"logRecords": records}]}]
-    return json.dumps(document)
+        records.append(otlp_log(trace, span, T0 + 2 * MS, name, "ERROR"))
+    return json.dumps(otlp_document(spans, service=service, logs=records if logs else None))
 
 
 def names() -> list[str]:

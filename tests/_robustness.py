@@ -1,9 +1,9 @@
-"""Shared by the robustness tests: a checked in-process CLI call, and OTLP dump builders.
+"""Shared by the robustness tests: a checked in-process CLI call and the checked calls on it.
 
 ``run_cli`` runs one tracelens command through typer's CliRunner under an alarm and lists every
 way it misbehaved (an exit code outside {0, 1, 2}, an escaped exception, a traceback, the CLI's
 "internal error" catch-all, an exit 2 without a message or with a report, JSON output that does
-not parse, a hang). test_fuzz.py and test_pathological*.py assert that list is empty.
+not parse, a hang). The fuzzer and the hazard tests of tests/acceptance assert that list is empty.
 """
 
 from __future__ import annotations
@@ -90,42 +90,9 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> Outcome:
     return outcome
 
 
-# -- builders and checked calls --------------------------------------------------------------
+# -- checked calls -----------------------------------------------------------------------------
 
-T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z in ns
-MS = 1_000_000
 INT64_MAX = 2**63 - 1
-TRACE = "0af7651916cd43dd8448eb211c80319c"
-
-
-def otlp_span(
-    trace: str, span: str, parent: str | None, name: str, start: Any, end: Any, **extra: Any
-) -> dict[str, Any]:
-    out = {
-        "traceId": trace,
-        "spanId": span,
-        "parentSpanId": parent or "",
-        "name": name,
-        "kind": 2,
-        "startTimeUnixNano": start if isinstance(start, str) else str(start),
-        "endTimeUnixNano": end if isinstance(end, str) else str(end),
-    }
-    out.update(extra)
-    return out
-
-
-def otlp_doc(spans: list[dict[str, Any]], service: str = "svc") -> dict[str, Any]:
-    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
-    return {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}
-
-
-def write_otlp_lines(path: Path, batches: list[list[dict[str, Any]]]) -> Path:
-    path.write_bytes(b"".join(orjson.dumps(otlp_doc(batch)) + b"\n" for batch in batches))
-    return path
-
-
-def sid(number: int) -> str:
-    return f"{number + 1:016x}"
 
 
 def ok(*args: str) -> Outcome:

@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 SAMPLE_DATA = REPO / "sample_data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 # Deterministic output whatever the machine: UTC, a fixed width, no colour.
 os.environ["TZ"] = "UTC"
