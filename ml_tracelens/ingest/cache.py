@@ -122,7 +122,7 @@ def _reading_settings(*, input_format: str | None, options: ReadOptions) -> dict
     All fields of ``ReadOptions`` and of ``limits.Limits`` are taken, so an option or a limit
     added later is in the key without anyone remembering to add it. The parallel-read settings
     (``TRACELENS_WORKERS``, ``TRACELENS_PARALLEL_MIN_MB``) are not: a parallel read gives
-    exactly the serial read's tables (tests/test_parallel_read.py).
+    exactly the serial read's tables (tests/ingest/test_parallel_read.py).
     """
     settings: dict[str, Any] = {
         "input_format": input_format,

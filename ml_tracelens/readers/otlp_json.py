@@ -201,6 +201,10 @@ def read_line_range(lines: Iterable[tuple[int, bytes]], name: str) -> ReadResult
     return _result(name, stats, batch, spans, logs)
 
 
+#: Spans decoded before they are turned into canonical frames (see ``_Chunks``).
+FLUSH_SPANS = 50_000
+
+
 class _Chunks:
     """The fast path's spans, turned into canonical frames every ``FLUSH_SPANS`` spans.
 
@@ -208,8 +212,6 @@ class _Chunks:
     keeps that at tens of megabytes however big the input is. A document is never split between
     chunks, so a line dropped for invalid UTF-8 goes whole.
     """
-
-    FLUSH_SPANS = 50_000
 
     def __init__(self, name: str, stats: ReadStats) -> None:
         self.name = name
@@ -220,7 +222,7 @@ class _Chunks:
 
     def add(self, document: Any, line: int) -> None:
         self.batch.add(document, line)
-        if len(self.batch) >= self.FLUSH_SPANS:
+        if len(self.batch) >= FLUSH_SPANS:
             self.flush()
 
     def flush(self) -> None:

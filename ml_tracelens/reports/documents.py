@@ -2,7 +2,7 @@
 
 Every document is the envelope (``tracelens``, ``report``, ``inputs``, ``warnings``) plus the
 report's own keys; a report key never repeats an envelope key, and a key that several reports
-print has one type in all of them (``tests/test_documents.py`` checks both, and decodes every
+print has one type in all of them (``tests/reports/test_documents.py`` checks both, and decodes every
 command's real output with these types). ``tracelens schema REPORT`` prints the JSON Schema
 generated from them; ``Result.document`` in the library decodes a report into them.
 

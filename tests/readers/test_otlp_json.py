@@ -235,7 +235,7 @@ def test_reading_in_small_chunks_changes_nothing(
     path = tmp_path / "dump.jsonl"
     path.write_bytes(b"\n".join([*lines[:-3], bad.replace(b"@@", b"\xff\xfe"), *lines[-3:]]))
     whole = ingest.load([str(path)])
-    monkeypatch.setattr(otlp_json._Chunks, "FLUSH_SPANS", 5)
+    monkeypatch.setattr(otlp_json, "FLUSH_SPANS", 5)
     chunked = ingest.load([str(path)])
     assert chunked.spans.equals(whole.spans)
     assert chunked.inputs == whole.inputs
