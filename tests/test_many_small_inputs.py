@@ -1,6 +1,7 @@
 """Many small inputs are read together (one frame for all, not one per file) and give exactly
 what reading them one by one gives: the same rows in the same order, and each input listed with
-its own format and counts."""
+its own format and counts (issue 14, item 14): OTLP files of one document or of several
+lines."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from ml_tracelens import ingest, schema
 from ml_tracelens.errors import MalformedInput
+from ml_tracelens.readers.base import DEEP_VALUES_DROPPED
 
 
 def _span(index: int, **fields: Any) -> dict[str, Any]:
@@ -149,3 +151,69 @@ def test_strict_names_the_first_malformed_input_read_together(
         ingest.load([str(directory)], options=ingest.ReadOptions(strict=True))
     assert str(together.value) == str(one_by_one.value)
     assert str(together.value).startswith(f"{directory}/c-lines.jsonl:4: ")
+
+
+# --- line-based OTLP files: their typed spans are mapped together too ------------------------
+
+
+def _lines_directory(root: Path) -> Path:
+    """Small OTLP files of several lines each (the typed path), with a line of invalid UTF-8,
+    an attribute nested too deep, a malformed span and a truncated line among them."""
+    root.mkdir()
+    for index in range(30):
+        lines = [json.dumps(_document(_span(1000 + 10 * index + i))) for i in range(2)]
+        (root / f"l{index:03d}.jsonl").write_text("\n".join(lines) + "\n")
+    deep = _span(500, attributes=[{"key": "deep", "value": {"x": "@DEEP@"}}])
+    deep_line = json.dumps(_document(deep)).replace('"@DEEP@"', "[" * 200 + "]" * 200)
+    bad_utf8 = json.dumps(_document(_span(501, attributes=[{"key": "s", "value": "@"}])))
+    bad_utf8_line = bad_utf8.encode().replace(b'"@"', b'{"stringValue": "\xff"}')
+    (root / "m-mixed.jsonl").write_bytes(
+        b"\n".join(
+            [
+                json.dumps(_document(_span(502))).encode(),
+                bad_utf8_line,
+                deep_line.encode(),
+                json.dumps(_document(_span(503), _span(504, spanId=7))).encode(),
+                b'{"resourceSpans": [',
+            ]
+        )
+        + b"\n"
+    )
+    for index in range(5):
+        lines = [json.dumps(_document(_span(2000 + 10 * index + i))) for i in range(3)]
+        (root / f"n{index:03d}.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_line_based_inputs_read_together_equal_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = _lines_directory(tmp_path / "dumps")
+    together = ingest.load([str(directory)])
+    mixed = next(s for s in together.inputs if s.path.endswith("m-mixed.jsonl"))
+    assert (mixed.stats.lines, mixed.stats.skipped, mixed.stats.skipped_items) == (5, 2, 1)
+    assert mixed.stats.ignored == {DEEP_VALUES_DROPPED: 1}
+    _unbatched(monkeypatch)
+    one_by_one = ingest.load([str(directory)])
+    assert together.spans.equals(one_by_one.spans)
+    assert together.inputs == one_by_one.inputs
+    assert together.warnings == one_by_one.warnings
+
+
+def test_line_based_inputs_are_mapped_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = _lines_directory(tmp_path / "dumps")
+    from ml_tracelens.readers import otlp_json
+
+    calls = []
+    canonical = otlp_json.canonical_from_batch
+
+    def counting(batch: Any, source_name: Any) -> Any:
+        calls.append(len(batch))
+        return canonical(batch, source_name)
+
+    monkeypatch.setattr(otlp_json, "canonical_from_batch", counting)
+    loaded = ingest.load([str(directory)])
+    assert len(calls) == 1
+    assert loaded.spans.height == 30 * 2 + 2 + 1 + 15
