@@ -67,7 +67,7 @@ import io
 import os
 import stat
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, repeat
 from typing import IO, Any, Literal
@@ -76,8 +76,9 @@ import orjson
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.readers import log_aliases, log_fields, log_keys
+from ml_tracelens.readers import log_aliases, log_batch, log_fields, log_keys
 from ml_tracelens.readers.base import (
+    BatchResult,
     InputSource,
     ReaderSpec,
     ReadOptions,
@@ -180,11 +181,46 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
             found |= parsed.found_keys
             if parsed.logs.height:
                 frames.append(parsed.logs)
-    for name, key in plan.user_keys.items():
-        if key not in found:
-            stats.warn(f'--field {name}={options.field_map[name]}: no line has the key "{key}"')
+    for message in log_aliases.unfound_field_warnings(plan, options.field_map, found):
+        stats.warn(message)
     logs = pl.concat(frames, how="vertical") if frames else empty_logs()
     return ReadResult(stats=stats, logs=logs)
+
+
+#: An input batched by ``read_many`` holds at most this much text; a larger one (a small
+#: compressed file can decompress to a lot) is read on its own.
+BATCH_INPUT_BYTES = 4 * 1024 * 1024
+
+
+def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResult:
+    """Read small inputs together (``log_batch``): each is split into lines and parsed on its
+    own with orjson, then all their lines are mapped at once; each gets what ``read`` gives."""
+    plan = log_aliases.plan(options.field_map)
+    batch = log_batch.LogBatch(
+        plan,
+        options.field_map,
+        sample_records=SAMPLE_KEY_RECORDS,
+        max_sample_keys=MAX_SAMPLE_KEYS,
+    )
+    current = limits.current()
+    largest = min(BATCH_INPUT_BYTES, current.max_document_bytes)
+    for source in sources:
+        with source.open() as stream:
+            data = stream.read(largest + 1)
+        if len(data) > largest or data.count(b"\n") >= CHUNK_LINES:
+            # Read it as a whole input (which also refuses a line over the size limit).
+            batch.add_result(read(source, options))
+            continue
+        stats = ReadStats(format=NAME)
+        lines = _lines(data.removeprefix(BOM))
+        stats.lines = len(lines)
+        documents: list[dict[str, Any]] = []
+        numbers: list[int] = []
+        checks = LineChecks.of(data, current.max_json_depth, current.max_keys_per_line)
+        parse_lines(lines, 1, source.name, stats, checks, documents, numbers)
+        stats.records = stats.lines - stats.skipped
+        batch.add(source.name, stats, documents, numbers, size=len(data))
+    return batch.result()
 
 
 def blocks(
@@ -261,6 +297,7 @@ READER = ReaderSpec(
     sniff=sniff,
     read=read,
     priority=90,
+    read_many=read_many,
 )
 
 
@@ -402,8 +439,9 @@ class LineChecks:
     too_many_keys: Callable[[bytes, int], bool]
 
     @classmethod
-    def of(cls, data: bytes, depth: int) -> LineChecks:
-        max_keys = limits.current().max_keys_per_line
+    def of(cls, data: bytes, depth: int, max_keys: int | None = None) -> LineChecks:
+        if max_keys is None:
+            max_keys = limits.current().max_keys_per_line
         return cls(
             depth,
             max_keys,

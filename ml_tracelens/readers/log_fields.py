@@ -138,18 +138,22 @@ def to_logs(
 def map_logs(
     raw: pl.DataFrame,
     *,
-    source_name: str | None,
+    source_name: str | pl.Series,
     plan_: Plan,
     plain_values: bool = False,
     extra: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``to_logs`` with the flags of unreadable values per row (boolean columns ``time`` and
-    ``duration``) instead of their counts. ``source_name`` None: each row's input name is in
-    a ``_source`` column of ``raw``."""
-    columns = sorted(c for c in raw.columns if c not in ("_line", "_source"))
+    ``duration``) instead of their counts; ``source_name`` may give each row's input name."""
+    columns = sorted(c for c in raw.columns if c != "_line")
     # Keys become positional names: a key like "*" or "^a$" must never reach pl.col as a pattern.
     internal = {name: f"\x01{index}" for index, name in enumerate(columns)}
     raw = raw.rename(internal)
+    if isinstance(source_name, pl.Series):
+        prefix = pl.col("\x02source") + ":"
+        raw = raw.with_columns(source_name.alias("\x02source"))
+    else:
+        prefix = pl.lit(f"{source_name}:")
     work = raw.lazy()
     # field -> ordered sources: (column holding the parsed value, key it consumes when it wins)
     sources: dict[str, list[tuple[str, str | None]]] = {}
@@ -238,8 +242,7 @@ def map_logs(
         .then(pl.lit(NEGATIVE_DURATION))
         .when(unread_duration)
         .then(pl.lit(DURATION_NOT_A_NUMBER)),
-        source=(pl.lit(f"{source_name}:") if source_name is not None else pl.col("_source") + ":")
-        + pl.col("_line").cast(pl.String),
+        source=prefix + pl.col("_line").cast(pl.String),
         **{
             f"\x00unread {field}": flag
             for field, flag in (("time", unread_time), ("duration", unread_duration))
