@@ -307,6 +307,6 @@ def attributes_dict(text: str | None, resource: str | None = None) -> dict[str, 
     value = orjson.loads(data)
     if isinstance(value, dict):
         return value
-    from ml_tracelens.readers.otlp_values import attributes_of
+    from ml_tracelens.readers.otlp_values import tolerant_attributes
 
-    return attributes_of(value)
+    return tolerant_attributes(value)

@@ -75,6 +75,7 @@ from ml_tracelens.readers.otlp_values import (
     canonical_level,
     int_or_none,
     level_from_severity_number,
+    tolerant_attributes,
 )
 from ml_tracelens.schema import (
     OTEL_LOG_COLUMNS,
@@ -519,7 +520,7 @@ def _read_resource_spans(
     the position of the next span in the document. A malformed container raises."""
     if not isinstance(resource_spans, dict):
         raise TypeError("a resourceSpans item is not an object")
-    resource = attributes_of((resource_spans.get("resource") or {}).get("attributes"))
+    resource = _resource_attributes(resource_spans.get("resource"))
     service = str(resource.get("service.name", "unknown_service"))
     scopes = list_or_empty(
         resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans"),
@@ -534,6 +535,12 @@ def _read_resource_spans(
             )
             position += 1
     return position
+
+
+def _resource_attributes(resource: Any) -> dict[str, Any]:
+    """A resource's attributes as plain values, an odd value kept as its JSON text
+    (``tolerant_attributes``): one odd value must not cost every span under the resource."""
+    return tolerant_attributes((resource or {}).get("attributes"))
 
 
 def _append_span(
@@ -650,7 +657,7 @@ def _scalar(value: Any, key: str) -> int | str | None:
 def _read_resource_logs(
     resource_logs: dict[str, Any], location: str, out: dict[str, list[Any]]
 ) -> None:
-    resource = attributes_of((resource_logs.get("resource") or {}).get("attributes"))
+    resource = _resource_attributes(resource_logs.get("resource"))
     service = str(resource.get("service.name", "unknown_service"))
     scopes = resource_logs.get("scopeLogs") or resource_logs.get("instrumentationLibraryLogs") or ()
     for scope in scopes:
