@@ -216,7 +216,7 @@ def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResu
         stats.lines = len(lines)
         documents: list[dict[str, Any]] = []
         numbers: list[int] = []
-        checks = LineChecks.of(data, current.max_json_depth, current.max_keys_per_line)
+        checks = LineChecks.of(data, lines, current.max_json_depth, current.max_keys_per_line)
         parse_lines(lines, 1, source.name, stats, checks, documents, numbers)
         stats.records = stats.lines - stats.skipped
         batch.add(source.name, stats, documents, numbers, size=len(data))
@@ -402,7 +402,7 @@ def _python_chunks(
 ) -> Iterator[RawChunk]:
     lines = _lines(data.removeprefix(BOM) if first_line == 1 else data)
     stats.lines = len(lines)
-    checks = LineChecks.of(data, depth)
+    checks = LineChecks.of(data, lines, depth)
     for start, end, size in _chunk_bounds(lines):
         documents: list[dict[str, Any]] = []
         numbers: list[int] = []
@@ -439,15 +439,19 @@ class LineChecks:
     too_many_keys: Callable[[bytes, int], bool]
 
     @classmethod
-    def of(cls, data: bytes, depth: int, max_keys: int | None = None) -> LineChecks:
+    def of(
+        cls, data: bytes, lines: list[bytes], depth: int, max_keys: int | None = None
+    ) -> LineChecks:
+        """The checks for ``lines``, the lines of ``data``."""
         if max_keys is None:
             max_keys = limits.current().max_keys_per_line
+        # A key takes at least 4 bytes ("":0) and is followed by a colon.
+        many_keys = data.count(b":") > max_keys and max(map(len, lines), default=0) > 4 * max_keys
         return cls(
             depth,
             max_keys,
             limits.too_deep if may_nest_deeper(data, depth) else _never,
-            # Every key is followed by a colon.
-            limits.too_many_keys if data.count(b":") > max_keys else _never,
+            limits.too_many_keys if many_keys else _never,
         )
 
 
