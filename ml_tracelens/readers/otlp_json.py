@@ -159,13 +159,23 @@ def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResu
     typed_counts = chunks.counts
     if chunks.frames:
         typed = pl.concat(chunks.frames, how="vertical")
-        pieces = []
+        # Runs of consecutive rows of one frame, so that inputs of one kind make one slice.
+        runs: list[list[Any]] = []  # [frame, start, length]
         typed_start = 0
         for start, end, count in zip(starts, lenient_ends, typed_counts, strict=True):
-            pieces.append(lenient.slice(start, end - start))
-            pieces.append(typed.slice(typed_start, count))
+            for frame, first, length in (
+                (lenient, start, end - start),
+                (typed, typed_start, count),
+            ):
+                if not length:
+                    continue
+                if runs and runs[-1][0] is frame and runs[-1][1] + runs[-1][2] == first:
+                    runs[-1][2] += length
+                else:
+                    runs.append([frame, first, length])
             typed_start += count
-        span_frame = pl.concat(pieces, how="vertical")
+        pieces = [frame.slice(first, length) for frame, first, length in runs]
+        span_frame = pl.concat(pieces, how="vertical") if pieces else lenient
     else:
         span_frame = lenient
     span_counts = [
