@@ -30,10 +30,14 @@ document takes 9-29 times its size (peak RSS of the whole process, measured per 
 line or document of 33-62 MB: a JSON log line holding an array of small objects is the worst,
 28×, then a log line of one long string 17×, Zipkin 14×, Jaeger 13×, an OTLP document 9×), so
 64 MiB keeps the worst case of these under 2 GB (1.9 GB); a larger Jaeger or Zipkin download is
-refused with a message naming the variable to raise. Real JSON nests 4
-(Zipkin) to ~20 (OTLP with nested attribute maps) levels; 128 leaves ample room, keeps every
-accepted value within what the JSON encoder (254 levels), polars' JSON functions (128) and
-Python's recursion limit handle, and is checked on the raw bytes before parsing. Honest telemetry
+refused with a message naming the variable to raise. Real log lines hold tens of keys, rarely
+hundreds, while each key of a JSON-lines block can cost a column (``readers/log_keys.py``);
+10,000 keys leaves ample room and keeps a line of millions (a 23 MB line of 1.6M keys took 24 GB)
+from ever being parsed: the keys are counted on the raw bytes in about twice the line's size.
+Real JSON nests 4 (Zipkin) to ~20 (OTLP with nested attribute maps) levels; 128 leaves ample
+room, keeps every accepted value within what the JSON encoder (254 levels), polars' JSON
+functions (128) and Python's recursion limit handle, and is checked on the raw bytes before
+parsing. Honest telemetry
 compresses 8-40× (measured on the fixtures and on a health-check log with millisecond
 timestamps); gzip cannot exceed ~1032×, which a "bomb" reaches. 200× sits between the two; the
 64 MiB floor keeps small files with unusual ratios readable and bounds the work a bomb can cause.
@@ -227,7 +231,8 @@ def too_many_keys(data: bytes, limit: int) -> bool:
         return False
     if b"\\" in data:
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    structure = data.translate(None, _KEY_STRUCTURE)
+    # Adjacent quotes enclose nothing kept: dropping them keeps every colon's string parity.
+    structure = data.translate(None, _KEY_STRUCTURE).replace(b'""', b"")
     del data
     outside = []
     in_string = False
