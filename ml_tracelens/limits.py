@@ -26,10 +26,10 @@ variable                                default    what happens beyond it
 Sizes take binary suffixes: ``512M``, ``2G``, ``1GiB``, or plain bytes.
 
 Why these numbers. Real dumps have lines of kilobytes to a few megabytes. Reading one line or
-document takes 9-29 times its size (peak RSS of the whole process, measured per reader on one
-line or document of 33-62 MB: a JSON log line holding an array of small objects is the worst,
-28×, then a log line of one long string 17×, Zipkin 14×, Jaeger 13×, an OTLP document 9×), so
-64 MiB keeps the worst case of these under 2 GB (1.9 GB); a larger Jaeger or Zipkin download is
+document takes 9-23 times its size (peak RSS of the whole process, measured per reader on one
+line or document of 33-61 MB: a JSON log line holding an array of small objects is the worst,
+23×, then a log line of one long string 16×, Zipkin 14×, Jaeger 13×, an OTLP document 9×), so
+64 MiB keeps the worst case of these under 2 GB (1.5 GB); a larger Jaeger or Zipkin download is
 refused with a message naming the variable to raise. Real log lines hold tens of keys, rarely
 hundreds, while each key of a JSON-lines block can cost a column (``readers/log_keys.py``);
 10,000 keys leaves ample room and keeps a line of millions (a 23 MB line of 1.6M keys took 24 GB)
@@ -83,7 +83,7 @@ class ResourceLimit(InputError):
 
 @dataclass(frozen=True)
 class Limits:
-    #: the largest line or document read; its worst case (28× in memory) stays under 2 GB
+    #: the largest line or document read; its worst case (23× in memory) stays under 2 GB
     max_document_bytes: int = 64 * MIB
     max_json_depth: int = 128
     #: a log line's keys each become a column of its block: past this, the line is skipped
