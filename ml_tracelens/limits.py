@@ -31,7 +31,7 @@ line or document of 33-61 MB: a JSON log line holding an array of small objects 
 23×, then a log line of one long string 16×, Zipkin 14×, Jaeger 13×, an OTLP document 9×), so
 64 MiB keeps the worst case of these under 2 GB (1.5 GB); a larger Jaeger or Zipkin download is
 refused with a message naming the variable to raise. Real log lines hold tens of keys, rarely
-hundreds, while each key of a JSON-lines block can cost a column (``readers/log_keys.py``);
+hundreds, while each key of a JSON-lines block can cost a column (``readers/support/log_keys.py``);
 10,000 keys leaves ample room and keeps a line of millions (a 23 MB line of 1.6M keys took 24 GB)
 from ever being parsed: the keys are counted on the raw bytes in about twice the line's size.
 Real JSON nests 4 (Zipkin) to ~20 (OTLP with nested attribute maps) levels; 128 leaves ample
@@ -51,7 +51,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ml_tracelens.errors import InputError, MalformedInput, UsageError
+from ml_tracelens.exceptions import InputError, MalformedInput, UsageError
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -110,7 +110,7 @@ def current() -> Limits:
     return replace(limits, **values)
 
 
-def configure(**values: Any) -> None:
+def configure(**values: float) -> None:
     """Override limits for this process (``configure()`` with no arguments clears overrides)."""
     unknown = set(values) - set(_ENV)
     if unknown:

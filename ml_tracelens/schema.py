@@ -21,34 +21,35 @@ from typing import Any
 
 import orjson
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 KINDS = ("server", "client", "internal", "producer", "consumer")
 STATUSES = ("unset", "ok", "error")
 Kind = pl.Enum(KINDS)
 Status = pl.Enum(STATUSES)
 
-SPAN_SCHEMA = pl.Schema(
-    {
-        "trace_id": pl.String,
-        "span_id": pl.String,
-        "parent_id": pl.String,  # null for a root; first CHILD_OF reference only
-        "service": pl.String,
-        "name": pl.String,  # the stage
-        "kind": Kind,
-        "start_ns": pl.Int64,
-        "end_ns": pl.Int64,
-        "duration_ns": pl.Int64,
-        "status": Status,
-        "status_message": pl.String,
-        "attributes": pl.String,  # JSON: the span's attributes (object or OTLP list)
-        "resource": pl.Categorical(),  # JSON: resource attributes kept apart, else null
-        "events": pl.String,  # JSON list of {name, time_ns, attributes}, null when none
-        "links": pl.String,  # JSON list of {trace_id, span_id, type}, null when none
-        # file:line or file#index, for messages; Categorical: a line of the Collector's file
-        # exporter holds hundreds of spans, so a span costs 4 bytes here instead of ~40
-        "source": pl.Categorical(),
-    }
-)
+#: Classes (pl.String) and instances (pl.Enum(...)) mixed: annotated, or mypy infers object.
+_SPAN_TYPES: dict[str, pl.DataType | DataTypeClass] = {
+    "trace_id": pl.String,
+    "span_id": pl.String,
+    "parent_id": pl.String,  # null for a root; first CHILD_OF reference only
+    "service": pl.String,
+    "name": pl.String,  # the stage
+    "kind": Kind,
+    "start_ns": pl.Int64,
+    "end_ns": pl.Int64,
+    "duration_ns": pl.Int64,
+    "status": Status,
+    "status_message": pl.String,
+    "attributes": pl.String,  # JSON: the span's attributes (object or OTLP list)
+    "resource": pl.Categorical(),  # JSON: resource attributes kept apart, else null
+    "events": pl.String,  # JSON list of {name, time_ns, attributes}, null when none
+    "links": pl.String,  # JSON list of {trace_id, span_id, type}, null when none
+    # file:line or file#index, for messages; Categorical: a line of the Collector's file
+    # exporter holds hundreds of spans, so a span costs 4 bytes here instead of ~40
+    "source": pl.Categorical(),
+}
+SPAN_SCHEMA = pl.Schema(_SPAN_TYPES)
 
 LOG_SCHEMA = pl.Schema(
     {
@@ -97,7 +98,7 @@ def empty_logs() -> pl.DataFrame:
     return pl.DataFrame(schema=LOG_SCHEMA)
 
 
-def spans_from_columns(columns: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+def spans_from_columns(columns: Mapping[str, Sequence[object]]) -> pl.DataFrame:
     """Build a canonical span frame from per-column Python lists (missing columns are null).
 
     Readers collect plain lists while parsing and call this once per file or chunk; ids and
@@ -106,7 +107,7 @@ def spans_from_columns(columns: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
     return normalize_spans(_frame(columns, SPAN_SCHEMA))
 
 
-def logs_from_columns(columns: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+def logs_from_columns(columns: Mapping[str, Sequence[object]]) -> pl.DataFrame:
     return normalize_logs(_frame(columns, LOG_SCHEMA))
 
 
@@ -287,7 +288,7 @@ def distinct_resources(frame: pl.DataFrame) -> pl.DataFrame | None:
     return distinct.with_columns(_text=pl.col("resource").cast(pl.String))
 
 
-def attributes_dict(text: str | None, resource: str | None = None) -> dict[str, Any]:
+def attributes_dict(text: str | None, resource: str | None = None) -> dict[str, object]:
     """Python dict of a span's attributes from its ``attributes`` and ``resource`` cells (span
     attributes win), whichever form each is in (for per-row views).
 
@@ -307,6 +308,6 @@ def attributes_dict(text: str | None, resource: str | None = None) -> dict[str, 
     value = orjson.loads(data)
     if isinstance(value, dict):
         return value
-    from ml_tracelens.readers.otlp_values import tolerant_attributes
+    from ml_tracelens.otlp_values import tolerant_attributes
 
     return tolerant_attributes(value)

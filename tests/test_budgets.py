@@ -8,13 +8,9 @@ from fractions import Fraction
 
 import pytest
 
-from ml_tracelens.budgets import (
-    METRICS,
-    MetricKind,
-    parse_budget,
-    parse_rule,
-)
-from ml_tracelens.errors import UsageError
+from ml_tracelens.cli.exits import exit_code_for
+from ml_tracelens.exceptions import UsageError
+from ml_tracelens.gates.budgets import METRICS, MetricKind, parse_budget, parse_rule
 
 
 @pytest.mark.parametrize(
@@ -122,7 +118,7 @@ def test_bad_budgets_name_the_budget_and_the_problem(text: str, expected: str) -
     assert message.startswith("--budget")
     if text:
         assert repr(text.strip()) in message
-    assert info.value.exit_code == 2
+    assert exit_code_for(info.value) == 2
 
 
 @pytest.mark.parametrize(

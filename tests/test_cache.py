@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from ml_tracelens import cache, limits, pipeline
+from ml_tracelens import limits
 from ml_tracelens.cli import app
+from ml_tracelens.ingest import cache, pipeline
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from ml_tracelens import cache, pipeline
 from ml_tracelens.cli import app
+from ml_tracelens.ingest import cache, pipeline
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_sigterm_during_a_write_ends_the_process_and_leaves_no_temporary_file(
         """
         import os, signal, sys
         import polars as pl
-        from ml_tracelens import pipeline
+        from ml_tracelens.ingest import pipeline
 
         write = pl.DataFrame.write_parquet
 
@@ -199,7 +199,7 @@ def test_a_write_puts_back_the_sigint_handler_polars_installed(cache_dir: Path, 
         """
         import ctypes, signal, sys
         import polars
-        from ml_tracelens import cache, pipeline
+        from ml_tracelens.ingest import cache, pipeline
 
         libc = ctypes.CDLL(None)
 

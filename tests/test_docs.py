@@ -47,7 +47,7 @@ def test_help_reads_plainly_and_ends_with_examples(name: str) -> None:
 
 
 def _runnable_examples() -> list[tuple[str, str]]:
-    from ml_tracelens.cli_help import EXAMPLES
+    from ml_tracelens.cli.help import EXAMPLES
 
     found = []
     for name, text in EXAMPLES.items():

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
-from ml_tracelens.readers.foreign import describe, json_keys
+from ml_tracelens.readers.support.foreign import describe, json_keys
 from tests.conftest import SAMPLE_DATA
 
 runner = CliRunner()

@@ -83,9 +83,9 @@ import orjson
 import pytest
 
 from ml_tracelens.cli import app
-from ml_tracelens.readers import log_keys
 from ml_tracelens.readers.base import ALTERATIONS
-from ml_tracelens.readers.zipkin_model import FRAGMENTS_MERGED
+from ml_tracelens.readers.support import log_keys
+from ml_tracelens.readers.support.zipkin_model import FRAGMENTS_MERGED
 from tests._fuzz_mutations import BOM, mutate
 from tests._fuzz_seeds import Seed, build_seeds
 from tests._robustness import Outcome, run_cli

@@ -26,8 +26,9 @@ from typer.testing import CliRunner
 
 from ml_tracelens import limits
 from ml_tracelens.cli import app
-from ml_tracelens.readers import json_logs, log_fields, log_keys
+from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import ReadOptions
+from ml_tracelens.readers.support import log_fields, log_keys
 
 runner = CliRunner()
 REASON = "more than 20 keys in the line (TRACELENS_MAX_KEYS_PER_LINE)"

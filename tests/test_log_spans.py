@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from ml_tracelens.ingest import load
-from ml_tracelens.log_spans import DERIVED_ROOT_NAME, spans_from_logs
+from ml_tracelens.ingest.log_spans import DERIVED_ROOT_NAME, spans_from_logs
 from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.schema import SPAN_SCHEMA, logs_from_columns

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
 from ml_tracelens.ingest import load
-from ml_tracelens.pipeline import load_analysed
+from ml_tracelens.ingest.pipeline import load_analysed
 from tests.conftest import SAMPLE_DATA
 from tests.test_log_trees import brute_force_parents
 

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from ml_tracelens import log_spans
 from ml_tracelens.cli import app
-from ml_tracelens.log_spans import (
+from ml_tracelens.ingest import log_spans
+from ml_tracelens.ingest.log_spans import (
     DERIVED_ROOT_NAME,
     NO_DURATION,
     NO_REQUEST,

@@ -19,11 +19,12 @@ from typer.testing import CliRunner
 
 from ml_tracelens import ingest, schema
 from ml_tracelens.cli import app
-from ml_tracelens.errors import InputError, MalformedInput
-from ml_tracelens.log_spans import MS, US
-from ml_tracelens.readers import json_logs, log_fields
+from ml_tracelens.exceptions import InputError, MalformedInput
+from ml_tracelens.ingest.log_spans import MS, US
+from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import DEEP_VALUES_DROPPED
-from ml_tracelens.readers.log_fast import BOM, COLLISIONS
+from ml_tracelens.readers.support import log_fields
+from ml_tracelens.readers.support.log_fast import BOM, COLLISIONS
 
 
 def _span(index: int, **fields: Any) -> dict[str, Any]:
@@ -483,7 +484,7 @@ def test_the_cli_reads_a_directory_of_small_logs_as_one_by_one(
 
 
 def test_resolutions_of_a_batch_are_each_inputs_own() -> None:
-    from ml_tracelens.log_spans import timestamp_resolution_ns
+    from ml_tracelens.ingest.log_spans import timestamp_resolution_ns
 
     times = [T0 * 10**6, T0 * 10**6 + 10**6, None, T0 * 10**6 + 1_000, 5, None, None, -(10**6)]
     counts = [2, 2, 1, 1, 0, 2]

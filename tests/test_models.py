@@ -22,12 +22,12 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens import ingest
-from ml_tracelens.budgets import MetricKind, parse_budget
 from ml_tracelens.cli import app
-from ml_tracelens.errors import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.gates.budgets import MetricKind, parse_budget
 from ml_tracelens.ingest import Telemetry
-from ml_tracelens.log_spans import spans_from_logs
-from ml_tracelens.readers import READERS, json_logs
+from ml_tracelens.ingest.log_spans import spans_from_logs
+from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.reports import check as check_report
 from ml_tracelens.reports.drift import (
@@ -450,7 +450,6 @@ def test_sample_app_log_matches_the_generator_truth() -> None:
     assert report.data["stages"] == ["model.inference"]
 
 
-@pytest.mark.skipif("json-logs" not in READERS, reason="the JSON-lines reader is not registered")
 def test_cli_on_the_sample_app_log() -> None:
     result = run("models", str(SAMPLE_DATA / "app.log.jsonl"), "--format", "json")
     assert result.exit_code == 0, result.stderr
@@ -721,7 +720,7 @@ def test_check_model_budget_without_model_fields_fails_with_a_note() -> None:
     (row,) = report.tables[0].rows
     assert row["passed"] is False
     assert "no model fields" in row["note"]
-    assert report.exit_code == 1
+    assert report.passed is False
 
 
 def test_ingest_of_sample_traces_and_models_agree_across_formats() -> None:
@@ -754,5 +753,5 @@ def test_non_numeric_confidences_are_warned_about_and_features_cannot_shadow_col
         "1 confidence values are not numbers" in w and "'high'" in w for w in report.warnings
     )
     assert report.data["fields"]["input.length"] == []  # only seen on a span without model fields
-    with pytest.raises(UsageError, match="--feature 'stage'"):
+    with pytest.raises(UsageError, match=r"^features 'stage'"):
         FieldKeys.choose(features=["stage"])

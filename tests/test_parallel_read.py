@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ml_tracelens import ingest
-from ml_tracelens.readers.parallel import line_ranges, worker_count
+from ml_tracelens.readers.support.parallel import line_ranges, worker_count
 
 
 def _dump(path: Path, documents: int) -> None:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ml_tracelens.ingest import SNIFF_BYTES, load
-from ml_tracelens.inputs import resolve
+from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import detect, jaeger_json, otel_console, otlp_json, zipkin_json
 from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
 

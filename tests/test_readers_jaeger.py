@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ml_tracelens.ingest import load
-from ml_tracelens.inputs import resolve
+from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import jaeger_json
 from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
 

@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from ml_tracelens import limits
-from ml_tracelens.errors import UsageError
-from ml_tracelens.readers import READERS, detect, json_logs
-from ml_tracelens.readers import log_values as lv
+from ml_tracelens.exceptions import UsageError
+from ml_tracelens.readers import detect, json_logs, registry
 from ml_tracelens.readers.base import InputSource, ReadOptions
-from ml_tracelens.readers.log_aliases import FIELD_NAMES
-from ml_tracelens.readers.log_fast import COLLISIONS, FastPathUnavailable, plain_float
+from ml_tracelens.readers.support import log_values as lv
+from ml_tracelens.readers.support.log_aliases import FIELD_NAMES
+from ml_tracelens.readers.support.log_fast import COLLISIONS, FastPathUnavailable, plain_float
 from ml_tracelens.schema import LOG_SCHEMA
 from tests.conftest import FIXTURES, SAMPLE_DATA
 
@@ -440,7 +440,7 @@ def test_duration_override_units(key: str, want: int | None) -> None:
 
 @pytest.mark.parametrize("field_map", [{"latency": "took_ms"}, {"time_ns": "ts"}, {"duration": ""}])
 def test_bad_field_names_are_usage_errors(field_map: dict[str, str]) -> None:
-    with pytest.raises(UsageError, match="--field"):
+    with pytest.raises(UsageError, match=r"^fields "):
         parse("overrides.jsonl", field_map)
     source = InputSource("x", lambda: io.BytesIO(b'{"a":1}\n'))
     with pytest.raises(UsageError):
@@ -565,6 +565,24 @@ def test_a_long_line_across_a_block_boundary_is_refused(
         limits.configure()
 
 
+@given(
+    lines=st.lists(
+        st.tuples(st.integers(0, 9), st.sampled_from([b"", b"", b"\r", b"\r\r"])), max_size=12
+    ),
+    newline_at_end=st.booleans(),
+    limit=st.integers(0, 9),
+)
+def test_the_first_long_line_of_a_block_is_found_as_splitting_finds_it(
+    lines: list[tuple[int, bytes]], newline_at_end: bool, limit: int
+) -> None:
+    block = b"\n".join(b"x" * length + returns for length, returns in lines)
+    block += b"\n" if newline_at_end and block else b""
+    by_splitting = next(
+        (i for i, line in enumerate(block.split(b"\n")) if len(line.rstrip(b"\r")) > limit), None
+    )
+    assert json_logs.first_long_line(block, limit) == by_splitting
+
+
 @pytest.mark.parametrize("kind", ["file", "stream"])
 def test_a_line_of_exactly_the_limit_starting_a_block_is_read(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -676,6 +694,29 @@ def test_paths_agree_on_generated_lines(lines: list[Any], compact: bool, ascii_o
     assert fast.stats == python.stats
 
 
+@pytest.mark.parametrize(
+    "value", [b'"\\ud800"', b'"a\\udfff"', b'"\\u0000"', b'"\\\\ud800"', b'"\\n"']
+)
+def test_escapes_after_the_first_line_are_read_as_the_line_path_reads_them(value: bytes) -> None:
+    data = b'{"msg":"z"}\n{"msg":"a","x":' + value + b'}\n{"msg":"b","x":"ok"}\n'
+    python = json_logs.parse_logs(data, "g", ReadOptions(), path="python")
+    auto = json_logs.parse_logs(data, "g", ReadOptions())
+    assert_frame_equal(auto.logs, python.logs)
+    assert auto.stats == python.stats
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"1e22", b"1.5e-7", b"-2E5", b"1608882928643910.25", b"12345678901234567890123", b"-0.0",
+     b"9007199254740993", b"0.1", b"1764147136.891234", b"-1234567890123456.5"],
+)  # fmt: skip
+def test_numbers_are_spelled_as_the_line_path_spells_them(number: bytes) -> None:
+    data = b'{"msg":"z","n":1}\n{"msg":"a","n":' + number + b"}\n"
+    python = json_logs.parse_logs(data, "g", ReadOptions(), path="python")
+    auto = json_logs.parse_logs(data, "g", ReadOptions())
+    assert_frame_equal(auto.logs, python.logs)
+
+
 # Realistic dumps: one type per key, keys sometimes missing or null; the fast path should apply.
 _RECORDS = st.fixed_dictionaries(
     {},
@@ -745,7 +786,7 @@ def test_sniff(head: bytes, claimed: bool) -> None:
 
 
 def test_other_formats_are_detected_first() -> None:
-    assert READERS["json-logs"].priority == 90
+    assert registry()["json-logs"].priority == 90
     assert detect(b'{"resourceSpans":[]}\n').name == "otlp-json"
     assert detect((LOGS / "ecs.jsonl").read_bytes()).name == "json-logs"
 

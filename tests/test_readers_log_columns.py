@@ -21,12 +21,14 @@ from typer.testing import CliRunner
 
 from ml_tracelens import ingest
 from ml_tracelens.cli import app
-from ml_tracelens.errors import UsageError
-from ml_tracelens.readers import detect, json_logs, log_aliases
+from ml_tracelens.cli.exits import message_for
+from ml_tracelens.exceptions import UsageError
+from ml_tracelens.readers import detect, json_logs
 from ml_tracelens.readers.base import InputSource, ReadOptions, ReadStats
-from ml_tracelens.readers.log_fast import FastPathUnavailable
 from ml_tracelens.readers.parquet import read as read_parquet
 from ml_tracelens.readers.parquet import write_parquet
+from ml_tracelens.readers.support import log_aliases
+from ml_tracelens.readers.support.log_fast import FastPathUnavailable
 from ml_tracelens.schema import LOG_SCHEMA, empty_spans, logs_from_columns
 
 PATHS: tuple[json_logs.ParsePath, ...] = ("fast", "python")
@@ -432,7 +434,7 @@ def test_nan_in_the_middle_falls_back_to_the_line_path() -> None:
 def test_unknown_duration_unit_is_a_usage_error(key: str) -> None:
     with pytest.raises(UsageError) as raised:
         log_aliases.validate_field_map({"duration": key})
-    message = str(raised.value)
+    message = message_for(raised.value)  # as the CLI prints it
     assert message.startswith(f"--field duration={key}: unknown unit")
     assert "ns, us, µs, μs, ms, s, m, min, h" in message
     source = InputSource("x", lambda: io.BytesIO(b'{"took": 1}\n'))

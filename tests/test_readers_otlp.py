@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens import ingest
 from ml_tracelens.cli import app
-from ml_tracelens.errors import MalformedInput
+from ml_tracelens.exceptions import MalformedInput
 from ml_tracelens.readers import otlp_json
 from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.schema import attributes_dict, with_attribute_columns

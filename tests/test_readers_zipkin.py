@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ml_tracelens.ingest import load
-from ml_tracelens.inputs import resolve
+from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import zipkin_json
 from ml_tracelens.readers.base import UTF8_REPLACED, ReadOptions, ReadResult
-from ml_tracelens.readers.zipkin_model import micros_to_ns
+from ml_tracelens.readers.support.zipkin_model import micros_to_ns
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "zipkin"
 REAL = [

@@ -30,7 +30,7 @@ for module in (
     pytest.importorskip(module, reason="install the test extra: pip install -e '.[test]'")
 
 from ml_tracelens import ingest  # noqa: E402  (after the skips: no point importing otherwise)
-from ml_tracelens.pipeline import load_analysed  # noqa: E402
+from ml_tracelens.ingest.pipeline import load_analysed  # noqa: E402
 from ml_tracelens.schema import attribute  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent / "realdumps" / "make_real_dumps.py"

@@ -7,7 +7,7 @@ import json
 from ml_tracelens.render import OutputFormat, emit
 from ml_tracelens.render.cells import format_value, printable, sparkline
 from ml_tracelens.render.csv import cell
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 
 def _report(rows: list[dict[str, object]]) -> Report:
@@ -43,7 +43,7 @@ def test_json_envelope_keys_and_machine_columns_only() -> None:
         _emit(_report([{"stage": "a", "p95_ms": 1.5, "distribution": [1]}]), OutputFormat.JSON)
     )
     assert set(document) == {"tracelens", "report", "inputs", "warnings", "requests", "rows"}
-    assert document["tracelens"]["schema"] == 1
+    assert document["tracelens"]["schema"] == 2
     assert document["rows"] == [{"stage": "a", "p95_ms": 1.5}]
 
 

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 
-from ml_tracelens.console import PIPE_WIDTH
+from ml_tracelens.render.console import PIPE_WIDTH
 from ml_tracelens.render.table import fit_table
-from ml_tracelens.reports.model import Column, ColumnKind, Table
+from ml_tracelens.reports.result import Column, ColumnKind, Table
 from tests.conftest import SAMPLE_DATA
 
 WIDTHS = (60, 80, 100, 120, 200)

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from ml_tracelens import ingest, limits
-from ml_tracelens.readers import otlp_json, parallel
+from ml_tracelens.readers import otlp_json
+from ml_tracelens.readers.support import parallel
 from tests.test_parallel_read import _dump
 
 TRACELENS = [sys.executable, "-m", "ml_tracelens"]

@@ -169,7 +169,7 @@ def test_error_messages_quoting_input_are_escaped(hostile_dir: Path, tmp_path: P
 
 def test_debug_tracebacks_are_escaped_too(hostile_dir: Path) -> None:
     code = (
-        "import ml_tracelens.console\n"
+        "import ml_tracelens.render.console\n"
         "raise ValueError('bad \\x1b]0;pwned\\x07 \\u202e\\n::error::from a traceback')"
     )
     crashed = subprocess.run(
@@ -189,7 +189,7 @@ def test_debug_tracebacks_are_escaped_too(hostile_dir: Path) -> None:
 @pytest.fixture
 def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """Render as on a colour terminal: rich emits its own SGR styling codes."""
-    import ml_tracelens.console as console_module
+    import ml_tracelens.render.console as console_module
     import ml_tracelens.render.table as table_module
 
     def forced(stream: Any) -> Console:

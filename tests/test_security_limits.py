@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from ml_tracelens import limits
 from ml_tracelens.cli import app
 from ml_tracelens.limits import parse_size, too_deep
-from ml_tracelens.readers import READERS
+from ml_tracelens.readers import registry
 from tests._hostile import TRACE, hostile_otlp
 
 runner = CliRunner()
@@ -354,7 +354,7 @@ def _layout(document: str, layout: str) -> str:
     return pretty + "\n" + pretty + "\n"
 
 
-JSON_READERS = [name for name in READERS if name != "parquet"]
+JSON_READERS = [name for name in registry() if name != "parquet"]
 
 
 @pytest.mark.parametrize("reader", JSON_READERS)

@@ -85,7 +85,7 @@ def test_cache_directory_and_entries_are_user_only(
 def test_a_cache_directory_others_can_write_is_not_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ml_tracelens import cache as cache_module
+    from ml_tracelens.ingest import cache as cache_module
     from ml_tracelens.readers.base import ReadOptions
 
     dump = tmp_path / "d.jsonl"

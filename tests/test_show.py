@@ -18,9 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
-from ml_tracelens.errors import NotFound
+from ml_tracelens.exceptions import NotFound
 from ml_tracelens.render import OutputFormat, emit
-from ml_tracelens.reports import request
+from ml_tracelens.reports import show as request
 from ml_tracelens.schema import empty_logs, logs_from_columns
 from tests.factories import make_spans
 
@@ -550,8 +550,6 @@ def test_sample_data_request_id(tmp_path: Path) -> None:
     from tests.conftest import SAMPLE_DATA
 
     path = SAMPLE_DATA / "traces.otlp.jsonl"
-    if not path.exists():
-        pytest.skip("sample_data not generated")
     wanted = None
     for line in path.read_text().splitlines():
         for rs in json.loads(line).get("resourceSpans", []):
@@ -608,17 +606,9 @@ def test_log_at_a_boundary_belongs_to_the_span_ending_there() -> None:
     ]
 
 
-def _needs_json_logs() -> None:
-    from ml_tracelens.readers import READERS
-
-    if "json-logs" not in READERS:
-        pytest.skip("the JSON-lines log reader is not registered yet")
-
-
 def test_sample_data_with_application_logs() -> None:
     from tests.conftest import SAMPLE_DATA
 
-    _needs_json_logs()
     lines = [json.loads(x) for x in (SAMPLE_DATA / "app.log.jsonl").read_text().splitlines()]
     request_id = lines[0]["request_id"]
     mine = [x for x in lines if x.get("request_id") == request_id]
@@ -640,7 +630,6 @@ def test_sample_data_with_application_logs() -> None:
 def test_sample_data_log_only_request() -> None:
     from tests.conftest import SAMPLE_DATA
 
-    _needs_json_logs()
     path = SAMPLE_DATA / "stages.log.jsonl"
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     request_id = lines[0]["request_id"]

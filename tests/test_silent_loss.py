@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from ml_tracelens import ingest
-from ml_tracelens.errors import MalformedInput
+from ml_tracelens.exceptions import MalformedInput
 from ml_tracelens.readers.base import DEEP_VALUES_DROPPED, UTF8_REPLACED, ReadOptions
 from ml_tracelens.schema import attributes_dict, with_attribute_columns
 from tests._robustness import MS, T0, TRACE, fails, ok, otlp_doc, otlp_span, sid

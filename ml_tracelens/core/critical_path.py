@@ -51,8 +51,10 @@ from ml_tracelens.core.tree import (
     build_tree,
     filled,
     group_keys,
+    int_max,
     keep_where,
     max_duration,
+    row_type,
     timed,
 )
 
@@ -78,7 +80,7 @@ def critical_path_ns(tree: Tree) -> pl.Series:
     children = _candidates(
         pl.DataFrame(
             {
-                "row": pl.int_range(n, dtype=parent.dtype, eager=True),
+                "row": pl.int_range(n, dtype=row_type(parent), eager=True),
                 "parent": parent,
                 "start": clip_start,
                 "end": clip_end,
@@ -87,9 +89,7 @@ def critical_path_ns(tree: Tree) -> pl.Series:
             }
         ).filter(candidate),
         span_id=frame.get_column("span_id"),
-        key=group_keys(
-            n, max_duration(frame) + (int(slack.max() or 0) if slack is not None else 0)
-        ),  # type: ignore[arg-type]
+        key=group_keys(n, max_duration(frame) + (int_max(slack) if slack is not None else 0)),
     )
     following = _next_picks(children, with_slack=slack is not None)
     in_chain = _chains(children, following)
@@ -157,7 +157,7 @@ def _bounds(
         cap.scatter(next_rows, capped)
     # First picks take their parent's bound: fold "min" up the runs of first-pick edges.
     first = chain.filter((pl.col("parent") != pl.col("parent").shift(-1)).fill_null(True))
-    up = pl.int_range(n, dtype=tree.parent.dtype, eager=True)
+    up = pl.int_range(n, dtype=row_type(tree.parent), eager=True)
     if first.height:
         up.scatter(first.get_column("row"), first.get_column("parent"))
     while True:
@@ -169,7 +169,7 @@ def _bounds(
 
 
 def _candidates(
-    children: pl.DataFrame, *, span_id: pl.Series, key: tuple[pl.DataType, int]
+    children: pl.DataFrame, *, span_id: pl.Series, key: tuple[type[pl.DataType], int]
 ) -> pl.DataFrame:
     """The children that can be picked, sorted by (parent, end), one per (parent, end).
 

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 import polars as pl
+from polars.datatypes import DataTypeClass, IntegerType
 
 DUP_MARK = "~dup"
 
@@ -87,7 +88,7 @@ class Tree:
         return marked
 
 
-def group_keys(groups: int, max_offset: int | None) -> tuple[pl.DataType, int]:
+def group_keys(groups: int, max_offset: int | None) -> tuple[type[pl.DataType], int]:
     """Integer type and stride for keys ``group * stride + offset`` (0 <= offset <= max_offset).
 
     Such keys order rows by group, then offset, in ONE column: a single-key sort, a global
@@ -103,11 +104,28 @@ def group_keys(groups: int, max_offset: int | None) -> tuple[pl.DataType, int]:
 def max_duration(frame: pl.DataFrame) -> int:
     """The longest timed span: bounds every offset from a parent's start to its clipped child."""
     ok = timed(frame)
-    longest = (frame.get_column("end_ns") - frame.get_column("start_ns")).filter(ok).max()
-    return int(longest or 0)  # type: ignore[arg-type]
+    return int_max((frame.get_column("end_ns") - frame.get_column("start_ns")).filter(ok))
 
 
-def filled(value: object, n: int, dtype: pl.DataType) -> pl.Series:
+def int_scalar(value: object) -> int | None:
+    """An integer column's min or max (typed by polars as any scalar) as int, or None."""
+    return value if isinstance(value, int) else None
+
+
+def int_max(values: pl.Series) -> int:
+    """The largest of integer ``values``, 0 when there is none."""
+    return int_scalar(values.max()) or 0
+
+
+def row_type(rows: pl.Series) -> IntegerType:
+    """The integer type of a column of row numbers (``Series.dtype`` is typed as any type)."""
+    dtype = rows.dtype
+    if not isinstance(dtype, IntegerType):
+        raise TypeError(f"row numbers of type {dtype}")
+    return dtype
+
+
+def filled(value: int | bool | None, n: int, dtype: pl.DataType | DataTypeClass) -> pl.Series:
     """A series of ``n`` times ``value`` (built by polars, not a Python list)."""
     return pl.repeat(value, n, dtype=dtype, eager=True)
 
@@ -265,7 +283,7 @@ def _double(
     ``dist`` is the distance from each span to its current jump target, so it ends as the depth.
     """
     n = parent.len()
-    anc = parent.fill_null(pl.int_range(n, dtype=parent.dtype, eager=True))
+    anc = parent.fill_null(pl.int_range(n, dtype=row_type(parent), eager=True))
     dist = parent.is_not_null().cast(pl.Int64)
     jumps = [anc]
     for _ in range(cap):

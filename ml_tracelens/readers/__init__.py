@@ -1,6 +1,6 @@
 """The explicit registry of format readers, in detection order.
 
-The reader modules are imported on the first use of ``READERS`` or ``detect``, not with this
+The reader modules are imported on the first use of ``registry`` or ``detect``, not with this
 package: every layer imports ``readers.base`` (the shared types), and a command served from the
 cache should not pay 0.1 s to import every format's parser.
 """
@@ -8,13 +8,13 @@ cache should not pay 0.1 s to import every format's parser.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 from ml_tracelens.readers.base import ReaderSpec
 
 
 @cache
-def _registry() -> dict[str, ReaderSpec]:
+def registry() -> dict[str, ReaderSpec]:
+    """Every reader by its ``--input-format`` name, in detection order."""
     from ml_tracelens.readers import (
         jaeger_json,
         json_logs,
@@ -33,13 +33,7 @@ def _registry() -> dict[str, ReaderSpec]:
 
 def detect(head: bytes) -> ReaderSpec | None:
     """The first reader, by priority, whose sniffer claims these leading bytes."""
-    for spec in _registry().values():
+    for spec in registry().values():
         if spec.sniff(head):
             return spec
     return None
-
-
-def __getattr__(name: str) -> Any:
-    if name == "READERS":
-        return _registry()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,8 +58,8 @@ from typing import Any
 import orjson
 
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.readers.jsondoc import iter_documents
-from ml_tracelens.readers.zipkin_model import (
+from ml_tracelens.readers.support.jsondoc import iter_documents
+from ml_tracelens.readers.support.zipkin_model import (
     SHARED_COLUMNS,
     canonical_id,
     checked_id,

@@ -46,10 +46,10 @@ from typing import Any
 
 import orjson
 
+from ml_tracelens.otlp_values import canonical_level, level_from_severity_number
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.readers.jsondoc import iter_documents, list_or_empty, object_or_empty
-from ml_tracelens.readers.otlp_values import canonical_level, level_from_severity_number
-from ml_tracelens.readers.zipkin_model import canonical_id, checked_id, span_location
+from ml_tracelens.readers.support.jsondoc import iter_documents, list_or_empty, object_or_empty
+from ml_tracelens.readers.support.zipkin_model import canonical_id, checked_id, span_location
 from ml_tracelens.schema import (
     KINDS,
     OTEL_LOG_COLUMNS,
@@ -196,7 +196,7 @@ def _parse_log(record: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def iso_to_ns(value: Any, field: str) -> int | None:
+def iso_to_ns(value: object, field: str) -> int | None:
     """An ISO-8601 time -> int ns since the epoch, from the date and the fraction's digits.
 
     ``datetime`` keeps microseconds only and a float of seconds would round, so the fraction is

@@ -42,6 +42,14 @@ import orjson
 import polars as pl
 
 from ml_tracelens import limits
+from ml_tracelens.otlp_values import (
+    any_value,
+    attributes_of,
+    canonical_level,
+    int_or_none,
+    level_from_severity_number,
+    tolerant_attributes,
+)
 from ml_tracelens.readers.base import (
     DEEP_VALUES_DROPPED,
     BatchResult,
@@ -51,7 +59,7 @@ from ml_tracelens.readers.base import (
     ReadResult,
     ReadStats,
 )
-from ml_tracelens.readers.jsondoc import (
+from ml_tracelens.readers.support.jsondoc import (
     BOM,
     describe_json_error,
     is_line_based,
@@ -60,22 +68,14 @@ from ml_tracelens.readers.jsondoc import (
     loads,
     object_or_empty,
 )
-from ml_tracelens.readers.otlp_batch import canonical_from_batch
-from ml_tracelens.readers.otlp_fast import (
+from ml_tracelens.readers.support.otlp_batch import canonical_from_batch
+from ml_tracelens.readers.support.otlp_fast import (
     DECODER,
     SPLITTER,
     DecodeError,
     SpanBatch,
     decode_one_by_one,
     resource_attributes,
-)
-from ml_tracelens.readers.otlp_values import (
-    any_value,
-    attributes_of,
-    canonical_level,
-    int_or_none,
-    level_from_severity_number,
-    tolerant_attributes,
 )
 from ml_tracelens.schema import (
     OTEL_LOG_COLUMNS,
@@ -119,7 +119,7 @@ def sniff(head: bytes) -> bool:
 def read(source: InputSource, options: ReadOptions) -> ReadResult:
     line_based = is_line_based(source)
     if source.path is not None and line_based:
-        from ml_tracelens.readers.parallel import read_in_parallel, worker_count
+        from ml_tracelens.readers.support.parallel import read_in_parallel, worker_count
 
         workers = worker_count(source.size or 0)
         if workers > 1:
@@ -233,7 +233,9 @@ class _Chunks:
 
     FLUSH_SPANS = 50_000
 
-    def __init__(self, name: str | None = None, stats: ReadStats | None = None, *, shared=False):
+    def __init__(
+        self, name: str | None = None, stats: ReadStats | None = None, *, shared: bool = False
+    ) -> None:
         self.shared = shared
         self.batch = SpanBatch()
         self.depth = self.batch.depth

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ml_tracelens.errors import InputError
+from ml_tracelens.exceptions import InputError
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, level_is_error
 
@@ -53,8 +53,8 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
             "write one with `tracelens convert`"
         )
     try:
-        spans = frame.filter(pl.col("table") == "span").select(list(SPAN_SCHEMA)).cast(SPAN_SCHEMA)  # type: ignore[arg-type]
-        logs = frame.filter(pl.col("table") == "log").select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)  # type: ignore[arg-type]
+        spans = frame.filter(pl.col("table") == "span").select(list(SPAN_SCHEMA)).cast(SPAN_SCHEMA)
+        logs = frame.filter(pl.col("table") == "log").select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)
         if "error" in old_logs:
             logs = logs.with_columns(error=level_is_error())
     except _UNREADABLE as exc:

@@ -64,8 +64,8 @@ from typing import Any
 import orjson
 
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.readers.jsondoc import BOM, first_value_char, iter_documents
-from ml_tracelens.readers.zipkin_model import (
+from ml_tracelens.readers.support.jsondoc import BOM, first_value_char, iter_documents
+from ml_tracelens.readers.support.zipkin_model import (
     SHARED_COLUMNS,
     checked_id,
     micros_to_ns,

@@ -17,11 +17,11 @@ import os
 import re
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TextIO
+from typing import NoReturn, TextIO, overload
 
-from ml_tracelens.errors import OutputError, StdoutGone
+from ml_tracelens.exceptions import OutputError, StdoutGone
 from ml_tracelens.render.cells import fit_encoding
-from ml_tracelens.reports.model import Report
+from ml_tracelens.reports.result import Report
 
 
 class OutputFormat(StrEnum):
@@ -60,6 +60,10 @@ def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO | None, wide: bool
     write(_encodable(text, stdout, json=fmt is OutputFormat.JSON), stdout)
 
 
+@overload
+def write(text: str, stdout: None) -> NoReturn: ...
+@overload
+def write(text: str, stdout: TextIO | None) -> None: ...
 def write(text: str, stdout: TextIO | None) -> None:
     """Write and flush ``text``: a gone reader becomes ``StdoutGone``, any other failure
     ``OutputError``; ``stdout`` is None when the process was started with it closed."""

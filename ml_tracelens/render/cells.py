@@ -37,6 +37,7 @@ every character.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -44,7 +45,7 @@ import orjson
 from rich.cells import cell_len
 
 from ml_tracelens.durations import format_duration
-from ml_tracelens.reports.model import ColumnKind, Table
+from ml_tracelens.reports.result import ColumnKind, JsonValue, Table
 
 _UNSAFE = re.compile(
     "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
@@ -128,7 +129,7 @@ def empty_note(table: Table) -> str:
     return table.empty_note or f"no {table.title[:1].lower()}{table.title[1:]}"
 
 
-def text_of(value: Any) -> str:
+def text_of(value: JsonValue) -> str:
     """The text of a non-numeric cell before it is made printable."""
     if isinstance(value, dict) or (
         isinstance(value, list) and any(isinstance(v, dict | list) for v in value)
@@ -140,7 +141,7 @@ def text_of(value: Any) -> str:
     return str(value)
 
 
-def share_items(shares: dict[Any, Any]) -> list[str]:
+def share_items(shares: Mapping[str, JsonValue]) -> list[str]:
     """``{"billing": 0.309, "other": 0.004}`` as ``["billing 31%", "other <1%"]``: names made
     printable, percentages whole (half to even), a share that rounds to 0 shown as ``<1%``."""
     return [f"{printable(str(name))} {_whole_percent(share)}" for name, share in shares.items()]

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any
 
 import orjson
 
-from ml_tracelens.reports.model import Report
+from ml_tracelens.reports.result import JsonValue, Report
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "＝", "＋", "－", "＠")
 _NEEDS_QUOTES = re.compile(r"[,;\"\t\r\n]|^ | $|^::")
@@ -48,7 +47,7 @@ def render(report: Report) -> str:
     return buffer.getvalue()
 
 
-def cell(value: Any) -> str:
+def cell(value: JsonValue) -> str:
     """The text of one cell, formula characters neutralised (before CSV quoting)."""
     if value is None:
         return ""

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import orjson
 
 from ml_tracelens import __version__
-from ml_tracelens.reports.model import SCHEMA_VERSION, Report
+from ml_tracelens.reports.result import SCHEMA_VERSION, JsonValue, Report
 
 
-def envelope(report: Report) -> dict[str, Any]:
-    document: dict[str, Any] = {
+def envelope(report: Report) -> dict[str, JsonValue]:
+    document: dict[str, JsonValue] = {
         "tracelens": {"version": __version__, "schema": SCHEMA_VERSION},
         "report": report.name,
         "inputs": report.inputs,

@@ -21,11 +21,9 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from ml_tracelens.errors import UsageError
 from ml_tracelens.render.cells import printable
-from ml_tracelens.reports.model import Report
+from ml_tracelens.reports.result import Report
 
 # Beyond what ``printable`` escapes, XML 1.0 has no way to write lone surrogates (undecodable
 # command-line bytes arrive as them) or U+FFFE/U+FFFF.
@@ -68,30 +66,27 @@ def render(suite: str, cases: Sequence[Case], *, kind: str = "budget") -> str:
 def cases_of(report: Report) -> list[Case]:
     """Testcases of a check report (one per budget) or a diff report (one per compared value a
     --fail-on rule covers; every value when there are no rules)."""
-    rows = report.primary.rows if report.primary is not None else []
+    tables = [t for t in report.tables if t.in_json]
+    rows = tables[0].rows if tables else []
     if report.name == "check":
         return [
-            Case(row["budget"], None if row["passed"] else (row.get("note") or "not met"))
+            Case(str(row["budget"]), None if row["passed"] else str(row.get("note") or "not met"))
             for row in rows
         ]
     gated = [row for row in rows if row.get("_gated")] or rows
     return [
         Case(
             f"{row['stage'] if row['stage'] is not None else 'requests'} {row['metric']}",
-            (row.get("note") or "regression") if row["regression"] else None,
+            str(row.get("note") or "regression") if row["regression"] else None,
         )
         for row in gated
     ]
 
 
-def write_report(path: Path | str, report: Report) -> None:
-    """Write the JUnit XML of a check or diff report to ``path``."""
+def render_report(report: Report) -> str:
+    """The JUnit XML of a check or diff report."""
     kind = "budget" if report.name == "check" else "regression"
-    text = render(f"tracelens {report.name}", cases_of(report), kind=kind)
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"--junit {path}: cannot write ({exc.strerror or exc})") from None
+    return render(f"tracelens {report.name}", cases_of(report), kind=kind)
 
 
 def _clean(text: str) -> str:

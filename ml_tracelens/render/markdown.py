@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ml_tracelens.render.cells import NUMERIC_KINDS, empty_note, format_value, printable
-from ml_tracelens.reports.model import Report, Table
+from ml_tracelens.reports.result import Report, Table
 
 #: Invisible, and not a word character: GitHub's patterns stop matching at it.
 WORD_JOINER = "\u2060"
@@ -26,8 +26,8 @@ def render(report: Report) -> str:
     parts.extend(f"{_escape(line)}  " for line in report.headline)
     if report.headline:
         parts.append("")
-    for table in report.tables:
-        parts.extend(_table(table, titled=len(report.tables) > 1))
+    for table in report.text_tables:
+        parts.extend(_table(table, titled=len(report.text_tables) > 1))
     if report.warnings:
         parts.append("<details><summary>Warnings</summary>\n")
         parts.extend(f"- {_escape(w)}" for w in report.warnings)

@@ -16,6 +16,7 @@ from rich.progress import (
     DownloadColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -41,7 +42,7 @@ class InputProgress:
             transient=True,
         )
         self._sizes: dict[str, int] = {}
-        self._task = None
+        self._task: TaskID | None = None
         self._active = False
 
     def inputs(self, sizes: list[tuple[str, int]]) -> None:

@@ -31,7 +31,6 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from ml_tracelens.console import make_console
 from ml_tracelens.render.cells import (
     NUMERIC_KINDS,
     defuse_ci_commands,
@@ -43,11 +42,12 @@ from ml_tracelens.render.cells import (
     shorten_middle,
     text_of,
 )
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.render.console import make_console
+from ml_tracelens.render.waterfall import render_show
+from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
-#: Custom terminal views keyed by report name (e.g. the `show` waterfall); registered by modules
-#: under render/ that draw them.
-VIEWS: dict[str, Callable[[Report, Console], RenderableType]] = {}
+#: Custom terminal views keyed by report name, drawn instead of the report's tables.
+VIEWS: dict[str, Callable[[Report, Console], RenderableType]] = {"show": render_show}
 
 #: Names keep at least this many cells while optional columns can still be hidden instead.
 ROOMY_NAME_CELLS = 20
@@ -71,7 +71,6 @@ def render_report(report: Report, stdout: TextIO, *, wide: bool = False) -> str:
     console = make_console(stdout)  # sized and styled for stdout...
     drawn = io.StringIO()
     console.file = drawn  # ...but drawing into a string
-    from ml_tracelens.render import waterfall  # noqa: F401  (registers the `show` view)
 
     _draw(report, console, wide=wide)
     # Rich may wrap a long value on a terminal; no wrapped line may start a CI command either.
@@ -88,14 +87,14 @@ def _draw(report: Report, console: Console, *, wide: bool) -> None:
     console.print(Text(printable(report.title), style="bold"))
     for line in report.headline:
         console.print(Text(printable(line)))
-    for table in report.tables:
+    for table in report.text_tables:
         console.print()
         fitted = fit_table(table, width=width, plain=plain, wide=wide)
         if wide:
             # Every column at full width: wider than the terminal if need be, which folds it.
             console.width = max(width, fitted.width)
         console.print(
-            fitted.renderable(titled=len(report.tables) > 1 or not table.rows, plain=plain)
+            fitted.renderable(titled=len(report.text_tables) > 1 or not table.rows, plain=plain)
         )
         console.width = width
 

@@ -29,8 +29,8 @@ from rich.text import Text
 
 from ml_tracelens.durations import format_duration
 from ml_tracelens.render.cells import clip, printable, shorten_middle
-from ml_tracelens.reports.model import Report
-from ml_tracelens.reports.request import ShowView
+from ml_tracelens.reports.result import Report
+from ml_tracelens.reports.show import ShowView
 
 #: Indentation levels drawn as spaces; deeper spans show their depth as a number.
 MAX_INDENT = 12
@@ -51,7 +51,9 @@ _Entry = tuple[str, Any, int]
 
 
 def render_show(report: Report, console: Console) -> RenderableType:
-    view: ShowView = report.view
+    view = report.view
+    if not isinstance(view, ShowView):
+        raise TypeError(f"the {report.name} report has no waterfall view")
     layout = _Layout(view, console.width)
     lines: list[Text] = [Text(printable(report.title), style="bold")]
     # Headlines wrap: they hold the request's numbers and times.
@@ -381,12 +383,3 @@ def _value(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return str(value)
-
-
-def _register() -> None:
-    from ml_tracelens.render.table import VIEWS
-
-    VIEWS["show"] = render_show
-
-
-_register()

@@ -15,10 +15,10 @@ from typing import Any
 
 import polars as pl
 
+from ml_tracelens.core.stats import NS_PER_MS, selected_request_summary
 from ml_tracelens.durations import format_duration
-from ml_tracelens.errors import UsageError
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import NS_PER_MS
+from ml_tracelens.exceptions import UsageError
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 TYPICAL_BAND = (0.25, 0.75)
 
@@ -29,11 +29,11 @@ def build(
     mask: pl.Series | None = None,
     tail: float = 0.95,
     top: int | None = None,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     if not 0 < tail < 1:
-        raise UsageError(f"--tail {tail}: expected a quantile between 0 and 1, e.g. 0.95")
+        raise UsageError(f"{tail}: expected a quantile between 0 and 1, e.g. 0.95", option="tail")
     selected = analysed.filter(mask) if mask is not None else analysed
     traces = selected.get_column("trace_id").unique().implode()
     tops = analysed.filter(
@@ -103,7 +103,7 @@ def build(
         ],
         data={
             "verdict": verdict,
-            "requests": request_count,
+            "requests": selected_request_summary(analysed, selected, filtered=mask is not None),
             "tail": {"quantile": tail, "threshold_ms": _ms(tail_cut), "requests": tail_n},
             "typical": {
                 "from_ms": _ms(low),

@@ -25,14 +25,13 @@ import difflib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
 
 import polars as pl
 
-from ml_tracelens.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
+from ml_tracelens.core.stats import requests
+from ml_tracelens.gates.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
 from ml_tracelens.reports.latency import cp_denominator_ns
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import requests
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 NS_PER_MS = 1_000_000
 PERCENTILES = (50, 90, 95, 99)
@@ -47,10 +46,12 @@ SHOWN_AS = {
 }
 
 
-def shown_as(row: Mapping[str, Any]) -> ColumnKind:
+def shown_as(row: Mapping[str, JsonValue]) -> ColumnKind:
     """A row's actual and limit in its metric's unit: ``75.0ms`` for a p95, ``6.0%`` for an
     error rate; a PSI as a plain number."""
-    return SHOWN_AS.get(METRICS.get(row.get("metric") or ""), ColumnKind.FLOAT)
+    metric = row.get("metric")
+    kind = METRICS.get(metric) if isinstance(metric, str) else None
+    return ColumnKind.FLOAT if kind is None else SHOWN_AS.get(kind, ColumnKind.FLOAT)
 
 
 COLUMNS = (
@@ -132,14 +133,14 @@ def evaluate(
     analysed: pl.DataFrame,
     budgets: Sequence[Budget],
     logs: pl.DataFrame | None = None,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, JsonValue]]:
     """One row per budget, in the order given; ``logs`` feed model budgets with the spans."""
     stages = analysed.get_column("name").drop_nulls().unique()
     present = set(stages.to_list())
     cache: dict[str | None, dict[str, Fraction | None]] = {}
     denominator: int | None = None
     model_values = _model_values(analysed, logs, budgets)
-    rows = []
+    rows: list[dict[str, JsonValue]] = []
     for budget in budgets:
         note = None
         actual: Fraction | None = None
@@ -254,10 +255,10 @@ def build(
     analysed: pl.DataFrame,
     budgets: Sequence[Budget],
     logs: pl.DataFrame | None = None,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
-    """The check report; ``exit_code`` is 1 when any budget failed."""
+    """The check report; it has not ``passed`` when any budget failed."""
     rows = evaluate(analysed=analysed, budgets=budgets, logs=logs)
     failed = sum(not row["passed"] for row in rows)
     headline = (
@@ -273,5 +274,5 @@ def build(
         data={"passed": not failed, "budgets": len(rows), "failed": failed},
         inputs=inputs or [],
         warnings=warnings or [],
-        exit_code=1 if failed else 0,
+        passed=not failed,
     )

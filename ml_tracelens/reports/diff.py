@@ -23,23 +23,18 @@ alone. A rule naming a stage that is missing on either side fails the gate with 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import polars as pl
 
-from ml_tracelens.budgets import DIFF_METRICS, MetricKind, Rule
-from ml_tracelens.core.bootstrap import (
-    CONFIDENCE,
-    Bootstrap,
-    paired_intervals,
-    replicate_estimates,
-)
+from ml_tracelens.core.bootstrap import CONFIDENCE, Bootstrap, paired_intervals, replicate_estimates
 from ml_tracelens.core.significance import benjamini_hochberg
+from ml_tracelens.core.stats import requests
 from ml_tracelens.durations import format_duration
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import requests
+from ml_tracelens.gates.budgets import DIFF_METRICS, MetricKind, Rule
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 METRICS = ("count", "p50", "p95", "p99", "error_rate")
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
@@ -55,9 +50,11 @@ _SHOWN_AS = {
 }
 
 
-def shown_as(row: Mapping[str, Any]) -> ColumnKind:
+def shown_as(row: Mapping[str, JsonValue]) -> ColumnKind:
     """A metric row's values in its unit: ``54.8ms`` for a p50, ``3.4%`` for an error rate."""
-    return _SHOWN_AS.get(DIFF_METRICS.get(row.get("metric") or ""), ColumnKind.FLOAT)
+    metric = row.get("metric")
+    kind = DIFF_METRICS.get(metric) if isinstance(metric, str) else None
+    return ColumnKind.FLOAT if kind is None else _SHOWN_AS.get(kind, ColumnKind.FLOAT)
 
 
 COLUMNS = (
@@ -329,11 +326,11 @@ def build(
     rules: Sequence[Rule] = (),
     bootstrap: Bootstrap | None = None,
     min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     """The diff report, one row per stage and metric (``--long``; see ``by_stage`` for the
-    default view); ``exit_code`` is 1 when a --fail-on rule found a regression."""
+    default view); it has not ``passed`` when a --fail-on rule found a regression."""
     settings = bootstrap or Bootstrap()
     rows, appeared, disappeared = compare(
         baseline=baseline,
@@ -396,7 +393,7 @@ def build(
         },
         inputs=inputs or [],
         warnings=warnings or [],
-        exit_code=1 if regressions else 0,
+        passed=not regressions,
     )
 
 
@@ -404,19 +401,14 @@ def by_stage(report: Report) -> Report:
     """The default view of a diff report: one row per stage for people; the JSON keeps the
     metric rows, so both views print the same JSON document."""
     metric_table = report.tables[0]
-    rows = metric_table.rows
-    data = {
-        **report.data,
-        metric_table.key: [{c.key: row.get(c.key) for c in metric_table.columns} for row in rows],
-    }
     stages = Table(
         key="stages",
         title="Changes by stage",
         columns=STAGE_COLUMNS,
-        rows=stage_rows(rows),
+        rows=stage_rows(metric_table.rows),
         in_json=False,
     )
-    return replace(report, tables=[stages], data=data)
+    return replace(report, tables=[stages, replace(metric_table, in_text=False)])
 
 
 def stage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -445,7 +437,9 @@ def stage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _change_text(row: dict[str, Any], shown: Any, *, relative: bool = True) -> str:
+def _change_text(
+    row: dict[str, Any], shown: Callable[[float | None], str], *, relative: bool = True
+) -> str:
     before, after = row["baseline"], row["current"]
     if before is None or after is None:
         return shown(after if before is None else before) + (

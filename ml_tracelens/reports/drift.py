@@ -39,7 +39,7 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.model_records import versions_in
 from ml_tracelens.reports.summary import iso_time
 
@@ -147,7 +147,7 @@ def parse_window(text: str) -> int:
     """``10m`` -> nanoseconds (units ms, s, m, h, d)."""
     match = _DURATION.match(text)
     if match is None or float(match[1]) <= 0:
-        raise UsageError(f"--window {text!r}: expected a length such as 30s, 10m or 1h")
+        raise UsageError(f"{text!r}: expected a length such as 30s, 10m or 1h", option="window")
     return round(float(match[1]) * _UNIT_NS[match[2]])
 
 
@@ -155,7 +155,7 @@ def parse_compare(text: str) -> tuple[str, str]:
     """``v1,v2`` -> ("v1", "v2")."""
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-        raise UsageError(f"--compare {text!r}: expected two different versions, e.g. v1,v2")
+        raise UsageError(f"{text!r}: expected two different versions, e.g. v1,v2", option="compare")
     return parts[0], parts[1]
 
 
@@ -208,8 +208,9 @@ def version_pairs(frame: pl.DataFrame, compare: tuple[str, str] | None) -> list[
         missing = [v for v in compare if v not in versions]
         if missing:
             raise UsageError(
-                f"--compare: model version {missing[0]!r} is not in the data "
-                f"(versions: {', '.join(versions) or 'none'})"
+                f"model version {missing[0]!r} is not in the data "
+                f"(versions: {', '.join(versions) or 'none'})",
+                option="compare",
             )
         chosen = [compare]
     else:
@@ -232,5 +233,5 @@ def window_frame(frame: pl.DataFrame, window_ns: int) -> pl.DataFrame:
 
 def window_pairs(timed: pl.DataFrame) -> list[Pair]:
     parts = timed.sort("_start").partition_by("_start", maintain_order=True)
-    labels = [p.get_column("window").first() for p in parts]
+    labels = [str(p.get_column("window").first()) for p in parts]  # never null: all are timed
     return [(labels[i - 1], parts[i - 1], labels[i], parts[i]) for i in range(1, len(parts))]

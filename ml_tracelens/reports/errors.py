@@ -14,8 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import request_summary, selected_requests
+from ml_tracelens.core.stats import selected_request_summary
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import ERROR_LEVELS
 
@@ -58,7 +58,7 @@ def build(
     logs: pl.DataFrame,
     mask: pl.Series | None = None,
     top: int = 10,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else analysed
@@ -73,9 +73,7 @@ def build(
         .rename({"name": "stage"})
         .sort(["errors", "originated", "stage"], descending=[True, True, False])
     )
-    request_frame = selected_requests(analysed, selected, filtered=mask is not None)
-    request_stats = request_summary(request_frame)
-    requests_block = {k: request_stats.get(k) for k in ("count", "errors", "error_rate")}
+    requests_block = selected_request_summary(analysed, selected, filtered=mask is not None)
     messages = _messages(selected, logs, top=top)
     stage_table = Table(
         key="rows",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ml_tracelens.readers import READERS
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.readers import registry
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 
 def build() -> Report:
-    rows = [
+    rows: list[dict[str, JsonValue]] = [
         {"name": spec.name, "description": spec.description, "accepts": spec.accepts}
-        for spec in READERS.values()
+        for spec in registry().values()
     ]
     table = Table(
         key="rows",

@@ -12,17 +12,16 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.durations import format_duration
-from ml_tracelens.errors import UsageError
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.reports.stats import (
+from ml_tracelens.core.stats import (
     NS_PER_MS,
     duration_aggregations,
     histograms,
-    request_summary,
-    selected_requests,
+    selected_request_summary,
     with_group_columns,
 )
+from ml_tracelens.durations import format_duration
+from ml_tracelens.exceptions import UsageError
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 # hide_rank: the order a narrow terminal hides columns in (the distribution, rank 1, first).
 STAT_COLUMNS = (
@@ -37,17 +36,6 @@ STAT_COLUMNS = (
     Column("cp_share", "crit path", ColumnKind.SHARE, hide_rank=8),
     Column("errors", "errors", ColumnKind.INT),
     Column("error_rate", "err rate", ColumnKind.SHARE, hide_rank=6),
-)
-REQUEST_KEYS = (
-    "count",
-    "mean_ms",
-    "p50_ms",
-    "p90_ms",
-    "p95_ms",
-    "p99_ms",
-    "max_ms",
-    "errors",
-    "error_rate",
 )
 
 
@@ -94,7 +82,7 @@ def build(
     sort: str | None = None,
     top: int | None = None,
     distribution: bool = True,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else analysed
@@ -103,14 +91,14 @@ def build(
     columns = (*(Column(n, n) for n in names), *STAT_COLUMNS)
     known = {c.key for c in columns}
     if sort_key not in known:
-        raise UsageError(f"--sort {sort_key!r}: choose one of {', '.join(sorted(known))}")
+        raise UsageError(f"{sort_key!r}: choose one of {', '.join(sorted(known))}", option="sort")
     descending = sort_key not in names
     stats = stats.sort(
         [sort_key, *names], descending=[descending] + [False] * len(names), nulls_last=True
     )
     if top is not None:
         if top < 1:
-            raise UsageError("--top must be at least 1")
+            raise UsageError("must be at least 1", option="top")
         stats = stats.head(top)
     # Sparklines are drawn on terminals only; machine formats skip the work.
     spark = histograms(keyed, names) if distribution else {}
@@ -119,9 +107,7 @@ def build(
         out = {c.key: row.get(c.key) for c in columns}
         out["distribution"] = spark.get(tuple(row[n] for n in names), [])
         rows.append(out)
-    request_frame = selected_requests(analysed, selected, filtered=mask is not None)
-    request_stats = request_summary(request_frame)
-    summary = {k: request_stats.get(k) for k in REQUEST_KEYS}
+    summary = selected_request_summary(analysed, selected, filtered=mask is not None)
     return Report(
         name="latency",
         title="Latency by " + ", ".join(names),

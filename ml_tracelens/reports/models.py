@@ -24,6 +24,7 @@ between (one mode at a time)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,8 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
-from ml_tracelens.errors import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.drift import (
     drift_entries,
     parse_compare,
@@ -40,7 +42,6 @@ from ml_tracelens.reports.drift import (
     window_frame,
     window_pairs,
 )
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
 from ml_tracelens.reports.model_records import (
     FieldKeys,
     ModelRecords,
@@ -48,9 +49,9 @@ from ml_tracelens.reports.model_records import (
     natural_key,
     versions_in,
 )
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.sides import side_context
-from ml_tracelens.reports.summary import inputs_of, warnings_of
-from ml_tracelens.telemetry import Telemetry
+from ml_tracelens.reports.summary import ReportContext, inputs_of, warnings_of
 
 __all__ = ["ModelOptions", "budget_values", "build", "parse_compare", "parse_window"]
 
@@ -123,7 +124,7 @@ def records_of(
 
 def group_rows(
     frame: pl.DataFrame, key: str, *, low_confidence: float, top_classes: int
-) -> list[dict[str, Any]]:
+) -> list[dict[str, JsonValue]]:
     """Per value of ``key``: the STAT_COLUMNS, in natural order of the key."""
     latency = pl.col("latency_ns").cast(pl.Float64) / NS_PER_MS
     confidence = pl.col("confidence")
@@ -168,7 +169,7 @@ def _mixes(frame: pl.DataFrame, key: str, top_classes: int) -> dict[Any, Mix]:
     return out
 
 
-def feature_rows(frame: pl.DataFrame, features: Sequence[str]) -> list[dict[str, Any]]:
+def feature_rows(frame: pl.DataFrame, features: Sequence[str]) -> list[dict[str, JsonValue]]:
     """Per model version and feature: count, mean, p10/p50/p90, min, max."""
     rows = []
     for feature in features:
@@ -199,14 +200,16 @@ def build(
     if sum(modes) > 1:
         raise UsageError("choose one drift comparison: --compare, --baseline or --window")
     if options.low_confidence < 0:
-        raise UsageError("--low-confidence must not be negative")
+        raise UsageError("must not be negative", option="low_confidence")
     if options.top_classes < 1:
-        raise UsageError("--top-classes must be at least 1")
+        raise UsageError("must be at least 1", option="top_classes")
     records, analysis = records_of(current, options.keys)
     frame = records.frame
     features = options.keys.features
-    stats = {"low_confidence": options.low_confidence, "top_classes": options.top_classes}
-    rows = group_rows(frame, "model_version", **stats)
+    group_stats = functools.partial(
+        group_rows, low_confidence=options.low_confidence, top_classes=options.top_classes
+    )
+    rows = group_stats(frame, "model_version")
     tables = [
         Table(
             key="rows",
@@ -216,7 +219,10 @@ def build(
         )
     ]
     extra_tables: list[Table] = []
-    context = {"inputs": inputs_of(current), "warnings": warnings_of(current, analysis)}
+    context: ReportContext = {
+        "inputs": inputs_of(current),
+        "warnings": warnings_of(current, analysis),
+    }
     if baseline is not None:
         base_records, base_analysis = records_of(baseline, options.keys)
         context = side_context(
@@ -231,7 +237,7 @@ def build(
                 key="baseline_rows",
                 title="Baseline model versions",
                 columns=_columns("model_version", "model version"),
-                rows=group_rows(base_records.frame, "model_version", **stats),
+                rows=group_stats(base_records.frame, "model_version"),
             )
         )
     elif options.window is not None:
@@ -247,7 +253,7 @@ def build(
                 key="windows",
                 title=f"Windows of {options.window.strip()}",
                 columns=_columns("window", "window start"),
-                rows=group_rows(timed, "window", **stats),
+                rows=group_stats(timed, "window"),
             )
         )
     else:
@@ -369,7 +375,7 @@ def budget_values(
             scoped = frame if version is None else frame.filter(pl.col("model_version") == version)
             confidence = scoped.get_column("confidence").drop_nulls()
             out[(version, metric)] = (
-                ((confidence < low_confidence).sum() / confidence.len(), None)
+                (int((confidence < low_confidence).sum()) / confidence.len(), None)
                 if confidence.len()
                 else (None, "no confidence values")
             )

@@ -27,13 +27,8 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-from ml_tracelens.errors import NotFound, UsageError
-from ml_tracelens.schema import (
-    attribute,
-    distinct_resources,
-    normalize_id,
-    with_attribute_columns,
-)
+from ml_tracelens.exceptions import NotFound, UsageError
+from ml_tracelens.schema import attribute, distinct_resources, normalize_id, with_attribute_columns
 
 #: Span attributes whose values are request (correlation) ids.
 DEFAULT_ID_ATTRS = ("request.id", "request_id", "correlation_id", "http.request_id", "x-request-id")

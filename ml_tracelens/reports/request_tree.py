@@ -12,7 +12,8 @@ after their parents, so walking it backwards visits children first.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+
+from ml_tracelens.reports.result import JsonValue
 
 
 def tree_order(
@@ -71,7 +72,7 @@ def select_spans(
     order: list[int],
     depths: list[int],
     parent_index: list[int | None],
-    rows: list[dict[str, Any]],
+    rows: list[dict[str, JsonValue]],
     max_depth: int | None,
     critical_only: bool,
 ) -> tuple[list[int], dict[int, int]]:

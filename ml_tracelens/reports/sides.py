@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ml_tracelens.errors import UsageError
+from ml_tracelens.exceptions import UsageError
+
+if TYPE_CHECKING:
+    from ml_tracelens.reports.summary import ReportContext
 
 
 def sides(
@@ -27,7 +30,7 @@ def sides(
     return baseline, current
 
 
-def side_context(baseline: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
+def side_context(baseline: ReportContext, current: ReportContext) -> ReportContext:
     """Merge the two sides' ``inputs``/``warnings`` (summary.inputs_of/warnings_of) into one,
     each input marked with its side and each warning prefixed with it."""
     return {

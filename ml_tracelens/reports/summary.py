@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import polars as pl
 
 from ml_tracelens.core import Analysis
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
-from ml_tracelens.telemetry import Telemetry
+from ml_tracelens.core.tree import int_scalar
+from ml_tracelens.ingest.telemetry import Telemetry
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 
-def inputs_of(telemetry: Telemetry) -> list[dict[str, Any]]:
+class ReportContext(TypedDict):
+    """What every report's JSON says of its inputs (``inputs_of``, ``warnings_of``), passed on
+    to a report's ``build`` as keyword arguments."""
+
+    inputs: list[dict[str, JsonValue]]
+    warnings: list[str]
+
+
+def inputs_of(telemetry: Telemetry) -> list[dict[str, JsonValue]]:
     """The per-input block every report's JSON carries."""
     return [
         {
@@ -58,12 +67,12 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
     spans = telemetry.spans
     structure = analysis.structure
     services = sorted(s for s in spans.get_column("service").unique().to_list() if s is not None)
-    start = spans.get_column("start_ns").min()
-    end = spans.get_column("end_ns").max()
+    start = int_scalar(spans.get_column("start_ns").min())
+    end = int_scalar(spans.get_column("end_ns").max())
     if telemetry.logs.height:
         log_times = telemetry.logs.get_column("time_ns")
-        start = _min(start, log_times.min())
-        end = _max(end, log_times.max())
+        start = _min(start, int_scalar(log_times.min()))
+        end = _max(end, int_scalar(log_times.max()))
     error_spans = spans.filter(pl.col("status") == "error").height
     skew = [
         {"parent_service": p, "child_service": c, "spans": n}
@@ -73,8 +82,8 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         "spans": spans.height,
         "traces": spans.get_column("trace_id").n_unique(),
         "services": services,
-        "start": iso_time(start),  # type: ignore[arg-type]
-        "end": iso_time(end),  # type: ignore[arg-type]
+        "start": iso_time(start),
+        "end": iso_time(end),
         "error_spans": error_spans,
         "orphan_spans": structure.orphan_spans,
         "merged_duplicate_spans": telemetry.merged_duplicates,
@@ -181,11 +190,11 @@ def _listed_inputs(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [*rows[: LISTED_INPUTS - 1], folded]
 
 
-def _min(a: Any, b: Any) -> Any:
+def _min(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _max(a: Any, b: Any) -> Any:
+def _max(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
 

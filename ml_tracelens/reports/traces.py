@@ -15,14 +15,13 @@ whole dump, no per-span Python.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import polars as pl
 
-from ml_tracelens.errors import UsageError
-from ml_tracelens.reports.model import Column, ColumnKind, Report, Table
+from ml_tracelens.core.stats import NS_PER_MS, request_errors_expr
+from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS, correlation_values
-from ml_tracelens.reports.stats import NS_PER_MS, request_errors_expr
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.summary import iso_time_expr
 
 COLUMNS = (
@@ -119,14 +118,14 @@ def build(
     sort: str | None = None,
     top: int | None = None,
     id_attrs: Sequence[str] = DEFAULT_ID_ATTRS,
-    inputs: list[dict[str, Any]] | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
-    for name, value in (("--slowest", slowest), ("--top", top)):
+    for name, value in (("slowest", slowest), ("top", top)):
         if value is not None and value < 1:
-            raise UsageError(f"{name} {value}: expected a positive number of traces")
+            raise UsageError(f"{value}: expected a positive number of traces", option=name)
     if sort is not None and sort not in SORT_KEYS:
-        raise UsageError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
+        raise UsageError(f"{sort!r}: choose one of {', '.join(SORT_KEYS)}", option="sort")
     table = trace_table(analysed, logs, id_attrs=id_attrs)
     total = table.height
     if mask is not None:

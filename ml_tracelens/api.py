@@ -1,0 +1,479 @@
+"""The library: everything the CLI does, as functions of loaded telemetry returning results.
+
+    import ml_tracelens as tl
+
+    t = tl.load(["dump.jsonl"])          # read (or take from the cache) and analyse
+    t.spans                              # polars: canonical spans + self_ns, cp_ns, error origin
+    tl.latency(t, by="stage").rows       # polars: one row per stage, the CLI's JSON rows
+    tl.check(t, budgets=["model.inference:p95<=120ms"]).passed
+    print(tl.errors(t).to_json())        # exactly what `tracelens errors --format json` prints
+
+Each report function takes the options of its command (without the leading ``--``) and returns
+a ``Result``. Errors are the domain errors of ``ml_tracelens.exceptions``: ``InputError``
+(nothing to analyse, unreadable input), ``UsageError`` (an option value that makes no sense),
+``NotFound`` (an unknown request id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypedDict, Unpack
+
+import polars as pl
+
+from ml_tracelens.core import Analysis
+from ml_tracelens.core.bootstrap import Bootstrap
+from ml_tracelens.core.query import SpanFilter, matching
+from ml_tracelens.exceptions import InputError
+from ml_tracelens.gates.budgets import Budget, Rule, parse_budget, parse_rule
+from ml_tracelens.ingest import pipeline
+from ml_tracelens.ingest.telemetry import Progress, Telemetry
+from ml_tracelens.readers.base import ReadOptions
+from ml_tracelens.render import json as json_render
+from ml_tracelens.reports import bottlenecks as bottlenecks_report
+from ml_tracelens.reports import check as check_report
+from ml_tracelens.reports import diff as diff_report
+from ml_tracelens.reports import documents
+from ml_tracelens.reports import errors as errors_report
+from ml_tracelens.reports import latency as latency_report
+from ml_tracelens.reports import models as models_report
+from ml_tracelens.reports import show as show_report
+from ml_tracelens.reports import summary as summary_report
+from ml_tracelens.reports import traces as traces_report
+from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
+from ml_tracelens.reports.result import ColumnKind, Report, Table
+from ml_tracelens.reports.sides import side_context
+
+__all__ = [
+    "AnalysedTelemetry",
+    "Result",
+    "SpanFilters",
+    "bottlenecks",
+    "check",
+    "diff",
+    "errors",
+    "latency",
+    "load",
+    "models",
+    "read",
+    "show",
+    "summary",
+    "traces",
+]
+
+PathsLike = str | Path | Sequence[str | Path]
+LogTime = Literal["end", "start"]
+
+
+@dataclass(frozen=True)
+class AnalysedTelemetry:
+    """Inputs read into the canonical tables, every trace analysed."""
+
+    telemetry: Telemetry
+    analysis: Analysis
+
+    @property
+    def spans(self) -> pl.DataFrame:
+        """Canonical spans plus ``self_ns``, ``cp_ns``, ``depth``, ``is_root``, ``top_id``,
+        ``has_error``, ``error_originated`` and the structure flags (see ``core.analyze``)."""
+        return self.analysis.spans
+
+    @property
+    def logs(self) -> pl.DataFrame:
+        """The canonical log table (``schema.LOG_SCHEMA``)."""
+        return self.telemetry.logs
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """Per input: path, format, spans, logs and the accounting of its lines."""
+        return summary_report.inputs_of(self.telemetry)
+
+    @property
+    def warnings(self) -> list[str]:
+        return summary_report.warnings_of(self.telemetry, self.analysis)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A report: its rows as polars frames, its JSON, and (for gates) whether it passed."""
+
+    report: Report
+
+    @property
+    def name(self) -> str:
+        return self.report.name
+
+    @property
+    def rows(self) -> pl.DataFrame:
+        """The report's main table: its JSON ``rows`` (the first table of its JSON)."""
+        tables = [t for t in self.report.tables if t.in_json]
+        return table_frame(tables[0]) if tables else pl.DataFrame()
+
+    @property
+    def tables(self) -> dict[str, pl.DataFrame]:
+        """Every table of the report's JSON, by its key."""
+        return {t.key: table_frame(t) for t in self.report.tables if t.in_json}
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The report's other JSON keys (``requests``, ``passed``, ...)."""
+        return dict(self.report.data)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.report.warnings)
+
+    @property
+    def passed(self) -> bool:
+        """False when a gate (check, diff with ``fail_on`` rules) failed; True otherwise."""
+        return self.report.passed is not False
+
+    def to_json(self) -> str:
+        """The document ``tracelens NAME --format json`` prints."""
+        return json_render.render(self.report)
+
+    @property
+    def document(self) -> documents.Envelope:
+        """The JSON document as its type (``reports.documents``): e.g. a ``LatencyDocument``
+        whose ``requests.p95_ms`` is a float."""
+        return documents.decode(self.to_json())
+
+
+_DTYPES: Mapping[ColumnKind, pl.DataType] = {
+    ColumnKind.INT: pl.Int64(),
+    ColumnKind.FLOAT: pl.Float64(),
+    ColumnKind.MS: pl.Float64(),
+    ColumnKind.SHARE: pl.Float64(),
+    ColumnKind.BOOL: pl.Boolean(),
+    ColumnKind.TEXT: pl.String(),
+    ColumnKind.ID: pl.String(),
+    ColumnKind.PROSE: pl.String(),
+    ColumnKind.TIME: pl.String(),
+}
+
+
+def table_frame(table: Table) -> pl.DataFrame:
+    """A table's JSON rows as a frame: one column per machine column, typed by its kind (a
+    column whose kind varies by row, or that holds lists or objects, is typed by polars)."""
+    series = []
+    for column in (c for c in table.columns if c.machine):
+        values = [row.get(column.key) for row in table.rows]
+        dtype = _DTYPES.get(column.kind) if column.row_kind is None else None
+        if any(isinstance(v, list | dict) for v in values):
+            dtype = None
+        series.append(pl.Series(column.key, values, dtype=dtype, strict=False))
+    return pl.DataFrame(series)
+
+
+def read_options(
+    *,
+    fields: Mapping[str, str] | None = None,
+    strict: bool = False,
+    log_time: LogTime = "end",
+) -> ReadOptions:
+    return ReadOptions(field_map=dict(fields or {}), strict=strict, log_time=log_time)
+
+
+def load(
+    paths: PathsLike,
+    *,
+    input_format: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    strict: bool = False,
+    log_time: LogTime = "end",
+    cache: bool = True,
+    attributes: bool = True,
+    logs: bool = True,
+    progress: Progress | None = None,
+) -> AnalysedTelemetry:
+    """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
+    trace, or take both from the cache.
+
+    ``fields``: canonical log field -> key in the lines (``{"time": "ts"}``); ``log_time``:
+    what a stage line's timestamp marks. ``attributes=False`` leaves the per-span JSON columns
+    (attributes, resource, events, links, source) out, and ``logs=False`` the log table: faster
+    on a warm cache, for reports that group by columns only.
+    """
+    telemetry, analysis = pipeline.load_analysed(
+        _path_list(paths),
+        input_format=input_format,
+        options=read_options(fields=fields, strict=strict, log_time=log_time),
+        use_cache=cache,
+        progress=progress,
+        without=() if attributes else pipeline.HEAVY_COLUMNS,
+        logs=logs,
+    )
+    return AnalysedTelemetry(telemetry, analysis)
+
+
+def read(
+    paths: PathsLike,
+    *,
+    input_format: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    strict: bool = False,
+    log_time: LogTime = "end",
+) -> Telemetry:
+    """Read ``paths`` into the canonical tables without analysing them or using the cache."""
+    from ml_tracelens import ingest
+
+    return ingest.load(
+        _path_list(paths),
+        input_format=input_format,
+        options=read_options(fields=fields, strict=strict, log_time=log_time),
+    )
+
+
+def _path_list(paths: PathsLike) -> list[str]:
+    if isinstance(paths, str | Path):
+        return [str(paths)]
+    return [str(p) for p in paths]
+
+
+def _spans_required(t: AnalysedTelemetry) -> None:
+    """The span reports need spans: say what the inputs lack when they have none."""
+    if t.telemetry.spans.is_empty():
+        raise InputError(summary_report.no_spans_message(t.telemetry))
+
+
+class SpanFilters(TypedDict, total=False):
+    """The span filters every aggregate report takes, as keywords: ``where`` (an SQL condition
+    on span columns and ``attr.KEY``), ``since``/``until`` (an ISO time, or a duration back
+    from the dump's end such as ``"10m"``), ``services`` and ``stages`` (the ones to keep)."""
+
+    where: str | None
+    since: str | None
+    until: str | None
+    services: Sequence[str]
+    stages: Sequence[str]
+
+
+def _mask(t: AnalysedTelemetry, filters: SpanFilters) -> pl.Series | None:
+    span_filter = SpanFilter(
+        where=filters.get("where"),
+        since=filters.get("since"),
+        until=filters.get("until"),
+        services=tuple(filters.get("services", ())),
+        stages=tuple(filters.get("stages", ())),
+    )
+    return matching(t.spans, span_filter) if span_filter.active else None
+
+
+def _listed(value: str | Sequence[str]) -> list[str]:
+    return value.split(",") if isinstance(value, str) else list(value)
+
+
+def summary(t: AnalysedTelemetry) -> Result:
+    """What was read: files and formats, spans, traces, services, time range, anomalies."""
+    return Result(summary_report.build(telemetry=t.telemetry, analysis=t.analysis))
+
+
+def latency(
+    t: AnalysedTelemetry,
+    *,
+    by: str | Sequence[str] = "stage",
+    sort: str | None = None,
+    top: int | None = None,
+    distribution: bool = False,
+    **filters: Unpack[SpanFilters],
+) -> Result:
+    """Latency per group (``by``: stage, service, kind, status, attr.KEY, or several):
+    count, mean, percentiles, max, self time, critical-path share, errors.
+    ``distribution``: add each group's histogram (the sparklines of the terminal table)."""
+    _spans_required(t)
+    return Result(
+        latency_report.build(
+            analysed=t.spans,
+            mask=_mask(t, filters),
+            by=_listed(by),
+            sort=sort,
+            top=top,
+            distribution=distribution,
+            inputs=t.inputs,
+            warnings=t.warnings,
+        )
+    )
+
+
+def errors(
+    t: AnalysedTelemetry,
+    *,
+    top: int = 10,
+    **filters: Unpack[SpanFilters],
+) -> Result:
+    """Errors per stage (seen and originated), the request error rate, the top messages."""
+    _spans_required(t)
+    return Result(
+        errors_report.build(
+            analysed=t.spans,
+            logs=t.logs,
+            mask=_mask(t, filters),
+            top=top,
+            inputs=t.inputs,
+            warnings=t.warnings,
+        )
+    )
+
+
+def bottlenecks(
+    t: AnalysedTelemetry,
+    *,
+    tail: float = 0.95,
+    top: int | None = None,
+    **filters: Unpack[SpanFilters],
+) -> Result:
+    """Stages ranked by critical-path share, and what makes the slowest requests slow."""
+    _spans_required(t)
+    return Result(
+        bottlenecks_report.build(
+            analysed=t.spans,
+            mask=_mask(t, filters),
+            tail=tail,
+            top=top,
+            inputs=t.inputs,
+            warnings=t.warnings,
+        )
+    )
+
+
+def traces(
+    t: AnalysedTelemetry,
+    *,
+    slowest: int | None = None,
+    errors_only: bool = False,
+    sort: str | None = None,
+    top: int | None = None,
+    id_attrs: Sequence[str] = (),
+    **filters: Unpack[SpanFilters],
+) -> Result:
+    """One row per request: trace id, request id, root stage, start, duration, spans, errors.
+    ``id_attrs``: span attributes that also name a request, besides the usual ones."""
+    _spans_required(t)
+    return Result(
+        traces_report.build(
+            analysed=t.spans,
+            logs=t.logs,
+            mask=_mask(t, filters),
+            slowest=slowest,
+            errors_only=errors_only,
+            sort=sort,
+            top=top,
+            id_attrs=(*DEFAULT_ID_ATTRS, *id_attrs),
+            inputs=t.inputs,
+            warnings=t.warnings,
+        )
+    )
+
+
+def show(
+    t: AnalysedTelemetry | PathsLike,
+    request_id: str,
+    *,
+    depth: int | None = None,
+    collapse: bool = False,
+    critical_only: bool = False,
+    attrs: bool = False,
+    id_attrs: Sequence[str] = (),
+    input_format: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    strict: bool = False,
+    log_time: LogTime = "end",
+    cache: bool = True,
+    progress: Progress | None = None,
+) -> Result:
+    """One request (trace id, a unique prefix of 6+ hex digits, or a request id) as a waterfall
+    with its logs. Given paths instead of loaded telemetry, only that request is analysed (a
+    cold read) or read from the cache (a warm one); the reading options apply then."""
+    if isinstance(t, AnalysedTelemetry):
+        telemetry: Telemetry = t.telemetry
+        spans: pl.DataFrame | pl.LazyFrame = t.telemetry.spans
+        logs: pl.DataFrame | pl.LazyFrame = t.telemetry.logs
+        analysis: Analysis | None = t.analysis
+    else:
+        telemetry, spans, logs = pipeline.load_cached_or_raw(
+            _path_list(t),
+            input_format=input_format,
+            options=read_options(fields=fields, strict=strict, log_time=log_time),
+            use_cache=cache,
+            progress=progress,
+        )
+        analysis = None
+    return Result(
+        show_report.build(
+            spans=spans,
+            logs=logs,
+            ident=request_id,
+            id_attrs=(*DEFAULT_ID_ATTRS, *id_attrs),
+            depth=depth,
+            collapse=collapse,
+            critical_only=critical_only,
+            attrs=attrs,
+            inputs=summary_report.inputs_of(telemetry),
+            warnings=summary_report.warnings_of(telemetry, analysis),
+        )
+    )
+
+
+def check(t: AnalysedTelemetry, budgets: Sequence[str | Budget]) -> Result:
+    """Budgets (``"model.inference:p95<=120ms"``, ``"error_rate<1%"``, or parsed ``Budget``s)
+    against the telemetry; ``Result.passed`` says whether all were met."""
+    _spans_required(t)
+    parsed = [
+        parse_budget(item, origin="budget") if isinstance(item, str) else item for item in budgets
+    ]
+    return Result(
+        check_report.build(
+            analysed=t.spans, budgets=parsed, logs=t.logs, inputs=t.inputs, warnings=t.warnings
+        )
+    )
+
+
+def diff(
+    baseline: AnalysedTelemetry,
+    current: AnalysedTelemetry,
+    *,
+    fail_on: Sequence[str | Rule] = (),
+    replicates: int = Bootstrap.replicates,
+    seed: int = Bootstrap.seed,
+    min_change_pct: float = diff_report.DEFAULT_MIN_CHANGE_PCT,
+    long: bool = False,
+) -> Result:
+    """Per stage, baseline against current: counts, percentiles and error rates with bootstrap
+    intervals and a verdict; ``fail_on`` rules (``"p95>+10%"``) make it a gate. ``long``: one
+    row per stage and metric (the full comparison) instead of one per stage."""
+    for side in (baseline, current):
+        _spans_required(side)
+    context = side_context(
+        {"inputs": baseline.inputs, "warnings": baseline.warnings},
+        {"inputs": current.inputs, "warnings": current.warnings},
+    )
+    report = diff_report.build(
+        baseline=baseline.spans,
+        current=current.spans,
+        rules=[
+            parse_rule(item, origin="fail_on rule") if isinstance(item, str) else item
+            for item in fail_on
+        ],
+        bootstrap=Bootstrap(replicates=replicates, seed=seed),
+        min_change_pct=min_change_pct,
+        **context,
+    )
+    return Result(report if long else diff_report.by_stage(report))
+
+
+def models(
+    t: Telemetry | AnalysedTelemetry,
+    *,
+    baseline: Telemetry | AnalysedTelemetry | None = None,
+    options: models_report.ModelOptions | None = None,
+) -> Result:
+    """Model behaviour per model version (errors, latency, predictions, confidence) and drift."""
+    current = t.telemetry if isinstance(t, AnalysedTelemetry) else t
+    base = baseline.telemetry if isinstance(baseline, AnalysedTelemetry) else baseline
+    return Result(
+        models_report.build(
+            current=current, baseline=base, options=options or models_report.ModelOptions()
+        )
+    )

@@ -1,0 +1,148 @@
+"""The ``tracelens`` command: a thin layer over the library (``ml_tracelens.api``).
+
+Each command parses its options, calls the library, renders the result and exits; the shared
+options and their handling are declared once in ``cli.options``, exit codes come from
+``cli.exits``. The commands are spread over this module (the reports), ``cli.request`` (show,
+traces) and ``cli.gates`` (check, diff, models), imported here so that ``ml_tracelens.cli:app``
+has them all.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from ml_tracelens.cli.exits import ExitCode, prepare_process
+from ml_tracelens.cli.options import (
+    FILTERS,
+    OUTPUT,
+    READING,
+    ByOpt,
+    Common,
+    Paths,
+    TopOpt,
+    app,
+    command,
+)
+from ml_tracelens.render.console import print_error, print_note, print_warning
+
+SortOpt = Annotated[
+    str | None, typer.Option("--sort", help="Sort by a column key (default: cp_share).")
+]
+ErrorsTopOpt = Annotated[int, typer.Option("--top", "-n", help="How many error messages to list.")]
+TailOpt = Annotated[
+    float, typer.Option("--tail", help="Quantile above which requests count as the tail.")
+]
+OutputOpt = Annotated[
+    Path, typer.Option("--output", "-o", help="Parquet file to write (the canonical spans).")
+]
+
+
+@command(READING, OUTPUT)
+def summary(paths: Paths, *, common: Common) -> None:
+    """What was read: files and formats, spans, traces, services, time range, errors, anomalies."""
+    from ml_tracelens import api
+
+    common.emit(api.summary(common.load(paths)))
+
+
+@command(FILTERS, READING, OUTPUT)
+def latency(
+    paths: Paths, by: ByOpt = "stage", sort: SortOpt = None, top: TopOpt = None, *, common: Common
+) -> None:
+    """Latency per stage: count, mean, p50/p90/p95/p99, max, self time, critical-path share, errors."""
+    from ml_tracelens import api
+
+    groups = by.split(",")
+    t = common.load(paths, by=groups, logs=False)
+    result = api.latency(
+        t, by=groups, sort=sort, top=top, distribution=common.terminal_table, **common.filters
+    )
+    common.emit(result)
+
+
+@command(FILTERS, READING, OUTPUT)
+def errors(paths: Paths, top: ErrorsTopOpt = 10, *, common: Common) -> None:
+    """Errors per stage (seen and originated), request error rate, top error messages."""
+    from ml_tracelens import api
+
+    common.emit(api.errors(common.load(paths, by=[]), top=top, **common.filters))
+
+
+@command(FILTERS, READING, OUTPUT)
+def bottlenecks(paths: Paths, tail: TailOpt = 0.95, top: TopOpt = None, *, common: Common) -> None:
+    """Stages ranked by critical-path share, and what makes the slowest requests slow."""
+    from ml_tracelens import api
+
+    t = common.load(paths, by=[], logs=False)
+    common.emit(api.bottlenecks(t, tail=tail, top=top, **common.filters))
+
+
+@command(("input_format", "strict", "field", "log_time", "quiet", "debug"))
+def convert(paths: Paths, output: OutputOpt, *, common: Common) -> None:
+    """Write the canonical span and log tables to Parquet; reading it back gives the same reports."""
+    from ml_tracelens.readers.parquet import write_parquet
+
+    telemetry = common.read(paths)
+    if not common.quiet:
+        for warning in telemetry.warnings:
+            print_warning(warning)
+    write_parquet(telemetry.spans, telemetry.logs, output)
+    if not common.quiet:
+        print_note(
+            f"wrote {telemetry.spans.height:,} spans and "
+            f"{telemetry.logs.height:,} log records to {output}"
+        )
+
+
+@command(("fmt", "debug"))
+def formats(*, common: Common) -> None:
+    """List the input formats tracelens reads and what each accepts."""
+    from ml_tracelens import api
+    from ml_tracelens.reports.formats import build
+
+    common.emit(api.Result(build()))
+
+
+ReportArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="REPORT",
+        help="summary, latency, errors, bottlenecks, check, diff, show, traces, models, formats.",
+    ),
+]
+
+
+@command(("debug",))
+def schema(report: ReportArg, *, common: Common) -> None:
+    """Print the JSON Schema of a report's --format json output."""
+    import orjson
+
+    from ml_tracelens.cli.exits import write_stdout
+    from ml_tracelens.exceptions import UsageError
+    from ml_tracelens.reports import documents
+
+    if report not in documents.DOCUMENTS:
+        choices = ", ".join(documents.DOCUMENTS)
+        raise UsageError(f"no report {report!r}: choose one of {choices}")
+    text = orjson.dumps(documents.schema(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    write_stdout(text.decode() + "\n")
+
+
+# Registered for their side effect: each defines commands on ``app``.
+from ml_tracelens.cli import gates, request  # noqa: E402, F401
+
+__all__ = ["app", "main"]
+
+
+def main() -> NoReturn:
+    prepare_process()
+    try:
+        app()
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    sys.exit(0)

@@ -1,0 +1,171 @@
+"""Statistics shared by the reports: duration percentiles per group, and the request table.
+
+Percentiles use linear interpolation between closest ranks (numpy's default, DuckDB's
+``quantile_cont``), as algorithms.md fixes. Durations leave here in milliseconds as floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from ml_tracelens.exceptions import UsageError
+from ml_tracelens.schema import with_attribute_columns
+
+PERCENTILES = (50, 90, 95, 99)
+NS_PER_MS = 1_000_000.0
+#: The keys of a request summary (``request_summary``), in their JSON order.
+REQUEST_KEYS = (
+    "count",
+    "mean_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "errors",
+    "error_rate",
+)
+#: Column names a `--by` attribute must not shadow.
+_STAT_KEYS = {*REQUEST_KEYS, "self_mean_ms", "cp_share"}
+
+_BUILTIN_KEYS = {"stage": "name", "service": "service", "kind": "kind", "status": "status"}
+
+
+def with_group_columns(frame: pl.DataFrame, by: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """Add one column per ``--by`` item (stage, service, kind, status, attr.KEY); return the
+    frame and the key names in order."""
+    names: list[str] = []
+    plain: list[pl.Expr] = []
+    attributes: dict[str, str] = {}
+    for item in (b.strip() for b in by):
+        if item in _BUILTIN_KEYS:
+            column = pl.col(_BUILTIN_KEYS[item])
+            plain.append(
+                (column.cast(pl.String) if item in ("kind", "status") else column).alias(item)
+            )
+            names.append(item)
+        elif item.startswith("attr.") and len(item) > 5:
+            key = item[5:]
+            name = key if key not in _STAT_KEYS and key not in _BUILTIN_KEYS else item
+            attributes[name] = key
+            names.append(name)
+        else:
+            raise UsageError(
+                f"{item!r}: expected stage, service, kind, status or attr.KEY "
+                "(e.g. --by service,stage or --by attr.model.version)",
+                option="by",
+            )
+    if not names:
+        raise UsageError("needs at least one key", option="by")
+    frame = with_attribute_columns(frame.with_columns(plain), attributes)
+    return frame, names
+
+
+def duration_aggregations(column: str = "duration_ns") -> list[pl.Expr]:
+    duration = pl.col(column).cast(pl.Float64) / NS_PER_MS
+    return [
+        pl.col(column).count().alias("count"),
+        duration.mean().alias("mean_ms"),
+        *(duration.quantile(p / 100, "linear").alias(f"p{p}_ms") for p in PERCENTILES),
+        duration.max().alias("max_ms"),
+    ]
+
+
+def request_errors_expr() -> pl.Expr:
+    """A request is in error when its root is; a root without status of its own (unset, or
+    derived from logs) is in error when any span of its trace is (algorithms.md)."""
+    return (
+        pl.when(pl.col("status") == "unset")
+        .then(pl.col("_trace_has_error"))
+        .otherwise(pl.col("status") == "error")
+    )
+
+
+def requests(analysed: pl.DataFrame) -> pl.DataFrame:
+    """One row per request (a true root span): trace, stage, service, start, duration, errors."""
+    per_trace = analysed.group_by("trace_id").agg(
+        _trace_has_error=(pl.col("status") == "error").any(),
+        _trace_errors=(pl.col("status") == "error").sum(),
+        _trace_spans=pl.len(),
+    )
+    return (
+        analysed.filter(pl.col("is_root"))
+        .join(per_trace, on="trace_id", how="left")
+        .with_columns(request_error=request_errors_expr())
+        .select(
+            "trace_id",
+            "span_id",
+            "name",
+            "service",
+            "start_ns",
+            "duration_ns",
+            "cp_ns",
+            "request_error",
+            spans=pl.col("_trace_spans"),
+            error_spans=pl.col("_trace_errors"),
+        )
+    )
+
+
+def selected_requests(
+    analysed: pl.DataFrame, selected: pl.DataFrame, *, filtered: bool
+) -> pl.DataFrame:
+    """The request table of the requests whose root span is among ``selected`` (the spans a
+    filter kept; all of ``analysed`` when not ``filtered``, and then no join is needed)."""
+    table = requests(analysed)
+    if not filtered:
+        return table
+    return table.join(
+        selected.select("trace_id", "span_id"), on=["trace_id", "span_id"], how="semi"
+    )
+
+
+def request_summary(requests_frame: pl.DataFrame) -> dict[str, float | int | None]:
+    """``REQUEST_KEYS`` over the given requests: count, mean/percentiles/max in ms (null
+    without timed requests), errors and error rate."""
+    row: dict[str, float | int | None] = dict.fromkeys(REQUEST_KEYS)
+    row.update(count=requests_frame.height, errors=0)
+    if requests_frame.is_empty():
+        return row
+    row.update(
+        requests_frame.select(
+            *duration_aggregations(),
+            errors=pl.col("request_error").sum(),
+        ).row(0, named=True)
+    )
+    errors = row["errors"] or 0
+    row["error_rate"] = errors / requests_frame.height
+    return {key: row[key] for key in REQUEST_KEYS}
+
+
+def selected_request_summary(
+    analysed: pl.DataFrame, selected: pl.DataFrame, *, filtered: bool
+) -> dict[str, float | int | None]:
+    """The request summary of the requests whose root span is among ``selected``."""
+    return request_summary(selected_requests(analysed, selected, filtered=filtered))
+
+
+def histograms(
+    frame: pl.DataFrame, keys: Sequence[str], *, bins: int = 12
+) -> dict[tuple[object, ...], list[int]]:
+    """Per group, counts of log-spaced duration bins between the group's min and max.
+
+    Terminal sparklines use them so skewed and bimodal stages show at a glance.
+    """
+    logged = pl.col("duration_ns").cast(pl.Float64).log()
+    low = logged.min().over(keys)
+    width = (logged.max().over(keys) - low).clip(lower_bound=1e-9)
+    binned = (
+        frame.filter(pl.col("duration_ns") > 0)
+        .with_columns(_bin=((logged - low) / width * (bins - 1)).round().cast(pl.Int32))
+        .group_by([*keys, "_bin"])
+        .len()
+    )
+    out: dict[tuple[object, ...], list[int]] = {}
+    for row in binned.iter_rows(named=True):
+        key = tuple(row[k] for k in keys)
+        counts = out.setdefault(key, [0] * bins)
+        counts[row["_bin"]] = row["len"]
+    return out

@@ -1,0 +1,99 @@
+"""Load and analyse inputs once, through the cache: what every report command starts from."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import polars as pl
+
+from ml_tracelens.core import Analysis, analyze
+from ml_tracelens.ingest import cache
+from ml_tracelens.ingest.telemetry import Progress, Telemetry
+from ml_tracelens.readers.base import ReadOptions
+
+__all__ = ["HEAVY_COLUMNS", "ReadOptions", "load_analysed"]
+
+#: Span columns the aggregate reports read only for ``attr.KEY`` groupings and filters: the
+#: per-span JSON (most of a dump's bytes), the resource and the source. On a warm cache they are
+#: left on disk unless asked for.
+HEAVY_COLUMNS = ("attributes", "resource", "events", "links", "source")
+
+
+def load_analysed(
+    paths: Sequence[str],
+    *,
+    input_format: str | None = None,
+    options: ReadOptions | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    without: Collection[str] = (),
+    logs: bool = True,
+) -> tuple[Telemetry, Analysis]:
+    """Read and analyse ``paths``, or take both from the cache.
+
+    Span columns named in ``without`` are left out of the result: not read from a cache entry,
+    and dropped after a fresh read is cached, so reports filter and join narrower frames and
+    see the same columns either way. Without ``logs`` the log table comes back empty, alike.
+    """
+    options = options or ReadOptions()
+    key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
+    if key is not None:
+        hit = cache.load(key, without=without, logs=logs)
+        if hit is not None and not logs and hit[0].spans.is_empty():
+            # Nothing to analyse: the logs say why (which keys the lines lack).
+            hit = cache.load(key, without=without)
+        if hit is not None:
+            return hit
+    telemetry = _read(paths, input_format, options, progress)
+    if progress is not None:
+        progress.reading("analysing traces")
+    analysis = analyze(telemetry.spans)
+    if key is not None:
+        cache.store(key, telemetry, analysis)
+    if not logs and telemetry.spans.height:
+        telemetry.logs = telemetry.logs.clear()
+    if without:
+        telemetry.spans = telemetry.spans.drop(without, strict=False)
+        analysis = Analysis(
+            spans=analysis.spans.drop(without, strict=False), structure=analysis.structure
+        )
+    return telemetry, analysis
+
+
+def load_cached_or_raw(
+    paths: Sequence[str],
+    *,
+    input_format: str | None = None,
+    options: ReadOptions | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> tuple[Telemetry, pl.DataFrame | pl.LazyFrame, pl.DataFrame | pl.LazyFrame]:
+    """How the dump was read, its spans and its logs: from the cache when it has the dump (then
+    the spans are analysed, and both frames are lazy scans of the entry's checked bytes, which
+    another command's prune cannot take away), else the raw read (spans not analysed, nothing
+    stored: a damaged entry is removed, and the next aggregate command writes it again).
+
+    For commands about one trace (``show``): analysing a million spans to look at a dozen costs
+    more than reading them, so a cold run analyses only the trace it shows, and a warm one reads
+    only that trace's rows.
+    """
+    options = options or ReadOptions()
+    key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
+    if key is not None:
+        hit = cache.scan(key)
+        if hit is not None:
+            return hit
+    telemetry = _read(paths, input_format, options, progress)
+    return telemetry, telemetry.spans, telemetry.logs
+
+
+def _read(
+    paths: Sequence[str],
+    input_format: str | None,
+    options: ReadOptions,
+    progress: Progress | None,
+) -> Telemetry:
+    # Imported here: the readers are needed only when the cache cannot answer.
+    from ml_tracelens import ingest
+
+    return ingest.load(paths, input_format=input_format, options=options, progress=progress)

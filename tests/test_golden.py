@@ -1,0 +1,117 @@
+"""Every command's output, byte for byte, over the shipped samples and the shared fixtures.
+
+A refactoring must not change what users see: each case below runs one command line and
+compares its exit code, stdout and stderr with the file recorded under ``tests/golden/``. When
+an output changes on purpose, record it again and review the diff like code:
+
+    TRACELENS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ml_tracelens.cli import app
+from tests.conftest import REPO, SHARED_FIXTURES
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE = os.environ.get("TRACELENS_UPDATE_GOLDEN") == "1"
+
+LOGS = "sample_data/app.log.jsonl"
+STAGE_LOGS = "sample_data/stages.log.jsonl"
+OTLP = "sample_data/traces.otlp.jsonl"
+JAEGER = "sample_data/traces.jaeger.json"
+ZIPKIN = "sample_data/traces.zipkin.json"
+DEMO = "../shared/fixtures/otlp/otel-demo-capture.otlp.jsonl"
+ZIPKIN_FIXTURES = "../shared/fixtures/zipkin"
+#: A request of the samples with a failed stage, by its correlation id (logs and spans have it).
+FAILED_REQUEST = "req-eaf584"
+#: Stands for a file the command writes; its content is recorded after the streams.
+JUNIT_FILE = "{junit}"
+
+REPORTS = ("summary", "latency", "errors", "bottlenecks", "traces", "models")
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def _cases() -> list[tuple[str, list[str]]]:
+    cases: list[tuple[str, list[str]]] = []
+    # Every report in every format, from logs and from spans of the same requests.
+    for source, path in (("logs", LOGS), ("otlp", OTLP)):
+        for report in REPORTS:
+            for fmt in FORMATS:
+                cases.append((f"{report}-{source}.{fmt}", [report, path, "--format", fmt]))
+    # Every reader, through the reports that show most of what it read.
+    for source, path in (
+        ("stage-logs", STAGE_LOGS),
+        ("jaeger", JAEGER),
+        ("zipkin", ZIPKIN),
+        ("demo", DEMO),
+        ("zipkin-fixtures", ZIPKIN_FIXTURES),
+    ):
+        for report in ("summary", "latency", "errors", "bottlenecks"):
+            cases.append((f"{report}-{source}.table", [report, path]))
+            cases.append((f"{report}-{source}.json", [report, path, "--format", "json"]))
+    # Options that change the shape of a report.
+    cases += [
+        ("latency-by-service.table", ["latency", OTLP, "--by", "service"]),
+        ("latency-wide.table", ["latency", LOGS, "--wide"]),
+        ("latency-where.json", ["latency", OTLP, "--where", "service == 'model-server'",
+                                "--format", "json"]),
+        ("latency-log-time-start.json", ["latency", STAGE_LOGS, "--log-time", "start",
+                                         "--format", "json"]),
+        ("traces-slowest.table", ["traces", OTLP, "--slowest", "5"]),
+        ("traces-errors.csv", ["traces", LOGS, "--errors", "--format", "csv"]),
+        ("formats.table", ["formats"]),
+        ("formats.json", ["formats", "--format", "json"]),
+    ]  # fmt: skip
+    for fmt in ("table", "json", "markdown"):
+        cases.append((f"show-otlp.{fmt}", ["show", FAILED_REQUEST, OTLP, "--format", fmt]))
+        cases.append((f"show-logs.{fmt}", ["show", FAILED_REQUEST, LOGS, "--format", fmt]))
+    cases.append(("show-attrs.table", ["show", FAILED_REQUEST, OTLP, "--attrs"]))
+    cases.append(("show-unknown.table", ["show", "no-such-request", OTLP]))
+    budgets = ["--budget", "model.inference:p95<=150ms", "--budget", "error_rate<=5%"]
+    for fmt in FORMATS:
+        cases.append((f"check.{fmt}", ["check", OTLP, *budgets, "--format", fmt]))
+    cases.append(("check.junit", ["check", OTLP, *budgets, "--quiet", "--junit", JUNIT_FILE]))
+    cases.append(("check-failing.table", ["check", OTLP, "--budget", "p50<1ms"]))
+    for fmt in ("table", "json", "csv", "markdown"):
+        cases.append((f"diff-logs-otlp.{fmt}", ["diff", LOGS, OTLP, "--format", fmt]))
+    cases.append(("diff-long.table", ["diff", JAEGER, OTLP, "--long"]))
+    return cases
+
+
+CASES = _cases()
+
+
+def _record(exit_code: int, stdout: str, stderr: str) -> str:
+    return f"exit code: {exit_code}\n--- stdout\n{stdout}--- stderr\n{stderr}"
+
+
+@pytest.mark.parametrize(("name", "args"), CASES, ids=[name for name, _ in CASES])
+def test_output_is_unchanged(
+    name: str, args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if any(a.startswith("../shared") for a in args) and not SHARED_FIXTURES.is_dir():
+        pytest.skip("../shared/fixtures is not beside this checkout")
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("TRACELENS_CACHE_DIR", str(tmp_path / "cache"))
+    written = tmp_path / "junit.xml"
+    result = CliRunner().invoke(app, [str(written) if a == JUNIT_FILE else a for a in args])
+    actual = _record(result.exit_code, result.stdout, result.stderr)
+    if JUNIT_FILE in args:
+        actual += f"--- {JUNIT_FILE}\n{written.read_text()}"
+    golden = GOLDEN / name
+    if UPDATE:
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_text(actual)
+    assert golden.is_file(), f"no recorded output: run with TRACELENS_UPDATE_GOLDEN=1 ({name})"
+    assert actual == golden.read_text()
+
+
+def test_every_recorded_output_has_a_case() -> None:
+    recorded = {path.name for path in GOLDEN.iterdir()}
+    assert recorded == {name for name, _ in CASES}
