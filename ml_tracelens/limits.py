@@ -12,6 +12,9 @@ variable                                default    what happens beyond it
                                                    it is held in memory
 ``TRACELENS_MAX_JSON_DEPTH``            128        a line or document nested deeper is skipped
                                                    and counted at its ``file:line``
+``TRACELENS_MAX_KEYS_PER_LINE``         10000      a JSON-lines log line with more keys (nested
+                                                   ones included, keys inside lists not) is
+                                                   skipped and counted at its ``file:line``
 ``TRACELENS_MAX_GZIP_RATIO``            200        a ``.gz`` input that decompresses past 64 MiB
                                                    *and* past this many times the compressed
                                                    bytes read so far is refused (exit 2); 0 = off
@@ -23,14 +26,18 @@ variable                                default    what happens beyond it
 Sizes take binary suffixes: ``512M``, ``2G``, ``1GiB``, or plain bytes.
 
 Why these numbers. Real dumps have lines of kilobytes to a few megabytes. Reading one line or
-document takes 9-29 times its size (peak RSS of the whole process, measured per reader on one
-line or document of 33-62 MB: a JSON log line holding an array of small objects is the worst,
-28×, then a log line of one long string 17×, Zipkin 14×, Jaeger 13×, an OTLP document 9×), so
-64 MiB keeps the worst case of these under 2 GB (1.9 GB); a larger Jaeger or Zipkin download is
-refused with a message naming the variable to raise. Real JSON nests 4
-(Zipkin) to ~20 (OTLP with nested attribute maps) levels; 128 leaves ample room, keeps every
-accepted value within what the JSON encoder (254 levels), polars' JSON functions (128) and
-Python's recursion limit handle, and is checked on the raw bytes before parsing. Honest telemetry
+document takes 9-23 times its size (peak RSS of the whole process, measured per reader on one
+line or document of 33-61 MB: a JSON log line holding an array of small objects is the worst,
+23×, then a log line of one long string 16×, Zipkin 14×, Jaeger 13×, an OTLP document 9×), so
+64 MiB keeps the worst case of these under 2 GB (1.5 GB); a larger Jaeger or Zipkin download is
+refused with a message naming the variable to raise. Real log lines hold tens of keys, rarely
+hundreds, while each key of a JSON-lines block can cost a column (``readers/support/log_keys.py``);
+10,000 keys leaves ample room and keeps a line of millions (a 23 MB line of 1.6M keys took 24 GB)
+from ever being parsed: the keys are counted on the raw bytes in about twice the line's size.
+Real JSON nests 4 (Zipkin) to ~20 (OTLP with nested attribute maps) levels; 128 leaves ample
+room, keeps every accepted value within what the JSON encoder (254 levels), polars' JSON
+functions (128) and Python's recursion limit handle, and is checked on the raw bytes before
+parsing. Honest telemetry
 compresses 8-40× (measured on the fixtures and on a health-check log with millisecond
 timestamps); gzip cannot exceed ~1032×, which a "bomb" reaches. 200× sits between the two; the
 64 MiB floor keeps small files with unusual ratios readable and bounds the work a bomb can cause.
@@ -57,6 +64,7 @@ PARSER_MAX_DEPTH = 1024
 _ENV = {
     "max_document_bytes": "TRACELENS_MAX_DOCUMENT_BYTES",
     "max_json_depth": "TRACELENS_MAX_JSON_DEPTH",
+    "max_keys_per_line": "TRACELENS_MAX_KEYS_PER_LINE",
     "max_gzip_ratio": "TRACELENS_MAX_GZIP_RATIO",
     "max_stream_bytes": "TRACELENS_MAX_STREAM_BYTES",
 }
@@ -75,9 +83,11 @@ class ResourceLimit(InputError):
 
 @dataclass(frozen=True)
 class Limits:
-    #: the largest line or document read; its worst case (28× in memory) stays under 2 GB
+    #: the largest line or document read; its worst case (23× in memory) stays under 2 GB
     max_document_bytes: int = 64 * MIB
     max_json_depth: int = 128
+    #: a log line's keys each become a column of its block: past this, the line is skipped
+    max_keys_per_line: int = 10_000
     #: 0 disables the check
     max_gzip_ratio: float = 200.0
     max_stream_bytes: int = 4 * GIB
@@ -135,6 +145,11 @@ def _parse(attribute: str, variable: str, raw: str) -> Any:
             if not 1 <= depth <= PARSER_MAX_DEPTH:
                 raise ValueError
             return depth
+        if attribute == "max_keys_per_line":
+            keys = int(raw)
+            if keys < 1:
+                raise ValueError
+            return keys
         if attribute == "max_gzip_ratio":
             ratio = float(raw)
             if ratio < 0 or ratio != ratio:  # NaN
@@ -147,6 +162,7 @@ def _parse(attribute: str, variable: str, raw: str) -> Any:
     except ValueError:
         expected = {
             "max_json_depth": f"a whole number of levels from 1 to {PARSER_MAX_DEPTH}",
+            "max_keys_per_line": "a whole number of keys such as 10000",
             "max_gzip_ratio": "a ratio such as 200 (0 turns the check off)",
         }.get(attribute, "a size such as 512M or 2G")
         raise UsageError(f"{variable}={raw!r}: expected {expected}") from None
@@ -191,6 +207,67 @@ def too_deep(data: bytes, limit: int) -> bool:
 def depth_reason(limit: int) -> str:
     """The skip reason for a too-deep line or document."""
     return f"JSON nested deeper than {limit} levels (TRACELENS_MAX_JSON_DEPTH)"
+
+
+# --- Keys of a JSON-lines log line, counted on the raw bytes ---------------------------------
+
+_KEY_STRUCTURE = bytes(range(256)).translate(None, b'"[]:')
+#: Bytes of structure looked at a time (the pieces of a split hold a pointer each).
+_KEY_WINDOW = 1 << 20
+
+
+def too_many_keys(data: bytes, limit: int) -> bool:
+    """Whether the JSON text ``data`` has more than ``limit`` object keys outside lists (nested
+    objects' keys included; a list is kept whole as one value, so keys inside it do not count).
+
+    Runs before parsing, like ``too_deep``: a line of millions of keys never reaches a parser.
+    Every key is followed by a colon, so a line with few colons is settled at once; otherwise
+    only quotes, brackets and colons are kept (escaped backslashes and quotes removed first),
+    strings are cut out, and the colons outside lists are counted, a window at a time so that
+    memory stays a fraction of the line. Input that is not valid JSON may give either answer;
+    the parser reports it.
+    """
+    if data.count(b":") <= limit:
+        return False
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Adjacent quotes enclose nothing kept: dropping them keeps every colon's string parity.
+    structure = data.translate(None, _KEY_STRUCTURE).replace(b'""', b"")
+    del data
+    outside = []
+    in_string = False
+    for start in range(0, len(structure), _KEY_WINDOW):
+        parts = structure[start : start + _KEY_WINDOW].split(b'"')
+        outside.append(b"".join(parts[1 if in_string else 0 :: 2]))
+        in_string ^= len(parts) % 2 == 0
+    keys = b"".join(outside)
+    del structure, outside
+    if keys.count(b":") <= limit:
+        return False
+    if b"[" not in keys:
+        return True
+    return _colons_outside_lists(keys, limit) > limit
+
+
+def _colons_outside_lists(structure: bytes, limit: int) -> int:
+    """Colons at list depth 0 in ``structure`` (only ``:[]``), counted until past ``limit``."""
+    count = depth = 0
+    for start in range(0, len(structure), _KEY_WINDOW):
+        for index, segment in enumerate(structure[start : start + _KEY_WINDOW].split(b"[")):
+            if index:
+                depth += 1
+            for level, run in enumerate(segment.split(b"]")):
+                depth -= level > 0
+                if depth <= 0:
+                    count += len(run)
+            if count > limit:
+                return count
+    return count
+
+
+def keys_reason(limit: int) -> str:
+    """The skip reason for a log line with too many keys."""
+    return f"more than {limit:,} keys in the line (TRACELENS_MAX_KEYS_PER_LINE)"
 
 
 # --- The process's own limits (ulimit) ---------------------------------------------------------

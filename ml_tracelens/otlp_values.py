@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
+
 
 def int_or_none(value: object) -> int | None:
     if value is None or value == "":
@@ -26,6 +28,23 @@ def attributes_of(items: list[dict[str, Any]] | None) -> dict[str, object]:
     if not items:
         return {}
     return {item["key"]: any_value(item.get("value")) for item in items}
+
+
+def tolerant_attributes(items: list[dict[str, Any]] | None) -> dict[str, object]:
+    """``attributes_of``, keeping a value of the wrong type (``{"intValue": "x"}``) as its JSON
+    text instead of raising, as the typed path keeps it: for attributes read where no span can
+    be skipped for them (a resource, shared by all its spans; a span's attributes shown).
+    A malformed list of pairs still raises."""
+    if not items:
+        return {}
+    out: dict[str, object] = {}
+    for item in items:
+        key, value = item["key"], item.get("value")
+        try:
+            out[key] = any_value(value)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            out[key] = orjson.dumps(value).decode()
+    return out
 
 
 def any_value(value: object) -> object:

@@ -308,6 +308,6 @@ def attributes_dict(text: str | None, resource: str | None = None) -> dict[str, 
     value = orjson.loads(data)
     if isinstance(value, dict):
         return value
-    from ml_tracelens.otlp_values import attributes_of
+    from ml_tracelens.otlp_values import tolerant_attributes
 
-    return attributes_of(value)
+    return tolerant_attributes(value)

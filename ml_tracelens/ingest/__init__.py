@@ -16,7 +16,13 @@ import polars as pl
 from ml_tracelens import limits
 from ml_tracelens.exceptions import InputError, MalformedInput
 from ml_tracelens.ingest.inputs import ResolvedInputs, resolve
-from ml_tracelens.ingest.log_spans import DerivedSpans, spans_from_logs, timestamp_resolution_ns
+from ml_tracelens.ingest.log_spans import (
+    MS,
+    US,
+    DerivedSpans,
+    spans_from_logs,
+    timestamp_resolution_ns,
+)
 from ml_tracelens.ingest.telemetry import InputSummary, Progress, Telemetry
 from ml_tracelens.readers import detect, registry
 from ml_tracelens.readers.base import (
@@ -75,7 +81,13 @@ def _load(
     resolutions: list[tuple[int, int]] = []
     warnings = list(resolved.warnings)
 
-    def account(source: InputSource, stats: ReadStats, spans: int, logs: pl.DataFrame) -> None:
+    def account(
+        source: InputSource,
+        stats: ReadStats,
+        spans: int,
+        logs: pl.DataFrame,
+        resolution: int | None = None,
+    ) -> None:
         summaries.append(
             InputSummary(
                 path=source.name, format=stats.format, spans=spans, logs=logs.height, stats=stats
@@ -89,7 +101,13 @@ def _load(
                 "(name it with --input-format to force a reader)"
             )
         if logs.height:
-            resolutions.append((logs.height, timestamp_resolution_ns(logs.get_column("time_ns"))))
+            if resolution is None:
+                resolution = timestamp_resolution_ns(logs.get_column("time_ns"))
+            if resolutions and resolutions[-1][1] == resolution:
+                # One run per resolution rather than per input: 10,000 small files are one run.
+                resolutions[-1] = (resolutions[-1][0] + logs.height, resolution)
+            else:
+                resolutions.append((logs.height, resolution))
 
     def keep(spans: pl.DataFrame, logs: pl.DataFrame) -> None:
         if spans.height:
@@ -109,10 +127,15 @@ def _load(
             progress.reading(pending[0].name)
         batch = _read_batch(pending_reader, pending, input_format=input_format, options=options)
         offset = 0
-        for source, stats, span_count, log_count in zip(
-            pending, batch.stats, batch.span_counts, batch.log_counts, strict=True
+        for source, stats, span_count, log_count, resolution in zip(
+            pending,
+            batch.stats,
+            batch.span_counts,
+            batch.log_counts,
+            _resolutions(batch.logs, batch.log_counts),
+            strict=True,
         ):
-            account(source, stats, span_count, batch.logs.slice(offset, log_count))
+            account(source, stats, span_count, batch.logs.slice(offset, log_count), resolution)
             offset += log_count
             if progress is not None:
                 progress.read(source.name)
@@ -198,6 +221,30 @@ def with_slack(spans: pl.DataFrame, derived: DerivedSpans) -> pl.DataFrame:
     return pl.concat([read, made], how="vertical")
 
 
+def _resolutions(logs: pl.DataFrame, counts: Sequence[int]) -> list[int]:
+    """``timestamp_resolution_ns`` of each run of ``counts`` rows of ``logs``, in one query."""
+    if not logs.height:
+        return [0] * len(counts)
+    owner = pl.Series(
+        [index for index, count in enumerate(counts) for _ in range(count)], dtype=pl.Int64
+    )
+    time = pl.col("time_ns")
+    found = (
+        logs.select(time, input=owner)
+        .group_by("input")
+        .agg(
+            held=time.count(),
+            off_ms=(time % MS != 0).any(),
+            off_us=(time % US != 0).any(),
+        )
+    )
+    out = [0] * len(counts)
+    for index, held, off_ms, off_us in found.iter_rows():
+        if held:
+            out[index] = MS if not off_ms else US if not off_us else 0
+    return out
+
+
 def _stage_line_warnings(derived: DerivedSpans) -> Iterable[str]:
     lost = derived.unreadable_stage_lines
     if lost:
@@ -272,12 +319,17 @@ def _read(
     validate(result.spans, SPAN_SCHEMA)
     validate(result.logs, LOG_SCHEMA)
     if not input_format and _nothing_recognised(result):
-        # One JSON document is named by its own keys; lines by the flattened keys of the first.
-        keys = ", ".join(result.stats.sample_keys[: foreign.KEYS_SHOWN]) or "none"
-        what = foreign.describe(_head(source)) or f"{foreign.NO_TELEMETRY} (keys seen: {keys})"
-        return _not_telemetry(source, what)
+        return _not_recognised(source, result.stats)
     _refuse_under_strict(result.stats, options)
     return result
+
+
+def _not_recognised(source: InputSource, stats: ReadStats) -> ReadResult:
+    """An input read, none of whose records tracelens recognised: ``_not_telemetry``."""
+    # One JSON document is named by its own keys; lines by the flattened keys of the first.
+    keys = ", ".join(stats.sample_keys[: foreign.KEYS_SHOWN]) or "none"
+    what = foreign.describe(_head(source)) or f"{foreign.NO_TELEMETRY} (keys seen: {keys})"
+    return _not_telemetry(source, what)
 
 
 def _read_batch(
@@ -294,16 +346,66 @@ def _read_batch(
         batch = reader.read_many(sources, options)
     except MemoryError:
         raise limits.out_of_memory(sources[0].name) from None
-    except _UNREADABLE:
-        # Find the input that cannot be read, and say so by its name as a lone read does.
+    except (*_UNREADABLE, InputError):
+        # Read them one by one instead, so that the first input to fail (by its reading, or by
+        # --strict) fails as a lone read does, by its name.
         for source in sources:
             _read(reader, source, input_format, options)
         raise
     validate(batch.spans, SPAN_SCHEMA)
     validate(batch.logs, LOG_SCHEMA)
-    for stats in batch.stats:
-        _refuse_under_strict(stats, options)
+    unrecognised = set() if input_format else _unrecognised_inputs(batch)
+    for index, (source, stats) in enumerate(zip(sources, batch.stats, strict=True)):
+        if index in unrecognised:
+            batch.stats[index] = _not_recognised(source, stats).stats
+        else:
+            _refuse_under_strict(stats, options)
+    if unrecognised:
+        batch = _without_inputs(batch, unrecognised)
     return batch
+
+
+def _unrecognised_inputs(batch: BatchResult) -> set[int]:
+    """The inputs of ``batch`` that ``_nothing_recognised`` would turn away read alone."""
+    candidates = {
+        index
+        for index, (stats, spans, logs) in enumerate(
+            zip(batch.stats, batch.span_counts, batch.log_counts, strict=True)
+        )
+        if stats.format == "json-logs" and not spans and logs
+    }
+    if not candidates:
+        return set()
+    owner = pl.Series(
+        [index for index, count in enumerate(batch.log_counts) for _ in range(count)],
+        dtype=pl.Int64,
+    )
+    held = batch.logs.select(
+        input=owner, held=pl.any_horizontal(pl.col(c).is_not_null() for c in _RECOGNISED)
+    )
+    recognised = held.group_by("input").agg(pl.col("held").any())
+    return {
+        index for index, any_held in recognised.iter_rows() if index in candidates and not any_held
+    }
+
+
+def _without_inputs(batch: BatchResult, dropped: set[int]) -> BatchResult:
+    """``batch`` without the rows of the inputs ``dropped`` (their accounting stays)."""
+    keep_logs, keep_spans = [], []
+    log_start = span_start = 0
+    for index, (spans, logs) in enumerate(zip(batch.span_counts, batch.log_counts, strict=True)):
+        if index not in dropped:
+            keep_logs.append(batch.logs.slice(log_start, logs))
+            keep_spans.append(batch.spans.slice(span_start, spans))
+        log_start += logs
+        span_start += spans
+    return BatchResult(
+        stats=batch.stats,
+        span_counts=[0 if i in dropped else n for i, n in enumerate(batch.span_counts)],
+        log_counts=[0 if i in dropped else n for i, n in enumerate(batch.log_counts)],
+        spans=pl.concat(keep_spans, how="vertical") if keep_spans else empty_spans(),
+        logs=pl.concat(keep_logs, how="vertical") if keep_logs else empty_logs(),
+    )
 
 
 def _refuse_under_strict(stats: ReadStats, options: ReadOptions) -> None:

@@ -47,7 +47,12 @@ already (trace and span ids, level words, times in one UTC layout) skip their pe
 one whole-column check. On loguru's nested records polars' struct reader is no faster than orjson.
 
 Limits (``limits.py``): a line longer than ``TRACELENS_MAX_DOCUMENT_BYTES`` refuses the input; a
-line nested deeper than ``TRACELENS_MAX_JSON_DEPTH`` is skipped with its location.
+line nested deeper than ``TRACELENS_MAX_JSON_DEPTH``, or with more keys than
+``TRACELENS_MAX_KEYS_PER_LINE``, is skipped with its location (both checked on the raw bytes).
+A block whose lines bring more distinct keys than its column budget (``log_keys``) keeps the
+keys the mapping reads as columns and hands the others to it as (row, key, text) triples: same
+table, memory in proportion to the bytes. The orjson path parses at most ``CHUNK_LINES`` lines
+and ``CHUNK_BYTES`` bytes at a time.
 
 Accounting: ``lines == records + skipped``; blank lines are records counted under
 ``ignored["blank lines"]``; a valid JSON line that is not an object is skipped; an object with no
@@ -61,17 +66,25 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import accumulate, repeat
 from typing import IO, Any, Literal
 
 import orjson
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.readers.support import log_aliases, log_fields
+from ml_tracelens.readers.base import (
+    BatchResult,
+    InputSource,
+    ReaderSpec,
+    ReadOptions,
+    ReadResult,
+    ReadStats,
+)
+from ml_tracelens.readers.support import log_aliases, log_batch, log_fields, log_flat, log_keys
 from ml_tracelens.readers.support.log_fast import (
     BLANK,
     BOM,
@@ -83,16 +96,17 @@ from ml_tracelens.readers.support.log_fast import (
     flat_columns,
     float_text,
     json_kind,
-    plain_float,
     skip_reason,
 )
+from ml_tracelens.readers.support.log_flat import render
 from ml_tracelens.schema import empty_logs
 
 NAME = "json-logs"
 #: Bytes read and parsed at a time (whole lines), bounding memory on big dumps.
 BLOCK_BYTES = 128 * 1024 * 1024
-#: Lines mapped per polars call on the orjson path.
+#: Lines, and bytes of them, mapped per polars call on the orjson path.
 CHUNK_LINES = 100_000
+CHUNK_BYTES = 32 * 1024 * 1024
 
 ParsePath = Literal["auto", "fast", "python"]
 
@@ -167,11 +181,46 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
             found |= parsed.found_keys
             if parsed.logs.height:
                 frames.append(parsed.logs)
-    for name, key in plan.user_keys.items():
-        if key not in found:
-            stats.warn(f'--field {name}={options.field_map[name]}: no line has the key "{key}"')
+    for message in log_aliases.unfound_field_warnings(plan, options.field_map, found):
+        stats.warn(message)
     logs = pl.concat(frames, how="vertical") if frames else empty_logs()
     return ReadResult(stats=stats, logs=logs)
+
+
+#: An input batched by ``read_many`` holds at most this much text; a larger one (a small
+#: compressed file can decompress to a lot) is read on its own.
+BATCH_INPUT_BYTES = 4 * 1024 * 1024
+
+
+def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResult:
+    """Read small inputs together (``log_batch``): each is split into lines and parsed on its
+    own with orjson, then all their lines are mapped at once; each gets what ``read`` gives."""
+    plan = log_aliases.plan(options.field_map)
+    batch = log_batch.LogBatch(
+        plan,
+        options.field_map,
+        sample_records=SAMPLE_KEY_RECORDS,
+        max_sample_keys=MAX_SAMPLE_KEYS,
+    )
+    current = limits.current()
+    largest = min(BATCH_INPUT_BYTES, current.max_document_bytes)
+    for source in sources:
+        with source.open() as stream:
+            data = stream.read(largest + 1)
+        if len(data) > largest or data.count(b"\n") >= CHUNK_LINES:
+            # Read it as a whole input (which also refuses a line over the size limit).
+            batch.add_result(read(source, options))
+            continue
+        stats = ReadStats(format=NAME)
+        lines = _lines(data.removeprefix(BOM))
+        stats.lines = len(lines)
+        documents: list[dict[str, Any]] = []
+        numbers: list[int] = []
+        checks = LineChecks.of(data, lines, current.max_json_depth, current.max_keys_per_line)
+        parse_lines(lines, 1, source.name, stats, checks, documents, numbers)
+        stats.records = stats.lines - stats.skipped
+        batch.add(source.name, stats, documents, numbers, size=len(data))
+    return batch.result()
 
 
 def blocks(
@@ -261,6 +310,7 @@ READER = ReaderSpec(
     sniff=sniff,
     read=read,
     priority=90,
+    read_many=read_many,
 )
 
 
@@ -304,17 +354,18 @@ def parse_logs(
             # polars rejects raw control characters in strings, so without a backslash in the
             # text no value holds a character JSON must escape.
             plain = b"\\" not in data
-            logs = _finish(stats, [raw], name, plan, found, plain=plain)
+            logs = _finish(stats, [(raw, None)], name, plan, found, plain=plain)
             return ParsedLogs(logs, stats, "fast", found_keys=frozenset(found))
     stats = ReadStats(format=NAME)
-    chunks = _python_chunks(data, name, stats, first_line=first_line, depth=depth)
+    keep = log_keys.mapped_keys(plan)
+    chunks = _python_chunks(data, name, stats, first_line=first_line, depth=depth, keep=keep)
     logs = _finish(stats, chunks, name, plan, found)
     return ParsedLogs(logs, stats, "python", reason, frozenset(found))
 
 
 def _finish(
     stats: ReadStats,
-    raws: Iterator[pl.DataFrame] | list[pl.DataFrame],
+    raws: Iterator[RawChunk] | list[RawChunk],
     name: str,
     plan: log_aliases.Plan,
     found: set[str],
@@ -325,62 +376,134 @@ def _finish(
     ``stats.sample_keys`` the keys of the first records."""
     frames = []
     wanted = frozenset(plan.user_keys.values())
-    for raw in raws:
+    for raw, triples in raws:
         if not raw.height:
             continue
         columns = [c for c in raw.columns if c != "_line"]
-        found.update(log_fields.keys_held(columns, wanted - found))
+        if wanted - found:
+            names = columns if triples is None else [*columns, *triples["name"].unique()]
+            found.update(log_fields.keys_held(names, wanted - found))
         if not stats.sample_keys:
-            stats.sample_keys = _sample_keys(raw.head(SAMPLE_KEY_RECORDS), columns)
-        logs, unread = log_fields.to_logs(raw, source_name=name, plan_=plan, plain_values=plain)
+            stats.sample_keys = _sample_keys(raw.head(SAMPLE_KEY_RECORDS), columns, triples)
+        logs, unread = log_fields.to_logs(
+            raw, source_name=name, plan_=plan, plain_values=plain, extra=triples
+        )
         for what, count in unread.items():
             stats.ignore(what, count)
         frames.append(logs)
     return pl.concat(frames, how="vertical") if frames else empty_logs()
 
 
-def _sample_keys(head: pl.DataFrame, columns: list[str]) -> list[str]:
-    if not columns:
-        return []
-    nulls = head.select(columns).null_count().row(0)
-    held = sorted(c for c, n in zip(columns, nulls, strict=True) if n < head.height)
-    return held[:MAX_SAMPLE_KEYS]
+def _sample_keys(
+    head: pl.DataFrame, columns: list[str], triples: pl.DataFrame | None = None
+) -> list[str]:
+    held: set[str] = set()
+    if columns:
+        nulls = head.select(columns).null_count().row(0)
+        held.update(c for c, n in zip(columns, nulls, strict=True) if n < head.height)
+    if triples is not None:
+        first = triples.filter(pl.col("row") < head.height).get_column("name")
+        held.update(first.to_list())
+    return sorted(held)[:MAX_SAMPLE_KEYS]
 
 
 # --- line by line (orjson) ---------------------------------------------------------------------
 
 
 def _python_chunks(
-    data: bytes, name: str, stats: ReadStats, *, first_line: int, depth: int
-) -> Iterator[pl.DataFrame]:
+    data: bytes, name: str, stats: ReadStats, *, first_line: int, depth: int, keep: frozenset[str]
+) -> Iterator[RawChunk]:
     lines = _lines(data.removeprefix(BOM) if first_line == 1 else data)
     stats.lines = len(lines)
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    too_deep = limits.too_deep if may_nest_deeper(data, depth) else _never
-    for start in range(0, len(lines), CHUNK_LINES):
+    checks = LineChecks.of(data, lines, depth)
+    for start, end, size in _chunk_bounds(lines):
         documents: list[dict[str, Any]] = []
         numbers: list[int] = []
-        for number, line in enumerate(lines[start : start + CHUNK_LINES], start=start + first_line):
-            if too_deep(line, depth):
-                # Checked before parsing: a hostile line never reaches a recursive consumer.
-                stats.skip(f"{name}:{number}", limits.depth_reason(depth))
-                continue
-            try:
-                value = loads(line)
-            except decode_error as exc:
-                if line.strip(WHITESPACE):
-                    stats.skip(f"{name}:{number}", skip_reason(exc, line))
-                else:
-                    stats.ignore(BLANK)
-                continue
-            if type(value) is dict:
-                documents.append(value)
-                numbers.append(number)
-            else:
-                stats.skip(f"{name}:{number}", f"not a JSON object ({json_kind(value)})")
+        parse_lines(lines[start:end], start + first_line, name, stats, checks, documents, numbers)
         if documents:
-            yield _raw_frame(documents, numbers, stats)
+            raw = _raw_frame(documents, numbers, stats, size=size, keep=keep)
+            # The parsed lines are not needed while the chunk is mapped: free them first.
+            del documents, numbers
+            yield raw
     stats.records = stats.lines - stats.skipped
+
+
+def _chunk_bounds(lines: list[bytes]) -> Iterator[tuple[int, int, int]]:
+    """(start, end, bytes) of consecutive chunks of at most ``CHUNK_LINES`` lines and, unless
+    one line is longer, ``CHUNK_BYTES`` bytes: parsed lines take several times their bytes."""
+    ends = list(accumulate(map(len, lines)))
+    start = 0
+    while start < len(lines):
+        before = ends[start - 1] if start else 0
+        end = min(start + CHUNK_LINES, bisect_right(ends, before + CHUNK_BYTES))
+        end = max(end, start + 1)
+        yield start, end, ends[end - 1] - before
+        start = end
+
+
+@dataclass(frozen=True)
+class LineChecks:
+    """The limits each line is held to before parsing (``limits.py``), with checks that cannot
+    fire on a given block replaced by a no-op."""
+
+    depth: int
+    max_keys: int
+    too_deep: Callable[[bytes, int], bool]
+    too_many_keys: Callable[[bytes, int], bool]
+
+    @classmethod
+    def of(
+        cls, data: bytes, lines: list[bytes], depth: int, max_keys: int | None = None
+    ) -> LineChecks:
+        """The checks for ``lines``, the lines of ``data``."""
+        if max_keys is None:
+            max_keys = limits.current().max_keys_per_line
+        # A key takes at least 4 bytes ("":0) and is followed by a colon.
+        many_keys = data.count(b":") > max_keys and max(map(len, lines), default=0) > 4 * max_keys
+        return cls(
+            depth,
+            max_keys,
+            limits.too_deep if may_nest_deeper(data, depth) else _never,
+            limits.too_many_keys if many_keys else _never,
+        )
+
+
+def parse_lines(
+    lines: list[bytes],
+    first_number: int,
+    name: str,
+    stats: ReadStats,
+    checks: LineChecks,
+    documents: list[dict[str, Any]],
+    numbers: list[int],
+) -> None:
+    """Parse ``lines`` (numbered from ``first_number``) with orjson: the objects and their line
+    numbers go to ``documents`` and ``numbers``; blank and bad lines are counted in ``stats``
+    (``lines`` and ``records`` are the caller's)."""
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    depth, too_deep = checks.depth, checks.too_deep
+    max_keys, too_many_keys = checks.max_keys, checks.too_many_keys
+    for number, line in enumerate(lines, start=first_number):
+        if too_deep(line, depth):
+            # Checked before parsing: a hostile line never reaches a recursive consumer.
+            stats.skip(f"{name}:{number}", limits.depth_reason(depth))
+            continue
+        if too_many_keys(line, max_keys):
+            stats.skip(f"{name}:{number}", limits.keys_reason(max_keys))
+            continue
+        try:
+            value = loads(line)
+        except decode_error as exc:
+            if line.strip(WHITESPACE):
+                stats.skip(f"{name}:{number}", skip_reason(exc, line))
+            else:
+                stats.ignore(BLANK)
+            continue
+        if type(value) is dict:
+            documents.append(value)
+            numbers.append(number)
+        else:
+            stats.skip(f"{name}:{number}", f"not a JSON object ({json_kind(value)})")
 
 
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
@@ -405,7 +528,7 @@ def may_nest_deeper(data: bytes, depth: int) -> bool:
     return bool(structure)
 
 
-def _never(line: bytes, depth: int) -> bool:
+def _never(line: bytes, limit: int) -> bool:
     return False
 
 
@@ -422,21 +545,41 @@ def _lines(data: bytes) -> list[bytes]:
 
 _EMPTY: dict[str, Any] = {}
 _NONE = type(None)
+_UNION_STEP = 1_000
+
+#: A chunk's text columns (+ ``_line``), and the (row, name, text) triples of the keys that did
+#: not fit as columns (``log_keys``), or None.
+RawChunk = tuple[pl.DataFrame, pl.DataFrame | None]
 
 
 def _raw_frame(
-    documents: list[dict[str, Any]], numbers: list[int], stats: ReadStats
-) -> pl.DataFrame:
+    documents: list[dict[str, Any]],
+    numbers: list[int],
+    stats: ReadStats,
+    *,
+    size: int,
+    keep: frozenset[str],
+) -> RawChunk:
     """Documents -> one text column per flattened key, merged exactly as the fast path merges.
 
-    Column by column (one C-level map per key and level) rather than document by document.
+    Column by column (one C-level map per key and level) rather than document by document,
+    while the keys fit the column budget (``log_keys``, ``size``: the bytes of the lines);
+    past it, document by document into columns for ``keep`` and triples for the rest.
     """
     leaves: list[tuple[tuple[str, ...], pl.Series]] = []
     level: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = [((), documents)]
     get = dict.get
+    budget = log_keys.column_budget(len(documents), size)
     while level:
         prefix, objects = level.pop()
-        for key in set().union(*objects):
+        found: set[str] = set()
+        for start in range(0, len(objects), _UNION_STEP):
+            # In steps, so that lines each bringing keys of their own stop the walk early.
+            found = found.union(*objects[start : start + _UNION_STEP])
+            if len(found) > budget:
+                return _spilled(documents, numbers, stats, keep=keep)
+        budget -= len(found)
+        for key in found:
             column = list(map(get, objects, repeat(key)))
             kinds = set(map(type, column))
             if dict in kinds:
@@ -457,7 +600,17 @@ def _raw_frame(
     raw, collisions = flat_columns(frame, paths)
     if collisions:
         stats.ignore(COLLISIONS, collisions)
-    return raw
+    return raw, None
+
+
+def _spilled(
+    documents: list[dict[str, Any]], numbers: list[int], stats: ReadStats, *, keep: frozenset[str]
+) -> RawChunk:
+    columns, triples, collisions = log_flat.spill(documents, keep)
+    if collisions:
+        stats.ignore(COLLISIONS, collisions)
+    frame = pl.DataFrame([pl.Series("_line", numbers, dtype=pl.Int64), *columns.values()])
+    return frame, triples
 
 
 def _text_series(column: list[Any], kinds: set[type]) -> pl.Series:
@@ -471,16 +624,3 @@ def _text_series(column: list[Any], kinds: set[type]) -> pl.Series:
     return pl.Series(
         [c if c is None or type(c) is str else render(c) for c in column], dtype=pl.String
     )
-
-
-def render(value: object) -> str:
-    """A JSON scalar as text, the way polars' reader turns it into a string column."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if type(value) is int:
-        return str(value)
-    if type(value) is float:
-        return plain_float(value)
-    return orjson.dumps(value).decode()  # lists (the fast path never sees them)

@@ -33,6 +33,7 @@ counted in ``ignored``; the span's other attributes are kept.
 from __future__ import annotations
 
 import gc
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ from ml_tracelens.otlp_values import (
     canonical_level,
     int_or_none,
     level_from_severity_number,
+    tolerant_attributes,
 )
 from ml_tracelens.readers.base import (
     DEEP_VALUES_DROPPED,
@@ -132,39 +134,53 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
 
 def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResult:
     """Read small inputs as ``read`` does, into one frame: the lenient path's Python lists of
-    all inputs become one frame; the typed path's frames stay one per input that has lines
-    (not covered: a directory of small line-based files still builds a frame per file)."""
+    all inputs become one frame, and the typed path's spans of all inputs are mapped together
+    (``_Chunks`` keeps each row's input); each input's rows keep ``read``'s order, its lenient
+    rows then its typed ones."""
     spans: dict[str, list[Any]] = {c: [] for c in _SPAN_COLUMNS}
     logs: dict[str, list[Any]] = {c: [] for c in _LOG_COLUMNS}
     stats_of: list[ReadStats] = []
     lenient_ends: list[int] = []
-    typed_frames: list[list[pl.DataFrame]] = []
     log_counts: list[int] = []
+    chunks = _Chunks(shared=True)
     for source in sources:
         stats = ReadStats(format=NAME)
         logs_before = len(logs["time_ns"])
-        batch = _Chunks(source.name, stats)
-        _read_source(source, is_line_based(source), stats, batch, spans, logs)
-        batch.flush()
+        chunks.begin(source.name, stats)
+        _read_source(source, is_line_based(source), stats, chunks, spans, logs)
+        chunks.end()
         stats_of.append(stats)
         lenient_ends.append(len(spans["span_id"]))
-        typed_frames.append(batch.frames)
         log_counts.append(len(logs["time_ns"]) - logs_before)
+    chunks.flush()
     lenient = spans_from_columns(spans)
     del spans
     starts = [0, *lenient_ends[:-1]]
-    if any(typed_frames):
-        # Each input's rows as ``read`` orders them: its lenient rows, then its typed ones.
-        pieces = []
-        for start, end, frames in zip(starts, lenient_ends, typed_frames, strict=True):
-            pieces.append(lenient.slice(start, end - start))
-            pieces.extend(frames)
-        span_frame = pl.concat(pieces, how="vertical")
+    typed_counts = chunks.counts
+    if chunks.frames:
+        typed = pl.concat(chunks.frames, how="vertical")
+        # Runs of consecutive rows of one frame, so that inputs of one kind make one slice.
+        runs: list[list[Any]] = []  # [frame, start, length]
+        typed_start = 0
+        for start, end, count in zip(starts, lenient_ends, typed_counts, strict=True):
+            for frame, first, length in (
+                (lenient, start, end - start),
+                (typed, typed_start, count),
+            ):
+                if not length:
+                    continue
+                if runs and runs[-1][0] is frame and runs[-1][1] + runs[-1][2] == first:
+                    runs[-1][2] += length
+                else:
+                    runs.append([frame, first, length])
+            typed_start += count
+        pieces = [frame.slice(first, length) for frame, first, length in runs]
+        span_frame = pl.concat(pieces, how="vertical") if pieces else lenient
     else:
         span_frame = lenient
     span_counts = [
-        end - start + sum(frame.height for frame in frames)
-        for start, end, frames in zip(starts, lenient_ends, typed_frames, strict=True)
+        end - start + count
+        for start, end, count in zip(starts, lenient_ends, typed_counts, strict=True)
     ]
     return BatchResult(
         stats=stats_of,
@@ -211,38 +227,89 @@ class _Chunks:
     Decoded spans wait in Python lists (about 600 bytes a span); converting them chunk by chunk
     keeps that at tens of megabytes however big the input is. A document is never split between
     chunks, so a line dropped for invalid UTF-8 goes whole.
+
+    Several inputs may share the chunks (``shared``, for ``read_many``): each is ``begin``-ed
+    and ``end``-ed in turn, its lines numbered after the previous inputs' lines in the batch
+    (``offset + line``), so that one mapping serves them all and every row, skipped line and
+    alteration still goes to its own input. Shared chunks are converted only between inputs,
+    so an input's problems stay in the order ``read`` finds them.
     """
 
-    def __init__(self, name: str, stats: ReadStats) -> None:
-        self.name = name
-        self.stats = stats
+    def __init__(
+        self, name: str | None = None, stats: ReadStats | None = None, *, shared: bool = False
+    ) -> None:
+        self.shared = shared
         self.batch = SpanBatch()
         self.depth = self.batch.depth
         self.frames: list[pl.DataFrame] = []
+        #: (offset, name, stats) per input, and its typed rows in ``frames``
+        self.inputs: list[tuple[int, str, ReadStats]] = []
+        self.counts: list[int] = []
+        #: inputs from this one on have rows in ``batch``
+        self._first_pending = 0
+        self.offset = 0
+        if name is not None and stats is not None:
+            self.begin(name, stats)
 
-    def add(self, document: Any, line: int) -> None:
-        self.batch.add(document, line)
+    def begin(self, name: str, stats: ReadStats) -> None:
+        self.inputs.append((self.offset, name, stats))
+        self.counts.append(0)
+
+    def end(self) -> None:
+        _, _, stats = self.inputs[-1]
+        self.offset += stats.lines
         if len(self.batch) >= FLUSH_SPANS:
             self.flush()
+
+    def add(self, document: Any, line: int) -> None:
+        self.batch.add(document, self.offset + line)
+        if not self.shared and len(self.batch) >= FLUSH_SPANS:
+            self.flush()
+
+    def set_positions(self, line: int, positions: list[int] | None) -> None:
+        """Each row's position among the spans of ``line`` (None: forget them)."""
+        if positions is None:
+            self.batch.positions.pop(self.offset + line, None)
+        else:
+            self.batch.positions[self.offset + line] = positions
 
     def flush(self) -> None:
         if not len(self.batch):
             return
-        frame, bad_lines = canonical_from_batch(self.batch, self.name)
+        pending = self.inputs[self._first_pending :]
+        sources = [(offset, name) for offset, name, _ in pending]
+        frame, bad_lines = canonical_from_batch(
+            self.batch, sources if len(sources) > 1 or sources[0][0] else sources[0][1]
+        )
         self.frames.append(frame)
-        for line in bad_lines:
+        offsets = [offset for offset, _ in sources]
+        lines = self.batch.line
+        for key in bad_lines:
             # Raw attribute bytes are checked for UTF-8 only when the batch becomes columns.
-            _reject(self.stats, f"{self.name}:{line}", "invalid UTF-8")
+            offset, name, stats = pending[bisect_left(offsets, key) - 1]
+            _reject(stats, f"{name}:{key - offset}", "invalid UTF-8")
         bad = set(bad_lines)
-        for line, where, keys in self.batch.deep_values:
-            if line not in bad:
-                self.stats.alter(
-                    f"{self.name}:{line}#{where}",
+        for key, where, keys in self.batch.deep_values:
+            if key not in bad:
+                offset, name, stats = pending[bisect_left(offsets, key) - 1]
+                stats.alter(
+                    f"{name}:{key - offset}#{where}",
                     DEEP_VALUES_DROPPED,
                     len(keys),
                     f"{', '.join(map(repr, keys[:3]))} nested deeper than {self.depth} levels "
                     "(TRACELENS_MAX_JSON_DEPTH)",
                 )
+        for index, offset in enumerate(offsets):
+            end = offsets[index + 1] if index + 1 < len(offsets) else lines[-1]
+            rows = bisect_right(lines, end) - bisect_right(lines, offset)
+            rows -= sum(
+                bisect_right(lines, key) - bisect_left(lines, key)
+                for key in bad_lines
+                if offset < key <= end
+            )
+            self.counts[self._first_pending + index] += rows
+        if self.shared:
+            self._first_pending = len(self.inputs)
         self.batch = SpanBatch()
 
 
@@ -368,13 +435,13 @@ def _read_span_by_span(
             contexts[id(resource)] = (attributes, service)
         _append_span(span, *contexts[id(resource)], location, where, stats, spans)
     if failed:
-        batch.batch.positions[number] = positions
+        batch.set_positions(number, positions)
     try:
         batch.add(document, number)
     except ValueError as exc:
         # Nothing of the document was added: the line is skipped whole, so undo the spans
         # read apart and their accounting too.
-        batch.batch.positions.pop(number, None)
+        batch.set_positions(number, None)
         for values in spans.values():
             del values[first_row:]
         stats.skipped_items = items
@@ -467,7 +534,7 @@ def _read_resource_spans(
     the position of the next span in the document. A malformed container raises."""
     if not isinstance(resource_spans, dict):
         raise TypeError("a resourceSpans item is not an object")
-    resource = attributes_of((resource_spans.get("resource") or {}).get("attributes"))
+    resource = _resource_attributes(resource_spans.get("resource"))
     service = str(resource.get("service.name", "unknown_service"))
     scopes = list_or_empty(
         resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans"),
@@ -482,6 +549,12 @@ def _read_resource_spans(
             )
             position += 1
     return position
+
+
+def _resource_attributes(resource: Any) -> dict[str, Any]:
+    """A resource's attributes as plain values, an odd value kept as its JSON text
+    (``tolerant_attributes``): one odd value must not cost every span under the resource."""
+    return tolerant_attributes((resource or {}).get("attributes"))
 
 
 def _append_span(
@@ -598,7 +671,7 @@ def _scalar(value: Any, key: str) -> int | str | None:
 def _read_resource_logs(
     resource_logs: dict[str, Any], location: str, out: dict[str, list[Any]]
 ) -> None:
-    resource = attributes_of((resource_logs.get("resource") or {}).get("attributes"))
+    resource = _resource_attributes(resource_logs.get("resource"))
     service = str(resource.get("service.name", "unknown_service"))
     scopes = resource_logs.get("scopeLogs") or resource_logs.get("instrumentationLibraryLogs") or ()
     for scope in scopes:

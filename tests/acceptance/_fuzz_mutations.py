@@ -239,6 +239,8 @@ def _lines_op(rng: random.Random, data: bytes, op: str, others: list[bytes]) -> 
     elif op == "blank_lines":
         for _ in range(rng.randint(1, 3)):
             lines.insert(rng.randrange(len(lines) + 1), rng.choice((b"", b"   ", b"\t", b"\r")))
+    elif op == "own_keys":
+        return _own_keys(rng, data)
     elif op == "splice_other":
         other = rng.choice(others).split(b"\n")
         start = rng.randrange(len(other))
@@ -443,6 +445,47 @@ def _extreme_date(rng: random.Random, holder: list[Any]) -> bool:
     return True
 
 
+# -- keys: one object with very many, lines that each bring their own ----------------------
+
+#: Keys added to one object: past TRACELENS_MAX_KEYS_PER_LINE (10,000), or wide but within it
+#: (past a log block's column budget of 1,000).
+_MANY_KEYS = (1_100, 3_000, 10_001, 10_050)
+_KEY_VALUES: tuple[Any, ...] = (0, 7, -1.5, "", "v", 'q"\\', "\x01", True, None, [1], {"in": 1})
+
+
+def _many_keys(rng: random.Random, holder: list[Any]) -> bool:
+    objects = [holder[0]] if isinstance(holder[0], dict) else []
+    objects += [c[k] for c, k in _nodes(holder[0]) if isinstance(c[k], dict)]
+    if not objects:
+        return False
+    target = rng.choice(objects)
+    for index in range(rng.choice(_MANY_KEYS)):
+        target[f"many{index}"] = rng.choice(_KEY_VALUES)
+    return True
+
+
+def _own_keys(rng: random.Random, data: bytes) -> bytes:
+    """Every object line gets keys no other line has (enough for ~1,200 distinct keys in all):
+    for a JSON-lines log, more than a block's columns may hold."""
+    lines = data.split(b"\n")
+    per_line = max(3, 1_200 // max(len(lines), 1) + 1)
+    for number, line in enumerate(lines):
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(value, dict):
+            continue
+        for index in range(per_line):
+            name = rng.choice((f"own{number}_{index}", f"own{number}.n{index}"))
+            value[name] = rng.choice(_KEY_VALUES)
+        try:
+            lines[number] = orjson.dumps(value)
+        except TypeError:  # nested deeper than orjson writes: left as it was
+            continue
+    return b"\n".join(lines)
+
+
 _JSON_MUTATIONS: dict[str, Callable[[random.Random, list[Any]], bool]] = {
     "drop_key": _drop_key,
     "retype": _retype,
@@ -451,8 +494,12 @@ _JSON_MUTATIONS: dict[str, Callable[[random.Random, list[Any]], bool]] = {
     "wrong_attribute": _wrong_attribute,
     "bad_span_in_big_document": _bad_span_in_big_document,
     "extreme_date": _extreme_date,
+    "many_keys": _many_keys,
 }
-_LINE_MUTATIONS = ("duplicate_lines", "shuffle_lines", "drop_lines", "blank_lines", "splice_other")
+_LINE_MUTATIONS = (
+    *("duplicate_lines", "shuffle_lines", "drop_lines", "blank_lines", "splice_other"),
+    "own_keys",
+)
 # JSON edits keep most of a file readable, so they find deeper bugs: draw them most often.
 _WEIGHTS = {
     **dict.fromkeys(_JSON_MUTATIONS, 3),

@@ -17,7 +17,9 @@ three mutations from an RNG seeded by (TRACELENS_FUZZ_SEED, case number):
 - a span list grown to a Collector-sized batch (20 to 350 spans) with one span broken (no id, a
   boolean, list or object time, a wrong-typed field, a too-deep attribute list);
 - extreme dates: ISO times at and beyond the Int64 ends (1677, 2262), years 1 and 9999,
-  Feb 30, hour 25; epoch numbers at and beyond Int64.
+  Feb 30, hour 25; epoch numbers at and beyond Int64;
+- keys: one object given 1,100 to 10,050 keys (past a log block's column budget, or past
+  TRACELENS_MAX_KEYS_PER_LINE), or every line given keys of its own (~1,200 in all).
 
 Every case runs ``summary --format json`` and usually one other command (any of them, any output
 format, sometimes with --strict, filters or --by, sometimes through the cache or on a directory
@@ -42,7 +44,9 @@ that also holds an intact input of another format) in-process through typer's Cl
   dropped, invalid UTF-8 replaced) fails with exit 2 naming ``file:line`` or ``file#index``,
   and one without is never "rejected by --strict";
 - differentials: an OTLP file read on two processes (forced) gives the same summary as one
-  process, and the Parquet file ``convert`` writes reads back to the same summary.
+  process, JSON-lines logs read with every key past the column budget (triples instead of
+  columns) give the same summary, and the Parquet file ``convert`` writes reads back to the
+  same summary.
 
 Problems matching ``KNOWN_ISSUES`` (bugs reported to the lead, in files this suite's author may
 not edit) make a case xfail instead of fail; the on-demand run counts them separately.
@@ -80,6 +84,7 @@ import pytest
 
 from ml_tracelens.cli import app
 from ml_tracelens.readers.base import ALTERATIONS
+from ml_tracelens.readers.support import log_keys
 from ml_tracelens.readers.support.zipkin_model import FRAGMENTS_MERGED
 from tests._robustness import Outcome, run_cli
 from tests.acceptance._fuzz_mutations import BOM, json_documents, mutate
@@ -391,6 +396,27 @@ def check_parallel(path: Path, target: str, summary: Outcome) -> list[str]:
     return [f"2 workers: summary differs in {differs}"] if differs else []
 
 
+def check_spilled(target: str, summary: Outcome) -> list[str]:
+    """Reading JSON-lines logs with every key past the column budget (all keys the mapping does
+    not read as (row, key, text) triples) must give the same summary."""
+    document = orjson.loads(summary.stdout)
+    if not any(e["format"] == "json-logs" for e in document["inputs"]):
+        return []
+    budget = log_keys.MAX_COLUMNS
+    log_keys.MAX_COLUMNS = 0
+    try:
+        spilled = run_cli(["summary", "--format", "json", "--no-cache", target])
+    finally:
+        log_keys.MAX_COLUMNS = budget
+    if spilled.problems:
+        return [f"{p} [summary, keys spilled]" for p in spilled.problems]
+    if spilled.exit_code != 0:
+        return [f"keys spilled: exit {spilled.exit_code}: {spilled.stderr.strip()[:200]}"]
+    other = orjson.loads(spilled.stdout)
+    differs = sorted(k for k in document if document[k] != other.get(k))
+    return [f"keys spilled: summary differs in {differs}"] if differs else []
+
+
 def _skipped_anything(summary: Outcome) -> bool | None:
     """Whether any input lost or altered something (what --strict refuses), stage log lines
     that could not become spans included."""
@@ -495,6 +521,8 @@ def run_case(case: Case, tmp: Path, seeds: list[Seed]) -> list[str]:
         problems += check_accounting(case, path, summary)
     if summary.exit_code == 0 and not case.gzipped and rng.random() < 0.1:
         problems += check_parallel(path, target, summary)
+    if summary.exit_code == 0 and rng.random() < 0.2:
+        problems += check_spilled(target, summary)
     if rng.random() < 0.7:
         command = rng.choice(_OTHER)
         args = _extra_args(rng, command, case, target, tmp)

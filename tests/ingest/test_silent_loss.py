@@ -106,6 +106,25 @@ def test_a_too_deep_resource_attribute_keeps_the_service(tmp_path: Path) -> None
     assert telemetry.inputs[0].stats.problems[0][0] == f"{path}:1#resource 0"
 
 
+@pytest.mark.parametrize("layout", ["one document", "lines"])
+def test_a_resource_attribute_of_the_wrong_type_costs_no_span(tmp_path: Path, layout: str) -> None:
+    document = otlp_document([otlp_span(TRACE, sid(0), None, "root", T0, T0 + MS)], service="flagd")
+    document["resourceSpans"][0]["resource"]["attributes"] += [
+        _kv("service.version", {"intValue": "not a number"}),
+        _kv("host.name", {"stringValue": "h1"}),
+    ]
+    line = orjson.dumps(document)
+    path = tmp_path / "odd-resource.otlp.json"
+    # One document is read the lenient way; several lines take the typed path.
+    path.write_bytes(line + b"\n" if layout == "one document" else line + b"\n" + line + b"\n")
+    telemetry = ingest.load([str(path)])
+    assert telemetry.spans["service"].to_list() == ["flagd"]
+    assert (telemetry.inputs[0].stats.skipped, telemetry.inputs[0].stats.skipped_items) == (0, 0)
+    kept = attributes_dict(telemetry.spans["attributes"][0], telemetry.spans["resource"][0])
+    assert kept["host.name"] == "h1"
+    assert orjson.loads(kept["service.version"]) == {"intValue": "not a number"}
+
+
 # -- 3. one malformed span in a Collector line ------------------------------------------------
 
 _BREAKAGES = {

@@ -264,6 +264,17 @@ def _error_candidates(keys: tuple[str, ...]) -> list[Candidate]:
     return found
 
 
+def unfound_field_warnings(
+    plan_: Plan, field_map: Mapping[str, str], found: set[str] | frozenset[str]
+) -> list[str]:
+    """A sentence per ``--field`` key of ``plan_`` that is not among the ``found`` keys."""
+    return [
+        f'--field {name}={field_map[name]}: no line has the key "{key}"'
+        for name, key in plan_.user_keys.items()
+        if key not in found
+    ]
+
+
 def plan(field_map: Mapping[str, str]) -> Plan:
     """Candidate keys per canonical field, and the keys that signal an error."""
 

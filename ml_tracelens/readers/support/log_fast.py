@@ -20,7 +20,10 @@ Other checks turn away what the counts cannot see: lists (polars' own text of th
 beyond 64 bits (orjson makes them floats), lone surrogate escapes (polars makes them NUL), and
 floats whose shortest spelling is a tie (polars and ``repr`` pick different last digits). It is
 assumed that polars and orjson parse a decimal literal to the same (nearest) double. Anything
-unproven raises ``FastPathUnavailable`` and the caller parses line by line.
+unproven raises ``FastPathUnavailable`` and the caller parses line by line; so does a sampled
+schema past the block's column budget (``log_keys``: polars would make a column per key for
+every row) and a block where a line may hold more keys than ``TRACELENS_MAX_KEYS_PER_LINE``
+(its most ``":`` in one line), whose lines the line path checks one by one.
 
 The counts run on polars' threads, beside the NDJSON reader: polars' CSV reader (no quoting, a
 NUL separator) splits the block into a column of lines, and literal ``count_matches`` count
@@ -42,6 +45,7 @@ from polars.datatypes import DataTypeClass
 from ml_tracelens import limits
 from ml_tracelens.readers.base import ReadStats
 from ml_tracelens.readers.support import log_aliases
+from ml_tracelens.readers.support.log_keys import column_budget
 
 BOM = b"\xef\xbb\xbf"
 WHITESPACE = b" \t\r\n"
@@ -104,6 +108,9 @@ def _bad_line(line: bytes, depth: int) -> str | None:
         return None
     if limits.too_deep(line, depth):
         return limits.depth_reason(depth)
+    keys = limits.current().max_keys_per_line
+    if limits.too_many_keys(line, keys):
+        return limits.keys_reason(keys)
     return line_problem(line)
 
 
@@ -168,7 +175,8 @@ def fast_raw(
     if problem:
         stats.skip(f"{name}:{first_line + stats.lines - 1}", problem)
         body = body[:last_start]
-    schema = _schema(_sample_tree(body, min(depth, MAX_DEPTH)))
+    budget = column_budget(stats.lines - stats.skipped, len(body))
+    schema = _schema(_sample_tree(body, min(depth, MAX_DEPTH), budget))
     # Both run on polars' threads: the values against the schema, and the evidence from the text.
     with ThreadPoolExecutor(max_workers=1) as pool:
         reading = pool.submit(_read, body, schema)
@@ -176,6 +184,8 @@ def fast_raw(
         frame = reading.result()
     # Keys become positional names: a key like "*" or "^a$" must never reach pl.col as a pattern.
     frame = frame.rename({key: f"\x01{index}" for index, key in enumerate(frame.columns)})
+    if evidence.widest > limits.current().max_keys_per_line:
+        raise FastPathUnavailable("a line may have more keys than TRACELENS_MAX_KEYS_PER_LINE")
     line_numbers = evidence.line_numbers
     if not frame.height == evidence.object_lines == len(line_numbers):
         raise FastPathUnavailable(
@@ -282,6 +292,7 @@ class Evidence:
     """What the text of a block says polars must have read (see the module docstring)."""
 
     keys: int  # unescaped '":' after deleting whitespace: every key, and some false alarms
+    widest: int  # the most '":' in one line: at least the keys of any line
     nulls: int  # unescaped '":null'
     objects: int  # unescaped '":{'
     object_lines: int  # lines whose first non-blank character is "{"
@@ -299,7 +310,7 @@ def _evidence(body: bytes, lines: int) -> Evidence:
     """
     if not body:
         empty = pl.Series(dtype=pl.Int64)
-        return Evidence(0, 0, 0, 0, empty, brackets=False, backslashes=False, long_numbers=False)
+        return Evidence(0, 0, 0, 0, 0, empty, brackets=False, backslashes=False, long_numbers=False)
     try:
         table = pl.read_csv(
             io.BytesIO(body),
@@ -344,6 +355,7 @@ def _evidence(body: bytes, lines: int) -> Evidence:
     patterns = {"keys": '":', "nulls": '":null', "objects": '":{'}
     counts = dict.fromkeys(patterns, 0)
     run = 0  # backslashes before the pattern
+    widest = 0
     while True:
         sums = table.select(
             **{
@@ -351,9 +363,11 @@ def _evidence(body: bytes, lines: int) -> Evidence:
                 for what, pattern in patterns.items()
             },
             long_numbers=line.str.contains(LONG_NUMBER).any() if run == 0 else pl.lit(False),
+            widest=line.str.count_matches('":', literal=True).max() if run == 0 else pl.lit(0),
         ).row(0, named=True)
         if run == 0:
             long_numbers = bool(sums.pop("long_numbers"))
+            widest = int(sums.pop("widest") or 0)
         sign = -1 if run % 2 else 1
         for what in patterns:
             counts[what] += sign * int(sums[what] or 0)
@@ -362,6 +376,7 @@ def _evidence(body: bytes, lines: int) -> Evidence:
         run += 1
     return Evidence(
         keys=counts["keys"],
+        widest=widest,
         nulls=counts["nulls"],
         objects=counts["objects"],
         object_lines=object_lines,
@@ -394,21 +409,32 @@ def _after_lines(body: bytes, start: int, count: int) -> int:
     return position
 
 
-def _sample_tree(body: bytes, depth: int) -> Tree:
+def _sample_tree(body: bytes, depth: int, budget: int | None = None) -> Tree:
+    """The keys of the sampled lines as a tree; FastPathUnavailable past ``budget`` keys (the
+    line path reads such blocks within its own budget) or on a sampled line over the keys
+    limit (the line path skips it)."""
     tree: Tree = {}
+    nodes = 0
+    max_keys = limits.current().max_keys_per_line
     for line in _sample_lines(body):
         if not line.strip(WHITESPACE):
             continue
+        if limits.too_many_keys(line, max_keys):
+            raise FastPathUnavailable("a line with more keys than TRACELENS_MAX_KEYS_PER_LINE")
         try:
             document = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue  # the reader will fail on it and say so
         if type(document) is dict:
-            _merge(tree, document, depth)
+            nodes += _merge(tree, document, depth)
+            if budget is not None and nodes > budget:
+                raise FastPathUnavailable(f"more than {budget:,} distinct keys")
     return tree
 
 
-def _merge(tree: Tree, document: dict[str, Any], limit: int) -> None:
+def _merge(tree: Tree, document: dict[str, Any], limit: int) -> int:
+    """Merge the keys of ``document`` into ``tree``; returns how many nodes were added."""
+    added = 0
     stack: list[tuple[Tree, dict[str, Any], int]] = [(tree, document, 1)]
     while stack:
         node, value, depth = stack.pop()
@@ -421,10 +447,13 @@ def _merge(tree: Tree, document: dict[str, Any], limit: int) -> None:
             if type(item) is dict:
                 child = node.get(key)
                 if not isinstance(child, dict):
+                    added += key not in node
                     child = node[key] = {}  # an object wins over text: text lines fail the count
                 stack.append((child, item, depth + 1))
             elif key not in node:
                 node[key] = None
+                added += 1
+    return added
 
 
 def _schema(tree: Tree) -> pl.Schema:

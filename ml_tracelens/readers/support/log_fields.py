@@ -104,25 +104,57 @@ def _column_checks(
     return {key: bool(ok) for key, ok in zip(wanted, passed, strict=True)}
 
 
+#: The per-row flags ``map_logs`` returns, and how ``to_logs`` counts them.
+UNREAD_COUNTS = {
+    "time": "unreadable time values (kept in attributes)",
+    "duration": "unreadable duration values (kept in attributes)",
+}
+
+
 def to_logs(
     raw: pl.DataFrame,
     *,
     source_name: str,
     plan_: Plan,
     plain_values: bool = False,
+    extra: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Flattened text columns (+ ``_line``) -> canonical log rows, and counts of unreadable values.
 
     ``plain_values``: the caller knows no value holds a character JSON escapes (quote,
-    backslash, control characters), so the values are not searched for one.
+    backslash, control characters), so the values are not searched for one. ``extra``: the
+    keys of the rows that are not columns, as (``row``, ``name``, ``text``) triples
+    (``log_keys``); they go to ``attributes`` and signal errors as columns would.
 
     Row by row: nothing here depends on other rows, so chunks and parse paths can be mapped
     separately and concatenated with identical results.
     """
+    logs, flags = map_logs(
+        raw, source_name=source_name, plan_=plan_, plain_values=plain_values, extra=extra
+    )
+    counts = {what: int(flags.get_column(field).sum()) for field, what in UNREAD_COUNTS.items()}
+    return logs, {what: n for what, n in counts.items() if n}
+
+
+def map_logs(
+    raw: pl.DataFrame,
+    *,
+    source_name: str | pl.Series,
+    plan_: Plan,
+    plain_values: bool = False,
+    extra: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``to_logs`` with the flags of unreadable values per row (boolean columns ``time`` and
+    ``duration``) instead of their counts; ``source_name`` may give each row's input name."""
     columns = sorted(c for c in raw.columns if c != "_line")
     # Keys become positional names: a key like "*" or "^a$" must never reach pl.col as a pattern.
     internal = {name: f"\x01{index}" for index, name in enumerate(columns)}
     raw = raw.rename(internal)
+    if isinstance(source_name, pl.Series):
+        prefix = pl.col("\x02source") + ":"
+        raw = raw.with_columns(source_name.alias("\x02source"))
+    else:
+        prefix = pl.lit(f"{source_name}:")
     work = raw.lazy()
     # field -> ordered sources: (column holding the parsed value, key it consumes when it wins)
     sources: dict[str, list[tuple[str, str | None]]] = {}
@@ -179,6 +211,13 @@ def to_logs(
     signals += [
         v.server_error_status(pl.col(internal[k])) for k in plan_.status_keys if k in internal
     ]
+    if extra is not None:
+        errors = _extra_errors(extra, plan_)
+        if errors is not None:
+            work = work.with_row_index("\x02row").join(
+                errors, left_on="\x02row", right_on="row", how="left", maintain_order="left"
+            )
+            signals.append(pl.col("\x02error").fill_null(False))
     work = work.with_columns(pl.any_horizontal(signals).alias("\x00error"))
     error = pl.col("\x00error")
     frame = work.select(
@@ -196,7 +235,7 @@ def to_logs(
             value("error", pl.String), pl.when(error).then(value("message", pl.String))
         ),
         error=error,
-        attributes=_attributes(raw, columns, internal, consumed, plain_values=plain_values),
+        **_attribute_columns(raw, columns, internal, consumed, plain_values, extra is not None),
         unread_reason=pl.when(unread_time)
         .then(pl.lit(UNREADABLE_TIME))
         # The text is looked at only where a duration went unread: a regex per line costs.
@@ -204,19 +243,17 @@ def to_logs(
         .then(pl.lit(NEGATIVE_DURATION))
         .when(unread_duration)
         .then(pl.lit(DURATION_NOT_A_NUMBER)),
-        source=pl.lit(f"{source_name}:") + pl.col("_line").cast(pl.String),
+        source=prefix + pl.col("_line").cast(pl.String),
         **{
-            f"\x00count {field}": flag.sum().cast(pl.Int64)
+            f"\x00unread {field}": flag
             for field, flag in (("time", unread_time), ("duration", unread_duration))
         },
     ).collect()
-    counts = {
-        f"unreadable {field} values (kept in attributes)": frame.item(0, f"\x00count {field}")
-        for field in ("time", "duration")
-        if frame.height
-    }
+    if extra is not None:
+        frame = _with_extra_attributes(frame, extra)
+    flags = frame.select(pl.col(f"\x00unread {field}").alias(field) for field in UNREAD_COUNTS)
     logs = normalize_logs(frame.select(pl.col(n).cast(t) for n, t in LOG_SCHEMA.items()))
-    return logs, {name: n for name, n in counts.items() if n}
+    return logs, flags
 
 
 def _under(columns: list[str], keys: frozenset[str]) -> list[str]:
@@ -238,29 +275,102 @@ def _spellings(column: str) -> list[str]:
     return [column, *(column[:i] for i, c in enumerate(column) if c == ".")]
 
 
-def _attributes(
+def _attribute_columns(
     raw: pl.DataFrame,
     columns: list[str],
     internal: Mapping[str, str],
     consumed: Mapping[str, list[pl.Expr]],
-    *,
-    plain_values: bool = False,
-) -> pl.Expr:
-    """JSON object text of the values no canonical field consumed, keys sorted, nulls omitted."""
+    plain_values: bool,
+    with_extra: bool,
+) -> dict[str, pl.Expr]:
+    """``attributes``: JSON object text of the values no canonical field consumed, keys sorted,
+    nulls omitted. ``with_extra``: instead, each column's fragment (``"key":"value"``, null when
+    not kept) as a column named ``\x03`` + its key, for ``_with_extra_attributes``."""
     fragments = []
     for name in columns:
         column = pl.col(internal[name])
         keep = column.is_not_null()
         if name in consumed:
             keep = keep & ~pl.any_horizontal(consumed[name])
-        if not plain_values and raw.get_column(internal[name]).str.contains(_NEEDS_ESCAPE).any():
-            # A one-field struct's JSON is {"v":<escaped string>}: cut the value out of it.
-            quoted = pl.struct(column.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
-        else:
-            quoted = '"' + column + '"'  # what the JSON encoder writes when nothing needs escaping
+        escape = not plain_values and bool(
+            raw.get_column(internal[name]).str.contains(_NEEDS_ESCAPE).any()
+        )
         prefix = orjson.dumps(name).decode() + ":"
-        fragments.append(pl.when(keep).then(pl.lit(prefix) + quoted))
+        fragment = pl.when(keep).then(pl.lit(prefix) + _quoted(column, escape=escape))
+        fragments.append(fragment.alias(f"\x03{name}"))
+    if with_extra:
+        return {f"\x03{name}": f for name, f in zip(columns, fragments, strict=True)}
     if not fragments:
-        return pl.lit("{}")
+        return {"attributes": pl.lit("{}")}
     body = pl.concat_str(fragments, separator=",", ignore_nulls=True)
-    return pl.lit("{") + body.fill_null("") + pl.lit("}")
+    return {"attributes": pl.lit("{") + body.fill_null("") + pl.lit("}")}
+
+
+def _quoted(text: pl.Expr, *, escape: bool) -> pl.Expr:
+    """Text as a JSON string; ``escape``: some value may hold a character JSON escapes."""
+    if escape:
+        # A one-field struct's JSON is {"v":<escaped string>}: cut the value out of it.
+        return pl.struct(text.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+    return '"' + text + '"'  # what the JSON encoder writes when nothing needs escaping
+
+
+def _extra_errors(extra: pl.DataFrame, plan_: Plan) -> pl.LazyFrame | None:
+    """(``row``, ``\x02error``): whether a row's triples under an error key (the key or any
+    ``KEY.*``) signal an error, as their columns would; None when no triple is under one."""
+    name = pl.col("name")
+    under = pl.any_horizontal(
+        name.is_in(sorted(plan_.error_keys)),
+        *(name.str.starts_with(key + ".") for key in sorted(plan_.error_keys)),
+    )
+    flagged = extra.filter(under)
+    if not flagged.height:
+        return None
+    return (
+        flagged.lazy().group_by("row").agg(v.signals_error(pl.col("text")).any().alias("\x02error"))
+    )
+
+
+def _json_string(text: pl.Expr) -> pl.Expr:
+    """Text as a JSON string, escaped only where a value needs it (the same text either way)."""
+    needs = text.str.contains(_NEEDS_ESCAPE)
+    return pl.when(needs).then(_quoted(text, escape=True)).otherwise(_quoted(text, escape=False))
+
+
+def _with_extra_attributes(frame: pl.DataFrame, extra: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (with a ``\x03KEY`` fragment column per key column) with ``attributes`` made
+    from those fragments and the triples' together, keys sorted as ``_attribute_columns``
+    sorts them (polars orders text by its UTF-8 bytes, which is code point order, as Python
+    does; its JSON strings are orjson's, byte for byte)."""
+    fragment_columns = [c for c in frame.columns if c.startswith("\x03")]
+    schema = {"row": pl.UInt32, "name": pl.String, "fragment": pl.String}
+    own = (
+        frame.lazy()
+        .select(fragment_columns)
+        .with_row_index("row")
+        .unpivot(on=fragment_columns, index="row", variable_name="name", value_name="fragment")
+        .drop_nulls("fragment")
+        .select(pl.col("row"), pl.col("name").str.slice(1), pl.col("fragment"))
+        if fragment_columns
+        else pl.LazyFrame(schema=schema)
+    )
+    theirs = extra.lazy().select(
+        "row",
+        "name",
+        fragment=_json_string(pl.col("name")) + ":" + _json_string(pl.col("text")),
+    )
+    bodies = (
+        pl.concat([own, theirs], how="vertical")
+        .sort("row", "name")
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("fragment").str.join(","))
+    )
+    attributes = "{" + pl.col("fragment").fill_null("") + "}"
+    return (
+        frame.lazy()
+        .drop(fragment_columns)
+        .with_row_index("row")
+        .join(bodies, on="row", how="left", maintain_order="left")
+        .with_columns(attributes=attributes)
+        .drop("row", "fragment")
+        .collect()
+    )

@@ -7,6 +7,7 @@ by one, to turn OTLP events into the canonical event list and to find exception 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -42,14 +43,29 @@ _STATUSES = {
 }
 
 
-def canonical_from_batch(batch: SpanBatch, source_name: str) -> tuple[pl.DataFrame, list[int]]:
+def canonical_from_batch(
+    batch: SpanBatch, source_name: str | Sequence[tuple[int, str]]
+) -> tuple[pl.DataFrame, list[int]]:
     """The canonical spans of the batch, and the lines dropped for invalid UTF-8.
 
     Attributes travel as raw bytes that the typed decoder does not validate; a line whose bytes
     are not UTF-8 is malformed as a whole, so all its spans go and the caller counts it skipped.
+
+    ``source_name``: the input's name, or (offset, name) per input when the batch holds several
+    (by offset; an input's lines are numbered ``offset + line``, after the previous input's).
     """
     # Row numbers before any line is dropped: batch.extras is keyed by them.
     raw = batch.frame().with_row_index("_row")
+    if isinstance(source_name, str):
+        source = pl.format("{}:{}", pl.lit(source_name), pl.col("line"))
+    else:
+        offsets = pl.Series([offset for offset, _ in source_name], dtype=pl.Int64)
+        owner = offsets.search_sorted(raw.get_column("line"), side="left") - 1
+        raw = raw.with_columns(
+            _name=pl.Series([name for _, name in source_name], dtype=pl.String).gather(owner),
+            _local=raw.get_column("line") - offsets.gather(owner),
+        )
+        source = pl.format("{}:{}", pl.col("_name"), pl.col("_local"))
     bad_lines: list[int] = []
     try:
         raw, resources = _with_text_attributes(raw), _resource_table(batch)
@@ -81,7 +97,7 @@ def canonical_from_batch(batch: SpanBatch, source_name: str) -> tuple[pl.DataFra
         resource=pl.col("_resource"),
         events=pl.lit(None, dtype=pl.String),
         links=pl.lit(None, dtype=pl.String),
-        source=pl.format("{}:{}", pl.lit(source_name), pl.col("line")).cast(pl.Categorical),
+        source=source.cast(pl.Categorical),
     )
     extras = _events_and_links(batch.extras)
     if extras is not None:
