@@ -10,11 +10,21 @@ Rounding happens once, half to even, on the decimal value a person would write f
 (the shortest text that reads back as the same float: ``0.055`` is 0.055, not
 0.05499999...), never on a float that was scaled first. A value that rounds up to the next unit
 is written in that unit: 999.5µs is ``1.00ms``, 59.95s is ``1m00s``.
+
+The canonical tables hold times and durations as integer nanoseconds; ``NS_PER_US``,
+``NS_PER_MS`` and ``NS_PER_S`` are the factors every layer converts with. They are integers, so
+exact arithmetic (``Fraction``, ``Decimal``, ``int``) stays exact. Milliseconds as a float are
+``float(ns) / NS_PER_MS``, which is what polars computes for a column; Python's ``int / int``
+rounds only once, so past 2**53 ns it can differ from the column's value in the last bit.
 """
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
+
+NS_PER_US = 1_000
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
 
 MICRO = "µ"
 _THOUSAND = Decimal(1000)

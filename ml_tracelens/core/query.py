@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from ml_tracelens.core.tree import int_scalar
+from ml_tracelens.durations import NS_PER_MS, NS_PER_S, NS_PER_US
 from ml_tracelens.exceptions import NotFound, UsageError
 from ml_tracelens.schema import with_attribute_columns
 
@@ -94,7 +95,7 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
         pl.col("status").cast(pl.String),
         "status_message",
         (pl.col("status") == "error").alias("error"),
-        (pl.col("duration_ns") / 1e6).alias("duration_ms"),
+        (pl.col("duration_ns") / NS_PER_MS).alias("duration_ms"),
         pl.from_epoch(pl.col("start_ns"), time_unit="ns")
         .dt.replace_time_zone("UTC")
         .alias("start"),
@@ -138,7 +139,7 @@ def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    bound = (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    bound = (delta.days * 86400 + delta.seconds) * NS_PER_S + delta.microseconds * NS_PER_US
     return _in_range(bound, text, option)
 
 

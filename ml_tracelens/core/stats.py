@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.schema import with_attribute_columns
 
 PERCENTILES = (50, 90, 95, 99)
-NS_PER_MS = 1_000_000.0
 #: The keys of a request summary (``request_summary``), in their JSON order.
 REQUEST_KEYS = (
     "count",

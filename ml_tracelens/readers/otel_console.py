@@ -46,6 +46,7 @@ from typing import Any
 
 import orjson
 
+from ml_tracelens.durations import NS_PER_S
 from ml_tracelens.otlp_values import canonical_level, level_from_severity_number
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
 from ml_tracelens.readers.support.jsondoc import iter_documents, list_or_empty, object_or_empty
@@ -219,7 +220,7 @@ def iso_to_ns(value: object, field: str) -> int | None:
     delta: timedelta = moment - _EPOCH
     seconds = delta.days * 86_400 + delta.seconds
     fraction = (match["fraction"] or "")[:9].ljust(9, "0")
-    ns = seconds * 1_000_000_000 + int(fraction)
+    ns = seconds * NS_PER_S + int(fraction)
     if not _INT64_MIN <= ns <= _INT64_MAX:
         # The canonical tables hold Int64 ns: 1677-09-21 to 2262-04-11.
         raise ValueError(f"{field} is out of the range of times tracelens holds: {value!r}")

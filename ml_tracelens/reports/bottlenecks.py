@@ -15,8 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.core.stats import NS_PER_MS, selected_request_summary
-from ml_tracelens.durations import format_duration
+from ml_tracelens.core.stats import selected_request_summary
+from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 

@@ -29,11 +29,11 @@ from fractions import Fraction
 import polars as pl
 
 from ml_tracelens.core.stats import requests
+from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.gates.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
 from ml_tracelens.reports.latency import cp_denominator_ns
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
-NS_PER_MS = 1_000_000
 PERCENTILES = (50, 90, 95, 99)
 #: How many stage names a "not in the data" note lists.
 LISTED_STAGES = 8

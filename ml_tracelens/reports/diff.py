@@ -32,7 +32,7 @@ import polars as pl
 from ml_tracelens.core.bootstrap import CONFIDENCE, Bootstrap, paired_intervals, replicate_estimates
 from ml_tracelens.core.significance import benjamini_hochberg
 from ml_tracelens.core.stats import requests
-from ml_tracelens.durations import format_duration
+from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.gates.budgets import DIFF_METRICS, MetricKind, Rule
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
@@ -41,7 +41,6 @@ QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 #: Expected samples beyond a percentile that it takes to trust it (see the module docstring).
 TAIL_SAMPLES = 10
 MIN_ERROR_RATE_SAMPLES = 20
-NS_PER_MS = 1_000_000.0
 
 _SHOWN_AS = {
     MetricKind.DURATION: ColumnKind.MS,

@@ -32,6 +32,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
+from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.drift import (
@@ -55,7 +56,6 @@ from ml_tracelens.reports.summary import ReportContext, inputs_of, warnings_of
 
 __all__ = ["ModelOptions", "budget_values", "build", "parse_compare", "parse_window"]
 
-NS_PER_MS = 1_000_000.0
 OTHERS = "(others)"
 
 STAT_COLUMNS = (

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import polars as pl
 
+from ml_tracelens.durations import NS_PER_MS, NS_PER_S, NS_PER_US
+
+#: Nanoseconds in one of each unit.
 NS = 1
-US = 1_000
-MS = 1_000_000
-S = 1_000_000_000
+US = NS_PER_US
+MS = NS_PER_MS
+S = NS_PER_S
 MINUTE = 60 * S
 HOUR = 3600 * S
 #: Unit words accepted in duration text and in ``--field duration=KEY:UNIT``.

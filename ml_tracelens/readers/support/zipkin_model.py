@@ -18,6 +18,7 @@ from typing import Literal, overload
 
 import polars as pl
 
+from ml_tracelens.durations import NS_PER_US
 from ml_tracelens.readers.base import ReadResult, ReadStats
 from ml_tracelens.schema import spans_from_columns
 
@@ -99,7 +100,7 @@ def micros_to_ns(value: object, field: str) -> int | None:
     if isinstance(value, bool):
         raise TypeError(f"{field} is a boolean, not a number")
     if isinstance(value, int):
-        result = value * 1000
+        result = value * NS_PER_US
     elif isinstance(value, str | float):
         try:
             number = Decimal(value.strip() if isinstance(value, str) else repr(value))
@@ -108,7 +109,7 @@ def micros_to_ns(value: object, field: str) -> int | None:
         # adjusted() is the decimal exponent: refuse absurd magnitudes before int() expands them.
         if not number.is_finite() or number.adjusted() > 18:
             raise ValueError(f"{field} is out of range: {value!r}")
-        result = int(number * 1000)
+        result = int(number * NS_PER_US)
     else:
         raise TypeError(f"{field} is not a number: {value!r}")
     if not -_INT64_MAX <= result <= _INT64_MAX:
