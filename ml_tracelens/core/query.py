@@ -20,13 +20,11 @@ from datetime import UTC, datetime
 import polars as pl
 
 from ml_tracelens.core.tree import int_scalar
-from ml_tracelens.durations import NS_PER_MS, NS_PER_S, NS_PER_US
+from ml_tracelens.durations import NS_PER_MS, NS_PER_S, NS_PER_US, length_ns
 from ml_tracelens.exceptions import NotFound, UsageError
 from ml_tracelens.schema import with_attribute_columns
 
 _ATTR = re.compile(r'"?\battr\.([A-Za-z0-9_.\-/:]+[A-Za-z0-9_])"?')
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$")
-_UNIT_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
 
 
 @dataclass(frozen=True)
@@ -120,14 +118,13 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
 
 
 def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
-    relative = _RELATIVE.match(text.strip())
-    if relative:
+    length = length_ns(text)
+    if length is not None:
         if end_of_dump is None:
             raise UsageError(
                 f"{text}: the dump has no timestamps to count back from", option=option
             )
-        amount, unit = relative.groups()
-        return _in_range(end_of_dump - int(float(amount) * _UNIT_NS[unit]), text, option)
+        return _in_range(end_of_dump - int(length), text, option)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as exc:
