@@ -31,8 +31,8 @@ import polars as pl
 
 from ml_tracelens.core.bootstrap import CONFIDENCE, Bootstrap, paired_intervals, replicate_estimates
 from ml_tracelens.core.significance import benjamini_hochberg
-from ml_tracelens.core.stats import requests
-from ml_tracelens.durations import NS_PER_MS, format_duration
+from ml_tracelens.core.stats import milliseconds, quantile, requests
+from ml_tracelens.durations import format_duration
 from ml_tracelens.gates.budgets import DIFF_METRICS, MetricKind, Rule
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
@@ -119,9 +119,9 @@ def units(analysed: pl.DataFrame) -> pl.DataFrame:
 
 
 def _aggregations() -> list[pl.Expr]:
-    duration = pl.col("duration_ns").cast(pl.Float64) / NS_PER_MS
+    duration = milliseconds("duration_ns")
     return [
-        *(duration.quantile(q, "linear").alias(m) for m, q in QUANTILES.items()),
+        *(quantile(duration, q).alias(m) for m, q in QUANTILES.items()),
         pl.col("error").mean().alias("error_rate"),
     ]
 

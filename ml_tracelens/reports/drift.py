@@ -38,6 +38,7 @@ from typing import Any
 
 import polars as pl
 
+from ml_tracelens.core.stats import quantile
 from ml_tracelens.durations import length_ns
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.model_records import versions_in
@@ -74,7 +75,7 @@ def psi_from_shares(expected: Sequence[float], actual: Sequence[float]) -> float
 def numeric_edges(reference: pl.Series, bins: int = NUMERIC_BINS) -> list[float]:
     """The distinct inner bin edges: the reference's 1/bins, 2/bins, ... quantiles."""
     values = reference.drop_nulls().cast(pl.Float64)
-    edges = [values.quantile(k / bins, "linear") for k in range(1, bins)]
+    edges = [quantile(values, k / bins) for k in range(1, bins)]
     return sorted({float(e) for e in edges if e is not None})
 
 
