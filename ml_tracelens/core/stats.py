@@ -20,18 +20,10 @@ from ml_tracelens.schema import with_attribute_columns
 
 #: The percentiles the latency reports show and budgets may name (p50 ... p99).
 PERCENTILES = (50, 90, 95, 99)
+#: What ``duration_aggregations`` gives, in order.
+DURATION_KEYS = ("count", "mean_ms", *(f"p{p}_ms" for p in PERCENTILES), "max_ms")
 #: The keys of a request summary (``request_summary``), in their JSON order.
-REQUEST_KEYS = (
-    "count",
-    "mean_ms",
-    "p50_ms",
-    "p90_ms",
-    "p95_ms",
-    "p99_ms",
-    "max_ms",
-    "errors",
-    "error_rate",
-)
+REQUEST_KEYS = (*DURATION_KEYS, "errors", "error_rate")
 #: Column names a `--by` attribute must not shadow.
 _STAT_KEYS = {*REQUEST_KEYS, "self_mean_ms", "cp_share"}
 
