@@ -22,7 +22,7 @@ error_rate and cp_share, a number for count and errors.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 
@@ -32,26 +32,14 @@ from ml_tracelens.core.stats import PERCENTILES, exact_percentiles, requests
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.gates.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
 from ml_tracelens.reports.latency import cp_denominator_ns
+from ml_tracelens.reports.metric_units import in_metric_unit
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 #: How many stage names a "not in the data" note lists.
 LISTED_STAGES = 8
 
-#: How a metric's values read in text formats (JSON keeps the numbers of the module docstring).
-SHOWN_AS = {
-    MetricKind.DURATION: ColumnKind.MS,
-    MetricKind.RATE: ColumnKind.SHARE,
-    MetricKind.COUNT: ColumnKind.INT,
-}
-
-
-def shown_as(row: Mapping[str, JsonValue]) -> ColumnKind:
-    """A row's actual and limit in its metric's unit: ``75.0ms`` for a p95, ``6.0%`` for an
-    error rate; a PSI as a plain number."""
-    metric = row.get("metric")
-    kind = METRICS.get(metric) if isinstance(metric, str) else None
-    return ColumnKind.FLOAT if kind is None else SHOWN_AS.get(kind, ColumnKind.FLOAT)
-
+#: A row's actual and limit in its metric's unit (JSON keeps the numbers of the module docstring).
+shown_as = in_metric_unit(METRICS)
 
 COLUMNS = (
     # The budget holds its limit ("p95<=120ms"): shown whole; stage, metric and op restate it.

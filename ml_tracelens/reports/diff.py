@@ -23,7 +23,7 @@ alone. A rule naming a stage that is missing on either side fails the gate with 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -33,7 +33,8 @@ from ml_tracelens.core.bootstrap import CONFIDENCE, Bootstrap, paired_intervals,
 from ml_tracelens.core.significance import benjamini_hochberg
 from ml_tracelens.core.stats import milliseconds, quantile, requests
 from ml_tracelens.durations import format_duration
-from ml_tracelens.gates.budgets import DIFF_METRICS, MetricKind, Rule
+from ml_tracelens.gates.budgets import DIFF_METRICS, Rule
+from ml_tracelens.reports.metric_units import in_metric_unit
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 METRICS = ("count", "p50", "p95", "p99", "error_rate")
@@ -42,19 +43,8 @@ QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 TAIL_SAMPLES = 10
 MIN_ERROR_RATE_SAMPLES = 20
 
-_SHOWN_AS = {
-    MetricKind.DURATION: ColumnKind.MS,
-    MetricKind.RATE: ColumnKind.SHARE,
-    MetricKind.COUNT: ColumnKind.INT,
-}
-
-
-def shown_as(row: Mapping[str, JsonValue]) -> ColumnKind:
-    """A metric row's values in its unit: ``54.8ms`` for a p50, ``3.4%`` for an error rate."""
-    metric = row.get("metric")
-    kind = DIFF_METRICS.get(metric) if isinstance(metric, str) else None
-    return ColumnKind.FLOAT if kind is None else _SHOWN_AS.get(kind, ColumnKind.FLOAT)
-
+#: A metric row's values in its unit: ``54.8ms`` for a p50, ``3.4%`` for an error rate.
+shown_as = in_metric_unit(DIFF_METRICS)
 
 COLUMNS = (
     Column("stage", "stage"),
