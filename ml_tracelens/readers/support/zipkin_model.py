@@ -8,13 +8,14 @@
 - ``micros_to_ns``: µs timestamps and durations (ints, numeric strings) to int nanoseconds.
 - ``canonical_id``: an id as the schema normalizes it, for ids inside JSON (links).
 - ``span_location``: the ``file#index`` / ``file:line#index`` of a span inside a document.
+- ``parse_spans``: a document's spans parsed to rows one by one, a malformed one skipped alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import polars as pl
 
@@ -55,6 +56,31 @@ def span_location(name: str, document_location: str, index: int | str) -> str:
     if document_location == f"{name}:1":
         return f"{name}#{index}"
     return f"{document_location}#{index}"
+
+
+def parse_spans(
+    rows: list[tuple[Any, ...]],
+    spans: Iterable[object],
+    parse: Callable[[Any, str], tuple[Any, ...]],
+    stats: ReadStats,
+    *,
+    what: str,
+    name: str,
+    location: str,
+    first: int = 0,
+) -> int:
+    """Append ``parse(span, where)`` to ``rows`` for each of ``spans``, numbered from ``first``
+    in ``where`` (``span_location``). A span it raises for (a wrong type, a missing key) is
+    skipped alone as a malformed ``what`` span. Returns the number after the last span."""
+    index = first
+    for span in spans:
+        where = span_location(name, location, index)
+        index += 1
+        try:
+            rows.append(parse(span, where))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            stats.skip_item(where, f"malformed {what} span ({exc})")
+    return index
 
 
 @overload
