@@ -22,7 +22,7 @@ import polars as pl
 from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.durations import NS_PER_MS, NS_PER_S, NS_PER_US, length_ns
 from ml_tracelens.exceptions import NotFound, UsageError
-from ml_tracelens.schema import with_attribute_columns
+from ml_tracelens.schema import INT64_MAX, INT64_MIN, with_attribute_columns
 
 _ATTR = re.compile(r'"?\battr\.([A-Za-z0-9_.\-/:]+[A-Za-z0-9_])"?')
 
@@ -142,7 +142,7 @@ def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
 
 def _in_range(bound: int, text: str, option: str) -> int:
     # Compared with Int64 ns columns: a bound past them would overflow, not select everything.
-    if not -(2**63) <= bound < 2**63:
+    if not INT64_MIN <= bound <= INT64_MAX:
         raise UsageError(
             f"{text!r}: outside the times telemetry can hold "
             "(1677-09-21 to 2262-04-11, nanoseconds in 64 bits)",

@@ -51,7 +51,7 @@ from typing import Literal
 import polars as pl
 
 from ml_tracelens.durations import NS_PER_MS, NS_PER_US
-from ml_tracelens.schema import SPAN_SCHEMA, empty_spans
+from ml_tracelens.schema import INT64_MAX, SPAN_SCHEMA, empty_spans
 
 DERIVED_ROOT_NAME = "request"
 DERIVED_MARK = '{"tracelens.derived":"logs"}'
@@ -187,7 +187,7 @@ def _classified(
     start, end = (time - duration, time) if log_time == "end" else (time, time + duration)
 
     def bounded(value: pl.Expr) -> pl.Expr:
-        return pl.when((value >= 0) & (value < 2**63)).then(value).cast(pl.Int64)
+        return pl.when((value >= 0) & (value <= INT64_MAX)).then(value).cast(pl.Int64)
 
     reason = (
         pl.when(pl.col("stage").is_null())

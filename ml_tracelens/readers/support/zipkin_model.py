@@ -21,13 +21,12 @@ import polars as pl
 
 from ml_tracelens.durations import NS_PER_US
 from ml_tracelens.readers.base import ReadResult, ReadStats
-from ml_tracelens.schema import spans_from_columns
+from ml_tracelens.schema import INT64_MAX, spans_from_columns
 
 FRAGMENTS_MERGED = "span fragments merged into the span with the same id and endpoint"
 #: Helper columns ``resolve_shared_ids`` reads: server-half flag, endpoint key, bare fragment flag.
 SHARED_COLUMNS = ("_shared", "_endpoint", "_bare")
 _KEY = ["trace_id", "span_id"]
-_INT64_MAX = 2**63 - 1
 
 
 def frame_with_helpers(
@@ -138,7 +137,7 @@ def micros_to_ns(value: object, field: str) -> int | None:
         result = int(number * NS_PER_US)
     else:
         raise TypeError(f"{field} is not a number: {value!r}")
-    if not -_INT64_MAX <= result <= _INT64_MAX:
+    if not -INT64_MAX <= result <= INT64_MAX:
         raise ValueError(f"{field} is out of range: {value!r}")
     return result
 
