@@ -10,11 +10,33 @@ Rounding happens once, half to even, on the decimal value a person would write f
 (the shortest text that reads back as the same float: ``0.055`` is 0.055, not
 0.05499999...), never on a float that was scaled first. A value that rounds up to the next unit
 is written in that unit: 999.5µs is ``1.00ms``, 59.95s is ``1m00s``.
+
+The canonical tables hold times and durations as integer nanoseconds; ``NS_PER_US``,
+``NS_PER_MS`` and ``NS_PER_S`` are the factors every layer converts with. They are integers, so
+exact arithmetic (``Fraction``, ``Decimal``, ``int``) stays exact. Milliseconds as a float are
+``float(ns) / NS_PER_MS``, which is what polars computes for a column; Python's ``int / int``
+rounds only once, so past 2**53 ns it can differ from the column's value in the last bit.
+``length_ns`` reads a length of time given as an option (``--since 10m``, ``--window 1h``).
 """
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal
+
+NS_PER_US = 1_000
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+#: Nanoseconds in one of each unit of a length of time given as an option (``--since 10m``,
+#: ``--window 1h``).
+LENGTH_UNITS_NS = {
+    "ms": NS_PER_MS,
+    "s": NS_PER_S,
+    "m": 60 * NS_PER_S,
+    "h": 3600 * NS_PER_S,
+    "d": 86_400 * NS_PER_S,
+}
+_LENGTH = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
 MICRO = "µ"
 _THOUSAND = Decimal(1000)
@@ -41,6 +63,13 @@ def format_duration(milliseconds: float | int | Decimal | None) -> str:
     if exact == 0:
         return "0ms"
     return sign + _magnitude(exact)
+
+
+def length_ns(text: str) -> float | None:
+    """A length of time such as ``10m``, ``1.5h`` or ``250ms`` (units ms, s, m, h, d) in
+    nanoseconds, None when ``text`` is not one. A float: each caller makes it whole its own way."""
+    match = _LENGTH.match(text)
+    return None if match is None else float(match[1]) * LENGTH_UNITS_NS[match[2]]
 
 
 def _decimal(value: float | int | Decimal) -> Decimal:

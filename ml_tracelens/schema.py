@@ -23,6 +23,8 @@ import orjson
 import polars as pl
 from polars.datatypes import DataTypeClass
 
+#: The range of the tables' Int64 columns: as times, 1677-09-21 to 2262-04-11.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 KINDS = ("server", "client", "internal", "producer", "consumer")
 STATUSES = ("unset", "ok", "error")
 Kind = pl.Enum(KINDS)

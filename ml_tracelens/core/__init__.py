@@ -55,58 +55,61 @@ class Structure:
 
     def warnings(self) -> list[str]:
         """One line per anomaly that occurred, most structural first."""
-        lines = []
-        if self.orphan_spans:
-            lines.append(
-                f"{_n(self.orphan_spans, 'orphan span')} (parent id not in the dump) "
-                "treated as roots of their subtrees"
-            )
-        if self.traces_without_root:
-            lines.append(
-                f"{_n(self.traces_without_root, 'trace')} without a root span "
-                "(the root is not in the dump)"
-            )
-        if self.traces_with_multiple_roots:
-            lines.append(f"{_n(self.traces_with_multiple_roots, 'trace')} with several root spans")
-        if self.merged_duplicates:
-            lines.append(f"{_n(self.merged_duplicates, 'identical duplicate span')} merged")
-        if self.conflicting_duplicates:
-            lines.append(
-                f"{_n(self.conflicting_duplicates, 'span')} reusing the trace and span id of a "
-                f"different span; kept apart as <id>{DUP_MARK}N"
-            )
-        if self.cycles_broken:
-            lines.append(
-                f"{_n(self.cycles_broken, 'parent cycle')} broken (corrupt parent ids): "
-                "the smallest span id of each cycle made a root"
-            )
-        if self.negative_durations:
-            lines.append(
-                f"{_n(self.negative_durations, 'span')} ending before they start; "
-                "excluded from timing"
-            )
-        if self.untimed_spans:
-            lines.append(
-                f"{_n(self.untimed_spans, 'span')} without start or end time (missing, before "
-                "1970 or past 2262); kept in the tree, excluded from timing"
-            )
-        if self.zero_durations:
-            lines.append(f"{_n(self.zero_durations, 'span')} with zero duration")
-        if self.skewed_spans:
-            pairs = ", ".join(
-                f"{parent or '?'} -> {child or '?'} ({count:,})"
-                for (parent, child), count in list(self.skew_by_service_pair.items())[:3]
-            )
-            lines.append(
-                f"{_n(self.skewed_spans, 'span')} starting before or ending after their "
-                f"parent (clock skew?); by service pair: {pairs}"
-            )
-        if self.outside_parent_spans:
-            lines.append(
-                f"{_n(self.outside_parent_spans, 'span')} wholly outside their parent's time; "
-                "left off the critical path with their subtrees"
-            )
-        return lines
+        pairs = ", ".join(
+            f"{parent or '?'} -> {child or '?'} ({count:,})"
+            for (parent, child), count in list(self.skew_by_service_pair.items())[:3]
+        )
+        # (count, what is counted, what it means): a line when the count is not zero.
+        anomalies = (
+            (
+                self.orphan_spans,
+                "orphan span",
+                " (parent id not in the dump) treated as roots of their subtrees",
+            ),
+            (
+                self.traces_without_root,
+                "trace",
+                " without a root span (the root is not in the dump)",
+            ),
+            (self.traces_with_multiple_roots, "trace", " with several root spans"),
+            (self.merged_duplicates, "identical duplicate span", " merged"),
+            (
+                self.conflicting_duplicates,
+                "span",
+                " reusing the trace and span id of a different span; kept apart as "
+                f"<id>{DUP_MARK}N",
+            ),
+            (
+                self.cycles_broken,
+                "parent cycle",
+                " broken (corrupt parent ids): the smallest span id of each cycle made a root",
+            ),
+            (
+                self.negative_durations,
+                "span",
+                " ending before they start; excluded from timing",
+            ),
+            (
+                self.untimed_spans,
+                "span",
+                " without start or end time (missing, before 1970 or past 2262); kept in the "
+                "tree, excluded from timing",
+            ),
+            (self.zero_durations, "span", " with zero duration"),
+            (
+                self.skewed_spans,
+                "span",
+                " starting before or ending after their parent (clock skew?); by service pair: "
+                + pairs,
+            ),
+            (
+                self.outside_parent_spans,
+                "span",
+                " wholly outside their parent's time; left off the critical path with their "
+                "subtrees",
+            ),
+        )
+        return [f"{_n(count, noun)}{meaning}" for count, noun, meaning in anomalies if count]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ml_tracelens.core.significance import bootstrap_p_value
+from ml_tracelens.core.stats import quantile
 
 CONFIDENCE = 0.95
 DEFAULT_REPLICATES = 1000
@@ -109,8 +110,8 @@ def paired_intervals(
         .with_columns(pl.col("metric").str.strip_suffix("_cur"))
         .group_by(group, "metric")
         .agg(
-            ci_low=pl.col("delta").quantile(alpha, "linear"),
-            ci_high=pl.col("delta").quantile(1 - alpha, "linear"),
+            ci_low=quantile(pl.col("delta"), alpha),
+            ci_high=quantile(pl.col("delta"), 1 - alpha),
             p_value=bootstrap_p_value(pl.col("delta").drop_nans().drop_nulls()),
         )
     )

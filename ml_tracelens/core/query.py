@@ -20,12 +20,11 @@ from datetime import UTC, datetime
 import polars as pl
 
 from ml_tracelens.core.tree import int_scalar
+from ml_tracelens.durations import NS_PER_MS, NS_PER_S, NS_PER_US, length_ns
 from ml_tracelens.exceptions import NotFound, UsageError
-from ml_tracelens.schema import with_attribute_columns
+from ml_tracelens.schema import INT64_MAX, INT64_MIN, with_attribute_columns
 
 _ATTR = re.compile(r'"?\battr\.([A-Za-z0-9_.\-/:]+[A-Za-z0-9_])"?')
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$")
-_UNIT_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
         pl.col("status").cast(pl.String),
         "status_message",
         (pl.col("status") == "error").alias("error"),
-        (pl.col("duration_ns") / 1e6).alias("duration_ms"),
+        (pl.col("duration_ns") / NS_PER_MS).alias("duration_ms"),
         pl.from_epoch(pl.col("start_ns"), time_unit="ns")
         .dt.replace_time_zone("UTC")
         .alias("start"),
@@ -119,14 +118,13 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
 
 
 def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
-    relative = _RELATIVE.match(text.strip())
-    if relative:
+    length = length_ns(text)
+    if length is not None:
         if end_of_dump is None:
             raise UsageError(
                 f"{text}: the dump has no timestamps to count back from", option=option
             )
-        amount, unit = relative.groups()
-        return _in_range(end_of_dump - int(float(amount) * _UNIT_NS[unit]), text, option)
+        return _in_range(end_of_dump - int(length), text, option)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as exc:
@@ -138,13 +136,13 @@ def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    bound = (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    bound = (delta.days * 86400 + delta.seconds) * NS_PER_S + delta.microseconds * NS_PER_US
     return _in_range(bound, text, option)
 
 
 def _in_range(bound: int, text: str, option: str) -> int:
     # Compared with Int64 ns columns: a bound past them would overflow, not select everything.
-    if not -(2**63) <= bound < 2**63:
+    if not INT64_MIN <= bound <= INT64_MAX:
         raise UsageError(
             f"{text!r}: outside the times telemetry can hold "
             "(1677-09-21 to 2262-04-11, nanoseconds in 64 bits)",

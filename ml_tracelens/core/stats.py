@@ -1,32 +1,29 @@
-"""Statistics shared by the reports: duration percentiles per group, and the request table.
+"""Statistics shared by the reports: percentiles, duration aggregations per group, and the
+request table.
 
-Percentiles use linear interpolation between closest ranks (numpy's default, DuckDB's
+Every percentile in tracelens is ``quantile`` (or, where a budget compares exactly,
+``exact_percentiles``): linear interpolation between closest ranks (numpy's default, DuckDB's
 ``quantile_cont``), as algorithms.md fixes. Durations leave here in milliseconds as floats.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
+from typing import overload
 
 import polars as pl
 
+from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.schema import with_attribute_columns
 
+#: The percentiles the latency reports show and budgets may name (p50 ... p99).
 PERCENTILES = (50, 90, 95, 99)
-NS_PER_MS = 1_000_000.0
+#: What ``duration_aggregations`` gives, in order.
+DURATION_KEYS = ("count", "mean_ms", *(f"p{p}_ms" for p in PERCENTILES), "max_ms")
 #: The keys of a request summary (``request_summary``), in their JSON order.
-REQUEST_KEYS = (
-    "count",
-    "mean_ms",
-    "p50_ms",
-    "p90_ms",
-    "p95_ms",
-    "p99_ms",
-    "max_ms",
-    "errors",
-    "error_rate",
-)
+REQUEST_KEYS = (*DURATION_KEYS, "errors", "error_rate")
 #: Column names a `--by` attribute must not shadow.
 _STAT_KEYS = {*REQUEST_KEYS, "self_mean_ms", "cp_share"}
 
@@ -63,12 +60,46 @@ def with_group_columns(frame: pl.DataFrame, by: Sequence[str]) -> tuple[pl.DataF
     return frame, names
 
 
+@overload
+def quantile(values: pl.Expr, q: float) -> pl.Expr: ...
+@overload
+def quantile(values: pl.Series, q: float) -> float | None: ...
+def quantile(values: pl.Expr | pl.Series, q: float) -> pl.Expr | float | None:
+    """The ``q`` quantile (0 to 1) of ``values``, nulls left out, by linear interpolation between
+    closest ranks: with the n values sorted, the rank h = (n - 1) * q falls between the values a
+    (at floor h) and b (the next one), giving a + (b - a) * frac(h)."""
+    return values.quantile(q, "linear")
+
+
+def exact_percentiles(values: pl.Series, percents: Sequence[int]) -> dict[int, Fraction]:
+    """The ``percents`` (whole numbers, 0 to 100) percentiles of integer ``values``, nulls left
+    out, by the rule of ``quantile`` in exact arithmetic, for limits that must compare exactly
+    (budgets); empty when there are no values."""
+    present = values.drop_nulls()
+    count = present.len()
+    if not count:
+        return {}
+    ranks = {p: divmod((count - 1) * p, 100) for p in percents}
+    indices = sorted({i for low, _ in ranks.values() for i in (low, min(low + 1, count - 1))})
+    at = dict(zip(indices, present.sort().gather(indices).to_list(), strict=True))
+    out: dict[int, Fraction] = {}
+    for p, (low, remainder) in ranks.items():
+        a, b = at[low], at[min(low + 1, count - 1)]
+        out[p] = a + (b - a) * Fraction(remainder, 100)
+    return out
+
+
+def milliseconds(column: str) -> pl.Expr:
+    """An integer nanosecond column as float milliseconds."""
+    return pl.col(column).cast(pl.Float64) / NS_PER_MS
+
+
 def duration_aggregations(column: str = "duration_ns") -> list[pl.Expr]:
-    duration = pl.col(column).cast(pl.Float64) / NS_PER_MS
+    duration = milliseconds(column)
     return [
         pl.col(column).count().alias("count"),
         duration.mean().alias("mean_ms"),
-        *(duration.quantile(p / 100, "linear").alias(f"p{p}_ms") for p in PERCENTILES),
+        *(quantile(duration, p / 100).alias(f"p{p}_ms") for p in PERCENTILES),
         duration.max().alias("max_ms"),
     ]
 

@@ -50,7 +50,8 @@ from typing import Literal
 
 import polars as pl
 
-from ml_tracelens.schema import SPAN_SCHEMA, empty_spans
+from ml_tracelens.durations import NS_PER_MS, NS_PER_US
+from ml_tracelens.schema import INT64_MAX, SPAN_SCHEMA, empty_spans
 
 DERIVED_ROOT_NAME = "request"
 DERIVED_MARK = '{"tracelens.derived":"logs"}'
@@ -61,8 +62,6 @@ PAIRED_MAX_LINES = 64
 #: How many unreadable stage lines are kept with their location for the warning.
 MAX_PROBLEMS_KEPT = 5
 
-MS = 1_000_000
-US = 1_000
 
 # Why a log line did not become a span, in the order the checks apply.
 NO_STAGE = "no stage"
@@ -117,7 +116,7 @@ def timestamp_resolution_ns(time_ns: pl.Series) -> int:
     times = time_ns.drop_nulls()
     if times.is_empty():
         return 0
-    for unit in (MS, US):
+    for unit in (NS_PER_MS, NS_PER_US):
         if not ((times % unit) != 0).any():
             return unit
     return 0
@@ -188,7 +187,7 @@ def _classified(
     start, end = (time - duration, time) if log_time == "end" else (time, time + duration)
 
     def bounded(value: pl.Expr) -> pl.Expr:
-        return pl.when((value >= 0) & (value < 2**63)).then(value).cast(pl.Int64)
+        return pl.when((value >= 0) & (value <= INT64_MAX)).then(value).cast(pl.Int64)
 
     reason = (
         pl.when(pl.col("stage").is_null())

@@ -35,8 +35,7 @@ def load_analysed(
     and dropped after a fresh read is cached, so reports filter and join narrower frames and
     see the same columns either way. Without ``logs`` the log table comes back empty, alike.
     """
-    options = options or ReadOptions()
-    key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
+    options, key = _options_and_key(paths, input_format, options, use_cache)
     if key is not None:
         hit = cache.load(key, without=without, logs=logs)
         if hit is not None and not logs and hit[0].spans.is_empty():
@@ -77,14 +76,23 @@ def load_cached_or_raw(
     more than reading them, so a cold run analyses only the trace it shows, and a warm one reads
     only that trace's rows.
     """
-    options = options or ReadOptions()
-    key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
+    options, key = _options_and_key(paths, input_format, options, use_cache)
     if key is not None:
         hit = cache.scan(key)
         if hit is not None:
             return hit
     telemetry = _read(paths, input_format, options, progress)
     return telemetry, telemetry.spans, telemetry.logs
+
+
+def _options_and_key(
+    paths: Sequence[str], input_format: str | None, options: ReadOptions | None, use_cache: bool
+) -> tuple[ReadOptions, str | None]:
+    """The read options (the defaults when none are given) and the inputs' cache key: None when
+    the cache is off or the inputs are not cached (stdin, small inputs)."""
+    options = options or ReadOptions()
+    key = cache.cache_key(paths, input_format=input_format, options=options) if use_cache else None
+    return options, key
 
 
 def _read(

@@ -52,6 +52,7 @@ position among the document's spans.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,6 +65,7 @@ from ml_tracelens.readers.support.zipkin_model import (
     canonical_id,
     checked_id,
     micros_to_ns,
+    parse_spans,
     shared_id_result,
     span_location,
 )
@@ -99,15 +101,19 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     stats = ReadStats(format=NAME)
     rows: list[tuple[Any, ...]] = []
     for location, document in iter_documents(source, stats):
+        # Spans are numbered across the document's traces.
         index = 0
         for trace in _traces(document, location, source.name, stats):
-            for span in trace.spans:
-                where = span_location(source.name, location, index)
-                index += 1
-                try:
-                    rows.append(_parse_span(span, trace, where))
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    stats.skip_item(where, f"malformed Jaeger span ({exc})")
+            index = parse_spans(
+                rows,
+                trace.spans,
+                functools.partial(_parse_span, trace=trace),
+                stats,
+                what="Jaeger",
+                name=source.name,
+                location=location,
+                first=index,
+            )
     return shared_id_result(rows, _ROW, stats)
 
 
@@ -188,7 +194,7 @@ def _skip_trace(stats: ReadStats, where: str, reason: str, item: Any) -> None:
         stats.skipped_items += len(spans) - 1
 
 
-def _parse_span(span: Any, trace: _Trace, where: str) -> tuple[Any, ...]:
+def _parse_span(span: Any, where: str, *, trace: _Trace) -> tuple[Any, ...]:
     """One Jaeger span -> a row laid out as _ROW."""
     if not isinstance(span, dict):
         raise TypeError(f"a span must be an object, not {type(span).__name__}")

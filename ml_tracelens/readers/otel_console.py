@@ -46,11 +46,14 @@ from typing import Any
 
 import orjson
 
+from ml_tracelens.durations import NS_PER_S
 from ml_tracelens.otlp_values import canonical_level, level_from_severity_number
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
 from ml_tracelens.readers.support.jsondoc import iter_documents, list_or_empty, object_or_empty
 from ml_tracelens.readers.support.zipkin_model import canonical_id, checked_id, span_location
 from ml_tracelens.schema import (
+    INT64_MAX,
+    INT64_MIN,
     KINDS,
     OTEL_LOG_COLUMNS,
     SPAN_COLUMNS_WITH_END,
@@ -60,7 +63,6 @@ from ml_tracelens.schema import (
 
 NAME = "otel-console"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _ISO = re.compile(
     r"^(?P<base>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(?:[.,](?P<fraction>\d+))?"
     r"(?P<zone>Z|z|[+-]\d{2}:?\d{2})?$"
@@ -219,8 +221,8 @@ def iso_to_ns(value: object, field: str) -> int | None:
     delta: timedelta = moment - _EPOCH
     seconds = delta.days * 86_400 + delta.seconds
     fraction = (match["fraction"] or "")[:9].ljust(9, "0")
-    ns = seconds * 1_000_000_000 + int(fraction)
-    if not _INT64_MIN <= ns <= _INT64_MAX:
+    ns = seconds * NS_PER_S + int(fraction)
+    if not INT64_MIN <= ns <= INT64_MAX:
         # The canonical tables hold Int64 ns: 1677-09-21 to 2262-04-11.
         raise ValueError(f"{field} is out of the range of times tracelens holds: {value!r}")
     return ns

@@ -69,8 +69,8 @@ from ml_tracelens.readers.support.zipkin_model import (
     SHARED_COLUMNS,
     checked_id,
     micros_to_ns,
+    parse_spans,
     shared_id_result,
-    span_location,
 )
 
 NAME = "zipkin-json"
@@ -115,12 +115,9 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
             stats.records -= 1
             stats.skip(location, "not a Zipkin v2 span array")
             continue
-        for index, span in enumerate(spans):
-            where = span_location(source.name, location, index)
-            try:
-                rows.append(_parse_span(span, where))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                stats.skip_item(where, f"malformed Zipkin span ({exc})")
+        parse_spans(
+            rows, spans, _parse_span, stats, what="Zipkin", name=source.name, location=location
+        )
     return shared_id_result(rows, _ROW, stats)
 
 

@@ -47,9 +47,15 @@ from rich.cells import cell_len
 from ml_tracelens.durations import format_duration
 from ml_tracelens.reports.result import ColumnKind, JsonValue, Table
 
-_UNSAFE = re.compile(
-    "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+# What ``printable`` escapes (see above), in parts other renderers need too, as bodies of regex
+# character classes. TERMINAL_CONTROLS: DEL and the C1 controls, the bidi marks, embeddings,
+# overrides and isolates, the line and paragraph separators; a JSON encoder writes them raw, so
+# ``render.json`` escapes them as well. SURROGATES: lone surrogates, which neither UTF-8 nor XML
+# (``render.junit``) can carry.
+TERMINAL_CONTROLS = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+SURROGATES = "\ud800-\udfff"
+TERMINAL_CONTROL = re.compile(f"[{TERMINAL_CONTROLS}]")
+_UNSAFE = re.compile(f"[\\\\\x00-\x1f{TERMINAL_CONTROLS}{SURROGATES}]")
 # What the runner strips before looking for "::" (.NET's TrimStart, a superset of it to be safe:
 # older .NET also trimmed the zero-width space and the BOM), plus the SGR codes of a styled line.
 _LINE_START = "^((?:[^\\S\\r\\n]|[\u180e\u200b\u2060\ufeff]|\x1b\\[[0-9;]*m)*)"

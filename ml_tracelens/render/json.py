@@ -7,6 +7,7 @@ import re
 import orjson
 
 from ml_tracelens import __version__
+from ml_tracelens.render.cells import TERMINAL_CONTROL as _TERMINAL_CONTROLS
 from ml_tracelens.reports.result import SCHEMA_VERSION, JsonValue, Report
 
 
@@ -38,11 +39,6 @@ def render(report: Report) -> str:
     # syntax); written "##\u005b" the string decodes the same and the line holds no command. A
     # line cannot start with "::" from the data: every string is quoted.
     return text.replace("##[", "##\\u005b")
-
-
-_TERMINAL_CONTROLS = re.compile(
-    "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
 
 
 def _json_escape(match: re.Match[str]) -> str:

@@ -22,12 +22,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ml_tracelens.render.cells import printable
+from ml_tracelens.render.cells import SURROGATES, printable
 from ml_tracelens.reports.result import Report
 
 # Beyond what ``printable`` escapes, XML 1.0 has no way to write lone surrogates (undecodable
 # command-line bytes arrive as them) or U+FFFE/U+FFFF.
-_NOT_XML = re.compile("[\ud800-\udfff\ufffe\uffff]")
+_NOT_XML = re.compile(f"[{SURROGATES}\ufffe\uffff]")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from ml_tracelens.durations import format_duration
+from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.render.cells import clip, printable, shorten_middle
 from ml_tracelens.reports.result import Report
 from ml_tracelens.reports.show import ShowView
@@ -298,7 +298,7 @@ class _Layout:
                 continue
             time_ns = event.get("time_ns")
             when = (
-                f"+{_ms((time_ns - origin_ns) / 1e6)}"
+                f"+{_ms(float(time_ns - origin_ns) / NS_PER_MS)}"
                 if isinstance(time_ns, int) and origin_ns is not None
                 else "?"
             )

@@ -15,8 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.core.stats import NS_PER_MS, selected_request_summary
-from ml_tracelens.durations import format_duration
+from ml_tracelens.core.stats import quantile, selected_request_summary
+from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
@@ -43,9 +43,9 @@ def build(
     ).select(request_id=pl.col("top_id"), trace_id="trace_id", request_ns="duration_ns")
     request_count = tops.height
     total_ns = int(tops.get_column("request_ns").clip(lower_bound=0).sum())
-    tail_cut = tops.get_column("request_ns").quantile(tail, "linear") if request_count else None
+    tail_cut = quantile(tops.get_column("request_ns"), tail) if request_count else None
     low, high = (
-        (tops.get_column("request_ns").quantile(q, "linear") for q in TYPICAL_BAND)
+        (quantile(tops.get_column("request_ns"), q) for q in TYPICAL_BAND)
         if request_count
         else (None, None)
     )

@@ -22,37 +22,24 @@ error_rate and cp_share, a number for count and errors.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 
 import polars as pl
 
-from ml_tracelens.core.stats import requests
+from ml_tracelens.core.stats import PERCENTILES, exact_percentiles, requests
+from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.gates.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
 from ml_tracelens.reports.latency import cp_denominator_ns
+from ml_tracelens.reports.metric_units import in_metric_unit
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
-NS_PER_MS = 1_000_000
-PERCENTILES = (50, 90, 95, 99)
 #: How many stage names a "not in the data" note lists.
 LISTED_STAGES = 8
 
-#: How a metric's values read in text formats (JSON keeps the numbers of the module docstring).
-SHOWN_AS = {
-    MetricKind.DURATION: ColumnKind.MS,
-    MetricKind.RATE: ColumnKind.SHARE,
-    MetricKind.COUNT: ColumnKind.INT,
-}
-
-
-def shown_as(row: Mapping[str, JsonValue]) -> ColumnKind:
-    """A row's actual and limit in its metric's unit: ``75.0ms`` for a p95, ``6.0%`` for an
-    error rate; a PSI as a plain number."""
-    metric = row.get("metric")
-    kind = METRICS.get(metric) if isinstance(metric, str) else None
-    return ColumnKind.FLOAT if kind is None else SHOWN_AS.get(kind, ColumnKind.FLOAT)
-
+#: A row's actual and limit in its metric's unit (JSON keeps the numbers of the module docstring).
+shown_as = in_metric_unit(METRICS)
 
 COLUMNS = (
     # The budget holds its limit ("p95<=120ms"): shown whole; stage, metric and op restate it.
@@ -99,28 +86,8 @@ def exact_stats(
         ),
         "_cp_ns": Fraction(int(sums["cp_total"] or 0)),
     }
-    out.update(_percentiles(frame, timed))
-    return out
-
-
-def _percentiles(frame: pl.DataFrame, timed: int) -> dict[str, Fraction | None]:
-    """Linear interpolation between closest ranks (numpy's default), exactly: the rank
-    h = (n - 1) * p / 100 falls between sorted values a (at floor h) and b, giving
-    a + (b - a) * frac(h)."""
-    if not timed:
-        return {f"p{p}": None for p in PERCENTILES}
-    ranks = {p: divmod((timed - 1) * p, 100) for p in PERCENTILES}
-    indices = sorted({i for low, _ in ranks.values() for i in (low, min(low + 1, timed - 1))})
-    values = (
-        frame.select(pl.col("duration_ns").drop_nulls().sort().gather(indices))
-        .get_column("duration_ns")
-        .to_list()
-    )
-    at = dict(zip(indices, values, strict=True))
-    out: dict[str, Fraction | None] = {}
-    for p, (low, remainder) in ranks.items():
-        a, b = at[low], at[min(low + 1, timed - 1)]
-        out[f"p{p}"] = a + (b - a) * Fraction(remainder, 100)
+    percentiles = exact_percentiles(frame.get_column("duration_ns"), PERCENTILES)
+    out.update({f"p{p}": percentiles.get(p) for p in PERCENTILES})
     return out
 
 

@@ -23,7 +23,7 @@ alone. A rule naming a stage that is missing on either side fails the gate with 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -31,9 +31,10 @@ import polars as pl
 
 from ml_tracelens.core.bootstrap import CONFIDENCE, Bootstrap, paired_intervals, replicate_estimates
 from ml_tracelens.core.significance import benjamini_hochberg
-from ml_tracelens.core.stats import requests
+from ml_tracelens.core.stats import milliseconds, quantile, requests
 from ml_tracelens.durations import format_duration
-from ml_tracelens.gates.budgets import DIFF_METRICS, MetricKind, Rule
+from ml_tracelens.gates.budgets import DIFF_METRICS, Rule
+from ml_tracelens.reports.metric_units import in_metric_unit
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 METRICS = ("count", "p50", "p95", "p99", "error_rate")
@@ -41,21 +42,9 @@ QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 #: Expected samples beyond a percentile that it takes to trust it (see the module docstring).
 TAIL_SAMPLES = 10
 MIN_ERROR_RATE_SAMPLES = 20
-NS_PER_MS = 1_000_000.0
 
-_SHOWN_AS = {
-    MetricKind.DURATION: ColumnKind.MS,
-    MetricKind.RATE: ColumnKind.SHARE,
-    MetricKind.COUNT: ColumnKind.INT,
-}
-
-
-def shown_as(row: Mapping[str, JsonValue]) -> ColumnKind:
-    """A metric row's values in its unit: ``54.8ms`` for a p50, ``3.4%`` for an error rate."""
-    metric = row.get("metric")
-    kind = DIFF_METRICS.get(metric) if isinstance(metric, str) else None
-    return ColumnKind.FLOAT if kind is None else _SHOWN_AS.get(kind, ColumnKind.FLOAT)
-
+#: A metric row's values in its unit: ``54.8ms`` for a p50, ``3.4%`` for an error rate.
+shown_as = in_metric_unit(DIFF_METRICS)
 
 COLUMNS = (
     Column("stage", "stage"),
@@ -120,9 +109,9 @@ def units(analysed: pl.DataFrame) -> pl.DataFrame:
 
 
 def _aggregations() -> list[pl.Expr]:
-    duration = pl.col("duration_ns").cast(pl.Float64) / NS_PER_MS
+    duration = milliseconds("duration_ns")
     return [
-        *(duration.quantile(q, "linear").alias(m) for m, q in QUANTILES.items()),
+        *(quantile(duration, q).alias(m) for m, q in QUANTILES.items()),
         pl.col("error").mean().alias("error_rate"),
     ]
 

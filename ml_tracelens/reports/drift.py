@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import polars as pl
 
+from ml_tracelens.core.stats import quantile
+from ml_tracelens.durations import length_ns
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.model_records import versions_in
 from ml_tracelens.reports.summary import iso_time
@@ -49,8 +50,6 @@ EPSILON = 1e-4
 NUMERIC_BINS = 10
 STABLE_BELOW = 0.1
 MAJOR_ABOVE = 0.25
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
 #: (label of the reference side, its model records, label of the compared side, its records)
 Pair = tuple[str, pl.DataFrame, str, pl.DataFrame]
 
@@ -76,7 +75,7 @@ def psi_from_shares(expected: Sequence[float], actual: Sequence[float]) -> float
 def numeric_edges(reference: pl.Series, bins: int = NUMERIC_BINS) -> list[float]:
     """The distinct inner bin edges: the reference's 1/bins, 2/bins, ... quantiles."""
     values = reference.drop_nulls().cast(pl.Float64)
-    edges = [values.quantile(k / bins, "linear") for k in range(1, bins)]
+    edges = [quantile(values, k / bins) for k in range(1, bins)]
     return sorted({float(e) for e in edges if e is not None})
 
 
@@ -145,10 +144,10 @@ def _shares(bin_index: pl.Series, count: int) -> list[float]:
 
 def parse_window(text: str) -> int:
     """``10m`` -> nanoseconds (units ms, s, m, h, d)."""
-    match = _DURATION.match(text)
-    if match is None or float(match[1]) <= 0:
+    length = length_ns(text)
+    if length is None or length <= 0:
         raise UsageError(f"{text!r}: expected a length such as 30s, 10m or 1h", option="window")
-    return round(float(match[1]) * _UNIT_NS[match[2]])
+    return round(length)
 
 
 def parse_compare(text: str) -> tuple[str, str]:

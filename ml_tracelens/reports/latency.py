@@ -13,13 +13,12 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core.stats import (
-    NS_PER_MS,
     duration_aggregations,
     histograms,
     selected_request_summary,
     with_group_columns,
 )
-from ml_tracelens.durations import format_duration
+from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 

@@ -32,6 +32,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
+from ml_tracelens.core.stats import milliseconds, quantile
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.drift import (
@@ -55,7 +56,6 @@ from ml_tracelens.reports.summary import ReportContext, inputs_of, warnings_of
 
 __all__ = ["ModelOptions", "budget_values", "build", "parse_compare", "parse_window"]
 
-NS_PER_MS = 1_000_000.0
 OTHERS = "(others)"
 
 STAT_COLUMNS = (
@@ -126,16 +126,16 @@ def group_rows(
     frame: pl.DataFrame, key: str, *, low_confidence: float, top_classes: int
 ) -> list[dict[str, JsonValue]]:
     """Per value of ``key``: the STAT_COLUMNS, in natural order of the key."""
-    latency = pl.col("latency_ns").cast(pl.Float64) / NS_PER_MS
+    latency = milliseconds("latency_ns")
     confidence = pl.col("confidence")
     stats = frame.group_by(key).agg(
         requests=pl.len(),
         errors=pl.col("error").sum().cast(pl.Int64),
-        p50_ms=latency.quantile(0.5, "linear"),
-        p95_ms=latency.quantile(0.95, "linear"),
-        confidence_p10=confidence.quantile(0.1, "linear"),
-        confidence_p50=confidence.quantile(0.5, "linear"),
-        confidence_p90=confidence.quantile(0.9, "linear"),
+        p50_ms=quantile(latency, 0.5),
+        p95_ms=quantile(latency, 0.95),
+        confidence_p10=quantile(confidence, 0.1),
+        confidence_p50=quantile(confidence, 0.5),
+        confidence_p90=quantile(confidence, 0.9),
         _with_confidence=confidence.count(),
         _low=(confidence < low_confidence).sum(),
     )
@@ -177,9 +177,9 @@ def feature_rows(frame: pl.DataFrame, features: Sequence[str]) -> list[dict[str,
         stats = frame.group_by("model_version").agg(
             count=values.count(),
             mean=values.mean(),
-            p10=values.quantile(0.1, "linear"),
-            p50=values.quantile(0.5, "linear"),
-            p90=values.quantile(0.9, "linear"),
+            p10=quantile(values, 0.1),
+            p50=quantile(values, 0.5),
+            p90=quantile(values, 0.9),
             min=values.min(),
             max=values.max(),
         )

@@ -29,7 +29,7 @@ import orjson
 import polars as pl
 
 from ml_tracelens.core.tree import int_scalar
-from ml_tracelens.durations import format_duration
+from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.reports.request_id import (
     DEFAULT_ID_ATTRS,
     Resolution,
@@ -40,8 +40,6 @@ from ml_tracelens.reports.request_tree import nearest_shown, select_spans, tree_
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import attributes_dict
-
-NS_PER_MS = 1_000_000.0
 
 SPAN_COLUMNS = (
     Column("span_id", "span", ColumnKind.ID),
@@ -124,7 +122,10 @@ def build(
 
     origin = int_scalar(trace.get_column("start_ns").min())
     end = int_scalar(trace.get_column("end_ns").max())
-    duration_ms = (end - origin) / NS_PER_MS if origin is not None and end is not None else None
+    # float first, as polars divides the span columns: the same ms for the same ns
+    duration_ms = (
+        float(end - origin) / NS_PER_MS if origin is not None and end is not None else None
+    )
 
     correlation_ids = _correlation_ids(trace, id_attrs, resolution, ident)
     trace_logs = _logs_of(logs, resolution.trace_id, correlation_ids)

@@ -9,6 +9,7 @@ import polars as pl
 
 from ml_tracelens.core import Analysis
 from ml_tracelens.core.tree import int_scalar
+from ml_tracelens.durations import NS_PER_S, NS_PER_US
 from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
@@ -53,9 +54,9 @@ def warnings_of(telemetry: Telemetry, analysis: Analysis | None = None) -> list[
 def iso_time(ns: int | None) -> str | None:
     if ns is None:
         return None
-    seconds, remainder = divmod(ns, 1_000_000_000)
+    seconds, remainder = divmod(ns, NS_PER_S)
     stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{remainder // 1000:06d}Z"
+    return f"{stamp}.{remainder // NS_PER_US:06d}Z"
 
 
 def iso_time_expr(column: str) -> pl.Expr:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from ml_tracelens.core.stats import NS_PER_MS, request_errors_expr
+from ml_tracelens.core.stats import request_errors_expr
+from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS, correlation_values
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from ml_tracelens.durations import format_duration
+from ml_tracelens.durations import format_duration, length_ns
 
 CASES = [
     # (milliseconds, shown)
@@ -68,3 +68,25 @@ def test_a_missing_duration_is_a_dash() -> None:
 def test_integers_and_decimals_read_as_the_same_floats() -> None:
     assert format_duration(12) == format_duration(12.0) == "12.0ms"
     assert format_duration(Decimal("0.0125")) == "12.5µs"
+
+
+@pytest.mark.parametrize(
+    ("text", "nanoseconds"),
+    [
+        ("250ms", 250_000_000),
+        ("30s", 30_000_000_000),
+        (" 1.5h ", 5_400_000_000_000),
+        ("10 m", 600_000_000_000),
+        ("2d", 172_800_000_000_000),
+        ("0s", 0),
+    ],
+)
+def test_a_length_of_time_given_as_an_option_is_read_in_nanoseconds(
+    text: str, nanoseconds: int
+) -> None:
+    assert length_ns(text) == nanoseconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "ms", "1e3s", ".5s", "-5s", "10 minutes", "5us"])
+def test_anything_else_is_not_a_length_of_time(text: str) -> None:
+    assert length_ns(text) is None

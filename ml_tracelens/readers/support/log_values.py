@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import polars as pl
 
+from ml_tracelens.durations import NS_PER_MS, NS_PER_S, NS_PER_US
+from ml_tracelens.schema import INT64_MAX
+
+#: Nanoseconds in one of each unit.
 NS = 1
-US = 1_000
-MS = 1_000_000
-S = 1_000_000_000
+US = NS_PER_US
+MS = NS_PER_MS
+S = NS_PER_S
 MINUTE = 60 * S
 HOUR = 3600 * S
 #: Unit words accepted in duration text and in ``--field duration=KEY:UNIT``.
@@ -44,7 +48,6 @@ UNITS = {
     "h": HOUR,
 }
 
-_INT64_MAX = 2**63 - 1
 _FRACTION_DIGITS = 15
 _NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
 _UNIT = r"(?:ns|us|µs|μs|ms|min|h|m|s)"
@@ -101,7 +104,7 @@ def scaled_ns(number: pl.Expr, unit_ns: int | pl.Expr) -> pl.Expr:
     Null when negative or out of Int64 range: out-of-range values become null before the
     multiplication because polars raises on Decimal overflow in either branch of a when/then.
     """
-    bound = _INT64_MAX // unit_ns if isinstance(unit_ns, int) else pl.lit(_INT64_MAX) // unit_ns
+    bound = INT64_MAX // unit_ns if isinstance(unit_ns, int) else pl.lit(INT64_MAX) // unit_ns
     safe = pl.when((number >= 0) & (number < bound)).then(number)
     return (safe * unit_ns).round(0).cast(pl.Int64, strict=False)
 

@@ -8,24 +8,25 @@
 - ``micros_to_ns``: µs timestamps and durations (ints, numeric strings) to int nanoseconds.
 - ``canonical_id``: an id as the schema normalizes it, for ids inside JSON (links).
 - ``span_location``: the ``file#index`` / ``file:line#index`` of a span inside a document.
+- ``parse_spans``: a document's spans parsed to rows one by one, a malformed one skipped alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import polars as pl
 
+from ml_tracelens.durations import NS_PER_US
 from ml_tracelens.readers.base import ReadResult, ReadStats
-from ml_tracelens.schema import spans_from_columns
+from ml_tracelens.schema import INT64_MAX, spans_from_columns
 
 FRAGMENTS_MERGED = "span fragments merged into the span with the same id and endpoint"
 #: Helper columns ``resolve_shared_ids`` reads: server-half flag, endpoint key, bare fragment flag.
 SHARED_COLUMNS = ("_shared", "_endpoint", "_bare")
 _KEY = ["trace_id", "span_id"]
-_INT64_MAX = 2**63 - 1
 
 
 def frame_with_helpers(
@@ -54,6 +55,31 @@ def span_location(name: str, document_location: str, index: int | str) -> str:
     if document_location == f"{name}:1":
         return f"{name}#{index}"
     return f"{document_location}#{index}"
+
+
+def parse_spans(
+    rows: list[tuple[Any, ...]],
+    spans: Iterable[object],
+    parse: Callable[[Any, str], tuple[Any, ...]],
+    stats: ReadStats,
+    *,
+    what: str,
+    name: str,
+    location: str,
+    first: int = 0,
+) -> int:
+    """Append ``parse(span, where)`` to ``rows`` for each of ``spans``, numbered from ``first``
+    in ``where`` (``span_location``). A span it raises for (a wrong type, a missing key) is
+    skipped alone as a malformed ``what`` span. Returns the number after the last span."""
+    index = first
+    for span in spans:
+        where = span_location(name, location, index)
+        index += 1
+        try:
+            rows.append(parse(span, where))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            stats.skip_item(where, f"malformed {what} span ({exc})")
+    return index
 
 
 @overload
@@ -99,7 +125,7 @@ def micros_to_ns(value: object, field: str) -> int | None:
     if isinstance(value, bool):
         raise TypeError(f"{field} is a boolean, not a number")
     if isinstance(value, int):
-        result = value * 1000
+        result = value * NS_PER_US
     elif isinstance(value, str | float):
         try:
             number = Decimal(value.strip() if isinstance(value, str) else repr(value))
@@ -108,10 +134,10 @@ def micros_to_ns(value: object, field: str) -> int | None:
         # adjusted() is the decimal exponent: refuse absurd magnitudes before int() expands them.
         if not number.is_finite() or number.adjusted() > 18:
             raise ValueError(f"{field} is out of range: {value!r}")
-        result = int(number * 1000)
+        result = int(number * NS_PER_US)
     else:
         raise TypeError(f"{field} is not a number: {value!r}")
-    if not -_INT64_MAX <= result <= _INT64_MAX:
+    if not -INT64_MAX <= result <= INT64_MAX:
         raise ValueError(f"{field} is out of range: {value!r}")
     return result
 
