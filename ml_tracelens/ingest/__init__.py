@@ -14,11 +14,10 @@ from typing import IO
 import polars as pl
 
 from ml_tracelens import limits
+from ml_tracelens.durations import NS_PER_MS, NS_PER_US
 from ml_tracelens.exceptions import InputError, MalformedInput
 from ml_tracelens.ingest.inputs import ResolvedInputs, resolve
 from ml_tracelens.ingest.log_spans import (
-    MS,
-    US,
     DerivedSpans,
     spans_from_logs,
     timestamp_resolution_ns,
@@ -234,14 +233,14 @@ def _resolutions(logs: pl.DataFrame, counts: Sequence[int]) -> list[int]:
         .group_by("input")
         .agg(
             held=time.count(),
-            off_ms=(time % MS != 0).any(),
-            off_us=(time % US != 0).any(),
+            off_ms=(time % NS_PER_MS != 0).any(),
+            off_us=(time % NS_PER_US != 0).any(),
         )
     )
     out = [0] * len(counts)
     for index, held, off_ms, off_us in found.iter_rows():
         if held:
-            out[index] = MS if not off_ms else US if not off_us else 0
+            out[index] = NS_PER_MS if not off_ms else NS_PER_US if not off_us else 0
     return out
 
 

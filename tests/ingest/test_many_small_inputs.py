@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from ml_tracelens import ingest, schema
 from ml_tracelens.cli import app
+from ml_tracelens.durations import NS_PER_MS as MS
+from ml_tracelens.durations import NS_PER_US as US
 from ml_tracelens.exceptions import InputError, MalformedInput
-from ml_tracelens.ingest.log_spans import MS, US
 from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import DEEP_VALUES_DROPPED
 from ml_tracelens.readers.support import log_fields
