@@ -22,7 +22,7 @@ import typer
 
 from ml_tracelens import __version__
 from ml_tracelens.exceptions import OutputError, StdoutGone, TracelensError, UsageError
-from ml_tracelens.render.console import print_error
+from ml_tracelens.render.console import discard, print_error
 
 if TYPE_CHECKING:
     from ml_tracelens.api import Result
@@ -150,16 +150,7 @@ def _let_ctrl_c_interrupt_reads() -> None:
 
 
 def _discard_stdout() -> None:
-    """Point stdout's file descriptor at /dev/null after a write to it failed: Python flushes
-    stdout again on exit, and the text left in its buffer would fail again ("Exception ignored",
-    exit status 120)."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, fd)
-    os.close(null)
+    discard(sys.stdout)
 
 
 @contextmanager

@@ -99,11 +99,19 @@ def _write_stderr(text: str) -> None:
 
 def _give_up_on_stderr() -> None:
     """stderr failed (a full disk, an I/O error): there is no one left to tell, so the exit
-    status must say it. Its descriptor goes to /dev/null, so that Python's flush on exit does not
-    fail again and turn the status into 120."""
+    status must say it."""
+    discard(sys.stderr)
+
+
+def discard(stream: TextIO | None) -> None:
+    """Point a standard stream's descriptor at /dev/null after a write to it failed: Python
+    flushes it again on exit, and the text left in its buffer would fail again ("Exception
+    ignored", exit status 120)."""
     try:
-        fd = sys.stderr.fileno()
+        fd = stream.fileno() if stream is not None else -1
     except (AttributeError, OSError, ValueError):
+        return
+    if fd < 0:
         return
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, fd)
