@@ -8,7 +8,7 @@ The package is built in layers; a module imports only from its own layer and tho
    ``durations`` (how a duration is written), ``otlp_values`` (OTLP attribute values).
 2. ``core/``: trees, self time, critical path, error origin (``analyze``), span filters
    (``query``), statistics (``stats``: percentiles and request summaries, ``bootstrap``,
-   ``significance``). Pure functions of canonical frames.
+   ``significance``, ``psi``). Pure functions of canonical frames.
 3. ``readers/``: one module per input format (``otlp_json``, ``jaeger_json``, ``zipkin_json``,
    ``otel_console``, ``json_logs``, ``parquet``) on the shared types of ``readers.base``;
    their helpers (fast paths, log aliases and value rules, parallel line ranges, the names of
@@ -18,7 +18,9 @@ The package is built in layers; a module imports only from its own layer and tho
    every line, span trees from log lines (``log_spans``), the cache, and ``pipeline`` (read and
    analyse once, or take both from the cache).
 5. ``gates/``: budgets and the ``tracelens.toml`` config they come from.
-6. ``reports/``: one module per command, each building a ``reports.result.Report``.
+6. ``reports/``: one module per command, each building a ``reports.result.Report``; what they
+   share (the inputs block, times, the nothing-to-analyse message) is ``reports.context``, the
+   JSON documents' types are ``reports.documents``.
 7. ``render/``: one module per output format (table, json, csv, markdown, junit; the ``show``
    waterfall), and the terminal console.
 8. ``api``: the library: ``load`` and one function per report, returning ``Result``s.

@@ -34,6 +34,7 @@ from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.render import json as json_render
 from ml_tracelens.reports import bottlenecks as bottlenecks_report
 from ml_tracelens.reports import check as check_report
+from ml_tracelens.reports import context as report_context
 from ml_tracelens.reports import diff as diff_report
 from ml_tracelens.reports import documents
 from ml_tracelens.reports import errors as errors_report
@@ -88,11 +89,11 @@ class AnalysedTelemetry:
     @property
     def inputs(self) -> list[dict[str, Any]]:
         """Per input: path, format, spans, logs and the accounting of its lines."""
-        return summary_report.inputs_of(self.telemetry)
+        return report_context.inputs_of(self.telemetry)
 
     @property
     def warnings(self) -> list[str]:
-        return summary_report.warnings_of(self.telemetry, self.analysis)
+        return report_context.warnings_of(self.telemetry, self.analysis)
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ def _path_list(paths: PathsLike) -> list[str]:
 def _spans_required(t: AnalysedTelemetry) -> None:
     """The span reports need spans: say what the inputs lack when they have none."""
     if t.telemetry.spans.is_empty():
-        raise InputError(summary_report.no_spans_message(t.telemetry))
+        raise InputError(report_context.no_spans_message(t.telemetry))
 
 
 class SpanFilters(TypedDict, total=False):
@@ -410,8 +411,8 @@ def show(
             collapse=collapse,
             critical_only=critical_only,
             attrs=attrs,
-            inputs=summary_report.inputs_of(telemetry),
-            warnings=summary_report.warnings_of(telemetry, analysis),
+            inputs=report_context.inputs_of(telemetry),
+            warnings=report_context.warnings_of(telemetry, analysis),
         )
     )
 

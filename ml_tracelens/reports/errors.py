@@ -15,8 +15,8 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core.stats import selected_request_summary
+from ml_tracelens.reports.context import iso_time
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
-from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import ERROR_LEVELS
 
 NO_MESSAGE = "(no message)"

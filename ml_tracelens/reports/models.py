@@ -35,6 +35,7 @@ from ml_tracelens.core import Analysis, analyze
 from ml_tracelens.core.stats import milliseconds, quantile
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.ingest.telemetry import Telemetry
+from ml_tracelens.reports.context import ReportContext, inputs_of, warnings_of
 from ml_tracelens.reports.drift import (
     drift_entries,
     parse_compare,
@@ -52,7 +53,6 @@ from ml_tracelens.reports.model_records import (
 )
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.reports.sides import side_context
-from ml_tracelens.reports.summary import ReportContext, inputs_of, warnings_of
 
 __all__ = ["ModelOptions", "budget_values", "build", "parse_compare", "parse_window"]
 

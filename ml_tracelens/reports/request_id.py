@@ -269,7 +269,7 @@ def _ambiguous(
 
 def _describe(trace_ids: pl.Series, spans: pl.DataFrame | pl.LazyFrame) -> list[str]:
     """``id (stage on service, start)`` for a few traces, from each trace's earliest top span."""
-    from ml_tracelens.reports.summary import iso_time
+    from ml_tracelens.reports.context import iso_time
 
     tops = (
         spans.lazy()

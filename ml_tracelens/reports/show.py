@@ -30,6 +30,7 @@ import polars as pl
 
 from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.durations import NS_PER_MS, format_duration
+from ml_tracelens.reports.context import iso_time
 from ml_tracelens.reports.request_id import (
     DEFAULT_ID_ATTRS,
     Resolution,
@@ -38,7 +39,6 @@ from ml_tracelens.reports.request_id import (
 )
 from ml_tracelens.reports.request_tree import nearest_shown, select_spans, tree_order
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
-from ml_tracelens.reports.summary import iso_time
 from ml_tracelens.schema import attributes_dict
 
 SPAN_COLUMNS = (

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ml_tracelens.exceptions import UsageError
 
 if TYPE_CHECKING:
-    from ml_tracelens.reports.summary import ReportContext
+    from ml_tracelens.reports.context import ReportContext
 
 
 def sides(

@@ -21,9 +21,9 @@ import polars as pl
 from ml_tracelens.core.stats import request_errors_expr
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.exceptions import UsageError
+from ml_tracelens.reports.context import iso_time_expr
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS, correlation_values
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
-from ml_tracelens.reports.summary import iso_time_expr
 
 COLUMNS = (
     Column("trace_id", "trace id", ColumnKind.ID),

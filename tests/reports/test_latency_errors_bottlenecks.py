@@ -12,7 +12,7 @@ from ml_tracelens.core import analyze
 from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.exceptions import NotFound, UsageError
 from ml_tracelens.reports import bottlenecks, errors, latency
-from ml_tracelens.reports.summary import iso_time, iso_time_expr
+from ml_tracelens.reports.context import iso_time, iso_time_expr
 from ml_tracelens.schema import empty_logs
 from tests.factories import make_spans
 

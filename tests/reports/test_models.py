@@ -23,14 +23,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens import ingest
 from ml_tracelens.cli import app
-from ml_tracelens.exceptions import InputError, UsageError
-from ml_tracelens.gates.budgets import MetricKind, parse_budget
-from ml_tracelens.ingest import Telemetry
-from ml_tracelens.ingest.log_spans import spans_from_logs
-from ml_tracelens.readers import json_logs
-from ml_tracelens.readers.base import ReadOptions
-from ml_tracelens.reports import check as check_report
-from ml_tracelens.reports.drift import (
+from ml_tracelens.core.psi import (
     EPSILON,
     noise_limit,
     numeric_edges,
@@ -38,6 +31,13 @@ from ml_tracelens.reports.drift import (
     psi_numeric,
     reading,
 )
+from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.gates.budgets import MetricKind, parse_budget
+from ml_tracelens.ingest import Telemetry
+from ml_tracelens.ingest.log_spans import spans_from_logs
+from ml_tracelens.readers import json_logs
+from ml_tracelens.readers.base import ReadOptions
+from ml_tracelens.reports import check as check_report
 from ml_tracelens.reports.model_records import FieldKeys, natural_key
 from ml_tracelens.reports.models import ModelOptions, build
 from ml_tracelens.schema import empty_logs, empty_spans, logs_from_columns
