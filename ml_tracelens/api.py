@@ -19,33 +19,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import polars as pl
 
 from ml_tracelens.core import Analysis
 from ml_tracelens.core.bootstrap import Bootstrap
 from ml_tracelens.core.query import SpanFilter, matching
+from ml_tracelens.core.significance import DEFAULT_MIN_CHANGE_PCT
 from ml_tracelens.exceptions import InputError
-from ml_tracelens.gates.budgets import Budget, Rule, parse_budget, parse_rule
 from ml_tracelens.ingest import pipeline
 from ml_tracelens.ingest.telemetry import Progress, Telemetry
 from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.render import json as json_render
-from ml_tracelens.reports import bottlenecks as bottlenecks_report
-from ml_tracelens.reports import check as check_report
 from ml_tracelens.reports import context as report_context
-from ml_tracelens.reports import diff as diff_report
-from ml_tracelens.reports import documents
-from ml_tracelens.reports import errors as errors_report
-from ml_tracelens.reports import latency as latency_report
-from ml_tracelens.reports import models as models_report
-from ml_tracelens.reports import show as show_report
-from ml_tracelens.reports import summary as summary_report
-from ml_tracelens.reports import traces as traces_report
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
 from ml_tracelens.reports.result import ColumnKind, Report, Table
-from ml_tracelens.reports.sides import side_context
+
+if TYPE_CHECKING:
+    from ml_tracelens.gates.budgets import Budget, Rule
+    from ml_tracelens.reports.documents import Envelope
+    from ml_tracelens.reports.models import ModelOptions
 
 __all__ = [
     "AnalysedTelemetry",
@@ -136,9 +130,11 @@ class Result:
         return json_render.render(self.report)
 
     @property
-    def document(self) -> documents.Envelope:
+    def document(self) -> Envelope:
         """The JSON document as its type (``reports.documents``): e.g. a ``LatencyDocument``
         whose ``requests.p95_ms`` is a float."""
+        from ml_tracelens.reports import documents
+
         return documents.decode(self.to_json())
 
 
@@ -268,6 +264,8 @@ def _listed(value: str | Sequence[str]) -> list[str]:
 
 def summary(t: AnalysedTelemetry) -> Result:
     """What was read: files and formats, spans, traces, services, time range, anomalies."""
+    from ml_tracelens.reports import summary as summary_report
+
     return Result(summary_report.build(telemetry=t.telemetry, analysis=t.analysis))
 
 
@@ -283,6 +281,8 @@ def latency(
     """Latency per group (``by``: stage, service, kind, status, attr.KEY, or several):
     count, mean, percentiles, max, self time, critical-path share, errors.
     ``distribution``: add each group's histogram (the sparklines of the terminal table)."""
+    from ml_tracelens.reports import latency as latency_report
+
     _spans_required(t)
     return Result(
         latency_report.build(
@@ -305,6 +305,8 @@ def errors(
     **filters: Unpack[SpanFilters],
 ) -> Result:
     """Errors per stage (seen and originated), the request error rate, the top messages."""
+    from ml_tracelens.reports import errors as errors_report
+
     _spans_required(t)
     return Result(
         errors_report.build(
@@ -326,6 +328,8 @@ def bottlenecks(
     **filters: Unpack[SpanFilters],
 ) -> Result:
     """Stages ranked by critical-path share, and what makes the slowest requests slow."""
+    from ml_tracelens.reports import bottlenecks as bottlenecks_report
+
     _spans_required(t)
     return Result(
         bottlenecks_report.build(
@@ -351,6 +355,8 @@ def traces(
 ) -> Result:
     """One row per request: trace id, request id, root stage, start, duration, spans, errors.
     ``id_attrs``: span attributes that also name a request, besides the usual ones."""
+    from ml_tracelens.reports import traces as traces_report
+
     _spans_required(t)
     return Result(
         traces_report.build(
@@ -387,6 +393,8 @@ def show(
     """One request (trace id, a unique prefix of 6+ hex digits, or a request id) as a waterfall
     with its logs. Given paths instead of loaded telemetry, only that request is analysed (a
     cold read) or read from the cache (a warm one); the reading options apply then."""
+    from ml_tracelens.reports import show as show_report
+
     if isinstance(t, AnalysedTelemetry):
         telemetry: Telemetry = t.telemetry
         spans: pl.DataFrame | pl.LazyFrame = t.telemetry.spans
@@ -420,6 +428,9 @@ def show(
 def check(t: AnalysedTelemetry, budgets: Sequence[str | Budget]) -> Result:
     """Budgets (``"model.inference:p95<=120ms"``, ``"error_rate<1%"``, or parsed ``Budget``s)
     against the telemetry; ``Result.passed`` says whether all were met."""
+    from ml_tracelens.gates.budgets import parse_budget
+    from ml_tracelens.reports import check as check_report
+
     _spans_required(t)
     parsed = [
         parse_budget(item, origin="budget") if isinstance(item, str) else item for item in budgets
@@ -438,12 +449,16 @@ def diff(
     fail_on: Sequence[str | Rule] = (),
     replicates: int = Bootstrap.replicates,
     seed: int = Bootstrap.seed,
-    min_change_pct: float = diff_report.DEFAULT_MIN_CHANGE_PCT,
+    min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
     long: bool = False,
 ) -> Result:
     """Per stage, baseline against current: counts, percentiles and error rates with bootstrap
     intervals and a verdict; ``fail_on`` rules (``"p95>+10%"``) make it a gate. ``long``: one
     row per stage and metric (the full comparison) instead of one per stage."""
+    from ml_tracelens.gates.budgets import parse_rule
+    from ml_tracelens.reports import diff as diff_report
+    from ml_tracelens.reports.sides import side_context
+
     for side in (baseline, current):
         _spans_required(side)
     context = side_context(
@@ -468,9 +483,11 @@ def models(
     t: Telemetry | AnalysedTelemetry,
     *,
     baseline: Telemetry | AnalysedTelemetry | None = None,
-    options: models_report.ModelOptions | None = None,
+    options: ModelOptions | None = None,
 ) -> Result:
     """Model behaviour per model version (errors, latency, predictions, confidence) and drift."""
+    from ml_tracelens.reports import models as models_report
+
     current = t.telemetry if isinstance(t, AnalysedTelemetry) else t
     base = baseline.telemetry if isinstance(baseline, AnalysedTelemetry) else baseline
     return Result(

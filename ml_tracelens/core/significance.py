@@ -8,6 +8,9 @@ from collections.abc import Sequence
 
 import polars as pl
 
+#: The smallest change (percent of the baseline) a diff gives a verdict, unless told otherwise.
+DEFAULT_MIN_CHANGE_PCT = 5.0
+
 
 def bootstrap_p_value(deltas: pl.Expr) -> pl.Expr:
     """Two-sided p-value that the true difference is 0, from B bootstrap differences: twice the

@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core.bootstrap import CONFIDENCE, Bootstrap, paired_intervals, replicate_estimates
-from ml_tracelens.core.significance import benjamini_hochberg
+from ml_tracelens.core.significance import DEFAULT_MIN_CHANGE_PCT, benjamini_hochberg
 from ml_tracelens.core.stats import milliseconds, quantile, requests
 from ml_tracelens.durations import format_duration
 from ml_tracelens.gates.budgets import DIFF_METRICS, Rule
@@ -74,7 +74,6 @@ STAGE_COLUMNS = (
 )
 #: A change gets a verdict when its q-value is below this and it is at least --min-change.
 FALSE_DISCOVERY_RATE = 0.05
-DEFAULT_MIN_CHANGE_PCT = 5.0
 DIRECTIONS = {
     "p50": ("slower", "faster"),
     "p95": ("slower", "faster"),
