@@ -379,7 +379,7 @@ def _finish(
     for raw, triples in raws:
         if not raw.height:
             continue
-        columns = [c for c in raw.columns if c != "_line"]
+        columns = [c for c in raw.columns if c != log_fields.LINE]
         if wanted - found:
             names = columns if triples is None else [*columns, *triples["name"].unique()]
             found.update(log_fields.keys_held(names, wanted - found))
@@ -547,7 +547,7 @@ _EMPTY: dict[str, Any] = {}
 _NONE = type(None)
 _UNION_STEP = 1_000
 
-#: A chunk's text columns (+ ``_line``), and the (row, name, text) triples of the keys that did
+#: A chunk's text columns (+ the line column ``log_fields.LINE``), and the (row, name, text) triples of the keys that did
 #: not fit as columns (``log_keys``), or None.
 RawChunk = tuple[pl.DataFrame, pl.DataFrame | None]
 
@@ -592,7 +592,7 @@ def _raw_frame(
     names = [f"\x01{index}" for index in range(len(leaves))]
     frame = pl.DataFrame(
         [
-            pl.Series("_line", numbers, dtype=pl.Int64),
+            pl.Series(log_fields.LINE, numbers, dtype=pl.Int64),
             *(series.alias(n) for n, (_, series) in zip(names, leaves, strict=True)),
         ]
     )
@@ -609,7 +609,7 @@ def _spilled(
     columns, triples, collisions = log_flat.spill(documents, keep)
     if collisions:
         stats.ignore(COLLISIONS, collisions)
-    frame = pl.DataFrame([pl.Series("_line", numbers, dtype=pl.Int64), *columns.values()])
+    frame = pl.DataFrame([pl.Series(log_fields.LINE, numbers, dtype=pl.Int64), *columns.values()])
     return frame, triples
 
 

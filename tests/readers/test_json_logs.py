@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from ml_tracelens import limits
+from ml_tracelens import ingest, limits
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.readers import detect, json_logs, registry
 from ml_tracelens.readers.base import InputSource, ReadOptions
@@ -943,3 +943,28 @@ def test_sample_stages_log_matches_the_generator_truth() -> None:
         durations = mine.get_column("duration_ns").drop_nulls()
         assert sorted(durations.to_list()) == sorted(us * 1000 for us in want["durations_us"])
         assert (mine.get_column("level") == "error").sum() == want["errors"]
+
+
+@pytest.mark.parametrize("key", ["_line", "\u0000line", "line", "\\u0000line"])
+def test_a_key_named_like_the_line_column_is_read_as_data(key: str, tmp_path: Path) -> None:
+    lines = [
+        {"msg": "a", key: 5, "stage": "x", "duration_ms": 3, "request_id": "r1"},
+        {"msg": "b", "stage": "y", "duration_ms": 1, "request_id": "r1", "nested": {key: "n"}},
+    ]
+    data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    python = json_logs.parse_logs(data, "g", ReadOptions(), path="python")
+    auto = json_logs.parse_logs(data, "g", ReadOptions())
+    assert_frame_equal(auto.logs, python.logs)
+    assert python.logs.get_column("source").to_list() == ["g:1", "g:2"]
+    spelled = key.replace("\u0000", "\\u0000")
+    first, second = (json.loads(a) for a in python.logs.get_column("attributes"))
+    assert first[spelled] == "5"
+    assert second[f"nested.{spelled}"] == "n"
+    # Small files are read together (ReaderSpec.read_many): each keeps the same rows.
+    for index in range(3):
+        (tmp_path / f"{index}.jsonl").write_bytes(data)
+    together = ingest.load([str(tmp_path)]).logs.sort("source")
+    assert (
+        together.get_column("attributes").to_list()
+        == 3 * python.logs.get_column("attributes").to_list()
+    )

@@ -122,7 +122,7 @@ class LogBatch:
         if not flat.rows:
             return empty_logs(), pl.DataFrame()
         columns, triples = log_flat.frames(flat, size=size, keep=self.keep)
-        raw = pl.DataFrame([pl.Series("_line", numbers, dtype=pl.Int64), *columns.values()])
+        raw = pl.DataFrame([pl.Series(log_fields.LINE, numbers, dtype=pl.Int64), *columns.values()])
         names = pl.Series(
             [entry.name for entry in inputs for _ in range(entry.end - entry.start)],
             dtype=pl.String,

@@ -45,6 +45,7 @@ from polars.datatypes import DataTypeClass
 from ml_tracelens import limits
 from ml_tracelens.readers.base import ReadStats
 from ml_tracelens.readers.support import log_aliases
+from ml_tracelens.readers.support.log_fields import LINE, column_name
 from ml_tracelens.readers.support.log_keys import column_budget
 
 BOM = b"\xef\xbb\xbf"
@@ -150,7 +151,7 @@ def fast_raw(
     depth: int = MAX_DEPTH,
     line_count: int | None = None,
 ) -> tuple[ReadStats, pl.DataFrame]:
-    """Text columns per flattened key plus ``_line``, and the accounting, or FastPathUnavailable.
+    """Text columns per flattened key plus the line column ``LINE``, and the accounting, or FastPathUnavailable.
 
     ``depth``: the JSON depth limit; the sampled schema may not exceed it, and a line deeper
     than the schema cannot pass the key count, so no line over the limit is read here.
@@ -210,7 +211,7 @@ def fast_raw(
         backslashes=evidence.backslashes,
         long_numbers=evidence.long_numbers,
     )
-    frame = frame.with_columns(_line=line_numbers + (first_line - 1 + skipped_first))
+    frame = frame.with_columns((line_numbers + (first_line - 1 + skipped_first)).alias(LINE))
     raw, collisions = flat_columns(frame, leaves)
     blank = stats.lines - stats.skipped - frame.height
     stats.records = blank + frame.height
@@ -512,12 +513,12 @@ def _non_null(
 def flat_columns(
     frame: pl.DataFrame, leaves: list[tuple[tuple[str, ...], pl.Expr]]
 ) -> tuple[pl.DataFrame, int]:
-    """Leaves -> one text column per dotted key (plus ``_line``), and the count of values lost
+    """Leaves -> one text column per dotted key (plus the line column ``LINE``), and the count of values lost
     where two spellings of one key meet (``{"a.b": 1, "a": {"b": 2}}``): the one with fewer path
     segments wins, ties by path order. Both parse paths merge here, so they agree."""
     by_name: dict[str, list[tuple[tuple[str, ...], pl.Expr]]] = {}
     for path, expr in leaves:
-        by_name.setdefault(".".join(path), []).append((path, expr))
+        by_name.setdefault(column_name(path), []).append((path, expr))
     columns = []
     losers = []
     for name, spellings in by_name.items():
@@ -527,7 +528,7 @@ def flat_columns(
         if len(exprs) > 1:
             present = pl.sum_horizontal(e.is_not_null().cast(pl.Int64) for e in exprs)
             losers.append((present - 1).clip(lower_bound=0).sum())
-    raw = frame.select(*columns, "_line")
+    raw = frame.select(*columns, LINE)
     # Keys polars was told about but no line has: dropping them changes nothing downstream.
     empty = [c for c in raw.columns if raw.get_column(c).null_count() == raw.height]
     raw = raw.drop(empty)

@@ -5,7 +5,7 @@ feed which column, and the rules for their values; documented there).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import orjson
 import polars as pl
@@ -20,6 +20,18 @@ from ml_tracelens.readers.support.log_aliases import (
     Plan,
 )
 from ml_tracelens.schema import ERROR_LEVELS, LOG_SCHEMA, normalize_logs
+
+#: The raw frames' column of line numbers. No data column can take this name: data columns are
+#: named by ``column_name``, which never leaves a NUL in a name.
+LINE = "\x00line"
+
+
+def column_name(path: Sequence[str]) -> str:
+    """The column of a flattened key: its dotted path, a NUL in it spelled ``\\u0000`` (as
+    JSON writes it), so a key can never be mistaken for the line column."""
+    name = ".".join(path)
+    return name.replace("\x00", "\\u0000") if "\x00" in name else name
+
 
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
@@ -119,7 +131,7 @@ def to_logs(
     plain_values: bool = False,
     extra: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Flattened text columns (+ ``_line``) -> canonical log rows, and counts of unreadable values.
+    """Flattened text columns (+ the line column ``LINE``) -> canonical log rows, and counts of unreadable values.
 
     ``plain_values``: the caller knows no value holds a character JSON escapes (quote,
     backslash, control characters), so the values are not searched for one. ``extra``: the
@@ -146,7 +158,7 @@ def map_logs(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``to_logs`` with the flags of unreadable values per row (boolean columns ``time`` and
     ``duration``) instead of their counts; ``source_name`` may give each row's input name."""
-    columns = sorted(c for c in raw.columns if c != "_line")
+    columns = sorted(c for c in raw.columns if c != LINE)
     # Keys become positional names: a key like "*" or "^a$" must never reach pl.col as a pattern.
     internal = {name: f"\x01{index}" for index, name in enumerate(columns)}
     raw = raw.rename(internal)
@@ -243,7 +255,7 @@ def map_logs(
         .then(pl.lit(NEGATIVE_DURATION))
         .when(unread_duration)
         .then(pl.lit(DURATION_NOT_A_NUMBER)),
-        source=prefix + pl.col("_line").cast(pl.String),
+        source=prefix + pl.col(LINE).cast(pl.String),
         **{
             f"\x00unread {field}": flag
             for field, flag in (("time", unread_time), ("duration", unread_duration))

@@ -15,6 +15,7 @@ import orjson
 import polars as pl
 
 from ml_tracelens.readers.support.log_fast import plain_float
+from ml_tracelens.readers.support.log_fields import column_name
 from ml_tracelens.readers.support.log_keys import fits
 
 
@@ -44,11 +45,14 @@ def flat_row(document: dict[str, Any]) -> tuple[dict[str, str], int]:
     fewer path segments wins, ties by path order; and how many values lost so."""
     if dict not in set(map(type, document.values())):
         # Flat already (the usual line): no spelling can collide.
-        return {
+        flat = {
             key: item if type(item) is str else render(item)
             for key, item in document.items()
             if item is not None
-        }, 0
+        }
+        if any("\x00" in key for key in flat):
+            flat = {column_name((key,)): item for key, item in flat.items()}
+        return flat, 0
     row: dict[str, str] = {}
     paths: dict[str, tuple[str, ...]] = {}
     lost = 0
@@ -63,7 +67,7 @@ def flat_row(document: dict[str, Any]) -> tuple[dict[str, str], int]:
                 continue
             if item is None:
                 continue
-            name = ".".join(path)
+            name = column_name(path)
             held = paths.get(name)
             if held is not None:
                 lost += 1
