@@ -119,17 +119,15 @@ ReportArg = Annotated[
 @command(("debug",))
 def schema(report: ReportArg, *, common: Common) -> None:
     """Print the JSON Schema of a report's --format json output."""
-    import orjson
-
     from ml_tracelens.cli.exits import write_stdout
     from ml_tracelens.exceptions import UsageError
+    from ml_tracelens.render.json import render_schema
     from ml_tracelens.reports import documents
 
     if report not in documents.DOCUMENTS:
         choices = ", ".join(documents.DOCUMENTS)
         raise UsageError(f"no report {report!r}: choose one of {choices}")
-    text = orjson.dumps(documents.schema(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    write_stdout(text.decode() + "\n")
+    write_stdout(render_schema(report))
 
 
 # Registered for their side effect: each defines commands on ``app``.

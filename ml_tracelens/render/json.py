@@ -43,3 +43,11 @@ def render(report: Report) -> str:
 
 def _json_escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
+
+
+def render_schema(report: str) -> str:
+    """The JSON Schema of a report's document (``reports.documents``), keys sorted."""
+    from ml_tracelens.reports import documents
+
+    text = orjson.dumps(documents.schema(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    return text.decode() + "\n"

@@ -22,6 +22,7 @@ from ml_tracelens.cli import app
 from ml_tracelens.durations import NS_PER_MS as MS
 from ml_tracelens.durations import NS_PER_US as US
 from ml_tracelens.exceptions import InputError, MalformedInput
+from ml_tracelens.ingest import sources
 from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import DEEP_VALUES_DROPPED
 from ml_tracelens.readers.support import log_fields
@@ -65,7 +66,7 @@ def _directory(root: Path) -> Path:
 
 
 def _unbatched(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest, "BATCH_INPUT_BYTES", -1)
+    monkeypatch.setattr(sources, "BATCH_INPUT_BYTES", -1)
 
 
 def test_reading_together_equals_reading_one_by_one(
@@ -431,8 +432,8 @@ def test_any_small_log_inputs_read_together_equal_one_by_one(files: list[list[by
             together_error = str(exc)
         else:
             together_error = None
-        budget = ingest.BATCH_INPUT_BYTES
-        ingest.BATCH_INPUT_BYTES = -1
+        budget = sources.BATCH_INPUT_BYTES
+        sources.BATCH_INPUT_BYTES = -1
         try:
             one_by_one = ingest.load([str(directory)])
         except InputError as exc:
@@ -440,7 +441,7 @@ def test_any_small_log_inputs_read_together_equal_one_by_one(files: list[list[by
         else:
             alone_error = None
         finally:
-            ingest.BATCH_INPUT_BYTES = budget
+            sources.BATCH_INPUT_BYTES = budget
         assert together_error == alone_error
         if together_error is None:
             _same(together, one_by_one)
@@ -487,4 +488,4 @@ def test_resolutions_of_a_batch_are_each_inputs_own() -> None:
     for count in counts:
         expected.append(timestamp_resolution_ns(logs.get_column("time_ns").slice(start, count)))
         start += count
-    assert ingest._resolutions(logs, counts) == expected == [MS, US, 0, 1 * 0, 0, MS]
+    assert ingest.timestamp_resolutions(logs, counts) == expected == [MS, US, 0, 1 * 0, 0, MS]
