@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
+import msgspec
 import polars as pl
 
 from ml_tracelens.core import Analysis
@@ -38,7 +39,7 @@ from ml_tracelens.reports.result import ColumnKind, Report, Table
 
 if TYPE_CHECKING:
     from ml_tracelens.gates.budgets import Budget, Rule
-    from ml_tracelens.reports.documents import Envelope
+    from ml_tracelens.reports.documents import Envelope, Payload
     from ml_tracelens.reports.models import ModelOptions
 
 __all__ = [
@@ -112,9 +113,19 @@ class Result:
         return {t.key: table_frame(t) for t in self.report.tables if t.in_json}
 
     @property
-    def data(self) -> dict[str, Any]:
-        """The report's other JSON keys (``requests``, ``passed``, ...)."""
-        return dict(self.report.data)
+    def payload(self) -> Payload | None:
+        """The report's own JSON keys besides its tables, typed: e.g. a ``LatencyPayload`` whose
+        ``requests.p95_ms`` is a float."""
+        return self.report.payload
+
+    @property
+    def data(self) -> dict[str, object]:
+        """The report's own JSON keys besides its tables (``requests``, ``passed``, ...), as
+        plain Python values."""
+        if self.report.payload is None:
+            return {}
+        built: dict[str, object] = msgspec.to_builtins(self.report.payload)
+        return built
 
     @property
     def warnings(self) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import msgspec
 import orjson
 
 from ml_tracelens import __version__
@@ -18,7 +19,8 @@ def envelope(report: Report) -> dict[str, JsonValue]:
         "inputs": report.inputs,
         "warnings": report.warnings,
     }
-    document.update(report.data)
+    if report.payload is not None:
+        document.update(msgspec.to_builtins(report.payload))
     for table in report.tables:
         if not table.in_json:
             continue

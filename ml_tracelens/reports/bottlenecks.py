@@ -15,9 +15,11 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.core.stats import quantile, selected_request_summary
+from ml_tracelens.core.stats import quantile
 from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.exceptions import UsageError
+from ml_tracelens.reports.context import requests_of
+from ml_tracelens.reports.documents import BottlenecksPayload, TailRequests, TypicalRequests
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 TYPICAL_BAND = (0.25, 0.75)
@@ -101,16 +103,12 @@ def build(
                 rows=rows,
             )
         ],
-        data={
-            "verdict": verdict,
-            "requests": selected_request_summary(analysed, selected, filtered=mask is not None),
-            "tail": {"quantile": tail, "threshold_ms": _ms(tail_cut), "requests": tail_n},
-            "typical": {
-                "from_ms": _ms(low),
-                "to_ms": _ms(high),
-                "requests": typical_n,
-            },
-        },
+        payload=BottlenecksPayload(
+            verdict=verdict,
+            requests=requests_of(analysed, selected, filtered=mask is not None),
+            tail=TailRequests(quantile=tail, threshold_ms=_ms(tail_cut), requests=tail_n),
+            typical=TypicalRequests(from_ms=_ms(low), to_ms=_ms(high), requests=typical_n),
+        ),
         inputs=inputs or [],
         warnings=warnings or [],
     )

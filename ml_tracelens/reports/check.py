@@ -31,6 +31,7 @@ import polars as pl
 from ml_tracelens.core.stats import PERCENTILES, exact_percentiles, requests
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.gates.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
+from ml_tracelens.reports.documents import CheckPayload
 from ml_tracelens.reports.latency import cp_denominator_ns
 from ml_tracelens.reports.metric_units import in_metric_unit
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
@@ -238,7 +239,7 @@ def build(
         title="tracelens check",
         headline=[headline],
         tables=[Table(key="rows", title="Budgets", columns=COLUMNS, rows=rows)],
-        data={"passed": not failed, "budgets": len(rows), "failed": failed},
+        payload=CheckPayload(passed=not failed, budgets=len(rows), failed=failed),
         inputs=inputs or [],
         warnings=warnings or [],
         passed=not failed,

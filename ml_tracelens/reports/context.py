@@ -6,11 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TypedDict
 
+import msgspec
 import polars as pl
 
 from ml_tracelens.core import Analysis
+from ml_tracelens.core.stats import selected_request_summary
 from ml_tracelens.durations import NS_PER_S, NS_PER_US
 from ml_tracelens.ingest.telemetry import Telemetry
+from ml_tracelens.reports.documents import RequestSummary
 from ml_tracelens.reports.result import JsonValue
 
 
@@ -20,6 +23,15 @@ class ReportContext(TypedDict):
 
     inputs: list[dict[str, JsonValue]]
     warnings: list[str]
+
+
+def requests_of(
+    analysed: pl.DataFrame, selected: pl.DataFrame, *, filtered: bool
+) -> RequestSummary:
+    """The summary of the requests whose root span is among ``selected`` (``filtered``: whether
+    ``selected`` is a subset of ``analysed``)."""
+    summary = selected_request_summary(analysed, selected, filtered=filtered)
+    return msgspec.convert(summary, RequestSummary)
 
 
 def inputs_of(telemetry: Telemetry) -> list[dict[str, JsonValue]]:

@@ -34,6 +34,7 @@ from ml_tracelens.core.significance import DEFAULT_MIN_CHANGE_PCT, benjamini_hoc
 from ml_tracelens.core.stats import milliseconds, quantile, requests
 from ml_tracelens.durations import format_duration
 from ml_tracelens.gates.budgets import DIFF_METRICS, Rule
+from ml_tracelens.reports.documents import BootstrapSettings, DiffPayload
 from ml_tracelens.reports.metric_units import in_metric_unit
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
@@ -364,21 +365,21 @@ def build(
         title="tracelens diff",
         headline=headline,
         tables=[Table(key="rows", title="Changes", columns=COLUMNS, rows=rows)],
-        data={
-            "passed": not regressions,
-            "regressions": regressions,
-            "significant_changes": verdicts,
-            "min_change_pct": min_change_pct,
-            "rules": [r.text for r in rules],
-            "appeared": appeared,
-            "disappeared": disappeared,
-            "bootstrap": {
-                "replicates": settings.replicates,
-                "seed": settings.seed,
-                "confidence": CONFIDENCE,
-                "unit": "request",
-            },
-        },
+        payload=DiffPayload(
+            passed=not regressions,
+            regressions=regressions,
+            significant_changes=verdicts,
+            min_change_pct=min_change_pct,
+            rules=[r.text for r in rules],
+            appeared=appeared,
+            disappeared=disappeared,
+            bootstrap=BootstrapSettings(
+                replicates=settings.replicates,
+                seed=settings.seed,
+                confidence=CONFIDENCE,
+                unit="request",
+            ),
+        ),
         inputs=inputs or [],
         warnings=warnings or [],
         passed=not regressions,

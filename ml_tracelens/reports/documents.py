@@ -1,8 +1,13 @@
 """The JSON documents the reports print, as types: one contract for ``--format json``.
 
-Every document is the envelope (``tracelens``, ``report``, ``inputs``, ``warnings``) plus the
-report's own keys; a report key never repeats an envelope key, and a key that several reports
-print has one type in all of them (``tests/reports/test_documents.py`` checks both, and decodes every
+A report builder makes its payload, a ``Payload`` struct of the report's own keys, and its row
+tables (``result.Table``). The document is the envelope (``tracelens``, ``report``, ``inputs``,
+``warnings``), then the payload's keys, then the tables' keys; its type is generated here from
+the payload type and the row type of each table (``document``), so the two cannot drift apart.
+No key can be printed twice: a payload type that declares an envelope key is refused when it is
+defined, a table key that repeats a payload or envelope key when the document type is made (and
+``Report`` checks its tables against its payload when it is built). A key that several reports
+print has one type in all of them (``tests/reports/test_documents.py``, which also decodes every
 command's real output with these types). ``tracelens schema REPORT`` prints the JSON Schema
 generated from them; ``Result.document`` in the library decodes a report into them.
 
@@ -12,6 +17,8 @@ strings. ``None`` is JSON ``null``: nothing to measure.
 
 from __future__ import annotations
 
+import inspect
+import typing
 from typing import Any
 
 import msgspec
@@ -53,6 +60,51 @@ class Envelope(Strict):
 ENVELOPE_KEYS = frozenset(Envelope.__struct_fields__)
 
 
+class Payload(Strict):
+    """A report's own top-level keys, besides its row tables. A subclass may not declare an
+    envelope key: the document would print it twice."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Checked on the annotations: msgspec sets the fields after this hook runs.
+        clashes = ENVELOPE_KEYS & set(inspect.get_annotations(cls))
+        if clashes:
+            repeated = ", ".join(sorted(clashes))
+            raise TypeError(f"{cls.__name__} repeats envelope keys: {repeated}")
+
+
+def document(
+    name: str,
+    payload: type[Payload],
+    tables: dict[str, Any],
+    *,
+    optional_tables: frozenset[str] = frozenset(),
+) -> type[Envelope]:
+    """The document type of a report: the envelope, the payload's keys, then one key per table
+    (``tables``: key -> the type of its rows; keys in ``optional_tables`` may be absent)."""
+    own = payload.__struct_fields__
+    clashes = (ENVELOPE_KEYS | set(own)) & set(tables)
+    if clashes:
+        raise TypeError(f"{name}: table keys repeat other keys: {', '.join(sorted(clashes))}")
+    hints = typing.get_type_hints(payload)
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [(key, hints[key]) for key in own]
+    fields += [
+        (key, rows, None) if key in optional_tables else (key, rows) for key, rows in tables.items()
+    ]
+    generated = msgspec.defstruct(
+        name, fields, bases=(Envelope,), kw_only=True, forbid_unknown_fields=True, module=__name__
+    )
+    assert issubclass(generated, Envelope)
+    return generated
+
+
+def table_clashes(payload: Payload | None, table_keys: list[str]) -> set[str]:
+    """Table keys of a report that its envelope or payload already print."""
+    own = set(payload.__struct_fields__) if payload is not None else set()
+    repeated = {key for key in table_keys if table_keys.count(key) > 1}
+    return set(ENVELOPE_KEYS | own) & set(table_keys) | repeated
+
+
 class RequestSummary(Strict):
     """The requests (traces with a true root span) among the selected spans."""
 
@@ -73,7 +125,7 @@ class SkewPair(Strict):
     spans: int
 
 
-class SummaryDocument(Envelope):
+class SummaryPayload(Payload):
     spans: int
     traces: int
     services: list[str]
@@ -115,10 +167,9 @@ class LatencyRow(msgspec.Struct, kw_only=True):
     error_rate: float | None
 
 
-class LatencyDocument(Envelope):
+class LatencyPayload(Payload):
     requests: RequestSummary
     group_by: list[str]
-    rows: list[LatencyRow]
 
 
 class StageErrors(Strict):
@@ -138,10 +189,8 @@ class ErrorMessage(Strict):
     example_trace_id: str | None
 
 
-class ErrorsDocument(Envelope):
+class ErrorsPayload(Payload):
     requests: RequestSummary
-    rows: list[StageErrors]
-    messages: list[ErrorMessage]
 
 
 class TailRequests(Strict):
@@ -163,12 +212,11 @@ class StageBottleneck(Strict):
     tail_delta_ms: float | None
 
 
-class BottlenecksDocument(Envelope):
+class BottlenecksPayload(Payload):
     verdict: str
     requests: RequestSummary
     tail: TailRequests
     typical: TypicalRequests
-    rows: list[StageBottleneck]
 
 
 class BudgetResult(Strict):
@@ -183,11 +231,10 @@ class BudgetResult(Strict):
     note: str | None
 
 
-class CheckDocument(Envelope):
+class CheckPayload(Payload):
     passed: bool
     budgets: int
     failed: int
-    rows: list[BudgetResult]
 
 
 class BootstrapSettings(Strict):
@@ -213,7 +260,7 @@ class MetricChange(Strict):
     note: str | None
 
 
-class DiffDocument(Envelope):
+class DiffPayload(Payload):
     passed: bool
     regressions: int
     significant_changes: int
@@ -222,7 +269,6 @@ class DiffDocument(Envelope):
     appeared: list[str]
     disappeared: list[str]
     bootstrap: BootstrapSettings
-    rows: list[MetricChange]
 
 
 class RootSpan(Strict):
@@ -264,7 +310,7 @@ class ShownLog(Strict):
     attached_by: str | None
 
 
-class ShowDocument(Envelope):
+class ShowPayload(Payload):
     trace_id: str
     matched_by: str
     correlation_ids: list[str]
@@ -275,9 +321,6 @@ class ShowDocument(Envelope):
     error_spans: int
     services: list[str]
     root: RootSpan
-    #: the request's spans in tree order (``summary``'s ``spans`` is a count: see the README)
-    spans: list[ShownSpan]
-    logs: list[ShownLog]
 
 
 class TraceRow(Strict):
@@ -292,11 +335,10 @@ class TraceRow(Strict):
     error: bool
 
 
-class TracesDocument(Envelope):
+class TracesPayload(Payload):
     traces_total: int
     traces_matching: int
     traces_failed: int
-    rows: list[TraceRow]
 
 
 class ModelVersionRow(Strict):
@@ -339,18 +381,13 @@ class FeatureSummary(Strict):
     max: float | None
 
 
-class ModelsDocument(Envelope):
+class ModelsPayload(Payload):
     #: model_version / prediction / confidence / each feature -> the keys found for it
     fields: dict[str, list[str]]
     stages: list[str]
     low_confidence: float
     drift_by: str
     window: str | None
-    rows: list[ModelVersionRow]
-    drift: list[Drift]
-    features: list[FeatureSummary] | None = None
-    windows: list[WindowRow] | None = None
-    baseline_rows: list[ModelVersionRow] | None = None
 
 
 class Format(Strict):
@@ -359,9 +396,40 @@ class Format(Strict):
     accepts: str
 
 
-class FormatsDocument(Envelope):
-    rows: list[Format]
+class FormatsPayload(Payload):
+    """``formats`` prints only its table."""
 
+
+SummaryDocument = document("SummaryDocument", SummaryPayload, {})
+LatencyDocument = document("LatencyDocument", LatencyPayload, {"rows": list[LatencyRow]})
+ErrorsDocument = document(
+    "ErrorsDocument",
+    ErrorsPayload,
+    {"rows": list[StageErrors], "messages": list[ErrorMessage]},
+)
+BottlenecksDocument = document(
+    "BottlenecksDocument", BottlenecksPayload, {"rows": list[StageBottleneck]}
+)
+CheckDocument = document("CheckDocument", CheckPayload, {"rows": list[BudgetResult]})
+DiffDocument = document("DiffDocument", DiffPayload, {"rows": list[MetricChange]})
+#: the request's spans in tree order (``summary``'s ``spans`` is a count: see the README)
+ShowDocument = document(
+    "ShowDocument", ShowPayload, {"spans": list[ShownSpan], "logs": list[ShownLog]}
+)
+TracesDocument = document("TracesDocument", TracesPayload, {"rows": list[TraceRow]})
+ModelsDocument = document(
+    "ModelsDocument",
+    ModelsPayload,
+    {
+        "rows": list[ModelVersionRow],
+        "drift": list[Drift],
+        "features": list[FeatureSummary] | None,
+        "windows": list[WindowRow] | None,
+        "baseline_rows": list[ModelVersionRow] | None,
+    },
+    optional_tables=frozenset({"features", "windows", "baseline_rows"}),
+)
+FormatsDocument = document("FormatsDocument", FormatsPayload, {"rows": list[Format]})
 
 #: Report name -> its document type.
 DOCUMENTS: dict[str, type[Envelope]] = {

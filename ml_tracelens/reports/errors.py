@@ -14,8 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.core.stats import selected_request_summary
-from ml_tracelens.reports.context import iso_time
+from ml_tracelens.reports.context import iso_time, requests_of
+from ml_tracelens.reports.documents import ErrorsPayload
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.schema import ERROR_LEVELS
 
@@ -73,7 +73,7 @@ def build(
         .rename({"name": "stage"})
         .sort(["errors", "originated", "stage"], descending=[True, True, False])
     )
-    requests_block = selected_request_summary(analysed, selected, filtered=mask is not None)
+    requests = requests_of(analysed, selected, filtered=mask is not None)
     messages = _messages(selected, logs, top=top)
     stage_table = Table(
         key="rows",
@@ -99,19 +99,19 @@ def build(
             Column("example_trace_id", "example trace", ColumnKind.ID, hide_rank=3),
         ),
         rows=messages,
-        empty_note=f"no error messages in {requests_block['count'] or 0:,} requests",
+        empty_note=f"no error messages in {requests.count:,} requests",
     )
     total_errors = int(per_stage.get_column("errors").sum())
     headline = (
-        f"Requests: {requests_block['count']:,}, in error: {requests_block['errors']:,} "
-        f"({(requests_block['error_rate'] or 0) * 100:.1f}%); error spans: {total_errors:,}"
+        f"Requests: {requests.count:,}, in error: {requests.errors:,} "
+        f"({(requests.error_rate or 0) * 100:.1f}%); error spans: {total_errors:,}"
     )
     return Report(
         name="errors",
         title="Errors",
         headline=[headline],
         tables=[stage_table, message_table],
-        data={"requests": requests_block},
+        payload=ErrorsPayload(requests=requests),
         inputs=inputs or [],
         warnings=warnings or [],
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ml_tracelens.readers import registry
+from ml_tracelens.reports.documents import FormatsPayload
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 
@@ -25,4 +26,5 @@ def build() -> Report:
         name="formats",
         title="Input formats (auto-detected per file; force one with --input-format NAME)",
         tables=[table],
+        payload=FormatsPayload(),
     )

@@ -8,18 +8,18 @@ shares of all stages add up to 100% on an unfiltered dump (algorithms.md, Bottle
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import polars as pl
 
 from ml_tracelens.core.stats import (
     duration_aggregations,
     histograms,
-    selected_request_summary,
     with_group_columns,
 )
 from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.exceptions import UsageError
+from ml_tracelens.reports.context import requests_of
+from ml_tracelens.reports.documents import LatencyPayload, RequestSummary
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 # hide_rank: the order a narrow terminal hides columns in (the distribution, rank 1, first).
@@ -106,7 +106,7 @@ def build(
         out = {c.key: row.get(c.key) for c in columns}
         out["distribution"] = spark.get(tuple(row[n] for n in names), [])
         rows.append(out)
-    summary = selected_request_summary(analysed, selected, filtered=mask is not None)
+    summary = requests_of(analysed, selected, filtered=mask is not None)
     return Report(
         name="latency",
         title="Latency by " + ", ".join(names),
@@ -122,20 +122,20 @@ def build(
                 rows=rows,
             )
         ],
-        data={"requests": summary, "group_by": names},
+        payload=LatencyPayload(requests=summary, group_by=list(names)),
         inputs=inputs or [],
         warnings=warnings or [],
     )
 
 
-def _headline(summary: dict[str, Any]) -> str:
-    if not summary["count"]:
+def _headline(summary: RequestSummary) -> str:
+    if not summary.count:
         return "Requests: none (no root spans among the selected spans)"
-    if summary["p50_ms"] is None:
+    if summary.p50_ms is None:
         # Roots exist but none has both a start and an end (or they end before they start).
-        return f"Requests: {summary['count']:,}  (no timed root spans)"
+        return f"Requests: {summary.count:,}  (no timed root spans)"
     return (
-        f"Requests: {summary['count']:,}  p50 {format_duration(summary['p50_ms'])}  "
-        f"p95 {format_duration(summary['p95_ms'])}  p99 {format_duration(summary['p99_ms'])}  "
-        f"error rate {summary['error_rate'] * 100:.1f}%"
+        f"Requests: {summary.count:,}  p50 {format_duration(summary.p50_ms)}  "
+        f"p95 {format_duration(summary.p95_ms)}  p99 {format_duration(summary.p99_ms)}  "
+        f"error rate {(summary.error_rate or 0) * 100:.1f}%"
     )

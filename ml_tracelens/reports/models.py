@@ -36,6 +36,7 @@ from ml_tracelens.core.stats import milliseconds, quantile
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.context import ReportContext, inputs_of, warnings_of
+from ml_tracelens.reports.documents import ModelsPayload
 from ml_tracelens.reports.drift import (
     drift_entries,
     parse_compare,
@@ -286,13 +287,13 @@ def build(
         title="Model behaviour by model version",
         headline=_headline(records, rows, entries, drift_by, derived=current.derived_spans > 0),
         tables=tables,
-        data={
-            "fields": records.found,
-            "stages": records.stages,
-            "low_confidence": options.low_confidence,
-            "drift_by": drift_by,
-            "window": options.window.strip() if options.window else None,
-        },
+        payload=ModelsPayload(
+            fields=records.found,
+            stages=records.stages,
+            low_confidence=options.low_confidence,
+            drift_by=drift_by,
+            window=options.window.strip() if options.window else None,
+        ),
         inputs=context["inputs"],
         warnings=warnings,
     )

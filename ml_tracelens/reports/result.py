@@ -1,6 +1,7 @@
 """Report objects: what every command builds and every renderer draws.
 
-A report is data, not text: JSON-ready scalars in ``data`` and row tables in ``tables``. Builders
+A report is data, not text: its own keys in a typed ``payload`` (``documents.Payload``) and row
+tables in ``tables``. Builders
 convert units (durations to milliseconds as floats with a ``_ms`` key suffix, shares as fractions);
 renderers decide presentation (precision, percent signs, colours).
 """
@@ -12,10 +13,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeAlias
 
+from ml_tracelens.reports.documents import Payload, table_clashes
+
 #: Bumped whenever a key of any report's JSON changes meaning or disappears.
 SCHEMA_VERSION = 2
 
-#: A value of a report's JSON document (``data``, ``inputs``, a table's rows). Read-only
+#: A value of a report's JSON document (``inputs``, a table's rows). Read-only
 #: containers, so that a ``dict[str, int]`` or a ``list[str]`` is one.
 JsonValue: TypeAlias = (
     str | int | float | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
@@ -82,7 +85,8 @@ class Report:
     name: str  # the command that built it; also the JSON "report" key
     title: str
     tables: list[Table] = field(default_factory=list)
-    data: dict[str, JsonValue] = field(default_factory=dict)  # extra top-level JSON keys
+    #: The report's own top-level JSON keys (None: only its tables)
+    payload: Payload | None = None
     headline: list[str] = field(default_factory=list)  # sentences shown above the tables
     inputs: list[dict[str, JsonValue]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -90,6 +94,11 @@ class Report:
     passed: bool | None = None
     #: report-specific structure for a custom terminal view (e.g. the waterfall of `show`)
     view: object = None
+
+    def __post_init__(self) -> None:
+        clashes = table_clashes(self.payload, [t.key for t in self.tables if t.in_json])
+        if clashes:
+            raise ValueError(f"{self.name}: JSON keys printed twice: {', '.join(sorted(clashes))}")
 
     @property
     def text_tables(self) -> list[Table]:

@@ -31,6 +31,7 @@ import polars as pl
 from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.reports.context import iso_time
+from ml_tracelens.reports.documents import RootSpan, ShowPayload
 from ml_tracelens.reports.request_id import (
     DEFAULT_ID_ATTRS,
     Resolution,
@@ -155,17 +156,17 @@ def build(
         for sid in log_span
     ]
 
-    root = _root(rows, trace)
+    root, root_start = _root(rows, trace)
     error_spans = int((trace.get_column("status") == "error").sum())
     services = sorted({r["service"] for r in rows if r["service"] is not None})
     hidden_total = len(rows) - len(shown)
     headline = [
         f"trace {resolution.trace_id}"
         + (f" (request {', '.join(correlation_ids)})" if correlation_ids else ""),
-        f"{root['stage']}"
-        + (f" on {root['service']}" if root["service"] is not None else "")
-        + f", {_ms_text(root['duration_ms'])}, "
-        f"started {iso_time(root['_start']) or '?'}: {_n(len(rows), 'span')} "
+        f"{root.stage}"
+        + (f" on {root.service}" if root.service is not None else "")
+        + f", {_ms_text(root.duration_ms)}, "
+        f"started {iso_time(root_start) or '?'}: {_n(len(rows), 'span')} "
         f"({error_spans:,} in error), {_n(len(log_rows), 'log line')}",
     ]
     if hidden_total:
@@ -175,19 +176,18 @@ def build(
             if on is not None and on is not False
         ]
         headline.append(f"{_n(hidden_total, 'span')} hidden ({' or '.join(reasons)})")
-    root.pop("_start")
-    data: dict[str, Any] = {
-        "trace_id": resolution.trace_id,
-        "matched_by": resolution.matched_by,
-        "correlation_ids": correlation_ids,
-        "start": iso_time(origin),
-        "duration_ms": duration_ms,
-        "span_count": len(rows),
-        "spans_shown": len(shown),
-        "error_spans": error_spans,
-        "services": services,
-        "root": root,
-    }
+    payload = ShowPayload(
+        trace_id=resolution.trace_id,
+        matched_by=resolution.matched_by,
+        correlation_ids=correlation_ids,
+        start=iso_time(origin),
+        duration_ms=duration_ms,
+        span_count=len(rows),
+        spans_shown=len(shown),
+        error_spans=error_spans,
+        services=services,
+        root=root,
+    )
     view = ShowView(
         trace_id=resolution.trace_id,
         origin_ns=origin,
@@ -208,7 +208,7 @@ def build(
             Table(key="spans", title="Spans", columns=SPAN_COLUMNS, rows=span_rows),
             Table(key="logs", title="Log lines", columns=LOG_COLUMNS, rows=log_rows),
         ],
-        data=data,
+        payload=payload,
         headline=headline,
         inputs=list(inputs or ()),
         warnings=warnings,
@@ -262,8 +262,9 @@ def _json(text: str | None, empty: Any) -> Any:
         return empty
 
 
-def _root(rows: list[dict[str, Any]], trace: pl.DataFrame) -> dict[str, Any]:
-    """The request's root: a true root (earliest, then longest), else the earliest top."""
+def _root(rows: list[dict[str, Any]], trace: pl.DataFrame) -> tuple[RootSpan, int | None]:
+    """The request's root (a true root, earliest then longest, else the earliest top) and
+    when it started (ns)."""
     tops = [r for r in rows if r["_is_root"]] or [r for r in rows if r["orphan"]] or rows
     best = min(
         tops,
@@ -273,15 +274,15 @@ def _root(rows: list[dict[str, Any]], trace: pl.DataFrame) -> dict[str, Any]:
     status = trace.filter(pl.col("span_id") == best["span_id"]).get_column("status").item(0)
     # A root without a status of its own is in error when any span is (algorithms.md).
     error = any_error if status == "unset" else status == "error"
-    return {
-        "span_id": best["span_id"],
-        "stage": best["stage"],
-        "service": best["service"],
-        "start": iso_time(best["_start"]),
-        "duration_ms": best["duration_ms"],
-        "error": error,
-        "_start": best["_start"],
-    }
+    root = RootSpan(
+        span_id=best["span_id"],
+        stage=best["stage"],
+        service=best["service"],
+        start=iso_time(best["_start"]),
+        duration_ms=best["duration_ms"],
+        error=error,
+    )
+    return root, best["_start"]
 
 
 def _correlation_ids(

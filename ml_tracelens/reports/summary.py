@@ -10,7 +10,8 @@ from ml_tracelens.core import Analysis
 from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.context import inputs_of, iso_time, warnings_of
-from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
+from ml_tracelens.reports.documents import SkewPair, SummaryPayload
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 
 def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
@@ -25,38 +26,38 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         end = _max(end, int_scalar(log_times.max()))
     error_spans = spans.filter(pl.col("status") == "error").height
     skew = [
-        {"parent_service": p, "child_service": c, "spans": n}
+        SkewPair(parent_service=p, child_service=c, spans=n)
         for (p, c), n in sorted(structure.skew_by_service_pair.items(), key=lambda kv: -kv[1])
     ]
-    data: dict[str, Any] = {
-        "spans": spans.height,
-        "traces": spans.get_column("trace_id").n_unique(),
-        "services": services,
-        "start": iso_time(start),
-        "end": iso_time(end),
-        "error_spans": error_spans,
-        "orphan_spans": structure.orphan_spans,
-        "merged_duplicate_spans": telemetry.merged_duplicates,
-        "conflicting_duplicate_spans": structure.conflicting_duplicates,
-        "cycles_broken": structure.cycles_broken,
-        "negative_durations": structure.negative_durations,
-        "untimed_spans": structure.untimed_spans,
-        "skewed_spans": structure.skewed_spans,
-        "traces_with_multiple_roots": structure.traces_with_multiple_roots,
-        "derived_spans": telemetry.derived_spans,
-        "log_records": telemetry.logs.height,
-        "log_lines_as_spans": telemetry.log_span_lines,
-        "derived_request_roots": telemetry.derived_roots,
-        "log_lines_not_spans": dict(telemetry.log_lines_not_spans),
-        "skipped_lines": telemetry.skipped_lines,
-        "skipped_items": telemetry.skipped_items,
-        "skew": skew,
-    }
-    facts = [
-        ("spans", data["spans"]),
-        ("traces", data["traces"]),
+    payload = SummaryPayload(
+        spans=spans.height,
+        traces=spans.get_column("trace_id").n_unique(),
+        services=services,
+        start=iso_time(start),
+        end=iso_time(end),
+        error_spans=error_spans,
+        orphan_spans=structure.orphan_spans,
+        merged_duplicate_spans=telemetry.merged_duplicates,
+        conflicting_duplicate_spans=structure.conflicting_duplicates,
+        cycles_broken=structure.cycles_broken,
+        negative_durations=structure.negative_durations,
+        untimed_spans=structure.untimed_spans,
+        skewed_spans=structure.skewed_spans,
+        traces_with_multiple_roots=structure.traces_with_multiple_roots,
+        derived_spans=telemetry.derived_spans,
+        log_records=telemetry.logs.height,
+        log_lines_as_spans=telemetry.log_span_lines,
+        derived_request_roots=telemetry.derived_roots,
+        log_lines_not_spans=dict(telemetry.log_lines_not_spans),
+        skipped_lines=telemetry.skipped_lines,
+        skipped_items=telemetry.skipped_items,
+        skew=skew,
+    )
+    facts: list[tuple[str, int | str]] = [
+        ("spans", payload.spans),
+        ("traces", payload.traces),
         ("services", f"{len(services)}: {', '.join(services)}"),
-        ("time range", f"{data['start']} .. {data['end']}"),
+        ("time range", f"{payload.start} .. {payload.end}"),
         ("error spans", error_spans),
         ("orphan spans", structure.orphan_spans),
         ("duplicate spans merged", telemetry.merged_duplicates),
@@ -79,7 +80,7 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         ("lines skipped", telemetry.skipped_lines),
         ("malformed spans skipped inside read lines", telemetry.skipped_items),
     ]
-    fact_rows = [
+    fact_rows: list[dict[str, JsonValue]] = [
         {"fact": name, "value": f"{v:,}" if isinstance(v, int) else v} for name, v in facts
     ]
     input_rows = _listed_inputs(inputs_of(telemetry))
@@ -110,7 +111,7 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         name="summary",
         title="tracelens summary",
         tables=tables,
-        data=data,
+        payload=payload,
         inputs=inputs_of(telemetry),
         warnings=warnings_of(telemetry, analysis),
     )

@@ -22,6 +22,7 @@ from ml_tracelens.core.stats import request_errors_expr
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.context import iso_time_expr
+from ml_tracelens.reports.documents import TracesPayload
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS, correlation_values
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
@@ -159,7 +160,7 @@ def build(
         name="traces",
         title="tracelens traces",
         tables=[Table(key="rows", title="Traces", columns=COLUMNS, rows=rows)],
-        data={"traces_total": total, "traces_matching": matching, "traces_failed": failed},
+        payload=TracesPayload(traces_total=total, traces_matching=matching, traces_failed=failed),
         headline=headline,
         inputs=list(inputs or ()),
         warnings=list(warnings or ()),

@@ -7,7 +7,10 @@ import json
 from ml_tracelens.render import OutputFormat, emit
 from ml_tracelens.render.cells import format_value, printable, sparkline
 from ml_tracelens.render.csv import cell
+from ml_tracelens.reports.documents import ErrorsPayload, RequestSummary
 from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
+
+_UNMEASURED = ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "error_rate")
 
 
 def _report(rows: list[dict[str, object]]) -> Report:
@@ -27,7 +30,9 @@ def _report(rows: list[dict[str, object]]) -> Report:
                 rows=rows,
             )
         ],
-        data={"requests": {"count": 2}},
+        payload=ErrorsPayload(
+            requests=RequestSummary(count=2, errors=0, **dict.fromkeys(_UNMEASURED))
+        ),
         warnings=["w"],
     )
 
@@ -43,6 +48,7 @@ def test_json_envelope_keys_and_machine_columns_only() -> None:
         _emit(_report([{"stage": "a", "p95_ms": 1.5, "distribution": [1]}]), OutputFormat.JSON)
     )
     assert set(document) == {"tracelens", "report", "inputs", "warnings", "requests", "rows"}
+    assert document["requests"]["count"] == 2
     assert document["tracelens"]["schema"] == 2
     assert document["rows"] == [{"stage": "a", "p95_ms": 1.5}]
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
 from ml_tracelens.reports import documents
+from ml_tracelens.reports.result import Column, Report, Table
 from tests.conftest import GOLDEN, REPO
 
 #: A key two reports print with different types, on purpose: summary's `spans` counts the
@@ -164,3 +165,24 @@ _README_VALUES = {
     "prediction", "confidence", "count", "p50", "p95", "p99", "error_rate", "requests", "request",
     "cp_share", "errors", "self_mean", "mean", "max",
 }  # fmt: skip
+
+
+def test_a_payload_type_cannot_declare_an_envelope_key() -> None:
+    with pytest.raises(TypeError, match="repeats envelope keys: warnings"):
+
+        class Clashing(documents.Payload):
+            warnings: int
+
+
+def test_a_document_type_refuses_a_table_key_its_payload_already_has() -> None:
+    with pytest.raises(TypeError, match="table keys repeat other keys: requests"):
+        documents.document("X", documents.LatencyPayload, {"requests": list[int]})
+
+
+def test_a_report_whose_table_repeats_a_payload_key_cannot_be_built() -> None:
+    unmeasured = ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "error_rate")
+    summary = documents.RequestSummary(count=0, errors=0, **dict.fromkeys(unmeasured))
+    payload = documents.ErrorsPayload(requests=summary)
+    table = Table(key="requests", title="Requests", columns=(Column("n", "n"),), rows=[])
+    with pytest.raises(ValueError, match="JSON keys printed twice: requests"):
+        Report(name="errors", title="x", tables=[table], payload=payload)

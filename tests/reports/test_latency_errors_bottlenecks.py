@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import polars as pl
 import pytest
@@ -114,11 +115,11 @@ def test_latency_per_stage_gives_percentiles_errors_and_critical_path_shares(
     assert rows["model.inference"]["error_rate"] == pytest.approx(1 / 3)
     # Default order: critical-path share, largest first.
     assert next(r["stage"] for r in report.tables[0].rows) == "fetch_features"
-    requests = report.data["requests"]
-    assert requests["count"] == 3
-    assert requests["errors"] == 2  # t1 via its failed child (root unset), t3 via its root
-    assert requests["p50_ms"] == pytest.approx(100)
-    assert requests["p95_ms"] == pytest.approx(190)
+    requests = report.payload.requests
+    assert requests.count == 3
+    assert requests.errors == 2  # t1 via its failed child (root unset), t3 via its root
+    assert requests.p50_ms == pytest.approx(100)
+    assert requests.p95_ms == pytest.approx(190)
 
 
 def test_latency_groups_by_service_or_attribute_and_spans_without_it_group_together(
@@ -132,7 +133,7 @@ def test_latency_groups_by_service_or_attribute_and_spans_without_it_group_toget
     assert rows["v1"]["count"] == 2
     assert rows["v2"]["count"] == 1
     assert rows[None]["count"] == 12  # spans without the attribute form their own group
-    assert by_version.data["group_by"] == ["model.version"]
+    assert by_version.payload.group_by == ["model.version"]
 
 
 def test_latency_sorts_and_keeps_the_top_rows_and_refuses_unknown_columns(
@@ -169,7 +170,7 @@ def test_errors_per_stage_count_seen_and_originated_errors_and_group_messages(
     assert rows["POST /predict"]["errors"] == 1
     assert rows["POST /predict"]["originated"] == 1
     # Requests of 100, 200 and 50 ms; percentiles interpolate linearly (algorithms.md).
-    assert report.data["requests"] == {
+    assert msgspec.to_builtins(report.payload.requests) == {
         "count": 3,
         "mean_ms": pytest.approx(350 / 3),
         "p50_ms": pytest.approx(100),
@@ -197,12 +198,12 @@ def test_bottlenecks_attribute_the_tail_to_the_stages_that_grow_in_it(
     assert report.tables[0].rows[0]["stage"] == "fetch_features"
     assert rows["fetch_features"]["cp_mean_ms"] == pytest.approx(60)
     # p95 of [50, 100, 200] is 190: the tail is t2; typical (p25..p75 = 75..150) is t1.
-    assert report.data["tail"]["requests"] == 1
-    assert report.data["typical"]["requests"] == 1
+    assert report.payload.tail.requests == 1
+    assert report.payload.typical.requests == 1
     assert rows["fetch_features"]["tail_delta_ms"] == pytest.approx(80)
     assert rows["model.inference"]["tail_delta_ms"] == pytest.approx(10)
     assert rows["profile_lookup"]["tail_delta_ms"] == pytest.approx(0)
-    assert report.data["verdict"] == (
+    assert report.payload.verdict == (
         "fetch_features holds 51% of the critical path; in the slowest 5% of requests "
         "fetch_features adds +80.0ms."
     )

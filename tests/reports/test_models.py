@@ -407,7 +407,7 @@ def test_a_dump_of_log_lines_without_stages_gives_each_model_its_statistics() ->
     assert rows["m-b"]["prediction_mix"] == pytest.approx({"dog": 0.5, "cat": 0.5})
     assert rows["m-b"]["low_confidence_rate"] == pytest.approx(0.5)
     assert rows["m-b"]["p50_ms"] is None  # no durations and no spans to take one from
-    assert report.data["fields"] == {
+    assert report.payload.fields == {
         "model_version": ["model"],
         "prediction": ["label"],
         "confidence": ["score"],
@@ -430,7 +430,7 @@ def test_sample_app_log_matches_the_generator_truth() -> None:
         assert rows[version]["confidence_p90"] == pytest.approx(
             np.percentile(want["confidences"], 90)
         )
-    assert report.data["stages"] == ["model.inference"]
+    assert report.payload.stages == ["model.inference"]
 
 
 def test_models_counts_the_sample_app_log_requests_of_each_version_as_generated() -> None:
@@ -558,7 +558,7 @@ def test_with_a_window_drift_compares_consecutive_windows() -> None:
     report = build(
         current=Telemetry(spans=spans, logs=empty_logs()), options=ModelOptions(window="10s")
     )
-    assert report.data["drift_by"] == "window"
+    assert report.payload.drift_by == "window"
     labels = [
         datetime.fromtimestamp(s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
         for s in (T0 // 10**9, T0 // 10**9 + 10)
@@ -735,6 +735,6 @@ def test_non_numeric_confidences_are_warned_about_and_features_cannot_shadow_col
     assert any(
         "1 confidence values are not numbers" in w and "'high'" in w for w in report.warnings
     )
-    assert report.data["fields"]["input.length"] == []  # only seen on a span without model fields
+    assert report.payload.fields["input.length"] == []  # only seen on a span without model fields
     with pytest.raises(UsageError, match=r"^features 'stage'"):
         FieldKeys.choose(features=["stage"])

@@ -189,9 +189,9 @@ def test_a_correlation_id_of_a_log_line_names_its_trace() -> None:
         }
     )
     report = request.build(spans=spans, logs=logs, ident="corr-55")
-    assert report.data["trace_id"] == T1
-    assert report.data["matched_by"] == "correlation_id"
-    assert report.data["correlation_ids"] == ["corr-55"]
+    assert report.payload.trace_id == T1
+    assert report.payload.matched_by == "correlation_id"
+    assert report.payload.correlation_ids == ["corr-55"]
     with pytest.raises(NotFound, match="corr-55"):
         request.build(spans=spans, logs=logs, ident="corr-56")
 
