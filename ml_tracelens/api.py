@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 import polars as pl
 
@@ -34,7 +34,7 @@ from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.render import json as json_render
 from ml_tracelens.reports import context as report_context
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
-from ml_tracelens.reports.result import ColumnKind, Report, Table
+from ml_tracelens.reports.result import ColumnKind, JsonValue, Report, Table
 
 if TYPE_CHECKING:
     from ml_tracelens.gates.budgets import Budget, Rule
@@ -81,7 +81,7 @@ class AnalysedTelemetry:
         return self.telemetry.logs
 
     @property
-    def inputs(self) -> list[dict[str, Any]]:
+    def inputs(self) -> list[dict[str, JsonValue]]:
         """Per input: path, format, spans, logs and the accounting of its lines."""
         return report_context.inputs_of(self.telemetry)
 
@@ -112,7 +112,7 @@ class Result:
         return {t.key: table_frame(t) for t in self.report.tables if t.in_json}
 
     @property
-    def data(self) -> dict[str, Any]:
+    def data(self) -> dict[str, JsonValue]:
         """The report's other JSON keys (``requests``, ``passed``, ...)."""
         return dict(self.report.data)
 

@@ -187,8 +187,9 @@ def _span_row(span: object, resource: dict[str, object], service: str) -> tuple[
     event_list = None
     if events:
         event_list = []
-        for event in events:
-            event = object_or_empty(event, "an event")
+        for item in events:
+            # JSON as parsed: a value of the wrong type raises below and costs the span.
+            event: dict[str, Any] = object_or_empty(item, "an event")
             event_attributes = attributes_of(event.get("attributes"))
             event_list.append(
                 {
