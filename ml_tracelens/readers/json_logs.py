@@ -65,7 +65,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 import polars as pl
@@ -200,7 +200,7 @@ def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResu
         stats = ReadStats(format=NAME)
         lines = split_lines(data.removeprefix(BOM))
         stats.lines = len(lines)
-        documents: list[dict[str, Any]] = []
+        documents: list[dict[str, object]] = []
         numbers: list[int] = []
         checks = LineChecks.of(data, lines, current.max_json_depth, current.max_keys_per_line)
         parse_lines(lines, 1, source.name, stats, checks, documents, numbers)

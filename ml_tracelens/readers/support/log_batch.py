@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
@@ -59,7 +58,7 @@ class LogBatch:
         self.log_counts: list[int] = []
         self.frames: list[pl.DataFrame] = []
         self._inputs: list[_Input] = []
-        self._documents: list[dict[str, Any]] = []
+        self._documents: list[dict[str, object]] = []
         self._numbers: list[int] = []
         self._size = 0
 
@@ -67,7 +66,7 @@ class LogBatch:
         self,
         name: str,
         stats: ReadStats,
-        documents: list[dict[str, Any]],
+        documents: list[dict[str, object]],
         numbers: list[int],
         size: int,
     ) -> None:

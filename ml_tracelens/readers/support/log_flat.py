@@ -33,7 +33,7 @@ class Flat:
     collisions: list[int]
 
 
-def flatten(documents: list[dict[str, Any]]) -> Flat:
+def flatten(documents: list[dict[str, object]]) -> Flat:
     """Each document's flattened keys and values (``flat_row``)."""
     rows: list[dict[str, str]] = []
     collisions: list[int] = []
@@ -44,7 +44,7 @@ def flatten(documents: list[dict[str, Any]]) -> Flat:
     return Flat(rows, collisions)
 
 
-def flat_row(document: dict[str, Any]) -> tuple[dict[str, str], int]:
+def flat_row(document: dict[str, object]) -> tuple[dict[str, str], int]:
     """A document's flattened keys and values as text, merged as ``flat_columns``
     merges columns: of two spellings of one key (``{"a.b": 1, "a": {"b": 2}}``) the one with
     fewer path segments wins, ties by path order; and how many values lost so."""
@@ -84,7 +84,7 @@ def flat_row(document: dict[str, Any]) -> tuple[dict[str, str], int]:
 
 
 def spill(
-    documents: list[dict[str, Any]], keep: frozenset[str]
+    documents: list[dict[str, object]], keep: frozenset[str]
 ) -> tuple[dict[str, pl.Series], pl.DataFrame, int]:
     """Documents -> text columns of the ``keep`` keys they hold, triples (``row``, ``name``,
     ``text``) of their other keys, and the count of colliding values. Consumes ``documents``

@@ -52,7 +52,7 @@ def line_chunks(
     stats.lines = len(lines)
     checks = LineChecks.of(data, lines, depth)
     for start, end, size in _chunk_bounds(lines):
-        documents: list[dict[str, Any]] = []
+        documents: list[dict[str, object]] = []
         numbers: list[int] = []
         parse_lines(lines[start:end], start + first_line, name, stats, checks, documents, numbers)
         if documents:
@@ -109,7 +109,7 @@ def parse_lines(
     name: str,
     stats: ReadStats,
     checks: LineChecks,
-    documents: list[dict[str, Any]],
+    documents: list[dict[str, object]],
     numbers: list[int],
 ) -> None:
     """Parse ``lines`` (numbered from ``first_number``) with orjson: the objects and their line
@@ -173,7 +173,7 @@ _UNION_STEP = 1_000
 
 
 def _raw_frame(
-    documents: list[dict[str, Any]],
+    documents: list[dict[str, object]],
     numbers: list[int],
     stats: ReadStats,
     *,
@@ -187,7 +187,7 @@ def _raw_frame(
     past it, document by document into columns for ``keep`` and triples for the rest.
     """
     leaves: list[tuple[tuple[str, ...], pl.Series]] = []
-    level: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = [((), documents)]
+    level: list[tuple[tuple[str, ...], list[dict[str, object]]]] = [((), documents)]
     get = dict.get
     budget = log_keys.column_budget(len(documents), size)
     while level:
@@ -224,7 +224,11 @@ def _raw_frame(
 
 
 def _spilled(
-    documents: list[dict[str, Any]], numbers: list[int], stats: ReadStats, *, keep: frozenset[str]
+    documents: list[dict[str, object]],
+    numbers: list[int],
+    stats: ReadStats,
+    *,
+    keep: frozenset[str],
 ) -> RawChunk:
     columns, triples, collisions = log_flat.spill(documents, keep)
     if collisions:
