@@ -101,6 +101,7 @@ def first_long_line(block: bytes, limit: int) -> int | None:
 
 
 def count_lines(body: bytes) -> int:
+    """Lines of ``body``, a last line with no newline after it counted too."""
     return body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
 
 

@@ -26,7 +26,8 @@ every row) and a block where a line may hold more keys than ``TRACELENS_MAX_KEYS
 (its most ``":`` in one line), whose lines the line path checks one by one.
 
 The schema comes from a sample of the block (``log_schema_sample``); the counts and the value
-checks are in ``log_evidence``.
+checks are in ``log_evidence``, with ``FastPathUnavailable`` (raised there and by sampling, and
+re-exported here for callers).
 """
 
 from __future__ import annotations

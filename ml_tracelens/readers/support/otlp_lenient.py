@@ -63,6 +63,8 @@ def read_lenient(
     spans: Columns,
     logs: Columns,
 ) -> None:
+    """Read one document parsed by orjson into ``spans`` and ``logs``: a document that is not
+    OTLP is skipped whole at ``location``, a malformed span alone (as an item)."""
     if not isinstance(document, dict):
         reject(stats, location, "not an OTLP object")
         return
@@ -83,7 +85,7 @@ def read_lenient(
 
 
 def reject(stats: ReadStats, location: str, reason: str) -> None:
-    # A rejected document was counted as read by the splitter; move it to skipped.
+    """Skip a document that was counted as read (a record) when it was split off."""
     stats.records -= 1
     stats.skip(location, reason)
 
