@@ -25,7 +25,7 @@ class KeyValue(TypedDict, total=False):
 
 
 #: What ``int()`` takes.
-_INT_LIKE = (str, bytes, bytearray, SupportsInt, SupportsIndex)
+_INT_LIKE = (int, float, str, bytes, bytearray, SupportsInt, SupportsIndex)
 
 
 def integer(value: object) -> int:
