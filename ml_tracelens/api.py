@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import polars as pl
 
@@ -112,7 +112,7 @@ class Result:
         return {t.key: table_frame(t) for t in self.report.tables if t.in_json}
 
     @property
-    def data(self) -> dict[str, JsonValue]:
+    def data(self) -> dict[str, Any]:
         """The report's other JSON keys (``requests``, ``passed``, ...)."""
         return dict(self.report.data)
 
