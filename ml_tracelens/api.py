@@ -35,7 +35,7 @@ from ml_tracelens.readers.base import ReadOptions
 from ml_tracelens.render import json as json_render
 from ml_tracelens.reports import context as report_context
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
-from ml_tracelens.reports.result import ColumnKind, Report, Table
+from ml_tracelens.reports.result import ColumnKind, JsonValue, Report, Table
 
 if TYPE_CHECKING:
     from ml_tracelens.gates.budgets import Budget, Rule
@@ -82,7 +82,7 @@ class AnalysedTelemetry:
         return self.telemetry.logs
 
     @property
-    def inputs(self) -> list[dict[str, Any]]:
+    def inputs(self) -> list[dict[str, JsonValue]]:
         """Per input: path, format, spans, logs and the accounting of its lines."""
         return report_context.inputs_of(self.telemetry)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import SupportsIndex, SupportsInt, TypedDict
 
 import orjson
 
@@ -16,21 +17,38 @@ def int_or_none(value: object) -> int | None:
     return integer(value)
 
 
-def integer(value: Any) -> int:
+class KeyValue(TypedDict, total=False):
+    """One OTLP attribute as JSON: ``{"key": "model.version", "value": {"stringValue": "v2"}}``."""
+
+    key: str
+    value: object
+
+
+#: What ``int()`` takes.
+_INT_LIKE = (int, float, str, bytes, bytearray, SupportsInt, SupportsIndex)
+
+
+def integer(value: object) -> int:
     """``int(value)``, with ValueError (never OverflowError) for an infinite or NaN float: JSON
     numbers such as ``1e400`` parse as infinity, and callers expect ValueError from bad input."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"not a finite number: {value!r}")
+    if not isinstance(value, _INT_LIKE):
+        # int()'s own words: skip reasons quote them.
+        raise TypeError(
+            "int() argument must be a string, a bytes-like object or a real number, "
+            f"not '{type(value).__name__}'"
+        )
     return int(value)
 
 
-def attributes_of(items: list[dict[str, Any]] | None) -> dict[str, object]:
+def attributes_of(items: Sequence[KeyValue] | None) -> dict[str, object]:
     if not items:
         return {}
     return {item["key"]: any_value(item.get("value")) for item in items}
 
 
-def tolerant_attributes(items: list[dict[str, Any]] | None) -> dict[str, object]:
+def tolerant_attributes(items: Sequence[KeyValue] | None) -> dict[str, object]:
     """``attributes_of``, keeping a value of the wrong type (``{"intValue": "x"}``) as its JSON
     text instead of raising, as the typed path keeps it: for attributes read where no span can
     be skipped for them (a resource, shared by all its spans; a span's attributes shown).
@@ -79,9 +97,9 @@ _SEVERITY_BY_NUMBER = (
 _LEVEL_WORDS = {"warning": "warn", "critical": "fatal", "err": "error"}
 
 
-def level_from_severity_number(number: Any) -> str | None:
+def level_from_severity_number(number: object) -> str | None:
     """OpenTelemetry SeverityNumber (1..24) -> trace/debug/info/warn/error/fatal."""
-    if isinstance(number, bool):
+    if isinstance(number, bool) or not isinstance(number, _INT_LIKE):
         return None
     try:
         value = int(number)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict, get_type_hints
 
 import typer
 
@@ -26,7 +26,7 @@ from ml_tracelens.render import OutputFormat
 from ml_tracelens.render.console import print_warning
 
 if TYPE_CHECKING:
-    from ml_tracelens.api import AnalysedTelemetry, Result
+    from ml_tracelens.api import AnalysedTelemetry, LogTime, Result, SpanFilters
     from ml_tracelens.ingest.telemetry import Progress, Telemetry
 
 app = typer.Typer(
@@ -178,6 +178,15 @@ READING = ("input_format", "strict", "field", "log_time", "no_cache")
 OUTPUT = ("fmt", "wide", "quiet", "debug")
 
 
+class Reading(TypedDict):
+    """The reading options, as ``api.load``, ``api.read`` and ``api.show`` take them."""
+
+    input_format: str | None
+    fields: dict[str, str]
+    strict: bool
+    log_time: LogTime
+
+
 @dataclass(frozen=True)
 class Common:
     """The shared options of one command line, and what every command does with them."""
@@ -198,7 +207,7 @@ class Common:
     debug: bool = False
 
     @property
-    def filters(self) -> dict[str, Any]:
+    def filters(self) -> SpanFilters:
         """The span filters, as the library's report functions take them."""
         return {
             "where": self.where,
@@ -213,7 +222,7 @@ class Common:
         """Whether the output is the table people read (not a machine format)."""
         return self.fmt in (None, OutputFormat.TABLE)
 
-    def reading(self, config: Path | None = None) -> dict[str, Any]:
+    def reading(self, config: Path | None = None) -> Reading:
         """The reading options, as ``api.load`` takes them (``log_time`` from the option, else
         the config file)."""
         from ml_tracelens.gates.config import log_time_setting

@@ -28,16 +28,16 @@ Detection (``sniff``): at least half of the first ``SNIFF_LINES`` complete non-b
 at least one) are JSON objects, so a rotated file whose first line is cut, or a line holding
 ``NaN``, does not hide a log; the reader skips such lines with their location.
 
-Inputs are read in newline-aligned blocks of ``BLOCK_BYTES`` (memory stays bounded; stdin and gzip
+Inputs are read in newline-aligned blocks (``log_blocks``: memory stays bounded; stdin and gzip
 stream), each parsed on one of two paths that give the same table. The fast path (``log_fast``)
 lets polars' NDJSON reader read every value as text against a schema sampled from the block, then
 proves from counts on the text of its lines that it lost nothing; anything it cannot prove (lists,
 integers beyond 64 bits, lone surrogate escapes, a float whose shortest spelling is a tie, an
 object where the sample saw text, a malformed line anywhere but first or last) goes to the
-line-by-line orjson path, which skips bad lines with their ``file:line``. Both paths flatten
-(``flat_columns``) and map (``log_fields.to_logs``) with the same code. Known difference: in an
-object with a repeated key whose later value is ``null``, orjson keeps the null and polars the
-earlier value.
+line-by-line orjson path (``log_lines``), which skips bad lines with their ``file:line``. Both
+paths flatten (``log_flat.flat_columns``) and map (``log_fields.to_logs``) with the same code.
+Known difference: in an object with a repeated key whose later value is ``null``, orjson keeps
+the null and polars the earlier value.
 
 Measured on a 128 MB block (548k flat lines of the benchmark dump) on 2 shared cores: the fast
 path takes 1.7-1.9 s of CPU and 1.0-1.2 s of wall time against 2.4-2.5 s and 2.3 s line by line.
@@ -51,8 +51,8 @@ line nested deeper than ``TRACELENS_MAX_JSON_DEPTH``, or with more keys than
 ``TRACELENS_MAX_KEYS_PER_LINE``, is skipped with its location (both checked on the raw bytes).
 A block whose lines bring more distinct keys than its column budget (``log_keys``) keeps the
 keys the mapping reads as columns and hands the others to it as (row, key, text) triples: same
-table, memory in proportion to the bytes. The orjson path parses at most ``CHUNK_LINES`` lines
-and ``CHUNK_BYTES`` bytes at a time.
+table, memory in proportion to the bytes. The orjson path parses a block a chunk of lines at a
+time (``log_lines.CHUNK_LINES``, ``CHUNK_BYTES``).
 
 Accounting: ``lines == records + skipped``; blank lines are records counted under
 ``ignored["blank lines"]``; a valid JSON line that is not an object is skipped; an object with no
@@ -63,14 +63,9 @@ that no line has; ``ReadStats.sample_keys`` the keys of the first ``SAMPLE_KEY_R
 
 from __future__ import annotations
 
-import io
-import os
-import stat
-from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, repeat
-from typing import IO, Any, Literal
+from typing import Literal
 
 import orjson
 import polars as pl
@@ -84,29 +79,20 @@ from ml_tracelens.readers.base import (
     ReadResult,
     ReadStats,
 )
-from ml_tracelens.readers.support import log_aliases, log_batch, log_fields, log_flat, log_keys
-from ml_tracelens.readers.support.log_fast import (
-    BLANK,
-    BOM,
-    COLLISIONS,
-    WHITESPACE,
-    FastPathUnavailable,
-    count_lines,
-    fast_raw,
-    flat_columns,
-    float_text,
-    json_kind,
-    skip_reason,
+from ml_tracelens.readers.support import log_aliases, log_batch, log_fields, log_keys
+from ml_tracelens.readers.support.log_blocks import blocks, split_lines
+from ml_tracelens.readers.support.log_fast import FastPathUnavailable, fast_raw
+from ml_tracelens.readers.support.log_lines import (
+    CHUNK_LINES,
+    LineChecks,
+    RawChunk,
+    line_chunks,
+    parse_lines,
 )
-from ml_tracelens.readers.support.log_flat import render
+from ml_tracelens.readers.support.log_problems import BOM, WHITESPACE
 from ml_tracelens.schema import empty_logs
 
 NAME = "json-logs"
-#: Bytes read and parsed at a time (whole lines), bounding memory on big dumps.
-BLOCK_BYTES = 128 * 1024 * 1024
-#: Lines, and bytes of them, mapped per polars call on the orjson path.
-CHUNK_LINES = 100_000
-CHUNK_BYTES = 32 * 1024 * 1024
 
 ParsePath = Literal["auto", "fast", "python"]
 
@@ -212,95 +198,15 @@ def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResu
             batch.add_result(read(source, options))
             continue
         stats = ReadStats(format=NAME)
-        lines = _lines(data.removeprefix(BOM))
+        lines = split_lines(data.removeprefix(BOM))
         stats.lines = len(lines)
-        documents: list[dict[str, Any]] = []
+        documents: list[dict[str, object]] = []
         numbers: list[int] = []
         checks = LineChecks.of(data, lines, current.max_json_depth, current.max_keys_per_line)
         parse_lines(lines, 1, source.name, stats, checks, documents, numbers)
         stats.records = stats.lines - stats.skipped
         batch.add(source.name, stats, documents, numbers, size=len(data))
     return batch.result()
-
-
-def blocks(
-    stream: IO[bytes], name: str, size: int | None = None
-) -> Iterator[tuple[bytes, int, int]]:
-    """(block, number of its first line, its line count): whole lines, about ``size`` bytes each.
-
-    A line longer than the document-size limit (``limits.py``) raises ``LimitExceeded`` naming
-    it, as ``InputSource.lines`` does.
-    """
-    size = size or BLOCK_BYTES
-    limit = limits.current().max_document_bytes
-    in_place = _regular_file(stream)
-    first_line = 1
-    while True:
-        if in_place:
-            # Find where the block's last line ends, then read the block in one piece: no copy
-            # of it is made to append that line's tail.
-            start = stream.tell()
-            stream.seek(start + size)
-            tail = stream.readline(limit + 1)
-            end = stream.tell()
-            stream.seek(start)
-            block = stream.read(end - start)
-        else:
-            block = stream.read(size)
-            tail = b"" if block.endswith(b"\n") else stream.readline(limit + 1)
-            if tail:
-                block += tail
-        if not block:
-            return
-        if len(tail) > limit and not tail.endswith(b"\n"):
-            # No newline within limit + 1 bytes of the tail: the block's last line is too long.
-            raise _too_long(name, first_line + block.count(b"\n"), limit)
-        lines = count_lines(block)
-        long_line = first_long_line(block, limit) if len(block) > limit else None
-        if long_line is not None:
-            raise _too_long(name, first_line + long_line, limit)
-        yield block, first_line, lines
-        first_line += lines
-
-
-def _regular_file(stream: IO[bytes]) -> bool:
-    """Whether ``stream`` reads a regular file directly (so seeking is cheap): not a pipe, and
-    not a decompressor, whose seeks back decompress again from the start."""
-    raw = getattr(stream, "raw", None)
-    if not isinstance(stream, io.BufferedReader) or not isinstance(raw, io.FileIO):
-        return False
-    try:
-        return stat.S_ISREG(os.fstat(raw.fileno()).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-def _too_long(name: str, line: int, limit: int) -> limits.LimitExceeded:
-    return limits.LimitExceeded(
-        f"{name}:{line}: line longer than {limits.format_size(limit)} "
-        "(TRACELENS_MAX_DOCUMENT_BYTES); raise the limit to read it"
-    )
-
-
-def first_long_line(block: bytes, limit: int) -> int | None:
-    """Index of the first line of ``block`` longer than ``limit`` bytes (trailing ``\\r`` not
-    counted), if any.
-
-    Line by line, a 128 MB block is a million ``split`` pieces; instead each step jumps to the
-    last newline within ``limit`` bytes of a line's start, so a block of short lines takes a few
-    steps of ``limit`` bytes each, and only a line that may be long is measured.
-    """
-    start = 0
-    while start < len(block):
-        newline = block.rfind(b"\n", start, start + limit + 1)
-        if newline < 0:
-            end = block.find(b"\n", start)
-            end = len(block) if end < 0 else end
-            if len(block[start:end].rstrip(b"\r")) > limit:
-                return block.count(b"\n", 0, start)
-            newline = end
-        start = newline + 1
-    return None
 
 
 READER = ReaderSpec(
@@ -358,7 +264,7 @@ def parse_logs(
             return ParsedLogs(logs, stats, "fast", found_keys=frozenset(found))
     stats = ReadStats(format=NAME)
     keep = log_keys.mapped_keys(plan)
-    chunks = _python_chunks(data, name, stats, first_line=first_line, depth=depth, keep=keep)
+    chunks = line_chunks(data, name, stats, first_line=first_line, depth=depth, keep=keep)
     logs = _finish(stats, chunks, name, plan, found)
     return ParsedLogs(logs, stats, "python", reason, frozenset(found))
 
@@ -405,222 +311,3 @@ def _sample_keys(
         first = triples.filter(pl.col("row") < head.height).get_column("name")
         held.update(first.to_list())
     return sorted(held)[:MAX_SAMPLE_KEYS]
-
-
-# --- line by line (orjson) ---------------------------------------------------------------------
-
-
-def _python_chunks(
-    data: bytes, name: str, stats: ReadStats, *, first_line: int, depth: int, keep: frozenset[str]
-) -> Iterator[RawChunk]:
-    lines = _lines(data.removeprefix(BOM) if first_line == 1 else data)
-    stats.lines = len(lines)
-    checks = LineChecks.of(data, lines, depth)
-    for start, end, size in _chunk_bounds(lines):
-        documents: list[dict[str, Any]] = []
-        numbers: list[int] = []
-        parse_lines(lines[start:end], start + first_line, name, stats, checks, documents, numbers)
-        if documents:
-            raw = _raw_frame(documents, numbers, stats, size=size, keep=keep)
-            # The parsed lines are not needed while the chunk is mapped: free them first.
-            del documents, numbers
-            yield raw
-    stats.records = stats.lines - stats.skipped
-
-
-def _chunk_bounds(lines: list[bytes]) -> Iterator[tuple[int, int, int]]:
-    """(start, end, bytes) of consecutive chunks of at most ``CHUNK_LINES`` lines and, unless
-    one line is longer, ``CHUNK_BYTES`` bytes: parsed lines take several times their bytes."""
-    ends = list(accumulate(map(len, lines)))
-    start = 0
-    while start < len(lines):
-        before = ends[start - 1] if start else 0
-        end = min(start + CHUNK_LINES, bisect_right(ends, before + CHUNK_BYTES))
-        end = max(end, start + 1)
-        yield start, end, ends[end - 1] - before
-        start = end
-
-
-@dataclass(frozen=True)
-class LineChecks:
-    """The limits each line is held to before parsing (``limits.py``), with checks that cannot
-    fire on a given block replaced by a no-op."""
-
-    depth: int
-    max_keys: int
-    too_deep: Callable[[bytes, int], bool]
-    too_many_keys: Callable[[bytes, int], bool]
-
-    @classmethod
-    def of(
-        cls, data: bytes, lines: list[bytes], depth: int, max_keys: int | None = None
-    ) -> LineChecks:
-        """The checks for ``lines``, the lines of ``data``."""
-        if max_keys is None:
-            max_keys = limits.current().max_keys_per_line
-        # A key takes at least 4 bytes ("":0) and is followed by a colon.
-        many_keys = data.count(b":") > max_keys and max(map(len, lines), default=0) > 4 * max_keys
-        return cls(
-            depth,
-            max_keys,
-            limits.too_deep if may_nest_deeper(data, depth) else _never,
-            limits.too_many_keys if many_keys else _never,
-        )
-
-
-def parse_lines(
-    lines: list[bytes],
-    first_number: int,
-    name: str,
-    stats: ReadStats,
-    checks: LineChecks,
-    documents: list[dict[str, Any]],
-    numbers: list[int],
-) -> None:
-    """Parse ``lines`` (numbered from ``first_number``) with orjson: the objects and their line
-    numbers go to ``documents`` and ``numbers``; blank and bad lines are counted in ``stats``
-    (``lines`` and ``records`` are the caller's)."""
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    depth, too_deep = checks.depth, checks.too_deep
-    max_keys, too_many_keys = checks.max_keys, checks.too_many_keys
-    for number, line in enumerate(lines, start=first_number):
-        if too_deep(line, depth):
-            # Checked before parsing: a hostile line never reaches a recursive consumer.
-            stats.skip(f"{name}:{number}", limits.depth_reason(depth))
-            continue
-        if too_many_keys(line, max_keys):
-            stats.skip(f"{name}:{number}", limits.keys_reason(max_keys))
-            continue
-        try:
-            value = loads(line)
-        except decode_error as exc:
-            if line.strip(WHITESPACE):
-                stats.skip(f"{name}:{number}", skip_reason(exc, line))
-            else:
-                stats.ignore(BLANK)
-            continue
-        if type(value) is dict:
-            documents.append(value)
-            numbers.append(number)
-        else:
-            stats.skip(f"{name}:{number}", f"not a JSON object ({json_kind(value)})")
-
-
-_BRACKETS = bytes.maketrans(b"{}", b"[]")
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
-
-
-def may_nest_deeper(data: bytes, depth: int) -> bool:
-    """Whether any line of ``data`` may nest more than ``depth`` levels (False is certain).
-
-    Innermost bracket pairs are peeled a round at a time over the whole block: a line's own
-    balanced brackets peel the same whatever surrounds them, so pairs left after ``depth``
-    rounds mean a deep line or brackets inside strings; then each line is checked on its own.
-    """
-    structure = data.translate(_BRACKETS, _NOT_BRACKETS)
-    for _ in range(depth):
-        peeled = structure.replace(b"[]", b"")
-        if len(peeled) == len(structure):
-            break
-        structure = peeled
-    # Anything left is deeper nesting, or brackets inside strings that paired with real ones
-    # and may hide depth: either way the lines are checked one by one.
-    return bool(structure)
-
-
-def _never(line: bytes, limit: int) -> bool:
-    return False
-
-
-def _lines(data: bytes) -> list[bytes]:
-    """Lines as ``InputSource.lines`` splits them: on b"\\n" only (a trailing ``\\r`` is
-    whitespace to orjson)."""
-    if not data:
-        return []
-    lines = data.split(b"\n")
-    if data.endswith(b"\n"):
-        lines.pop()
-    return lines
-
-
-_EMPTY: dict[str, Any] = {}
-_NONE = type(None)
-_UNION_STEP = 1_000
-
-#: A chunk's text columns (+ the line column ``log_fields.LINE``), and the (row, name, text) triples of the keys that did
-#: not fit as columns (``log_keys``), or None.
-RawChunk = tuple[pl.DataFrame, pl.DataFrame | None]
-
-
-def _raw_frame(
-    documents: list[dict[str, Any]],
-    numbers: list[int],
-    stats: ReadStats,
-    *,
-    size: int,
-    keep: frozenset[str],
-) -> RawChunk:
-    """Documents -> one text column per flattened key, merged exactly as the fast path merges.
-
-    Column by column (one C-level map per key and level) rather than document by document,
-    while the keys fit the column budget (``log_keys``, ``size``: the bytes of the lines);
-    past it, document by document into columns for ``keep`` and triples for the rest.
-    """
-    leaves: list[tuple[tuple[str, ...], pl.Series]] = []
-    level: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = [((), documents)]
-    get = dict.get
-    budget = log_keys.column_budget(len(documents), size)
-    while level:
-        prefix, objects = level.pop()
-        found: set[str] = set()
-        for start in range(0, len(objects), _UNION_STEP):
-            # In steps, so that lines each bringing keys of their own stop the walk early.
-            found = found.union(*objects[start : start + _UNION_STEP])
-            if len(found) > budget:
-                return _spilled(documents, numbers, stats, keep=keep)
-        budget -= len(found)
-        for key in found:
-            column = list(map(get, objects, repeat(key)))
-            kinds = set(map(type, column))
-            if dict in kinds:
-                level.append(((*prefix, key), [c if type(c) is dict else _EMPTY for c in column]))
-                column = [None if type(c) is dict else c for c in column]
-                kinds.discard(dict)
-            kinds.discard(_NONE)
-            if kinds:
-                leaves.append(((*prefix, key), _text_series(column, kinds)))
-    names = [f"\x01{index}" for index in range(len(leaves))]
-    frame = pl.DataFrame(
-        [
-            pl.Series(log_fields.LINE, numbers, dtype=pl.Int64),
-            *(series.alias(n) for n, (_, series) in zip(names, leaves, strict=True)),
-        ]
-    )
-    paths = [(path, pl.col(n)) for n, (path, _) in zip(names, leaves, strict=True)]
-    raw, collisions = flat_columns(frame, paths)
-    if collisions:
-        stats.ignore(COLLISIONS, collisions)
-    return raw, None
-
-
-def _spilled(
-    documents: list[dict[str, Any]], numbers: list[int], stats: ReadStats, *, keep: frozenset[str]
-) -> RawChunk:
-    columns, triples, collisions = log_flat.spill(documents, keep)
-    if collisions:
-        stats.ignore(COLLISIONS, collisions)
-    frame = pl.DataFrame([pl.Series(log_fields.LINE, numbers, dtype=pl.Int64), *columns.values()])
-    return frame, triples
-
-
-def _text_series(column: list[Any], kinds: set[type]) -> pl.Series:
-    """Values of one key as text, spelled like ``render`` (whole columns of numbers at once)."""
-    if kinds == {str}:
-        return pl.Series(column, dtype=pl.String)
-    if kinds == {int} and all(-(2**63) <= c < 2**63 for c in column if c is not None):
-        return pl.Series(column, dtype=pl.Int64).cast(pl.String)
-    if kinds == {float}:
-        return float_text(pl.Series(column, dtype=pl.Float64))
-    return pl.Series(
-        [c if c is None or type(c) is str else render(c) for c in column], dtype=pl.String
-    )

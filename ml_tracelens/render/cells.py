@@ -39,7 +39,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
 
 import orjson
 from rich.cells import cell_len
@@ -110,24 +109,41 @@ NUMERIC_KINDS = frozenset(
 )
 
 
-def format_value(value: Any, kind: ColumnKind) -> str:
+def format_value(value: JsonValue, kind: ColumnKind) -> str:
     if value is None:
         return "-"
     if kind is ColumnKind.MS:
-        return format_duration(value)
+        return format_duration(_number(value, kind))
     if kind is ColumnKind.SHARE:
-        return f"{value * 100:.1f}%"
+        return f"{_number(value, kind) * 100:.1f}%"
     if kind is ColumnKind.INT:
-        return f"{value:,}"
+        return f"{_number(value, kind):,}"
     if kind is ColumnKind.FLOAT:
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+        number = _number(value, kind)
+        return f"{number:,.0f}" if abs(number) >= 1000 else f"{number:.3g}"
     if kind is ColumnKind.BOOL:
         return "yes" if value else "no"
     if kind is ColumnKind.SPARK:
-        return sparkline(value)
+        return sparkline(_counts(value))
     if kind is ColumnKind.SHARES and isinstance(value, dict):
         return clip(", ".join(share_items(value)))
     return clip(text_of(value))
+
+
+def _number(value: JsonValue, kind: ColumnKind) -> int | float:
+    """The value of a numeric cell; a report that puts anything else there is wrong."""
+    if not isinstance(value, int | float):
+        raise TypeError(f"a {kind} cell holds {type(value).__name__}, not a number")
+    return value
+
+
+def _counts(value: JsonValue) -> list[int]:
+    """The bin counts of a sparkline cell; a report that puts anything else there is wrong."""
+    if isinstance(value, list):
+        counts = [c for c in value if isinstance(c, int)]
+        if len(counts) == len(value):
+            return counts
+    raise TypeError(f"a {ColumnKind.SPARK} cell holds {value!r}, not bin counts")
 
 
 def empty_note(table: Table) -> str:
@@ -153,7 +169,7 @@ def share_items(shares: Mapping[str, JsonValue]) -> list[str]:
     return [f"{printable(str(name))} {_whole_percent(share)}" for name, share in shares.items()]
 
 
-def _whole_percent(share: Any) -> str:
+def _whole_percent(share: JsonValue) -> str:
     if not isinstance(share, int | float):
         return printable(str(share))
     percent = (Decimal(repr(float(share))) * 100).to_integral_value(ROUND_HALF_EVEN)

@@ -136,7 +136,7 @@ def compare(
     rules: Sequence[Rule] = (),
     bootstrap: Bootstrap | None = None,
     min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
-) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+) -> tuple[list[dict[str, JsonValue]], list[str], list[str]]:
     """Rows (one per stage and metric), and the stages that appeared and disappeared.
 
     ``baseline`` and ``current`` are analysed span frames (core.analyze).
@@ -328,8 +328,8 @@ def build(
         bootstrap=settings,
         min_change_pct=min_change_pct,
     )
-    regressions = sum(row["regression"] for row in rows)
-    verdicts = sum(row["significant"] for row in rows)
+    regressions = sum(row["regression"] is True for row in rows)
+    verdicts = sum(row["significant"] is True for row in rows)
     headline = [
         f"Requests: baseline {_requests(rows, 'baseline')}, current {_requests(rows, 'current')}; "
         "stage '-' is the requests (root spans)",
@@ -340,9 +340,12 @@ def build(
     ]
     withheld = sorted(
         {
-            row["metric"]
+            metric
             for row in rows
-            if row["note"] and "too few samples" in row["note"] and row["metric"] in QUANTILES
+            if isinstance(note := row["note"], str)
+            and "too few samples" in note
+            and isinstance(metric := row["metric"], str)
+            and metric in QUANTILES
         },
         key=list(QUANTILES).index,
     )
@@ -400,13 +403,17 @@ def by_stage(report: Report) -> Report:
     return replace(report, tables=[stages, replace(metric_table, in_text=False)])
 
 
-def stage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def stage_rows(rows: list[dict[str, JsonValue]]) -> list[dict[str, JsonValue]]:
     """One row per stage: each metric as "baseline -> current (change%)", and the verdict: the
     directions of its significant changes ("slower", "more errors", ...)."""
     by_stage: dict[str | None, dict[str, dict[str, Any]]] = {}
     for row in rows:
-        by_stage.setdefault(row["stage"], {})[row["metric"]] = row
-    out = []
+        stage, metric = row["stage"], row["metric"]
+        # As ``compare`` writes them:
+        assert isinstance(stage, str | None)
+        assert isinstance(metric, str)
+        by_stage.setdefault(stage, {})[metric] = row
+    out: list[dict[str, JsonValue]] = []
     for stage, metrics in by_stage.items():
         directions = [
             metrics[m]["direction"] for m in ("p50", "p95", "p99", "error_rate") if m in metrics

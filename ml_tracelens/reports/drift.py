@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import polars as pl
 
@@ -24,6 +23,7 @@ from ml_tracelens.durations import length_ns
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.context import iso_time
 from ml_tracelens.reports.model_records import versions_in
+from ml_tracelens.reports.result import JsonValue
 
 #: (label of the reference side, its model records, label of the compared side, its records)
 Pair = tuple[str, pl.DataFrame, str, pl.DataFrame]
@@ -47,10 +47,10 @@ def parse_compare(text: str) -> tuple[str, str]:
 
 def drift_entries(
     pairs: Iterable[Pair], features: Sequence[str]
-) -> tuple[list[dict[str, Any]], list[str]]:
+) -> tuple[list[dict[str, JsonValue]], list[str]]:
     """PSI of prediction, confidence and each feature for every (from, to) pair; and warnings
     for fields that could not be compared or were compared on small samples."""
-    entries: list[dict[str, Any]] = []
+    entries: list[dict[str, JsonValue]] = []
     warnings: list[str] = []
     fields = [("prediction", categorical_psi_bins), ("confidence", numeric_psi_bins)]
     fields += [(feature, numeric_psi_bins) for feature in features]

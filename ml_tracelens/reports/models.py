@@ -383,9 +383,11 @@ def budget_values(
         else:
             name = metric[4:]
             psis = [
-                e["psi"]
+                psi
                 for e in entries
-                if e["field"] == name and (version is None or e["to"] == version)
+                if e["field"] == name
+                and (version is None or e["to"] == version)
+                and isinstance(psi := e["psi"], int | float)
             ]
             out[(version, metric)] = (
                 (max(psis), None)

@@ -26,7 +26,7 @@ from ml_tracelens.ingest import sources
 from ml_tracelens.readers import json_logs
 from ml_tracelens.readers.base import DEEP_VALUES_DROPPED
 from ml_tracelens.readers.support import log_fields
-from ml_tracelens.readers.support.log_fast import BOM, COLLISIONS
+from ml_tracelens.readers.support.log_problems import BOM, COLLISIONS
 from tests.factories import T0, otlp_document, otlp_log, otlp_span
 
 
@@ -200,16 +200,16 @@ def test_line_based_inputs_are_mapped_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = _lines_directory(tmp_path / "dumps")
-    from ml_tracelens.readers import otlp_json
+    from ml_tracelens.readers.support import otlp_chunks
 
     calls = []
-    canonical = otlp_json.canonical_from_batch
+    canonical = otlp_chunks.canonical_from_batch
 
     def counting(batch: Any, source_name: Any) -> Any:
         calls.append(len(batch))
         return canonical(batch, source_name)
 
-    monkeypatch.setattr(otlp_json, "canonical_from_batch", counting)
+    monkeypatch.setattr(otlp_chunks, "canonical_from_batch", counting)
     loaded = ingest.load([str(directory)])
     assert len(calls) == 1
     assert loaded.spans.height == 30 * 2 + 2 + 1 + 15

@@ -26,9 +26,12 @@ from ml_tracelens import ingest, limits
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.readers import detect, json_logs, registry
 from ml_tracelens.readers.base import InputSource, ReadOptions
+from ml_tracelens.readers.support import log_blocks, log_lines
 from ml_tracelens.readers.support import log_values as lv
 from ml_tracelens.readers.support.log_aliases import FIELD_NAMES
-from ml_tracelens.readers.support.log_fast import COLLISIONS, FastPathUnavailable, plain_float
+from ml_tracelens.readers.support.log_fast import FastPathUnavailable
+from ml_tracelens.readers.support.log_flat import plain_float
+from ml_tracelens.readers.support.log_problems import COLLISIONS
 from ml_tracelens.schema import LOG_SCHEMA
 from tests.conftest import FIXTURES, SAMPLE_DATA
 
@@ -533,7 +536,7 @@ def test_lines_nested_past_the_depth_limit_are_skipped() -> None:
 def test_the_block_depth_bound_never_misses_a_deep_line(lines: list[str], depth: int) -> None:
     encoded = [line.encode() for line in lines]
     if any(limits.too_deep(line, depth) for line in encoded):
-        assert json_logs.may_nest_deeper(b"\n".join(encoded), depth)
+        assert log_lines.may_nest_deeper(b"\n".join(encoded), depth)
 
 
 def test_a_line_longer_than_the_document_limit_is_refused() -> None:
@@ -560,7 +563,7 @@ def test_a_long_line_across_a_block_boundary_is_refused(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = b'{"msg":"ok"}\n' * 3 + b'{"msg":"' + b"x" * 5000 + b'"}\n{"msg":"ok"}\n'
-    monkeypatch.setattr(json_logs, "BLOCK_BYTES", 20)
+    monkeypatch.setattr(log_blocks, "BLOCK_BYTES", 20)
     limits.configure(max_document_bytes=1000)
     try:
         with pytest.raises(limits.LimitExceeded, match="f:4"):
@@ -584,7 +587,7 @@ def test_the_first_long_line_of_a_block_is_found_as_splitting_finds_it(
     by_splitting = next(
         (i for i, line in enumerate(block.split(b"\n")) if len(line.rstrip(b"\r")) > limit), None
     )
-    assert json_logs.first_long_line(block, limit) == by_splitting
+    assert log_blocks.first_long_line(block, limit) == by_splitting
 
 
 @pytest.mark.parametrize("kind", ["file", "stream"])
@@ -594,7 +597,7 @@ def test_a_line_of_exactly_the_limit_starting_a_block_is_read(
     first = b'{"msg":"ok"}\n'
     longest = b'{"msg":"' + b"x" * (1000 - 10) + b'"}'  # 1000 bytes, then its newline
     data = first + longest + b"\n" + first
-    monkeypatch.setattr(json_logs, "BLOCK_BYTES", len(first))  # the 2nd line starts a block
+    monkeypatch.setattr(log_blocks, "BLOCK_BYTES", len(first))  # the 2nd line starts a block
     limits.configure(max_document_bytes=1000)
     try:
         read = json_logs.read(_source(data, kind, tmp_path), ReadOptions())
@@ -636,7 +639,7 @@ def test_block_reading_equals_one_parse(
         for n in ("plain.jsonl", "bad_lines.jsonl", "times.jsonl", "durations.jsonl")
     )
     whole = json_logs.parse_logs(data, "f", ReadOptions(), path="python")
-    monkeypatch.setattr(json_logs, "BLOCK_BYTES", 300)
+    monkeypatch.setattr(log_blocks, "BLOCK_BYTES", 300)
     read = json_logs.read(_source(data, kind, tmp_path), ReadOptions())
     assert_frame_equal(read.logs, whole.logs)
     assert (read.stats.lines, read.stats.records, read.stats.skipped) == (

@@ -27,7 +27,7 @@ from ml_tracelens.readers import detect, json_logs
 from ml_tracelens.readers.base import InputSource, ReadOptions, ReadStats
 from ml_tracelens.readers.parquet import read as read_parquet
 from ml_tracelens.readers.parquet import write_parquet
-from ml_tracelens.readers.support import log_aliases
+from ml_tracelens.readers.support import log_aliases, log_blocks
 from ml_tracelens.readers.support.log_fast import FastPathUnavailable
 from ml_tracelens.schema import LOG_SCHEMA, empty_spans, logs_from_columns
 
@@ -468,7 +468,7 @@ def test_a_field_key_no_line_has_is_a_warning() -> None:
 
 def test_a_key_found_in_a_later_block_is_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     data = LINES * 20 + _line({"step": "infer"})
-    monkeypatch.setattr(json_logs, "BLOCK_BYTES", 200)
+    monkeypatch.setattr(log_blocks, "BLOCK_BYTES", 200)
     assert _read(data, {"stage": "step"}).warnings == []
     assert _read(data, {"stage": "phase"}).warnings == [
         '--field stage=phase: no line has the key "phase"'
@@ -499,7 +499,7 @@ def test_sample_keys_are_the_keys_of_the_first_records(monkeypatch: pytest.Monke
     # blank and bad lines hold no keys; "late" is past the first five records
     assert _read(data, {}).sample_keys == ["ctx.model", "level", "msg", "n", "ts"]
     # Blocks of a line or two: the first block with records gives them.
-    monkeypatch.setattr(json_logs, "BLOCK_BYTES", 20)
+    monkeypatch.setattr(log_blocks, "BLOCK_BYTES", 20)
     assert _read(data, {}).sample_keys == ["ctx.model", "msg", "ts"]
     for path in PATHS:  # a null value is no key
         assert _parse(_line({"b": 1, "a": None}), path).stats.sample_keys == ["b", "msg"]

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from ml_tracelens import ingest
 from ml_tracelens.cli import app
 from ml_tracelens.exceptions import MalformedInput
-from ml_tracelens.readers import otlp_json
 from ml_tracelens.readers.base import ReadOptions
+from ml_tracelens.readers.support import otlp_chunks
 from ml_tracelens.schema import attributes_dict, with_attribute_columns
 from tests.factories import otlp_document, otlp_span
 
@@ -235,7 +235,7 @@ def test_reading_in_small_chunks_changes_nothing(
     path = tmp_path / "dump.jsonl"
     path.write_bytes(b"\n".join([*lines[:-3], bad.replace(b"@@", b"\xff\xfe"), *lines[-3:]]))
     whole = ingest.load([str(path)])
-    monkeypatch.setattr(otlp_json, "FLUSH_SPANS", 5)
+    monkeypatch.setattr(otlp_chunks, "FLUSH_SPANS", 5)
     chunked = ingest.load([str(path)])
     assert chunked.spans.equals(whole.spans)
     assert chunked.inputs == whole.inputs

@@ -261,7 +261,7 @@ def describe_json_error(exc: orjson.JSONDecodeError, line: bytes) -> str:
     return f"invalid JSON ({message})"
 
 
-def object_or_empty(value: object, what: str) -> dict[str, Any]:
+def object_or_empty(value: object, what: str) -> dict[str, object]:
     """An object of a document; null or absent is empty, anything else but an object raises."""
     if value is None:
         return {}
@@ -270,7 +270,7 @@ def object_or_empty(value: object, what: str) -> dict[str, Any]:
     return value
 
 
-def list_or_empty(value: object, what: str) -> list[Any]:
+def list_or_empty(value: object, what: str) -> list[object]:
     """A list of a document; null or absent is empty, anything else but a list raises."""
     if value is None:
         return []

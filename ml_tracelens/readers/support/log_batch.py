@@ -2,7 +2,7 @@
 
 ``json_logs.read`` maps each input with several polars queries (~13 ms however small the input:
 136 s of CPU for 10,000 files of 2 lines). ``LogBatch`` collects the parsed lines of many
-inputs (each parsed on its own by ``json_logs.parse_lines``, so its lines, records, skipped
+inputs (each parsed on its own by ``log_lines.parse_lines``, so its lines, records, skipped
 lines and blank lines are its own) and maps them in one ``log_fields.map_logs`` call, the input
 of each row in a column of its own; what ``read`` counts per input after mapping is then split
 by input: unreadable times and durations (the per-row flags), colliding keys, the ``--field``
@@ -16,16 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
 from ml_tracelens.readers.base import BatchResult, ReadResult, ReadStats
 from ml_tracelens.readers.support import log_aliases, log_fields, log_flat, log_keys
-from ml_tracelens.readers.support.log_fast import COLLISIONS
+from ml_tracelens.readers.support.log_problems import COLLISIONS
 from ml_tracelens.schema import empty_logs
 
-#: Lines, and bytes of them, mapped together at most (as ``json_logs`` maps a chunk).
+#: Lines, and bytes of them, mapped together at most (as ``log_lines`` maps a chunk).
 BATCH_LINES = 100_000
 BATCH_BYTES = 32 * 1024 * 1024
 
@@ -59,7 +58,7 @@ class LogBatch:
         self.log_counts: list[int] = []
         self.frames: list[pl.DataFrame] = []
         self._inputs: list[_Input] = []
-        self._documents: list[dict[str, Any]] = []
+        self._documents: list[dict[str, object]] = []
         self._numbers: list[int] = []
         self._size = 0
 
@@ -67,7 +66,7 @@ class LogBatch:
         self,
         name: str,
         stats: ReadStats,
-        documents: list[dict[str, Any]],
+        documents: list[dict[str, object]],
         numbers: list[int],
         size: int,
     ) -> None:

@@ -1,21 +1,26 @@
-"""JSON log lines flattened one by one, for blocks whose keys do not fit as columns
-(``log_keys``) and for many small inputs mapped together (``log_batch``): per line, its
-flattened keys and their values as text, spelled and merged as the column-wise paths of
-``json_logs`` spell and merge them; and the (row, key, text) triples of the keys that are not
-columns.
+"""Flattening JSON log documents into text, one piece of code for every parse path, so that
+the fast path, the line-by-line path and batched reading give the same table.
+
+Values are spelled as polars' NDJSON reader spells them as strings (``render``, ``plain_float``,
+``float_text``: shortest round-trip digits, positional notation). Nested keys become dotted
+names, and where two spellings of one key meet (``{"a.b": 1, "a": {"b": 2}}``) the one with
+fewer path segments wins: ``flat_columns`` merges column-wise (both parse paths), ``flat_row``
+line by line, for blocks whose keys do not fit as columns (``log_keys``) and for many small
+inputs mapped together (``log_batch``); the keys that are not columns then travel as
+(row, key, text) triples (``spill``, ``frames``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import polars as pl
 
-from ml_tracelens.readers.support.log_fast import plain_float
-from ml_tracelens.readers.support.log_fields import column_name
+from ml_tracelens.readers.support.log_fields import LINE, column_name
 from ml_tracelens.readers.support.log_keys import fits
 
 
@@ -28,7 +33,7 @@ class Flat:
     collisions: list[int]
 
 
-def flatten(documents: list[dict[str, Any]]) -> Flat:
+def flatten(documents: list[dict[str, object]]) -> Flat:
     """Each document's flattened keys and values (``flat_row``)."""
     rows: list[dict[str, str]] = []
     collisions: list[int] = []
@@ -39,8 +44,8 @@ def flatten(documents: list[dict[str, Any]]) -> Flat:
     return Flat(rows, collisions)
 
 
-def flat_row(document: dict[str, Any]) -> tuple[dict[str, str], int]:
-    """A document's flattened keys and values as text, merged as ``log_fast.flat_columns``
+def flat_row(document: dict[str, object]) -> tuple[dict[str, str], int]:
+    """A document's flattened keys and values as text, merged as ``flat_columns``
     merges columns: of two spellings of one key (``{"a.b": 1, "a": {"b": 2}}``) the one with
     fewer path segments wins, ties by path order; and how many values lost so."""
     if dict not in set(map(type, document.values())):
@@ -79,7 +84,7 @@ def flat_row(document: dict[str, Any]) -> tuple[dict[str, str], int]:
 
 
 def spill(
-    documents: list[dict[str, Any]], keep: frozenset[str]
+    documents: list[dict[str, object]], keep: frozenset[str]
 ) -> tuple[dict[str, pl.Series], pl.DataFrame, int]:
     """Documents -> text columns of the ``keep`` keys they hold, triples (``row``, ``name``,
     ``text``) of their other keys, and the count of colliding values. Consumes ``documents``
@@ -175,3 +180,51 @@ def render(value: object) -> str:
     if type(value) is float:
         return plain_float(value)
     return orjson.dumps(value).decode()  # lists (the fast path never sees them)
+
+
+def plain_float(value: float) -> str:
+    """Shortest round-trip digits in positional notation, no trailing zeros: 1e-07 -> 0.0000001."""
+    text = repr(value)
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def float_text(values: pl.Series) -> pl.Series:
+    """Float64 -> text exactly as ``plain_float`` spells each value, a whole column at once."""
+    # polars prints repr's shortest digits (ties to even, as repr); only exponent forms differ.
+    text = values.cast(pl.String)
+    exponent = text.str.contains("e", literal=True).fill_null(False)
+    text = text.str.strip_suffix(".0")
+    if exponent.any():
+        where = exponent.arg_true()
+        text = text.scatter(where, [plain_float(values[i]) for i in where.to_list()])
+    return text
+
+
+def flat_columns(
+    frame: pl.DataFrame, leaves: list[tuple[tuple[str, ...], pl.Expr]]
+) -> tuple[pl.DataFrame, int]:
+    """Leaves -> one text column per dotted key (plus the line column ``LINE``), and the count of values lost
+    where two spellings of one key meet (``{"a.b": 1, "a": {"b": 2}}``): the one with fewer path
+    segments wins, ties by path order. Both parse paths merge here, so they agree."""
+    by_name: dict[str, list[tuple[tuple[str, ...], pl.Expr]]] = {}
+    for path, expr in leaves:
+        by_name.setdefault(column_name(path), []).append((path, expr))
+    columns = []
+    losers = []
+    for name, spellings in by_name.items():
+        spellings.sort(key=lambda item: (len(item[0]), item[0]))
+        exprs = [expr for _, expr in spellings]
+        columns.append(pl.coalesce(exprs).alias(name) if len(exprs) > 1 else exprs[0].alias(name))
+        if len(exprs) > 1:
+            present = pl.sum_horizontal(e.is_not_null().cast(pl.Int64) for e in exprs)
+            losers.append((present - 1).clip(lower_bound=0).sum())
+    raw = frame.select(*columns, LINE)
+    # Keys polars was told about but no line has: dropping them changes nothing downstream.
+    empty = [c for c in raw.columns if raw.get_column(c).null_count() == raw.height]
+    raw = raw.drop(empty)
+    collisions = int(frame.select(pl.sum_horizontal(losers)).item()) if losers else 0
+    return raw, collisions

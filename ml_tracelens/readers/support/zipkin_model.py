@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
 import polars as pl
 
@@ -58,9 +58,9 @@ def span_location(name: str, document_location: str, index: int | str) -> str:
 
 
 def parse_spans(
-    rows: list[tuple[Any, ...]],
+    rows: list[tuple[object, ...]],
     spans: Iterable[object],
-    parse: Callable[[Any, str], tuple[Any, ...]],
+    parse: Callable[[object, str], tuple[object, ...]],
     stats: ReadStats,
     *,
     what: str,
