@@ -21,8 +21,8 @@ The package is built in layers; a module imports only from its own layer and tho
 6. ``reports/``: one module per command, each building a ``reports.result.Report``; what they
    share (the inputs block, times, the nothing-to-analyse message) is ``reports.context``, the
    JSON documents' types are ``reports.documents``.
-7. ``render/``: one module per output format (table, json, csv, markdown, junit; the ``show``
-   waterfall), and the terminal console.
+7. ``render/``: one module per output format (table, json, csv, markdown, junit, html; the
+   ``show`` waterfall; the SVG charts of the HTML pages), and the terminal console.
 8. ``api``: the library: ``load`` and one function per report, returning ``Result``s.
 9. ``cli/``: the typer commands: options in, the library called, output rendered, exit codes.
 
@@ -39,7 +39,7 @@ __version__ = "0.1.0"
 #: The library (``ml_tracelens.api``), importable from here.
 API = (
     "AnalysedTelemetry", "Result", "load", "read", "summary", "latency", "errors", "bottlenecks",
-    "traces", "show", "check", "diff", "models",
+    "traces", "show", "check", "diff", "models", "report", "Page",
 )  # fmt: skip
 
 __all__ = ["__version__", *API]
@@ -47,6 +47,9 @@ __all__ = ["__version__", *API]
 if TYPE_CHECKING:
     from ml_tracelens.api import (
         AnalysedTelemetry as AnalysedTelemetry,
+    )
+    from ml_tracelens.api import (
+        Page as Page,
     )
     from ml_tracelens.api import (
         Result as Result,
@@ -74,6 +77,9 @@ if TYPE_CHECKING:
     )
     from ml_tracelens.api import (
         read as read,
+    )
+    from ml_tracelens.api import (
+        report as report,
     )
     from ml_tracelens.api import (
         show as show,

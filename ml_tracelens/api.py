@@ -28,7 +28,7 @@ from ml_tracelens.core import Analysis
 from ml_tracelens.core.bootstrap import Bootstrap
 from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.core.significance import DEFAULT_MIN_CHANGE_PCT
-from ml_tracelens.exceptions import InputError
+from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.ingest import pipeline
 from ml_tracelens.ingest.telemetry import Progress, Telemetry
 from ml_tracelens.readers.base import ReadOptions
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AnalysedTelemetry",
+    "Page",
     "Result",
     "SpanFilters",
     "bottlenecks",
@@ -54,6 +55,7 @@ __all__ = [
     "load",
     "models",
     "read",
+    "report",
     "show",
     "summary",
     "traces",
@@ -351,6 +353,53 @@ def bottlenecks(
             inputs=t.inputs,
             warnings=t.warnings,
         )
+    )
+
+
+#: Requests a report page shows as waterfalls, unless asked otherwise.
+DEFAULT_EXEMPLARS = 5
+
+
+@dataclass(frozen=True)
+class Page:
+    """Several reports meant to be read together (``tracelens report``): the summary, latency
+    with its distributions, errors, bottlenecks, and the waterfalls of a few exemplar requests."""
+
+    title: str
+    results: list[Result]
+
+    def to_html(self) -> str:
+        """The self-contained HTML page (``render.html``)."""
+        from ml_tracelens.render import html
+
+        return html.page([r.report for r in self.results], title=self.title)
+
+
+def report(
+    t: AnalysedTelemetry,
+    *,
+    exemplars: int = DEFAULT_EXEMPLARS,
+    **filters: Unpack[SpanFilters],
+) -> Page:
+    """One page of the dump: latency (with histograms), bottlenecks, errors, as waterfalls at
+    most ``exemplars`` requests (the slowest, the median, failures), and the summary."""
+    from ml_tracelens.reports.exemplars import exemplar_trace_ids
+
+    if exemplars < 0:
+        raise UsageError("must be 0 or more", option="exemplars")
+    _spans_required(t)
+    results = [
+        latency(t, distribution=True, **filters),
+        bottlenecks(t, **filters),
+        errors(t, **filters),
+    ]
+    for trace_id in exemplar_trace_ids(t.spans, _mask(t, filters), exemplars):
+        results.append(show(t, trace_id))
+    # What was read, last: the pictures are what a reader opens the page for.
+    results.append(summary(t))
+    paths = ", ".join(dict.fromkeys(str(i["path"]) for i in t.inputs))
+    return Page(
+        title=f"tracelens report: {paths}" if paths else "tracelens report", results=results
     )
 
 

@@ -48,3 +48,12 @@ def otel_demo_dump(shared_fixtures: Path, tmp_path: Path) -> Path:
     path = tmp_path / "dump.jsonl"
     path.write_bytes((shared_fixtures / "otlp" / "otel-demo-capture.otlp.jsonl").read_bytes())
     return path
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep each phase's report on the test item (``rep_call``...), for fixtures that act on a
+    failure after it (the browser tests keep their screenshots then)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

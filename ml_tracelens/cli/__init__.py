@@ -36,6 +36,12 @@ ErrorsTopOpt = Annotated[int, typer.Option("--top", "-n", help="How many error m
 TailOpt = Annotated[
     float, typer.Option("--tail", help="Quantile above which requests count as the tail.")
 ]
+ExemplarsOpt = Annotated[
+    int,
+    typer.Option(
+        "--exemplars", help="Requests drawn as waterfalls: the slowest, the median, failures."
+    ),
+]
 OutputOpt = Annotated[
     Path, typer.Option("--output", "-o", help="Parquet file to write (the canonical spans).")
 ]
@@ -59,7 +65,7 @@ def latency(
     groups = by.split(",")
     t = common.load(paths, by=groups, logs=False)
     result = api.latency(
-        t, by=groups, sort=sort, top=top, distribution=common.terminal_table, **common.filters
+        t, by=groups, sort=sort, top=top, distribution=common.pictures, **common.filters
     )
     common.emit(result)
 
@@ -79,6 +85,15 @@ def bottlenecks(paths: Paths, tail: TailOpt = 0.95, top: TopOpt = None, *, commo
 
     t = common.load(paths, by=[], logs=False)
     common.emit(api.bottlenecks(t, tail=tail, top=top, **common.filters))
+
+
+@command(FILTERS, READING, ("output", "quiet", "debug"))
+def report(paths: Paths, exemplars: ExemplarsOpt = 5, *, common: Common) -> None:
+    """One self-contained HTML page: summary, latency histograms, errors, bottlenecks, and the
+    waterfalls of a few requests (to --output, else stdout)."""
+    from ml_tracelens import api
+
+    common.emit_page(api.report(common.load(paths), exemplars=exemplars, **common.filters))
 
 
 @command(("input_format", "strict", "field", "log_time", "quiet", "debug"))

@@ -52,6 +52,10 @@ EXAMPLES: dict[str, str] = {
         "tracelens bottlenecks sample_data/traces.otlp.jsonl",
         "tracelens bottlenecks dump.jsonl --tail 0.99 --format json | jq .verdict",
     ),
+    "report": _examples(
+        "tracelens report dump.jsonl -o report.html   # one page to upload as a CI artifact",
+        "tracelens report sample_data/traces.otlp.jsonl --exemplars 2",
+    ),
     "check": _examples(
         "tracelens check dump.jsonl --budget 'model.inference:p95<=120ms' --budget 'error_rate<1%'",
         "tracelens check dump.jsonl --junit budgets.xml   # budgets from tracelens.toml",

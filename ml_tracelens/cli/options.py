@@ -22,11 +22,11 @@ import typer
 from ml_tracelens.cli.exits import errors_to_exit_codes, exit_code_of, show_version
 from ml_tracelens.cli.help import EXAMPLES, HelpCommand
 from ml_tracelens.exceptions import UsageError
-from ml_tracelens.render import OutputFormat
+from ml_tracelens.render import SUFFIX_FORMATS, OutputFormat, write_file
 from ml_tracelens.render.console import print_warning
 
 if TYPE_CHECKING:
-    from ml_tracelens.api import AnalysedTelemetry, LogTime, Result, SpanFilters
+    from ml_tracelens.api import AnalysedTelemetry, LogTime, Page, Result, SpanFilters
     from ml_tracelens.ingest.telemetry import Progress, Telemetry
 
 app = typer.Typer(
@@ -61,6 +61,17 @@ FormatOpt = Annotated[
         "-f",
         help="Output format; default: a table on a terminal, plain text when piped.",
         case_sensitive=False,
+    ),
+]
+OutputFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Write the report to FILE instead of stdout; its suffix picks the format unless "
+        "--format does (.html, .json, .csv, .md).",
+        dir_okay=False,
     ),
 ]
 FieldOpt = Annotated[
@@ -169,13 +180,14 @@ SHARED: dict[str, tuple[Any, Any]] = {
     "log_time": (LogTimeOpt, None),
     "no_cache": (NoCacheOpt, False),
     "fmt": (FormatOpt, None),
+    "output": (OutputFileOpt, None),
     "wide": (WideOpt, False),
     "quiet": (QuietOpt, False),
     "debug": (DebugOpt, False),
 }
 FILTERS = ("where", "since", "until", "service", "stage")
 READING = ("input_format", "strict", "field", "log_time", "no_cache")
-OUTPUT = ("fmt", "wide", "quiet", "debug")
+OUTPUT = ("fmt", "output", "wide", "quiet", "debug")
 
 
 class Reading(TypedDict):
@@ -202,6 +214,7 @@ class Common:
     log_time: str | None = None
     no_cache: bool = False
     fmt: OutputFormat | None = None
+    output: Path | None = None
     wide: bool = False
     quiet: bool = False
     debug: bool = False
@@ -218,9 +231,23 @@ class Common:
         }
 
     @property
+    def output_format(self) -> OutputFormat:
+        """``--format``, else the one the ``--output`` file's suffix names, else a table."""
+        if self.fmt is not None:
+            return self.fmt
+        if self.output is not None:
+            return SUFFIX_FORMATS.get(self.output.suffix.lower(), OutputFormat.TABLE)
+        return OutputFormat.TABLE
+
+    @property
     def terminal_table(self) -> bool:
         """Whether the output is the table people read (not a machine format)."""
-        return self.fmt in (None, OutputFormat.TABLE)
+        return self.output_format is OutputFormat.TABLE and self.output is None
+
+    @property
+    def pictures(self) -> bool:
+        """Whether the output draws distributions (a terminal's sparklines, HTML's charts)."""
+        return self.terminal_table or self.output_format is OutputFormat.HTML
 
     def reading(self, config: Path | None = None) -> Reading:
         """The reading options, as ``api.load`` takes them (``log_time`` from the option, else
@@ -271,10 +298,32 @@ class Common:
         if not self.quiet:
             for warning in result.warnings:
                 print_warning(warning)
-        emit(result.report, self.fmt or OutputFormat.TABLE, stdout=sys.stdout, wide=self.wide)
+        fmt = self.output_format
+        if self.output is None:
+            emit(result.report, fmt, stdout=sys.stdout, wide=self.wide)
+        else:
+            target = str(self.output)
+            write_file(
+                target,
+                lambda handle: emit(result.report, fmt, stdout=handle, wide=True, target=target),
+            )
         code = exit_code_of(result)
         if code:
             raise typer.Exit(int(code))
+
+    def emit_page(self, page: Page) -> None:
+        """Warnings to stderr, the page's HTML to ``--output`` or stdout."""
+        from ml_tracelens.render import write
+
+        if not self.quiet:
+            for warning in dict.fromkeys(w for r in page.results for w in r.warnings):
+                print_warning(warning)
+        text = page.to_html()
+        if self.output is None:
+            write(text, sys.stdout)
+        else:
+            target = str(self.output)
+            write_file(target, lambda handle: write(text, handle, target=target))
 
 
 def command(

@@ -50,7 +50,7 @@ TracesSortOpt = Annotated[
 ]
 
 
-@command(READING, ("fmt", "quiet", "debug"))
+@command(READING, ("fmt", "output", "quiet", "debug"))
 def show(
     ident: IdArg,
     paths: Paths,

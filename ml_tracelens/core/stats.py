@@ -9,6 +9,7 @@ Every percentile in tracelens is ``quantile`` (or, where a budget compares exact
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import overload
 
@@ -178,25 +179,50 @@ def selected_request_summary(
     return request_summary(selected_requests(analysed, selected, filtered=filtered))
 
 
-def histograms(
-    frame: pl.DataFrame, keys: Sequence[str], *, bins: int = 12
-) -> dict[tuple[object, ...], list[int]]:
-    """Per group, counts of log-spaced duration bins between the group's min and max.
+@dataclass(frozen=True)
+class Histogram:
+    """Counts of durations in ``len(counts)`` bins of equal width on a log axis from
+    ``low_ns`` (the group's shortest positive duration) to ``high_ns`` (its longest): bin ``i``
+    holds ``low * r**i <= d < low * r**(i + 1)`` with ``r = (high / low) ** (1 / bins)``, the
+    longest in the last bin. Zero and negative durations have no place on a log axis: they are
+    counted in ``nonpositive``."""
 
-    Terminal sparklines use them so skewed and bimodal stages show at a glance.
-    """
+    low_ns: int
+    high_ns: int
+    counts: list[int]
+    nonpositive: int = 0
+
+    def edges_ns(self) -> list[float]:
+        """The ``len(counts) + 1`` bin edges."""
+        bins = len(self.counts)
+        ratio = (self.high_ns / self.low_ns) ** (1 / bins) if self.high_ns > self.low_ns else 1.0
+        return [self.low_ns * ratio**i for i in range(bins + 1)]
+
+
+def log_histograms(
+    frame: pl.DataFrame, keys: Sequence[str], *, bins: int
+) -> dict[tuple[object, ...], Histogram]:
+    """Per group of ``keys``, the ``Histogram`` of its spans' ``duration_ns``."""
     logged = pl.col("duration_ns").cast(pl.Float64).log()
-    low = logged.min().over(keys)
-    width = (logged.max().over(keys) - low).clip(lower_bound=1e-9)
+    low, high = logged.min().over(keys), logged.max().over(keys)
+    width = (high - low).clip(lower_bound=1e-12)
+    position = ((logged - low) / width * bins).floor().clip(upper_bound=bins - 1).cast(pl.Int32)
+    positive = frame.filter(pl.col("duration_ns") > 0)
     binned = (
-        frame.filter(pl.col("duration_ns") > 0)
-        .with_columns(_bin=((logged - low) / width * (bins - 1)).round().cast(pl.Int32))
-        .group_by([*keys, "_bin"])
-        .len()
+        positive.with_columns(_bin=position).group_by([*keys, "_bin"]).len().sort([*keys, "_bin"])
     )
-    out: dict[tuple[object, ...], list[int]] = {}
-    for row in binned.iter_rows(named=True):
+    ranges = positive.group_by(keys).agg(
+        _low=pl.col("duration_ns").min(), _high=pl.col("duration_ns").max()
+    )
+    nonpositive = frame.filter(pl.col("duration_ns") <= 0).group_by(keys).len()
+    out: dict[tuple[object, ...], Histogram] = {}
+    for row in ranges.iter_rows(named=True):
         key = tuple(row[k] for k in keys)
-        counts = out.setdefault(key, [0] * bins)
-        counts[row["_bin"]] = row["len"]
+        out[key] = Histogram(low_ns=row["_low"], high_ns=row["_high"], counts=[0] * bins)
+    for row in binned.iter_rows(named=True):
+        out[tuple(row[k] for k in keys)].counts[row["_bin"]] = row["len"]
+    for row in nonpositive.iter_rows(named=True):
+        key = tuple(row[k] for k in keys)
+        if key in out:
+            out[key] = replace(out[key], nonpositive=row["len"])
     return out

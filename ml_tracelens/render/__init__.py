@@ -29,27 +29,48 @@ class OutputFormat(StrEnum):
     JSON = "json"
     CSV = "csv"
     MARKDOWN = "markdown"
+    HTML = "html"
+
+
+#: The format a file name's suffix asks for, when ``--output`` names one and no ``--format``.
+SUFFIX_FORMATS = {
+    ".json": OutputFormat.JSON,
+    ".csv": OutputFormat.CSV,
+    ".md": OutputFormat.MARKDOWN,
+    ".markdown": OutputFormat.MARKDOWN,
+    ".html": OutputFormat.HTML,
+    ".htm": OutputFormat.HTML,
+}
 
 
 def _renderers() -> dict[OutputFormat, Callable[[Report], str]]:
     # Imported lazily: a JSON run never pays for rich, a table run never for csv.
-    from ml_tracelens.render import csv, json, markdown
+    from ml_tracelens.render import csv, html, json, markdown
 
     return {
         OutputFormat.JSON: json.render,
         OutputFormat.CSV: csv.render,
         OutputFormat.MARKDOWN: markdown.render,
+        OutputFormat.HTML: html.render,
     }
 
 
-def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO | None, wide: bool = False) -> None:
+def emit(
+    report: Report,
+    fmt: OutputFormat,
+    *,
+    stdout: TextIO | None,
+    wide: bool = False,
+    target: str = "stdout",
+) -> None:
     """Write ``report`` to ``stdout`` in ``fmt`` (the table format draws with rich; ``wide``
     shows every column of its tables, however narrow the terminal).
 
-    ``stdout`` is None when the process was started with it closed (``>&-``).
+    ``stdout`` is None when the process was started with it closed (``>&-``); ``target``
+    names the stream in messages ("stdout", or the file it writes).
     """
     if stdout is None:
-        write("", stdout)  # the error, before any work on the report
+        write("", stdout, target=target)  # the error, before any work on the report
     if fmt is OutputFormat.TABLE:
         from ml_tracelens.render.table import render_report
 
@@ -57,27 +78,37 @@ def emit(report: Report, fmt: OutputFormat, *, stdout: TextIO | None, wide: bool
     else:
         text = _renderers()[fmt](report)
     text = text if text.endswith("\n") else text + "\n"
-    write(_encodable(text, stdout, json=fmt is OutputFormat.JSON), stdout)
+    write(_encodable(text, stdout, json=fmt is OutputFormat.JSON), stdout, target=target)
 
 
 @overload
-def write(text: str, stdout: None) -> NoReturn: ...
+def write(text: str, stdout: None, *, target: str = ...) -> NoReturn: ...
 @overload
-def write(text: str, stdout: TextIO | None) -> None: ...
-def write(text: str, stdout: TextIO | None) -> None:
+def write(text: str, stdout: TextIO | None, *, target: str = ...) -> None: ...
+def write(text: str, stdout: TextIO | None, *, target: str = "stdout") -> None:
     """Write and flush ``text``: a gone reader becomes ``StdoutGone``, any other failure
     ``OutputError``; ``stdout`` is None when the process was started with it closed."""
     if stdout is None:
-        raise OutputError(f"cannot write to stdout: {os.strerror(errno.EBADF)}")
+        raise OutputError(f"cannot write to {target}: {os.strerror(errno.EBADF)}")
     try:
         stdout.write(text)
         stdout.flush()
     except BrokenPipeError:
         raise StdoutGone from None
     except OSError as exc:
-        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write to {target}: {exc.strerror or exc}") from None
     except ValueError as exc:  # a closed file object
-        raise OutputError(f"cannot write to stdout: {exc}") from None
+        raise OutputError(f"cannot write to {target}: {exc}") from None
+
+
+def write_file(path: str, render_to: Callable[[TextIO], None]) -> None:
+    """Open ``path`` (UTF-8) and let ``render_to`` write into it; a failure to open or write
+    is ``OutputError`` naming the file."""
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            render_to(handle)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {path}: {exc.strerror or exc}") from None
 
 
 def _encodable(text: str, stdout: TextIO, *, json: bool) -> str:

@@ -8,12 +8,14 @@ shares of all stages add up to 100% on an unfiltered dump (algorithms.md, Bottle
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
 from ml_tracelens.core.stats import (
+    Histogram,
     duration_aggregations,
-    histograms,
+    log_histograms,
     with_group_columns,
 )
 from ml_tracelens.durations import NS_PER_MS, format_duration
@@ -73,6 +75,29 @@ def group_stats(
     return stats, names, frame
 
 
+#: Bins of the histograms a distribution view draws; the terminal sparkline merges pairs.
+HISTOGRAM_BINS = 24
+SPARK_MERGE = 2
+
+
+@dataclass(frozen=True)
+class GroupDistribution:
+    """One group's durations, for pictures: its histogram on a log axis and its percentiles."""
+
+    label: str  # the group's key values, joined with " · "
+    histogram: Histogram
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True)
+class LatencyView:
+    """What a picture of the latency report draws, per row of its table (HTML)."""
+
+    distributions: list[GroupDistribution]
+
+
 def build(
     *,
     analysed: pl.DataFrame,
@@ -99,13 +124,23 @@ def build(
         if top < 1:
             raise UsageError("must be at least 1", option="top")
         stats = stats.head(top)
-    # Sparklines are drawn on terminals only; machine formats skip the work.
-    spark = histograms(keyed, names) if distribution else {}
+    # Distributions are drawn for people only (sparklines, HTML); machine formats skip the work.
+    found = log_histograms(keyed, names, bins=HISTOGRAM_BINS) if distribution else {}
     rows = []
+    pictured = []
     for row in stats.iter_rows(named=True):
         out = {c.key: row.get(c.key) for c in columns}
-        out["distribution"] = spark.get(tuple(row[n] for n in names), [])
+        key = tuple(row[n] for n in names)
+        histogram = found.get(key)
+        out["distribution"] = _merged(histogram.counts, SPARK_MERGE) if histogram else []
         rows.append(out)
+        if histogram is not None:
+            label = " · ".join("(none)" if v is None else str(v) for v in key)
+            pictured.append(
+                GroupDistribution(
+                    label, histogram, row.get("p50_ms"), row.get("p95_ms"), row.get("p99_ms")
+                )
+            )
     summary = requests_of(analysed, selected, filtered=mask is not None)
     return Report(
         name="latency",
@@ -123,9 +158,14 @@ def build(
             )
         ],
         payload=LatencyPayload(requests=summary, group_by=list(names)),
+        view=LatencyView(pictured) if distribution else None,
         inputs=inputs or [],
         warnings=warnings or [],
     )
+
+
+def _merged(counts: list[int], width: int) -> list[int]:
+    return [sum(counts[i : i + width]) for i in range(0, len(counts), width)]
 
 
 def _headline(summary: RequestSummary) -> str:

@@ -80,6 +80,16 @@ def _cases() -> list[tuple[str, list[str]]]:
     for fmt in ("table", "json", "csv", "markdown"):
         cases.append((f"diff-logs-otlp.{fmt}", ["diff", LOGS, OTLP, "--format", fmt]))
     cases.append(("diff-long.table", ["diff", JAEGER, OTLP, "--long"]))
+    # HTML pages: the same bytes every run (no time of the run in them).
+    for report in ("latency", "errors", "bottlenecks"):
+        cases.append((f"{report}-otlp.html", [report, OTLP, "--format", "html"]))
+    cases += [
+        ("latency-logs.html", ["latency", LOGS, "--format", "html"]),
+        ("show-logs.html", ["show", FAILED_REQUEST, LOGS, "--format", "html"]),
+        ("check.html", ["check", OTLP, *budgets, "--format", "html"]),
+        ("diff-logs-otlp.html", ["diff", LOGS, OTLP, "--format", "html"]),
+        ("report-otlp.html", ["report", OTLP, "--exemplars", "3"]),
+    ]
     return cases
 
 

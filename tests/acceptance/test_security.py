@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from tests._hostile import (
     commands,
     hostile_dump_dir,
     hostile_otlp,
+    names,
     run_tracelens,
 )
 
@@ -79,7 +81,9 @@ def test_piped_output_of_every_command_shows_escapes_never_raw(
 ) -> None:
     (dump,) = hostile_dir.iterdir()
     for args in commands(str(dump), tmp_path):
-        for fmt in ([], ["--format", "markdown"]) if args[0] not in ("convert",) else ([],):
+        for fmt in (
+            ([], ["--format", "markdown"]) if args[0] not in ("convert", "report") else ([],)
+        ):
             result = runner.invoke(app, [*args, *fmt])
             assert "internal error" not in result.stderr, (args, result.stderr)
             for stream in (result.stdout, result.stderr):
@@ -114,8 +118,10 @@ def test_no_line_of_any_format_of_any_command_is_a_ci_command(
     for args in commands(str(dump), tmp_path):
         if args[0] == "convert":  # writes no report
             continue
-        for fmt in ("table", "markdown", "json", "csv"):
-            result = runner.invoke(app, [*args, "--format", fmt])
+        # `report` writes one format only, HTML.
+        formats = ("table", "markdown", "json", "csv", "html") if args[0] != "report" else ("",)
+        for fmt in formats:
+            result = runner.invoke(app, [*args, "--format", fmt] if fmt else args)
             assert "internal error" not in result.stderr, (args, fmt, result.stderr)
             assert not CI_COMMAND.search(result.stderr), (args, fmt, result.stderr)
             if fmt == "csv":
@@ -392,3 +398,87 @@ def test_diff_junit_with_hostile_stage_names_parses(hostile_dir: Path, tmp_path:
     names = [c.get("name") or "" for c in ET.parse(out).getroot().iter("testcase")]
     assert any("stage \\x1b[2J" in n for n in names)
     assert not any(UNSAFE.search(n) for n in names)
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+#: Names that would be markup, a handler or a script URL if a page let them through.
+HTML_PAYLOADS = [
+    "<script>alert(1)</script>",
+    '" onmouseover="alert(1)',
+    "' onfocus='alert(1)' autofocus='",
+    "javascript:alert(1)",
+    "</style><img src=x onerror=alert(1)>",
+    "</title><svg onload=alert(1)>",
+    "<!-- comment --><![CDATA[x]]>&amp;&lt;",
+]
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_html_pages_show_hostile_telemetry_as_text_only(tmp_path: Path) -> None:
+    dump = tmp_path / "hostile.jsonl"
+    dump.write_text(hostile_otlp([*HTML_PAYLOADS, *names()]) + "\n")
+    pages = {}
+    for args in commands(str(dump), tmp_path):
+        if args[0] in ("convert", "formats", "schema"):
+            continue
+        out = tmp_path / f"{args[0]}.html"
+        result = runner.invoke(app, [*args, "-o", str(out)])
+        assert "internal error" not in result.stderr, (args, result.stderr)
+        if result.exit_code != 2:  # models: no model records in these spans
+            pages[args[0]] = out.read_text()
+    shown = runner.invoke(
+        app, ["show", TRACE, str(dump), "--attrs", "-o", str(tmp_path / "s.html")]
+    )
+    assert shown.exit_code == 0
+    pages["show --attrs"] = (tmp_path / "s.html").read_text()
+    for name, page in pages.items():
+        parsed = _parsed(page)
+        tags = [tag for tag, _ in parsed.tags]
+        assert tags.count("script") == 1, name  # the page's own
+        assert set(tags) <= _ALLOWED_TAGS, (name, set(tags) - _ALLOWED_TAGS)
+        for tag, attrs in parsed.tags:
+            # No attribute can run code or take a URL, so "javascript:" in a value is inert.
+            for key, _ in attrs:
+                assert key in _ALLOWED_ATTRIBUTES, (name, tag, key)
+        assert not UNSAFE.search(page), (name, UNSAFE.search(page))
+    # The names are there, as the text a person reads.
+    text = "".join(_parsed(pages["latency"]).text)
+    for payload in HTML_PAYLOADS:
+        assert payload in text
+    assert "stage \\x1b[2J\\x1b[31mred" in text
+    assert "attr.&lt;script&gt;alert(1)&lt;/script&gt;" in pages["show --attrs"]
+
+
+#: Every element a page may hold: no link, image, frame, object, form or base.
+_ALLOWED_TAGS = {
+    "html", "head", "meta", "title", "style", "script", "body", "main", "header", "section",
+    "h1", "h2", "h3", "p", "ul", "li", "div", "span", "table", "thead", "tbody", "tr", "th",
+    "td", "figure", "figcaption", "details", "summary", "dl", "dt", "dd", "svg", "rect",
+    "line", "text", "circle",
+}  # fmt: skip
+#: Every attribute a page may carry: none of them can run code or load anything.
+_ALLOWED_ATTRIBUTES = {
+    "lang", "charset", "http-equiv", "content", "name", "class", "viewbox", "role",
+    "aria-label", "aria-hidden", "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "width",
+    "height", "text-anchor", "data-count", "data-ms", "data-share", "data-low", "data-high",
+    "data-change", "data-value", "data-key", "data-report", "data-span-id", "scope",
+}  # fmt: skip
+
+
+def _parsed(page: str) -> _Tags:
+    parsed = _Tags()
+    parsed.feed(page)
+    return parsed
