@@ -50,6 +50,7 @@ __all__ = [
     "diff",
     "errors",
     "latency",
+    "llm",
     "load",
     "models",
     "read",
@@ -169,8 +170,14 @@ def read_options(
     fields: Mapping[str, str] | None = None,
     strict: bool = False,
     log_time: LogTime = "end",
+    derived_stages: bool = True,
 ) -> ReadOptions:
-    return ReadOptions(field_map=dict(fields or {}), strict=strict, log_time=log_time)
+    return ReadOptions(
+        field_map=dict(fields or {}),
+        strict=strict,
+        log_time=log_time,
+        derived_stages=derived_stages,
+    )
 
 
 def load(
@@ -180,6 +187,7 @@ def load(
     fields: Mapping[str, str] | None = None,
     strict: bool = False,
     log_time: LogTime = "end",
+    derived_stages: bool = True,
     cache: bool = True,
     attributes: bool = True,
     logs: bool = True,
@@ -189,14 +197,17 @@ def load(
     trace, or take both from the cache.
 
     ``fields``: canonical log field -> key in the lines (``{"time": "ts"}``); ``log_time``:
-    what a stage line's timestamp marks. ``attributes=False`` leaves the per-span JSON columns
+    what a stage line's timestamp marks; ``derived_stages``: add ``queue``/``prefill``/``decode``
+    child spans to LLM spans that carry those times (see ``llm``). ``attributes=False`` leaves the per-span JSON columns
     (attributes, resource, events, links, source) out, and ``logs=False`` the log table: faster
     on a warm cache, for reports that group by columns only.
     """
     telemetry, analysis = pipeline.load_analysed(
         _path_list(paths),
         input_format=input_format,
-        options=read_options(fields=fields, strict=strict, log_time=log_time),
+        options=read_options(
+            fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+        ),
         use_cache=cache,
         progress=progress,
         without=() if attributes else pipeline.HEAVY_COLUMNS,
@@ -212,6 +223,7 @@ def read(
     fields: Mapping[str, str] | None = None,
     strict: bool = False,
     log_time: LogTime = "end",
+    derived_stages: bool = True,
 ) -> Telemetry:
     """Read ``paths`` into the canonical tables without analysing them or using the cache."""
     from ml_tracelens import ingest
@@ -219,7 +231,9 @@ def read(
     return ingest.load(
         _path_list(paths),
         input_format=input_format,
-        options=read_options(fields=fields, strict=strict, log_time=log_time),
+        options=read_options(
+            fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+        ),
     )
 
 
@@ -387,6 +401,7 @@ def show(
     fields: Mapping[str, str] | None = None,
     strict: bool = False,
     log_time: LogTime = "end",
+    derived_stages: bool = True,
     cache: bool = True,
     progress: Progress | None = None,
 ) -> Result:
@@ -404,7 +419,9 @@ def show(
         telemetry, spans, logs = pipeline.load_cached_or_raw(
             _path_list(t),
             input_format=input_format,
-            options=read_options(fields=fields, strict=strict, log_time=log_time),
+            options=read_options(
+                fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+            ),
             use_cache=cache,
             progress=progress,
         )
@@ -493,5 +510,29 @@ def models(
     return Result(
         models_report.build(
             current=current, baseline=base, options=options or models_report.ModelOptions()
+        )
+    )
+
+
+def llm(
+    t: AnalysedTelemetry,
+    *,
+    by: str | Sequence[str] = "model",
+    **filters: Unpack[SpanFilters],
+) -> Result:
+    """LLM serving per model (``by``: model, operation, provider, service, stage, attr.KEY):
+    requests, errors, e2e/TTFT/TPOT/queue percentiles, queue share, tokens, output tokens per
+    second, finish reasons; a request seen by a client and a server span counts once."""
+    from ml_tracelens.reports import llm as llm_report
+
+    _spans_required(t)
+    return Result(
+        llm_report.build(
+            analysed=t.spans,
+            mask=_mask(t, filters),
+            by=_listed(by),
+            derived_stages=t.telemetry.llm_stage_spans,
+            inputs=t.inputs,
+            warnings=t.warnings,
         )
     )

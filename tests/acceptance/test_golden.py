@@ -27,6 +27,8 @@ JAEGER = "sample_data/traces.jaeger.json"
 ZIPKIN = "sample_data/traces.zipkin.json"
 DEMO = "../shared/fixtures/otlp/otel-demo-capture.otlp.jsonl"
 ZIPKIN_FIXTURES = "../shared/fixtures/zipkin"
+LLM = "sample_data/llm.otlp.jsonl"
+LLM_LOGS = "sample_data/llm.log.jsonl"
 #: A request of the samples with a failed stage, by its correlation id (logs and spans have it).
 FAILED_REQUEST = "req-eaf584"
 #: Stands for a file the command writes; its content is recorded after the streams.
@@ -80,6 +82,16 @@ def _cases() -> list[tuple[str, list[str]]]:
     for fmt in ("table", "json", "csv", "markdown"):
         cases.append((f"diff-logs-otlp.{fmt}", ["diff", LOGS, OTLP, "--format", fmt]))
     cases.append(("diff-long.table", ["diff", JAEGER, OTLP, "--long"]))
+    # LLM serving: the report, and the derived stages in the span reports.
+    for fmt in FORMATS:
+        cases.append((f"llm.{fmt}", ["llm", LLM, "--format", fmt]))
+    cases += [
+        ("llm-logs.table", ["llm", LLM_LOGS]),
+        ("llm-by-operation.json", ["llm", LLM, "--by", "operation,provider", "--format", "json"]),
+        ("latency-llm.table", ["latency", LLM]),
+        ("latency-llm-no-derived.table", ["latency", LLM, "--no-derived-stages"]),
+        ("bottlenecks-llm.table", ["bottlenecks", LLM]),
+    ]
     return cases
 
 
