@@ -12,7 +12,9 @@ value (no timed spans, no requests) fails the same way: a gate never passes on m
 
 Model budgets (``low_confidence_rate``, ``psi.FIELD``; budgets.py) are measured on the model
 records of `tracelens models` (reports/models.py, from the spans and the log lines); their
-``stage`` is a model version.
+``stage`` is a model version. LLM budgets (``llm.ttft.p95``, ``llm.queue_share``...; budgets.py)
+are the numbers `tracelens llm` prints (reports/llm.py), over every LLM request or, with a
+``MODEL:`` prefix, over that model's.
 
 Rows (JSON ``rows``): budget, stage (null for requests), metric, op, actual, limit, passed, note.
 actual and limit are in the metric's natural unit: milliseconds for durations, a fraction 0..1 for
@@ -30,7 +32,14 @@ import polars as pl
 
 from ml_tracelens.core.stats import PERCENTILES, exact_percentiles, requests
 from ml_tracelens.durations import NS_PER_MS
-from ml_tracelens.gates.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
+from ml_tracelens.gates.budgets import (
+    METRICS,
+    Budget,
+    MetricKind,
+    format_limit,
+    is_llm_metric,
+    is_model_metric,
+)
 from ml_tracelens.reports.latency import cp_denominator_ns
 from ml_tracelens.reports.metric_units import in_metric_unit
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
@@ -107,11 +116,12 @@ def evaluate(
     cache: dict[str | None, dict[str, Fraction | None]] = {}
     denominator: int | None = None
     model_values = _model_values(analysed, logs, budgets)
+    model_values.update(_llm_values(analysed, budgets))
     rows: list[dict[str, JsonValue]] = []
     for budget in budgets:
         note = None
         actual: Fraction | None = None
-        if is_model_metric(budget.metric):
+        if is_model_metric(budget.metric) or is_llm_metric(budget.metric):
             value, missing = model_values[(budget.stage, budget.metric)]
             actual = Fraction(value) if value is not None else None
             note = f"no value: {missing}" if missing else None
@@ -170,6 +180,17 @@ def _model_values(
     return budget_values(
         analysed=analysed, logs=logs if logs is not None else empty_logs(), wanted=wanted
     )
+
+
+def _llm_values(
+    analysed: pl.DataFrame, budgets: Sequence[Budget]
+) -> dict[tuple[str | None, str], tuple[float | None, str | None]]:
+    wanted = [(b.stage, b.metric) for b in budgets if is_llm_metric(b.metric)]
+    if not wanted:
+        return {}
+    from ml_tracelens.reports.llm import budget_values
+
+    return budget_values(analysed=analysed, wanted=wanted)
 
 
 def _stats_for(analysed: pl.DataFrame, stage: str | None) -> dict[str, Fraction | None]:

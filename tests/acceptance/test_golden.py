@@ -91,7 +91,13 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("latency-llm.table", ["latency", LLM]),
         ("latency-llm-no-derived.table", ["latency", LLM, "--no-derived-stages"]),
         ("bottlenecks-llm.table", ["bottlenecks", LLM]),
-    ]
+        ("summary-llm.table", ["summary", LLM]),
+        ("summary-llm-logs.table", ["summary", LLM_LOGS]),
+        ("check-llm.table", ["check", LLM, "--budget", "llm.ttft.p95 < 500ms",
+                             "--budget", "llm.tpot.p50 <= 40ms", "--budget", "llm.queue_share < 20%",
+                             "--budget", "llm.output_tps.p50 >= 30",
+                             "--budget", "mixtral-8x7b-instruct:llm.output_tps.p50 >= 30"]),
+    ]  # fmt: skip
     return cases
 
 

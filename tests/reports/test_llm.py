@@ -267,3 +267,48 @@ def test_the_cli_prints_every_format() -> None:
         result = CliRunner().invoke(app, ["llm", str(SAMPLE), "--format", fmt])
         assert result.exit_code == 0, result.stderr
         assert "llama-3-8b-instruct" in result.stdout
+
+
+def test_check_budgets_measure_what_the_report_prints(sample: tl.AnalysedTelemetry) -> None:
+    rows = {r["model"]: r for r in tl.llm(sample).tables["rows"].to_dicts()}
+    llama, mixtral = rows["llama-3-8b-instruct"], rows["mixtral-8x7b-instruct"]
+    budgets = [
+        "llm.ttft.p95 < 500ms",
+        "llm.tpot.p50 <= 40ms",
+        "llm.queue_share < 20%",
+        "llm.output_tps.p50 >= 30",
+        "llama-3-8b-instruct:llm.ttft.p99 < 1s",
+        "mixtral-8x7b-instruct:llm.output_tps.p50 >= 30",
+        "mixtral-8x7b-instruct:llm.queue_share < 20%",
+        "gpt-4:llm.e2e.p50 < 1s",
+    ]
+    result = tl.check(sample, budgets)
+    got = {r["budget"]: r for r in result.rows.to_dicts()}
+    assert got["llama-3-8b-instruct:llm.ttft.p99 < 1s"]["actual"] == pytest.approx(
+        llama["ttft_p99_ms"]
+    )
+    assert got["mixtral-8x7b-instruct:llm.output_tps.p50 >= 30"]["actual"] == pytest.approx(
+        mixtral["output_tps_p50"]
+    )
+    assert not got["mixtral-8x7b-instruct:llm.output_tps.p50 >= 30"]["passed"]
+    assert got["mixtral-8x7b-instruct:llm.queue_share < 20%"]["actual"] == pytest.approx(
+        mixtral["queue_share"]
+    )
+    # over all requests: numpy over the raw attributes of both models
+    raw = raw_requests()
+    ttft = [
+        r["gen_ai.latency.time_to_first_token"] * 1000
+        for r in raw
+        if "gen_ai.latency.time_to_first_token" in r
+    ]
+    assert got["llm.ttft.p95 < 500ms"]["actual"] == pytest.approx(np.percentile(ttft, 95))
+    assert got["llm.ttft.p95 < 500ms"]["passed"]
+    assert "not in the data" in got["gpt-4:llm.e2e.p50 < 1s"]["note"]
+    assert not result.passed
+
+
+def test_check_llm_budgets_on_a_dump_without_llm_spans_fail_with_a_note() -> None:
+    plain = tl.load([str(REPO / "sample_data" / "traces.otlp.jsonl")])
+    (row,) = tl.check(plain, ["llm.ttft.p95<1s"]).rows.to_dicts()
+    assert not row["passed"]
+    assert "no LLM request spans" in row["note"]
