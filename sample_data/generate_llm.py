@@ -7,12 +7,14 @@ Each request: ``chat-app`` root ``POST /v1/chat`` (SERVER) -> ``chat MODEL`` (CL
 GenAI semantic conventions: gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model,
 gen_ai.response.model, gen_ai.usage.input_tokens/output_tokens, gen_ai.response.finish_reasons)
 -> ``vllm`` ``llm_request`` (SERVER; vLLM's attributes: gen_ai.latency.* in seconds,
-gen_ai.usage.prompt_tokens/completion_tokens, gen_ai.request.id, max_tokens, n). The server
+gen_ai.usage.prompt_tokens/completion_tokens, gen_ai.request.id, max_tokens). The server
 span lasts exactly its e2e = queue + prefill + decode, ttft = queue + prefill. A queueing burst in
 the middle of the run, ~4% of requests with max_tokens 1 (no TPOT), ~12% cut at max_tokens
 (finish reason ``length``), ~3% fail on the server (KV cache exhausted) and the client.
 
-Files: ``llm.otlp.jsonl`` (OTLP/JSON, 10 traces a line), ``llm.log.jsonl`` (the app's log line
+Files: ``llm.otlp.jsonl`` (OTLP/JSON, 10 traces a line), ``llm.slower.otlp.jsonl`` (another
+draw of the same workload in which mixtral decodes 30% slower: a regression for ``diff``),
+``llm.log.jsonl`` (the app's log line
 per request: stage ``chat``, duration_ms, ttft_ms, prompt_tokens, completion_tokens, model,
 finish_reason), ``llm_truth.json`` (per model: the raw values the generator drew).
 """
@@ -36,11 +38,15 @@ MODELS = {
     "mixtral-8x7b-instruct": (0.35, 38.0, 130.0, 25.0),
 }
 KIND = {"server": 2, "client": 3}
+#: the regressed run (``llm.slower.otlp.jsonl``): another draw, mixtral decoding 30% slower
+SLOWER = {"mixtral-8x7b-instruct": 1.3}
 
 
 class Llm:
-    def __init__(self, seed: int, count: int):
+    def __init__(self, seed: int, count: int, slower: dict[str, float] | None = None):
         self.rng = random.Random(seed)
+        #: model -> factor on its TPOT (the regressed run)
+        self.slower = slower or {}
         self.ids: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         clock = START_US
@@ -61,6 +67,7 @@ class Llm:
         names = list(MODELS)
         model = rng.choices(names, weights=[MODELS[m][0] for m in names])[0]
         _, tpot_ms, per_1k_ms, base_ms = MODELS[model]
+        tpot_ms *= self.slower.get(model, 1.0)
         prompt = max(8, min(6000, round(550 * math.exp(rng.gauss(0, 0.8)))))
         short = rng.random() < 0.04
         max_tokens = 1 if short else 512
@@ -90,7 +97,6 @@ class Llm:
             "gen_ai.response.model": model,
             "gen_ai.request.id": request_id,
             "gen_ai.request.max_tokens": max_tokens,
-            "gen_ai.request.n": 1,
             "gen_ai.usage.prompt_tokens": prompt,
             "gen_ai.latency.time_in_queue": queue / 1e6,
             "gen_ai.latency.e2e": e2e / 1e6,
@@ -136,8 +142,6 @@ class Llm:
                 status,
                 message,
                 {
-                    "http.request.method": "POST",
-                    "http.route": "/v1/chat",
                     "http.response.status_code": 503 if failed else 200,
                 },
             ),
@@ -315,14 +319,20 @@ def write_all(out: Path, *, seed: int, count: int) -> dict[str, Any]:
             for model in MODELS
         },
     }
-    (out / "llm_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    (out / "llm_truth.json").write_text(json.dumps(truth) + "\n", encoding="utf-8")
+    slower = Llm(seed + 1, count, slower=SLOWER).requests
+    lines = [
+        dumps(otlp_document([s for r in slower[i : i + 10] for s in r["spans"]]))
+        for i in range(0, len(slower), 10)
+    ]
+    (out / "llm.slower.otlp.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return truth
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    parser.add_argument("--requests", type=int, default=240)
+    parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seed", type=int, default=20260317)
     args = parser.parse_args(argv)
     write_all(args.out, seed=args.seed, count=args.requests)

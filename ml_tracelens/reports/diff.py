@@ -6,6 +6,10 @@ the absolute change (current - baseline, same unit) and the relative change in p
 baseline (null when the baseline is 0). Stages found on one side only are listed as appeared or
 disappeared.
 
+LLM requests (reports/llm.py) add, per model, the stages ``MODEL:llm.e2e``, ``MODEL:llm.ttft``,
+``MODEL:llm.tpot`` and ``MODEL:llm.queue``: their count, percentiles and error rate compare like
+a stage's (a rule names them as ``llama-3-8b:llm.ttft:p95>+10%``).
+
 Noise: each change gets a bootstrap confidence interval (``ci_low``/``ci_high``, in the unit of
 the change) and p-value over requests resampled B times (``core/bootstrap.py``; B defaults to
 1000, seeded, so a run is reproducible).
@@ -89,7 +93,8 @@ def min_samples(metric: str) -> int:
 
 
 def units(analysed: pl.DataFrame) -> pl.DataFrame:
-    """What diff measures: every span under its stage, plus each request under stage null."""
+    """What diff measures: every span under its stage, plus each request under stage null, plus
+    (``llm_units``) each LLM request's e2e, ttft, tpot and queue under ``MODEL:llm.MEASURE``."""
     spans = analysed.select(
         "trace_id",
         stage=pl.col("name"),
@@ -104,7 +109,45 @@ def units(analysed: pl.DataFrame) -> pl.DataFrame:
         error=pl.col("request_error").fill_null(False),
         request=pl.lit(True),
     )
-    return pl.concat([roots, spans], how="vertical")
+    parts = [roots, spans]
+    llm = llm_units(analysed)
+    if llm is not None:
+        parts.append(llm)
+    return pl.concat(parts, how="vertical")
+
+
+#: LLM measures diff compares per model, and their column in the LLM request frame
+LLM_MEASURES = {"e2e": "e2e_req_ns", "ttft": "ttft_ns", "tpot": "tpot_ns", "queue": "queue_ns"}
+NO_MODEL = "(no model)"
+
+
+def llm_units(analysed: pl.DataFrame) -> pl.DataFrame | None:
+    """Per LLM request (reports/llm.py: client and server spans of one request count once) and
+    measure: a unit of stage ``MODEL:llm.MEASURE`` whose duration is that measure (null when the
+    request does not report it) and whose error is the request's. They resample by trace with
+    the spans, so their intervals are those of the stages. None without LLM spans (or without
+    the attributes to find them)."""
+    if "attributes" not in analysed.columns:
+        return None
+    from ml_tracelens.reports.llm import llm_requests
+
+    found = llm_requests(analysed).frame
+    if found.is_empty():
+        return None
+    model = pl.col("model").fill_null(NO_MODEL)
+    return pl.concat(
+        [
+            found.select(
+                "trace_id",
+                stage=model + pl.lit(f":llm.{measure}"),
+                duration_ns=pl.col(column).round().cast(pl.Int64),
+                error=pl.col("error").fill_null(False),
+                request=pl.lit(False),
+            )
+            for measure, column in LLM_MEASURES.items()
+        ],
+        how="vertical",
+    )
 
 
 def _aggregations() -> list[pl.Expr]:

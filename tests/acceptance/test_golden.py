@@ -97,6 +97,8 @@ def _cases() -> list[tuple[str, list[str]]]:
                              "--budget", "llm.tpot.p50 <= 40ms", "--budget", "llm.queue_share < 20%",
                              "--budget", "llm.output_tps.p50 >= 30",
                              "--budget", "mixtral-8x7b-instruct:llm.output_tps.p50 >= 30"]),
+        ("diff-llm.table", ["diff", LLM, "sample_data/llm.slower.otlp.jsonl", "--bootstrap", "4000",
+                            "--fail-on", "mixtral-8x7b-instruct:llm.tpot:p50>+10%"]),
     ]  # fmt: skip
     return cases
 

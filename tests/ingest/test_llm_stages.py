@@ -23,7 +23,7 @@ def test_the_sample_gets_queue_prefill_decode_under_each_server_span() -> None:
     assert set(parents.get_column("name")) == {"llm_request"}
     assert set(stages.get_column("service")) == {"vllm"}
     # the client span, the server span: every LLM span of the sample, stages not among them
-    assert t.llm_spans == 480
+    assert t.llm_spans == 400
     assert t.llm_fields["ttft_ns"] == ["gen_ai.latency.time_to_first_token"]
     assert t.llm_fields["input_tokens"] == [
         "gen_ai.usage.input_tokens",
@@ -34,5 +34,5 @@ def test_the_sample_gets_queue_prefill_decode_under_each_server_span() -> None:
 def test_no_derived_stages_when_turned_off() -> None:
     t = ingest.load([str(SAMPLE)], options=ReadOptions(derived_stages=False))
     assert t.llm_stage_spans == 0
-    assert t.spans.height == 720
-    assert t.llm_spans == 480
+    assert t.spans.height == 600
+    assert t.llm_spans == 400

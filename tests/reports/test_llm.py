@@ -183,8 +183,8 @@ def test_the_sample_agrees_with_its_ground_truth(sample: tl.AnalysedTelemetry, m
 
 def test_client_and_server_spans_count_once(sample: tl.AnalysedTelemetry) -> None:
     result = tl.llm(sample)
-    assert result.data["llm_requests"] == TRUTH["requests"] == 240
-    assert result.data["paired_requests"] == 240
+    assert result.data["llm_requests"] == TRUTH["requests"] == 200
+    assert result.data["paired_requests"] == 200
     total = sum(r["output_tokens_total"] for r in result.tables["rows"].to_dicts())
     assert total == sum(
         v for m in TRUTH["models"].values() for v in m["output_tokens"] if v is not None
@@ -211,18 +211,18 @@ def test_the_log_lines_give_the_same_tokens_and_ttft() -> None:
 
 def test_group_by_operation_and_provider(sample: tl.AnalysedTelemetry) -> None:
     rows = tl.llm(sample, by="operation,provider").tables["rows"].to_dicts()
-    assert [(r["operation"], r["provider"], r["requests"]) for r in rows] == [("chat", "vllm", 240)]
+    assert [(r["operation"], r["provider"], r["requests"]) for r in rows] == [("chat", "vllm", 200)]
     by_attr = tl.llm(sample, by="attr.gen_ai.request.max_tokens").tables["rows"]
-    assert sum(by_attr.get_column("requests")) == 240
+    assert sum(by_attr.get_column("requests")) == 200
 
 
 def test_filters_choose_the_spans_that_may_be_requests(sample: tl.AnalysedTelemetry) -> None:
     server_only = tl.llm(sample, services=["vllm"])
-    assert server_only.data["llm_requests"] == 240
+    assert server_only.data["llm_requests"] == 200
     # only the client spans selected: they are the requests, with the client's numbers
     clients = tl.llm(sample, services=["chat-app"])
     assert clients.data["paired_requests"] == 0
-    assert clients.data["llm_requests"] == 240
+    assert clients.data["llm_requests"] == 200
     assert clients.tables["rows"].get_column("ttft_p50_ms").null_count() == 2
 
 
@@ -312,3 +312,48 @@ def test_check_llm_budgets_on_a_dump_without_llm_spans_fail_with_a_note() -> Non
     (row,) = tl.check(plain, ["llm.ttft.p95<1s"]).rows.to_dicts()
     assert not row["passed"]
     assert "no LLM request spans" in row["note"]
+
+
+SLOWER = REPO / "sample_data" / "llm.slower.otlp.jsonl"
+
+
+def test_diff_compares_each_models_measures_and_gates_on_them() -> None:
+    rule = "mixtral-8x7b-instruct:llm.tpot:p50>+10%"
+    result = CliRunner().invoke(
+        app,
+        ["diff", str(SAMPLE), str(SLOWER), "--bootstrap", "4000", "--fail-on", rule,
+         "--format", "json"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    rows = {(r["stage"], r["metric"]): r for r in json.loads(result.stdout)["rows"]}
+    for model in TRUTH["models"]:
+        for measure in ("e2e", "ttft", "tpot", "queue"):
+            assert (f"{model}:llm.{measure}", "p50") in rows
+    tpot = rows[("mixtral-8x7b-instruct:llm.tpot", "p50")]
+    assert tpot["baseline"] == pytest.approx(expected_row("mixtral-8x7b-instruct")["tpot_p50_ms"])
+    current = tl.llm(tl.load([str(SLOWER)], cache=False)).tables["rows"].to_dicts()
+    slower = {r["model"]: r for r in current}["mixtral-8x7b-instruct"]
+    assert tpot["current"] == pytest.approx(slower["tpot_p50_ms"])
+    assert tpot["ci_low"] > 0
+    assert tpot["significant"]
+    assert tpot["regression"]
+    # the same request counts once per measure: no double count from the client span
+    assert rows[("mixtral-8x7b-instruct:llm.e2e", "count")]["baseline"] == len(
+        TRUTH["models"]["mixtral-8x7b-instruct"]["e2e_us"]
+    )
+
+
+def test_diff_of_dumps_without_llm_spans_has_no_llm_rows() -> None:
+    plain = tl.load([str(REPO / "sample_data" / "traces.otlp.jsonl")])
+    stages = set(tl.diff(plain, plain, replicates=100).rows.get_column("stage").to_list())
+    assert not any(s and ":llm." in s for s in stages)
+
+
+def test_the_generator_reproduces_the_shipped_llm_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = REPO / "sample_data" / "generate_llm.py"
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True)
+    for name in ("llm.otlp.jsonl", "llm.slower.otlp.jsonl", "llm.log.jsonl", "llm_truth.json"):
+        assert (tmp_path / name).read_bytes() == (REPO / "sample_data" / name).read_bytes(), name
