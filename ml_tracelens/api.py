@@ -454,7 +454,12 @@ def check(t: AnalysedTelemetry, budgets: Sequence[str | Budget]) -> Result:
     ]
     return Result(
         check_report.build(
-            analysed=t.spans, budgets=parsed, logs=t.logs, inputs=t.inputs, warnings=t.warnings
+            analysed=t.spans,
+            budgets=parsed,
+            logs=t.logs,
+            llm_aliases=_llm_aliases(t),
+            inputs=t.inputs,
+            warnings=t.warnings,
         )
     )
 
@@ -491,6 +496,7 @@ def diff(
         ],
         bootstrap=Bootstrap(replicates=replicates, seed=seed),
         min_change_pct=min_change_pct,
+        llm_aliases=(_llm_aliases(baseline), _llm_aliases(current)),
         **context,
     )
     return Result(report if long else diff_report.by_stage(report))
@@ -532,7 +538,16 @@ def llm(
             mask=_mask(t, filters),
             by=_listed(by),
             derived_stages=t.telemetry.llm_stage_spans,
+            aliases=_llm_aliases(t),
             inputs=t.inputs,
             warnings=t.warnings,
         )
     )
+
+
+def _llm_aliases(t: AnalysedTelemetry) -> dict[str, tuple[tuple[str, int], ...]]:
+    """The keys each LLM field is read from: the built-in ones, or the user's
+    ``--field llm.NAME=KEY`` (kept with the telemetry, so a cached read has them too)."""
+    from ml_tracelens.core.llm import with_overrides
+
+    return with_overrides(t.telemetry.llm_overrides)

@@ -97,6 +97,25 @@ GENERIC_KEYS = frozenset({"model", "model_name", "finish_reason"})
 MARKER_KEYS = tuple(
     key for spellings in ALIASES.values() for key, _ in spellings if key not in GENERIC_KEYS
 )
+#: ``--field llm.NAME=KEY`` names: the fields a user may point at a key of their own
+FIELD_PREFIX = "llm."
+FIELD_NAMES = {
+    **{name: name for name in (*TEXT_FIELDS, *TOKEN_FIELDS)},
+    **{name.removesuffix("_ns"): name for name in TIME_FIELDS},
+}
+#: canonical column -> (key, ns per unit) pairs, as ``ALIASES``
+Aliases = dict[str, tuple[tuple[str, int], ...]]
+
+
+def with_overrides(overrides: dict[str, tuple[str, int]] | None) -> Aliases:
+    """``ALIASES`` with the user's key (``--field llm.ttft=first_token_ms``) replacing the
+    built-in keys of each overridden canonical column."""
+    aliases = dict(ALIASES)
+    for column, spelling in (overrides or {}).items():
+        aliases[column] = (spelling,)
+    return aliases
+
+
 #: the derived stages and the canonical time each lasts, in their order in time
 STAGES = (("queue", "queue_ns"), ("prefill", "prefill_ns"), ("decode", "decode_ns"))
 #: the attributes of a derived stage span (``tracelens.derived``, as log-derived spans have)
@@ -133,39 +152,50 @@ class LlmSpans:
 _NEEDLES = ('"gen_ai.', '"llm.', '_tokens"', '_ms"')
 
 
-def mentions_llm(attributes: pl.Expr) -> pl.Expr:
+def mentions_llm(attributes: pl.Expr, extra_keys: tuple[str, ...] = ()) -> pl.Expr:
     """Whether a span's attribute text may name an LLM marker key (no JSON is parsed; a few
-    false positives are sorted out by ``llm_spans``)."""
-    return pl.any_horizontal(attributes.str.contains(n, literal=True) for n in _NEEDLES)
+    false positives are sorted out by ``llm_spans``); ``extra_keys``: the user's own keys."""
+    needles = (*_NEEDLES, *(f'"{key}"' for key in extra_keys))
+    return pl.any_horizontal(attributes.str.contains(n, literal=True) for n in needles)
 
 
-def llm_spans(spans: pl.DataFrame, *, keep: tuple[str, ...] = ()) -> LlmSpans:
+def llm_spans(
+    spans: pl.DataFrame, *, keep: tuple[str, ...] = (), aliases: Aliases | None = None
+) -> LlmSpans:
     """The spans carrying LLM attributes, with the span columns, ``keep`` and the canonical
-    columns of ``ALIASES`` (text, tokens as Float64, times as Int64 ns)."""
+    columns of ``aliases`` (``ALIASES`` by default; text, tokens as Float64, times as Int64
+    ns)."""
+    aliases = aliases or ALIASES
     if "attributes" not in spans.columns or spans.is_empty():
         return LlmSpans(frame=_empty(keep))
-    candidates = spans.filter(mentions_llm(pl.col("attributes")))
+    own = tuple(
+        key
+        for name, spellings in aliases.items()
+        if spellings != ALIASES[name]
+        for key, _ in spellings
+    )
+    candidates = spans.filter(mentions_llm(pl.col("attributes"), own))
     if candidates.is_empty():
         return LlmSpans(frame=_empty(keep))
     lookups = {
         f"_{name}_{index}": key
-        for name, spellings in ALIASES.items()
+        for name, spellings in aliases.items()
         for index, (key, _) in enumerate(spellings)
     }
     wanted = [c for c in (*_SPAN_COLUMNS, *keep, "attributes", "resource") if c in spans.columns]
     frame = with_attribute_columns(candidates.select(list(dict.fromkeys(wanted))), lookups)
     marker = pl.any_horizontal(
         pl.col(f"_{name}_{index}").is_not_null()
-        for name, spellings in ALIASES.items()
+        for name, spellings in aliases.items()
         for index, (key, _) in enumerate(spellings)
-        if key not in GENERIC_KEYS
+        if key not in GENERIC_KEYS or spellings != ALIASES[name]
     )
     frame = frame.filter(marker)
     found: dict[str, list[str]] = {}
     unusable: dict[str, int] = {}
     present = frame.select(pl.col(c).is_not_null().any() for c in lookups).row(0, named=True)
     values: dict[str, pl.Expr] = {}
-    for name, spellings in ALIASES.items():
+    for name, spellings in aliases.items():
         found[name] = [key for i, (key, _) in enumerate(spellings) if present[f"_{name}_{i}"]]
         parsed = [_parsed(name, f"_{name}_{i}", unit) for i, (_, unit) in enumerate(spellings)]
         values[name] = pl.coalesce(parsed)
@@ -173,7 +203,7 @@ def llm_spans(spans: pl.DataFrame, *, keep: tuple[str, ...] = ()) -> LlmSpans:
             texts = pl.coalesce(pl.col(f"_{name}_{i}") for i in range(len(spellings)))
             values[f"_bad_{name}"] = texts.is_not_null() & values[name].is_null()
     frame = frame.with_columns(**values)
-    bad = frame.select(pl.col(f"_bad_{n}").sum() for n in ALIASES if n not in TEXT_FIELDS)
+    bad = frame.select(pl.col(f"_bad_{n}").sum() for n in aliases if n not in TEXT_FIELDS)
     for column, count in bad.row(0, named=True).items():
         if count:
             unusable[column.removeprefix("_bad_")] = int(count)

@@ -40,6 +40,7 @@ from ml_tracelens.readers.base import (
     ReadResult,
     ReadStats,
 )
+from ml_tracelens.readers.support.log_aliases import llm_overrides
 from ml_tracelens.schema import empty_logs, empty_spans
 
 __all__ = ["SNIFF_BYTES", "InputSummary", "Progress", "Telemetry", "load", "rechunked"]
@@ -185,7 +186,8 @@ def _load(
     warnings.extend(_stage_line_warnings(derived))
     if derived.spans.height:
         spans = with_slack(spans, derived)
-    spans, llm = with_llm_stages(spans, enabled=options.derived_stages)
+    overrides = llm_overrides(options.field_map)
+    spans, llm = with_llm_stages(spans, enabled=options.derived_stages, overrides=overrides)
     warnings.extend(llm.warnings)
     # One chunk per column, once: on a frame of many chunks (readers concatenate one per 50,000
     # spans) every eager select or with_columns of polars copies all columns into one chunk again.
@@ -215,6 +217,7 @@ def _load(
         llm_spans=llm.spans,
         llm_fields=llm.fields,
         llm_stage_spans=llm.stage_spans,
+        llm_overrides=overrides,
     )
 
 
@@ -228,11 +231,16 @@ class LlmFound:
     warnings: list[str] = field(default_factory=list)
 
 
-def with_llm_stages(spans: pl.DataFrame, *, enabled: bool) -> tuple[pl.DataFrame, LlmFound]:
+def with_llm_stages(
+    spans: pl.DataFrame,
+    *,
+    enabled: bool,
+    overrides: dict[str, tuple[str, int]] | None = None,
+) -> tuple[pl.DataFrame, LlmFound]:
     """``spans`` plus the derived ``queue``/``prefill``/``decode`` spans of core/llm.py (when
     ``enabled``), and what was found: read here once, so a cached dump answers ``summary``
     without scanning attributes again."""
-    found = llm.llm_spans(spans)
+    found = llm.llm_spans(spans, aliases=llm.with_overrides(overrides))
     if found.frame.is_empty():
         return spans, LlmFound()
     warnings = []

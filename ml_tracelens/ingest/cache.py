@@ -273,6 +273,9 @@ def _described(meta: dict[str, Any]) -> tuple[Telemetry, Structure]:
         llm_spans=meta.get("llm_spans", 0),
         llm_fields=meta.get("llm_fields", {}),
         llm_stage_spans=meta.get("llm_stage_spans", 0),
+        llm_overrides={
+            name: (key, unit) for name, (key, unit) in meta.get("llm_overrides", {}).items()
+        },
     )
     return telemetry, Structure(**structure)
 
@@ -407,6 +410,7 @@ def _metadata(telemetry: Telemetry, analysis: Analysis) -> dict[str, Any]:
         "llm_spans": telemetry.llm_spans,
         "llm_fields": telemetry.llm_fields,
         "llm_stage_spans": telemetry.llm_stage_spans,
+        "llm_overrides": telemetry.llm_overrides,
         "span_columns": telemetry.spans.columns,
         "analysis_columns": analysis.spans.columns,
         "structure": structure,

@@ -54,6 +54,8 @@ class Telemetry:
     llm_fields: dict[str, list[str]] = field(default_factory=dict)
     #: ``queue``/``prefill``/``decode`` spans added under LLM spans (core/llm.py)
     llm_stage_spans: int = 0
+    #: canonical LLM column -> (key, ns per unit) from ``--field llm.NAME=KEY``
+    llm_overrides: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def skipped_lines(self) -> int:

@@ -30,6 +30,7 @@ from fractions import Fraction
 
 import polars as pl
 
+from ml_tracelens.core.llm import Aliases
 from ml_tracelens.core.stats import PERCENTILES, exact_percentiles, requests
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.gates.budgets import (
@@ -109,14 +110,16 @@ def evaluate(
     analysed: pl.DataFrame,
     budgets: Sequence[Budget],
     logs: pl.DataFrame | None = None,
+    llm_aliases: Aliases | None = None,
 ) -> list[dict[str, JsonValue]]:
-    """One row per budget, in the order given; ``logs`` feed model budgets with the spans."""
+    """One row per budget, in the order given; ``logs`` feed model budgets with the spans;
+    ``llm_aliases``: the keys LLM budgets read (core/llm.py)."""
     stages = analysed.get_column("name").drop_nulls().unique()
     present = set(stages.to_list())
     cache: dict[str | None, dict[str, Fraction | None]] = {}
     denominator: int | None = None
     model_values = _model_values(analysed, logs, budgets)
-    model_values.update(_llm_values(analysed, budgets))
+    model_values.update(_llm_values(analysed, budgets, llm_aliases))
     rows: list[dict[str, JsonValue]] = []
     for budget in budgets:
         note = None
@@ -183,14 +186,14 @@ def _model_values(
 
 
 def _llm_values(
-    analysed: pl.DataFrame, budgets: Sequence[Budget]
+    analysed: pl.DataFrame, budgets: Sequence[Budget], aliases: Aliases | None
 ) -> dict[tuple[str | None, str], tuple[float | None, str | None]]:
     wanted = [(b.stage, b.metric) for b in budgets if is_llm_metric(b.metric)]
     if not wanted:
         return {}
     from ml_tracelens.reports.llm import budget_values
 
-    return budget_values(analysed=analysed, wanted=wanted)
+    return budget_values(analysed=analysed, wanted=wanted, aliases=aliases)
 
 
 def _stats_for(analysed: pl.DataFrame, stage: str | None) -> dict[str, Fraction | None]:
@@ -243,11 +246,12 @@ def build(
     analysed: pl.DataFrame,
     budgets: Sequence[Budget],
     logs: pl.DataFrame | None = None,
+    llm_aliases: Aliases | None = None,
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     """The check report; it has not ``passed`` when any budget failed."""
-    rows = evaluate(analysed=analysed, budgets=budgets, logs=logs)
+    rows = evaluate(analysed=analysed, budgets=budgets, logs=logs, llm_aliases=llm_aliases)
     failed = sum(not row["passed"] for row in rows)
     headline = (
         f"FAILED: {failed} of {len(rows)} budgets not met"

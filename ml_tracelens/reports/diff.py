@@ -34,6 +34,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core.bootstrap import CONFIDENCE, Bootstrap, paired_intervals, replicate_estimates
+from ml_tracelens.core.llm import Aliases
 from ml_tracelens.core.significance import DEFAULT_MIN_CHANGE_PCT, benjamini_hochberg
 from ml_tracelens.core.stats import milliseconds, quantile, requests
 from ml_tracelens.durations import format_duration
@@ -92,7 +93,7 @@ def min_samples(metric: str) -> int:
     return MIN_ERROR_RATE_SAMPLES if metric == "error_rate" else 0
 
 
-def units(analysed: pl.DataFrame) -> pl.DataFrame:
+def units(analysed: pl.DataFrame, llm_aliases: Aliases | None = None) -> pl.DataFrame:
     """What diff measures: every span under its stage, plus each request under stage null, plus
     (``llm_units``) each LLM request's e2e, ttft, tpot and queue under ``MODEL:llm.MEASURE``."""
     spans = analysed.select(
@@ -110,7 +111,7 @@ def units(analysed: pl.DataFrame) -> pl.DataFrame:
         request=pl.lit(True),
     )
     parts = [roots, spans]
-    llm = llm_units(analysed)
+    llm = llm_units(analysed, llm_aliases)
     if llm is not None:
         parts.append(llm)
     return pl.concat(parts, how="vertical")
@@ -121,7 +122,7 @@ LLM_MEASURES = {"e2e": "e2e_req_ns", "ttft": "ttft_ns", "tpot": "tpot_ns", "queu
 NO_MODEL = "(no model)"
 
 
-def llm_units(analysed: pl.DataFrame) -> pl.DataFrame | None:
+def llm_units(analysed: pl.DataFrame, aliases: Aliases | None = None) -> pl.DataFrame | None:
     """Per LLM request (reports/llm.py: client and server spans of one request count once) and
     measure: a unit of stage ``MODEL:llm.MEASURE`` whose duration is that measure (null when the
     request does not report it) and whose error is the request's. They resample by trace with
@@ -131,7 +132,7 @@ def llm_units(analysed: pl.DataFrame) -> pl.DataFrame | None:
         return None
     from ml_tracelens.reports.llm import llm_requests
 
-    found = llm_requests(analysed).frame
+    found = llm_requests(analysed, aliases=aliases).frame
     if found.is_empty():
         return None
     model = pl.col("model").fill_null(NO_MODEL)
@@ -178,13 +179,15 @@ def compare(
     rules: Sequence[Rule] = (),
     bootstrap: Bootstrap | None = None,
     min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
+    llm_aliases: tuple[Aliases | None, Aliases | None] = (None, None),
 ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Rows (one per stage and metric), and the stages that appeared and disappeared.
 
-    ``baseline`` and ``current`` are analysed span frames (core.analyze).
+    ``baseline`` and ``current`` are analysed span frames (core.analyze); ``llm_aliases``: the
+    keys each side's LLM fields are read from (core/llm.py).
     """
     settings = bootstrap or Bootstrap()
-    base_units, cur_units = units(baseline), units(current)
+    base_units, cur_units = units(baseline, llm_aliases[0]), units(current, llm_aliases[1])
     base, cur = point_estimates(base_units), point_estimates(cur_units)
     ci = paired_intervals(
         *(
@@ -357,6 +360,7 @@ def build(
     rules: Sequence[Rule] = (),
     bootstrap: Bootstrap | None = None,
     min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
+    llm_aliases: tuple[Aliases | None, Aliases | None] = (None, None),
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
@@ -369,6 +373,7 @@ def build(
         rules=rules,
         bootstrap=settings,
         min_change_pct=min_change_pct,
+        llm_aliases=llm_aliases,
     )
     regressions = sum(row["regression"] for row in rows)
     verdicts = sum(row["significant"] for row in rows)

@@ -85,12 +85,19 @@ class Mix(dict[str, float]):
         return ", ".join(f"{name} {share * 100:.0f}%" for name, share in self.items())
 
 
-def llm_requests(analysed: pl.DataFrame, selected: pl.DataFrame | None = None) -> llm.LlmSpans:
+def llm_requests(
+    analysed: pl.DataFrame,
+    selected: pl.DataFrame | None = None,
+    *,
+    aliases: llm.Aliases | None = None,
+) -> llm.LlmSpans:
     """The LLM requests among ``selected`` spans (all when None), paired within ``analysed``:
-    an ``LlmSpans`` whose frame is ``core.llm.requests``."""
+    an ``LlmSpans`` whose frame is ``core.llm.requests``. ``aliases``: the keys tried per
+    field (``core.llm.with_overrides`` of the user's ``--field llm.NAME=KEY``)."""
     found = llm.llm_spans(
         analysed if selected is None else selected,
         keep=tuple(c for c in ("source", "resource") if c in analysed.columns),
+        aliases=aliases,
     )
     return llm.LlmSpans(
         frame=llm.requests(found.frame, analysed), found=found.found, unusable=found.unusable
@@ -233,11 +240,12 @@ def build(
     mask: pl.Series | None = None,
     by: Sequence[str] = ("model",),
     derived_stages: int = 0,
+    aliases: llm.Aliases | None = None,
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else None
-    found = llm_requests(analysed, selected)
+    found = llm_requests(analysed, selected, aliases=aliases)
     if found.frame.is_empty():
         raise InputError(
             "no LLM request spans in the inputs"
@@ -245,7 +253,8 @@ def build(
             + ": looked for vLLM's gen_ai.latency.* and gen_ai.usage.*, the OpenTelemetry GenAI "
             "attributes (gen_ai.operation.name, gen_ai.request.model, gen_ai.usage.*), "
             "OpenInference's llm.* and log fields such as ttft_ms, prompt_tokens, "
-            "completion_tokens (see `tracelens llm --help`)"
+            "completion_tokens (name yours with --field llm.NAME=KEY, e.g. "
+            "--field llm.ttft=first_token_ms)"
         )
     frame, names = with_groups(request_frame(found.frame), analysed, by)
     rows = group_rows(frame, names)
@@ -314,14 +323,17 @@ def _ms(value: float | None) -> str:
 
 
 def budget_values(
-    *, analysed: pl.DataFrame, wanted: Sequence[tuple[str | None, str]]
+    *,
+    analysed: pl.DataFrame,
+    wanted: Sequence[tuple[str | None, str]],
+    aliases: llm.Aliases | None = None,
 ) -> dict[tuple[str | None, str], tuple[float | None, str | None]]:
     """Values of LLM budgets for `tracelens check`: (model or None, metric) -> (value in the
     metric's natural unit, or None with a note). The same numbers `tracelens llm` prints."""
     out: dict[tuple[str | None, str], tuple[float | None, str | None]] = {}
     if "attributes" not in analysed.columns:
         return dict.fromkeys(wanted, (None, "the span attributes were not loaded"))
-    frame = request_frame(llm_requests(analysed).frame)
+    frame = request_frame(llm_requests(analysed, aliases=aliases).frame)
     if frame.is_empty():
         return dict.fromkeys(wanted, (None, "no LLM request spans in the data"))
     models = sorted({m for m in frame.get_column("model").to_list() if m is not None})

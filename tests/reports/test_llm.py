@@ -357,3 +357,66 @@ def test_the_generator_reproduces_the_shipped_llm_files(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True)
     for name in ("llm.otlp.jsonl", "llm.slower.otlp.jsonl", "llm.log.jsonl", "llm_truth.json"):
         assert (tmp_path / name).read_bytes() == (REPO / "sample_data" / name).read_bytes(), name
+
+
+def write_custom_log(path: Path) -> Path:
+    lines = [
+        {
+            "ts": f"2026-03-02T12:00:0{i}.500Z",
+            "req": f"r{i}",
+            "step": "generate",
+            "took_ms": 1000 + 100 * i,
+            "engine_model": "tiny" if i % 2 else "big",
+            "first_tok": 0.05 * (i + 1),
+            "in_tok": 10 * i + 5,
+            "out_tok": 20 + i,
+        }
+        for i in range(6)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+CUSTOM_FIELDS = [
+    "--field", "correlation_id=req", "--field", "stage=step", "--field", "duration=took_ms",
+    "--field", "time=ts", "--field", "llm.ttft=first_tok:s", "--field", "llm.input_tokens=in_tok",
+    "--field", "llm.output_tokens=out_tok", "--field", "llm.model=engine_model",
+]  # fmt: skip
+
+
+def test_field_options_name_the_llm_keys_of_log_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_custom_log(tmp_path / "custom.jsonl")
+    monkeypatch.setenv("TRACELENS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TRACELENS_CACHE_MIN_MB", "0")
+    runs = [
+        CliRunner().invoke(app, ["llm", str(path), *CUSTOM_FIELDS, "--format", "json"])
+        for _ in range(2)  # cold, then from the cache
+    ]
+    assert runs[0].exit_code == 0, runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert any((tmp_path / "cache").iterdir())
+    rows = {r["model"]: r for r in json.loads(runs[0].stdout)["rows"]}
+    big = rows["big"]  # lines 0, 2, 4
+    e2e = np.array([1000, 1200, 1400])
+    ttft = np.array([50, 150, 250])
+    out = np.array([20, 22, 24])
+    assert big["requests"] == 3
+    assert big["ttft_p50_ms"] == pytest.approx(150)
+    assert big["tpot_p50_ms"] == pytest.approx(np.percentile((e2e - ttft) / (out - 1), 50))
+    assert big["input_tokens_total"] == 5 + 25 + 45
+    assert big["output_tps_p50"] == pytest.approx(np.percentile(out / (e2e / 1000), 50))
+    assert json.loads(runs[0].stdout)["fields"]["ttft_ns"] == ["first_tok"]
+    budget = CliRunner().invoke(
+        app, ["check", str(path), *CUSTOM_FIELDS, "--budget", "big:llm.ttft.p50<=150ms"]
+    )
+    assert budget.exit_code == 0, budget.stdout + budget.stderr
+
+
+def test_an_unknown_llm_field_is_a_usage_error(tmp_path: Path) -> None:
+    path = write_custom_log(tmp_path / "custom.jsonl")
+    result = CliRunner().invoke(app, ["llm", str(path), "--field", "llm.colour=x"])
+    assert result.exit_code == 2
+    assert "unknown LLM field" in result.stderr
+    assert "llm.ttft" in result.stderr
