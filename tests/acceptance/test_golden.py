@@ -92,6 +92,7 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("latency-llm-no-derived.table", ["latency", LLM, "--no-derived-stages"]),
         ("bottlenecks-llm.table", ["bottlenecks", LLM]),
         ("summary-llm.table", ["summary", LLM]),
+        ("show-llm.table", ["show", "82eb8c2cdc95d302ccf53110b4431cce", LLM]),
         ("summary-llm-logs.table", ["summary", LLM_LOGS]),
         ("check-llm.table", ["check", LLM, "--budget", "llm.ttft.p95 < 500ms",
                              "--budget", "llm.tpot.p50 <= 40ms", "--budget", "llm.queue_share < 20%",
