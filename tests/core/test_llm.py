@@ -279,3 +279,40 @@ def test_a_parent_cycle_does_not_hang_the_ancestor_walk() -> None:
     found = llm.llm_spans(spans)
     nearest = llm.nearest_llm_ancestors(found.frame, spans)
     assert sorted(nearest.rows()) == [("t1", "a", "c"), ("t1", "c", "a")]
+
+
+def test_attribute_values_reads_both_forms_escapes_and_the_resource() -> None:
+    frame = pl.DataFrame(
+        {
+            "attributes": [
+                '[{"key":"gen_ai.request.model","value":{"stringValue":"a\\"b\\u00e9"}},'
+                '{"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}}]',
+                '{"ttft_ms": 1.5, "gen_ai.request.model": "plain", "other": "ttft_ms"}',
+                '{"gen_ai.response.finish_reasons": ["length", "stop"]}',
+                "{}",
+            ],
+            "resource": pl.Series(
+                [None, None, None, '{"gen_ai.request.model": "from-resource"}'],
+                dtype=pl.Categorical(),
+            ),
+        }
+    )
+    got = llm.attribute_values(
+        frame,
+        {
+            "m": "gen_ai.request.model",
+            "i": "gen_ai.usage.input_tokens",
+            "t": "ttft_ms",
+            "f": "gen_ai.response.finish_reasons",
+        },
+    )
+    assert got.get_column("m").to_list() == ['a"bé', "plain", None, "from-resource"]
+    assert got.get_column("i").to_list() == ["12", None, None, None]
+    assert got.get_column("t").to_list() == [None, "1.5", None, None]
+    assert pl.select(llm.first_reason(pl.lit(got.get_column("f")))).to_series().to_list() == [
+        None,
+        None,
+        "length",
+        None,
+    ]
+    assert got.columns == ["attributes", "resource", "m", "i", "t", "f"]
