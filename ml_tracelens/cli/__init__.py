@@ -99,7 +99,7 @@ def llm(paths: Paths, by: LlmByOpt = "model", *, common: Common) -> None:
     common.emit(api.llm(common.load(paths, logs=False), by=by.split(","), **common.filters))
 
 
-@command(("input_format", "strict", "field", "log_time", "quiet", "debug"))
+@command(("input_format", "strict", "field", "log_time", "derived_stages", "quiet", "debug"))
 def convert(paths: Paths, output: OutputOpt, *, common: Common) -> None:
     """Write the canonical span and log tables to Parquet; reading it back gives the same reports."""
     from ml_tracelens.readers.parquet import write_parquet

@@ -36,3 +36,14 @@ def test_no_derived_stages_when_turned_off() -> None:
     assert t.llm_stage_spans == 0
     assert t.spans.height == 600
     assert t.llm_spans == 400
+
+
+def test_a_parquet_copy_keeps_the_stages_once(tmp_path: Path) -> None:
+    from ml_tracelens.readers.parquet import write_parquet
+
+    t = ingest.load([str(SAMPLE)])
+    out = tmp_path / "llm.parquet"
+    write_parquet(t.spans, t.logs, out)
+    again = ingest.load([str(out)])
+    assert again.spans.height == t.spans.height  # the children now cover the times
+    assert again.llm_stage_spans == 0
