@@ -245,7 +245,9 @@ def with_llm_stages(
         return spans, LlmFound()
     warnings = []
     if found.unusable:
-        counts = ", ".join(f"{n:,} {name}" for name, n in found.unusable.items())
+        counts = ", ".join(
+            f"{n:,} {name.removesuffix('_ns')}" for name, n in found.unusable.items()
+        )
         warnings.append(
             f"LLM attribute values that are not non-negative numbers were ignored: {counts}"
         )

@@ -396,7 +396,7 @@ class LlmDocument(Envelope):
     #: LLM requests counted (a client and a server span of one request count once)
     llm_requests: int
     paired_requests: int
-    #: canonical LLM column -> the attribute keys that held its values
+    #: LLM field (model, ttft, input_tokens, ...) -> the attribute keys that held its values
     fields: dict[str, list[str]]
     derived_stage_spans: int
     rows: list[LlmRow]

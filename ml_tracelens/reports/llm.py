@@ -270,10 +270,8 @@ def build(
             empty_note="no request was seen by both a client span and a server span",
         ),
     ]
+    # Values that are not numbers were counted once, when read (ingest's warnings).
     notes = list(warnings or [])
-    if found.unusable:
-        counts = ", ".join(f"{n:,} {name}" for name, n in found.unusable.items())
-        notes.append(f"LLM attribute values that are not non-negative numbers ignored: {counts}")
     paired = int(frame.get_column("paired").sum())
     return Report(
         name="llm",
@@ -284,7 +282,7 @@ def build(
             "group_by": names,
             "llm_requests": frame.height,
             "paired_requests": paired,
-            "fields": {name: list(keys) for name, keys in found.found.items()},
+            "fields": {name.removesuffix("_ns"): list(keys) for name, keys in found.found.items()},
             "derived_stage_spans": derived_stages,
         },
         inputs=inputs or [],

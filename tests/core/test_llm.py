@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml_tracelens.core import llm
 from ml_tracelens.schema import SPAN_SCHEMA
@@ -316,3 +318,54 @@ def test_attribute_values_reads_both_forms_escapes_and_the_resource() -> None:
         None,
     ]
     assert got.columns == ["attributes", "resource", "m", "i", "t", "f"]
+
+
+_TIMES = st.one_of(st.none(), st.integers(min_value=0, max_value=5_000))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    start=st.integers(min_value=0, max_value=10_000),
+    length=st.integers(min_value=1, max_value=10_000),
+    queue=_TIMES,
+    prefill=_TIMES,
+    decode=_TIMES,
+)
+def test_derived_stages_tile_the_start_of_their_span(
+    start: int, length: int, queue: int | None, prefill: int | None, decode: int | None
+) -> None:
+    # times in µs on the span, written as vLLM's seconds
+    attrs = {
+        f"gen_ai.latency.{key}": value / 1e6
+        for key, value in (
+            ("time_in_queue", queue),
+            ("time_in_model_prefill", prefill),
+            ("time_in_model_decode", decode),
+        )
+        if value is not None
+    }
+    if not attrs:
+        attrs = {"gen_ai.usage.output_tokens": 3}
+    spans = make_spans([("r", None, start, start + length, {"attributes": attrs})], scale=1000)
+    made = llm.derived_stages(spans, llm.llm_spans(spans).frame, schema=SPAN_SCHEMA)
+    rows = sorted(made.iter_rows(named=True), key=lambda r: r["start_ns"])
+    span_start, span_end = start * 1000, (start + length) * 1000
+    # in order, back to back from the span's start, inside the span, none empty
+    cursor = span_start
+    for row in rows:
+        assert row["start_ns"] == cursor
+        assert span_start <= row["start_ns"] < row["end_ns"] <= span_end
+        assert row["duration_ns"] == row["end_ns"] - row["start_ns"]
+        cursor = row["end_ns"]
+    expected = {
+        name
+        for name, value in (("queue", queue), ("prefill", prefill), ("decode", decode))
+        if value
+    }
+    laid = 0
+    for name, value in (("queue", queue), ("prefill", prefill), ("decode", decode)):
+        if value and laid * 1000 < length * 1000:
+            laid += value
+        elif value:
+            expected.discard(name)  # starts at or after the span's end: clipped away
+    assert {r["name"] for r in rows} == expected

@@ -258,8 +258,9 @@ def test_hostile_values_are_ignored_and_counted_not_crashes(tmp_path: Path) -> N
     assert result.exit_code == 0, result.stderr
     assert "\x1b[31m" not in result.stdout
     assert "not non-negative numbers" in result.stderr
-    assert "1 ttft_ns" in result.stderr
-    assert "1 e2e_ns" in result.stderr
+    assert "1 ttft" in result.stderr
+    assert "1 e2e" in result.stderr
+    assert result.stderr.count("not non-negative numbers") == 1
 
 
 def test_the_cli_prints_every_format() -> None:
@@ -407,7 +408,7 @@ def test_field_options_name_the_llm_keys_of_log_lines(
     assert big["tpot_p50_ms"] == pytest.approx(np.percentile((e2e - ttft) / (out - 1), 50))
     assert big["input_tokens_total"] == 5 + 25 + 45
     assert big["output_tps_p50"] == pytest.approx(np.percentile(out / (e2e / 1000), 50))
-    assert json.loads(runs[0].stdout)["fields"]["ttft_ns"] == ["first_tok"]
+    assert json.loads(runs[0].stdout)["fields"]["ttft"] == ["first_tok"]
     budget = CliRunner().invoke(
         app, ["check", str(path), *CUSTOM_FIELDS, "--budget", "big:llm.ttft.p50<=150ms"]
     )
