@@ -15,8 +15,8 @@ the middle of the run, ~4% of requests with max_tokens 1 (no TPOT), ~12% cut at 
 Files: ``llm.otlp.jsonl`` (OTLP/JSON, 10 traces a line), ``llm.slower.otlp.jsonl`` (another
 draw of the same workload in which mixtral decodes 30% slower: a regression for ``diff``),
 ``llm.log.jsonl`` (the app's log line
-per request: stage ``chat``, duration_ms, ttft_ms, prompt_tokens, completion_tokens, model,
-finish_reason), ``llm_truth.json`` (per model: the raw values the generator drew).
+per request: stage ``chat``, duration_ms, ttft_ms, queue_ms, prefill_ms, decode_ms,
+prompt_tokens, completion_tokens, model, finish_reason), ``llm_truth.json`` (per model: the raw values the generator drew).
 """
 
 from __future__ import annotations
@@ -277,6 +277,9 @@ def log_line(req: dict[str, Any]) -> dict[str, Any]:
         line.update(
             completion_tokens=req["output_tokens"],
             ttft_ms=req["ttft_us"] / 1000,
+            queue_ms=req["queue_us"] / 1000,
+            prefill_ms=req["prefill_us"] / 1000,
+            decode_ms=req["decode_us"] / 1000,
             finish_reason=req["finish_reason"],
         )
     return line

@@ -109,3 +109,23 @@ def test_derived_stages_on_real_exports(llm_dumps: Path, name: str) -> None:
     assert t.telemetry.llm_stage_spans == stages.height
     latency = {r["stage"]: r for r in tl.latency(t).rows.to_dicts()}
     assert latency["decode"]["cp_share"] > 0.5
+
+
+def test_budgets_and_diff_on_real_exports(llm_dumps: Path) -> None:
+    truth = json.loads((llm_dumps / "truth.json").read_text())
+    wanted = expected(truth)
+    otlp = tl.load([str(llm_dumps / "llm.otlp.jsonl")], cache=False)
+    zipkin = tl.load([str(llm_dumps / "llm.zipkin.json")], cache=False)
+    model = "llama-3-8b-instruct"
+    rows = tl.check(
+        zipkin, [f"{model}:llm.ttft.p99 < 10s", "llm.output_tokens.total >= 1"]
+    ).rows.to_dicts()
+    assert rows[0]["actual"] == pytest.approx(wanted[model]["ttft_p99_ms"])
+    assert rows[1]["actual"] == sum(w["output_tokens_total"] for w in wanted.values())
+    assert all(r["passed"] for r in rows)
+    # the same run exported twice: every LLM measure is there, nothing changed
+    diff = tl.diff(otlp, zipkin, replicates=200, long=True).rows
+    llm_rows = diff.filter(pl.col("stage").str.contains(":llm.", literal=True))
+    assert llm_rows.height == 2 * 4 * 5  # models x measures x metrics
+    assert llm_rows.filter(pl.col("metric") != "count").get_column("change").abs().max() == 0
+    assert not llm_rows.get_column("significant").any()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -207,6 +208,29 @@ def test_the_log_lines_give_the_same_tokens_and_ttft() -> None:
         assert row["input_tokens_total"] == sum(truth["input_tokens"])
         # no e2e attribute on a log line: e2e is the line's duration, the client's call
         assert row["e2e_p50_ms"] == pytest.approx(np.percentile(truth["client_e2e_us"], 50) / 1000)
+        done = [not failed for failed in truth["failed"]]
+        queue = np.array(truth["queue_us"])[done] / 1000
+        assert row["queue_p95_ms"] == pytest.approx(np.percentile(queue, 95))
+        client = np.array(truth["client_e2e_us"])[done] / 1000
+        assert row["queue_share"] == pytest.approx(queue.sum() / client.sum())
+
+
+def test_log_lines_with_stage_times_get_derived_stages() -> None:
+    t = tl.load([str(LOGS)])
+    stages = tl.latency(t).rows.filter(pl.col("stage").is_in(["queue", "prefill", "decode"]))
+    decode = stages.filter(pl.col("stage") == "decode").row(0, named=True)
+    truth = [
+        v / 1000
+        for m in TRUTH["models"].values()
+        for v, failed in zip(m["decode_us"], m["failed"], strict=True)
+        if not failed and v
+    ]
+    # the logged call lasts longer than queue + prefill + decode (the network on both sides):
+    # nothing is clipped, every decode stage lasts what its line says
+    assert decode["count"] == len(truth)
+    assert decode["p50_ms"] == pytest.approx(np.percentile(truth, 50))
+    assert decode["p95_ms"] == pytest.approx(np.percentile(truth, 95))
+    assert t.telemetry.llm_stage_spans == int(stages.get_column("count").sum())
 
 
 def test_group_by_operation_and_provider(sample: tl.AnalysedTelemetry) -> None:
