@@ -30,8 +30,9 @@ output_tokens / e2e (per second).
 
 Pairing: when LLM spans of one trace are ancestor and descendant (an app's ``chat`` client span
 calling the serving engine's ``llm_request`` server span), they describe one request. The
-deepest span is the request: its values first, the nearest LLM ancestor's where it has none;
-that ancestor's e2e becomes ``client_e2e_ns``; the ancestor is not counted on its own.
+deepest span is the request: its values first, the nearest LLM ancestor's where it has none
+(but e2e: the deepest span's attribute, else its duration); that ancestor's e2e becomes
+``client_e2e_ns``; the ancestor is not counted on its own.
 """
 
 from __future__ import annotations
@@ -385,23 +386,21 @@ def requests(llm: pl.DataFrame, spans: pl.DataFrame) -> pl.DataFrame:
     nearest = nearest_llm_ancestors(llm, spans)
     ancestors = nearest.select(trace_id="trace_id", span_id="_ancestor").unique()
     own = llm.join(ancestors, on=["trace_id", "span_id"], how="anti")
-    canonical = [*TEXT_FIELDS, *TOKEN_FIELDS, *TIME_FIELDS, "tpot_ns", "output_tps"]
+    # Everything but e2e may come from the client span: the server's e2e is its own attribute,
+    # else its own duration, never the client's (which is client_e2e).
+    inherited = [c for c in (*TEXT_FIELDS, *TOKEN_FIELDS, *TIME_FIELDS) if c != "e2e_ns"]
     upper = llm.select(
         "trace_id",
         _ancestor="span_id",
         _client_e2e=pl.col("e2e_req_ns"),
         _client_error=pl.col("status") == "error",
-        **{f"_up_{c}": pl.col(c) for c in canonical if c not in ("tpot_ns", "output_tps")},
+        **{f"_up_{c}": pl.col(c) for c in inherited},
     )
     joined = own.join(nearest, on=["trace_id", "span_id"], how="left").join(
         upper, on=["trace_id", "_ancestor"], how="left"
     )
     filled = joined.with_columns(
-        **{
-            c: pl.coalesce(pl.col(c), pl.col(f"_up_{c}"))
-            for c in canonical
-            if c not in ("tpot_ns", "output_tps")
-        }
+        **{c: pl.coalesce(pl.col(c), pl.col(f"_up_{c}")) for c in inherited}
     )
     # Recompute the metrics when an input came from the ancestor (tokens on the client only).
     filled = with_metrics(filled.drop("e2e_req_ns", "tpot_ns", "output_tps"))

@@ -369,3 +369,18 @@ def test_derived_stages_tile_the_start_of_their_span(
         elif value:
             expected.discard(name)  # starts at or after the span's end: clipped away
     assert {r["name"] for r in rows} == expected
+
+
+def test_the_server_span_without_an_e2e_attribute_uses_its_own_duration() -> None:
+    spans = make_spans(
+        [
+            ("client", None, 0, 3 * S, {"attributes": {"gen_ai.latency.e2e": 2.9,
+                                                       "gen_ai.usage.output_tokens": 5}}),
+            ("server", "client", 0, 2 * S, {"attributes": {"gen_ai.usage.completion_tokens": 5}}),
+        ]
+    )  # fmt: skip
+    (row,) = llm.requests(llm.llm_spans(spans).frame, spans).iter_rows(named=True)
+    assert row["span_id"] == "server"
+    assert row["e2e_req_ns"] == 2 * S
+    assert row["client_e2e_ns"] == int(2.9 * S)
+    assert row["output_tps"] == pytest.approx(2.5)
