@@ -118,8 +118,10 @@ def evaluate(
     present = set(stages.to_list())
     cache: dict[str | None, dict[str, Fraction | None]] = {}
     denominator: int | None = None
-    model_values = _model_values(analysed, logs, budgets)
-    model_values.update(_llm_values(analysed, budgets, llm_aliases))
+    model_values: dict[tuple[str | None, str], tuple[Fraction | float | None, str | None]] = {
+        **_model_values(analysed, logs, budgets),
+        **_llm_values(analysed, budgets, llm_aliases),
+    }
     rows: list[dict[str, JsonValue]] = []
     for budget in budgets:
         note = None
@@ -187,7 +189,7 @@ def _model_values(
 
 def _llm_values(
     analysed: pl.DataFrame, budgets: Sequence[Budget], aliases: Aliases | None
-) -> dict[tuple[str | None, str], tuple[float | None, str | None]]:
+) -> dict[tuple[str | None, str], tuple[Fraction | float | None, str | None]]:
     wanted = [(b.stage, b.metric) for b in budgets if is_llm_metric(b.metric)]
     if not wanted:
         return {}

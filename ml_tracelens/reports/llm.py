@@ -19,12 +19,13 @@ client's e2e p50/p95 beside the server's over the same requests.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import polars as pl
 
 from ml_tracelens.core import llm
-from ml_tracelens.core.stats import quantile
+from ml_tracelens.core.stats import exact_percentiles, quantile
 from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
@@ -320,15 +321,22 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else format_duration(value)
 
 
+#: A budget value: exact where the data are integers (times in ns, counts), else a float.
+BudgetValue = Fraction | float
+
+
 def budget_values(
     *,
     analysed: pl.DataFrame,
     wanted: Sequence[tuple[str | None, str]],
     aliases: llm.Aliases | None = None,
-) -> dict[tuple[str | None, str], tuple[float | None, str | None]]:
+) -> dict[tuple[str | None, str], tuple[BudgetValue | None, str | None]]:
     """Values of LLM budgets for `tracelens check`: (model or None, metric) -> (value in the
-    metric's natural unit, or None with a note). The same numbers `tracelens llm` prints."""
-    out: dict[tuple[str | None, str], tuple[float | None, str | None]] = {}
+    metric's natural unit, or None with a note). The numbers `tracelens llm` prints, computed
+    exactly (fractions of integer nanoseconds and counts) for e2e, ttft and queue percentiles,
+    queue_share, error_rate, requests and token totals, so a budget on a boundary does not
+    flip on float rounding; tpot, output_tps and token percentiles are floats."""
+    out: dict[tuple[str | None, str], tuple[BudgetValue | None, str | None]] = {}
     if "attributes" not in analysed.columns:
         return dict.fromkeys(wanted, (None, "the span attributes were not loaded"))
     frame = request_frame(llm_requests(analysed, aliases=aliases).frame)
@@ -350,17 +358,26 @@ def budget_values(
     return out
 
 
-def _budget_value(frame: pl.DataFrame, metric: str) -> float | None:
+#: duration measures held as integer nanoseconds, by their request column
+_EXACT_TIMES = {"e2e": "e2e_req_ns", "ttft": "ttft_ns", "queue": "queue_ns"}
+
+
+def _budget_value(frame: pl.DataFrame, metric: str) -> BudgetValue | None:
     name = metric.removeprefix("llm.")
     if name == "requests":
-        return float(frame.height)
+        return Fraction(frame.height)
     if name == "error_rate":
         errors = int(frame.get_column("error").sum())
-        return errors / frame.height if frame.height else None
+        return Fraction(errors, frame.height) if frame.height else None
     if name == "queue_share":
-        value = frame.select(queue_share()).item()
-        return float(value) if value is not None else None
+        both = frame.filter(pl.col("queue_ns").is_not_null() & pl.col("e2e_req_ns").is_not_null())
+        total = int(both.get_column("e2e_req_ns").sum())
+        return Fraction(int(both.get_column("queue_ns").sum()), total) if total > 0 else None
     measure, _, stat = name.rpartition(".")
+    if measure in _EXACT_TIMES and stat != "total":
+        percent = int(stat[1:])
+        exact = exact_percentiles(frame.get_column(_EXACT_TIMES[measure]), [percent])
+        return exact[percent] / NS_PER_MS if exact else None
     column = {
         "input_tokens": "input_tokens",
         "output_tokens": "output_tokens",
@@ -368,6 +385,6 @@ def _budget_value(frame: pl.DataFrame, metric: str) -> float | None:
     }.get(measure, f"{measure}_ms")
     values = frame.get_column(column)
     if stat == "total":
-        return float(values.sum()) if values.count() else None
+        return Fraction(round(values.sum())) if values.count() else None
     result = quantile(values, int(stat[1:]) / 100)
     return float(result) if result is not None else None

@@ -445,3 +445,26 @@ def test_an_unknown_llm_field_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "unknown LLM field" in result.stderr
     assert "llm.ttft" in result.stderr
+
+
+def test_a_budget_on_the_exact_boundary_of_an_integer_percentile_passes(tmp_path: Path) -> None:
+    # ttft of 0.1 s, 0.2 s, 0.3 s: p50 is 200 ms exactly, whatever floats make of 0.2
+    spans = [
+        otlp_span(
+            f"{i + 1:032x}",
+            f"{i + 1:016x}",
+            None,
+            "llm_request",
+            1_000_000_000,
+            2_000_000_000,
+            attributes={"gen_ai.latency.time_to_first_token": (i + 1) / 10},
+        )
+        for i in range(3)
+    ]
+    path = write_otlp_lines(tmp_path / "three.jsonl", [spans])
+    t = tl.load([str(path)])
+    (row,) = tl.check(t, ["llm.ttft.p50<=200ms"]).rows.to_dicts()
+    assert row["actual"] == 200.0
+    assert row["passed"]
+    (row,) = tl.check(t, ["llm.ttft.p50<200ms"]).rows.to_dicts()
+    assert not row["passed"]
