@@ -39,7 +39,7 @@ __version__ = "0.1.0"
 #: The library (``ml_tracelens.api``), importable from here.
 API = (
     "AnalysedTelemetry", "Result", "load", "read", "summary", "latency", "errors", "bottlenecks",
-    "traces", "show", "check", "diff", "models", "report", "Page",
+    "traces", "show", "check", "diff", "models", "llm", "report", "Page",
 )  # fmt: skip
 
 __all__ = ["__version__", *API]
@@ -68,6 +68,9 @@ if TYPE_CHECKING:
     )
     from ml_tracelens.api import (
         latency as latency,
+    )
+    from ml_tracelens.api import (
+        llm as llm,
     )
     from ml_tracelens.api import (
         load as load,

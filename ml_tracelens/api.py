@@ -52,6 +52,7 @@ __all__ = [
     "diff",
     "errors",
     "latency",
+    "llm",
     "load",
     "models",
     "read",
@@ -182,8 +183,14 @@ def read_options(
     fields: Mapping[str, str] | None = None,
     strict: bool = False,
     log_time: LogTime = "end",
+    derived_stages: bool = True,
 ) -> ReadOptions:
-    return ReadOptions(field_map=dict(fields or {}), strict=strict, log_time=log_time)
+    return ReadOptions(
+        field_map=dict(fields or {}),
+        strict=strict,
+        log_time=log_time,
+        derived_stages=derived_stages,
+    )
 
 
 def load(
@@ -193,6 +200,7 @@ def load(
     fields: Mapping[str, str] | None = None,
     strict: bool = False,
     log_time: LogTime = "end",
+    derived_stages: bool = True,
     cache: bool = True,
     attributes: bool = True,
     logs: bool = True,
@@ -202,14 +210,17 @@ def load(
     trace, or take both from the cache.
 
     ``fields``: canonical log field -> key in the lines (``{"time": "ts"}``); ``log_time``:
-    what a stage line's timestamp marks. ``attributes=False`` leaves the per-span JSON columns
+    what a stage line's timestamp marks; ``derived_stages``: add ``queue``/``prefill``/``decode``
+    child spans to LLM spans that carry those times (see ``llm``). ``attributes=False`` leaves the per-span JSON columns
     (attributes, resource, events, links, source) out, and ``logs=False`` the log table: faster
     on a warm cache, for reports that group by columns only.
     """
     telemetry, analysis = pipeline.load_analysed(
         _path_list(paths),
         input_format=input_format,
-        options=read_options(fields=fields, strict=strict, log_time=log_time),
+        options=read_options(
+            fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+        ),
         use_cache=cache,
         progress=progress,
         without=() if attributes else pipeline.HEAVY_COLUMNS,
@@ -225,6 +236,7 @@ def read(
     fields: Mapping[str, str] | None = None,
     strict: bool = False,
     log_time: LogTime = "end",
+    derived_stages: bool = True,
 ) -> Telemetry:
     """Read ``paths`` into the canonical tables without analysing them or using the cache."""
     from ml_tracelens import ingest
@@ -232,7 +244,9 @@ def read(
     return ingest.load(
         _path_list(paths),
         input_format=input_format,
-        options=read_options(fields=fields, strict=strict, log_time=log_time),
+        options=read_options(
+            fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+        ),
     )
 
 
@@ -447,6 +461,7 @@ def show(
     fields: Mapping[str, str] | None = None,
     strict: bool = False,
     log_time: LogTime = "end",
+    derived_stages: bool = True,
     cache: bool = True,
     progress: Progress | None = None,
 ) -> Result:
@@ -464,7 +479,9 @@ def show(
         telemetry, spans, logs = pipeline.load_cached_or_raw(
             _path_list(t),
             input_format=input_format,
-            options=read_options(fields=fields, strict=strict, log_time=log_time),
+            options=read_options(
+                fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+            ),
             use_cache=cache,
             progress=progress,
         )
@@ -497,7 +514,12 @@ def check(t: AnalysedTelemetry, budgets: Sequence[str | Budget]) -> Result:
     ]
     return Result(
         check_report.build(
-            analysed=t.spans, budgets=parsed, logs=t.logs, inputs=t.inputs, warnings=t.warnings
+            analysed=t.spans,
+            budgets=parsed,
+            logs=t.logs,
+            llm_aliases=_llm_aliases(t),
+            inputs=t.inputs,
+            warnings=t.warnings,
         )
     )
 
@@ -534,6 +556,7 @@ def diff(
         ],
         bootstrap=Bootstrap(replicates=replicates, seed=seed),
         min_change_pct=min_change_pct,
+        llm_aliases=(_llm_aliases(baseline), _llm_aliases(current)),
         **context,
     )
     return Result(report if long else diff_report.by_stage(report))
@@ -555,3 +578,36 @@ def models(
             current=current, baseline=base, options=options or models_report.ModelOptions()
         )
     )
+
+
+def llm(
+    t: AnalysedTelemetry,
+    *,
+    by: str | Sequence[str] = "model",
+    **filters: Unpack[SpanFilters],
+) -> Result:
+    """LLM serving per model (``by``: model, operation, provider, service, stage, attr.KEY):
+    requests, errors, e2e/TTFT/TPOT/queue percentiles, queue share, tokens, output tokens per
+    second, finish reasons; a request seen by a client and a server span counts once."""
+    from ml_tracelens.reports import llm as llm_report
+
+    _spans_required(t)
+    return Result(
+        llm_report.build(
+            analysed=t.spans,
+            mask=_mask(t, filters),
+            by=_listed(by),
+            derived_stages=t.telemetry.llm_stage_spans,
+            aliases=_llm_aliases(t),
+            inputs=t.inputs,
+            warnings=t.warnings,
+        )
+    )
+
+
+def _llm_aliases(t: AnalysedTelemetry) -> dict[str, tuple[tuple[str, int], ...]]:
+    """The keys each LLM field is read from: the built-in ones, or the user's
+    ``--field llm.NAME=KEY`` (kept with the telemetry, so a cached read has them too)."""
+    from ml_tracelens.core.llm import with_overrides
+
+    return with_overrides(t.telemetry.llm_overrides)

@@ -96,7 +96,25 @@ def report(paths: Paths, exemplars: ExemplarsOpt = 5, *, common: Common) -> None
     common.emit_page(api.report(common.load(paths), exemplars=exemplars, **common.filters))
 
 
-@command(("input_format", "strict", "field", "log_time", "quiet", "debug"))
+LlmByOpt = Annotated[
+    str,
+    typer.Option(
+        "--by",
+        "-b",
+        help="Group by model, operation, provider, service, stage, attr.KEY; comma-separated.",
+    ),
+]
+
+
+@command(FILTERS, READING, OUTPUT)
+def llm(paths: Paths, by: LlmByOpt = "model", *, common: Common) -> None:
+    """LLM serving per model: e2e, time to first token, time per output token, queueing, tokens."""
+    from ml_tracelens import api
+
+    common.emit(api.llm(common.load(paths, logs=False), by=by.split(","), **common.filters))
+
+
+@command(("input_format", "strict", "field", "log_time", "derived_stages", "quiet", "debug"))
 def convert(paths: Paths, output: OutputOpt, *, common: Common) -> None:
     """Write the canonical span and log tables to Parquet; reading it back gives the same reports."""
     from ml_tracelens.readers.parquet import write_parquet
@@ -126,7 +144,8 @@ ReportArg = Annotated[
     str,
     typer.Argument(
         metavar="REPORT",
-        help="summary, latency, errors, bottlenecks, check, diff, show, traces, models, formats.",
+        help="summary, latency, errors, bottlenecks, check, diff, show, traces, models, llm, "
+        "formats.",
     ),
 ]
 

@@ -11,7 +11,7 @@ from ml_tracelens.cli.options import OUTPUT, READING, Common, Paths, command
 from ml_tracelens.exceptions import UsageError
 
 if TYPE_CHECKING:
-    from ml_tracelens.api import Result
+    from ml_tracelens.api import AnalysedTelemetry, Result
 
 ConfigOpt = Annotated[
     Path | None,
@@ -195,7 +195,7 @@ def diff(
 
     base_paths, cur_paths = sides.sides(paths, baseline, current)
     rules = gate_rules(fail_on, config)
-    base, cur = (common.load(side, by=[], config=config) for side in (base_paths, cur_paths))
+    base, cur = (_diff_side(common, side, config) for side in (base_paths, cur_paths))
     result = api.diff(
         base,
         cur,
@@ -244,6 +244,15 @@ def models(
     current = common.read(paths)
     base = common.read(baseline) if baseline else None
     common.emit(api.models(current, baseline=base, options=options))
+
+
+def _diff_side(common: Common, paths: list[str], config: Path | None) -> AnalysedTelemetry:
+    """One side of a diff: span columns only, unless it holds LLM spans, whose per-model
+    comparison reads their attributes (loaded again, from the cache when it has them)."""
+    side = common.load(paths, by=[], config=config)
+    if side.telemetry.llm_spans and "attributes" not in side.spans.columns:
+        side = common.load(paths, config=config)
+    return side
 
 
 def write_junit(path: Path | None, result: Result) -> None:

@@ -73,6 +73,11 @@ EXAMPLES: dict[str, str] = {
         "tracelens traces sample_data/traces.otlp.jsonl --slowest 5",
         "tracelens traces dump.jsonl --errors --format csv",
     ),
+    "llm": _examples(
+        "tracelens llm sample_data/llm.otlp.jsonl",
+        "tracelens llm sample_data/llm.otlp.jsonl --by operation,provider --format markdown",
+        "tracelens llm sample_data/llm.log.jsonl --service chat-app",
+    ),
     "models": _examples(
         "tracelens models sample_data/traces.otlp.jsonl",
         "tracelens models current.jsonl --baseline last-week.jsonl --format json",

@@ -91,6 +91,14 @@ LogTimeOpt = Annotated[
         metavar="end|start",
     ),
 ]
+DerivedStagesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--derived-stages/--no-derived-stages",
+        help="Add queue/prefill/decode child spans to LLM spans that carry those times "
+        "(vLLM's gen_ai.latency.* attributes); --no-derived-stages leaves the spans as read.",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback of unexpected errors.")]
 WhereOpt = Annotated[
@@ -178,6 +186,7 @@ SHARED: dict[str, tuple[Any, Any]] = {
     "strict": (StrictOpt, False),
     "field": (FieldOpt, None),
     "log_time": (LogTimeOpt, None),
+    "derived_stages": (DerivedStagesOpt, True),
     "no_cache": (NoCacheOpt, False),
     "fmt": (FormatOpt, None),
     "output": (OutputFileOpt, None),
@@ -186,7 +195,7 @@ SHARED: dict[str, tuple[Any, Any]] = {
     "debug": (DebugOpt, False),
 }
 FILTERS = ("where", "since", "until", "service", "stage")
-READING = ("input_format", "strict", "field", "log_time", "no_cache")
+READING = ("input_format", "strict", "field", "log_time", "derived_stages", "no_cache")
 OUTPUT = ("fmt", "output", "wide", "quiet", "debug")
 
 
@@ -197,6 +206,7 @@ class Reading(TypedDict):
     fields: dict[str, str]
     strict: bool
     log_time: LogTime
+    derived_stages: bool
 
 
 @dataclass(frozen=True)
@@ -212,6 +222,7 @@ class Common:
     strict: bool = False
     field: list[str] | None = None
     log_time: str | None = None
+    derived_stages: bool = True
     no_cache: bool = False
     fmt: OutputFormat | None = None
     output: Path | None = None
@@ -259,6 +270,7 @@ class Common:
             "fields": field_map(self.field),
             "strict": self.strict,
             "log_time": log_time_setting(self.log_time, config),
+            "derived_stages": self.derived_stages,
         }
 
     def load(

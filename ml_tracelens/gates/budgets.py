@@ -12,6 +12,12 @@ Budget: ``[STAGE:]METRIC OP VALUE[UNIT]``, for example::
   a unit is required: ns, us or µs, ms, s); error_rate, cp_share (fractions: ``0.4`` or ``40%``).
   cp_share and self_mean need a stage.
 - OP: ``<  <=  >  >=  ==  !=``. VALUE: an unsigned decimal number (no exponent).
+- LLM metrics (`tracelens llm`; the part before ``:`` names a model, e.g.
+  ``llama-3-8b:llm.ttft.p99<1s``; without one, all LLM requests): ``llm.MEASURE.STAT`` with
+  MEASURE e2e, ttft, tpot, queue (durations: a unit is required) or input_tokens,
+  output_tokens, output_tps (plain numbers) and STAT p50, p90, p95, p99 (tokens also
+  ``total``, a whole number); ``llm.queue_share`` and ``llm.error_rate`` (fractions);
+  ``llm.requests`` (a whole number).
 - Model metrics (`tracelens models`): ``low_confidence_rate`` (a fraction: the share of model
   records with a confidence below 0.5) and ``psi.FIELD`` (a plain number: the largest population
   stability index of FIELD, i.e. ``prediction``, ``confidence`` or a numeric attribute such as
@@ -78,6 +84,33 @@ def is_model_metric(metric: str) -> bool:
     return metric in MODEL_METRICS or metric.startswith(PSI_PREFIX)
 
 
+#: ``llm.`` budgets are measured on LLM requests (reports/llm.py), scoped by model.
+LLM_PREFIX = "llm."
+LLM_DURATIONS = ("e2e", "ttft", "tpot", "queue")
+LLM_NUMBERS = ("input_tokens", "output_tokens", "output_tps")
+LLM_STATS = ("p50", "p90", "p95", "p99")
+LLM_METRICS: dict[str, MetricKind] = {
+    **{f"llm.{m}.{s}": MetricKind.DURATION for m in LLM_DURATIONS for s in LLM_STATS},
+    **{f"llm.{m}.{s}": MetricKind.INDEX for m in LLM_NUMBERS for s in LLM_STATS},
+    "llm.input_tokens.total": MetricKind.COUNT,
+    "llm.output_tokens.total": MetricKind.COUNT,
+    "llm.queue_share": MetricKind.RATE,
+    "llm.error_rate": MetricKind.RATE,
+    "llm.requests": MetricKind.COUNT,
+}
+
+
+def is_llm_metric(metric: str) -> bool:
+    return metric.startswith(LLM_PREFIX)
+
+
+def metric_kind(metric: str) -> MetricKind | None:
+    """The kind of any budget metric (stage, model, PSI or LLM); None for an unknown one."""
+    if metric.startswith(PSI_PREFIX):
+        return MetricKind.INDEX
+    return METRICS.get(metric) or LLM_METRICS.get(metric)
+
+
 #: Metrics that only make sense per stage: a request is the whole critical path, and the self
 #: time of a root is a property of the stage that serves it, not of the requests.
 STAGE_ONLY = frozenset({"cp_share", "self_mean"})
@@ -123,9 +156,10 @@ class Budget:
 
     @property
     def kind(self) -> MetricKind:
-        if self.metric.startswith(PSI_PREFIX):
-            return MetricKind.INDEX
-        return METRICS[self.metric]
+        kind = metric_kind(self.metric)
+        if kind is None:
+            raise KeyError(self.metric)
+        return kind
 
     def holds(self, actual: Fraction) -> bool:
         """Whether an exact ``actual`` value (natural unit) meets the budget."""
@@ -164,9 +198,16 @@ def parse_budget(text: str, *, origin: str = "--budget") -> Budget:
 
     if metric == PSI_PREFIX:
         raise fail(f"name the field after {PSI_PREFIX!r}, e.g. psi.confidence<0.2")
-    if metric not in METRICS and not metric.startswith(PSI_PREFIX):
+    if is_llm_metric(metric) and metric not in LLM_METRICS:
         raise fail(
-            f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}, {PSI_PREFIX}FIELD"
+            f"unknown LLM metric {metric!r}; choose llm.MEASURE.STAT (MEASURE: "
+            f"{', '.join((*LLM_DURATIONS, *LLM_NUMBERS))}; STAT: {', '.join(LLM_STATS)}, or "
+            "total for tokens), llm.queue_share, llm.error_rate or llm.requests"
+        )
+    if metric not in METRICS and not metric.startswith(PSI_PREFIX) and not is_llm_metric(metric):
+        raise fail(
+            f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}, {PSI_PREFIX}FIELD, "
+            "llm.METRIC"
         )
     if op not in OPERATORS:
         raise fail(f"unknown operator {op!r}; choose one of {' '.join(OPERATORS)}")
@@ -181,7 +222,7 @@ def parse_budget(text: str, *, origin: str = "--budget") -> Budget:
         raise fail("a budget value cannot have a sign")
     value = Decimal(number["num"])
     unit = number["unit"].strip()
-    kind = MetricKind.INDEX if metric.startswith(PSI_PREFIX) else METRICS[metric]
+    kind = metric_kind(metric) or MetricKind.INDEX
     if kind is MetricKind.INDEX:
         if unit:
             raise fail(f"{metric} is a plain number (e.g. 0.2): drop the unit {unit!r}")

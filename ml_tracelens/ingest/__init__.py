@@ -8,11 +8,13 @@ record is lost without a word.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import IO
 
 import polars as pl
 
 from ml_tracelens import limits
+from ml_tracelens.core import llm
 from ml_tracelens.durations import NS_PER_MS, NS_PER_US
 from ml_tracelens.exceptions import InputError, MalformedInput
 from ml_tracelens.ingest.inputs import ResolvedInputs, resolve
@@ -38,6 +40,7 @@ from ml_tracelens.readers.base import (
     ReadResult,
     ReadStats,
 )
+from ml_tracelens.readers.support.log_aliases import llm_overrides
 from ml_tracelens.schema import empty_logs, empty_spans
 
 __all__ = ["SNIFF_BYTES", "InputSummary", "Progress", "Telemetry", "load", "rechunked"]
@@ -183,6 +186,9 @@ def _load(
     warnings.extend(_stage_line_warnings(derived))
     if derived.spans.height:
         spans = with_slack(spans, derived)
+    overrides = llm_overrides(options.field_map)
+    spans, llm = with_llm_stages(spans, enabled=options.derived_stages, overrides=overrides)
+    warnings.extend(llm.warnings)
     # One chunk per column, once: on a frame of many chunks (readers concatenate one per 50,000
     # spans) every eager select or with_columns of polars copies all columns into one chunk again.
     spans, logs = rechunked(spans), rechunked(logs)
@@ -208,6 +214,48 @@ def _load(
         log_span_lines=derived.span_lines,
         derived_roots=derived.derived_roots,
         log_lines_not_spans=derived.not_spans,
+        llm_spans=llm.spans,
+        llm_fields=llm.fields,
+        llm_stage_spans=llm.stage_spans,
+        llm_overrides=overrides,
+    )
+
+
+@dataclass(frozen=True)
+class LlmFound:
+    """What ``with_llm_stages`` found: LLM spans, the keys that held values, stages added."""
+
+    spans: int = 0
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    stage_spans: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def with_llm_stages(
+    spans: pl.DataFrame,
+    *,
+    enabled: bool,
+    overrides: dict[str, tuple[str, int]] | None = None,
+) -> tuple[pl.DataFrame, LlmFound]:
+    """``spans`` plus the derived ``queue``/``prefill``/``decode`` spans of core/llm.py (when
+    ``enabled``), and what was found: read here once, so a cached dump answers ``summary``
+    without scanning attributes again."""
+    found = llm.llm_spans(spans, aliases=llm.with_overrides(overrides))
+    if found.frame.is_empty():
+        return spans, LlmFound()
+    warnings = []
+    if found.unusable:
+        counts = ", ".join(
+            f"{n:,} {name.removesuffix('_ns')}" for name, n in found.unusable.items()
+        )
+        warnings.append(
+            f"LLM attribute values that are not non-negative numbers were ignored: {counts}"
+        )
+    made = llm.derived_stages(spans, found.frame, schema=spans.schema) if enabled else spans.clear()
+    if made.height:
+        spans = pl.concat([spans, made], how="vertical")
+    return spans, LlmFound(
+        spans=found.frame.height, fields=found.found, stage_spans=made.height, warnings=warnings
     )
 
 

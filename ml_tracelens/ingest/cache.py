@@ -270,6 +270,12 @@ def _described(meta: dict[str, Any]) -> tuple[Telemetry, Structure]:
         log_span_lines=meta["log_span_lines"],
         derived_roots=meta["derived_roots"],
         log_lines_not_spans=meta["log_lines_not_spans"],
+        llm_spans=meta.get("llm_spans", 0),
+        llm_fields=meta.get("llm_fields", {}),
+        llm_stage_spans=meta.get("llm_stage_spans", 0),
+        llm_overrides={
+            name: (key, unit) for name, (key, unit) in meta.get("llm_overrides", {}).items()
+        },
     )
     return telemetry, Structure(**structure)
 
@@ -401,6 +407,10 @@ def _metadata(telemetry: Telemetry, analysis: Analysis) -> dict[str, Any]:
         "log_span_lines": telemetry.log_span_lines,
         "derived_roots": telemetry.derived_roots,
         "log_lines_not_spans": telemetry.log_lines_not_spans,
+        "llm_spans": telemetry.llm_spans,
+        "llm_fields": telemetry.llm_fields,
+        "llm_stage_spans": telemetry.llm_stage_spans,
+        "llm_overrides": telemetry.llm_overrides,
         "span_columns": telemetry.spans.columns,
         "analysis_columns": analysis.spans.columns,
         "structure": structure,

@@ -48,6 +48,14 @@ class Telemetry:
     derived_roots: int = 0
     #: reason -> log lines that did not become spans (see ``log_spans``)
     log_lines_not_spans: dict[str, int] = field(default_factory=dict)
+    #: spans carrying LLM attributes (core/llm.py), read or built from log lines
+    llm_spans: int = 0
+    #: canonical LLM column -> the attribute keys that held its values
+    llm_fields: dict[str, list[str]] = field(default_factory=dict)
+    #: ``queue``/``prefill``/``decode`` spans added under LLM spans (core/llm.py)
+    llm_stage_spans: int = 0
+    #: canonical LLM column -> (key, ns per unit) from ``--field llm.NAME=KEY``
+    llm_overrides: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def skipped_lines(self) -> int:

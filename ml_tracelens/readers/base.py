@@ -42,6 +42,9 @@ class ReadOptions:
     #: what a log line's timestamp marks on a stage interval: its "end" (a line reporting a
     #: duration is written when the stage finishes) or its "start"
     log_time: Literal["end", "start"] = "end"
+    #: add ``queue``/``prefill``/``decode`` child spans to LLM spans that carry those times
+    #: (core/llm.py; ``--no-derived-stages`` turns it off)
+    derived_stages: bool = True
 
 
 class InputSource:

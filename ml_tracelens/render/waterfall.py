@@ -324,6 +324,10 @@ class _Layout:
         for flag, name in (("orphan", "orphan"), ("skewed", "skew"), ("outside_parent", "outside")):
             if row.get(flag):
                 text.append(f" [{name}]", "yellow")
+        attributes = row.get("attributes")
+        # A stage tracelens laid out from an LLM span's attributes (core/llm.py), not read.
+        if isinstance(attributes, dict) and attributes.get("tracelens.derived") == "llm":
+            text.append(" [derived]", "cyan")
         if row["error"]:
             message = row["error_message"]
             text.append(" ✗ " + (clip(message) if message else "error"), "bold red")

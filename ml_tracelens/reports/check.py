@@ -12,7 +12,9 @@ value (no timed spans, no requests) fails the same way: a gate never passes on m
 
 Model budgets (``low_confidence_rate``, ``psi.FIELD``; budgets.py) are measured on the model
 records of `tracelens models` (reports/models.py, from the spans and the log lines); their
-``stage`` is a model version.
+``stage`` is a model version. LLM budgets (``llm.ttft.p95``, ``llm.queue_share``...; budgets.py)
+are the numbers `tracelens llm` prints (reports/llm.py), over every LLM request or, with a
+``MODEL:`` prefix, over that model's.
 
 Rows (JSON ``rows``): budget, stage (null for requests), metric, op, actual, limit, passed, note.
 actual and limit are in the metric's natural unit: milliseconds for durations, a fraction 0..1 for
@@ -28,9 +30,17 @@ from fractions import Fraction
 
 import polars as pl
 
+from ml_tracelens.core.llm import Aliases
 from ml_tracelens.core.stats import PERCENTILES, exact_percentiles, requests
 from ml_tracelens.durations import NS_PER_MS
-from ml_tracelens.gates.budgets import METRICS, Budget, MetricKind, format_limit, is_model_metric
+from ml_tracelens.gates.budgets import (
+    METRICS,
+    Budget,
+    MetricKind,
+    format_limit,
+    is_llm_metric,
+    is_model_metric,
+)
 from ml_tracelens.reports.documents import CheckPayload
 from ml_tracelens.reports.latency import cp_denominator_ns
 from ml_tracelens.reports.metric_units import in_metric_unit
@@ -101,18 +111,23 @@ def evaluate(
     analysed: pl.DataFrame,
     budgets: Sequence[Budget],
     logs: pl.DataFrame | None = None,
+    llm_aliases: Aliases | None = None,
 ) -> list[dict[str, JsonValue]]:
-    """One row per budget, in the order given; ``logs`` feed model budgets with the spans."""
+    """One row per budget, in the order given; ``logs`` feed model budgets with the spans;
+    ``llm_aliases``: the keys LLM budgets read (core/llm.py)."""
     stages = analysed.get_column("name").drop_nulls().unique()
     present = set(stages.to_list())
     cache: dict[str | None, dict[str, Fraction | None]] = {}
     denominator: int | None = None
-    model_values = _model_values(analysed, logs, budgets)
+    model_values: dict[tuple[str | None, str], tuple[Fraction | float | None, str | None]] = {
+        **_model_values(analysed, logs, budgets),
+        **_llm_values(analysed, budgets, llm_aliases),
+    }
     rows: list[dict[str, JsonValue]] = []
     for budget in budgets:
         note = None
         actual: Fraction | None = None
-        if is_model_metric(budget.metric):
+        if is_model_metric(budget.metric) or is_llm_metric(budget.metric):
             value, missing = model_values[(budget.stage, budget.metric)]
             actual = Fraction(value) if value is not None else None
             note = f"no value: {missing}" if missing else None
@@ -173,6 +188,17 @@ def _model_values(
     )
 
 
+def _llm_values(
+    analysed: pl.DataFrame, budgets: Sequence[Budget], aliases: Aliases | None
+) -> dict[tuple[str | None, str], tuple[Fraction | float | None, str | None]]:
+    wanted = [(b.stage, b.metric) for b in budgets if is_llm_metric(b.metric)]
+    if not wanted:
+        return {}
+    from ml_tracelens.reports.llm import budget_values
+
+    return budget_values(analysed=analysed, wanted=wanted, aliases=aliases)
+
+
 def _stats_for(analysed: pl.DataFrame, stage: str | None) -> dict[str, Fraction | None]:
     if stage is None:
         return exact_stats(
@@ -223,11 +249,12 @@ def build(
     analysed: pl.DataFrame,
     budgets: Sequence[Budget],
     logs: pl.DataFrame | None = None,
+    llm_aliases: Aliases | None = None,
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     """The check report; it has not ``passed`` when any budget failed."""
-    rows = evaluate(analysed=analysed, budgets=budgets, logs=logs)
+    rows = evaluate(analysed=analysed, budgets=budgets, logs=logs, llm_aliases=llm_aliases)
     failed = sum(not row["passed"] for row in rows)
     headline = (
         f"FAILED: {failed} of {len(rows)} budgets not met"

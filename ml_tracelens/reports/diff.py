@@ -6,6 +6,10 @@ the absolute change (current - baseline, same unit) and the relative change in p
 baseline (null when the baseline is 0). Stages found on one side only are listed as appeared or
 disappeared.
 
+LLM requests (reports/llm.py) add, per model, the stages ``MODEL:llm.e2e``, ``MODEL:llm.ttft``,
+``MODEL:llm.tpot`` and ``MODEL:llm.queue``: their count, percentiles and error rate compare like
+a stage's (a rule names them as ``llama-3-8b:llm.ttft:p95>+10%``).
+
 Noise: each change gets a bootstrap confidence interval (``ci_low``/``ci_high``, in the unit of
 the change) and p-value over requests resampled B times (``core/bootstrap.py``; B defaults to
 1000, seeded, so a run is reproducible).
@@ -30,6 +34,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core.bootstrap import CONFIDENCE, Bootstrap, paired_intervals, replicate_estimates
+from ml_tracelens.core.llm import Aliases
 from ml_tracelens.core.significance import DEFAULT_MIN_CHANGE_PCT, benjamini_hochberg
 from ml_tracelens.core.stats import milliseconds, quantile, requests
 from ml_tracelens.durations import format_duration
@@ -89,8 +94,9 @@ def min_samples(metric: str) -> int:
     return MIN_ERROR_RATE_SAMPLES if metric == "error_rate" else 0
 
 
-def units(analysed: pl.DataFrame) -> pl.DataFrame:
-    """What diff measures: every span under its stage, plus each request under stage null."""
+def units(analysed: pl.DataFrame, llm_aliases: Aliases | None = None) -> pl.DataFrame:
+    """What diff measures: every span under its stage, plus each request under stage null, plus
+    (``llm_units``) each LLM request's e2e, ttft, tpot and queue under ``MODEL:llm.MEASURE``."""
     spans = analysed.select(
         "trace_id",
         stage=pl.col("name"),
@@ -105,7 +111,45 @@ def units(analysed: pl.DataFrame) -> pl.DataFrame:
         error=pl.col("request_error").fill_null(False),
         request=pl.lit(True),
     )
-    return pl.concat([roots, spans], how="vertical")
+    parts = [roots, spans]
+    llm = llm_units(analysed, llm_aliases)
+    if llm is not None:
+        parts.append(llm)
+    return pl.concat(parts, how="vertical")
+
+
+#: LLM measures diff compares per model, and their column in the LLM request frame
+LLM_MEASURES = {"e2e": "e2e_req_ns", "ttft": "ttft_ns", "tpot": "tpot_ns", "queue": "queue_ns"}
+NO_MODEL = "(no model)"
+
+
+def llm_units(analysed: pl.DataFrame, aliases: Aliases | None = None) -> pl.DataFrame | None:
+    """Per LLM request (reports/llm.py: client and server spans of one request count once) and
+    measure: a unit of stage ``MODEL:llm.MEASURE`` whose duration is that measure (null when the
+    request does not report it) and whose error is the request's. They resample by trace with
+    the spans, so their intervals are those of the stages. None without LLM spans (or without
+    the attributes to find them)."""
+    if "attributes" not in analysed.columns:
+        return None
+    from ml_tracelens.reports.llm import llm_requests
+
+    found = llm_requests(analysed, aliases=aliases).frame
+    if found.is_empty():
+        return None
+    model = pl.col("model").fill_null(NO_MODEL)
+    return pl.concat(
+        [
+            found.select(
+                "trace_id",
+                stage=model + pl.lit(f":llm.{measure}"),
+                duration_ns=pl.col(column).round().cast(pl.Int64),
+                error=pl.col("error").fill_null(False),
+                request=pl.lit(False),
+            )
+            for measure, column in LLM_MEASURES.items()
+        ],
+        how="vertical",
+    )
 
 
 def _aggregations() -> list[pl.Expr]:
@@ -136,13 +180,15 @@ def compare(
     rules: Sequence[Rule] = (),
     bootstrap: Bootstrap | None = None,
     min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
+    llm_aliases: tuple[Aliases | None, Aliases | None] = (None, None),
 ) -> tuple[list[dict[str, JsonValue]], list[str], list[str]]:
     """Rows (one per stage and metric), and the stages that appeared and disappeared.
 
-    ``baseline`` and ``current`` are analysed span frames (core.analyze).
+    ``baseline`` and ``current`` are analysed span frames (core.analyze); ``llm_aliases``: the
+    keys each side's LLM fields are read from (core/llm.py).
     """
     settings = bootstrap or Bootstrap()
-    base_units, cur_units = units(baseline), units(current)
+    base_units, cur_units = units(baseline, llm_aliases[0]), units(current, llm_aliases[1])
     base, cur = point_estimates(base_units), point_estimates(cur_units)
     ci = paired_intervals(
         *(
@@ -315,6 +361,7 @@ def build(
     rules: Sequence[Rule] = (),
     bootstrap: Bootstrap | None = None,
     min_change_pct: float = DEFAULT_MIN_CHANGE_PCT,
+    llm_aliases: tuple[Aliases | None, Aliases | None] = (None, None),
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
@@ -327,6 +374,7 @@ def build(
         rules=rules,
         bootstrap=settings,
         min_change_pct=min_change_pct,
+        llm_aliases=llm_aliases,
     )
     regressions = sum(row["regression"] is True for row in rows)
     verdicts = sum(row["significant"] is True for row in rows)

@@ -390,6 +390,54 @@ class ModelsPayload(Payload):
     window: str | None
 
 
+class LlmRow(msgspec.Struct, kw_only=True):
+    """One group of LLM requests; its keys (``model``, ``operation``, ``attr.KEY``...) come
+    first, named by ``group_by``, so this object takes keys besides these."""
+
+    requests: int
+    errors: int
+    error_rate: float | None
+    e2e_p50_ms: float | None
+    e2e_p95_ms: float | None
+    e2e_p99_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    ttft_p99_ms: float | None
+    tpot_p50_ms: float | None
+    tpot_p95_ms: float | None
+    queue_p50_ms: float | None
+    queue_p95_ms: float | None
+    queue_share: float | None
+    input_tokens_p50: float | None
+    input_tokens_p95: float | None
+    input_tokens_total: int | None
+    output_tokens_p50: float | None
+    output_tokens_p95: float | None
+    output_tokens_total: int | None
+    output_tps_p50: float | None
+    finish_reasons: dict[str, float]
+
+
+class LlmClientRow(msgspec.Struct, kw_only=True):
+    """Requests of a group also seen by a client span; group keys first, as in ``LlmRow``."""
+
+    paired: int
+    client_e2e_p50_ms: float | None
+    client_e2e_p95_ms: float | None
+    server_e2e_p50_ms: float | None
+    server_e2e_p95_ms: float | None
+
+
+class LlmPayload(Payload):
+    group_by: list[str]
+    #: LLM requests counted (a client and a server span of one request count once)
+    llm_requests: int
+    paired_requests: int
+    #: LLM field (model, ttft, input_tokens, ...) -> the attribute keys that held its values
+    fields: dict[str, list[str]]
+    derived_stage_spans: int
+
+
 class Format(Strict):
     name: str
     description: str
@@ -429,6 +477,9 @@ ModelsDocument = document(
     },
     optional_tables=frozenset({"features", "windows", "baseline_rows"}),
 )
+LlmDocument = document(
+    "LlmDocument", LlmPayload, {"rows": list[LlmRow], "clients": list[LlmClientRow]}
+)
 FormatsDocument = document("FormatsDocument", FormatsPayload, {"rows": list[Format]})
 
 #: Report name -> its document type.
@@ -442,6 +493,7 @@ DOCUMENTS: dict[str, type[Envelope]] = {
     "show": ShowDocument,
     "traces": TracesDocument,
     "models": ModelsDocument,
+    "llm": LlmDocument,
     "formats": FormatsDocument,
 }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from ml_tracelens.gates.budgets import MetricKind
+from ml_tracelens.gates.budgets import MetricKind, metric_kind
 from ml_tracelens.reports.result import ColumnKind, JsonValue
 
 SHOWN_AS = {
@@ -24,7 +24,7 @@ def in_metric_unit(
 
     def kind_of(row: Mapping[str, JsonValue]) -> ColumnKind:
         metric = row.get("metric")
-        kind = metrics.get(metric) if isinstance(metric, str) else None
+        kind = (metrics.get(metric) or metric_kind(metric)) if isinstance(metric, str) else None
         return ColumnKind.FLOAT if kind is None else SHOWN_AS.get(kind, ColumnKind.FLOAT)
 
     return kind_of

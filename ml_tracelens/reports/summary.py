@@ -77,6 +77,7 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
             (f"log lines not spans: {reason}", count)
             for reason, count in telemetry.log_lines_not_spans.items()
         ),
+        *_llm_facts(telemetry),
         ("lines skipped", telemetry.skipped_lines),
         ("malformed spans skipped inside read lines", telemetry.skipped_items),
     ]
@@ -115,6 +116,21 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         inputs=inputs_of(telemetry),
         warnings=warnings_of(telemetry, analysis),
     )
+
+
+def _llm_facts(telemetry: Telemetry) -> list[tuple[str, int | str]]:
+    """LLM spans, the stages derived from them and the keys each LLM field was read from
+    (core/llm.py); nothing for a dump without LLM spans."""
+    if not telemetry.llm_spans:
+        return []
+    return [
+        ("LLM spans", telemetry.llm_spans),
+        ("queue/prefill/decode spans derived from LLM spans", telemetry.llm_stage_spans),
+        *(
+            (f"LLM {name.removesuffix('_ns')} from", ", ".join(keys))
+            for name, keys in telemetry.llm_fields.items()
+        ),
+    ]
 
 
 #: Inputs the summary table lists one by one; the rest fold into one row (JSON lists them all).

@@ -27,6 +27,8 @@ JAEGER = "sample_data/traces.jaeger.json"
 ZIPKIN = "sample_data/traces.zipkin.json"
 DEMO = "../shared/fixtures/otlp/otel-demo-capture.otlp.jsonl"
 ZIPKIN_FIXTURES = "../shared/fixtures/zipkin"
+LLM = "sample_data/llm.otlp.jsonl"
+LLM_LOGS = "sample_data/llm.log.jsonl"
 #: A request of the samples with a failed stage, by its correlation id (logs and spans have it).
 FAILED_REQUEST = "req-eaf584"
 #: Stands for a file the command writes; its content is recorded after the streams.
@@ -90,6 +92,25 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("diff-logs-otlp.html", ["diff", LOGS, OTLP, "--format", "html"]),
         ("report-otlp.html", ["report", OTLP, "--exemplars", "3"]),
     ]
+    # LLM serving: the report, and the derived stages in the span reports.
+    for fmt in FORMATS:
+        cases.append((f"llm.{fmt}", ["llm", LLM, "--format", fmt]))
+    cases += [
+        ("llm-logs.table", ["llm", LLM_LOGS]),
+        ("llm-by-operation.json", ["llm", LLM, "--by", "operation,provider", "--format", "json"]),
+        ("latency-llm.table", ["latency", LLM]),
+        ("latency-llm-no-derived.table", ["latency", LLM, "--no-derived-stages"]),
+        ("bottlenecks-llm.table", ["bottlenecks", LLM]),
+        ("summary-llm.table", ["summary", LLM]),
+        ("show-llm.table", ["show", "82eb8c2cdc95d302ccf53110b4431cce", LLM]),
+        ("summary-llm-logs.table", ["summary", LLM_LOGS]),
+        ("check-llm.table", ["check", LLM, "--budget", "llm.ttft.p95 < 500ms",
+                             "--budget", "llm.tpot.p50 <= 40ms", "--budget", "llm.queue_share < 20%",
+                             "--budget", "llm.output_tps.p50 >= 30",
+                             "--budget", "mixtral-8x7b-instruct:llm.output_tps.p50 >= 30"]),
+        ("diff-llm.table", ["diff", LLM, "sample_data/llm.slower.otlp.jsonl", "--bootstrap", "4000",
+                            "--fail-on", "mixtral-8x7b-instruct:llm.tpot:p50>+10%"]),
+    ]  # fmt: skip
     return cases
 
 

@@ -180,3 +180,49 @@ def test_bad_rules_name_the_rule_and_the_problem(text: str, expected: str) -> No
         parse_rule(text)
     assert expected in str(info.value)
     assert str(info.value).startswith(f"--fail-on {text!r}")
+
+
+# --- LLM budgets (issue 17) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "stage", "metric", "kind", "limit"),
+    [
+        ("llm.ttft.p95 < 500ms", None, "llm.ttft.p95", "duration", "500"),
+        ("llm.tpot.p50 <= 40ms", None, "llm.tpot.p50", "duration", "40"),
+        ("llm.queue_share < 20%", None, "llm.queue_share", "rate", "0.20"),
+        ("llm.output_tps.p50 >= 30", None, "llm.output_tps.p50", "index", "30"),
+        ("llama-3-8b:llm.ttft.p99 < 1s", "llama-3-8b", "llm.ttft.p99", "duration", "1E+3"),
+        ("org/model:v1:llm.e2e.p50<2s", "org/model:v1", "llm.e2e.p50", "duration", "2E+3"),
+        ("llm.output_tokens.total>=1000", None, "llm.output_tokens.total", "count", "1000"),
+        ("llm.error_rate<1%", None, "llm.error_rate", "rate", "0.01"),
+    ],
+)
+def test_llm_budgets_parse_with_a_model_prefix(
+    text: str, stage: str | None, metric: str, kind: str, limit: str
+) -> None:
+    from decimal import Decimal
+
+    from ml_tracelens.gates.budgets import parse_budget
+
+    budget = parse_budget(text)
+    assert (budget.stage, budget.metric, budget.kind.value) == (stage, metric, kind)
+    assert budget.limit == Decimal(limit)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("llm.ttft.p95 < 500", "add a unit"),
+        ("llm.ttft.p42 < 5ms", "unknown LLM metric"),
+        ("llm.colour < 5", "unknown LLM metric"),
+        ("llm.output_tps.p50 >= 30ms", "plain number"),
+        ("llm.queue_share < 120%", "more than 100%"),
+    ],
+)
+def test_malformed_llm_budgets_say_what_is_wrong(text: str, problem: str) -> None:
+    from ml_tracelens.exceptions import UsageError
+    from ml_tracelens.gates.budgets import parse_budget
+
+    with pytest.raises(UsageError, match=problem):
+        parse_budget(text)

@@ -208,6 +208,7 @@ OPTION_CHANGES: list[dict[str, object]] = [
     {"strict": True},
     {"field_map": {"time": "ts"}},
     {"log_time": "start"},
+    {"derived_stages": False},
 ]
 
 

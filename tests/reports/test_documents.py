@@ -163,7 +163,7 @@ def test_the_readme_names_the_keys_of_every_report() -> None:
 _README_VALUES = {
     "stage", "service", "slower", "faster", "baseline", "current", "stable", "moderate", "major",
     "prediction", "confidence", "count", "p50", "p95", "p99", "error_rate", "requests", "request",
-    "cp_share", "errors", "self_mean", "mean", "max",
+    "cp_share", "errors", "self_mean", "mean", "max", "model", "operation", "provider",
 }  # fmt: skip
 
 

@@ -38,7 +38,9 @@ negative number) or ``duration not a number``.
   text with units overrides it (``"357.8ms"``). loguru's ``record.elapsed`` (time since the
   logger started) is not a duration.
 
-Canonical field names for ``--field FIELD=KEY`` (``ReadOptions.field_map``) are ``FIELD_NAMES``;
+Canonical field names for ``--field FIELD=KEY`` (``ReadOptions.field_map``) are ``FIELD_NAMES``,
+and ``llm.NAME`` for the LLM fields of core/llm.py (``llm_overrides``: those keys are not log
+columns; they stay in ``attributes``, where the LLM report reads them);
 a user key replaces the built-in aliases of that field (a dotted key is a nested path; for
 ``error`` an object under the key counts, and its ``KEY.message`` and ``KEY.type`` give the
 text). ``duration=KEY`` takes its unit from ``KEY:UNIT`` (``took:ms``; an unknown unit is a
@@ -53,6 +55,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ml_tracelens.core import llm
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.readers.support import log_values as v
 
@@ -220,10 +223,14 @@ class Plan:
 def validate_field_map(field_map: Mapping[str, str]) -> dict[str, str]:
     """Check ``--field`` names and duration units; raise UsageError naming the bad one and the
     valid ones."""
+    llm_overrides(field_map)
     for name, key in field_map.items():
+        if name.startswith(llm.FIELD_PREFIX):
+            continue
         if name not in FIELD_NAMES:
             raise UsageError(
-                f"{name}={key}: unknown log field {name!r}; known fields: {', '.join(FIELD_NAMES)}",
+                f"{name}={key}: unknown log field {name!r}; known fields: {', '.join(FIELD_NAMES)}"
+                f" and the LLM fields llm.{', llm.'.join(llm.FIELD_NAMES)}",
                 option="fields",
             )
         if not key:
@@ -231,6 +238,26 @@ def validate_field_map(field_map: Mapping[str, str]) -> dict[str, str]:
         if name == "duration":
             duration_unit(key)
     return dict(field_map)
+
+
+def llm_overrides(field_map: Mapping[str, str]) -> dict[str, tuple[str, int]]:
+    """``--field llm.NAME=KEY`` options -> {canonical LLM column: (key, ns per unit)}: the key
+    replaces the built-in aliases of that field (core/llm.py). Times take their unit as a
+    ``duration=`` key does (``first_token:ms``, a suffix such as ``_ms``, else ms)."""
+    out: dict[str, tuple[str, int]] = {}
+    for name, key in field_map.items():
+        if not name.startswith(llm.FIELD_PREFIX):
+            continue
+        column = llm.FIELD_NAMES.get(name.removeprefix(llm.FIELD_PREFIX))
+        if column is None:
+            raise UsageError(
+                f"{name}={key}: unknown LLM field; known: llm.{', llm.'.join(llm.FIELD_NAMES)}",
+                option="fields",
+            )
+        if not key:
+            raise UsageError(f"{name}= needs a key name", option="fields")
+        out[column] = duration_unit(key) if column in llm.TIME_FIELDS else (key, 0)
+    return out
 
 
 def duration_unit(key: str) -> tuple[str, int]:
@@ -298,6 +325,8 @@ def plan(field_map: Mapping[str, str]) -> Plan:
     }
     user_keys: dict[str, str] = {}
     for name, key in field_map.items():
+        if name.startswith(llm.FIELD_PREFIX):
+            continue  # not a log column: the key stays in attributes for core/llm.py
         if name == "duration":
             key, unit = duration_unit(key)
             fields[name] = [Candidate(key, "duration", unit)]
