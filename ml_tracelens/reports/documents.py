@@ -148,6 +148,11 @@ class SummaryPayload(Payload):
     skipped_lines: int
     skipped_items: int
     skew: list[SkewPair]
+    #: spans carrying LLM attributes, and the queue/prefill/decode spans derived from them
+    llm_spans: int
+    llm_stage_spans: int
+    #: LLM field (model, ttft, input_tokens, ...) -> the attribute keys that held its values
+    llm_fields: dict[str, list[str]]
 
 
 class LatencyRow(msgspec.Struct, kw_only=True):

@@ -52,6 +52,11 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         skipped_lines=telemetry.skipped_lines,
         skipped_items=telemetry.skipped_items,
         skew=skew,
+        llm_spans=telemetry.llm_spans,
+        llm_stage_spans=telemetry.llm_stage_spans,
+        llm_fields={
+            name.removesuffix("_ns"): list(keys) for name, keys in telemetry.llm_fields.items()
+        },
     )
     facts: list[tuple[str, int | str]] = [
         ("spans", payload.spans),

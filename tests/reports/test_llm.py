@@ -468,3 +468,26 @@ def test_a_budget_on_the_exact_boundary_of_an_integer_percentile_passes(tmp_path
     assert row["passed"]
     (row,) = tl.check(t, ["llm.ttft.p50<200ms"]).rows.to_dicts()
     assert not row["passed"]
+
+
+def test_summary_json_says_which_keys_the_llm_fields_came_from() -> None:
+    document = json.loads(runner_json("summary", str(SAMPLE)))
+    keys: set[str] = set()
+    for line in SAMPLE.read_text().splitlines():
+        for resource in json.loads(line).get("resourceSpans", []):
+            for scope in resource.get("scopeSpans", []):
+                for span in scope.get("spans", []):
+                    keys.update(a["key"] for a in span.get("attributes", []))
+    assert document["llm_fields"]["ttft"] == ["gen_ai.latency.time_to_first_token"]
+    assert all(set(found) <= keys for found in document["llm_fields"].values())
+    # Each server span with queue, prefill and decode times gets those three stages.
+    spans = tl.load(SAMPLE, cache=False).spans
+    derived = spans.filter(pl.col("name").is_in(["queue", "prefill", "decode"]))
+    assert document["llm_stage_spans"] == derived.height > 0
+    assert document["llm_spans"] == TRUTH["requests"] * 2  # a client and a server span each
+
+
+def runner_json(*args: str) -> str:
+    result = CliRunner().invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
