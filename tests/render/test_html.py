@@ -195,6 +195,7 @@ def test_every_report_command_writes_a_page(tmp_path: Path) -> None:
         ["diff", LOGS, TRACES],
         ["models", TRACES],
         ["summary", TRACES],
+        ["llm", str(REPO / "sample_data" / "llm.otlp.jsonl")],
     ]
     for args in commands:
         out = tmp_path / f"{args[0]}.html"

@@ -150,6 +150,8 @@ def test_the_diff_page_draws_the_intervals(
         ("models", TRACES),
         ("summary", LOGS),
         ("report", TRACES),
+        ("llm", str(REPO / "sample_data" / "llm.otlp.jsonl")),
+        ("report", str(REPO / "sample_data" / "llm.otlp.jsonl")),
     ],
     ids=lambda a: a[0],
 )
