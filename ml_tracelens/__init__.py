@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 API = (
     "AnalysedTelemetry", "Result", "load", "read", "summary", "latency", "errors", "bottlenecks",
     "traces", "show", "check", "diff", "models",
+    "why",
 )  # fmt: skip
 
 __all__ = ["__version__", *API]
@@ -83,6 +84,9 @@ if TYPE_CHECKING:
     )
     from ml_tracelens.api import (
         traces as traces,
+    )
+    from ml_tracelens.api import (
+        why as why,
     )
 
 

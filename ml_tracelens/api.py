@@ -57,6 +57,7 @@ __all__ = [
     "show",
     "summary",
     "traces",
+    "why",
 ]
 
 PathsLike = str | Path | Sequence[str | Path]
@@ -504,5 +505,43 @@ def models(
     return Result(
         models_report.build(
             current=current, baseline=base, options=options or models_report.ModelOptions()
+        )
+    )
+
+
+def why(
+    t: AnalysedTelemetry,
+    *,
+    slow: str | None = None,
+    failed: bool = False,
+    where: str | None = None,
+    baseline_where: str | None = None,
+    stage: str | None = None,
+    scope: Literal["request", "root"] = "request",
+    min_count: int = 5,
+    show_all: bool = False,
+) -> Result:
+    """What the selected requests have in common that the others do not: select with one of
+    ``slow`` (``"p95"``, ``">500ms"``), ``failed`` or ``where`` (a condition some span of the
+    request meets); the baseline is every other request, or those ``baseline_where`` selects.
+    ``stage``: the spans of that stage are the units instead of requests; ``scope="root"``:
+    only the root span's attributes count. Rows: (attribute, value) with Fisher or Mann–Whitney
+    p, Benjamini–Hochberg q, and the critical-path stage that shifts most; those with
+    q < 0.05 unless ``show_all``."""
+    from ml_tracelens.reports import why as why_report
+
+    _spans_required(t)
+    return Result(
+        why_report.build(
+            analysed=t.spans,
+            selection=why_report.Selection(
+                slow=slow, failed=failed, where=where, baseline_where=baseline_where
+            ),
+            stage=stage,
+            scope=scope,
+            min_count=min_count,
+            show_all=show_all,
+            inputs=t.inputs,
+            warnings=t.warnings,
         )
     )

@@ -73,6 +73,11 @@ EXAMPLES: dict[str, str] = {
         "tracelens models sample_data/traces.otlp.jsonl",
         "tracelens models current.jsonl --baseline last-week.jsonl --format json",
     ),
+    "why": _examples(
+        "tracelens why sample_data/traces.otlp.jsonl --slow p95",
+        "tracelens why sample_data/traces.otlp.jsonl --failed --all",
+        "tracelens why dump.jsonl --slow '>500ms' --stage model.inference --format json",
+    ),
     "schema": _examples(
         "tracelens schema latency",
         "tracelens schema check > check.schema.json",

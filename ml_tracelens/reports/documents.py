@@ -400,6 +400,56 @@ class FormatsPayload(Payload):
     """``formats`` prints only its table."""
 
 
+class StageShift(Strict):
+    """The stage whose mean critical-path time per request grows most with a finding."""
+
+    stage: str | None
+    delta_ms: float
+
+
+class WhyRow(Strict):
+    """One tested (attribute, value); ``value`` is null for a numeric attribute, whose
+    distributions are compared (``selection_median``, ``baseline_median``)."""
+
+    attribute: str
+    value: str | None
+    selection_count: int
+    selection_share: float
+    baseline_count: int
+    baseline_share: float
+    lift: float | None
+    difference: float
+    p_value: float
+    q_value: float
+    #: ``fisher`` (two-sided exact, 2x2 counts) or ``mann-whitney`` (numeric)
+    test: str
+    selection_median: float | None
+    baseline_median: float | None
+    stage_shift: StageShift | None
+
+
+class WhySide(Strict):
+    rule: str
+    count: int
+    #: the duration a selected unit exceeds (``--slow``)
+    threshold_ms: float | None
+
+
+class WhyPayload(Payload):
+    verdict: str
+    #: ``requests``, or ``spans`` of ``stage``
+    unit: str
+    stage: str | None
+    #: where a request's attributes come from: ``request`` (any span), ``root``; ``span``
+    scope: str
+    selection: WhySide
+    baseline: WhySide
+    tests: int
+    min_count: int
+    #: rows shown have q below it; null with --all
+    q_threshold: float | None
+
+
 SummaryDocument = document("SummaryDocument", SummaryPayload, {})
 LatencyDocument = document("LatencyDocument", LatencyPayload, {"rows": list[LatencyRow]})
 ErrorsDocument = document(
@@ -430,6 +480,7 @@ ModelsDocument = document(
     optional_tables=frozenset({"features", "windows", "baseline_rows"}),
 )
 FormatsDocument = document("FormatsDocument", FormatsPayload, {"rows": list[Format]})
+WhyDocument = document("WhyDocument", WhyPayload, {"rows": list[WhyRow]})
 
 #: Report name -> its document type.
 DOCUMENTS: dict[str, type[Envelope]] = {
@@ -444,6 +495,7 @@ DOCUMENTS: dict[str, type[Envelope]] = {
     "models": ModelsDocument,
     "formats": FormatsDocument,
 }
+DOCUMENTS["why"] = WhyDocument
 
 
 class _Named(msgspec.Struct):

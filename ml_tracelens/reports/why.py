@@ -1,0 +1,595 @@
+"""`tracelens why`: what the selected requests (slow, failed, or matching a condition) have in
+common that the others do not, with significance control, joined to the critical path.
+
+The unit is a request (a true root span and the spans under it), or with ``stage`` a span of
+that stage. A unit has an (attribute, value) when any of its member spans has it: every span of
+the request, only its root with ``scope="root"``, the span itself for a stage. Candidates: the
+span and resource attributes, ``service``, ``stage`` and ``status``. A categorical attribute is
+tested per value (its ``TOP_VALUES`` most common, the rest pooled as ``(other)``) by Fisher's
+exact test on the 2x2 counts of selected and baseline units with and without it; a numeric one
+(every value a number, more than ``TOP_VALUES`` of them) by Mann–Whitney U on the per-unit
+values (a unit's largest). Only values held by at least ``min_count`` selected units are tested;
+Benjamini–Hochberg q-values are taken over all tests of the run (algorithms.md, "Attribution").
+
+``stage_shift`` of a finding: over the selected and baseline requests, the stage whose mean
+critical-path time per request grows most in the requests with the value against those
+without it, and by how much.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+import orjson
+import polars as pl
+
+from ml_tracelens.core.query import SpanFilter, matching
+from ml_tracelens.core.significance import benjamini_hochberg, fisher_exact, mann_whitney
+from ml_tracelens.core.stats import quantile, requests
+from ml_tracelens.durations import NS_PER_MS, format_duration, length_ns
+from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.reports.documents import StageShift, WhyPayload, WhyRow, WhySide
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
+from ml_tracelens.schema import distinct_resources, with_attribute_columns
+
+Scope = Literal["request", "root"]
+
+DEFAULT_MIN_COUNT = 5
+#: Findings shown unless every test is asked for.
+Q_THRESHOLD = 0.05
+#: Values of a categorical attribute tested one by one; the rest are pooled as OTHER.
+TOP_VALUES = 10
+OTHER = "(other)"
+#: The built-in candidates, by the column they come from.
+_BUILTIN = {"service": "service", "stage": "name", "status": "status"}
+# A key in JSON text: in an object, a string followed by a colon; in an OTLP list, the value
+# of "key".
+_OBJECT_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:')
+_LIST_KEY = r'"key"\s*:\s*"((?:[^"\\]|\\.)*)"'
+_OBJECT_KEY_PATTERN = _OBJECT_KEY.pattern
+_PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which units are selected (exactly one of ``slow``, ``failed``, ``where``) and which
+    are the baseline (``baseline_where``, else all the others)."""
+
+    slow: str | None = None
+    failed: bool = False
+    where: str | None = None
+    baseline_where: str | None = None
+
+    def validate(self) -> None:
+        chosen = [self.slow is not None, self.failed, self.where is not None]
+        if sum(chosen) != 1:
+            raise UsageError(
+                "needs exactly one selection: --slow p95 (or '>500ms'), --failed or --where COND"
+            )
+
+
+def build(
+    *,
+    analysed: pl.DataFrame,
+    selection: Selection,
+    stage: str | None = None,
+    scope: Scope = "request",
+    min_count: int = DEFAULT_MIN_COUNT,
+    show_all: bool = False,
+    inputs: list[dict[str, JsonValue]] | None = None,
+    warnings: list[str] | None = None,
+) -> Report:
+    selection.validate()
+    if min_count < 1:
+        raise UsageError("must be at least 1", option="min_count")
+    if scope not in ("request", "root"):
+        raise UsageError(f"{scope!r}: choose request or root", option="scope")
+    units, spans = _units(analysed, stage=stage)
+    members = spans.filter(pl.col("is_root")) if stage is None and scope == "root" else spans
+    noun = "requests" if stage is None else f"{stage} spans"
+    if units.is_empty():
+        raise InputError(f"nothing to analyse: no {noun} in the inputs")
+    selected, rule, threshold_ms = _select(units, members, selection, noun)
+    units = units.with_columns(_selected=selected)
+    baseline = _baseline(units, members, selection)
+    units = units.with_columns(_baseline=baseline & ~pl.col("_selected")).filter(
+        pl.col("_selected") | pl.col("_baseline")
+    )
+    n_selected = int(units.get_column("_selected").sum())
+    n_baseline = units.height - n_selected
+    if not n_selected:
+        raise InputError(f"nothing to compare: {rule} selects none of the {noun}")
+    if not n_baseline:
+        raise InputError(f"nothing to compare against: every {noun[:-1]} is selected by {rule}")
+    members = members.join(units.select("_unit"), on="_unit", how="semi")
+    facts, numeric = _facts(members, skip_status=selection.failed)
+    flags = units.select("_unit", "_selected")
+    rows = _categorical_rows(facts, flags, n_selected, n_baseline, min_count)
+    rows += _numeric_rows(numeric, flags, n_selected, n_baseline, min_count)
+    for row, q in zip(rows, benjamini_hochberg([r.p_value for r in rows]), strict=True):
+        row.q_value = q
+    rows.sort(key=lambda r: (r.q_value, -abs(r.difference), r.attribute, r.value or ""))
+    tests = len(rows)
+    if not show_all:
+        rows = [r for r in rows if r.q_value < Q_THRESHOLD]
+    if stage is None:
+        _add_stage_shifts(
+            rows, facts, spans.join(units.select("_unit"), on="_unit", how="semi"), units
+        )
+    what = _what(selection, noun)
+    verdict = _verdict(rows, what=what, tests=tests, n_selected=n_selected, show_all=show_all)
+    json_rows: list[dict[str, JsonValue]] = [msgspec.to_builtins(row) for row in rows]
+    return Report(
+        name="why",
+        title=f"Why: {what}",
+        headline=[verdict],
+        tables=[
+            Table(
+                key="rows", title="Findings", columns=_JSON_COLUMNS, rows=json_rows, in_text=False
+            ),
+            Table(
+                key="findings",
+                title="Findings",
+                columns=_TEXT_COLUMNS,
+                rows=[_text_row(row) for row in rows],
+                in_json=False,
+                empty_note=f"no attribute value sets the {what} apart (q < {Q_THRESHOLD:g})",
+            ),
+        ],
+        payload=WhyPayload(
+            verdict=verdict,
+            unit="requests" if stage is None else "spans",
+            stage=stage,
+            scope=scope if stage is None else "span",
+            selection=WhySide(rule=rule, count=n_selected, threshold_ms=threshold_ms),
+            baseline=WhySide(
+                rule=selection.baseline_where or "all others", count=n_baseline, threshold_ms=None
+            ),
+            tests=tests,
+            min_count=min_count,
+            q_threshold=None if show_all else Q_THRESHOLD,
+        ),
+        inputs=inputs or [],
+        warnings=warnings or [],
+    )
+
+
+# ---------------------------------------------------------------- units and selection
+
+
+def _units(analysed: pl.DataFrame, *, stage: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(units, their spans): one row per unit (``_unit``, ``duration_ns``, ``_error``), and
+    the spans of each unit (a request's tree; a stage span itself) tagged with its ``_unit``."""
+    if stage is not None:
+        spans = analysed.filter(pl.col("name") == stage).with_row_index("_unit")
+        units = spans.select("_unit", "trace_id", "duration_ns", _error=pl.col("status") == "error")
+        return units, spans
+    units = (
+        requests(analysed)
+        .with_row_index("_unit")
+        .select("_unit", "trace_id", "span_id", "duration_ns", _error="request_error")
+    )
+    keys = units.select("_unit", "trace_id", top_id="span_id")
+    members = analysed.join(keys, on=["trace_id", "top_id"], how="inner")
+    return units.drop("span_id"), members
+
+
+def _select(
+    units: pl.DataFrame, members: pl.DataFrame, selection: Selection, noun: str
+) -> tuple[pl.Series, str, float | None]:
+    """The selected units as a mask, the rule in words, and the duration threshold in ms."""
+    duration = units.get_column("duration_ns")
+    if selection.failed:
+        return units.get_column("_error").fill_null(False), "--failed", None
+    if selection.where is not None:
+        mask = _matching_units(units, members, selection.where, "where")
+        return mask, f"--where {selection.where}", None
+    spec = (selection.slow or "").strip()
+    match = _PERCENTILE.match(spec)
+    if match:
+        percent = float(match[1])
+        if not 0 < percent < 100:
+            raise UsageError(f"{spec!r}: a percentile between p0 and p100, e.g. p95", option="slow")
+        cut = quantile(duration, percent / 100)
+        if cut is None:
+            raise InputError(f"nothing to analyse: no timed {noun}")
+        threshold = float(cut)
+    else:
+        length = length_ns(spec[1:]) if spec.startswith(">") else None
+        if length is None:
+            raise UsageError(
+                f"{spec!r}: expected a percentile (p95, p99.9) or a duration ('>500ms', '>2s')",
+                option="slow",
+            )
+        threshold = length
+    mask = (duration > threshold).fill_null(False)
+    return mask, f"--slow {spec}", threshold / NS_PER_MS
+
+
+def _baseline(units: pl.DataFrame, members: pl.DataFrame, selection: Selection) -> pl.Series:
+    if selection.baseline_where is None:
+        return pl.Series("_baseline", [True] * units.height, dtype=pl.Boolean)
+    return _matching_units(units, members, selection.baseline_where, "baseline_where")
+
+
+def _matching_units(
+    units: pl.DataFrame, members: pl.DataFrame, where: str, option: str
+) -> pl.Series:
+    """Units with at least one member span matching the ``--where`` condition."""
+    try:
+        mask = matching(members, SpanFilter(where=where))
+    except UsageError as exc:
+        raise UsageError(exc.detail, option=option) from exc
+    hit = members.filter(mask).get_column("_unit").unique()
+    return units.get_column("_unit").is_in(hit.implode()).alias(option)
+
+
+def _what(selection: Selection, noun: str) -> str:
+    if selection.failed:
+        return f"failed {noun}"
+    if selection.where is not None:
+        return f"{noun} matching --where"
+    return f"slow {noun}"
+
+
+# ---------------------------------------------------------------- candidates
+
+
+def _facts(members: pl.DataFrame, *, skip_status: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(categorical facts, numeric values): unique (``_unit``, ``attribute``, ``value``) rows of
+    the categorical candidates, and (``_unit``, ``attribute``, ``number``) of the numeric ones,
+    a unit's largest value."""
+    parts = [
+        members.select(
+            "_unit",
+            attribute=pl.lit(name),
+            value=pl.col(column).cast(pl.String),
+        )
+        for name, column in _BUILTIN.items()
+        if not (skip_status and name == "status")
+    ]
+    keys = _attribute_keys(members)
+    if keys:
+        columns = {f"_attr{i}": key for i, key in enumerate(keys)}
+        valued = with_attribute_columns(
+            members.select(
+                "_unit", *[c for c in ("attributes", "resource") if c in members.columns]
+            ),
+            columns,
+        )
+        parts += [
+            valued.filter(pl.col(name).is_not_null()).select(
+                "_unit", attribute=pl.lit(key), value=pl.col(name)
+            )
+            for name, key in columns.items()
+        ]
+    long = pl.concat(parts).drop_nulls("value").unique(["_unit", "attribute", "value"])
+    numbers = long.with_columns(number=pl.col("value").cast(pl.Float64, strict=False))
+    shape = numbers.group_by("attribute").agg(
+        numeric=pl.col("number").is_not_null().all() & (pl.col("value").n_unique() > TOP_VALUES),
+        distinct=pl.col("value").n_unique(),
+        units=pl.col("_unit").n_unique(),
+    )
+    numeric_names = shape.filter(
+        pl.col("numeric") & ~pl.col("attribute").is_in(list(_BUILTIN))
+    ).get_column("attribute")
+    # Identifiers (request ids, messages with ids in them) have about one unit per value: no
+    # value can be shared by enough units to test, so they are left out rather than pooled.
+    identifiers = shape.filter(
+        ~pl.col("numeric")
+        & (pl.col("distinct") > TOP_VALUES)
+        & (pl.col("distinct") * 2 > pl.col("units"))
+    ).get_column("attribute")
+    numeric = (
+        numbers.filter(pl.col("attribute").is_in(numeric_names.implode()))
+        .group_by("_unit", "attribute")
+        .agg(number=pl.col("number").max())
+    )
+    categorical = long.filter(
+        ~pl.col("attribute").is_in(numeric_names.implode())
+        & ~pl.col("attribute").is_in(identifiers.implode())
+    )
+    return _pool_other(categorical), numeric
+
+
+def _attribute_keys(members: pl.DataFrame) -> list[str]:
+    """Every attribute key on the member spans (span and resource attributes), sorted."""
+    texts = [members.select(pl.col("attributes").unique()).to_series()]
+    resources = distinct_resources(members)
+    if resources is not None:
+        texts.append(resources.get_column("_text"))
+    found: set[str] = set()
+    for text in texts:
+        text = text.drop_nulls()
+        keys = (
+            text.to_frame("t")
+            .select(
+                pl.when(pl.col("t").str.starts_with("["))
+                .then(pl.col("t").str.extract_all(_LIST_KEY))
+                .otherwise(pl.col("t").str.extract_all(_OBJECT_KEY_PATTERN))
+                .alias("k")
+            )
+            .explode("k")
+            .drop_nulls()
+            .unique()
+            .get_column("k")
+            .to_list()
+        )
+        found.update(_key_of(match) for match in keys)
+    # service.name is the service column: a second row for each finding would only repeat it.
+    found -= {"", "service.name"}
+    return sorted(found)
+
+
+def _key_of(match: str) -> str:
+    """The key of a ``"...":`` (object) or ``"key": "..."`` (OTLP list) match, JSON escapes
+    decoded."""
+    stripped = match.rstrip()
+    is_object = stripped.endswith(":")
+    quoted = stripped[:-1].rstrip() if is_object else stripped.split(":", 1)[1].strip()
+    try:
+        value = orjson.loads(quoted)
+    except orjson.JSONDecodeError:
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _pool_other(facts: pl.DataFrame) -> pl.DataFrame:
+    """Values beyond an attribute's ``TOP_VALUES`` most common (by units) pooled as OTHER."""
+    top = (
+        facts.group_by("attribute", "value")
+        .agg(units=pl.len())
+        .sort(["units", "value"], descending=[True, False])
+        .group_by("attribute", maintain_order=True)
+        .head(TOP_VALUES)
+        .select("attribute", "value", _top=pl.lit(True))
+    )
+    return (
+        facts.join(top, on=["attribute", "value"], how="left")
+        .with_columns(value=pl.when(pl.col("_top")).then(pl.col("value")).otherwise(pl.lit(OTHER)))
+        .drop("_top")
+        .unique(["_unit", "attribute", "value"])
+    )
+
+
+# ---------------------------------------------------------------- tests
+
+
+def _categorical_rows(
+    facts: pl.DataFrame, flags: pl.DataFrame, n_selected: int, n_baseline: int, min_count: int
+) -> list[WhyRow]:
+    counts = (
+        facts.join(flags, on="_unit")
+        .group_by("attribute", "value")
+        .agg(
+            selection_count=pl.col("_selected").sum().cast(pl.Int64),
+            baseline_count=(~pl.col("_selected")).sum().cast(pl.Int64),
+        )
+        .filter(pl.col("selection_count") >= min_count)
+        .sort("attribute", "value")
+    )
+    return [
+        _row(
+            attribute,
+            value,
+            a,
+            c,
+            n_selected,
+            n_baseline,
+            p_value=fisher_exact(a, n_selected - a, c, n_baseline - c),
+            test="fisher",
+        )
+        for attribute, value, a, c in counts.iter_rows()
+    ]
+
+
+def _numeric_rows(
+    numeric: pl.DataFrame, flags: pl.DataFrame, n_selected: int, n_baseline: int, min_count: int
+) -> list[WhyRow]:
+    if numeric.is_empty():
+        return []
+    values = numeric.join(flags, on="_unit")
+    tested = mann_whitney(values, by="attribute", value="number", flag="_selected")
+    medians = values.group_by("attribute").agg(
+        selection_median=pl.col("number").filter(pl.col("_selected")).median(),
+        baseline_median=pl.col("number").filter(~pl.col("_selected")).median(),
+    )
+    table = (
+        tested.join(medians, on="attribute")
+        .filter((pl.col("n_in") >= min_count) & pl.col("p_value").is_not_null())
+        .sort("attribute")
+    )
+    return [
+        _row(
+            item["attribute"],
+            None,
+            item["n_in"],
+            item["n_out"],
+            n_selected,
+            n_baseline,
+            p_value=item["p_value"],
+            test="mann-whitney",
+            medians=(item["selection_median"], item["baseline_median"]),
+        )
+        for item in table.iter_rows(named=True)
+    ]
+
+
+def _row(
+    attribute: str,
+    value: str | None,
+    a: int,
+    c: int,
+    n_selected: int,
+    n_baseline: int,
+    *,
+    p_value: float,
+    test: str,
+    medians: tuple[float | None, float | None] = (None, None),
+) -> WhyRow:
+    """A tested row (its q-value is set once every test of the run is known)."""
+    selection_share, baseline_share = a / n_selected, c / n_baseline
+    return WhyRow(
+        attribute=attribute,
+        value=value,
+        selection_count=a,
+        selection_share=selection_share,
+        baseline_count=c,
+        baseline_share=baseline_share,
+        lift=selection_share / baseline_share if baseline_share else None,
+        difference=selection_share - baseline_share,
+        p_value=p_value,
+        q_value=1.0,
+        test=test,
+        selection_median=medians[0],
+        baseline_median=medians[1],
+        stage_shift=None,
+    )
+
+
+# ---------------------------------------------------------------- the critical path
+
+
+def _add_stage_shifts(
+    rows: list[WhyRow],
+    facts: pl.DataFrame,
+    members: pl.DataFrame,
+    units: pl.DataFrame,
+) -> None:
+    """Each categorical row's ``stage_shift``: the stage whose mean critical-path time per
+    request grows most with the value (requests with it against those without it)."""
+    wanted = [(r.attribute, r.value) for r in rows if r.value is not None]
+    if not wanted:
+        return
+    per_stage = (
+        members.filter(pl.col("cp_ns").fill_null(0) > 0)
+        .group_by("_unit", "name")
+        .agg(cp_ns=pl.col("cp_ns").sum())
+    )
+    totals = per_stage.group_by("name").agg(total_ns=pl.col("cp_ns").sum())
+    pairs = pl.DataFrame(wanted, schema={"attribute": pl.String, "value": pl.String}, orient="row")
+    having = facts.join(pairs, on=["attribute", "value"], how="semi")
+    sizes = having.group_by("attribute", "value").agg(n_with=pl.len())
+    n_units = units.height
+    shifts = (
+        having.join(per_stage, on="_unit")
+        .group_by("attribute", "value", "name")
+        .agg(with_ns=pl.col("cp_ns").sum())
+    )
+    # Every stage for every pair: one that no request with the value has shifts too (down).
+    found = (
+        pairs.join(totals, how="cross")
+        .join(
+            shifts.select("attribute", "value", "name", "with_ns"),
+            on=["attribute", "value", "name"],
+            how="left",
+        )
+        .join(sizes, on=["attribute", "value"])
+        .with_columns(pl.col("with_ns").fill_null(0))
+        .filter(pl.col("n_with") < n_units)
+        .with_columns(
+            delta_ms=(
+                pl.col("with_ns") / pl.col("n_with")
+                - (pl.col("total_ns") - pl.col("with_ns")) / (n_units - pl.col("n_with"))
+            )
+            / NS_PER_MS
+        )
+        .sort(["delta_ms", "name"], descending=[True, False])
+        .group_by("attribute", "value", maintain_order=True)
+        .first()
+    )
+    by_pair = {
+        (a, v): StageShift(stage=name, delta_ms=delta)
+        for a, v, name, delta in found.select("attribute", "value", "name", "delta_ms").iter_rows()
+    }
+    for row in rows:
+        row.stage_shift = by_pair.get((row.attribute, row.value))
+
+
+# ---------------------------------------------------------------- words
+
+
+def _verdict(rows: list[WhyRow], *, what: str, tests: int, n_selected: int, show_all: bool) -> str:
+    leading = [r for r in rows if r.q_value < Q_THRESHOLD]
+    if not leading:
+        return (
+            f"Nothing sets the {n_selected:,} {what} apart: no attribute value has "
+            f"q < {Q_THRESHOLD:g} over {tests:,} tests."
+        )
+    return _finding(leading[0], what) + "."
+
+
+def _finding(row: WhyRow, what: str) -> str:
+    q = _number(row.q_value)
+    if row.value is None:
+        text = (
+            f"{row.attribute}: median {_number(row.selection_median)} in the {what} vs "
+            f"{_number(row.baseline_median)} in the others (q = {q})"
+        )
+    else:
+        text = (
+            f"{row.attribute} = {row.value}: {_percent(row.selection_share)} of {what} "
+            f"vs {_percent(row.baseline_share)} of others (q = {q})"
+        )
+    if row.stage_shift is not None:
+        text += f"; {_shift(row.stage_shift)} on the critical path"
+    return text
+
+
+def _shift(shift: StageShift) -> str:
+    sign = "+" if shift.delta_ms >= 0 else ""
+    return f"{shift.stage} {sign}{format_duration(shift.delta_ms)}"
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.0f}%" if value >= 0.01 or value == 0 else f"{value * 100:.1g}%"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _text_row(row: WhyRow) -> dict[str, JsonValue]:
+    """A row as people read it: a numeric attribute's medians as its value, the stage shift
+    as words."""
+    out: dict[str, JsonValue] = msgspec.to_builtins(row)
+    if row.value is None:
+        out["value"] = f"median {_number(row.selection_median)} vs {_number(row.baseline_median)}"
+    out["stage_shift"] = None if row.stage_shift is None else _shift(row.stage_shift)
+    return out
+
+
+_JSON_COLUMNS = (
+    Column("attribute", "attribute"),
+    Column("value", "value"),
+    Column("selection_count", "selected", ColumnKind.INT),
+    Column("selection_share", "selected %", ColumnKind.SHARE),
+    Column("baseline_count", "baseline", ColumnKind.INT),
+    Column("baseline_share", "baseline %", ColumnKind.SHARE),
+    Column("lift", "lift", ColumnKind.FLOAT),
+    Column("difference", "difference", ColumnKind.SHARE),
+    Column("p_value", "p", ColumnKind.FLOAT),
+    Column("q_value", "q", ColumnKind.FLOAT),
+    Column("test", "test"),
+    Column("selection_median", "selected median", ColumnKind.FLOAT),
+    Column("baseline_median", "baseline median", ColumnKind.FLOAT),
+    Column("stage_shift", "stage shift"),
+)
+# hide_rank: the order a narrow terminal hides columns in.
+_TEXT_COLUMNS = (
+    Column("attribute", "attribute"),
+    Column("value", "value"),
+    Column("selection_count", "selected", ColumnKind.INT, hide_rank=3),
+    Column("selection_share", "selected %", ColumnKind.SHARE),
+    Column("baseline_count", "baseline", ColumnKind.INT, hide_rank=2),
+    Column("baseline_share", "baseline %", ColumnKind.SHARE),
+    Column("lift", "lift", ColumnKind.FLOAT, hide_rank=5),
+    Column("difference", "difference", ColumnKind.SHARE, hide_rank=4),
+    Column("p_value", "p", ColumnKind.FLOAT, hide_rank=1),
+    Column("q_value", "q", ColumnKind.FLOAT),
+    Column("test", "test", hide_rank=6),
+    Column("stage_shift", "critical path", ColumnKind.PROSE),
+)
