@@ -33,7 +33,7 @@ from ml_tracelens.durations import NS_PER_MS, format_duration, length_ns
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports.documents import StageShift, WhyPayload, WhyRow, WhySide
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
-from ml_tracelens.schema import distinct_resources, with_attribute_columns
+from ml_tracelens.schema import attributes_dict
 
 Scope = Literal["request", "root"]
 
@@ -45,11 +45,6 @@ TOP_VALUES = 10
 OTHER = "(other)"
 #: The built-in candidates, by the column they come from.
 _BUILTIN = {"service": "service", "stage": "name", "status": "status"}
-# A key in JSON text: in an object, a string followed by a colon; in an OTLP list, the value
-# of "key".
-_OBJECT_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:')
-_LIST_KEY = r'"key"\s*:\s*"((?:[^"\\]|\\.)*)"'
-_OBJECT_KEY_PATTERN = _OBJECT_KEY.pattern
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
 
@@ -105,10 +100,10 @@ def build(
     if not n_baseline:
         raise InputError(f"nothing to compare against: every {noun[:-1]} is selected by {rule}")
     members = members.join(units.select("_unit"), on="_unit", how="semi")
-    facts, numeric = _facts(members, skip_status=selection.failed)
+    candidates = _candidates(members, skip_status=selection.failed)
     flags = units.select("_unit", "_selected")
-    rows = _categorical_rows(facts, flags, n_selected, n_baseline, min_count)
-    rows += _numeric_rows(numeric, flags, n_selected, n_baseline, min_count)
+    rows = _categorical_rows(candidates, flags, n_selected, n_baseline, min_count)
+    rows += _numeric_rows(candidates.numeric, flags, n_selected, n_baseline, min_count)
     for row, q in zip(rows, benjamini_hochberg([r.p_value for r in rows]), strict=True):
         row.q_value = q
     rows.sort(key=lambda r: (r.q_value, -abs(r.difference), r.attribute, r.value or ""))
@@ -116,9 +111,8 @@ def build(
     if not show_all:
         rows = [r for r in rows if r.q_value < Q_THRESHOLD]
     if stage is None:
-        _add_stage_shifts(
-            rows, facts, spans.join(units.select("_unit"), on="_unit", how="semi"), units
-        )
+        in_test = spans.join(units.select("_unit"), on="_unit", how="semi")
+        _add_stage_shifts(rows, candidates, in_test, units.height)
     what = _what(selection, noun)
     verdict = _verdict(rows, what=what, tests=tests, n_selected=n_selected, show_all=show_all)
     json_rows: list[dict[str, JsonValue]] = [msgspec.to_builtins(row) for row in rows]
@@ -238,137 +232,226 @@ def _what(selection: Selection, noun: str) -> str:
 # ---------------------------------------------------------------- candidates
 
 
-def _facts(members: pl.DataFrame, *, skip_status: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(categorical facts, numeric values): unique (``_unit``, ``attribute``, ``value``) rows of
-    the categorical candidates, and (``_unit``, ``attribute``, ``number``) of the numeric ones,
-    a unit's largest value."""
-    parts = [
-        members.select(
-            "_unit",
-            attribute=pl.lit(name),
-            value=pl.col(column).cast(pl.String),
+@dataclass(frozen=True)
+class Candidates:
+    """What the units have: ``facts`` (``_unit``, ``pair``) unique, for the categorical
+    candidates with the rare values pooled; ``pairs`` (``pair``, ``attribute``, ``value``) what
+    each pair id stands for; ``numeric`` (``_unit``, ``attribute``, ``number``), a unit's
+    largest value of each numeric attribute."""
+
+    facts: pl.DataFrame
+    pairs: pl.DataFrame
+    numeric: pl.DataFrame
+
+
+def _candidates(members: pl.DataFrame, *, skip_status: bool) -> Candidates:
+    """Every unit's (attribute, value) pairs, as integer ids.
+
+    A million spans repeat a few thousand distinct attribute texts (and a handful of resources
+    and stage names), so each text is parsed once: the spans carry a dictionary code of their
+    text, and only (unit, code) and (code, attribute, value) are joined, on integers."""
+    sources: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    for name, column in _BUILTIN.items():
+        if skip_status and name == "status":
+            continue
+        units, texts = _coded(members, pl.col(column).cast(pl.String))
+        sources.append((units, texts.select("code", attribute=pl.lit(name), value="_text")))
+    units, texts = _coded(members, pl.col("attributes"))
+    sources.append((units, _parsed(texts)))
+    if "resource" in members.columns:
+        units, texts = _coded(members, pl.col("resource"))
+        sources.append((units, _parsed(texts)))
+    dictionaries = pl.concat(
+        [d.with_columns(source=pl.lit(i, pl.UInt32)) for i, (_, d) in enumerate(sources)]
+    ).with_columns(
+        # An attribute named like a built-in candidate keeps its own name apart.
+        attribute=pl.when(
+            pl.col("attribute").is_in(list(_BUILTIN)) & (pl.col("source") >= len(sources) - 2)
         )
-        for name, column in _BUILTIN.items()
-        if not (skip_status and name == "status")
-    ]
-    keys = _attribute_keys(members)
-    if keys:
-        columns = {f"_attr{i}": key for i, key in enumerate(keys)}
-        valued = with_attribute_columns(
-            members.select(
-                "_unit", *[c for c in ("attributes", "resource") if c in members.columns]
-            ),
-            columns,
-        )
-        parts += [
-            valued.filter(pl.col(name).is_not_null()).select(
-                "_unit", attribute=pl.lit(key), value=pl.col(name)
-            )
-            for name, key in columns.items()
+        .then("attr." + pl.col("attribute"))
+        .otherwise("attribute")
+    )
+    dictionaries = dictionaries.filter(pl.col("attribute") != "service.name")
+    pairs = (
+        dictionaries.select("attribute", "value")
+        .unique()
+        .sort("attribute", "value")
+        .with_row_index("pair")
+    )
+    codes = dictionaries.join(pairs, on=["attribute", "value"]).select("source", "code", "pair")
+    facts = pl.concat(
+        [
+            units.join(codes.filter(pl.col("source") == i), on="code").select("_unit", "pair")
+            for i, (units, _) in enumerate(sources)
         ]
-    long = pl.concat(parts).drop_nulls("value").unique(["_unit", "attribute", "value"])
-    numbers = long.with_columns(number=pl.col("value").cast(pl.Float64, strict=False))
-    shape = numbers.group_by("attribute").agg(
-        numeric=pl.col("number").is_not_null().all() & (pl.col("value").n_unique() > TOP_VALUES),
-        distinct=pl.col("value").n_unique(),
-        units=pl.col("_unit").n_unique(),
+    ).unique()
+    return _classified(facts, pairs)
+
+
+def _coded(members: pl.DataFrame, text: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(``_unit``, ``code``) unique and (``code``, ``_text``) distinct, for a text column of
+    the member spans (nulls left out)."""
+    coded = (
+        members.select("_unit", _text=text.cast(pl.Categorical))
+        .drop_nulls("_text")
+        .with_columns(code=pl.col("_text").to_physical())
+    )
+    units = coded.select("_unit", "code").unique()
+    texts = coded.unique("code").select("code", pl.col("_text").cast(pl.String))
+    return units, texts
+
+
+# A JSON string; an attribute of an OTLP KeyValue list with a scalar value; an object member
+# with a scalar value. Groups: the key, then the value (a JSON string or a bare token).
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_LIST_PAIR = (
+    r'\{\s*"key"\s*:\s*(' + _STRING + r')\s*,\s*"value"\s*:\s*\{\s*"(?:stringValue|intValue|'
+    r'doubleValue|boolValue)"\s*:\s*(' + _STRING + r"|[^,}\s]+)\s*\}\s*\}"
+)
+_OBJECT_PAIR = "(" + _STRING + r")\s*:\s*(" + _STRING + r"|-?[0-9][0-9.eE+-]*|true|false)"
+
+
+def _parsed(texts: pl.DataFrame) -> pl.DataFrame:
+    """(``code``, ``attribute``, ``value``) of every scalar attribute of each JSON text, as
+    text (numbers and booleans as JSON writes them); nested values are no candidates.
+
+    The common layouts are read with one pattern each over all texts at once; a text the
+    pattern might misread (nested values, a list whose pairs do not all match) is parsed."""
+    text = pl.col("_text")
+    is_list = text.str.starts_with("[")
+    simple = (
+        pl.when(is_list)
+        .then(
+            ~text.str.contains("arrayValue|kvlistValue|bytesValue")
+            & (text.str.count_matches(_LIST_PAIR) == text.str.count_matches(r'"key"\s*:'))
+        )
+        .otherwise(text.str.count_matches(r"[\[{]") <= 1)
+    )
+    texts = texts.filter(~text.is_in(["{}", "[]", ""])).with_columns(_list=is_list, _simple=simple)
+    parts = []
+    for listed, pattern in ((True, _LIST_PAIR), (False, _OBJECT_PAIR)):
+        matches = (
+            texts.filter(pl.col("_simple") & (pl.col("_list") == listed))
+            .select("code", _match=text.str.extract_all(pattern))
+            .explode("_match")
+            .drop_nulls("_match")
+        )
+        groups = (
+            matches.select(pl.col("_match").unique())
+            .with_columns(_groups=pl.col("_match").str.extract_groups(pattern))
+            .unnest("_groups")
+            .rename({"1": "attribute", "2": "value"})
+        )
+        parts.append(matches.join(groups, on="_match").select("code", "attribute", "value"))
+    raw = pl.concat(parts)
+    escaped = pl.col("attribute").str.contains("\\", literal=True) | pl.col("value").str.contains(
+        "\\", literal=True
+    )
+    quoted = pl.col("value").str.starts_with('"')
+    plain = raw.filter(~escaped).select(
+        "code",
+        attribute=pl.col("attribute").str.slice(1, pl.col("attribute").str.len_chars() - 2),
+        value=pl.when(quoted)
+        .then(pl.col("value").str.slice(1, pl.col("value").str.len_chars() - 2))
+        .otherwise("value"),
+    )
+    rows = [
+        (code, orjson.loads(key), orjson.loads(value) if value.startswith('"') else value)
+        for code, key, value in raw.filter(escaped).iter_rows()
+    ]
+    for code, item in texts.filter(~pl.col("_simple")).select("code", "_text").iter_rows():
+        rows.extend((code, key, value) for key, value in _scalars(item))
+    schema = {"code": pl.UInt32, "attribute": pl.String, "value": pl.String}
+    return pl.concat([plain, pl.DataFrame(rows, schema=schema, orient="row")])
+
+
+def _scalars(text: str) -> list[tuple[str, str]]:
+    """The scalar attributes of one JSON text, values as JSON writes them (strings bare);
+    nothing for text that is not attributes."""
+    try:
+        found = attributes_dict(text)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
+    return [
+        (key, value if isinstance(value, str) else orjson.dumps(value).decode())
+        for key, value in found.items()
+        if isinstance(value, str | int | float | bool)
+    ]
+
+
+def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
+    """Numeric attributes apart (every value a number, more than ``TOP_VALUES`` of them),
+    identifiers left out (about one unit per value: no value can be tested), and the values of
+    the rest beyond their ``TOP_VALUES`` most common pooled as OTHER."""
+    held = facts.group_by("pair").agg(units=pl.len())
+    info = pairs.join(held, on="pair").with_columns(
+        number=pl.col("value").cast(pl.Float64, strict=False)
+    )
+    shape = info.group_by("attribute").agg(
+        numeric=pl.col("number").is_not_null().all() & (pl.len() > TOP_VALUES),
+        identifier=(pl.len() > TOP_VALUES) & (pl.len() * 2 > pl.col("units").sum()),
     )
     numeric_names = shape.filter(
         pl.col("numeric") & ~pl.col("attribute").is_in(list(_BUILTIN))
     ).get_column("attribute")
-    # Identifiers (request ids, messages with ids in them) have about one unit per value: no
-    # value can be shared by enough units to test, so they are left out rather than pooled.
-    identifiers = shape.filter(
-        ~pl.col("numeric")
-        & (pl.col("distinct") > TOP_VALUES)
-        & (pl.col("distinct") * 2 > pl.col("units"))
-    ).get_column("attribute")
+    dropped = shape.filter(pl.col("identifier")).get_column("attribute")
+    numeric_pairs = info.filter(pl.col("attribute").is_in(numeric_names.implode()))
     numeric = (
-        numbers.filter(pl.col("attribute").is_in(numeric_names.implode()))
+        facts.join(numeric_pairs.select("pair", "attribute", "number"), on="pair")
         .group_by("_unit", "attribute")
         .agg(number=pl.col("number").max())
     )
-    categorical = long.filter(
+    kept = info.filter(
         ~pl.col("attribute").is_in(numeric_names.implode())
-        & ~pl.col("attribute").is_in(identifiers.implode())
+        & ~pl.col("attribute").is_in(dropped.implode())
     )
-    return _pool_other(categorical), numeric
-
-
-def _attribute_keys(members: pl.DataFrame) -> list[str]:
-    """Every attribute key on the member spans (span and resource attributes), sorted."""
-    texts = [members.select(pl.col("attributes").unique()).to_series()]
-    resources = distinct_resources(members)
-    if resources is not None:
-        texts.append(resources.get_column("_text"))
-    found: set[str] = set()
-    for text in texts:
-        text = text.drop_nulls()
-        keys = (
-            text.to_frame("t")
-            .select(
-                pl.when(pl.col("t").str.starts_with("["))
-                .then(pl.col("t").str.extract_all(_LIST_KEY))
-                .otherwise(pl.col("t").str.extract_all(_OBJECT_KEY_PATTERN))
-                .alias("k")
-            )
-            .explode("k")
-            .drop_nulls()
-            .unique()
-            .get_column("k")
-            .to_list()
-        )
-        found.update(_key_of(match) for match in keys)
-    # service.name is the service column: a second row for each finding would only repeat it.
-    found -= {"", "service.name"}
-    return sorted(found)
-
-
-def _key_of(match: str) -> str:
-    """The key of a ``"...":`` (object) or ``"key": "..."`` (OTLP list) match, JSON escapes
-    decoded."""
-    stripped = match.rstrip()
-    is_object = stripped.endswith(":")
-    quoted = stripped[:-1].rstrip() if is_object else stripped.split(":", 1)[1].strip()
-    try:
-        value = orjson.loads(quoted)
-    except orjson.JSONDecodeError:
-        return ""
-    return value if isinstance(value, str) else ""
-
-
-def _pool_other(facts: pl.DataFrame) -> pl.DataFrame:
-    """Values beyond an attribute's ``TOP_VALUES`` most common (by units) pooled as OTHER."""
-    top = (
-        facts.group_by("attribute", "value")
-        .agg(units=pl.len())
-        .sort(["units", "value"], descending=[True, False])
-        .group_by("attribute", maintain_order=True)
-        .head(TOP_VALUES)
-        .select("attribute", "value", _top=pl.lit(True))
+    ranked = kept.with_columns(
+        _rank=pl.struct(-pl.col("units").cast(pl.Int64), "value").rank("ordinal").over("attribute")
     )
-    return (
-        facts.join(top, on=["attribute", "value"], how="left")
-        .with_columns(value=pl.when(pl.col("_top")).then(pl.col("value")).otherwise(pl.lit(OTHER)))
-        .drop("_top")
-        .unique(["_unit", "attribute", "value"])
+    others = (
+        ranked.filter(pl.col("_rank") > TOP_VALUES)
+        .select("attribute")
+        .unique()
+        .sort("attribute")
+        .with_row_index("pooled", offset=pairs.height)
     )
+    pooling = pl.concat(
+        [
+            ranked.filter(pl.col("_rank") <= TOP_VALUES).select("pair", pooled="pair"),
+            ranked.filter(pl.col("_rank") > TOP_VALUES)
+            .join(others, on="attribute")
+            .select("pair", "pooled"),
+        ]
+    )
+    dictionary = pl.concat(
+        [
+            ranked.filter(pl.col("_rank") <= TOP_VALUES).select("pair", "attribute", "value"),
+            others.select(pair="pooled", attribute="attribute", value=pl.lit(OTHER)),
+        ]
+    )
+    pooled = facts.join(pooling, on="pair").select("_unit", pair="pooled").unique()
+    return Candidates(facts=pooled, pairs=dictionary, numeric=numeric)
 
 
 # ---------------------------------------------------------------- tests
 
 
 def _categorical_rows(
-    facts: pl.DataFrame, flags: pl.DataFrame, n_selected: int, n_baseline: int, min_count: int
+    candidates: Candidates,
+    flags: pl.DataFrame,
+    n_selected: int,
+    n_baseline: int,
+    min_count: int,
 ) -> list[WhyRow]:
     counts = (
-        facts.join(flags, on="_unit")
-        .group_by("attribute", "value")
+        candidates.facts.join(flags, on="_unit")
+        .group_by("pair")
         .agg(
             selection_count=pl.col("_selected").sum().cast(pl.Int64),
             baseline_count=(~pl.col("_selected")).sum().cast(pl.Int64),
         )
         .filter(pl.col("selection_count") >= min_count)
+        .join(candidates.pairs, on="pair")
         .sort("attribute", "value")
     )
     return [
@@ -382,7 +465,9 @@ def _categorical_rows(
             p_value=fisher_exact(a, n_selected - a, c, n_baseline - c),
             test="fisher",
         )
-        for attribute, value, a, c in counts.iter_rows()
+        for attribute, value, a, c in counts.select(
+            "attribute", "value", "selection_count", "baseline_count"
+        ).iter_rows()
     ]
 
 
@@ -454,59 +539,56 @@ def _row(
 
 
 def _add_stage_shifts(
-    rows: list[WhyRow],
-    facts: pl.DataFrame,
-    members: pl.DataFrame,
-    units: pl.DataFrame,
+    rows: list[WhyRow], candidates: Candidates, spans: pl.DataFrame, n_units: int
 ) -> None:
     """Each categorical row's ``stage_shift``: the stage whose mean critical-path time per
     request grows most with the value (requests with it against those without it)."""
-    wanted = [(r.attribute, r.value) for r in rows if r.value is not None]
-    if not wanted:
+    wanted = pl.DataFrame(
+        [(r.attribute, r.value) for r in rows if r.value is not None],
+        schema={"attribute": pl.String, "value": pl.String},
+        orient="row",
+    )
+    if wanted.is_empty():
         return
+    shown = candidates.pairs.join(wanted, on=["attribute", "value"])
     per_stage = (
-        members.filter(pl.col("cp_ns").fill_null(0) > 0)
+        spans.filter(pl.col("cp_ns").fill_null(0) > 0)
         .group_by("_unit", "name")
         .agg(cp_ns=pl.col("cp_ns").sum())
     )
-    totals = per_stage.group_by("name").agg(total_ns=pl.col("cp_ns").sum())
-    pairs = pl.DataFrame(wanted, schema={"attribute": pl.String, "value": pl.String}, orient="row")
-    having = facts.join(pairs, on=["attribute", "value"], how="semi")
-    sizes = having.group_by("attribute", "value").agg(n_with=pl.len())
-    n_units = units.height
-    shifts = (
-        having.join(per_stage, on="_unit")
-        .group_by("attribute", "value", "name")
-        .agg(with_ns=pl.col("cp_ns").sum())
+    stages = per_stage.get_column("name").unique().sort().to_list()
+    if not stages:
+        return
+    # One column per stage (named by index: a stage may be called anything, "_unit" too).
+    columns = [f"_s{i}" for i in range(len(stages))]
+    wide = per_stage.with_columns(
+        _stage=pl.col("name").replace_strict(stages, columns, return_dtype=pl.String)
+    ).pivot(on="_stage", index="_unit", values="cp_ns", on_columns=columns)
+    totals = wide.select(pl.col(columns).sum()).row(0)
+    having = (
+        candidates.facts.join(shown.select("pair"), on="pair")
+        .join(wide, on="_unit", how="left")
+        .group_by("pair")
+        .agg(pl.len().alias("_n"), *(pl.col(c).sum() for c in columns))
+        .join(shown, on="pair")
     )
-    # Every stage for every pair: one that no request with the value has shifts too (down).
-    found = (
-        pairs.join(totals, how="cross")
-        .join(
-            shifts.select("attribute", "value", "name", "with_ns"),
-            on=["attribute", "value", "name"],
-            how="left",
-        )
-        .join(sizes, on=["attribute", "value"])
-        .with_columns(pl.col("with_ns").fill_null(0))
-        .filter(pl.col("n_with") < n_units)
-        .with_columns(
-            delta_ms=(
-                pl.col("with_ns") / pl.col("n_with")
-                - (pl.col("total_ns") - pl.col("with_ns")) / (n_units - pl.col("n_with"))
+    found: dict[tuple[str, str], StageShift] = {}
+    for item in having.iter_rows(named=True):
+        n_with = item["_n"]
+        if n_with >= n_units:
+            continue
+        deltas = [
+            (
+                (item[c] / n_with - (total - item[c]) / (n_units - n_with)) / NS_PER_MS,
+                stage,
             )
-            / NS_PER_MS
-        )
-        .sort(["delta_ms", "name"], descending=[True, False])
-        .group_by("attribute", "value", maintain_order=True)
-        .first()
-    )
-    by_pair = {
-        (a, v): StageShift(stage=name, delta_ms=delta)
-        for a, v, name, delta in found.select("attribute", "value", "name", "delta_ms").iter_rows()
-    }
+            for c, stage, total in zip(columns, stages, totals, strict=True)
+        ]
+        delta, stage = max(deltas, key=lambda d: (d[0], [-ord(ch) for ch in d[1]]))
+        found[(item["attribute"], item["value"])] = StageShift(stage=stage, delta_ms=delta)
     for row in rows:
-        row.stage_shift = by_pair.get((row.attribute, row.value))
+        if row.value is not None:
+            row.stage_shift = found.get((row.attribute, row.value))
 
 
 # ---------------------------------------------------------------- words
