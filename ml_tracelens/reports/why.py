@@ -114,7 +114,7 @@ def build(
         in_test = spans.join(units.select("_unit"), on="_unit", how="semi")
         _add_stage_shifts(rows, candidates, in_test, units.height)
     what = _what(selection, noun)
-    verdict = _verdict(rows, what=what, tests=tests, n_selected=n_selected, show_all=show_all)
+    verdict = _verdict(rows, what=what, tests=tests, n_selected=n_selected)
     json_rows: list[dict[str, JsonValue]] = [msgspec.to_builtins(row) for row in rows]
     return Report(
         name="why",
@@ -594,14 +594,17 @@ def _add_stage_shifts(
 # ---------------------------------------------------------------- words
 
 
-def _verdict(rows: list[WhyRow], *, what: str, tests: int, n_selected: int, show_all: bool) -> str:
+def _verdict(rows: list[WhyRow], *, what: str, tests: int, n_selected: int) -> str:
+    """The first finding more common in the selection than in the baseline (what sets the
+    selection apart; one less common there is named only when there is no such finding)."""
     leading = [r for r in rows if r.q_value < Q_THRESHOLD]
     if not leading:
         return (
             f"Nothing sets the {n_selected:,} {what} apart: no attribute value has "
             f"q < {Q_THRESHOLD:g} over {tests:,} tests."
         )
-    return _finding(leading[0], what) + "."
+    first = next((r for r in leading if r.difference > 0), leading[0])
+    return _finding(first, what) + "."
 
 
 def _finding(row: WhyRow, what: str) -> str:

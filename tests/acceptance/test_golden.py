@@ -80,6 +80,14 @@ def _cases() -> list[tuple[str, list[str]]]:
     for fmt in ("table", "json", "csv", "markdown"):
         cases.append((f"diff-logs-otlp.{fmt}", ["diff", LOGS, OTLP, "--format", fmt]))
     cases.append(("diff-long.table", ["diff", JAEGER, OTLP, "--long"]))
+    # why: the planted cause of the samples (a degraded feature-store shard) among the slow.
+    for fmt in FORMATS:
+        cases.append((f"why-otlp.{fmt}", ["why", OTLP, "--slow", "p95", "--format", fmt]))
+    cases.append(("why-failed.table", ["why", OTLP, "--failed"]))
+    cases.append(("why-jaeger.json", ["why", JAEGER, "--slow", ">100ms", "--format", "json"]))
+    cases.append(("why-logs.table", ["why", LOGS, "--slow", "p95", "--all"]))
+    cases.append(("why-stage.table", ["why", OTLP, "--slow", "p95", "--stage", "fetch_features"]))
+    cases.append(("why-no-selection.table", ["why", OTLP]))
     return cases
 
 

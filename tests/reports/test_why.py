@@ -15,14 +15,17 @@ import msgspec
 import polars as pl
 import pytest
 from scipy import stats
+from typer.testing import CliRunner
 
+from ml_tracelens.cli import app
 from ml_tracelens.core import analyze
 from ml_tracelens.core.significance import fisher_exact
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports import why
-from ml_tracelens.reports.documents import WhyPayload, WhyRow
+from ml_tracelens.reports.documents import WhyDocument, WhyPayload, WhyRow, decode
 from ml_tracelens.reports.result import Report
 from ml_tracelens.schema import spans_from_columns
+from tests.conftest import SAMPLE_DATA
 
 MS = 1_000_000
 NODES = tuple(f"gpu-{i}" for i in range(1, 9))
@@ -293,3 +296,52 @@ def test_nothing_to_compare_is_an_input_error() -> None:
         build(workload(8, count=50), slow=">0ms")
     with pytest.raises(InputError, match="no ghost spans"):
         build(workload(8, count=50), slow="p95", stage="ghost")
+
+
+def test_the_samples_planted_shard_is_found() -> None:
+    import ml_tracelens as tl
+
+    truth = json.loads((SAMPLE_DATA / "truth.json").read_text())["planted"]
+    t = tl.load([str(SAMPLE_DATA / "traces.otlp.jsonl")], cache=False)
+    shard = (truth["attribute"], truth["value"])
+    by_stage = rows_of(tl.why(t, slow="p95", stage=truth["stage"]).report)
+    assert (by_stage[0].attribute, by_stage[0].value) == shard
+    assert by_stage[0].q_value < 0.001
+    requests = rows_of(tl.why(t, slow="p95").report)
+    found = next(r for r in requests if (r.attribute, r.value) == shard)
+    assert found.q_value < 0.001
+    assert found.difference > 0.3
+    assert found.selection_count + found.baseline_count == truth["requests_with_value"]
+    assert found.stage_shift is not None
+    assert found.stage_shift.stage == truth["stage"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--slow", "fast"], "error: --slow 'fast': expected a percentile"),
+        (["--slow", "p95", "--scope", "trace"], "error: --scope 'trace': choose request or root"),
+        (["--slow", "p95", "--min-count", "0"], "error: --min-count must be at least 1"),
+        (["--failed", "--baseline-where", "nonsense ="], "error: --baseline-where"),
+        (["--slow", ">1h"], "error: nothing to compare: --slow >1h selects none of the requests"),
+    ],
+)
+def test_the_command_refuses_bad_options_in_one_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["why", str(SAMPLE_DATA / "traces.otlp.jsonl"), *args])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_command_prints_its_document() -> None:
+    result = CliRunner().invoke(
+        app, ["why", str(SAMPLE_DATA / "traces.otlp.jsonl"), "--failed", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    document = decode(result.stdout)
+    assert isinstance(document, WhyDocument)
+    # The samples' roots have no status of their own unless the request failed outright, so a
+    # request with any failed span is a failed request (algorithms.md, "Error origin").
+    truth = json.loads((SAMPLE_DATA / "truth.json").read_text())
+    assert document.selection.count == truth["requests_with_error_spans"]
