@@ -48,6 +48,7 @@ __all__ = [
     "SpanFilters",
     "bottlenecks",
     "check",
+    "compare",
     "diff",
     "errors",
     "latency",
@@ -541,6 +542,33 @@ def why(
             scope=scope,
             min_count=min_count,
             show_all=show_all,
+            inputs=t.inputs,
+            warnings=t.warnings,
+        )
+    )
+
+
+def compare(
+    t: AnalysedTelemetry,
+    request_id: str,
+    other: str = "typical",
+    *,
+    id_attrs: Sequence[str] = (),
+) -> Result:
+    """One request (A) against another (B: an id, or ``"typical"``, the median request of the
+    same root stage and service), span by span: spans aligned by stage path and occurrence
+    index with both durations, critical-path times and differing attributes, and the spans in
+    one request only."""
+    from ml_tracelens.reports import compare as compare_report
+
+    _spans_required(t)
+    return Result(
+        compare_report.build(
+            analysed=t.spans,
+            logs=t.logs,
+            ident=request_id,
+            other=other,
+            id_attrs=(*DEFAULT_ID_ATTRS, *id_attrs),
             inputs=t.inputs,
             warnings=t.warnings,
         )

@@ -63,7 +63,7 @@ EXAMPLES: dict[str, str] = {
     "show": _examples(
         "tracelens show 146c07 sample_data/traces.otlp.jsonl",
         "tracelens show req-3d78b2 sample_data/app.log.jsonl --critical-only",
-        "tracelens show TRACE_ID dump.jsonl --format json | jq '.spans[] | select(.error)'",
+        "tracelens show req-3d78b2 sample_data/traces.otlp.jsonl --compare typical",
     ),
     "traces": _examples(
         "tracelens traces sample_data/traces.otlp.jsonl --slowest 5",

@@ -450,6 +450,36 @@ class WhyPayload(Payload):
     q_threshold: float | None
 
 
+class ComparedRequest(Strict):
+    trace_id: str
+    stage: str | None
+    service: str | None
+    duration_ms: float | None
+    #: ``id`` (named), or ``typical`` (the median request of the same root stage)
+    chosen_by: str
+
+
+class AlignedSpan(Strict):
+    """A span of A and the span of B at the same stage path and occurrence index."""
+
+    path: str
+    a_ms: float | None
+    b_ms: float | None
+    delta_ms: float | None
+    a_cp_ms: float | None
+    b_cp_ms: float | None
+    #: attribute keys whose values differ between the two spans
+    attrs_changed: list[str]
+
+
+class ComparePayload(Payload):
+    a: ComparedRequest
+    b: ComparedRequest
+    #: stage paths of spans in one request only
+    only_a: list[str]
+    only_b: list[str]
+
+
 SummaryDocument = document("SummaryDocument", SummaryPayload, {})
 LatencyDocument = document("LatencyDocument", LatencyPayload, {"rows": list[LatencyRow]})
 ErrorsDocument = document(
@@ -481,6 +511,7 @@ ModelsDocument = document(
 )
 FormatsDocument = document("FormatsDocument", FormatsPayload, {"rows": list[Format]})
 WhyDocument = document("WhyDocument", WhyPayload, {"rows": list[WhyRow]})
+CompareDocument = document("CompareDocument", ComparePayload, {"aligned": list[AlignedSpan]})
 
 #: Report name -> its document type.
 DOCUMENTS: dict[str, type[Envelope]] = {
@@ -496,6 +527,7 @@ DOCUMENTS: dict[str, type[Envelope]] = {
     "formats": FormatsDocument,
 }
 DOCUMENTS["why"] = WhyDocument
+DOCUMENTS["compare"] = CompareDocument
 
 
 class _Named(msgspec.Struct):

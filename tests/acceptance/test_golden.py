@@ -88,6 +88,16 @@ def _cases() -> list[tuple[str, list[str]]]:
     cases.append(("why-logs.table", ["why", LOGS, "--slow", "p95", "--all"]))
     cases.append(("why-stage.table", ["why", OTLP, "--slow", "p95", "--stage", "fetch_features"]))
     cases.append(("why-no-selection.table", ["why", OTLP]))
+    for fmt in ("table", "json"):
+        cases.append(
+            (
+                f"show-compare.{fmt}",
+                ["show", FAILED_REQUEST, OTLP, "--compare", "typical", "--format", fmt],
+            )
+        )
+    cases.append(
+        ("show-compare-logs.table", ["show", FAILED_REQUEST, LOGS, "--compare", "typical"])
+    )
     return cases
 
 
