@@ -196,7 +196,7 @@ ReportArg = Annotated[
     str,
     typer.Argument(
         metavar="REPORT",
-        help="summary, latency, errors, bottlenecks, check, diff, show, traces, models, formats, why.",
+        help="summary, latency, errors, bottlenecks, check, diff, show, traces, models, formats, why, compare.",
     ),
 ]
 

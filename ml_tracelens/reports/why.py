@@ -87,9 +87,10 @@ def build(
     noun = "requests" if stage is None else f"{stage} spans"
     if units.is_empty():
         raise InputError(f"nothing to analyse: no {noun} in the inputs")
-    selected, rule, threshold_ms = _select(units, members, selection, noun)
+    # --where and --baseline-where look at every span of a request, whatever --scope says.
+    selected, rule, threshold_ms = _select(units, spans, selection, noun)
     units = units.with_columns(_selected=selected)
-    baseline = _baseline(units, members, selection)
+    baseline = _baseline(units, spans, selection)
     units = units.with_columns(_baseline=baseline & ~pl.col("_selected")).filter(
         pl.col("_selected") | pl.col("_baseline")
     )
@@ -130,7 +131,11 @@ def build(
                 columns=_TEXT_COLUMNS,
                 rows=[_text_row(row) for row in rows],
                 in_json=False,
-                empty_note=f"no attribute value sets the {what} apart (q < {Q_THRESHOLD:g})",
+                empty_note=(
+                    f"no attribute value is held by {min_count:,} or more of the {what}"
+                    if show_all
+                    else f"no attribute value sets the {what} apart (q < {Q_THRESHOLD:g})"
+                ),
             ),
         ],
         payload=WhyPayload(

@@ -345,3 +345,10 @@ def test_the_command_prints_its_document() -> None:
     # request with any failed span is a failed request (algorithms.md, "Error origin").
     truth = json.loads((SAMPLE_DATA / "truth.json").read_text())
     assert document.selection.count == truth["requests_with_error_spans"]
+
+
+def test_where_looks_at_every_span_even_with_the_root_scope() -> None:
+    w = workload(9, slow_node=True)
+    report = build(w, where="attr.node = 'gpu-7'", scope="root", show_all=True)
+    assert payload(report).selection.count == sum(r["node"] == "gpu-7" for r in w.requests)
+    assert "node" not in {r.attribute for r in rows_of(report)}
