@@ -9,6 +9,7 @@ import math
 import random
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,7 +26,9 @@ from ml_tracelens.reports import why
 from ml_tracelens.reports.documents import WhyDocument, WhyPayload, WhyRow, decode
 from ml_tracelens.reports.result import Report
 from ml_tracelens.schema import spans_from_columns
+from tests._hostile import PAYLOADS, UNSAFE
 from tests.conftest import SAMPLE_DATA
+from tests.factories import T0, otlp_span, write_otlp_lines
 
 MS = 1_000_000
 NODES = tuple(f"gpu-{i}" for i in range(1, 9))
@@ -352,3 +355,33 @@ def test_where_looks_at_every_span_even_with_the_root_scope() -> None:
     report = build(w, where="attr.node = 'gpu-7'", scope="root", show_all=True)
     assert payload(report).selection.count == sum(r["node"] == "gpu-7" for r in w.requests)
     assert "node" not in {r.attribute for r in rows_of(report)}
+
+
+@pytest.mark.parametrize("case", sorted(PAYLOADS))
+def test_hostile_attribute_values_are_shown_escaped(case: str, tmp_path: Path) -> None:
+    raw, shown = PAYLOADS[case]
+    # 20 slow requests carry the hostile value, 80 fast ones a plain one.
+    spans = [
+        otlp_span(
+            f"{i:032x}",
+            f"{i + 1:016x}",
+            None,
+            "POST /predict",
+            T0,
+            T0 + (500 if i < 20 else 10) * MS,
+            attributes={"node": raw if i < 20 else "gpu-1"},
+        )
+        for i in range(100)
+    ]
+    dump = write_otlp_lines(tmp_path / "hostile.jsonl", [spans])
+    for fmt in ("table", "markdown"):
+        result = CliRunner().invoke(app, ["why", str(dump), "--slow", "p50", "--format", fmt])
+        assert result.exit_code == 0, result.stderr
+        assert not UNSAFE.search(result.stdout), (fmt, UNSAFE.search(result.stdout))
+        assert "node" in result.stdout
+    table = CliRunner().invoke(app, ["why", str(dump), "--slow", "p50"], terminal_width=300)
+    assert shown in table.stdout
+    document = json.loads(
+        CliRunner().invoke(app, ["why", str(dump), "--slow", "p50", "--format", "json"]).stdout
+    )
+    assert document["rows"][0]["value"] == raw  # JSON keeps the value exactly
