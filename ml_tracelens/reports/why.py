@@ -8,7 +8,8 @@ span and resource attributes, ``service``, ``stage`` and ``status``. A categoric
 tested per value (its ``TOP_VALUES`` most common, the rest pooled as ``(other)``) by Fisher's
 exact test on the 2x2 counts of selected and baseline units with and without it; a numeric one
 (every value a number, more than ``TOP_VALUES`` of them) by Mann–Whitney U on the per-unit
-values (a unit's largest). Only values held by at least ``min_count`` selected units are tested;
+values (a unit's largest), and one counting tokens also in bands (``TOKEN_BANDS``) as a
+categorical ``KEY band``. Only values held by at least ``min_count`` selected units are tested;
 Benjamini–Hochberg q-values are taken over all tests of the run (algorithms.md, "Attribution").
 
 ``stage_shift`` of a finding: over the selected and baseline requests, the stage whose mean
@@ -18,6 +19,7 @@ without it, and by how much.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -465,7 +467,38 @@ def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
             ),
         ]
     )
-    return Candidates(facts=pooled, pairs=dictionary, numeric=numeric)
+    bands, band_pairs = _token_bands(numeric, first_pair=pairs.height + others.height)
+    return Candidates(
+        facts=pl.concat([pooled, bands]),
+        pairs=pl.concat([dictionary, band_pairs]),
+        numeric=numeric,
+    )
+
+
+#: Token-count bands (powers of 4 from 64): long prompts or answers as a categorical value too.
+TOKEN_BANDS = (64, 256, 1024, 4096)
+
+
+def _token_bands(numeric: pl.DataFrame, *, first_pair: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A derived categorical candidate ``KEY band`` for each numeric attribute counting tokens
+    (its key mentions "token"), e.g. ``gen_ai.usage.input_tokens band = 256-1023``: (facts,
+    pairs) with pair ids from ``first_pair`` on."""
+    number = pl.col("number")
+    label: pl.Expr = pl.lit(f">={TOKEN_BANDS[-1]}")
+    for low, high in reversed(list(itertools.pairwise(TOKEN_BANDS))):
+        label = pl.when(number < high).then(pl.lit(f"{low}-{high - 1}")).otherwise(label)
+    label = pl.when(number < TOKEN_BANDS[0]).then(pl.lit(f"<{TOKEN_BANDS[0]}")).otherwise(label)
+    banded = numeric.filter(pl.col("attribute").str.contains("token")).select(
+        "_unit", attribute=pl.col("attribute") + " band", value=label
+    )
+    pairs = (
+        banded.select("attribute", "value")
+        .unique()
+        .sort("attribute", "value")
+        .with_row_index("pair", offset=first_pair)
+    )
+    facts = banded.join(pairs, on=["attribute", "value"]).select("_unit", "pair")
+    return facts, pairs.select("pair", "attribute", "value")
 
 
 # ---------------------------------------------------------------- tests

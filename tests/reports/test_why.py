@@ -385,3 +385,28 @@ def test_hostile_attribute_values_are_shown_escaped(case: str, tmp_path: Path) -
         CliRunner().invoke(app, ["why", str(dump), "--slow", "p50", "--format", "json"]).stdout
     )
     assert document["rows"][0]["value"] == raw  # JSON keeps the value exactly
+
+
+def test_token_counts_are_also_tested_in_bands() -> None:
+    w = workload(4)
+    report = build(w, slow="p95", show_all=True)
+    cut = payload(report).selection.threshold_ms
+    # Request i is trace i: its root span is r{i}.
+    slow_roots = [f"r{i}" for i, r in enumerate(w.requests) if r["duration_ns"] > cut * MS]
+    slow_traces = set(w.spans.filter(pl.col("span_id").is_in(slow_roots)).get_column("trace_id"))
+    tokens = w.spans.filter(pl.col("name") == "model.inference").select(
+        "trace_id", n=pl.col("attributes").str.json_path_match("$['input.tokens']").cast(pl.Int64)
+    )
+    expected = {}
+    for trace, n in tokens.iter_rows():
+        band = "<64" if n < 64 else "64-255" if n < 256 else "256-1023"
+        counts = expected.setdefault(band, [0, 0])
+        counts[0 if trace in slow_traces else 1] += 1
+    found = {
+        r.value: [r.selection_count, r.baseline_count]
+        for r in rows_of(report)
+        if r.attribute == "input.tokens band"
+    }
+    # Bands with fewer than min_count slow requests are not tested.
+    assert found == {band: c for band, c in expected.items() if c[0] >= 5}
+    assert all(r.test == "fisher" for r in rows_of(report) if r.attribute == "input.tokens band")
