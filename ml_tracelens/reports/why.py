@@ -254,29 +254,29 @@ class Candidates:
 def _candidates(members: pl.DataFrame, *, skip_status: bool) -> Candidates:
     """Every unit's (attribute, value) pairs, as integer ids.
 
-    A million spans repeat a few thousand distinct attribute texts (and a handful of resources
-    and stage names), so each text is parsed once: the spans carry a dictionary code of their
-    text, and only (unit, code) and (code, attribute, value) are joined, on integers."""
+    A million spans hold far fewer distinct attribute texts (and a handful of resources and
+    stage names), so each text is parsed once: the spans carry a dictionary code of their text,
+    and only (unit, code) and (code, attribute, value) are joined, on integers."""
     sources: list[tuple[pl.DataFrame, pl.DataFrame]] = []
     for name, column in _BUILTIN.items():
         if skip_status and name == "status":
             continue
         units, texts = _coded(members, pl.col(column).cast(pl.String))
         sources.append((units, texts.select("code", attribute=pl.lit(name), value="_text")))
-    units, texts = _coded(members, pl.col("attributes"))
-    sources.append((units, _parsed(texts)))
-    if "resource" in members.columns:
-        units, texts = _coded(members, pl.col("resource"))
-        sources.append((units, _parsed(texts)))
+    # Without the attribute columns (a library caller's load(attributes=False)) there are only
+    # the built-in candidates.
+    for column in ("attributes", "resource"):
+        if column in members.columns:
+            units, texts = _coded(members, pl.col(column))
+            parsed = _parsed(texts).with_columns(
+                # An attribute named like a built-in candidate keeps its own name apart.
+                attribute=pl.when(pl.col("attribute").is_in(list(_BUILTIN)))
+                .then("attr." + pl.col("attribute"))
+                .otherwise("attribute")
+            )
+            sources.append((units, parsed))
     dictionaries = pl.concat(
         [d.with_columns(source=pl.lit(i, pl.UInt32)) for i, (_, d) in enumerate(sources)]
-    ).with_columns(
-        # An attribute named like a built-in candidate keeps its own name apart.
-        attribute=pl.when(
-            pl.col("attribute").is_in(list(_BUILTIN)) & (pl.col("source") >= len(sources) - 2)
-        )
-        .then("attr." + pl.col("attribute"))
-        .otherwise("attribute")
     )
     dictionaries = dictionaries.filter(pl.col("attribute") != "service.name")
     pairs = (

@@ -410,3 +410,12 @@ def test_token_counts_are_also_tested_in_bands() -> None:
     # Bands with fewer than min_count slow requests are not tested.
     assert found == {band: c for band, c in expected.items() if c[0] >= 5}
     assert all(r.test == "fisher" for r in rows_of(report) if r.attribute == "input.tokens band")
+
+
+def test_without_attribute_columns_only_the_built_in_candidates_are_tested() -> None:
+    import ml_tracelens as tl
+
+    t = tl.load([str(SAMPLE_DATA / "traces.otlp.jsonl")], cache=False, attributes=False)
+    rows = rows_of(tl.why(t, slow="p95", show_all=True).report)
+    assert rows
+    assert {r.attribute for r in rows} <= {"service", "stage", "status"}
