@@ -212,8 +212,13 @@ def _select(
 
 def _baseline(units: pl.DataFrame, members: pl.DataFrame, selection: Selection) -> pl.Series:
     if selection.baseline_where is None:
-        return pl.Series("_baseline", [True] * units.height, dtype=pl.Boolean)
-    return _matching_units(units, members, selection.baseline_where, "baseline_where")
+        mask = pl.Series("_baseline", [True] * units.height, dtype=pl.Boolean)
+    else:
+        mask = _matching_units(units, members, selection.baseline_where, "baseline_where")
+    if selection.slow is not None:
+        # A unit without a duration is not known to be fast: it is in neither group.
+        mask = mask & units.get_column("duration_ns").is_not_null()
+    return mask
 
 
 def _matching_units(

@@ -419,3 +419,13 @@ def test_without_attribute_columns_only_the_built_in_candidates_are_tested() -> 
     rows = rows_of(tl.why(t, slow="p95", show_all=True).report)
     assert rows
     assert {r.attribute for r in rows} <= {"service", "stage", "status"}
+
+
+def test_untimed_requests_are_in_neither_group_under_slow() -> None:
+    w = workload(10, count=200)
+    untimed = w.spans.with_columns(
+        duration_ns=pl.when(pl.col("span_id") == "r0").then(None).otherwise("duration_ns")
+    )
+    report = build(Workload(spans=untimed, requests=w.requests), slow="p90")
+    p = payload(report)
+    assert p.selection.count + p.baseline.count == 199
