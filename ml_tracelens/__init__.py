@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 API = (
     "AnalysedTelemetry", "Result", "load", "read", "summary", "latency", "errors", "bottlenecks",
     "traces", "show", "check", "diff", "models", "llm", "report", "Page",
+    "why", "compare",
 )  # fmt: skip
 
 __all__ = ["__version__", *API]
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
     )
     from ml_tracelens.api import (
         check as check,
+    )
+    from ml_tracelens.api import (
+        compare as compare,
     )
     from ml_tracelens.api import (
         diff as diff,
@@ -92,6 +96,9 @@ if TYPE_CHECKING:
     )
     from ml_tracelens.api import (
         traces as traces,
+    )
+    from ml_tracelens.api import (
+        why as why,
     )
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "SpanFilters",
     "bottlenecks",
     "check",
+    "compare",
     "diff",
     "errors",
     "latency",
@@ -60,6 +61,7 @@ __all__ = [
     "show",
     "summary",
     "traces",
+    "why",
 ]
 
 PathsLike = str | Path | Sequence[str | Path]
@@ -605,9 +607,74 @@ def llm(
     )
 
 
+def why(
+    t: AnalysedTelemetry,
+    *,
+    slow: str | None = None,
+    failed: bool = False,
+    where: str | None = None,
+    baseline_where: str | None = None,
+    stage: str | None = None,
+    scope: Literal["request", "root"] = "request",
+    min_count: int = 5,
+    show_all: bool = False,
+) -> Result:
+    """What the selected requests have in common that the others do not: select with one of
+    ``slow`` (``"p95"``, ``">500ms"``), ``failed`` or ``where`` (a condition some span of the
+    request meets); the baseline is every other request, or those ``baseline_where`` selects.
+    ``stage``: the spans of that stage are the units instead of requests; ``scope="root"``:
+    only the root span's attributes count. Rows: (attribute, value) with Fisher or Mann–Whitney
+    p, Benjamini–Hochberg q, and the critical-path stage that shifts most; those with
+    q < 0.05 unless ``show_all``."""
+    from ml_tracelens.reports import why as why_report
+
+    _spans_required(t)
+    return Result(
+        why_report.build(
+            analysed=t.spans,
+            selection=why_report.Selection(
+                slow=slow, failed=failed, where=where, baseline_where=baseline_where
+            ),
+            stage=stage,
+            scope=scope,
+            min_count=min_count,
+            show_all=show_all,
+            inputs=t.inputs,
+            warnings=t.warnings,
+        )
+    )
+
+
 def _llm_aliases(t: AnalysedTelemetry) -> dict[str, tuple[tuple[str, int], ...]]:
     """The keys each LLM field is read from: the built-in ones, or the user's
     ``--field llm.NAME=KEY`` (kept with the telemetry, so a cached read has them too)."""
     from ml_tracelens.core.llm import with_overrides
 
     return with_overrides(t.telemetry.llm_overrides)
+
+
+def compare(
+    t: AnalysedTelemetry,
+    request_id: str,
+    other: str = "typical",
+    *,
+    id_attrs: Sequence[str] = (),
+) -> Result:
+    """One request (A) against another (B: an id, or ``"typical"``, the median request of the
+    same root stage and service), span by span: spans aligned by stage path and occurrence
+    index with both durations, critical-path times and differing attributes, and the spans in
+    one request only."""
+    from ml_tracelens.reports import compare as compare_report
+
+    _spans_required(t)
+    return Result(
+        compare_report.build(
+            analysed=t.spans,
+            logs=t.logs,
+            ident=request_id,
+            other=other,
+            id_attrs=(*DEFAULT_ID_ATTRS, *id_attrs),
+            inputs=t.inputs,
+            warnings=t.warnings,
+        )
+    )

@@ -10,6 +10,8 @@ parallel with ``profile_lookup`` (profile-db), then ``preprocess``, ``model.infe
 ``postprocess``. Latencies are lognormal; a few percent of requests fail (invalid input, feature
 store timeout, CUDA out of memory) and the failure propagates to the root's status; profile
 lookups sometimes fail without failing the request; about 2% of requests are slow outliers.
+Planted for ``tracelens why``: every timed-out or slow feature fetch is served by one degraded
+feature-store shard (``feature_store.shard = shard-3``), the others by any of 16 shards alike.
 
 Every time is an integer number of microseconds, so the OTLP (ns), Jaeger and Zipkin (µs) and the
 log files (µs / ms) all state exactly the same instants. ``truth.json`` holds the numbers the
@@ -43,6 +45,9 @@ START_US = int((datetime(2026, 3, 2, 9, 0, tzinfo=UTC) - EPOCH).total_seconds())
 LOG_ONLY_START_US = START_US + 3_600_000_000  # the log-only service runs an hour later
 CLASSES = ("billing", "technical_support", "account", "cancellation", "other")
 CLASS_WEIGHTS = (0.30, 0.28, 0.20, 0.12, 0.10)
+#: The planted cause `tracelens why` should find: a degraded feature-store shard.
+SHARDS = 16
+PLANTED = {"stage": "fetch_features", "attribute": "feature_store.shard", "value": "shard-3"}
 
 
 class Workload:
@@ -50,6 +55,9 @@ class Workload:
 
     def __init__(self, seed: int, count: int):
         self.rng = random.Random(seed)
+        # The planted cause draws from its own generator, so every other draw (ids, times,
+        # errors) is the one the samples had before it was planted.
+        self.planted = random.Random(seed + 3)
         self.ids: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         clock = START_US
@@ -63,6 +71,13 @@ class Workload:
             if value not in self.ids and int(value, 16):
                 self.ids.add(value)
                 return value
+
+    def _shard(self, degraded: bool) -> str:
+        """The feature-store shard of a fetch: every timed-out or slow fetch is served by the
+        degraded shard (PLANTED), the healthy ones by any of the shards alike."""
+        if degraded:
+            return PLANTED["value"]
+        return f"shard-{self.planted.randrange(SHARDS)}"
 
     def _lat(self, median_ms: float, sigma: float) -> int:
         return max(5, round(median_ms * 1000 * math.exp(self.rng.gauss(0, sigma))))
@@ -119,10 +134,13 @@ class Workload:
         redis["attributes"] = {"db.system": "redis", "db.statement": f"GET features:user:{uid}"}
         fetch["end"] = max(redis["end"] + rng.randint(100, 500), f0 + self._lat(12, 0.35))
         timed_out = rng.random() < 0.015
+        slow_fetch = False
         if timed_out:
             fetch["end"] = f0 + 250_000 + rng.randint(100, 900)
         elif rng.random() < 0.01:
+            slow_fetch = True
             fetch["end"] = f0 + round((fetch["end"] - f0) * rng.uniform(5, 10))
+        fetch["attributes"] = {"feature_store.shard": self._shard(timed_out or slow_fetch)}
         p0 = cur + self._gap()
         profile = self._span(
             req, root, "profile-db", "profile_lookup", "server", p0, p0 + self._lat(8, 0.45)
@@ -342,6 +360,13 @@ def truth(
     log_requests = {r["request_id"] for r in stage_records}
     failed_requests = {r["request_id"] for r in stage_records if r["error"]}
     roots = [r["spans"][0] for r in requests]
+    fetches = [s for s in spans if s["name"] == PLANTED["stage"]]
+    planted = {
+        **PLANTED,
+        "requests_with_value": sum(
+            s["attributes"][PLANTED["attribute"]] == PLANTED["value"] for s in fetches
+        ),
+    }
     return {
         "requests": len(requests),
         "request_errors": sum(r["error"] is not None for r in requests),
@@ -357,6 +382,7 @@ def truth(
             "p95_ms": percentile([s["end"] - s["start"] for s in roots], 0.95) / 1000,
         },
         "error_messages": sorted({s["message"] for s in spans if s["message"]}),
+        "planted": planted,
         "stages": stages,
         "model_versions": dict(sorted(models.items())),
         "zipkin": {

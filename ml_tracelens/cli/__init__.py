@@ -140,12 +140,97 @@ def formats(*, common: Common) -> None:
     common.emit(api.Result(build()))
 
 
+SlowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--slow",
+        help="Select the requests slower than a percentile of their end-to-end duration (p95, "
+        "p99.9) or than a duration ('>500ms').",
+        metavar="pNN|>DURATION",
+    ),
+]
+FailedOpt = Annotated[bool, typer.Option("--failed", help="Select the failed requests.")]
+WhyWhereOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--where",
+        "-w",
+        help="Select the requests with a span meeting this SQL condition (as in latency --where).",
+    ),
+]
+BaselineWhereOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--baseline-where",
+        help="Compare with the requests with a span meeting this condition (default: all others).",
+    ),
+]
+WhyStageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--stage",
+        help="Analyse the spans of this stage (their duration, their errors) instead of requests.",
+    ),
+]
+ScopeOpt = Annotated[
+    str,
+    typer.Option(
+        "--scope",
+        help="Whose attributes a request has: request (any of its spans) or root (its root span).",
+        metavar="request|root",
+    ),
+]
+MinCountOpt = Annotated[
+    int,
+    typer.Option("--min-count", help="Test only values held by at least this many selected units."),
+]
+AllOpt = Annotated[
+    bool, typer.Option("--all", help="Show every test, not only those with q < 0.05.")
+]
+
+
+@command(READING, OUTPUT)
+def why(
+    paths: Paths,
+    slow: SlowOpt = None,
+    failed: FailedOpt = False,
+    where: WhyWhereOpt = None,
+    baseline_where: BaselineWhereOpt = None,
+    stage: WhyStageOpt = None,
+    scope: ScopeOpt = "request",
+    min_count: MinCountOpt = 5,
+    show_all: AllOpt = False,
+    *,
+    common: Common,
+) -> None:
+    """What sets the slow or failed requests apart: attribute values over-represented among them
+    (Fisher / Mann-Whitney, Benjamini-Hochberg q), and the critical-path stage that shifts."""
+    from ml_tracelens import api
+    from ml_tracelens.exceptions import UsageError
+
+    if scope not in ("request", "root"):
+        raise UsageError(f"{scope!r}: choose request or root", option="scope")
+    t = common.load(paths, logs=False)
+    result = api.why(
+        t,
+        slow=slow,
+        failed=failed,
+        where=where,
+        baseline_where=baseline_where,
+        stage=stage,
+        scope="root" if scope == "root" else "request",
+        min_count=min_count,
+        show_all=show_all,
+    )
+    common.emit(result)
+
+
 ReportArg = Annotated[
     str,
     typer.Argument(
         metavar="REPORT",
         help="summary, latency, errors, bottlenecks, check, diff, show, traces, models, llm, "
-        "formats.",
+        "formats, why, compare.",
     ),
 ]
 

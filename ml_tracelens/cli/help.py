@@ -67,7 +67,7 @@ EXAMPLES: dict[str, str] = {
     "show": _examples(
         "tracelens show 146c07 sample_data/traces.otlp.jsonl",
         "tracelens show req-3d78b2 sample_data/app.log.jsonl --critical-only",
-        "tracelens show TRACE_ID dump.jsonl --format json | jq '.spans[] | select(.error)'",
+        "tracelens show req-3d78b2 sample_data/traces.otlp.jsonl --compare typical",
     ),
     "traces": _examples(
         "tracelens traces sample_data/traces.otlp.jsonl --slowest 5",
@@ -81,6 +81,11 @@ EXAMPLES: dict[str, str] = {
     "models": _examples(
         "tracelens models sample_data/traces.otlp.jsonl",
         "tracelens models current.jsonl --baseline last-week.jsonl --format json",
+    ),
+    "why": _examples(
+        "tracelens why sample_data/traces.otlp.jsonl --slow p95",
+        "tracelens why sample_data/traces.otlp.jsonl --failed --all",
+        "tracelens why dump.jsonl --slow '>500ms' --stage model.inference --format json",
     ),
     "schema": _examples(
         "tracelens schema latency",

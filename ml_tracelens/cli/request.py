@@ -36,6 +36,15 @@ CriticalOnlyOpt = Annotated[
     bool, typer.Option("--critical-only", help="Only spans on the critical path (and ancestors).")
 ]
 AttrsOpt = Annotated[bool, typer.Option("--attrs", help="Show span attributes and events.")]
+CompareOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--compare",
+        metavar="OTHER|typical",
+        help="Compare with another request (an id), or typical: the median request of the same "
+        "root stage; spans aligned by stage path and occurrence.",
+    ),
+]
 SlowestOpt = Annotated[
     int | None, typer.Option("--slowest", min=1, metavar="N", help="Only the N slowest requests.")
 ]
@@ -59,12 +68,25 @@ def show(
     critical_only: CriticalOnlyOpt = False,
     attrs: AttrsOpt = False,
     id_attr: IdAttrOpt = None,
+    compare: CompareOpt = None,
     *,
     common: Common,
 ) -> None:
     """One request as a waterfall: its spans, timings, critical path, errors and log lines."""
     from ml_tracelens import api
     from ml_tracelens.cli.options import progress_bar
+
+    if compare is not None:
+        from ml_tracelens.exceptions import UsageError
+
+        if depth is not None or collapse or critical_only or attrs:
+            raise UsageError(
+                "takes no --depth, --collapse, --critical-only or --attrs", option="compare"
+            )
+        # "typical" needs every request of the dump: analyse it all.
+        t = common.load(paths, logs=True)
+        common.emit(api.compare(t, ident, compare, id_attrs=id_attr or ()))
+        return
 
     with progress_bar(common.quiet) as progress:
         # Given paths, the library analyses only the request shown, or reads only it from the

@@ -453,6 +453,86 @@ class FormatsPayload(Payload):
     """``formats`` prints only its table."""
 
 
+class StageShift(Strict):
+    """The stage whose mean critical-path time per request grows most with a finding."""
+
+    stage: str | None
+    delta_ms: float
+
+
+class WhyRow(Strict):
+    """One tested (attribute, value); ``value`` is null for a numeric attribute, whose
+    distributions are compared (``selection_median``, ``baseline_median``)."""
+
+    attribute: str
+    value: str | None
+    selection_count: int
+    selection_share: float
+    baseline_count: int
+    baseline_share: float
+    lift: float | None
+    difference: float
+    p_value: float
+    q_value: float
+    #: ``fisher`` (two-sided exact, 2x2 counts) or ``mann-whitney`` (numeric)
+    test: str
+    selection_median: float | None
+    baseline_median: float | None
+    stage_shift: StageShift | None
+
+
+class WhySide(Strict):
+    rule: str
+    count: int
+    #: the duration a selected unit exceeds (``--slow``)
+    threshold_ms: float | None
+
+
+class WhyPayload(Payload):
+    verdict: str
+    #: ``requests``, or ``spans`` of ``stage``
+    unit: str
+    stage: str | None
+    #: where a request's attributes come from: ``request`` (any span), ``root``; ``span``
+    scope: str
+    selection: WhySide
+    baseline: WhySide
+    tests: int
+    min_count: int
+    #: rows shown have q below it; null with --all
+    q_threshold: float | None
+
+
+class ComparedRequest(Strict):
+    trace_id: str
+    stage: str | None
+    service: str | None
+    duration_ms: float | None
+    #: ``id`` (named), or ``typical`` (the median request of the same root stage)
+    chosen_by: str
+
+
+class AlignedSpan(Strict):
+    """A span of A and the span of B at the same stage path and occurrence index."""
+
+    path: str
+    a_ms: float | None
+    b_ms: float | None
+    delta_ms: float | None
+    a_cp_ms: float | None
+    b_cp_ms: float | None
+    #: attribute keys whose values differ between the two spans
+    attrs_changed: list[str]
+
+
+class ComparePayload(Payload):
+    a: ComparedRequest
+    b: ComparedRequest
+    #: stage paths of spans in one request only
+    only_a: list[str]
+    only_b: list[str]
+
+
 SummaryDocument = document("SummaryDocument", SummaryPayload, {})
 LatencyDocument = document("LatencyDocument", LatencyPayload, {"rows": list[LatencyRow]})
 ErrorsDocument = document(
@@ -486,6 +566,8 @@ LlmDocument = document(
     "LlmDocument", LlmPayload, {"rows": list[LlmRow], "clients": list[LlmClientRow]}
 )
 FormatsDocument = document("FormatsDocument", FormatsPayload, {"rows": list[Format]})
+WhyDocument = document("WhyDocument", WhyPayload, {"rows": list[WhyRow]})
+CompareDocument = document("CompareDocument", ComparePayload, {"aligned": list[AlignedSpan]})
 
 #: Report name -> its document type.
 DOCUMENTS: dict[str, type[Envelope]] = {
@@ -499,6 +581,8 @@ DOCUMENTS: dict[str, type[Envelope]] = {
     "traces": TracesDocument,
     "models": ModelsDocument,
     "llm": LlmDocument,
+    "why": WhyDocument,
+    "compare": CompareDocument,
     "formats": FormatsDocument,
 }
 

@@ -111,6 +111,24 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("diff-llm.table", ["diff", LLM, "sample_data/llm.slower.otlp.jsonl", "--bootstrap", "4000",
                             "--fail-on", "mixtral-8x7b-instruct:llm.tpot:p50>+10%"]),
     ]  # fmt: skip
+    # why: the planted cause of the samples (a degraded feature-store shard) among the slow.
+    for fmt in FORMATS:
+        cases.append((f"why-otlp.{fmt}", ["why", OTLP, "--slow", "p95", "--format", fmt]))
+    cases.append(("why-failed.table", ["why", OTLP, "--failed"]))
+    cases.append(("why-jaeger.json", ["why", JAEGER, "--slow", ">100ms", "--format", "json"]))
+    cases.append(("why-logs.table", ["why", LOGS, "--slow", "p95", "--all"]))
+    cases.append(("why-stage.table", ["why", OTLP, "--slow", "p95", "--stage", "fetch_features"]))
+    cases.append(("why-no-selection.table", ["why", OTLP]))
+    for fmt in ("table", "json"):
+        cases.append(
+            (
+                f"show-compare.{fmt}",
+                ["show", FAILED_REQUEST, OTLP, "--compare", "typical", "--format", fmt],
+            )
+        )
+    cases.append(
+        ("show-compare-logs.table", ["show", FAILED_REQUEST, LOGS, "--compare", "typical"])
+    )
     return cases
 
 

@@ -196,6 +196,7 @@ def test_every_report_command_writes_a_page(tmp_path: Path) -> None:
         ["models", TRACES],
         ["summary", TRACES],
         ["llm", str(REPO / "sample_data" / "llm.otlp.jsonl")],
+        ["why", TRACES, "--slow", "p95"],
     ]
     for args in commands:
         out = tmp_path / f"{args[0]}.html"

@@ -152,6 +152,8 @@ def test_the_diff_page_draws_the_intervals(
         ("report", TRACES),
         ("llm", str(REPO / "sample_data" / "llm.otlp.jsonl")),
         ("report", str(REPO / "sample_data" / "llm.otlp.jsonl")),
+        ("why", TRACES, "--slow", "p95"),
+        ("show", "req-eaf584", TRACES, "--compare", "typical"),
     ],
     ids=lambda a: a[0],
 )

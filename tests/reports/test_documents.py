@@ -164,6 +164,7 @@ _README_VALUES = {
     "stage", "service", "slower", "faster", "baseline", "current", "stable", "moderate", "major",
     "prediction", "confidence", "count", "p50", "p95", "p99", "error_rate", "requests", "request",
     "cp_share", "errors", "self_mean", "mean", "max", "model", "operation", "provider",
+    "fisher", "root", "span", "id", "typical",
 }  # fmt: skip
 
 

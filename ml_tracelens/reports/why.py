@@ -1,0 +1,753 @@
+"""`tracelens why`: what the selected requests (slow, failed, or matching a condition) have in
+common that the others do not, with significance control, joined to the critical path.
+
+The unit is a request (a true root span and the spans under it), or with ``stage`` a span of
+that stage. A unit has an (attribute, value) when any of its member spans has it: every span of
+the request, only its root with ``scope="root"``, the span itself for a stage. Candidates: the
+span and resource attributes, ``service``, ``stage`` and ``status``. A categorical attribute is
+tested per value (its ``TOP_VALUES`` most common, the rest pooled as ``(other)``) by Fisher's
+exact test on the 2x2 counts of selected and baseline units with and without it; a numeric one
+(every value a number, more than ``TOP_VALUES`` of them) by Mann–Whitney U on the per-unit
+values (a unit's largest), and one counting tokens also in bands (``TOKEN_BANDS``) as a
+categorical ``KEY band``. Only values held by at least ``min_count`` selected units are tested;
+Benjamini–Hochberg q-values are taken over all tests of the run (algorithms.md, "Attribution").
+
+``stage_shift`` of a finding: over the selected and baseline requests, the stage whose mean
+critical-path time per request grows most in the requests with the value against those
+without it, and by how much.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+import orjson
+import polars as pl
+
+from ml_tracelens.core.query import SpanFilter, matching
+from ml_tracelens.core.significance import benjamini_hochberg, fisher_exact, mann_whitney
+from ml_tracelens.core.stats import quantile, requests
+from ml_tracelens.durations import NS_PER_MS, format_duration, length_ns
+from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.reports.documents import StageShift, WhyPayload, WhyRow, WhySide
+from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
+from ml_tracelens.schema import attributes_dict
+
+Scope = Literal["request", "root"]
+
+DEFAULT_MIN_COUNT = 5
+#: Findings shown unless every test is asked for.
+Q_THRESHOLD = 0.05
+#: Values of a categorical attribute tested one by one; the rest are pooled as OTHER.
+TOP_VALUES = 10
+OTHER = "(other)"
+#: The built-in candidates, by the column they come from.
+_BUILTIN = {"service": "service", "stage": "name", "status": "status"}
+_PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which units are selected (exactly one of ``slow``, ``failed``, ``where``) and which
+    are the baseline (``baseline_where``, else all the others)."""
+
+    slow: str | None = None
+    failed: bool = False
+    where: str | None = None
+    baseline_where: str | None = None
+
+    def validate(self) -> None:
+        chosen = [self.slow is not None, self.failed, self.where is not None]
+        if sum(chosen) != 1:
+            raise UsageError(
+                "needs exactly one selection: --slow p95 (or '>500ms'), --failed or --where COND"
+            )
+
+
+def build(
+    *,
+    analysed: pl.DataFrame,
+    selection: Selection,
+    stage: str | None = None,
+    scope: Scope = "request",
+    min_count: int = DEFAULT_MIN_COUNT,
+    show_all: bool = False,
+    inputs: list[dict[str, JsonValue]] | None = None,
+    warnings: list[str] | None = None,
+) -> Report:
+    selection.validate()
+    if min_count < 1:
+        raise UsageError("must be at least 1", option="min_count")
+    if scope not in ("request", "root"):
+        raise UsageError(f"{scope!r}: choose request or root", option="scope")
+    units, spans = _units(analysed, stage=stage)
+    members = spans.filter(pl.col("is_root")) if stage is None and scope == "root" else spans
+    noun = "requests" if stage is None else f"{stage} spans"
+    if units.is_empty():
+        raise InputError(f"nothing to analyse: no {noun} in the inputs")
+    # --where and --baseline-where look at every span of a request, whatever --scope says.
+    selected, rule, threshold_ms = _select(units, spans, selection, noun)
+    units = units.with_columns(_selected=selected)
+    baseline = _baseline(units, spans, selection)
+    units = units.with_columns(_baseline=baseline & ~pl.col("_selected")).filter(
+        pl.col("_selected") | pl.col("_baseline")
+    )
+    n_selected = int(units.get_column("_selected").sum())
+    n_baseline = units.height - n_selected
+    if not n_selected:
+        raise InputError(f"nothing to compare: {rule} selects none of the {noun}")
+    if not n_baseline:
+        raise InputError(f"nothing to compare against: every {noun[:-1]} is selected by {rule}")
+    members = members.join(units.select("_unit"), on="_unit", how="semi")
+    candidates = _candidates(members, skip_status=selection.failed)
+    flags = units.select("_unit", "_selected")
+    rows = _categorical_rows(candidates, flags, n_selected, n_baseline, min_count)
+    rows += _numeric_rows(candidates.numeric, flags, n_selected, n_baseline, min_count)
+    for row, q in zip(rows, benjamini_hochberg([r.p_value for r in rows]), strict=True):
+        row.q_value = q
+    rows.sort(key=lambda r: (r.q_value, -abs(r.difference), r.attribute, r.value or ""))
+    tests = len(rows)
+    if not show_all:
+        rows = [r for r in rows if r.q_value < Q_THRESHOLD]
+    if stage is None:
+        in_test = spans.join(units.select("_unit"), on="_unit", how="semi")
+        _add_stage_shifts(rows, candidates, in_test, units.height)
+    what = _what(selection, noun)
+    verdict = _verdict(rows, what=what, tests=tests, n_selected=n_selected)
+    json_rows: list[dict[str, JsonValue]] = [msgspec.to_builtins(row) for row in rows]
+    return Report(
+        name="why",
+        title=f"Why: {what}",
+        headline=[verdict],
+        tables=[
+            Table(
+                key="rows", title="Findings", columns=_JSON_COLUMNS, rows=json_rows, in_text=False
+            ),
+            Table(
+                key="findings",
+                title="Findings",
+                columns=_TEXT_COLUMNS,
+                rows=[_text_row(row) for row in rows],
+                in_json=False,
+                empty_note=(
+                    f"no attribute value is held by {min_count:,} or more of the {what}"
+                    if show_all
+                    else f"no attribute value sets the {what} apart (q < {Q_THRESHOLD:g})"
+                ),
+            ),
+        ],
+        payload=WhyPayload(
+            verdict=verdict,
+            unit="requests" if stage is None else "spans",
+            stage=stage,
+            scope=scope if stage is None else "span",
+            selection=WhySide(rule=rule, count=n_selected, threshold_ms=threshold_ms),
+            baseline=WhySide(
+                rule=selection.baseline_where or "all others", count=n_baseline, threshold_ms=None
+            ),
+            tests=tests,
+            min_count=min_count,
+            q_threshold=None if show_all else Q_THRESHOLD,
+        ),
+        inputs=inputs or [],
+        warnings=warnings or [],
+    )
+
+
+# ---------------------------------------------------------------- units and selection
+
+
+def _units(analysed: pl.DataFrame, *, stage: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(units, their spans): one row per unit (``_unit``, ``duration_ns``, ``_error``), and
+    the spans of each unit (a request's tree; a stage span itself) tagged with its ``_unit``."""
+    if stage is not None:
+        spans = analysed.filter(pl.col("name") == stage).with_row_index("_unit")
+        units = spans.select("_unit", "trace_id", "duration_ns", _error=pl.col("status") == "error")
+        return units, spans
+    units = (
+        requests(analysed)
+        .with_row_index("_unit")
+        .select("_unit", "trace_id", "span_id", "duration_ns", _error="request_error")
+    )
+    keys = units.select("_unit", "trace_id", top_id="span_id")
+    members = analysed.join(keys, on=["trace_id", "top_id"], how="inner")
+    return units.drop("span_id"), members
+
+
+def _select(
+    units: pl.DataFrame, members: pl.DataFrame, selection: Selection, noun: str
+) -> tuple[pl.Series, str, float | None]:
+    """The selected units as a mask, the rule in words, and the duration threshold in ms."""
+    duration = units.get_column("duration_ns")
+    if selection.failed:
+        return units.get_column("_error").fill_null(False), "--failed", None
+    if selection.where is not None:
+        mask = _matching_units(units, members, selection.where, "where")
+        return mask, f"--where {selection.where}", None
+    spec = (selection.slow or "").strip()
+    match = _PERCENTILE.match(spec)
+    if match:
+        percent = float(match[1])
+        if not 0 < percent < 100:
+            raise UsageError(f"{spec!r}: a percentile between p0 and p100, e.g. p95", option="slow")
+        cut = quantile(duration, percent / 100)
+        if cut is None:
+            raise InputError(f"nothing to analyse: no timed {noun}")
+        threshold = float(cut)
+    else:
+        length = length_ns(spec[1:]) if spec.startswith(">") else None
+        if length is None:
+            raise UsageError(
+                f"{spec!r}: expected a percentile (p95, p99.9) or a duration ('>500ms', '>2s')",
+                option="slow",
+            )
+        threshold = length
+    mask = (duration > threshold).fill_null(False)
+    return mask, f"--slow {spec}", threshold / NS_PER_MS
+
+
+def _baseline(units: pl.DataFrame, members: pl.DataFrame, selection: Selection) -> pl.Series:
+    if selection.baseline_where is None:
+        mask = pl.Series("_baseline", [True] * units.height, dtype=pl.Boolean)
+    else:
+        mask = _matching_units(units, members, selection.baseline_where, "baseline_where")
+    if selection.slow is not None:
+        # A unit without a duration is not known to be fast: it is in neither group.
+        mask = mask & units.get_column("duration_ns").is_not_null()
+    return mask
+
+
+def _matching_units(
+    units: pl.DataFrame, members: pl.DataFrame, where: str, option: str
+) -> pl.Series:
+    """Units with at least one member span matching the ``--where`` condition."""
+    try:
+        mask = matching(members, SpanFilter(where=where))
+    except UsageError as exc:
+        raise UsageError(exc.detail, option=option) from exc
+    hit = members.filter(mask).get_column("_unit").unique()
+    return units.get_column("_unit").is_in(hit.implode()).alias(option)
+
+
+def _what(selection: Selection, noun: str) -> str:
+    if selection.failed:
+        return f"failed {noun}"
+    if selection.where is not None:
+        return f"{noun} matching --where"
+    return f"slow {noun}"
+
+
+# ---------------------------------------------------------------- candidates
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What the units have: ``facts`` (``_unit``, ``pair``) unique, for the categorical
+    candidates with the rare values pooled; ``pairs`` (``pair``, ``attribute``, ``value``) what
+    each pair id stands for; ``numeric`` (``_unit``, ``attribute``, ``number``), a unit's
+    largest value of each numeric attribute."""
+
+    facts: pl.DataFrame
+    pairs: pl.DataFrame
+    numeric: pl.DataFrame
+
+
+def _candidates(members: pl.DataFrame, *, skip_status: bool) -> Candidates:
+    """Every unit's (attribute, value) pairs, as integer ids.
+
+    A million spans hold far fewer distinct attribute texts (and a handful of resources and
+    stage names), so each text is parsed once: the spans carry a dictionary code of their text,
+    and only (unit, code) and (code, attribute, value) are joined, on integers."""
+    sources: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    for name, column in _BUILTIN.items():
+        if skip_status and name == "status":
+            continue
+        units, texts = _coded(members, pl.col(column).cast(pl.String))
+        sources.append((units, texts.select("code", attribute=pl.lit(name), value="_text")))
+    # Without the attribute columns (a library caller's load(attributes=False)) there are only
+    # the built-in candidates.
+    for column in ("attributes", "resource"):
+        if column in members.columns:
+            units, texts = _coded(members, pl.col(column))
+            parsed = _parsed(texts).with_columns(
+                # An attribute named like a built-in candidate keeps its own name apart.
+                attribute=pl.when(pl.col("attribute").is_in(list(_BUILTIN)))
+                .then("attr." + pl.col("attribute"))
+                .otherwise("attribute")
+            )
+            sources.append((units, parsed))
+    dictionaries = pl.concat(
+        [d.with_columns(source=pl.lit(i, pl.UInt32)) for i, (_, d) in enumerate(sources)]
+    )
+    dictionaries = dictionaries.filter(pl.col("attribute") != "service.name")
+    pairs = (
+        dictionaries.select("attribute", "value")
+        .unique()
+        .sort("attribute", "value")
+        .with_row_index("pair")
+    )
+    codes = dictionaries.join(pairs, on=["attribute", "value"]).select("source", "code", "pair")
+    facts = _distinct(
+        pl.concat(
+            [
+                units.join(codes.filter(pl.col("source") == i), on="code").select("_unit", "pair")
+                for i, (units, _) in enumerate(sources)
+            ]
+        )
+    )
+    return _classified(facts, pairs)
+
+
+def _distinct(facts: pl.DataFrame) -> pl.DataFrame:
+    """Unique (``_unit``, ``pair``) rows: hashed as one 64-bit key, twice as fast as two."""
+    key = pl.col("_unit").cast(pl.UInt64) * _SHIFT + pl.col("pair").cast(pl.UInt64)
+    return facts.select(_key=key.unique()).select(
+        _unit=(pl.col("_key") // _SHIFT).cast(pl.UInt32),
+        pair=(pl.col("_key") % _SHIFT).cast(pl.UInt32),
+    )
+
+
+_SHIFT = 1 << 32
+
+
+def _coded(members: pl.DataFrame, text: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(``_unit``, ``code``) unique and (``code``, ``_text``) distinct, for a text column of
+    the member spans (nulls left out)."""
+    coded = (
+        members.select("_unit", _text=text.cast(pl.Categorical))
+        .drop_nulls("_text")
+        .with_columns(code=pl.col("_text").to_physical())
+    )
+    units = coded.select("_unit", "code").unique()
+    texts = coded.unique("code").select("code", pl.col("_text").cast(pl.String))
+    return units, texts
+
+
+# A JSON string; an attribute of an OTLP KeyValue list with a scalar value; an object member
+# with a scalar value. Groups: the key, then the value (a JSON string or a bare token).
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_LIST_PAIR = (
+    r'\{\s*"key"\s*:\s*(' + _STRING + r')\s*,\s*"value"\s*:\s*\{\s*"(?:stringValue|intValue|'
+    r'doubleValue|boolValue)"\s*:\s*(' + _STRING + r"|[^,}\s]+)\s*\}\s*\}"
+)
+_OBJECT_PAIR = "(" + _STRING + r")\s*:\s*(" + _STRING + r"|-?[0-9][0-9.eE+-]*|true|false)"
+
+
+def _parsed(texts: pl.DataFrame) -> pl.DataFrame:
+    """(``code``, ``attribute``, ``value``) of every scalar attribute of each JSON text, as
+    text (numbers and booleans as JSON writes them); nested values are no candidates.
+
+    The common layouts are read with one pattern each over all texts at once; a text the
+    pattern might misread (nested values, a list whose pairs do not all match) is parsed."""
+    text = pl.col("_text")
+    is_list = text.str.starts_with("[")
+    simple = (
+        pl.when(is_list)
+        .then(
+            ~text.str.contains("arrayValue|kvlistValue|bytesValue")
+            & (text.str.count_matches(_LIST_PAIR) == text.str.count_matches(r'"key"\s*:'))
+        )
+        .otherwise(text.str.count_matches(r"[\[{]") <= 1)
+    )
+    texts = texts.filter(~text.is_in(["{}", "[]", ""])).with_columns(_list=is_list, _simple=simple)
+    parts = []
+    for listed, pattern in ((True, _LIST_PAIR), (False, _OBJECT_PAIR)):
+        matches = (
+            texts.filter(pl.col("_simple") & (pl.col("_list") == listed))
+            .select("code", _match=text.str.extract_all(pattern))
+            .explode("_match")
+            .drop_nulls("_match")
+        )
+        groups = (
+            matches.select(pl.col("_match").unique())
+            .with_columns(_groups=pl.col("_match").str.extract_groups(pattern))
+            .unnest("_groups")
+            .rename({"1": "attribute", "2": "value"})
+        )
+        parts.append(matches.join(groups, on="_match").select("code", "attribute", "value"))
+    raw = pl.concat(parts)
+    escaped = pl.col("attribute").str.contains("\\", literal=True) | pl.col("value").str.contains(
+        "\\", literal=True
+    )
+    quoted = pl.col("value").str.starts_with('"')
+    plain = raw.filter(~escaped).select(
+        "code",
+        attribute=pl.col("attribute").str.slice(1, pl.col("attribute").str.len_chars() - 2),
+        value=pl.when(quoted)
+        .then(pl.col("value").str.slice(1, pl.col("value").str.len_chars() - 2))
+        .otherwise("value"),
+    )
+    rows = [
+        (code, orjson.loads(key), orjson.loads(value) if value.startswith('"') else value)
+        for code, key, value in raw.filter(escaped).iter_rows()
+    ]
+    for code, item in texts.filter(~pl.col("_simple")).select("code", "_text").iter_rows():
+        rows.extend((code, key, value) for key, value in _scalars(item))
+    schema = {"code": pl.UInt32, "attribute": pl.String, "value": pl.String}
+    return pl.concat([plain, pl.DataFrame(rows, schema=schema, orient="row")])
+
+
+def _scalars(text: str) -> list[tuple[str, str]]:
+    """The scalar attributes of one JSON text, values as JSON writes them (strings bare);
+    nothing for text that is not attributes."""
+    try:
+        found = attributes_dict(text)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
+    return [
+        (key, value if isinstance(value, str) else orjson.dumps(value).decode())
+        for key, value in found.items()
+        if isinstance(value, str | int | float | bool)
+    ]
+
+
+def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
+    """Numeric attributes apart (every value a number, more than ``TOP_VALUES`` of them),
+    identifiers left out (about one unit per value: no value can be tested), and the values of
+    the rest beyond their ``TOP_VALUES`` most common pooled as OTHER."""
+    held = facts.group_by("pair").agg(units=pl.len())
+    info = pairs.join(held, on="pair").with_columns(
+        number=pl.col("value").cast(pl.Float64, strict=False)
+    )
+    shape = info.group_by("attribute").agg(
+        numeric=pl.col("number").is_not_null().all() & (pl.len() > TOP_VALUES),
+        identifier=(pl.len() > TOP_VALUES) & (pl.len() * 2 > pl.col("units").sum()),
+    )
+    numeric_names = shape.filter(
+        pl.col("numeric") & ~pl.col("attribute").is_in(list(_BUILTIN))
+    ).get_column("attribute")
+    dropped = shape.filter(pl.col("identifier")).get_column("attribute")
+    numeric_pairs = info.filter(pl.col("attribute").is_in(numeric_names.implode()))
+    numeric = (
+        facts.join(numeric_pairs.select("pair", "attribute", "number"), on="pair")
+        .group_by("_unit", "attribute")
+        .agg(number=pl.col("number").max())
+    )
+    kept = info.filter(
+        ~pl.col("attribute").is_in(numeric_names.implode())
+        & ~pl.col("attribute").is_in(dropped.implode())
+    )
+    ranked = kept.with_columns(
+        _rank=pl.struct(-pl.col("units").cast(pl.Int64), "value").rank("ordinal").over("attribute")
+    )
+    others = (
+        ranked.filter(pl.col("_rank") > TOP_VALUES)
+        .select("attribute")
+        .unique()
+        .sort("attribute")
+        .with_row_index("pooled", offset=pairs.height)
+    )
+    pooling = pl.concat(
+        [
+            ranked.filter(pl.col("_rank") <= TOP_VALUES).select("pair", pooled="pair"),
+            ranked.filter(pl.col("_rank") > TOP_VALUES)
+            .join(others, on="attribute")
+            .select("pair", "pooled"),
+        ]
+    )
+    dictionary = pl.concat(
+        [
+            ranked.filter(pl.col("_rank") <= TOP_VALUES).select("pair", "attribute", "value"),
+            others.select(pair="pooled", attribute="attribute", value=pl.lit(OTHER)),
+        ]
+    )
+    # Pair ids are dense (0 to pairs - 1): a lookup by position needs no hashing.
+    lookup = (
+        pl.DataFrame({"pair": pl.arange(0, pairs.height, dtype=pl.UInt32, eager=True)})
+        .join(pooling, on="pair", how="left")
+        .sort("pair")
+        .get_column("pooled")
+    )
+    mapped = facts.with_columns(pooled=lookup.gather(facts.get_column("pair")))
+    pooled = pl.concat(
+        [
+            # A top value stays one pair per unit; only pooling can make duplicates.
+            mapped.filter(pl.col("pooled") == pl.col("pair")).select("_unit", "pair"),
+            _distinct(
+                mapped.filter(pl.col("pooled") != pl.col("pair")).select("_unit", pair="pooled")
+            ),
+        ]
+    )
+    bands, band_pairs = _token_bands(numeric, first_pair=pairs.height + others.height)
+    return Candidates(
+        facts=pl.concat([pooled, bands]),
+        pairs=pl.concat([dictionary, band_pairs]),
+        numeric=numeric,
+    )
+
+
+#: Token-count bands (powers of 4 from 64): long prompts or answers as a categorical value too.
+TOKEN_BANDS = (64, 256, 1024, 4096)
+
+
+def _token_bands(numeric: pl.DataFrame, *, first_pair: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A derived categorical candidate ``KEY band`` for each numeric attribute counting tokens
+    (its key mentions "token"), e.g. ``gen_ai.usage.input_tokens band = 256-1023``: (facts,
+    pairs) with pair ids from ``first_pair`` on."""
+    number = pl.col("number")
+    label: pl.Expr = pl.lit(f">={TOKEN_BANDS[-1]}")
+    for low, high in reversed(list(itertools.pairwise(TOKEN_BANDS))):
+        label = pl.when(number < high).then(pl.lit(f"{low}-{high - 1}")).otherwise(label)
+    label = pl.when(number < TOKEN_BANDS[0]).then(pl.lit(f"<{TOKEN_BANDS[0]}")).otherwise(label)
+    banded = numeric.filter(pl.col("attribute").str.contains("token")).select(
+        "_unit", attribute=pl.col("attribute") + " band", value=label
+    )
+    pairs = (
+        banded.select("attribute", "value")
+        .unique()
+        .sort("attribute", "value")
+        .with_row_index("pair", offset=first_pair)
+    )
+    facts = banded.join(pairs, on=["attribute", "value"]).select("_unit", "pair")
+    return facts, pairs.select("pair", "attribute", "value")
+
+
+# ---------------------------------------------------------------- tests
+
+
+def _categorical_rows(
+    candidates: Candidates,
+    flags: pl.DataFrame,
+    n_selected: int,
+    n_baseline: int,
+    min_count: int,
+) -> list[WhyRow]:
+    counts = (
+        candidates.facts.join(flags, on="_unit")
+        .group_by("pair")
+        .agg(
+            selection_count=pl.col("_selected").sum().cast(pl.Int64),
+            baseline_count=(~pl.col("_selected")).sum().cast(pl.Int64),
+        )
+        .filter(pl.col("selection_count") >= min_count)
+        .join(candidates.pairs, on="pair")
+        .sort("attribute", "value")
+    )
+    return [
+        _row(
+            attribute,
+            value,
+            a,
+            c,
+            n_selected,
+            n_baseline,
+            p_value=fisher_exact(a, n_selected - a, c, n_baseline - c),
+            test="fisher",
+        )
+        for attribute, value, a, c in counts.select(
+            "attribute", "value", "selection_count", "baseline_count"
+        ).iter_rows()
+    ]
+
+
+def _numeric_rows(
+    numeric: pl.DataFrame, flags: pl.DataFrame, n_selected: int, n_baseline: int, min_count: int
+) -> list[WhyRow]:
+    if numeric.is_empty():
+        return []
+    values = numeric.join(flags, on="_unit")
+    tested = mann_whitney(values, by="attribute", value="number", flag="_selected")
+    medians = values.group_by("attribute").agg(
+        selection_median=pl.col("number").filter(pl.col("_selected")).median(),
+        baseline_median=pl.col("number").filter(~pl.col("_selected")).median(),
+    )
+    table = (
+        tested.join(medians, on="attribute")
+        .filter((pl.col("n_in") >= min_count) & pl.col("p_value").is_not_null())
+        .sort("attribute")
+    )
+    return [
+        _row(
+            item["attribute"],
+            None,
+            item["n_in"],
+            item["n_out"],
+            n_selected,
+            n_baseline,
+            p_value=item["p_value"],
+            test="mann-whitney",
+            medians=(item["selection_median"], item["baseline_median"]),
+        )
+        for item in table.iter_rows(named=True)
+    ]
+
+
+def _row(
+    attribute: str,
+    value: str | None,
+    a: int,
+    c: int,
+    n_selected: int,
+    n_baseline: int,
+    *,
+    p_value: float,
+    test: str,
+    medians: tuple[float | None, float | None] = (None, None),
+) -> WhyRow:
+    """A tested row (its q-value is set once every test of the run is known)."""
+    selection_share, baseline_share = a / n_selected, c / n_baseline
+    return WhyRow(
+        attribute=attribute,
+        value=value,
+        selection_count=a,
+        selection_share=selection_share,
+        baseline_count=c,
+        baseline_share=baseline_share,
+        lift=selection_share / baseline_share if baseline_share else None,
+        difference=selection_share - baseline_share,
+        p_value=p_value,
+        q_value=1.0,
+        test=test,
+        selection_median=medians[0],
+        baseline_median=medians[1],
+        stage_shift=None,
+    )
+
+
+# ---------------------------------------------------------------- the critical path
+
+
+def _add_stage_shifts(
+    rows: list[WhyRow], candidates: Candidates, spans: pl.DataFrame, n_units: int
+) -> None:
+    """Each categorical row's ``stage_shift``: the stage whose mean critical-path time per
+    request grows most with the value (requests with it against those without it)."""
+    wanted = pl.DataFrame(
+        [(r.attribute, r.value) for r in rows if r.value is not None],
+        schema={"attribute": pl.String, "value": pl.String},
+        orient="row",
+    )
+    if wanted.is_empty():
+        return
+    shown = candidates.pairs.join(wanted, on=["attribute", "value"])
+    per_stage = (
+        spans.filter(pl.col("cp_ns").fill_null(0) > 0)
+        .group_by("_unit", "name")
+        .agg(cp_ns=pl.col("cp_ns").sum())
+    )
+    stages = per_stage.get_column("name").unique().sort().to_list()
+    if not stages:
+        return
+    # One column per stage (named by index: a stage may be called anything, "_unit" too).
+    columns = [f"_s{i}" for i in range(len(stages))]
+    wide = per_stage.with_columns(
+        _stage=pl.col("name").replace_strict(stages, columns, return_dtype=pl.String)
+    ).pivot(on="_stage", index="_unit", values="cp_ns", on_columns=columns)
+    totals = wide.select(pl.col(columns).sum()).row(0)
+    having = (
+        candidates.facts.join(shown.select("pair"), on="pair")
+        .join(wide, on="_unit", how="left")
+        .group_by("pair")
+        .agg(pl.len().alias("_n"), *(pl.col(c).sum() for c in columns))
+        .join(shown, on="pair")
+    )
+    found: dict[tuple[str, str], StageShift] = {}
+    for item in having.iter_rows(named=True):
+        n_with = item["_n"]
+        if n_with >= n_units:
+            continue
+        deltas = [
+            (
+                (item[c] / n_with - (total - item[c]) / (n_units - n_with)) / NS_PER_MS,
+                stage,
+            )
+            for c, stage, total in zip(columns, stages, totals, strict=True)
+        ]
+        delta, stage = max(deltas, key=lambda d: (d[0], [-ord(ch) for ch in d[1]]))
+        found[(item["attribute"], item["value"])] = StageShift(stage=stage, delta_ms=delta)
+    for row in rows:
+        if row.value is not None:
+            row.stage_shift = found.get((row.attribute, row.value))
+
+
+# ---------------------------------------------------------------- words
+
+
+def _verdict(rows: list[WhyRow], *, what: str, tests: int, n_selected: int) -> str:
+    """The first finding more common in the selection than in the baseline (what sets the
+    selection apart; one less common there is named only when there is no such finding)."""
+    leading = [r for r in rows if r.q_value < Q_THRESHOLD]
+    if not leading:
+        return (
+            f"Nothing sets the {n_selected:,} {what} apart: no attribute value has "
+            f"q < {Q_THRESHOLD:g} over {tests:,} tests."
+        )
+    first = next((r for r in leading if r.difference > 0), leading[0])
+    return _finding(first, what) + "."
+
+
+def _finding(row: WhyRow, what: str) -> str:
+    q = _number(row.q_value)
+    if row.value is None:
+        text = (
+            f"{row.attribute}: median {_number(row.selection_median)} in the {what} vs "
+            f"{_number(row.baseline_median)} in the others (q = {q})"
+        )
+    else:
+        text = (
+            f"{row.attribute} = {row.value}: {_percent(row.selection_share)} of {what} "
+            f"vs {_percent(row.baseline_share)} of others (q = {q})"
+        )
+    if row.stage_shift is not None:
+        text += f"; {_shift(row.stage_shift)} on the critical path"
+    return text
+
+
+def _shift(shift: StageShift) -> str:
+    sign = "+" if shift.delta_ms >= 0 else ""
+    return f"{shift.stage} {sign}{format_duration(shift.delta_ms)}"
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.0f}%" if value >= 0.01 or value == 0 else f"{value * 100:.1g}%"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _text_row(row: WhyRow) -> dict[str, JsonValue]:
+    """A row as people read it: a numeric attribute's medians as its value, the stage shift
+    as words."""
+    out: dict[str, JsonValue] = msgspec.to_builtins(row)
+    if row.value is None:
+        out["value"] = f"median {_number(row.selection_median)} vs {_number(row.baseline_median)}"
+    out["stage_shift"] = None if row.stage_shift is None else _shift(row.stage_shift)
+    return out
+
+
+_JSON_COLUMNS = (
+    Column("attribute", "attribute"),
+    Column("value", "value"),
+    Column("selection_count", "selected", ColumnKind.INT),
+    Column("selection_share", "selected %", ColumnKind.SHARE),
+    Column("baseline_count", "baseline", ColumnKind.INT),
+    Column("baseline_share", "baseline %", ColumnKind.SHARE),
+    Column("lift", "lift", ColumnKind.FLOAT),
+    Column("difference", "difference", ColumnKind.SHARE),
+    Column("p_value", "p", ColumnKind.FLOAT),
+    Column("q_value", "q", ColumnKind.FLOAT),
+    Column("test", "test"),
+    Column("selection_median", "selected median", ColumnKind.FLOAT),
+    Column("baseline_median", "baseline median", ColumnKind.FLOAT),
+    Column("stage_shift", "stage shift"),
+)
+# hide_rank: the order a narrow terminal hides columns in.
+_TEXT_COLUMNS = (
+    Column("attribute", "attribute"),
+    Column("value", "value"),
+    Column("selection_count", "selected", ColumnKind.INT, hide_rank=3),
+    Column("selection_share", "selected %", ColumnKind.SHARE),
+    Column("baseline_count", "baseline", ColumnKind.INT, hide_rank=2),
+    Column("baseline_share", "baseline %", ColumnKind.SHARE),
+    Column("lift", "lift", ColumnKind.FLOAT, hide_rank=5),
+    Column("difference", "difference", ColumnKind.SHARE, hide_rank=4),
+    Column("p_value", "p", ColumnKind.FLOAT, hide_rank=1),
+    Column("q_value", "q", ColumnKind.FLOAT),
+    Column("test", "test", hide_rank=6),
+    Column("stage_shift", "critical path", ColumnKind.PROSE),
+)
