@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -76,7 +77,7 @@ class Payload(Strict):
 def document(
     name: str,
     payload: type[Payload],
-    tables: dict[str, Any],
+    tables: Mapping[str, object],
     *,
     optional_tables: frozenset[str] = frozenset(),
 ) -> type[Envelope]:
@@ -87,7 +88,9 @@ def document(
     if clashes:
         raise TypeError(f"{name}: table keys repeat other keys: {', '.join(sorted(clashes))}")
     hints = typing.get_type_hints(payload)
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [(key, hints[key]) for key in own]
+    fields: list[tuple[str, object] | tuple[str, object, object]] = [
+        (key, hints[key]) for key in own
+    ]
     fields += [
         (key, rows, None) if key in optional_tables else (key, rows) for key, rows in tables.items()
     ]
@@ -597,7 +600,7 @@ def decode(text: str | bytes) -> Envelope:
     return msgspec.json.decode(text, type=DOCUMENTS[name])
 
 
-def schema(report: str) -> dict[str, Any]:
+def schema(report: str) -> dict[str, object]:
     """The JSON Schema of a report's document."""
-    generated: dict[str, Any] = msgspec.json.schema(DOCUMENTS[report])
+    generated: dict[str, object] = msgspec.json.schema(DOCUMENTS[report])
     return generated
