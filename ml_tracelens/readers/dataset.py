@@ -215,7 +215,7 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     if logs.height:
         run = logs.select(pl.col("_resolution_ns").rle()).unnest("_resolution_ns")
         runs = [(int(n), int(ns or 0)) for n, ns in run.iter_rows()]
-        logs = logs.drop("_resolution_ns")
+    logs = logs.drop("_resolution_ns")
     stats.lines = stats.records = spans.height + logs.height
     return ReadResult(stats=stats, spans=spans, logs=logs, log_resolutions=runs)
 
