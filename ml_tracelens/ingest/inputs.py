@@ -81,7 +81,7 @@ def resolve(paths: Iterable[str], *, stdin: IO[bytes] | None = None) -> Resolved
 
 def _expand(raw: str, warnings: list[str]) -> list[tuple[Path, bool]]:
     path = Path(raw)
-    if _is_dataset(path):
+    if path.is_dir() and _is_dataset(path):
         return [(path, True)]
     if path.is_dir():
         found = list(_walk(path, warnings))

@@ -360,7 +360,9 @@ def _keyed_spans(spans: pl.DataFrame, buckets: int, offset: int) -> pl.DataFrame
     root_start = start.filter(pl.col("parent_id").is_null()).min()
     days = spans.group_by("trace_id").agg(_day_ns=pl.coalesce(root_start, start.min()))
     frame = spans.with_columns(
-        pl.col("kind", "status", "source", "resource").cast(pl.String),
+        # Enums as text, for engines without them; ``resource`` and ``source`` stay
+        # Categorical: written as dictionary-encoded text, one entry per distinct value.
+        pl.col("kind", "status").cast(pl.String),
         _seq=pl.int_range(offset, offset + spans.height, dtype=pl.Int64),
     )
     frame = frame.join(days, on="trace_id", how="left", maintain_order="left", nulls_equal=True)
@@ -372,10 +374,7 @@ def _keyed_spans(spans: pl.DataFrame, buckets: int, offset: int) -> pl.DataFrame
 
 def _promoted(frame: pl.DataFrame) -> pl.DataFrame:
     lookups = {f"_{name}_{i}": key for name, keys in PROMOTED.items() for i, key in enumerate(keys)}
-    # Resource attributes are looked up as Categorical, as the canonical table holds them.
-    looked = with_attribute_columns(
-        frame.with_columns(pl.col("resource").cast(pl.Categorical())), lookups
-    ).with_columns(pl.col("resource").cast(pl.String))
+    looked = with_attribute_columns(frame, lookups)
     return looked.with_columns(
         pl.coalesce(f"_{name}_{i}" for i in range(len(keys))).alias(name)
         for name, keys in PROMOTED.items()
