@@ -179,13 +179,25 @@ def _part_files(top: Path, conversions: int) -> list[str]:
     if not top.is_dir():
         return []
     found: list[str] = []
-    for day in sorted(top.glob("date=*")):
-        for bucket in sorted(day.glob("bucket=*")):
-            for part in sorted(bucket.glob("part-*.parquet")):
-                number = part.stem.removeprefix("part-")
-                if number.isdigit() and int(number) <= conversions:
+    # Symlinks are passed over, as in a directory walk (ingest/inputs.py): a dataset cannot
+    # make tracelens read files outside it.
+    for day in _entries(top, "date="):
+        for bucket in _entries(day, "bucket="):
+            for part in _entries(bucket, "part-"):
+                number = part.name.removeprefix("part-").removesuffix(".parquet")
+                if part.suffix == ".parquet" and number.isdigit() and int(number) <= conversions:
                     found.append(str(part))
     return found
+
+
+def _entries(directory: Path, prefix: str) -> list[Path]:
+    try:
+        with os.scandir(directory) as scan:
+            return sorted(
+                Path(e.path) for e in scan if e.name.startswith(prefix) and not e.is_symlink()
+            )
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot list it ({exc.strerror or exc})") from exc
 
 
 def scan(directory: Path, table: str, manifest: Manifest) -> pl.LazyFrame | None:
@@ -223,9 +235,13 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
 def _table(frame: pl.LazyFrame | None, schema: pl.Schema, *extra: str) -> pl.DataFrame:
     if frame is None:
         return pl.DataFrame(schema={**schema, **dict.fromkeys(extra, pl.Int64)})
-    # Stored as the canonical types but Categorical/Enum as text: cast back, in reading order.
     columns = [*schema, *extra]
-    return frame.sort("_seq").select(columns).collect().cast(schema)
+    read = frame.select(*columns, "_seq").collect()
+    # Back in reading order, a column at a time: sorting the frame at once would hold it twice.
+    order = read.drop_in_place("_seq").arg_sort()
+    ordered = pl.DataFrame([read.drop_in_place(name).gather(order) for name in columns])
+    # Stored as the canonical types but Enums as text: cast back.
+    return ordered.cast(schema)
 
 
 def _first_line(exc: BaseException) -> str:
