@@ -283,7 +283,6 @@ def convert_dataset(
     """Read ``paths`` and write (or append) them to the trace-bucketed dataset ``directory``
     (README: Large archives). Inputs already in it are refused unless ``replace``, which writes
     the dataset again from ``paths`` alone."""
-    from ml_tracelens.ingest import timestamp_resolutions
     from ml_tracelens.ingest.inputs import resolve
     from ml_tracelens.readers import dataset
 
@@ -311,14 +310,10 @@ def convert_dataset(
     spans = telemetry.spans.head(telemetry.spans.height - derived).select(
         [c for c in telemetry.spans.columns if c != "slack_ns"]
     )
-    counts = [summary.logs for summary in telemetry.inputs]
+    runs = telemetry.log_resolutions
     resolution = None
-    if sum(counts) == telemetry.logs.height:
-        per_input = timestamp_resolutions(telemetry.logs, counts)
-        resolution = pl.Series(
-            [ns for ns, count in zip(per_input, counts, strict=True) for _ in range(count)],
-            dtype=pl.Int64,
-        )
+    if sum(rows for rows, _ in runs) == telemetry.logs.height:
+        resolution = pl.Series([ns for rows, ns in runs for _ in range(rows)], dtype=pl.Int64)
     manifest = dataset.write(
         target,
         spans,

@@ -220,6 +220,7 @@ def _load(
         llm_fields=llm.fields,
         llm_stage_spans=llm.stage_spans,
         llm_overrides=overrides,
+        log_resolutions=resolutions,
     )
 
 

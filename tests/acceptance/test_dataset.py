@@ -301,3 +301,34 @@ def test_a_dataset_in_a_directory_of_dumps_is_read_as_one_input(
     assert result.exit_code == 0, result.stderr
     inputs = json.loads(result.stdout)["inputs"]
     assert [(Path(i["path"]).name, i["format"]) for i in inputs] == [("ds", "dataset")]
+
+
+def test_a_dataset_converts_into_another_with_other_buckets(
+    datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    rebucketed = tmp_path / "seven"
+    result = convert(rebucketed, datasets["stage-and-app-logs"], extra=("--buckets", "7"))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((rebucketed / dataset.MANIFEST).read_text())["buckets"] == 7
+    for command in ("latency", "traces"):
+        args = ("-f", "json", "-q", "--no-cache")
+        dumps = invoke(command, *map(str, SOURCES["stage-and-app-logs"]), *args)
+        again = invoke(command, str(rebucketed), *args)
+        assert without_inputs(again.stdout) == without_inputs(dumps.stdout), command
+
+
+def test_a_large_dataset_is_not_cached(
+    small_dataset: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACELENS_CACHE_MIN_MB", "0")
+    assert invoke("latency", str(small_dataset), "-q").exit_code == 0
+    assert not any(p.is_file() for p in cache_dir.rglob("*"))
+
+
+def test_part_files_with_other_columns_are_one_line_and_exit_2(small_dataset: Path) -> None:
+    part = next(small_dataset.glob("date=*/bucket=*/part-*.parquet"))
+    frame = pl.read_parquet(part)
+    frame.with_columns(start_ns=pl.lit("soon"), kind=pl.lit("sideways")).write_parquet(part)
+    _refused(small_dataset, str(small_dataset))
+    frame.drop("span_id").write_parquet(part)
+    _refused(small_dataset, str(small_dataset))
