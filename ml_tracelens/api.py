@@ -39,6 +39,7 @@ from ml_tracelens.reports.result import ColumnKind, JsonValue, Report, Table
 
 if TYPE_CHECKING:
     from ml_tracelens.gates.budgets import Budget, Rule
+    from ml_tracelens.readers.dataset import SourceFile
     from ml_tracelens.reports.documents import Envelope, Payload
     from ml_tracelens.reports.models import ModelOptions
 
@@ -49,6 +50,7 @@ __all__ = [
     "SpanFilters",
     "bottlenecks",
     "check",
+    "convert_dataset",
     "diff",
     "errors",
     "latency",
@@ -294,6 +296,38 @@ def convert_dataset(
         for s in resolve(path_list).sources
         if s.file_path is not None
     ]
+    # Checked before taking the lock (which creates the directory), then again under it.
+    dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
+    with dataset.writing(target):
+        return _convert_dataset(
+            path_list,
+            target,
+            sources,
+            buckets=buckets,
+            replace=replace,
+            input_format=input_format,
+            fields=fields,
+            strict=strict,
+            log_time=log_time,
+            derived_stages=derived_stages,
+        )
+
+
+def _convert_dataset(
+    path_list: list[str],
+    target: Path,
+    sources: list[SourceFile],
+    *,
+    buckets: int | None,
+    replace: bool,
+    input_format: str | None,
+    fields: Mapping[str, str] | None,
+    strict: bool,
+    log_time: LogTime,
+    derived_stages: bool,
+) -> DatasetWritten:
+    from ml_tracelens.readers import dataset
+
     previous = dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
     telemetry = read(
         path_list,

@@ -20,10 +20,12 @@ gives the tables in the order of the dumps and every report the same answer.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,7 @@ DEFAULT_BUCKETS = 64
 #: bucket=NNN stays three digits.
 MAX_BUCKETS = 1000
 LOGS_DIR = "logs"
+LOCK = ".tracelens.lock"
 #: The day of a trace (or a log key) without any start time.
 NO_DATE = "unknown"
 HASH = "crc32(utf8(trace_id)) mod buckets"
@@ -79,8 +82,11 @@ class SourceFile:
 
     @classmethod
     def of(cls, path: Path) -> SourceFile:
-        info = path.stat()
-        return cls(str(path.resolve()), info.st_size, info.st_mtime_ns)
+        try:
+            info = path.stat()
+            return cls(str(path.resolve()), info.st_size, info.st_mtime_ns)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -252,6 +258,26 @@ def _first_line(exc: BaseException) -> str:
 # --- writing ---------------------------------------------------------------------------------
 
 
+@contextmanager
+def writing(directory: Path) -> Iterator[None]:
+    """Hold the dataset's write lock (an advisory lock on a hidden file, released however the
+    process ends): two conversions appending at once would write the same part files."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = (directory / LOCK).open("a")
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot write ({exc.strerror or exc})") from exc
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise UsageError(
+                f"{directory}: another tracelens convert is writing this dataset; "
+                "run it again when that one is done"
+            ) from exc
+        yield
+
+
 def prepare(
     directory: Path, *, sources: Sequence[SourceFile], buckets: int | None, replace: bool
 ) -> Manifest | None:
@@ -261,8 +287,10 @@ def prepare(
         raise UsageError(f"{buckets}: must be between 1 and {MAX_BUCKETS}", option="buckets")
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: not a directory", option="dataset")
+    if any(s.path == str(directory.resolve()) for s in sources):
+        raise UsageError(f"{directory}: a dataset cannot be converted into itself")
     if not is_dataset(directory):
-        if directory.is_dir() and any(directory.iterdir()):
+        if directory.is_dir() and any(p.name != LOCK for p in directory.iterdir()):
             raise UsageError(
                 f"{directory}: not empty and not a tracelens dataset; name a new directory",
                 option="dataset",
@@ -407,9 +435,11 @@ def _keyed_logs(logs: pl.DataFrame, spans: pl.DataFrame, buckets: int, offset: i
     traces = spans.select(pl.col("trace_id").alias("_key"), "date").unique("_key")
     own = frame.group_by("_key").agg(_own_date=_day(pl.col("time_ns").min()))
     frame = frame.join(traces, on="_key", how="left", maintain_order="left")
-    frame = frame.join(own, on="_key", how="left", maintain_order="left", nulls_equal=True)
+    frame = frame.join(own, on="_key", how="left", maintain_order="left")
+    # A record without any key belongs to nothing but its own day.
+    lone = pl.when(pl.col("_key").is_null()).then(_day(pl.col("time_ns")))
     return frame.with_columns(
-        date=pl.coalesce("date", "_own_date"), bucket=bucket_of(frame["_key"], buckets)
+        date=pl.coalesce("date", "_own_date", lone), bucket=bucket_of(frame["_key"], buckets)
     ).drop("_key", "_own_date")
 
 

@@ -3,6 +3,7 @@ on the dataset answering exactly as on the dumps it was converted from (``inputs
 
 from __future__ import annotations
 
+import fcntl
 import json
 import zlib
 from pathlib import Path
@@ -231,6 +232,7 @@ def test_convert_needs_one_target_and_a_non_dataset_directory_is_not_overwritten
     assert invoke("convert", dump, "-o", "x.parquet", "--dataset", str(tmp_path)).exit_code == 2
     (tmp_path / "mine.txt").write_text("keep me")
     result = invoke("convert", dump, "--dataset", str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
     assert result.exit_code == 2
     assert "not a tracelens dataset" in result.stderr
     assert (
@@ -332,3 +334,15 @@ def test_part_files_with_other_columns_are_one_line_and_exit_2(small_dataset: Pa
     _refused(small_dataset, str(small_dataset))
     frame.drop("span_id").write_parquet(part)
     _refused(small_dataset, str(small_dataset))
+
+
+def test_one_conversion_at_a_time_and_never_into_itself(small_dataset: Path) -> None:
+    with (small_dataset / dataset.LOCK).open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        busy = convert(small_dataset, SAMPLE_DATA / "app.log.jsonl")
+    assert busy.exit_code == 2
+    assert "another tracelens convert" in busy.stderr
+    itself = convert(small_dataset, small_dataset)
+    assert itself.exit_code == 2
+    assert "into itself" in itself.stderr
+    assert convert(small_dataset, SAMPLE_DATA / "app.log.jsonl").exit_code == 0
