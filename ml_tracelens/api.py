@@ -50,7 +50,6 @@ __all__ = [
     "SpanFilters",
     "bottlenecks",
     "check",
-    "convert_dataset",
     "diff",
     "errors",
     "latency",
