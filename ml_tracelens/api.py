@@ -39,6 +39,7 @@ from ml_tracelens.reports.result import ColumnKind, JsonValue, Report, Table
 
 if TYPE_CHECKING:
     from ml_tracelens.gates.budgets import Budget, Rule
+    from ml_tracelens.readers.dataset import SourceFile
     from ml_tracelens.reports.documents import Envelope, Payload
     from ml_tracelens.reports.models import ModelOptions
 
@@ -256,6 +257,116 @@ def _path_list(paths: PathsLike) -> list[str]:
     if isinstance(paths, str | Path):
         return [str(paths)]
     return [str(p) for p in paths]
+
+
+@dataclass(frozen=True)
+class DatasetWritten:
+    """What ``convert_dataset`` wrote: this conversion's rows and the dataset's totals."""
+
+    spans: int
+    logs: int
+    total_spans: int
+    total_logs: int
+    buckets: int
+    warnings: list[str]
+
+
+def convert_dataset(
+    paths: PathsLike,
+    directory: str | Path,
+    *,
+    buckets: int | None = None,
+    replace: bool = False,
+    input_format: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    strict: bool = False,
+    log_time: LogTime = "end",
+    derived_stages: bool = True,
+) -> DatasetWritten:
+    """Read ``paths`` and write (or append) them to the trace-bucketed dataset ``directory``
+    (README: Large archives). Inputs already in it are refused unless ``replace``, which writes
+    the dataset again from ``paths`` alone."""
+    from ml_tracelens.ingest.inputs import resolve
+    from ml_tracelens.readers import dataset
+
+    target = Path(directory)
+    path_list = _path_list(paths)
+    # Checked before the (long) read: a refused append costs nothing.
+    sources = [
+        dataset.SourceFile.of(s.file_path)
+        for s in resolve(path_list).sources
+        if s.file_path is not None
+    ]
+    # Checked before taking the lock (which creates the directory), then again under it.
+    dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
+    with dataset.writing(target):
+        return _convert_dataset(
+            path_list,
+            target,
+            sources,
+            buckets=buckets,
+            replace=replace,
+            input_format=input_format,
+            fields=fields,
+            strict=strict,
+            log_time=log_time,
+            derived_stages=derived_stages,
+        )
+
+
+def _convert_dataset(
+    path_list: list[str],
+    target: Path,
+    sources: list[SourceFile],
+    *,
+    buckets: int | None,
+    replace: bool,
+    input_format: str | None,
+    fields: Mapping[str, str] | None,
+    strict: bool,
+    log_time: LogTime,
+    derived_stages: bool,
+) -> DatasetWritten:
+    from ml_tracelens.readers import dataset
+
+    previous = dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
+    telemetry = read(
+        path_list,
+        input_format=input_format,
+        fields=fields,
+        strict=strict,
+        log_time=log_time,
+        derived_stages=derived_stages,
+    )
+    # The spans as read: spans derived from log lines and LLM stage spans (appended last, in
+    # that order, by ingest.load) are derived again when the dataset is read, as from the
+    # dumps, so their counts, slack and --no-derived-stages behave the same on both.
+    derived = telemetry.derived_spans + telemetry.llm_stage_spans
+    spans = telemetry.spans.head(telemetry.spans.height - derived).select(
+        [c for c in telemetry.spans.columns if c != "slack_ns"]
+    )
+    runs = telemetry.log_resolutions
+    resolution = None
+    if sum(rows for rows, _ in runs) == telemetry.logs.height:
+        resolution = pl.Series([ns for rows, ns in runs for _ in range(rows)], dtype=pl.Int64)
+    manifest = dataset.write(
+        target,
+        spans,
+        telemetry.logs,
+        log_resolution_ns=resolution,
+        sources=sources,
+        buckets=buckets,
+        previous=previous,
+        replace=replace,
+    )
+    return DatasetWritten(
+        spans=spans.height,
+        logs=telemetry.logs.height,
+        total_spans=manifest.spans,
+        total_logs=manifest.logs,
+        buckets=manifest.buckets,
+        warnings=telemetry.warnings,
+    )
 
 
 def _spans_required(t: AnalysedTelemetry) -> None:

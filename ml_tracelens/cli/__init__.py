@@ -43,7 +43,24 @@ ExemplarsOpt = Annotated[
     ),
 ]
 OutputOpt = Annotated[
-    Path, typer.Option("--output", "-o", help="Parquet file to write (the canonical spans).")
+    Path | None,
+    typer.Option("--output", "-o", help="Parquet file to write (the canonical spans)."),
+]
+DatasetOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dataset",
+        help="Directory of a trace-bucketed Parquet dataset to write or append to "
+        "(README: Large archives).",
+    ),
+]
+BucketsOpt = Annotated[
+    int | None,
+    typer.Option("--buckets", help="Trace buckets of a new dataset (default 64)."),
+]
+ReplaceOpt = Annotated[
+    bool,
+    typer.Option("--replace", help="Write the dataset again from these inputs only."),
 ]
 
 
@@ -115,10 +132,27 @@ def llm(paths: Paths, by: LlmByOpt = "model", *, common: Common) -> None:
 
 
 @command(("input_format", "strict", "field", "log_time", "derived_stages", "quiet", "debug"))
-def convert(paths: Paths, output: OutputOpt, *, common: Common) -> None:
+def convert(
+    paths: Paths,
+    output: OutputOpt = None,
+    dataset: DatasetOpt = None,
+    buckets: BucketsOpt = None,
+    replace: ReplaceOpt = False,
+    *,
+    common: Common,
+) -> None:
     """Write the canonical span and log tables to Parquet; reading it back gives the same reports."""
+    from ml_tracelens.exceptions import UsageError
     from ml_tracelens.readers.parquet import write_parquet
 
+    if (output is None) == (dataset is None):
+        raise UsageError("name one of --output FILE or --dataset DIR")
+    if output is None:
+        assert dataset is not None  # one of the two, checked above
+        _convert_dataset(paths, dataset, buckets=buckets, replace=replace, common=common)
+        return
+    if buckets is not None or replace:
+        raise UsageError("--buckets and --replace go with --dataset DIR")
     telemetry = common.read(paths)
     if not common.quiet:
         for warning in telemetry.warnings:
@@ -128,6 +162,24 @@ def convert(paths: Paths, output: OutputOpt, *, common: Common) -> None:
         print_note(
             f"wrote {telemetry.spans.height:,} spans and "
             f"{telemetry.logs.height:,} log records to {output}"
+        )
+
+
+def _convert_dataset(
+    paths: Paths, directory: Path, *, buckets: int | None, replace: bool, common: Common
+) -> None:
+    from ml_tracelens import api
+
+    written = api.convert_dataset(
+        paths, directory, buckets=buckets, replace=replace, **common.reading()
+    )
+    if not common.quiet:
+        for warning in written.warnings:
+            print_warning(warning)
+        print_note(
+            f"wrote {written.spans:,} spans and {written.logs:,} log records to {directory} "
+            f"({written.total_spans:,} spans, {written.total_logs:,} log records in "
+            f"{written.buckets} buckets)"
         )
 
 

@@ -88,6 +88,7 @@ def _load(
         spans: int,
         logs: pl.DataFrame,
         resolution: int | None = None,
+        runs: list[tuple[int, int]] | None = None,
     ) -> None:
         summaries.append(
             InputSummary(
@@ -102,13 +103,14 @@ def _load(
                 "(name it with --input-format to force a reader)"
             )
         if logs.height:
-            if resolution is None:
+            if resolution is None and runs is None:
                 resolution = timestamp_resolution_ns(logs.get_column("time_ns"))
-            if resolutions and resolutions[-1][1] == resolution:
-                # One run per resolution rather than per input: 10,000 small files are one run.
-                resolutions[-1] = (resolutions[-1][0] + logs.height, resolution)
-            else:
-                resolutions.append((logs.height, resolution))
+            for rows, ns in runs if runs is not None else [(logs.height, resolution or 0)]:
+                if resolutions and resolutions[-1][1] == ns:
+                    # One run per resolution rather than per input: 10,000 small files are one.
+                    resolutions[-1] = (resolutions[-1][0] + rows, ns)
+                else:
+                    resolutions.append((rows, ns))
 
     def keep(spans: pl.DataFrame, logs: pl.DataFrame) -> None:
         if spans.height:
@@ -161,7 +163,7 @@ def _load(
         )
         if progress is not None:
             progress.read(source.name)
-        account(source, result.stats, result.spans.height, result.logs)
+        account(source, result.stats, result.spans.height, result.logs, runs=result.log_resolutions)
         keep(result.spans, result.logs)
         del result
     read_pending()
@@ -218,6 +220,7 @@ def _load(
         llm_fields=llm.fields,
         llm_stage_spans=llm.stage_spans,
         llm_overrides=overrides,
+        log_resolutions=resolutions,
     )
 
 

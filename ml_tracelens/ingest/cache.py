@@ -92,7 +92,8 @@ def cache_key(
         fingerprint.append(_reading_settings(input_format=input_format, options=options))
         sources = resolve(paths).sources
         for source in sources:
-            if source.file_path is None:
+            # A dataset directory (readers/dataset.py) is Parquet already: not cached.
+            if source.file_path is None or source.file_path.is_dir():
                 return None
             info = source.file_path.stat()
             total += info.st_size

@@ -81,6 +81,8 @@ def resolve(paths: Iterable[str], *, stdin: IO[bytes] | None = None) -> Resolved
 
 def _expand(raw: str, warnings: list[str]) -> list[tuple[Path, bool]]:
     path = Path(raw)
+    if path.is_dir() and _is_dataset(path):
+        return [(path, True)]
     if path.is_dir():
         found = list(_walk(path, warnings))
         if not found:
@@ -94,7 +96,9 @@ def _expand(raw: str, warnings: list[str]) -> list[tuple[Path, bool]]:
             raise InputError(f"{raw}: pattern matches no files")
         out: list[tuple[Path, bool]] = []
         for match in matches:
-            if match.is_dir():
+            if _is_dataset(match):
+                out.append((match, False))
+            elif match.is_dir():
                 out.extend((p, False) for p in _walk(match, warnings))
             else:
                 out.append((match, False))
@@ -130,7 +134,8 @@ def _list(directory: Path, root: str, warnings: list[str]) -> tuple[list[Path], 
         path = Path(entry.path)
         try:
             if entry.is_dir(follow_symlinks=False):
-                subdirectories.append(path)
+                # A dataset is one input, read as a whole, not a directory of Parquet files.
+                (files if _is_dataset(path) else subdirectories).append(path)
                 continue
             if entry.is_symlink() and not _safe_link(path, root, warnings):
                 continue
@@ -227,6 +232,8 @@ def _file_source(path: Path, *, explicit: bool, warnings: list[str]) -> InputSou
             return None
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     name = display_name(path)
+    if stat.S_ISDIR(info.st_mode) and _is_dataset(path):
+        return InputSource(name, lambda: _open(path), path=path, file_path=None, found=not explicit)
     if not stat.S_ISREG(info.st_mode):
         if not explicit:
             warnings.append(
@@ -249,6 +256,14 @@ def _file_source(path: Path, *, explicit: bool, warnings: list[str]) -> InputSou
             found=not explicit,
         )
     return InputSource(name, lambda: _open(path), size=info.st_size, path=path, found=not explicit)
+
+
+def _is_dataset(path: Path) -> bool:
+    """A trace-bucketed dataset (readers/dataset.py): one input, recognised before a directory
+    is walked. Not a cached input: its file_path stays None (it is Parquet already)."""
+    from ml_tracelens.readers.dataset import is_dataset
+
+    return is_dataset(path)
 
 
 def display_name(path: Path) -> str:

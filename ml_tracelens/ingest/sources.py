@@ -47,6 +47,12 @@ def read_source(
 def choose_reader(source: InputSource, input_format: str | None) -> ReaderSpec | ReadResult:
     """The reader for ``source``, or the result of an input no reader is for (empty, or not
     telemetry found in a directory)."""
+    if source.path is not None and source.path.is_dir():
+        # A dataset directory (the only directory a source can be) is one, whatever the format
+        # asked for: its part files are read by no other reader.
+        from ml_tracelens.readers import dataset
+
+        return dataset.READER
     if input_format:
         reader = registry().get(input_format)
         if reader is None:

@@ -56,6 +56,9 @@ class Telemetry:
     llm_stage_spans: int = 0
     #: canonical LLM column -> (key, ns per unit) from ``--field llm.NAME=KEY``
     llm_overrides: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: (log rows, timestamp resolution in ns) in row order, per run of inputs: what the slack
+    #: of log-derived trees was computed from (kept by ``convert --dataset``; not cached)
+    log_resolutions: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def skipped_lines(self) -> int:

@@ -203,6 +203,9 @@ class ReadResult:
     stats: ReadStats
     spans: pl.DataFrame = field(default_factory=empty_spans)
     logs: pl.DataFrame = field(default_factory=empty_logs)
+    #: (log rows, timestamp resolution in ns) in row order, for an input holding the logs of
+    #: several files (a dataset): each file's clock keeps its own resolution. None: one run.
+    log_resolutions: list[tuple[int, int]] | None = None
 
 
 @dataclass
