@@ -45,12 +45,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AnalysedTelemetry",
+    "DatasetWritten",
     "Page",
     "Result",
     "SpanFilters",
     "bottlenecks",
     "check",
     "compare",
+    "convert_dataset",
     "diff",
     "errors",
     "latency",
