@@ -8,7 +8,8 @@ The package is built in layers; a module imports only from its own layer and tho
    ``durations`` (how a duration is written), ``otlp_values`` (OTLP attribute values).
 2. ``core/``: trees, self time, critical path, error origin (``analyze``), span filters
    (``query``), statistics (``stats``: percentiles and request summaries, ``bootstrap``,
-   ``significance``, ``psi``). Pure functions of canonical frames.
+   ``significance``, ``psi``), LLM fields and metrics (``llm``) and the stages derived from
+   them (``llm_stages``). Pure functions of canonical frames.
 3. ``readers/``: one module per input format (``otlp_json``, ``jaeger_json``, ``zipkin_json``,
    ``otel_console``, ``json_logs``, ``parquet``) on the shared types of ``readers.base``;
    their helpers (fast paths, log aliases and value rules, parallel line ranges, the names of

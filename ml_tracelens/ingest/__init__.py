@@ -14,7 +14,7 @@ from typing import IO
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.core import llm
+from ml_tracelens.core import llm, llm_stages
 from ml_tracelens.durations import NS_PER_MS, NS_PER_US
 from ml_tracelens.exceptions import InputError, MalformedInput
 from ml_tracelens.ingest.inputs import ResolvedInputs, resolve
@@ -254,7 +254,11 @@ def with_llm_stages(
         warnings.append(
             f"LLM attribute values that are not non-negative numbers were ignored: {counts}"
         )
-    made = llm.derived_stages(spans, found.frame, schema=spans.schema) if enabled else spans.clear()
+    made = (
+        llm_stages.derived_stages(spans, found.frame, schema=spans.schema)
+        if enabled
+        else spans.clear()
+    )
     if made.height:
         spans = pl.concat([spans, made], how="vertical")
     return spans, LlmFound(

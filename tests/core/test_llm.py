@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml_tracelens.core import llm
+from ml_tracelens.core import llm, llm_stages
 from ml_tracelens.schema import SPAN_SCHEMA
 from tests.factories import make_spans
 
@@ -170,7 +170,7 @@ def test_derived_stages_are_laid_out_in_time_and_clipped_to_the_span() -> None:
             )
         ]
     )
-    made = llm.derived_stages(spans, llm.llm_spans(spans).frame, schema=SPAN_SCHEMA)
+    made = llm_stages.derived_stages(spans, llm.llm_spans(spans).frame, schema=SPAN_SCHEMA)
     rows = {r["name"]: r for r in made.iter_rows(named=True)}
     assert {n: (r["start_ns"] // MS, r["end_ns"] // MS) for n, r in rows.items()} == {
         "queue": (100, 110),
@@ -179,7 +179,7 @@ def test_derived_stages_are_laid_out_in_time_and_clipped_to_the_span() -> None:
     }
     assert {r["parent_id"] for r in rows.values()} == {"r"}
     assert {r["service"] for r in rows.values()} == {"vllm"}
-    assert {r["attributes"] for r in rows.values()} == {llm.DERIVED_STAGE_MARK}
+    assert {r["attributes"] for r in rows.values()} == {llm_stages.DERIVED_STAGE_MARK}
 
 
 def test_a_missing_stage_time_starts_the_next_stage_earlier_and_past_the_end_none() -> None:
@@ -209,7 +209,7 @@ def test_a_missing_stage_time_starts_the_next_stage_earlier_and_past_the_end_non
             ),
         ]
     )
-    made = llm.derived_stages(spans, llm.llm_spans(spans).frame, schema=SPAN_SCHEMA)
+    made = llm_stages.derived_stages(spans, llm.llm_spans(spans).frame, schema=SPAN_SCHEMA)
     got = {
         (r["parent_id"], r["name"]): (r["start_ns"] // MS, r["end_ns"] // MS)
         for r in made.iter_rows(named=True)
@@ -228,7 +228,7 @@ def test_no_derived_stages_under_a_span_whose_children_cover_the_time() -> None:
             ("after", "free", 70 * MS, 90 * MS),  # past the stages' 60 ms: no overlap
         ]
     )
-    made = llm.derived_stages(spans, llm.llm_spans(spans).frame, schema=SPAN_SCHEMA)
+    made = llm_stages.derived_stages(spans, llm.llm_spans(spans).frame, schema=SPAN_SCHEMA)
     assert set(made.get_column("parent_id")) == {"free"}
 
 
@@ -347,7 +347,7 @@ def test_derived_stages_tile_the_start_of_their_span(
     if not attrs:
         attrs = {"gen_ai.usage.output_tokens": 3}
     spans = make_spans([("r", None, start, start + length, {"attributes": attrs})], scale=1000)
-    made = llm.derived_stages(spans, llm.llm_spans(spans).frame, schema=SPAN_SCHEMA)
+    made = llm_stages.derived_stages(spans, llm.llm_spans(spans).frame, schema=SPAN_SCHEMA)
     rows = sorted(made.iter_rows(named=True), key=lambda r: r["start_ns"])
     span_start, span_end = start * 1000, (start + length) * 1000
     # in order, back to back from the span's start, inside the span, none empty
