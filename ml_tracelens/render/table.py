@@ -42,12 +42,16 @@ from ml_tracelens.render.cells import (
     shorten_middle,
     text_of,
 )
+from ml_tracelens.render.compare_view import render_compare
 from ml_tracelens.render.console import make_console
 from ml_tracelens.render.waterfall import render_show
 from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
 
 #: Custom terminal views keyed by report name, drawn instead of the report's tables.
-VIEWS: dict[str, Callable[[Report, Console], RenderableType]] = {"show": render_show}
+VIEWS: dict[str, Callable[[Report, Console], RenderableType]] = {
+    "show": render_show,
+    "compare": render_compare,
+}
 
 #: Names keep at least this many cells while optional columns can still be hidden instead.
 ROOMY_NAME_CELLS = 20

@@ -46,6 +46,34 @@ class KeyedSpan:
     ms: float | None
     cp_ms: float | None
     attributes: dict[str, object]
+    #: start after the request's earliest span, and time not covered by children
+    offset_ms: float | None = None
+    self_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ComparedSpan:
+    """One span of the combined tree: the span of A, of B, or both at the same path."""
+
+    path: str
+    depth: int
+    a: KeyedSpan | None
+    b: KeyedSpan | None
+    attrs_changed: list[str]
+
+    @property
+    def label(self) -> str:
+        return self.path.rsplit(" > ", 1)[-1]
+
+
+@dataclass(frozen=True)
+class CompareView:
+    """What the terminal draws for ``show --compare``: one waterfall of both requests, the
+    spans of A in tree order with B's beside them and B's own spans under their parent."""
+
+    spans: list[ComparedSpan]
+    axis_ms: float | None  # the later of the two requests' ends, after their starts
+    headline: list[str]
 
 
 def keyed_spans(trace: pl.DataFrame) -> list[KeyedSpan]:
@@ -56,6 +84,8 @@ def keyed_spans(trace: pl.DataFrame) -> list[KeyedSpan]:
     )
     paths: dict[int, str] = {}
     seen: dict[tuple[str | None, str], int] = {}
+    starts = [r["start_ns"] for r in rows if r["start_ns"] is not None]
+    origin = min(starts) if starts else None
     out = []
     for i in order:
         row = rows[i]
@@ -72,6 +102,12 @@ def keyed_spans(trace: pl.DataFrame) -> list[KeyedSpan]:
                 ms=_ms(row["duration_ns"]),
                 cp_ms=_ms(row["cp_ns"]),
                 attributes=attributes_dict(row.get("attributes"), row.get("resource")),
+                offset_ms=(
+                    _ms(row["start_ns"] - origin)
+                    if origin is not None and row["start_ns"] is not None
+                    else None
+                ),
+                self_ms=_ms(row.get("self_ns")),
             )
         )
     return out
@@ -104,6 +140,42 @@ def align(
     only_a = [s.path for s in spans_a if s.path not in by_path_b]
     only_b = [s.path for s in spans_b if s.path not in paths_a]
     return aligned, only_a, only_b
+
+
+def combined(a: pl.DataFrame, b: pl.DataFrame) -> list[ComparedSpan]:
+    """The spans of both requests as one tree: A's in tree order, each with B's span of the same
+    path, and B's spans of paths A lacks placed after their parent's subtree."""
+    spans_a, spans_b = keyed_spans(a), keyed_spans(b)
+    by_path_b = {s.path: s for s in spans_b}
+    merged = [
+        ComparedSpan(
+            path=s.path,
+            depth=s.path.count(" > "),
+            a=s,
+            b=by_path_b.get(s.path),
+            attrs_changed=_changed(s.attributes, by_path_b[s.path].attributes)
+            if s.path in by_path_b
+            else [],
+        )
+        for s in spans_a
+    ]
+    paths_a = {s.path for s in spans_a}
+    for span in spans_b:
+        if span.path in paths_a:
+            continue
+        parent = span.path.rsplit(" > ", 1)[0] if " > " in span.path else None
+        at = len(merged)
+        if parent is not None:
+            under = [
+                i
+                for i, m in enumerate(merged)
+                if m.path == parent or m.path.startswith(parent + " > ")
+            ]
+            at = under[-1] + 1 if under else len(merged)
+        merged.insert(
+            at, ComparedSpan(span.path, span.path.count(" > "), None, span, attrs_changed=[])
+        )
+    return merged
 
 
 def _changed(a: dict[str, object], b: dict[str, object]) -> list[str]:
@@ -163,6 +235,13 @@ def build(
         headline.append(f"only in A: {', '.join(only_a)}")
     if only_b:
         headline.append(f"only in B: {', '.join(only_b)}")
+    spans = combined(a, b)
+    ends = [
+        s.offset_ms + s.ms
+        for c in spans
+        for s in (c.a, c.b)
+        if s is not None and s.offset_ms is not None and s.ms is not None
+    ]
     return Report(
         name="compare",
         title=f"tracelens show {side_a.trace_id} --compare {other}",
@@ -171,6 +250,7 @@ def build(
         payload=ComparePayload(a=side_a, b=side_b, only_a=only_a, only_b=only_b),
         inputs=list(inputs or ()),
         warnings=list(warnings or ()),
+        view=CompareView(spans=spans, axis_ms=max(ends) if ends else None, headline=headline),
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import polars as pl
 import pytest
 
 from ml_tracelens.core import analyze
 from ml_tracelens.exceptions import NotFound
+from ml_tracelens.render.table import render_report
 from ml_tracelens.reports import compare
 from ml_tracelens.reports.documents import ComparePayload
 from ml_tracelens.schema import empty_logs
@@ -97,3 +100,48 @@ def test_typical_is_the_median_other_request_of_the_same_root_stage() -> None:
     only = trees(("a0", "R[0,95]{name=POST}"), ("g1", "R[0,25]{name=GET}"))
     with pytest.raises(NotFound, match="no other timed request"):
         compare.typical_trace(only, "a0")
+
+
+def test_the_combined_tree_holds_both_requests_with_their_own_spans_under_their_parents() -> None:
+    spans = trees(("ta", A), ("tb", B))
+    merged = compare.combined(
+        spans.filter(pl.col("trace_id") == "ta"), spans.filter(pl.col("trace_id") == "tb")
+    )
+    assert [(m.path, m.a is not None, m.b is not None) for m in merged] == [
+        ("POST", True, True),
+        ("POST > a #1", True, True),
+        ("POST > inference #1", True, True),
+        ("POST > inference #2", True, False),
+        ("POST > post #1", True, True),
+        ("POST > cache #1", False, True),
+    ]
+    root = merged[0]
+    # Self time: the root's time outside its children (A: 100 - 90; B: 80 - 70), offsets from
+    # each request's own start.
+    assert root.a is not None
+    assert root.b is not None
+    assert (root.a.self_ms, root.b.self_ms) == (10.0, 10.0)
+    cache = merged[-1]
+    assert cache.b is not None
+    assert (cache.b.offset_ms, cache.b.ms, cache.b.self_ms) == (60.0, 10.0, 10.0)
+
+
+def test_the_terminal_draws_both_requests_on_one_axis() -> None:
+    spans = trees(("ta", A), ("tb", B))
+    report = compare.build(analysed=spans, logs=empty_logs(), ident="ta", other="tb")
+    out = io.StringIO()
+    text = render_report(report, out, wide=False)
+    lines = text.splitlines()
+    bars = [line for line in lines if line.count("|") == 2 and not line.startswith("span")]
+    # A line per side of each span: four aligned spans twice, one span of each request alone.
+    assert len(bars) == 4 * 2 + 2
+    (only_a,) = [line for line in bars if "(only in A)" in line]
+    (only_b,) = [line for line in bars if "(only in B)" in line]
+    assert " A " in only_a
+    assert " B " in only_b
+    # The axis is the longer request (100 ms) over the bar's width; A's second inference runs
+    # 40-70 ms, so its bar starts 40% in and covers 30%.
+    axis = only_a.split("|")[1]
+    assert axis.index("█") == round(0.4 * len(axis))
+    assert axis.count("█") == round(0.3 * len(axis))
+    assert any("-20.0ms" in line for line in bars)  # the root: B - A
