@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
 from ml_tracelens.core.bootstrap import splitmix64_expr
-from ml_tracelens.reports.diff import min_samples
+from ml_tracelens.reports.changes import min_samples
 from tests.factories import Child, Request, write_requests
 
 runner = CliRunner()

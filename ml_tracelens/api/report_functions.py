@@ -1,27 +1,11 @@
-"""The library: everything the CLI does, as functions of loaded telemetry returning results.
-
-    import ml_tracelens as tl
-
-    t = tl.load(["dump.jsonl"])          # read (or take from the cache) and analyse
-    t.spans                              # polars: canonical spans + self_ns, cp_ns, error origin
-    tl.latency(t, by="stage").rows       # polars: one row per stage, the CLI's JSON rows
-    tl.check(t, budgets=["model.inference:p95<=120ms"]).passed
-    print(tl.errors(t).to_json())        # exactly what `tracelens errors --format json` prints
-
-Each report function takes the options of its command (without the leading ``--``) and returns
-a ``Result``. Errors are the domain errors of ``ml_tracelens.exceptions``: ``InputError``
-(nothing to analyse, unreadable input), ``UsageError`` (an option value that makes no sense),
-``NotFound`` (an unknown request id).
-"""
+"""One function per report: each takes analysed telemetry (``load``) and the command's options
+as keywords, and returns a ``Result`` (``report`` returns a ``Page``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
-import msgspec
 import polars as pl
 
 from ml_tracelens.core import Analysis
@@ -31,344 +15,15 @@ from ml_tracelens.core.significance import DEFAULT_MIN_CHANGE_PCT
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.ingest import pipeline
 from ml_tracelens.ingest.telemetry import Progress, Telemetry
-from ml_tracelens.readers.base import ReadOptions
-from ml_tracelens.render import json as json_render
 from ml_tracelens.reports import context as report_context
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
-from ml_tracelens.reports.result import ColumnKind, JsonValue, Report, Table
 
 if TYPE_CHECKING:
     from ml_tracelens.gates.budgets import Budget, Rule
-    from ml_tracelens.readers.dataset import SourceFile
-    from ml_tracelens.reports.documents import Envelope, Payload
     from ml_tracelens.reports.models import ModelOptions
 
-__all__ = [
-    "AnalysedTelemetry",
-    "DatasetWritten",
-    "Page",
-    "Result",
-    "SpanFilters",
-    "bottlenecks",
-    "check",
-    "compare",
-    "convert_dataset",
-    "diff",
-    "errors",
-    "latency",
-    "llm",
-    "load",
-    "models",
-    "read",
-    "report",
-    "show",
-    "summary",
-    "traces",
-    "why",
-]
-
-PathsLike = str | Path | Sequence[str | Path]
-LogTime = Literal["end", "start"]
-
-
-@dataclass(frozen=True)
-class AnalysedTelemetry:
-    """Inputs read into the canonical tables, every trace analysed."""
-
-    telemetry: Telemetry
-    analysis: Analysis
-
-    @property
-    def spans(self) -> pl.DataFrame:
-        """Canonical spans plus ``self_ns``, ``cp_ns``, ``depth``, ``is_root``, ``top_id``,
-        ``has_error``, ``error_originated`` and the structure flags (see ``core.analyze``)."""
-        return self.analysis.spans
-
-    @property
-    def logs(self) -> pl.DataFrame:
-        """The canonical log table (``schema.LOG_SCHEMA``)."""
-        return self.telemetry.logs
-
-    @property
-    def inputs(self) -> list[dict[str, JsonValue]]:
-        """Per input: path, format, spans, logs and the accounting of its lines."""
-        return report_context.inputs_of(self.telemetry)
-
-    @property
-    def warnings(self) -> list[str]:
-        return report_context.warnings_of(self.telemetry, self.analysis)
-
-
-@dataclass(frozen=True)
-class Result:
-    """A report: its rows as polars frames, its JSON, and (for gates) whether it passed."""
-
-    report: Report
-
-    @property
-    def name(self) -> str:
-        return self.report.name
-
-    @property
-    def rows(self) -> pl.DataFrame:
-        """The report's main table: its JSON ``rows`` (the first table of its JSON)."""
-        tables = [t for t in self.report.tables if t.in_json]
-        return table_frame(tables[0]) if tables else pl.DataFrame()
-
-    @property
-    def tables(self) -> dict[str, pl.DataFrame]:
-        """Every table of the report's JSON, by its key."""
-        return {t.key: table_frame(t) for t in self.report.tables if t.in_json}
-
-    @property
-    def payload(self) -> Payload | None:
-        """The report's own JSON keys besides its tables, typed: e.g. a ``LatencyPayload`` whose
-        ``requests.p95_ms`` is a float."""
-        return self.report.payload
-
-    @property
-    def data(self) -> dict[str, object]:
-        """The report's own JSON keys besides its tables (``requests``, ``passed``, ...), as
-        plain Python values."""
-        if self.report.payload is None:
-            return {}
-        built: dict[str, object] = msgspec.to_builtins(self.report.payload)
-        return built
-
-    @property
-    def warnings(self) -> list[str]:
-        return list(self.report.warnings)
-
-    @property
-    def passed(self) -> bool:
-        """False when a gate (check, diff with ``fail_on`` rules) failed; True otherwise."""
-        return self.report.passed is not False
-
-    def to_json(self) -> str:
-        """The document ``tracelens NAME --format json`` prints."""
-        return json_render.render(self.report)
-
-    @property
-    def document(self) -> Envelope:
-        """The JSON document as its type (``reports.documents``): e.g. a ``LatencyDocument``
-        whose ``requests.p95_ms`` is a float."""
-        from ml_tracelens.reports import documents
-
-        return documents.decode(self.to_json())
-
-
-_DTYPES: Mapping[ColumnKind, pl.DataType] = {
-    ColumnKind.INT: pl.Int64(),
-    ColumnKind.FLOAT: pl.Float64(),
-    ColumnKind.MS: pl.Float64(),
-    ColumnKind.SHARE: pl.Float64(),
-    ColumnKind.BOOL: pl.Boolean(),
-    ColumnKind.TEXT: pl.String(),
-    ColumnKind.ID: pl.String(),
-    ColumnKind.PROSE: pl.String(),
-    ColumnKind.TIME: pl.String(),
-}
-
-
-def table_frame(table: Table) -> pl.DataFrame:
-    """A table's JSON rows as a frame: one column per machine column, typed by its kind (a
-    column whose kind varies by row, or that holds lists or objects, is typed by polars)."""
-    series = []
-    for column in (c for c in table.columns if c.machine):
-        values = [row.get(column.key) for row in table.rows]
-        dtype = _DTYPES.get(column.kind) if column.row_kind is None else None
-        if any(isinstance(v, list | dict) for v in values):
-            dtype = None
-        series.append(pl.Series(column.key, values, dtype=dtype, strict=False))
-    return pl.DataFrame(series)
-
-
-def read_options(
-    *,
-    fields: Mapping[str, str] | None = None,
-    strict: bool = False,
-    log_time: LogTime = "end",
-    derived_stages: bool = True,
-) -> ReadOptions:
-    return ReadOptions(
-        field_map=dict(fields or {}),
-        strict=strict,
-        log_time=log_time,
-        derived_stages=derived_stages,
-    )
-
-
-def load(
-    paths: PathsLike,
-    *,
-    input_format: str | None = None,
-    fields: Mapping[str, str] | None = None,
-    strict: bool = False,
-    log_time: LogTime = "end",
-    derived_stages: bool = True,
-    cache: bool = True,
-    attributes: bool = True,
-    logs: bool = True,
-    progress: Progress | None = None,
-) -> AnalysedTelemetry:
-    """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
-    trace, or take both from the cache.
-
-    ``fields``: canonical log field -> key in the lines (``{"time": "ts"}``); ``log_time``:
-    what a stage line's timestamp marks; ``derived_stages``: add ``queue``/``prefill``/``decode``
-    child spans to LLM spans that carry those times (see ``llm``). ``attributes=False`` leaves the per-span JSON columns
-    (attributes, resource, events, links, source) out, and ``logs=False`` the log table: faster
-    on a warm cache, for reports that group by columns only.
-    """
-    telemetry, analysis = pipeline.load_analysed(
-        _path_list(paths),
-        input_format=input_format,
-        options=read_options(
-            fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
-        ),
-        use_cache=cache,
-        progress=progress,
-        without=() if attributes else pipeline.HEAVY_COLUMNS,
-        logs=logs,
-    )
-    return AnalysedTelemetry(telemetry, analysis)
-
-
-def read(
-    paths: PathsLike,
-    *,
-    input_format: str | None = None,
-    fields: Mapping[str, str] | None = None,
-    strict: bool = False,
-    log_time: LogTime = "end",
-    derived_stages: bool = True,
-) -> Telemetry:
-    """Read ``paths`` into the canonical tables without analysing them or using the cache."""
-    from ml_tracelens import ingest
-
-    return ingest.load(
-        _path_list(paths),
-        input_format=input_format,
-        options=read_options(
-            fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
-        ),
-    )
-
-
-def _path_list(paths: PathsLike) -> list[str]:
-    if isinstance(paths, str | Path):
-        return [str(paths)]
-    return [str(p) for p in paths]
-
-
-@dataclass(frozen=True)
-class DatasetWritten:
-    """What ``convert_dataset`` wrote: this conversion's rows and the dataset's totals."""
-
-    spans: int
-    logs: int
-    total_spans: int
-    total_logs: int
-    buckets: int
-    warnings: list[str]
-
-
-def convert_dataset(
-    paths: PathsLike,
-    directory: str | Path,
-    *,
-    buckets: int | None = None,
-    replace: bool = False,
-    input_format: str | None = None,
-    fields: Mapping[str, str] | None = None,
-    strict: bool = False,
-    log_time: LogTime = "end",
-    derived_stages: bool = True,
-) -> DatasetWritten:
-    """Read ``paths`` and write (or append) them to the trace-bucketed dataset ``directory``
-    (README: Large archives). Inputs already in it are refused unless ``replace``, which writes
-    the dataset again from ``paths`` alone."""
-    from ml_tracelens.ingest.inputs import resolve
-    from ml_tracelens.readers import dataset
-
-    target = Path(directory)
-    path_list = _path_list(paths)
-    # Checked before the (long) read: a refused append costs nothing.
-    sources = [
-        dataset.SourceFile.of(s.file_path)
-        for s in resolve(path_list).sources
-        if s.file_path is not None
-    ]
-    # Checked before taking the lock (which creates the directory), then again under it.
-    dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
-    with dataset.writing(target):
-        return _convert_dataset(
-            path_list,
-            target,
-            sources,
-            buckets=buckets,
-            replace=replace,
-            input_format=input_format,
-            fields=fields,
-            strict=strict,
-            log_time=log_time,
-            derived_stages=derived_stages,
-        )
-
-
-def _convert_dataset(
-    path_list: list[str],
-    target: Path,
-    sources: list[SourceFile],
-    *,
-    buckets: int | None,
-    replace: bool,
-    input_format: str | None,
-    fields: Mapping[str, str] | None,
-    strict: bool,
-    log_time: LogTime,
-    derived_stages: bool,
-) -> DatasetWritten:
-    from ml_tracelens.readers import dataset
-
-    previous = dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
-    telemetry = read(
-        path_list,
-        input_format=input_format,
-        fields=fields,
-        strict=strict,
-        log_time=log_time,
-        derived_stages=derived_stages,
-    )
-    # The spans as read: spans derived from log lines and LLM stage spans (appended last, in
-    # that order, by ingest.load) are derived again when the dataset is read, as from the
-    # dumps, so their counts, slack and --no-derived-stages behave the same on both.
-    derived = telemetry.derived_spans + telemetry.llm_stage_spans
-    spans = telemetry.spans.head(telemetry.spans.height - derived).select(
-        [c for c in telemetry.spans.columns if c != "slack_ns"]
-    )
-    runs = telemetry.log_resolutions
-    resolution = None
-    if sum(rows for rows, _ in runs) == telemetry.logs.height:
-        resolution = pl.Series([ns for rows, ns in runs for _ in range(rows)], dtype=pl.Int64)
-    manifest = dataset.write(
-        target,
-        spans,
-        telemetry.logs,
-        log_resolution_ns=resolution,
-        sources=sources,
-        buckets=buckets,
-        previous=previous,
-        replace=replace,
-    )
-    return DatasetWritten(
-        spans=spans.height,
-        logs=telemetry.logs.height,
-        total_spans=manifest.spans,
-        total_logs=manifest.logs,
-        buckets=manifest.buckets,
-        warnings=telemetry.warnings,
-    )
+from ml_tracelens.api.loading import path_list, read_options
+from ml_tracelens.api.results import AnalysedTelemetry, LogTime, Page, PathsLike, Result
 
 
 def _spans_required(t: AnalysedTelemetry) -> None:
@@ -489,21 +144,6 @@ def bottlenecks(
 DEFAULT_EXEMPLARS = 5
 
 
-@dataclass(frozen=True)
-class Page:
-    """Several reports meant to be read together (``tracelens report``): the summary, latency
-    with its distributions, errors, bottlenecks, and the waterfalls of a few exemplar requests."""
-
-    title: str
-    results: list[Result]
-
-    def to_html(self) -> str:
-        """The self-contained HTML page (``render.html``)."""
-        from ml_tracelens.render import html
-
-        return html.page([r.report for r in self.results], title=self.title)
-
-
 def report(
     t: AnalysedTelemetry,
     *,
@@ -592,7 +232,7 @@ def show(
         analysis: Analysis | None = t.analysis
     else:
         telemetry, spans, logs = pipeline.load_cached_or_raw(
-            _path_list(t),
+            path_list(t),
             input_format=input_format,
             options=read_options(
                 fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages

@@ -1,0 +1,208 @@
+"""Reading inputs for the library: ``load`` (read and analyse, or take both from the cache),
+``read`` (the canonical tables only) and ``convert_dataset`` (a trace-bucketed Parquet dataset)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from ml_tracelens.ingest import pipeline
+from ml_tracelens.ingest.telemetry import Progress, Telemetry
+from ml_tracelens.readers.base import ReadOptions
+
+if TYPE_CHECKING:
+    from ml_tracelens.readers.dataset import SourceFile
+
+from ml_tracelens.api.results import AnalysedTelemetry, LogTime, PathsLike
+
+
+def read_options(
+    *,
+    fields: Mapping[str, str] | None = None,
+    strict: bool = False,
+    log_time: LogTime = "end",
+    derived_stages: bool = True,
+) -> ReadOptions:
+    return ReadOptions(
+        field_map=dict(fields or {}),
+        strict=strict,
+        log_time=log_time,
+        derived_stages=derived_stages,
+    )
+
+
+def load(
+    paths: PathsLike,
+    *,
+    input_format: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    strict: bool = False,
+    log_time: LogTime = "end",
+    derived_stages: bool = True,
+    cache: bool = True,
+    attributes: bool = True,
+    logs: bool = True,
+    progress: Progress | None = None,
+) -> AnalysedTelemetry:
+    """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
+    trace, or take both from the cache.
+
+    ``fields``: canonical log field -> key in the lines (``{"time": "ts"}``); ``log_time``:
+    what a stage line's timestamp marks; ``derived_stages``: add ``queue``/``prefill``/``decode``
+    child spans to LLM spans that carry those times (see ``llm``). ``attributes=False`` leaves the per-span JSON columns
+    (attributes, resource, events, links, source) out, and ``logs=False`` the log table: faster
+    on a warm cache, for reports that group by columns only.
+    """
+    telemetry, analysis = pipeline.load_analysed(
+        path_list(paths),
+        input_format=input_format,
+        options=read_options(
+            fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+        ),
+        use_cache=cache,
+        progress=progress,
+        without=() if attributes else pipeline.HEAVY_COLUMNS,
+        logs=logs,
+    )
+    return AnalysedTelemetry(telemetry, analysis)
+
+
+def read(
+    paths: PathsLike,
+    *,
+    input_format: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    strict: bool = False,
+    log_time: LogTime = "end",
+    derived_stages: bool = True,
+) -> Telemetry:
+    """Read ``paths`` into the canonical tables without analysing them or using the cache."""
+    from ml_tracelens import ingest
+
+    return ingest.load(
+        path_list(paths),
+        input_format=input_format,
+        options=read_options(
+            fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+        ),
+    )
+
+
+def path_list(paths: PathsLike) -> list[str]:
+    if isinstance(paths, str | Path):
+        return [str(paths)]
+    return [str(p) for p in paths]
+
+
+@dataclass(frozen=True)
+class DatasetWritten:
+    """What ``convert_dataset`` wrote: this conversion's rows and the dataset's totals."""
+
+    spans: int
+    logs: int
+    total_spans: int
+    total_logs: int
+    buckets: int
+    warnings: list[str]
+
+
+def convert_dataset(
+    paths: PathsLike,
+    directory: str | Path,
+    *,
+    buckets: int | None = None,
+    replace: bool = False,
+    input_format: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    strict: bool = False,
+    log_time: LogTime = "end",
+    derived_stages: bool = True,
+) -> DatasetWritten:
+    """Read ``paths`` and write (or append) them to the trace-bucketed dataset ``directory``
+    (README: Large archives). Inputs already in it are refused unless ``replace``, which writes
+    the dataset again from ``paths`` alone."""
+    from ml_tracelens.ingest.inputs import resolve
+    from ml_tracelens.readers import dataset
+
+    target = Path(directory)
+    listed = path_list(paths)
+    # Checked before the (long) read: a refused append costs nothing.
+    sources = [
+        dataset.SourceFile.of(s.file_path)
+        for s in resolve(listed).sources
+        if s.file_path is not None
+    ]
+    # Checked before taking the lock (which creates the directory), then again under it.
+    dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
+    with dataset.writing(target):
+        return _convert_dataset(
+            listed,
+            target,
+            sources,
+            buckets=buckets,
+            replace=replace,
+            input_format=input_format,
+            fields=fields,
+            strict=strict,
+            log_time=log_time,
+            derived_stages=derived_stages,
+        )
+
+
+def _convert_dataset(
+    listed: list[str],
+    target: Path,
+    sources: list[SourceFile],
+    *,
+    buckets: int | None,
+    replace: bool,
+    input_format: str | None,
+    fields: Mapping[str, str] | None,
+    strict: bool,
+    log_time: LogTime,
+    derived_stages: bool,
+) -> DatasetWritten:
+    from ml_tracelens.readers import dataset
+
+    previous = dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
+    telemetry = read(
+        listed,
+        input_format=input_format,
+        fields=fields,
+        strict=strict,
+        log_time=log_time,
+        derived_stages=derived_stages,
+    )
+    # The spans as read: spans derived from log lines and LLM stage spans (appended last, in
+    # that order, by ingest.load) are derived again when the dataset is read, as from the
+    # dumps, so their counts, slack and --no-derived-stages behave the same on both.
+    derived = telemetry.derived_spans + telemetry.llm_stage_spans
+    spans = telemetry.spans.head(telemetry.spans.height - derived).select(
+        [c for c in telemetry.spans.columns if c != "slack_ns"]
+    )
+    runs = telemetry.log_resolutions
+    resolution = None
+    if sum(rows for rows, _ in runs) == telemetry.logs.height:
+        resolution = pl.Series([ns for rows, ns in runs for _ in range(rows)], dtype=pl.Int64)
+    manifest = dataset.write(
+        target,
+        spans,
+        telemetry.logs,
+        log_resolution_ns=resolution,
+        sources=sources,
+        buckets=buckets,
+        previous=previous,
+        replace=replace,
+    )
+    return DatasetWritten(
+        spans=spans.height,
+        logs=telemetry.logs.height,
+        total_spans=manifest.spans,
+        total_logs=manifest.logs,
+        buckets=manifest.buckets,
+        warnings=telemetry.warnings,
+    )
