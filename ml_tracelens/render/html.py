@@ -228,8 +228,17 @@ def _figure(chart: str, caption: str) -> str:
     return f"<figure>{chart}<figcaption>{text(caption)}</figcaption></figure>"
 
 
-def _share_bar(row: Mapping[str, JsonValue], key: str, *, css: str = "") -> svg.Bar:
-    label = str(row.get("stage") if row.get("stage") is not None else "(requests)")
+def _share_bar(
+    row: Mapping[str, JsonValue],
+    key: str,
+    *,
+    labels: Sequence[str] = ("stage",),
+    missing: str = "(requests)",
+    css: str = "",
+) -> svg.Bar:
+    """The bar of a row's ``key`` share, labelled by its ``labels`` values (``missing`` where
+    one is null)."""
+    label = " · ".join(missing if row.get(k) is None else str(row.get(k)) for k in labels)
     share = row.get(key)
     value = float(share) if isinstance(share, int | float) else None
     note = format_value(value, ColumnKind.SHARE) if value is not None else "-"
@@ -242,13 +251,7 @@ def _latency_pictures(report: Report, view: LatencyView) -> list[str]:
     if primary is not None and primary.rows and "cp_share" in primary.rows[0]:
         payload = report.payload
         names = payload.group_by if isinstance(payload, LatencyPayload) else []
-        bars = []
-        for row in primary.rows:
-            label = " · ".join("(none)" if row.get(n) is None else str(row.get(n)) for n in names)
-            share = row.get("cp_share")
-            value = float(share) if isinstance(share, int | float) else None
-            note = format_value(value, ColumnKind.SHARE) if value is not None else "-"
-            bars.append(svg.Bar(label=label, share=value, note=note))
+        bars = [_share_bar(row, "cp_share", labels=names, missing="(none)") for row in primary.rows]
         parts.append(_figure(svg.share_bars(bars, "critical-path share"), "Critical-path share"))
     shown = view.distributions[:MAX_HISTOGRAMS]
     figures = [
