@@ -29,6 +29,7 @@ import polars as pl
 from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.core.significance import benjamini_hochberg, fisher_exact, mann_whitney
 from ml_tracelens.core.stats import quantile, requests
+from ml_tracelens.core.tree import filled
 from ml_tracelens.durations import NS_PER_MS, format_duration, length_ns
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports import why_candidates
@@ -78,7 +79,16 @@ def build(
         raise UsageError("must be at least 1", option="min_count")
     if scope not in ("request", "root"):
         raise UsageError(f"{scope!r}: choose request or root", option="scope")
-    units, spans = _units(analysed, stage=stage)
+    conditions = {
+        option: where
+        for option, where in (
+            ("where", selection.where),
+            ("baseline_where", selection.baseline_where),
+        )
+        if where is not None
+    }
+    units, spans = _units(analysed, stage=stage, conditions=conditions)
+    unit_count = units.height
     members = spans.filter(pl.col("is_root")) if stage is None and scope == "root" else spans
     noun = "requests" if stage is None else f"{stage} spans"
     if units.is_empty():
@@ -96,7 +106,8 @@ def build(
         raise InputError(f"nothing to compare: {rule} selects none of the {noun}")
     if not n_baseline:
         raise InputError(f"nothing to compare against: every {noun[:-1]} is selected by {rule}")
-    members = members.join(units.select("_unit"), on="_unit", how="semi")
+    in_test = filled(False, unit_count, pl.Boolean).scatter(units.get_column("_unit"), True)
+    members = members.filter(in_test.gather(members.get_column("_unit")))
     candidates = why_candidates.candidates(members, skip_status=selection.failed)
     flags = units.select("_unit", "_selected")
     rows = _categorical_rows(candidates, flags, n_selected, n_baseline, min_count)
@@ -107,9 +118,8 @@ def build(
     tests = len(rows)
     if not show_all:
         rows = [r for r in rows if r.q_value < Q_THRESHOLD]
-    if stage is None:
-        in_test = spans.join(units.select("_unit"), on="_unit", how="semi")
-        _add_stage_shifts(rows, candidates, in_test, units.height)
+    times = stage_times(spans, unit_count) if stage is None else _request_times(analysed, spans)
+    _add_stage_shifts(rows, candidates, times, units.get_column("_unit"))
     what = _what(selection, noun)
     verdict = _verdict(rows, what=what, tests=tests, n_selected=n_selected)
     json_rows: list[dict[str, JsonValue]] = [msgspec.to_builtins(row) for row in rows]
@@ -155,21 +165,55 @@ def build(
 # ---------------------------------------------------------------- units and selection
 
 
-def _units(analysed: pl.DataFrame, *, stage: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _units(
+    analysed: pl.DataFrame, *, stage: str | None, conditions: dict[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(units, their spans): one row per unit (``_unit``, ``duration_ns``, ``_error``), and
-    the spans of each unit (a request's tree; a stage span itself) tagged with its ``_unit``."""
+    the spans of each unit (a request's tree; a stage span itself) tagged with its ``_unit``,
+    with the columns candidates are drawn from and a flag per ``--where`` condition (by option
+    name: the spans it matches)."""
+    flags = {
+        f"_{option}": _matching(analysed, where, option) for option, where in conditions.items()
+    }
+    kept = [c for c in (*_MEMBER_COLUMNS, *flags) if c in analysed.columns or c in flags]
     if stage is not None:
-        spans = analysed.filter(pl.col("name") == stage).with_row_index("_unit")
+        spans = (
+            analysed.with_columns(**flags)
+            .filter(pl.col("name") == stage)
+            .select("duration_ns", "top_id", *kept)
+            .with_row_index("_unit")
+        )
         units = spans.select("_unit", "trace_id", "duration_ns", _error=pl.col("status") == "error")
-        return units, spans
+        return units, spans.drop("duration_ns")
     units = (
         requests(analysed)
         .with_row_index("_unit")
         .select("_unit", "trace_id", "span_id", "duration_ns", _error="request_error")
     )
-    keys = units.select("_unit", "trace_id", top_id="span_id")
-    members = analysed.join(keys, on=["trace_id", "top_id"], how="inner")
-    return units.drop("span_id"), members
+    # Joined on the trace alone (a string key, not two) and kept where the span's top is the
+    # request's root: a trace with several roots is rare.
+    keys = units.select("_unit", "trace_id", _top="span_id")
+    members = (
+        analysed.with_columns(**flags)
+        .select("top_id", *kept)
+        .join(keys, on="trace_id", how="inner")
+        .filter(pl.col("top_id") == pl.col("_top"))
+        .drop("top_id", "_top")
+    )
+    return units, members
+
+
+#: What the candidates, the conditions and the critical-path shifts read of a unit's spans.
+_MEMBER_COLUMNS = (
+    "trace_id",
+    "name",
+    "service",
+    "status",
+    "attributes",
+    "resource",
+    "cp_ns",
+    "is_root",
+)
 
 
 def _select(
@@ -180,7 +224,7 @@ def _select(
     if selection.failed:
         return units.get_column("_error").fill_null(False), "--failed", None
     if selection.where is not None:
-        mask = _matching_units(units, members, selection.where, "where")
+        mask = _matching_units(units, members, "where")
         return mask, f"--where {selection.where}", None
     spec = (selection.slow or "").strip()
     match = _PERCENTILE.match(spec)
@@ -208,22 +252,24 @@ def _baseline(units: pl.DataFrame, members: pl.DataFrame, selection: Selection) 
     if selection.baseline_where is None:
         mask = pl.Series("_baseline", [True] * units.height, dtype=pl.Boolean)
     else:
-        mask = _matching_units(units, members, selection.baseline_where, "baseline_where")
+        mask = _matching_units(units, members, "baseline_where")
     if selection.slow is not None:
         # A unit without a duration is not known to be fast: it is in neither group.
         mask = mask & units.get_column("duration_ns").is_not_null()
     return mask
 
 
-def _matching_units(
-    units: pl.DataFrame, members: pl.DataFrame, where: str, option: str
-) -> pl.Series:
-    """Units with at least one member span matching the ``--where`` condition."""
+def _matching(spans: pl.DataFrame, where: str, option: str) -> pl.Series:
+    """The spans meeting a ``--where`` condition."""
     try:
-        mask = matching(members, SpanFilter(where=where))
+        return matching(spans, SpanFilter(where=where))
     except UsageError as exc:
         raise UsageError(exc.detail, option=option) from exc
-    hit = members.filter(mask).get_column("_unit").unique()
+
+
+def _matching_units(units: pl.DataFrame, members: pl.DataFrame, option: str) -> pl.Series:
+    """Units with at least one member span matching the condition of ``option``."""
+    hit = members.filter(f"_{option}").get_column("_unit").unique()
     return units.get_column("_unit").is_in(hit.implode()).alias(option)
 
 
@@ -340,57 +386,126 @@ def _row(
 # ---------------------------------------------------------------- the critical path
 
 
-def _add_stage_shifts(
-    rows: list[WhyRow], candidates: why_candidates.Candidates, spans: pl.DataFrame, n_units: int
-) -> None:
-    """Each categorical row's ``stage_shift``: the stage whose mean critical-path time per
-    request grows most with the value (requests with it against those without it)."""
-    wanted = pl.DataFrame(
-        [(r.attribute, r.value) for r in rows if r.value is not None],
-        schema={"attribute": pl.String, "value": pl.String},
-        orient="row",
-    )
-    if wanted.is_empty():
-        return
-    shown = candidates.pairs.join(wanted, on=["attribute", "value"])
+@dataclass(frozen=True)
+class StageTimes:
+    """Per unit (row = its ``_unit``) the critical-path time of each stage, ns: column
+    ``_s{i}`` for ``stages[i]`` (named by index: a stage may be called anything); ``timed``:
+    the units that have them (a span of a stage outside any request has none)."""
+
+    stages: list[str]
+    matrix: pl.DataFrame
+    timed: pl.Series
+
+
+def stage_times(spans: pl.DataFrame, unit_count: int) -> StageTimes:
+    """The critical-path time per stage of each unit, from its spans (``_unit``, ``name``,
+    ``cp_ns``)."""
+    on_path = spans.filter(pl.col("cp_ns").fill_null(0) > 0)
+    stages = on_path.get_column("name").unique().sort().to_list()
     per_stage = (
-        spans.filter(pl.col("cp_ns").fill_null(0) > 0)
-        .group_by("_unit", "name")
-        .agg(cp_ns=pl.col("cp_ns").sum())
+        on_path.select(
+            "_unit",
+            "cp_ns",
+            _stage=pl.col("name").replace_strict(
+                stages, list(range(len(stages))), return_dtype=pl.UInt32
+            ),
+        )
+        .group_by("_unit", "_stage")
+        .agg(pl.col("cp_ns").sum())
     )
-    stages = per_stage.get_column("name").unique().sort().to_list()
-    if not stages:
+    columns = {}
+    for index in range(len(stages)):
+        of_stage = per_stage.filter(pl.col("_stage") == index)
+        columns[f"_s{index}"] = filled(0, unit_count, pl.Int64).scatter(
+            of_stage.get_column("_unit"), of_stage.get_column("cp_ns")
+        )
+    timed = filled(True, unit_count, pl.Boolean)
+    return StageTimes(stages=stages, matrix=pl.DataFrame(columns), timed=timed)
+
+
+def _request_times(analysed: pl.DataFrame, spans: pl.DataFrame) -> StageTimes:
+    """Per span unit (``--stage``) the stage times of the request it belongs to."""
+    requests_units, members = _units(analysed, stage=None, conditions={})
+    per_request = stage_times(members, requests_units.height)
+    owner = (
+        spans.select("_unit", "trace_id", "top_id")
+        .join(
+            requests_units.select("trace_id", _request="_unit", top_id="span_id"),
+            on=["trace_id", "top_id"],
+            how="left",
+        )
+        .sort("_unit")
+        .get_column("_request")
+    )
+    return StageTimes(
+        stages=per_request.stages,
+        matrix=per_request.matrix.select(pl.all().gather(owner.fill_null(0))),
+        timed=owner.is_not_null(),
+    )
+
+
+def _add_stage_shifts(
+    rows: list[WhyRow],
+    candidates: why_candidates.Candidates,
+    times: StageTimes,
+    units: pl.Series,
+) -> None:
+    """Each row's ``stage_shift``: the stage whose mean critical-path time per unit grows most
+    in the units with the finding against the other ``units`` (of those with stage times).
+
+    A unit has a categorical finding when it has the value; a numeric one when its value lies
+    on the selection's side of the midpoint of the two medians."""
+    memberships = _memberships(rows, candidates)
+    memberships = memberships.filter(times.timed.gather(memberships.get_column("_unit")))
+    if memberships.is_empty() or not times.stages:
         return
-    # One column per stage (named by index: a stage may be called anything, "_unit" too).
-    columns = [f"_s{i}" for i in range(len(stages))]
-    wide = per_stage.with_columns(
-        _stage=pl.col("name").replace_strict(stages, columns, return_dtype=pl.String)
-    ).pivot(on="_stage", index="_unit", values="cp_ns", on_columns=columns)
-    totals = wide.select(pl.col(columns).sum()).row(0)
-    having = (
-        candidates.facts.join(shown.select("pair"), on="pair")
-        .join(wide, on="_unit", how="left")
-        .group_by("pair")
+    columns = times.matrix.columns
+    tested = units.filter(times.timed.gather(units))
+    n_units = tested.len()
+    totals = times.matrix[tested].sum().row(0)
+    with_finding = memberships.get_column("_unit")
+    sums = (
+        memberships.select("_row")
+        .with_columns(times.matrix.get_column(c).gather(with_finding) for c in columns)
+        .group_by("_row")
         .agg(pl.len().alias("_n"), *(pl.col(c).sum() for c in columns))
-        .join(shown, on="pair")
     )
-    found: dict[tuple[str, str], StageShift] = {}
-    for item in having.iter_rows(named=True):
+    for item in sums.iter_rows(named=True):
         n_with = item["_n"]
         if n_with >= n_units:
             continue
         deltas = [
-            (
-                (item[c] / n_with - (total - item[c]) / (n_units - n_with)) / NS_PER_MS,
-                stage,
-            )
-            for c, stage, total in zip(columns, stages, totals, strict=True)
+            ((item[c] / n_with - (total - item[c]) / (n_units - n_with)) / NS_PER_MS, stage)
+            for c, stage, total in zip(columns, times.stages, totals, strict=True)
         ]
         delta, stage = max(deltas, key=lambda d: (d[0], [-ord(ch) for ch in d[1]]))
-        found[(item["attribute"], item["value"])] = StageShift(stage=stage, delta_ms=delta)
-    for row in rows:
-        if row.value is not None:
-            row.stage_shift = found.get((row.attribute, row.value))
+        rows[item["_row"]].stage_shift = StageShift(stage=stage, delta_ms=delta)
+
+
+def _memberships(rows: list[WhyRow], candidates: why_candidates.Candidates) -> pl.DataFrame:
+    """(``_row``, ``_unit``): the units with the finding of each row (by its index)."""
+    wanted = pl.DataFrame(
+        [(i, r.attribute, r.value) for i, r in enumerate(rows) if r.value is not None],
+        schema={"_row": pl.UInt32, "attribute": pl.String, "value": pl.String},
+        orient="row",
+    ).join(candidates.pairs, on=["attribute", "value"])
+    parts = [
+        candidates.facts.filter(pl.col("pair").is_in(wanted.get_column("pair").implode()))
+        .join(wanted.select("pair", "_row"), on="pair")
+        .select("_row", "_unit")
+    ]
+    for index, row in enumerate(rows):
+        low, high = row.baseline_median, row.selection_median
+        if row.value is not None or low is None or high is None or low == high:
+            continue
+        number, midpoint = pl.col("number"), (low + high) / 2
+        side = number > midpoint if high > low else number < midpoint
+        parts.append(
+            candidates.numeric.filter((pl.col("attribute") == row.attribute) & side).select(
+                _row=pl.lit(index, pl.UInt32), _unit=pl.col("_unit").cast(pl.UInt32)
+            )
+        )
+    return pl.concat(parts)
 
 
 # ---------------------------------------------------------------- words

@@ -45,52 +45,59 @@ def candidates(members: pl.DataFrame, *, skip_status: bool) -> Candidates:
     A million spans hold far fewer distinct attribute texts (and a handful of resources and
     stage names), so each text is parsed once: the spans carry a dictionary code of their text,
     and only (unit, code) and (code, attribute, value) are joined, on integers."""
-    sources: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    sources: list[tuple[pl.DataFrame, Parsed]] = []
     for name, column in BUILTIN.items():
         if skip_status and name == "status":
             continue
         units, texts = _coded(members, pl.col(column).cast(pl.String))
-        sources.append((units, texts.select("code", attribute=pl.lit(name), value="_text")))
+        links = texts.select("code", item=pl.col("code").cast(pl.UInt64))
+        items = texts.select(
+            item=pl.col("code").cast(pl.UInt64), attribute=pl.lit(name), value="_text"
+        )
+        sources.append((units, Parsed(links=links, items=items)))
     # Without the attribute columns (a library caller's load(attributes=False)) there are only
     # the built-in candidates.
     for column in ("attributes", "resource"):
         if column in members.columns:
             units, texts = _coded(members, pl.col(column))
-            parsed = _parsed(texts).with_columns(
-                # An attribute named like a built-in candidate keeps its own name apart.
+            parsed = _parsed(texts)
+            # An attribute named like a built-in candidate keeps its own name apart.
+            named = parsed.items.with_columns(
                 attribute=pl.when(pl.col("attribute").is_in(list(BUILTIN)))
                 .then("attr." + pl.col("attribute"))
                 .otherwise("attribute")
             )
-            sources.append((units, parsed))
-    dictionaries = pl.concat(
-        [d.with_columns(source=pl.lit(i, pl.UInt32)) for i, (_, d) in enumerate(sources)]
-    )
-    dictionaries = dictionaries.filter(pl.col("attribute") != "service.name")
-    pairs = (
-        dictionaries.select("attribute", "value")
-        .unique()
-        .sort("attribute", "value")
-        .with_row_index("pair")
-    )
-    codes = dictionaries.join(pairs, on=["attribute", "value"]).select("source", "code", "pair")
+            sources.append((units, Parsed(links=parsed.links, items=named)))
+    items = pl.concat(
+        [p.items.with_columns(source=pl.lit(i, pl.UInt32)) for i, (_, p) in enumerate(sources)]
+    ).filter(pl.col("attribute") != "service.name")
+    # Pair ids in no particular order: every ranking and every output is sorted by text.
+    grouped = items.group_by("attribute", "value").agg("source", "item").with_row_index("pair")
+    pairs = grouped.select("pair", "attribute", "value")
+    item_pairs = grouped.select("pair", "source", "item").explode("source", "item")
     facts = _distinct(
         pl.concat(
             [
-                units.join(codes.filter(pl.col("source") == i), on="code").select("_unit", "pair")
-                for i, (units, _) in enumerate(sources)
+                units.join(
+                    parsed.links.join(item_pairs.filter(pl.col("source") == i), on="item").select(
+                        "code", "pair"
+                    ),
+                    on="code",
+                ).select("_unit", "pair")
+                for i, (units, parsed) in enumerate(sources)
             ]
         )
     )
     return _classified(facts, pairs)
 
 
-def _distinct(facts: pl.DataFrame) -> pl.DataFrame:
-    """Unique (``_unit``, ``pair``) rows: hashed as one 64-bit key, twice as fast as two."""
-    key = pl.col("_unit").cast(pl.UInt64) * _SHIFT + pl.col("pair").cast(pl.UInt64)
+def _distinct(facts: pl.DataFrame, second: str = "pair") -> pl.DataFrame:
+    """Unique (``_unit``, ``second``) rows of two UInt32 columns: hashed as one 64-bit key,
+    three times as fast as two."""
+    key = pl.col("_unit").cast(pl.UInt64) * _SHIFT + pl.col(second).cast(pl.UInt64)
     return facts.select(_key=key.unique()).select(
         _unit=(pl.col("_key") // _SHIFT).cast(pl.UInt32),
-        pair=(pl.col("_key") % _SHIFT).cast(pl.UInt32),
+        **{second: (pl.col("_key") % _SHIFT).cast(pl.UInt32)},
     )
 
 
@@ -105,27 +112,150 @@ def _coded(members: pl.DataFrame, text: pl.Expr) -> tuple[pl.DataFrame, pl.DataF
         .drop_nulls("_text")
         .with_columns(code=pl.col("_text").to_physical())
     )
-    units = coded.select("_unit", "code").unique()
-    texts = coded.unique("code").select("code", pl.col("_text").cast(pl.String))
+    units = _distinct(coded.select("_unit", "code"), "code")
+    # The first row of each code, found on the integers alone; only those texts are copied.
+    first = coded.select("code").with_row_index("_row").unique("code").get_column("_row")
+    texts = coded.select("code", pl.col("_text").cast(pl.String)).gather(first)
     return units, texts
 
 
 # A JSON string; an attribute of an OTLP KeyValue list with a scalar value; an object member
 # with a scalar value. Groups: the key, then the value (a JSON string or a bare token).
 _STRING = r'"(?:[^"\\]|\\.)*"'
-_LIST_PAIR = (
-    r'\{\s*"key"\s*:\s*(' + _STRING + r')\s*,\s*"value"\s*:\s*\{\s*"(?:stringValue|intValue|'
-    r'doubleValue|boolValue)"\s*:\s*(' + _STRING + r"|[^,}\s]+)\s*\}\s*\}"
+_SCALAR_VALUE = (
+    r'"value"\s*:\s*\{\s*"(?:stringValue|intValue|doubleValue|boolValue)"\s*:\s*('
+    + _STRING
+    + r"|[^,}\s]+)\s*\}"
 )
+_LIST_PAIR = r'\{\s*"key"\s*:\s*(' + _STRING + r")\s*,\s*" + _SCALAR_VALUE + r"\s*\}"
 _OBJECT_PAIR = "(" + _STRING + r")\s*:\s*(" + _STRING + r"|-?[0-9][0-9.eE+-]*|true|false)"
+# A compact KeyValue list (what exporters write) is cut into its pairs at this text, which valid
+# JSON never holds inside a string (a quote there would be escaped, or close the string before
+# a bare word). What lies between two cuts is one ``"KEY","value":{...}``, or the text is read
+# another way.
+_COMPACT_START, _COMPACT_END, _COMPACT_CUT = '[{"key":', "}]", '},{"key":'
+_COMPACT_PIECE = "^(" + _STRING + r")\s*,\s*" + _SCALAR_VALUE + "$"
 
 
-def _parsed(texts: pl.DataFrame) -> pl.DataFrame:
-    """(``code``, ``attribute``, ``value``) of every scalar attribute of each JSON text, as
-    text (numbers and booleans as JSON writes them); nested values are no candidates.
+@dataclass(frozen=True)
+class Parsed:
+    """The scalar attributes of a column's texts: ``links`` (``code``, ``item``) which texts
+    hold which items, and ``items`` (``item``, ``attribute``, ``value``), each distinct
+    attribute-value spelling once, values as text (numbers and booleans as JSON writes them)."""
 
-    The common layouts are read with one pattern each over all texts at once; a text the
-    pattern might misread (nested values, a list whose pairs do not all match) is parsed."""
+    links: pl.DataFrame
+    items: pl.DataFrame
+
+
+def _parsed(texts: pl.DataFrame) -> Parsed:
+    """The scalar attributes of each JSON text (``code``, ``_text``); nested values are no
+    candidates.
+
+    Compact KeyValue lists are cut into pairs and each distinct pair read once; other common
+    layouts are read with one pattern each over all texts at once; a text the patterns might
+    misread (nested values, a list whose pairs do not all match) is parsed. Items keep the
+    reading they came from in their top bits, so the readings' ids never meet."""
+    texts = texts.filter(~pl.col("_text").is_in(["{}", "[]", ""]))
+    compact, rest = _compact_lists(texts)
+    found, fallback = _pattern_pairs(rest)
+    raw = [compact, found]
+    rows = [
+        (code, key, value)
+        for code, text in fallback.select("code", "_text").iter_rows()
+        for key, value in _scalars(text)
+    ]
+    schema = {"code": pl.UInt32, "attribute": pl.String, "value": pl.String}
+    parsed = pl.DataFrame(rows, schema=schema, orient="row")
+    parsed_items = parsed.select("attribute", "value").unique().with_row_index("item")
+    read = pl.concat(
+        [
+            part.items.select(
+                pl.col("item").cast(pl.UInt64) + (reading << 32), "attribute", "value"
+            )
+            for reading, part in enumerate(raw)
+        ]
+    )
+    escaped = pl.col("attribute").str.contains("\\", literal=True) | pl.col("value").str.contains(
+        "\\", literal=True
+    )
+    quoted = pl.col("value").str.starts_with('"')
+    plain = read.filter(~escaped).select(
+        "item",
+        attribute=pl.col("attribute").str.slice(1, pl.col("attribute").str.len_chars() - 2),
+        value=pl.when(quoted)
+        .then(pl.col("value").str.slice(1, pl.col("value").str.len_chars() - 2))
+        .otherwise("value"),
+    )
+    unescaped = pl.DataFrame(
+        [
+            (item, orjson.loads(key), orjson.loads(value) if value.startswith('"') else value)
+            for item, key, value in read.filter(escaped).iter_rows()
+        ],
+        schema={"item": pl.UInt64, "attribute": pl.String, "value": pl.String},
+        orient="row",
+    )
+    python = len(raw) << 32
+    return Parsed(
+        links=pl.concat(
+            [
+                *(
+                    part.links.select("code", pl.col("item").cast(pl.UInt64) + (reading << 32))
+                    for reading, part in enumerate(raw)
+                ),
+                parsed.join(parsed_items, on=["attribute", "value"]).select(
+                    "code", pl.col("item").cast(pl.UInt64) + python
+                ),
+            ]
+        ),
+        items=pl.concat(
+            [
+                plain,
+                unescaped,
+                parsed_items.select(pl.col("item").cast(pl.UInt64) + python, "attribute", "value"),
+            ]
+        ),
+    )
+
+
+def _compact_lists(texts: pl.DataFrame) -> tuple[Parsed, pl.DataFrame]:
+    """The items (raw: keys and string values quoted, as JSON spells them) of the compact
+    KeyValue lists whose every pair is a scalar one, and the texts left for the other
+    readings."""
+    text = pl.col("_text")
+    inner = text.str.slice(
+        len(_COMPACT_START), text.str.len_bytes() - len(_COMPACT_START) - len(_COMPACT_END)
+    )
+    compact = text.str.starts_with(_COMPACT_START) & text.str.ends_with(_COMPACT_END)
+    pieces = (
+        texts.filter(compact)
+        .select("code", _piece=inner.str.split(_COMPACT_CUT))
+        .explode("_piece")
+        .with_columns(item=pl.col("_piece").cast(pl.Categorical).to_physical())
+    )
+    # A handful of distinct pairs repeat over all texts: each is matched once.
+    items = (
+        pieces.unique("item")
+        .select("item", _groups=pl.col("_piece").str.extract_groups(_COMPACT_PIECE))
+        .unnest("_groups")
+        .rename({"1": "attribute", "2": "value"})
+    )
+    misread = (
+        pieces.join(items.filter(pl.col("attribute").is_null()), on="item", how="semi")
+        .get_column("code")
+        .implode()
+    )
+    return (
+        Parsed(
+            links=pieces.filter(~pl.col("code").is_in(misread)).select("code", "item"),
+            items=items.filter(pl.col("attribute").is_not_null()),
+        ),
+        texts.filter(~compact | pl.col("code").is_in(misread)),
+    )
+
+
+def _pattern_pairs(texts: pl.DataFrame) -> tuple[Parsed, pl.DataFrame]:
+    """The items (raw) of the texts one pattern reads whole (a KeyValue list of scalar pairs,
+    an object without nesting), and the texts left to parse."""
     text = pl.col("_text")
     is_list = text.str.starts_with("[")
     simple = (
@@ -136,42 +266,32 @@ def _parsed(texts: pl.DataFrame) -> pl.DataFrame:
         )
         .otherwise(text.str.count_matches(r"[\[{]") <= 1)
     )
-    texts = texts.filter(~text.is_in(["{}", "[]", ""])).with_columns(_list=is_list, _simple=simple)
-    parts = []
+    texts = texts.with_columns(_list=is_list, _simple=simple)
+    matches = []
     for listed, pattern in ((True, _LIST_PAIR), (False, _OBJECT_PAIR)):
-        matches = (
+        matches.append(
             texts.filter(pl.col("_simple") & (pl.col("_list") == listed))
-            .select("code", _match=text.str.extract_all(pattern))
+            .select("code", _match=text.str.extract_all(pattern), _pattern=pl.lit(pattern))
             .explode("_match")
             .drop_nulls("_match")
         )
-        groups = (
-            matches.select(pl.col("_match").unique())
-            .with_columns(_groups=pl.col("_match").str.extract_groups(pattern))
-            .unnest("_groups")
-            .rename({"1": "attribute", "2": "value"})
-        )
-        parts.append(matches.join(groups, on="_match").select("code", "attribute", "value"))
-    raw = pl.concat(parts)
-    escaped = pl.col("attribute").str.contains("\\", literal=True) | pl.col("value").str.contains(
-        "\\", literal=True
+    found = pl.concat(matches)
+    distinct = found.select("_match", "_pattern").unique().with_row_index("item")
+    items = pl.concat(
+        [
+            distinct.filter(pl.col("_pattern") == pattern).select(
+                "item", _groups=pl.col("_match").str.extract_groups(pattern)
+            )
+            for pattern in (_LIST_PAIR, _OBJECT_PAIR)
+        ]
+    ).unnest("_groups")
+    return (
+        Parsed(
+            links=found.join(distinct, on=["_match", "_pattern"]).select("code", "item"),
+            items=items.rename({"1": "attribute", "2": "value"}),
+        ),
+        texts.filter(~pl.col("_simple")),
     )
-    quoted = pl.col("value").str.starts_with('"')
-    plain = raw.filter(~escaped).select(
-        "code",
-        attribute=pl.col("attribute").str.slice(1, pl.col("attribute").str.len_chars() - 2),
-        value=pl.when(quoted)
-        .then(pl.col("value").str.slice(1, pl.col("value").str.len_chars() - 2))
-        .otherwise("value"),
-    )
-    rows = [
-        (code, orjson.loads(key), orjson.loads(value) if value.startswith('"') else value)
-        for code, key, value in raw.filter(escaped).iter_rows()
-    ]
-    for code, item in texts.filter(~pl.col("_simple")).select("code", "_text").iter_rows():
-        rows.extend((code, key, value) for key, value in _scalars(item))
-    schema = {"code": pl.UInt32, "attribute": pl.String, "value": pl.String}
-    return pl.concat([plain, pl.DataFrame(rows, schema=schema, orient="row")])
 
 
 def _scalars(text: str) -> list[tuple[str, str]]:
@@ -287,6 +407,3 @@ def _token_bands(numeric: pl.DataFrame, *, first_pair: int) -> tuple[pl.DataFram
     )
     facts = banded.join(pairs, on=["attribute", "value"]).select("_unit", "pair")
     return facts, pairs.select("pair", "attribute", "value")
-
-
-# ---------------------------------------------------------------- tests

@@ -103,6 +103,7 @@ def workload(
         if slow_node and node == "gpu-7":
             inference *= 3
         post = round(rng.lognormvariate(math.log(3), 0.3) * MS)
+        tokens = rng.randint(10, 500)
         t1 = start + MS
         t2 = t1 + validate + MS
         t3 = t2 + inference + MS
@@ -123,7 +124,7 @@ def workload(
             "model.inference",
             t2,
             t2 + inference,
-            {"node": node, "input.tokens": rng.randint(10, 500)},
+            {"node": node, "input.tokens": tokens},
             error=fails,
             service="model-server",
         )
@@ -135,10 +136,35 @@ def workload(
                 "region": region,
                 "failed": fails,
                 "duration_ns": end - start,
+                "tokens": tokens,
+                # Sequential stages: each is on the critical path for its whole duration, the
+                # root for the four 1 ms gaps.
+                "cp_ns": {
+                    "POST /predict": 4 * MS,
+                    "validate": validate,
+                    "model.inference": inference,
+                    "postprocess": post,
+                },
             }
         )
     spans = spans_from_columns(columns)
     return Workload(spans=analyze(spans).spans, requests=truth)
+
+
+def expected_shift(having: list[dict[str, Any]], others: list[dict[str, Any]]) -> tuple[str, float]:
+    """The stage whose mean critical-path time grows most from ``others`` to ``having``, and
+    the growth in ms (the alphabetically first stage of equal growth)."""
+    stages = sorted(having[0]["cp_ns"])
+    growth = {
+        stage: (
+            statistics.fmean(r["cp_ns"][stage] for r in having)
+            - statistics.fmean(r["cp_ns"][stage] for r in others)
+        )
+        / MS
+        for stage in stages
+    }
+    top = max(growth.values())
+    return next(stage for stage in stages if growth[stage] == top), top
 
 
 def rows_of(report: Report) -> list[WhyRow]:
@@ -166,10 +192,15 @@ def test_a_planted_slow_node_is_found_first_with_its_stage() -> None:
     assert (top.attribute, top.value) == ("node", "gpu-7")
     assert top.q_value < 0.001
     assert top.stage_shift is not None
-    assert top.stage_shift.stage == "model.inference"
     # Requests on gpu-7 spend about 2 x 50 ms more in inference (3x slower): the mean shift is
-    # near 100 ms (lognormal mean 50 e^(0.045) = 52.3 ms; twice that is 104.6 ms).
+    # near 100 ms (lognormal mean 50 e^(0.045) = 52.3 ms; twice that is 104.6 ms) ...
     assert 80 < top.stage_shift.delta_ms < 130
+    # ... exactly the workload's own, over every request (all are timed, so all are tested).
+    on_node = [r for r in w.requests if r["node"] == "gpu-7"]
+    elsewhere = [r for r in w.requests if r["node"] != "gpu-7"]
+    stage, delta = expected_shift(on_node, elsewhere)
+    assert stage == "model.inference"
+    assert (top.stage_shift.stage, top.stage_shift.delta_ms) == (stage, pytest.approx(delta))
     # The counts are the workload's own: requests above the p95 with node gpu-7.
     durations = sorted(r["duration_ns"] for r in w.requests)
     rank = (len(durations) - 1) * 0.95
@@ -219,7 +250,12 @@ def test_the_stage_unit_and_the_root_scope() -> None:
     # The spans of model.inference are the units: the slow ones are gpu-7's.
     by_stage = rows_of(build(w, slow="p95", stage="model.inference"))
     assert (by_stage[0].attribute, by_stage[0].value) == ("node", "gpu-7")
-    assert all(r.stage_shift is None for r in by_stage)
+    # Its stage shift is over the requests the spans belong to (one span each here).
+    on_node = [r for r in w.requests if r["node"] == "gpu-7"]
+    elsewhere = [r for r in w.requests if r["node"] != "gpu-7"]
+    shift = by_stage[0].stage_shift
+    assert shift is not None
+    assert (shift.stage, shift.delta_ms) == pytest.approx(expected_shift(on_node, elsewhere))
     # Only the root's attributes: the node (on the inference span) is no candidate.
     root_only = rows_of(build(w, slow="p95", scope="root", show_all=True))
     assert {r.attribute for r in root_only} >= {"client.version", "region"}
@@ -249,6 +285,15 @@ def test_a_numeric_attribute_is_compared_as_a_distribution() -> None:
     assert (tokens.selection_count, tokens.baseline_count) == (len(inside), len(outside))
     assert tokens.selection_median == statistics.median(inside)
     assert tokens.baseline_median == statistics.median(outside)
+    # Its stage shift: the requests on the selection's side of the midpoint of the medians.
+    midpoint = (statistics.median(inside) + statistics.median(outside)) / 2
+    above = statistics.median(inside) > statistics.median(outside)
+    sided = [r for r in w.requests if (r["tokens"] > midpoint if above else r["tokens"] < midpoint)]
+    rest = [r for r in w.requests if r not in sided]
+    assert tokens.stage_shift is not None
+    assert (tokens.stage_shift.stage, tokens.stage_shift.delta_ms) == pytest.approx(
+        expected_shift(sided, rest)
+    )
 
 
 def test_where_selects_and_baseline_where_restricts() -> None:
