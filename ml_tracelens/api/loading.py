@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +47,7 @@ def load(
     attributes: bool = True,
     logs: bool = True,
     progress: Progress | None = None,
+    unread: Collection[str] = (),
 ) -> AnalysedTelemetry:
     """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
     trace, or take both from the cache.
@@ -55,7 +56,9 @@ def load(
     what a stage line's timestamp marks; ``derived_stages``: add ``queue``/``prefill``/``decode``
     child spans to LLM spans that carry those times (see ``llm``). ``attributes=False`` leaves the per-span JSON columns
     (attributes, resource, events, links, source) out, and ``logs=False`` the log table: faster
-    on a warm cache, for reports that group by columns only.
+    on a warm cache, for reports that group by columns only; ``unread`` names further span
+    columns the caller will not read (e.g. ``reports.latency.UNREAD``), left out alike: beyond the memory
+    budget, what is kept of a dump is what decides the memory it takes.
     """
     telemetry, analysis = pipeline.load_analysed(
         path_list(paths),
@@ -65,7 +68,7 @@ def load(
         ),
         use_cache=cache,
         progress=progress,
-        without=() if attributes else pipeline.HEAVY_COLUMNS,
+        without=(*(() if attributes else pipeline.HEAVY_COLUMNS), *unread),
         logs=logs,
     )
     return AnalysedTelemetry(telemetry, analysis)

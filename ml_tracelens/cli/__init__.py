@@ -80,7 +80,7 @@ def latency(
     from ml_tracelens import api
 
     groups = by.split(",")
-    t = common.load(paths, by=groups, logs=False)
+    t = common.load(paths, by=groups, logs=False, unread=api.LATENCY_UNREAD)
     result = api.latency(
         t, by=groups, sort=sort, top=top, distribution=common.pictures, **common.filters
     )

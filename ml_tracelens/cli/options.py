@@ -280,10 +280,12 @@ class Common:
         by: Sequence[str] | None = None,
         logs: bool = True,
         config: Path | None = None,
+        unread: Sequence[str] = (),
     ) -> AnalysedTelemetry:
         """Read and analyse ``paths`` with a progress bar on a terminal. ``by``: the groupings
         of a report that only aggregates columns; unless they or ``--where`` name an
-        attribute, the per-span JSON stays on disk on a warm cache."""
+        attribute, the per-span JSON stays on disk on a warm cache. ``unread``: span columns
+        the report does not read, left out too unless ``--where`` may name them."""
         from ml_tracelens import api
 
         attributes = by is None or any("attr." in key for key in [*by, self.where or ""])
@@ -295,6 +297,7 @@ class Common:
                 attributes=attributes,
                 logs=logs,
                 progress=progress,
+                unread=() if self.where else unread,
             )
 
     def read(self, paths: Sequence[str]) -> Telemetry:

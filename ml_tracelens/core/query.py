@@ -66,7 +66,8 @@ def matching(spans: pl.DataFrame, span_filter: SpanFilter) -> pl.Series:
         keep = keep & (pl.col("start_ns") >= _time_bound(span_filter.since, end_of_dump, "since"))
     if span_filter.until:
         keep = keep & (pl.col("start_ns") <= _time_bound(span_filter.until, end_of_dump, "until"))
-    mask = spans.select(keep.fill_null(False).alias("keep")).get_column("keep")
+    # with_columns, not select: a literal alone broadcasts to the frame's height.
+    mask = spans.with_columns(_keep=keep.fill_null(False)).get_column("_keep")
     if span_filter.where:
         mask = mask & _where_mask(spans, span_filter.where)
     if not mask.any():

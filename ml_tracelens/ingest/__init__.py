@@ -7,7 +7,7 @@ record is lost without a word.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -29,6 +29,7 @@ from ml_tracelens.ingest.sources import (
     choose_reader,
     read,
     read_batch,
+    read_in_ranges,
     reader_warnings,
     skip_warnings,
 )
@@ -43,7 +44,16 @@ from ml_tracelens.readers.base import (
 from ml_tracelens.readers.support.log_aliases import llm_overrides
 from ml_tracelens.schema import empty_logs, empty_spans
 
-__all__ = ["SNIFF_BYTES", "InputSummary", "Progress", "Telemetry", "load", "rechunked"]
+__all__ = [
+    "SNIFF_BYTES",
+    "InputSummary",
+    "Normalized",
+    "Progress",
+    "Telemetry",
+    "load",
+    "normalized",
+    "rechunked",
+]
 
 
 def load(
@@ -73,14 +83,60 @@ def _load(
     options: ReadOptions,
     progress: Progress | None,
 ) -> Telemetry:
-    if progress is not None:
-        progress.inputs([(source.name, source.size or 0) for source in resolved.sources])
     span_frames: list[pl.DataFrame] = []
     log_frames: list[pl.DataFrame] = []
-    summaries: list[InputSummary] = []
-    #: (log rows, timestamp resolution) per input, in row order: the slack of log-derived trees
-    resolutions: list[tuple[int, int]] = []
-    warnings = list(resolved.warnings)
+
+    def keep(spans: pl.DataFrame, logs: pl.DataFrame) -> None:
+        if spans.height:
+            span_frames.append(spans)
+        if logs.height:
+            log_frames.append(logs)
+
+    found = read_inputs(
+        resolved, input_format=input_format, options=options, progress=progress, keep=keep
+    )
+    spans = pl.concat(span_frames, how="vertical") if span_frames else empty_spans()
+    logs = pl.concat(log_frames, how="vertical") if log_frames else empty_logs()
+    # The pieces share their memory with the concatenation: hold no other reference to them, so
+    # rechunking below can free each column's pieces as it goes.
+    span_frames.clear()
+    log_frames.clear()
+    done = normalized(spans, logs, options=options, resolutions=found.resolutions)
+    del spans, logs
+    found.warnings.extend(done.warnings())
+    if done.spans.is_empty() and done.logs.is_empty():
+        raise nothing_to_analyse(found.summaries)
+    return done.telemetry(
+        inputs=found.summaries, warnings=found.warnings, resolutions=found.resolutions
+    )
+
+
+@dataclass
+class InputsRead:
+    """The accounting of every input read: per input, the warnings so far, and (log rows,
+    timestamp resolution in ns) per run of the log rows in the order they were kept."""
+
+    summaries: list[InputSummary] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    resolutions: list[tuple[int, int]] = field(default_factory=list)
+
+
+def read_inputs(
+    resolved: ResolvedInputs,
+    *,
+    input_format: str | None,
+    options: ReadOptions,
+    progress: Progress | None,
+    keep: Callable[[pl.DataFrame, pl.DataFrame], None],
+    range_bytes: int | None = None,
+) -> InputsRead:
+    """Read every input, handing its spans and logs to ``keep`` in input order. With
+    ``range_bytes``, an input its reader can cut (a large file of lines) is handed over that
+    many bytes at a time, so no more of it is in memory at once."""
+    if progress is not None:
+        progress.inputs([(source.name, source.size or 0) for source in resolved.sources])
+    found = InputsRead(warnings=list(resolved.warnings))
+    summaries, warnings, resolutions = found.summaries, found.warnings, found.resolutions
 
     def account(
         source: InputSource,
@@ -89,10 +145,12 @@ def _load(
         logs: pl.DataFrame,
         resolution: int | None = None,
         runs: list[tuple[int, int]] | None = None,
+        log_rows: int | None = None,
     ) -> None:
+        log_count = logs.height if log_rows is None else log_rows
         summaries.append(
             InputSummary(
-                path=source.name, format=stats.format, spans=spans, logs=logs.height, stats=stats
+                path=source.name, format=stats.format, spans=spans, logs=log_count, stats=stats
             )
         )
         warnings.extend(skip_warnings(source.name, stats))
@@ -102,21 +160,15 @@ def _load(
                 f"{source.name}: skipped, not a telemetry format tracelens reads "
                 "(name it with --input-format to force a reader)"
             )
-        if logs.height:
+        if log_count:
             if resolution is None and runs is None:
                 resolution = timestamp_resolution_ns(logs.get_column("time_ns"))
-            for rows, ns in runs if runs is not None else [(logs.height, resolution or 0)]:
+            for rows, ns in runs if runs is not None else [(log_count, resolution or 0)]:
                 if resolutions and resolutions[-1][1] == ns:
                     # One run per resolution rather than per input: 10,000 small files are one.
                     resolutions[-1] = (resolutions[-1][0] + rows, ns)
                 else:
                     resolutions.append((rows, ns))
-
-    def keep(spans: pl.DataFrame, logs: pl.DataFrame) -> None:
-        if spans.height:
-            span_frames.append(spans)
-        if logs.height:
-            log_frames.append(logs)
 
     #: small inputs of one reader waiting to be read together (``ReaderSpec.read_many``)
     pending: list[InputSource] = []
@@ -156,6 +208,25 @@ def _load(
         read_pending()
         if progress is not None:
             progress.reading(source.name)
+        parts = None
+        if range_bytes is not None and isinstance(chosen, ReaderSpec):
+            parts = read_in_ranges(chosen, source, input_format, options, range_bytes)
+        if parts is not None and isinstance(chosen, ReaderSpec):
+            stats, span_count, log_count, resolution = ReadStats(format=chosen.name), 0, 0, None
+            for part in parts:
+                stats.add(part.stats)
+                span_count += part.spans.height
+                log_count += part.logs.height
+                if part.logs.height:
+                    found_ns = timestamp_resolution_ns(part.logs.get_column("time_ns"))
+                    # The input's resolution is the finest any of its parts shows.
+                    resolution = found_ns if resolution is None else min(resolution, found_ns)
+                keep(part.spans, part.logs)
+            if progress is not None:
+                progress.read(source.name)
+            runs = [(log_count, resolution or 0)] if log_count else []
+            account(source, stats, span_count, empty_logs(), runs=runs, log_rows=log_count)
+            continue
         result = (
             chosen
             if isinstance(chosen, ReadResult)
@@ -167,12 +238,73 @@ def _load(
         keep(result.spans, result.logs)
         del result
     read_pending()
-    spans = pl.concat(span_frames, how="vertical") if span_frames else empty_spans()
-    logs = pl.concat(log_frames, how="vertical") if log_frames else empty_logs()
-    # The pieces share their memory with the concatenation: hold no other reference to them, so
-    # rechunking below can free each column's pieces as it goes.
-    span_frames.clear()
-    log_frames.clear()
+    return found
+
+
+def nothing_to_analyse(summaries: Sequence[InputSummary]) -> InputError:
+    formats = ", ".join(f"{s.path} ({s.format})" for s in summaries)
+    # The warnings are never printed when this is raised: say why records were skipped.
+    skipped = [
+        w
+        for s in summaries
+        for w in (*skip_warnings(s.path, s.stats), *reader_warnings(s.path, s.stats))
+    ]
+    return InputError(
+        f"no spans or log records in {formats}; pass --input-format to override detection"
+        + "".join(f"; {w}" for w in skipped)
+    )
+
+
+@dataclass
+class Normalized:
+    """The canonical tables of what was read, made whole: identical duplicates merged, spans
+    derived from stage log lines and LLM stage spans added; and what each step found."""
+
+    spans: pl.DataFrame
+    logs: pl.DataFrame
+    merged_duplicates: int
+    derived: DerivedSpans
+    llm: LlmFound
+    llm_overrides: dict[str, tuple[str, int]]
+
+    def warnings(self) -> list[str]:
+        return [*_stage_line_warnings(self.derived), *self.llm.warnings]
+
+    def telemetry(
+        self,
+        *,
+        inputs: list[InputSummary],
+        warnings: list[str],
+        resolutions: list[tuple[int, int]],
+    ) -> Telemetry:
+        return Telemetry(
+            spans=self.spans,
+            logs=self.logs,
+            inputs=inputs,
+            warnings=warnings,
+            merged_duplicates=self.merged_duplicates,
+            derived_spans=self.derived.spans.height,
+            log_span_lines=self.derived.span_lines,
+            derived_roots=self.derived.derived_roots,
+            log_lines_not_spans=self.derived.not_spans,
+            llm_spans=self.llm.spans,
+            llm_fields=self.llm.fields,
+            llm_stage_spans=self.llm.stage_spans,
+            llm_overrides=self.llm_overrides,
+            log_resolutions=resolutions,
+        )
+
+
+def normalized(
+    spans: pl.DataFrame,
+    logs: pl.DataFrame,
+    *,
+    options: ReadOptions,
+    resolutions: list[tuple[int, int]],
+) -> Normalized:
+    """``spans`` and ``logs`` as read (all of a trace's spans and log lines among them) made
+    whole; raises MalformedInput under ``--strict`` when a stage line could not become a span.
+    ``resolutions``: (log rows, timestamp resolution in ns) per run of ``logs``."""
     spans, merged = merge_identical_duplicates(spans)
     derived = spans_from_logs(
         logs,
@@ -185,53 +317,39 @@ def _load(
         raise MalformedInput(
             f"{location}: stage line not turned into a span: {reason} (rejected by --strict)"
         )
-    warnings.extend(_stage_line_warnings(derived))
     if derived.spans.height:
         spans = with_slack(spans, derived)
     overrides = llm_overrides(options.field_map)
     spans, llm = with_llm_stages(spans, enabled=options.derived_stages, overrides=overrides)
-    warnings.extend(llm.warnings)
     # One chunk per column, once: on a frame of many chunks (readers concatenate one per 50,000
     # spans) every eager select or with_columns of polars copies all columns into one chunk again.
     spans, logs = rechunked(spans), rechunked(logs)
-    if spans.is_empty() and logs.is_empty():
-        formats = ", ".join(f"{s.path} ({s.format})" for s in summaries)
-        # The warnings are never printed when this is raised: say why records were skipped.
-        skipped = [
-            w
-            for s in summaries
-            for w in (*skip_warnings(s.path, s.stats), *reader_warnings(s.path, s.stats))
-        ]
-        raise InputError(
-            f"no spans or log records in {formats}; pass --input-format to override detection"
-            + "".join(f"; {w}" for w in skipped)
-        )
-    return Telemetry(
+    return Normalized(
         spans=spans,
         logs=logs,
-        inputs=summaries,
-        warnings=warnings,
         merged_duplicates=merged,
-        derived_spans=derived.spans.height,
-        log_span_lines=derived.span_lines,
-        derived_roots=derived.derived_roots,
-        log_lines_not_spans=derived.not_spans,
-        llm_spans=llm.spans,
-        llm_fields=llm.fields,
-        llm_stage_spans=llm.stage_spans,
+        derived=derived,
+        llm=llm,
         llm_overrides=overrides,
-        log_resolutions=resolutions,
     )
 
 
 @dataclass(frozen=True)
 class LlmFound:
-    """What ``with_llm_stages`` found: LLM spans, the keys that held values, stages added."""
+    """What ``with_llm_stages`` found: LLM spans, the keys that held values, stages added, and
+    per LLM field the values that are not non-negative numbers (ignored)."""
 
     spans: int = 0
     fields: dict[str, list[str]] = field(default_factory=dict)
     stage_spans: int = 0
-    warnings: list[str] = field(default_factory=list)
+    unusable: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        if not self.unusable:
+            return []
+        counts = ", ".join(f"{n:,} {name.removesuffix('_ns')}" for name, n in self.unusable.items())
+        return [f"LLM attribute values that are not non-negative numbers were ignored: {counts}"]
 
 
 def with_llm_stages(
@@ -246,14 +364,6 @@ def with_llm_stages(
     found = llm.llm_spans(spans, aliases=llm.with_overrides(overrides))
     if found.frame.is_empty():
         return spans, LlmFound()
-    warnings = []
-    if found.unusable:
-        counts = ", ".join(
-            f"{n:,} {name.removesuffix('_ns')}" for name, n in found.unusable.items()
-        )
-        warnings.append(
-            f"LLM attribute values that are not non-negative numbers were ignored: {counts}"
-        )
     made = (
         llm_stages.derived_stages(spans, found.frame, schema=spans.schema)
         if enabled
@@ -262,7 +372,10 @@ def with_llm_stages(
     if made.height:
         spans = pl.concat([spans, made], how="vertical")
     return spans, LlmFound(
-        spans=found.frame.height, fields=found.found, stage_spans=made.height, warnings=warnings
+        spans=found.frame.height,
+        fields=found.found,
+        stage_spans=made.height,
+        unusable=dict(found.unusable),
     )
 
 

@@ -43,6 +43,25 @@ def load_analysed(
             hit = cache.load(key, without=without)
         if hit is not None:
             return hit
+    from ml_tracelens.ingest import bounded
+    from ml_tracelens.ingest.inputs import resolve
+
+    resolved = resolve(paths)
+    groups = bounded.plan(resolved)
+    if groups is not None:
+        # Beyond the memory budget: analysed a group of traces at a time, nothing cached (the
+        # entry would be as large as the inputs; a dataset is the form to keep them in).
+        telemetry, analysis = bounded.load(
+            resolved,
+            groups,
+            input_format=input_format,
+            options=options,
+            progress=progress,
+            without=without,
+        )
+        if not logs and telemetry.spans.height:
+            telemetry.logs = telemetry.logs.clear()
+        return telemetry, analysis
     telemetry = _read(paths, input_format, options, progress)
     if progress is not None:
         progress.reading("analysing traces")

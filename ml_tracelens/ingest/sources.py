@@ -6,7 +6,7 @@ into words for the user."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import polars as pl
 
@@ -101,6 +101,38 @@ def read(
         return _not_recognised(source, result.stats)
     _refuse_under_strict(result.stats, options)
     return result
+
+
+def read_in_ranges(
+    reader: ReaderSpec,
+    source: InputSource,
+    input_format: str | None,
+    options: ReadOptions,
+    range_bytes: int,
+) -> Iterator[ReadResult] | None:
+    """``source`` read ``range_bytes`` at a time, when it is larger and its reader can cut it
+    (checked as ``read`` checks a whole input); None otherwise."""
+    if reader.read_ranges is None or not source.size or source.size <= range_bytes:
+        return None
+    parts = reader.read_ranges(source, options, range_bytes)
+    if parts is None:
+        return None
+    return _checked_parts(source, parts, options)
+
+
+def _checked_parts(
+    source: InputSource, parts: Iterator[ReadResult], options: ReadOptions
+) -> Iterator[ReadResult]:
+    try:
+        for part in parts:
+            validate(part.spans, SPAN_SCHEMA)
+            validate(part.logs, LOG_SCHEMA)
+            _refuse_under_strict(part.stats, options)
+            yield part
+    except MemoryError:
+        raise limits.out_of_memory(source.name) from None
+    except _UNREADABLE as exc:
+        raise _unreadable(source, exc) from exc
 
 
 def _not_recognised(source: InputSource, stats: ReadStats) -> ReadResult:

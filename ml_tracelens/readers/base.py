@@ -233,3 +233,8 @@ class ReaderSpec:
     #: which costs ~2 ms however small the input: 20 s for 10,000 one-span files); each input
     #: gets the same rows and accounting ``read`` gives it. None: ``read`` them one by one.
     read_many: Callable[[Sequence[InputSource], ReadOptions], BatchResult] | None = None
+    #: reads a large input about ``range_bytes`` at a time (results in input order, locations
+    #: those of the whole input), when it can be cut (a file of lines); None: it cannot.
+    read_ranges: Callable[[InputSource, ReadOptions, int], Iterator[ReadResult] | None] | None = (
+        None
+    )

@@ -24,7 +24,7 @@ import fcntl
 import os
 import shutil
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -180,8 +180,9 @@ def _iso(ns: int | None) -> str | None:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _part_files(top: Path, conversions: int) -> list[str]:
-    """Part files of complete conversions under ``top`` (``date=*/bucket=*``), in name order."""
+def _part_files(top: Path, conversions: int, buckets: Container[int] | None = None) -> list[str]:
+    """Part files of complete conversions under ``top`` (``date=*/bucket=*``), in name order;
+    only those of ``buckets`` when given."""
     if not top.is_dir():
         return []
     found: list[str] = []
@@ -189,6 +190,9 @@ def _part_files(top: Path, conversions: int) -> list[str]:
     # make tracelens read files outside it.
     for day in _entries(top, "date="):
         for bucket in _entries(day, "bucket="):
+            number = bucket.name.removeprefix("bucket=")
+            if buckets is not None and not (number.isdigit() and int(number) in buckets):
+                continue
             for part in _entries(bucket, "part-"):
                 number = part.name.removeprefix("part-").removesuffix(".parquet")
                 if part.suffix == ".parquet" and number.isdigit() and int(number) <= conversions:
@@ -206,11 +210,13 @@ def _entries(directory: Path, prefix: str) -> list[Path]:
         raise InputError(f"{directory}: cannot list it ({exc.strerror or exc})") from exc
 
 
-def scan(directory: Path, table: str, manifest: Manifest) -> pl.LazyFrame | None:
-    """A lazy scan of the spans (``table="spans"``) or logs of a dataset, partitions as the
-    ``date`` and ``bucket`` columns; None when it holds none."""
+def scan(
+    directory: Path, table: str, manifest: Manifest, buckets: Container[int] | None = None
+) -> pl.LazyFrame | None:
+    """A lazy scan of the spans (``table="spans"``) or logs of a dataset (of ``buckets`` only,
+    when given), partitions as the ``date`` and ``bucket`` columns; None when it holds none."""
     top = directory if table == "spans" else directory / LOGS_DIR
-    files = _part_files(top, manifest.conversions)
+    files = _part_files(top, manifest.conversions, buckets)
     if not files:
         return None
     return pl.scan_parquet(files, hive_partitioning=True, hive_schema=_HIVE, glob=False)
@@ -222,20 +228,37 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
         raise InputError(f"{source.name}: a dataset is a directory")
     manifest = read_manifest(directory)
     stats = ReadStats(format=NAME)
+    spans, logs, runs = _tables(source.name, directory, manifest, None)
+    stats.lines = stats.records = spans.height + logs.height
+    return ReadResult(stats=stats, spans=spans, logs=logs, log_resolutions=runs or None)
+
+
+def read_buckets(
+    directory: Path, groups: int, group: int
+) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]]]:
+    """The spans and logs of the buckets ``b`` with ``b mod groups == group`` (``groups``
+    divides the dataset's bucket count: these are the traces whose ``crc32 mod groups`` is
+    ``group``), each in reading order, and the (rows, timestamp resolution) runs of the logs."""
+    manifest = read_manifest(directory)
+    buckets = set(range(group, manifest.buckets, groups))
+    return _tables(str(directory), directory, manifest, buckets)
+
+
+def _tables(
+    name: str, directory: Path, manifest: Manifest, buckets: Container[int] | None
+) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]]]:
     try:
-        spans = _table(scan(directory, "spans", manifest), SPAN_SCHEMA)
-        logs = _table(scan(directory, "logs", manifest), LOG_SCHEMA, "_resolution_ns")
+        spans = _table(scan(directory, "spans", manifest, buckets), SPAN_SCHEMA)
+        logs = _table(scan(directory, "logs", manifest, buckets), LOG_SCHEMA, "_resolution_ns")
     except _UNREADABLE as exc:
         raise InputError(
-            f"{source.name}: dataset has a part file that is not readable ({_first_line(exc)})"
+            f"{name}: dataset has a part file that is not readable ({_first_line(exc)})"
         ) from exc
-    runs = None
+    runs = []
     if logs.height:
         run = logs.select(pl.col("_resolution_ns").rle()).unnest("_resolution_ns")
         runs = [(int(n), int(ns or 0)) for n, ns in run.iter_rows()]
-    logs = logs.drop("_resolution_ns")
-    stats.lines = stats.records = spans.height + logs.height
-    return ReadResult(stats=stats, spans=spans, logs=logs, log_resolutions=runs)
+    return spans, logs.drop("_resolution_ns"), runs
 
 
 def _table(frame: pl.LazyFrame | None, schema: pl.Schema, *extra: str) -> pl.DataFrame:

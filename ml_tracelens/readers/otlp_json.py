@@ -32,7 +32,7 @@ counted in ``ignored``; the span's other attributes are kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import polars as pl
 
@@ -77,6 +77,18 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     batch = SpanChunks(source.name, stats)
     _read_source(source, line_based, stats, batch, spans, logs)
     return _result(source.name, stats, batch, spans, logs)
+
+
+def read_ranges(
+    source: InputSource, options: ReadOptions, range_bytes: int
+) -> Iterator[ReadResult] | None:
+    """The results of ``range_bytes`` of lines at a time, or None for an input that is not a
+    file of lines (one document is read whole)."""
+    if source.path is None or not is_line_based(source):
+        return None
+    from ml_tracelens.readers.support.parallel import each_range
+
+    return each_range(source.path, source.name, read_line_range, range_bytes)
 
 
 def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResult:
@@ -167,6 +179,7 @@ READER = ReaderSpec(
     read=read,
     priority=10,
     read_many=read_many,
+    read_ranges=read_ranges,
 )
 
 

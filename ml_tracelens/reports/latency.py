@@ -40,9 +40,15 @@ STAT_COLUMNS = (
 )
 
 
+#: Span columns the report never reads, unless a ``--where`` condition names them: a caller
+#: may leave them out of what it loads (most of a large dump's kept bytes are ids and messages).
+UNREAD = ("parent_id", "top_id", "depth", "status_message", "skewed", "outside_parent")
+
+
 def cp_denominator_ns(analysed: pl.DataFrame, selected: pl.DataFrame) -> int:
     """Sum of the durations of the tree tops of the traces that ``selected`` spans belong to."""
-    is_top = pl.col("span_id") == pl.col("top_id")
+    # A top is a span without a parent in its trace: a root, or an orphan standing in for one.
+    is_top = pl.col("is_root") | pl.col("is_orphan")
     if selected.height == analysed.height:  # unfiltered: every trace counts
         tops = analysed.filter(is_top)
     else:

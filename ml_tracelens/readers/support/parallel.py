@@ -145,7 +145,7 @@ FDS_FOR_WORKERS = 32
 #: What a worker failing raises in this process: BrokenProcessPool when one was killed (the
 #: OOM killer, SIGKILL), OSError when it could not write its frames (/dev/shm full) or the pool
 #: could not start (no pipes or processes left).
-_WORKER_FAILURES = (BrokenProcessPool, OSError, RuntimeError)
+WORKER_FAILURES = (BrokenProcessPool, OSError, RuntimeError)
 
 
 def read_in_parallel(path: Path, name: str, workers: int, reader: RangeReader) -> ReadResult:
@@ -214,12 +214,12 @@ def _read_with_workers(
             results = [_read_range(reader, path, *ranges[0], name)]
             try:
                 submitted.result()
-            except _WORKER_FAILURES as exc:
+            except WORKER_FAILURES as exc:
                 failures.append(_describe_failure(exc))
             for index, (start, end) in enumerate(ranges[1:]):
                 try:
                     results.append(_collect(*futures[index].result()))
-                except (*_WORKER_FAILURES, IndexError) as exc:
+                except (*WORKER_FAILURES, IndexError) as exc:
                     # IndexError: the range was never submitted (the pool failed to start).
                     if not isinstance(exc, IndexError):
                         failures.append(_describe_failure(exc))
@@ -234,6 +234,85 @@ def _read_with_workers(
                 child.terminate()
             raise
     return results
+
+
+def each_range(
+    path: Path, name: str, reader: RangeReader, range_bytes: int
+) -> Iterator[ReadResult]:
+    """Read ``path`` about ``range_bytes`` at a time: each range's result in file order, its
+    locations those of the whole file, no more than a few ranges in memory at once. Worker
+    processes read ahead while the caller uses a result; a range whose worker failed is read
+    here again (its result then says so once in its warnings)."""
+    size = path.stat().st_size
+    ranges = line_ranges(path, max(1, -(-size // max(range_bytes, 1))))
+    workers = min(worker_count(size), len(ranges))
+    offset = 0
+    for result in _ranges_read(path, name, reader, ranges, workers):
+        lines = result.stats.lines
+        yield _shifted(result, name, offset)
+        offset += lines
+
+
+def _ranges_read(
+    path: Path, name: str, reader: RangeReader, ranges: list[tuple[int, int]], workers: int
+) -> Iterator[ReadResult]:
+    free = _free_file_descriptors()
+    if workers <= 1 or (free is not None and free < FDS_FOR_WORKERS):
+        for start, end in ranges:
+            yield _read_range(reader, path, start, end, name)
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([reader.__module__])
+    with (
+        tempfile.TemporaryDirectory(dir=_scratch_directory(), prefix="tracelens-") as scratch,
+        ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_end_quietly_on_ctrl_c
+        ) as pool,
+    ):
+        futures: dict[int, Future[tuple[ReadStats, str, str]]] = {}
+        failures: list[str] = []
+
+        def submit(index: int) -> None:
+            if index >= len(ranges) or failures:
+                return
+            try:
+                start, end = ranges[index]
+                futures[index] = pool.submit(
+                    _read_range_to_files, reader, path, start, end, name, scratch
+                )
+            except WORKER_FAILURES as exc:
+                failures.append(_describe_failure(exc))
+
+        # One range more than there are workers: the next is read while this one is used.
+        for index in range(workers + 1):
+            submit(index)
+        for index, (start, end) in enumerate(ranges):
+            future = futures.pop(index, None)
+            submit(index + workers + 1)
+            try:
+                if future is None:
+                    raise IndexError(index)
+                result = _collect(*future.result())
+            except (*WORKER_FAILURES, IndexError) as exc:
+                # IndexError: never submitted, the pool having failed.
+                if not isinstance(exc, IndexError):
+                    failures.append(_describe_failure(exc))
+                result = _read_range(reader, path, start, end, name)
+                result.stats.warn(
+                    f"part read in one process: the reading workers failed ({failures[0]})"
+                )
+            yield result
+
+
+def _shifted(result: ReadResult, name: str, offset: int) -> ReadResult:
+    """A range's result with its line numbers counted from the start of the file."""
+    prefix = f"{name}:"
+    result.stats.problems = [
+        (_shift(location, prefix, offset), reason) for location, reason in result.stats.problems
+    ]
+    result.spans = _shift_sources(result.spans, prefix, offset)
+    result.logs = _shift_sources(result.logs, prefix, offset)
+    return result
 
 
 def _scratch_directory() -> str:

@@ -1,0 +1,403 @@
+"""Inputs bigger than memory, analysed a group of traces at a time.
+
+Every per-trace step (merging duplicates, spans from stage log lines, LLM stages, the tree, self
+time, critical path, error origin) needs all of one trace and nothing of the others; only the
+final statistics are global. So the inputs are cut into ``groups`` by a stable hash of the trace
+(``crc32(utf8(trace_id)) mod groups``, the dataset's bucket hash; a log record by its trace id,
+else its correlation id), each group is made whole and analysed alone, and of its analysed spans
+only the columns the command reads are kept: memory grows with those, not with the inputs.
+
+- A dataset (``convert --dataset``) is read a group of its buckets at a time: ``groups`` divides
+  its bucket count, so bucket ``b`` belongs to group ``b mod groups``, and a trace's group is
+  the same whether it is read from a dataset or a dump.
+- Other inputs, when together larger than the memory budget (``TRACELENS_MEMORY_BUDGET``, bytes
+  or ``512M``, ``2G``; default 1 GiB of input), are spilled first: read a quarter of the budget
+  at a time where their reader can cut them (OTLP JSON lines, on worker processes), each part's
+  rows written to one Arrow file per group in a scratch directory, read back a group at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import re
+import tempfile
+from collections.abc import Collection, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TypeVar
+
+import polars as pl
+
+from ml_tracelens.core import Analysis, Structure, analyze
+from ml_tracelens.exceptions import UsageError
+from ml_tracelens.ingest import (
+    InputsRead,
+    LlmFound,
+    Normalized,
+    normalized,
+    nothing_to_analyse,
+    read_inputs,
+    rechunked,
+)
+from ml_tracelens.ingest.inputs import ResolvedInputs
+from ml_tracelens.ingest.log_spans import DerivedSpans
+from ml_tracelens.ingest.telemetry import InputSummary, Progress, Telemetry
+from ml_tracelens.readers import dataset
+from ml_tracelens.readers.base import MAX_PROBLEMS_KEPT, InputSource, ReadOptions, ReadStats
+from ml_tracelens.readers.support import parallel
+from ml_tracelens.schema import SPAN_SCHEMA, empty_logs, empty_spans
+
+BUDGET_VARIABLE = "TRACELENS_MEMORY_BUDGET"
+DEFAULT_BUDGET = 1024**3
+#: Bytes of a JSON dump per span, to size groups before reading (an OTLP line of the Collector
+#: file exporter: 340 on the benchmark dump; Jaeger and Zipkin spans are larger).
+BYTES_PER_SPAN = 340
+#: A group is a quarter of the budget: its canonical tables and their analysis, while the spans
+#: kept of the groups before it are held too.
+GROUP_SHARE = 4
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def memory_budget() -> int:
+    """The input size beyond which inputs are analysed a group of traces at a time."""
+    text = os.environ.get(BUDGET_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_BUDGET
+    match = _SIZE.match(text)
+    if not match:
+        raise UsageError(
+            f"{BUDGET_VARIABLE}={text!r}: expected a size in bytes, or with K, M, G or T "
+            "(e.g. 512M, 2G)"
+        )
+    scale = 1024 ** " kmgt".index(match[2].lower() or " ")
+    return max(1, int(float(match[1]) * scale))
+
+
+def plan(resolved: ResolvedInputs) -> int | None:
+    """How many groups to analyse the inputs in; None: they fit, read them at once."""
+    budget = memory_budget()
+    datasets, others = _split(resolved)
+    other_bytes = sum(source.size or 0 for source in others)
+    manifests = [dataset.read_manifest(path) for path in datasets]
+    group_spans = max(1, budget // GROUP_SHARE // BYTES_PER_SPAN)
+    spans = other_bytes // BYTES_PER_SPAN + sum(m.spans for m in manifests)
+    wanted = math.ceil(spans / group_spans)
+    if other_bytes <= budget and wanted <= 1:
+        return None
+    if not manifests:
+        return max(1, wanted)
+    # A divisor of every dataset's bucket count: its buckets then fall into whole groups.
+    common = math.gcd(*(m.buckets for m in manifests))
+    return next((d for d in range(max(1, wanted), common + 1) if common % d == 0), common)
+
+
+def _split(resolved: ResolvedInputs) -> tuple[list[Path], list[InputSource]]:
+    datasets = [
+        s.path for s in resolved.sources if s.path is not None and dataset.is_dataset(s.path)
+    ]
+    others = [s for s in resolved.sources if s.path is None or not dataset.is_dataset(s.path)]
+    return datasets, others
+
+
+def load(
+    resolved: ResolvedInputs,
+    groups: int,
+    *,
+    input_format: str | None,
+    options: ReadOptions,
+    progress: Progress | None,
+    without: Collection[str],
+) -> tuple[Telemetry, Analysis]:
+    """Read and analyse the inputs ``groups`` traces' groups at a time, keeping the analysed
+    spans without the columns in ``without``."""
+    datasets, others = _split(resolved)
+    with tempfile.TemporaryDirectory(prefix="tracelens-spill-") as scratch:
+        spill = Spill(Path(scratch), groups)
+        found = InputsRead(warnings=list(resolved.warnings))
+        if others:
+            found = read_inputs(
+                ResolvedInputs(sources=others, warnings=resolved.warnings),
+                input_format=input_format,
+                options=options,
+                progress=progress,
+                keep=spill.keep,
+                range_bytes=max(1, memory_budget() // GROUP_SHARE),
+            )
+        summaries = [*_dataset_summaries(datasets), *found.summaries]
+        combined = Combined()
+        jobs = [
+            GroupJob(spill, group, datasets, found.resolutions, options, tuple(without))
+            for group in range(groups)
+        ]
+        for index, result in enumerate(_analysed_groups(jobs, spill)):
+            if progress is not None:
+                progress.reading(f"analysing traces (group {index + 1:,} of {groups:,})")
+            combined.add(result)
+    done = combined.normalized()
+    if done.spans.is_empty() and done.logs.is_empty():
+        raise nothing_to_analyse(summaries)
+    warnings = [*found.warnings, *done.warnings()]
+    telemetry = done.telemetry(inputs=summaries, warnings=warnings, resolutions=[])
+    telemetry.derived_spans = combined.derived_spans
+    return telemetry, Analysis(spans=combined.analysed(), structure=combined.structure())
+
+
+def _dataset_summaries(datasets: list[Path]) -> list[InputSummary]:
+    summaries = []
+    for path in datasets:
+        manifest = dataset.read_manifest(path)
+        stats = ReadStats(format=dataset.NAME)
+        stats.lines = stats.records = manifest.spans + manifest.logs
+        summaries.append(
+            InputSummary(
+                path=str(path),
+                format=dataset.NAME,
+                spans=manifest.spans,
+                logs=manifest.logs,
+                stats=stats,
+            )
+        )
+    return summaries
+
+
+@dataclass
+class Spill:
+    """Rows written a part at a time to one Arrow file per group, read back a group at a time
+    in the order they were written."""
+
+    directory: Path
+    groups: int
+    parts: int = 0
+    log_rows: int = 0
+
+    def keep(self, spans: pl.DataFrame, logs: pl.DataFrame) -> None:
+        # Logs carry their row number among all logs read: the timestamp resolution of the
+        # input each came from is known by row only once every input is read.
+        logs = logs.with_columns(
+            _log_row=pl.int_range(self.log_rows, self.log_rows + logs.height, dtype=pl.Int64)
+        )
+        self.log_rows += logs.height
+        keys = {
+            "spans": (spans, spans.get_column("trace_id")),
+            "logs": (logs, logs.select(pl.coalesce("trace_id", "correlation_id")).to_series()),
+        }
+        for table, (frame, key) in keys.items():
+            if frame.is_empty():
+                continue
+            grouped = frame.with_columns(_group=dataset.bucket_of(key, self.groups))
+            for (group,), part in grouped.partition_by(
+                "_group", as_dict=True, include_key=False, maintain_order=True
+            ).items():
+                part.write_ipc(self._file(table, int(str(group)), self.parts), compression="lz4")
+        self.parts += 1
+
+    def _file(self, table: str, group: int, part: int) -> Path:
+        return self.directory / f"{table}-{group:04d}-{part:06d}.arrow"
+
+    def group(
+        self, group: int, datasets: list[Path], resolutions: list[tuple[int, int]]
+    ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]]]:
+        """The spans and logs of one group (datasets first, then the spilled inputs, each in
+        reading order) and the (rows, resolution) runs of its logs."""
+        span_frames: list[pl.DataFrame] = []
+        log_frames: list[tuple[pl.DataFrame, list[tuple[int, int]]]] = []
+        for path in datasets:
+            spans, logs, runs = dataset.read_buckets(path, self.groups, group)
+            span_frames.append(spans)
+            log_frames.append((logs, runs))
+        span_frames.extend(self._read("spans", group))
+        spilled_logs = list(self._read("logs", group))
+        if spilled_logs:
+            frame = pl.concat(spilled_logs, how="vertical")
+            rows = frame.drop_in_place("_log_row")
+            ns = _per_row(resolutions, self.log_rows).gather(rows)
+            run = ns.to_frame("ns").select(pl.col("ns").rle()).unnest("ns")
+            log_frames.append((frame, [(int(n), int(v)) for n, v in run.iter_rows()]))
+        runs = [r for _, frame_runs in log_frames for r in frame_runs]
+        frames = [frame for frame, _ in log_frames if frame.height]
+        return (
+            pl.concat(span_frames, how="vertical") if span_frames else empty_spans(),
+            pl.concat(frames, how="vertical") if frames else empty_logs(),
+            runs,
+        )
+
+    def _read(self, table: str, group: int) -> Iterator[pl.DataFrame]:
+        for part in range(self.parts):
+            path = self._file(table, group, part)
+            if path.exists():
+                frame = pl.read_ipc(path)
+                path.unlink()
+                yield frame
+
+
+@dataclass(frozen=True)
+class GroupJob:
+    """One group to analyse (picklable: a worker process may do it)."""
+
+    spill: Spill
+    group: int
+    datasets: list[Path]
+    resolutions: list[tuple[int, int]]
+    options: ReadOptions
+    without: tuple[str, ...]
+
+
+@dataclass
+class GroupResult:
+    """A group analysed: what its steps found (tables emptied), its structure, and the files
+    holding its kept spans and its logs."""
+
+    done: Normalized
+    structure: Structure
+    derived_spans: int
+    spans_path: Path
+    logs_path: Path
+
+
+def analyse_group(job: GroupJob) -> GroupResult:
+    """Make one group whole, analyse it, and write its analysed spans (without the columns
+    ``job.without`` names) and its logs next to the spill."""
+    spans, logs, resolutions = job.spill.group(job.group, job.datasets, job.resolutions)
+    done = normalized(spans, logs, options=job.options, resolutions=resolutions)
+    del spans, logs
+    analysis = analyze(done.spans, merged_duplicates=done.merged_duplicates)
+    kept = analysis.spans.drop(job.without, strict=False)
+    stem = job.spill.directory / f"analysed-{job.group:04d}"
+    spans_path, logs_path = stem.with_suffix(".spans.arrow"), stem.with_suffix(".logs.arrow")
+    kept.write_ipc(spans_path, compression="lz4")
+    done.logs.write_ipc(logs_path, compression="lz4")
+    derived = done.derived.spans.height
+    # The counts travel back; the tables do so through the files.
+    done.spans, done.logs = done.spans.clear(), done.logs.clear()
+    done.derived.spans = done.derived.spans.clear()
+    done.derived.slack_ns = done.derived.slack_ns.clear()
+    return GroupResult(done, analysis.structure, derived, spans_path, logs_path)
+
+
+def _analysed_groups(jobs: list[GroupJob], spill: Spill) -> Iterator[GroupResult]:
+    """Each group analysed, in order: on worker processes (one per core) when the groups are
+    large, each process holding only its group; else here."""
+    # Worker processes when a group is as large as an input read on several cores (starting
+    # them costs more than small groups save).
+    workers = min(len(jobs), parallel.worker_count(memory_budget() // GROUP_SHARE))
+    if workers <= 1:
+        yield from map(analyse_group, jobs)
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # At most one group waits beyond those being analysed: their files are the memory.
+        futures = {i: pool.submit(analyse_group, job) for i, job in enumerate(jobs[: workers + 1])}
+        for index, job in enumerate(jobs):
+            future = futures.pop(index)
+            if index + workers + 1 < len(jobs):
+                following = index + workers + 1
+                futures[following] = pool.submit(analyse_group, jobs[following])
+            try:
+                yield future.result()
+            except parallel.WORKER_FAILURES:
+                yield analyse_group(job)
+
+
+def _per_row(resolutions: list[tuple[int, int]], rows: int) -> pl.Series:
+    """Each of ``rows`` log rows' timestamp resolution, from the runs of (rows, resolution)."""
+    runs = pl.DataFrame(
+        {"n": [n for n, _ in resolutions], "ns": [ns for _, ns in resolutions]},
+        schema={"n": pl.Int64, "ns": pl.Int64},
+    )
+    per_row = runs.select(pl.col("ns").repeat_by("n").explode()).to_series().drop_nulls()
+    return per_row.extend_constant(0, max(0, rows - per_row.len()))
+
+
+@dataclass
+class Combined:
+    """The groups analysed so far: their kept spans, logs and what each step found."""
+
+    spans: list[pl.DataFrame] = field(default_factory=list)
+    canonical: list[str] = field(default_factory=list)
+    logs: list[pl.DataFrame] = field(default_factory=list)
+    parts: list[Normalized] = field(default_factory=list)
+    structures: list[Structure] = field(default_factory=list)
+    derived_spans: int = 0
+
+    def add(self, result: GroupResult) -> None:
+        kept = pl.read_ipc(result.spans_path)
+        logs = pl.read_ipc(result.logs_path)
+        result.spans_path.unlink()
+        result.logs_path.unlink()
+        if not self.canonical:
+            self.canonical = [c for c in kept.columns if c in SPAN_SCHEMA or c == "slack_ns"]
+        if kept.height:
+            self.spans.append(kept)
+        if logs.height:
+            self.logs.append(logs)
+        self.parts.append(result.done)
+        self.structures.append(result.structure)
+        self.derived_spans += result.derived_spans
+
+    def analysed(self) -> pl.DataFrame:
+        """The kept spans of every group in one frame of one chunk per column (once: the
+        groups' frames are released as it is built)."""
+        if self.spans:
+            frames, self.spans = self.spans, [rechunked(pl.concat(self.spans, how="vertical"))]
+            frames.clear()
+        return self.spans[0] if self.spans else empty_spans()
+
+    def normalized(self) -> Normalized:
+        spans = self.analysed()
+        first = self.parts[0]
+        derived = DerivedSpans(
+            spans=empty_spans().clear(),
+            slack_ns=pl.Series("slack_ns", [], dtype=pl.Int64),
+            derived_roots=sum(p.derived.derived_roots for p in self.parts),
+            span_lines=sum(p.derived.span_lines for p in self.parts),
+            not_spans=_summed([p.derived.not_spans for p in self.parts]),
+            problems=[x for p in self.parts for x in p.derived.problems][:MAX_PROBLEMS_KEPT],
+        )
+        fields_found: dict[str, list[str]] = {}
+        for part in self.parts:
+            for name, keys in part.llm.fields.items():
+                known = fields_found.setdefault(name, [])
+                known.extend(k for k in keys if k not in known)
+        llm = LlmFound(
+            spans=sum(p.llm.spans for p in self.parts),
+            fields=fields_found,
+            stage_spans=sum(p.llm.stage_spans for p in self.parts),
+            unusable=_summed([p.llm.unusable for p in self.parts]),
+        )
+        return Normalized(
+            spans=spans.select([c for c in self.canonical if c in spans.columns]),
+            logs=pl.concat(self.logs, how="vertical") if self.logs else empty_logs(),
+            merged_duplicates=sum(p.merged_duplicates for p in self.parts),
+            derived=derived,
+            llm=llm,
+            llm_overrides=first.llm_overrides,
+        )
+
+    def structure(self) -> Structure:
+        counts = {
+            item.name: sum(getattr(s, item.name) for s in self.structures)
+            for item in fields(Structure)
+            if item.name != "skew_by_service_pair"
+        }
+        pairs = _summed([s.skew_by_service_pair for s in self.structures])
+        # Most frequent first, then by name (no service first), as core.analyze orders them.
+        order = sorted(
+            pairs.items(),
+            key=lambda item: (-item[1], *((name is not None, name or "") for name in item[0])),
+        )
+        return Structure(**counts, skew_by_service_pair=dict(order))
+
+
+K = TypeVar("K")
+
+
+def _summed(counts: list[dict[K, int]]) -> dict[K, int]:
+    total: dict[K, int] = {}
+    for part in counts:
+        for key, count in part.items():
+            total[key] = total.get(key, 0) + count
+    return total
