@@ -75,7 +75,8 @@ def test_every_report_in_groups_is_the_report_read_at_once(
     args = [COMMANDS[command][0], *paths, *COMMANDS[command][1:]]
     monkeypatch.setenv(bounded.BUDGET_VARIABLE, SMALL_BUDGET)
     groups = bounded.plan(resolve(paths))
-    assert groups is not None and groups > 1
+    assert groups is not None
+    assert groups > 1
     at_once = report(args, monkeypatch, None)
     in_groups = report(args, monkeypatch, SMALL_BUDGET)
     assert in_groups[0] == at_once[0]
@@ -113,7 +114,9 @@ def test_a_dataset_is_read_a_group_of_buckets_at_a_time(
     monkeypatch.setenv(bounded.BUDGET_VARIABLE, SMALL_BUDGET)
     groups = bounded.plan(resolve([str(directory)]))
     # A divisor of the 64 buckets: a trace's bucket decides its group.
-    assert groups is not None and groups > 1 and 64 % groups == 0
+    assert groups is not None
+    assert groups > 1
+    assert 64 % groups == 0
     for command in ("latency", "bottlenecks", "errors"):
         on_dump = report([command, str(dump)], monkeypatch, None)
         on_dataset = report([command, str(directory)], monkeypatch, SMALL_BUDGET)
