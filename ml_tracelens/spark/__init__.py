@@ -31,6 +31,7 @@ from ml_tracelens.spark.engine import (
     request_summary,
     require,
     session,
+    warnings,
 )
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "request_summary",
     "require",
     "session",
+    "warnings",
 ]

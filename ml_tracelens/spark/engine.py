@@ -25,6 +25,7 @@ from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports import bottlenecks as bottlenecks_report
 from ml_tracelens.reports import errors as errors_report
 from ml_tracelens.reports import latency as latency_report
+from ml_tracelens.reports.context import analysis_warnings
 from ml_tracelens.reports.documents import RequestSummary
 from ml_tracelens.reports.result import JsonValue
 from ml_tracelens.schema import SPAN_SCHEMA
@@ -261,6 +262,22 @@ def request_summary(spans: DataFrame) -> RequestSummary:
     return msgspec.convert(row, RequestSummary)
 
 
+def warnings(spans: DataFrame) -> list[str]:
+    """The warnings a local run gives about the spans analysed (identical duplicates merged,
+    orphans, traces with several roots, clock skew...), summed over the groups ``analyze`` ran
+    (none for a frame without its ``_group_structure`` column)."""
+    from pyspark.sql import functions as F
+
+    from ml_tracelens.spark import kernels
+
+    column = "_group_structure"
+    if column not in spans.columns:
+        return []
+    found = spans.filter(F.col(column).isNotNull()).select(column).toArrow()
+    structure, merged = kernels.merged_structure(found.column(0).to_pylist())
+    return analysis_warnings(merged, structure)
+
+
 def _keyed(spans: DataFrame, by: Sequence[str]) -> tuple[DataFrame, list[str]]:
     """``spans`` with one column per ``--by`` key (``kernels.KEY`` + its index; attributes read
     by the local code, ``core.stats.with_group_columns``, in ``mapInArrow``), and the keys'
@@ -299,6 +316,7 @@ def latency(
     sort: str | None = None,
     top: int | None = None,
     inputs: list[dict[str, JsonValue]] | None = None,
+    with_warnings: bool = True,
 ) -> Result:
     """``ml_tracelens.latency`` on analysed spans (``analyze``): the same ``Result``, its
     per-group statistics computed in Spark."""
@@ -339,6 +357,7 @@ def latency(
             sort=sort,
             top=top,
             inputs=inputs,
+            warnings=warnings(spans) if with_warnings else None,
         )
     )
 
@@ -349,6 +368,7 @@ def errors(
     *,
     top: int = 10,
     inputs: list[dict[str, JsonValue]] | None = None,
+    with_warnings: bool = True,
 ) -> Result:
     """``ml_tracelens.errors`` on analysed spans (``analyze``) and, for the messages of error
     log lines, the dataset's log rows: the same ``Result``, counted in Spark."""
@@ -397,6 +417,7 @@ def errors(
             messages=_collect(grouped),
             top=top,
             inputs=inputs,
+            warnings=warnings(spans) if with_warnings else None,
         )
     )
 
@@ -407,6 +428,7 @@ def bottlenecks(
     tail: float = 0.95,
     top: int | None = None,
     inputs: list[dict[str, JsonValue]] | None = None,
+    with_warnings: bool = True,
 ) -> Result:
     """``ml_tracelens.bottlenecks`` on analysed spans (``analyze``): the same ``Result``, its
     critical-path sums and request quantiles computed in Spark."""
@@ -474,6 +496,7 @@ def bottlenecks(
             tail=tail,
             top=top,
             inputs=inputs,
+            warnings=warnings(spans) if with_warnings else None,
         )
     )
 

@@ -13,12 +13,14 @@ group of traces instead of the whole dump:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 
+import orjson
 import polars as pl
 import pyarrow as pa
 
-from ml_tracelens.core import analyze
+from ml_tracelens.core import Structure, analyze
 from ml_tracelens.core.stats import with_group_columns
 from ml_tracelens.ingest import merge_identical_duplicates, with_llm_stages, with_slack
 from ml_tracelens.ingest.log_spans import LogTime, spans_from_logs
@@ -57,6 +59,9 @@ ANALYSED: tuple[tuple[str, pa.DataType, str], ...] = (
     ("has_error", pa.bool_(), "boolean"),
     ("error_originated", pa.bool_(), "boolean"),
     ("bucket", pa.int32(), "int"),
+    # The group's ``core.Structure`` and merged duplicates as JSON (``structure_json``), on one
+    # row of each group (null on the others): the warnings of a local run, summed by the driver.
+    ("_group_structure", pa.string(), "string"),
 )
 ANALYSED_DDL = ", ".join(f"`{name}` {ddl}" for name, _, ddl in ANALYSED)
 _ANALYSED_ARROW = pa.schema([(name, arrow) for name, arrow, _ in ANALYSED])
@@ -123,12 +128,15 @@ def analyse_group(
     frame, _ = with_llm_stages(frame, enabled=derived_stages)
     if frame.is_empty():
         return _ANALYSED_ARROW.empty_table()
-    analysed = analyze(frame, merged_duplicates=merged).spans
+    analysis = analyze(frame)
+    analysed = analysis.spans
     if "slack_ns" not in analysed.columns:
         analysed = analysed.with_columns(slack_ns=pl.lit(None, pl.Int64))
+    first = pl.int_range(pl.len()) == 0
     out = analysed.with_columns(
         pl.col("kind", "status", "resource", "source").cast(pl.String),
         bucket=pl.lit(bucket, pl.Int32),
+        _group_structure=pl.when(first).then(pl.lit(structure_json(analysis.structure, merged))),
     ).select(_ANALYSED_ARROW.names)
     return out.to_arrow().cast(_ANALYSED_ARROW)
 
@@ -144,6 +152,38 @@ def group_analyser(
         return analyse_group(spans, log_time=log_time, derived_stages=derived_stages)
 
     return analyse
+
+
+def structure_json(structure: Structure, merged_duplicates: int) -> str:
+    """A group's structure counts and the identical duplicates merged before its analysis."""
+    fields = {f.name: getattr(structure, f.name) for f in dataclasses.fields(Structure)}
+    fields["skew_by_service_pair"] = [
+        [parent, child, count] for (parent, child), count in structure.skew_by_service_pair.items()
+    ]
+    fields["_merged"] = merged_duplicates
+    return orjson.dumps(fields).decode()
+
+
+def merged_structure(documents: Sequence[str]) -> tuple[Structure, int]:
+    """The structure of the groups of ``structure_json`` documents together (their counts
+    summed; traces lie in one group each, so that is the whole dump's), and the duplicates
+    merged."""
+    totals: dict[str, int] = {}
+    pairs: dict[tuple[str | None, str | None], int] = {}
+    merged = 0
+    for text in documents:
+        fields = orjson.loads(text)
+        merged += int(fields.pop("_merged"))
+        for parent, child, count in fields.pop("skew_by_service_pair"):
+            pairs[(parent, child)] = pairs.get((parent, child), 0) + int(count)
+        for name, value in fields.items():
+            totals[name] = totals.get(name, 0) + int(value)
+    # As core.analyze orders them: most frequent first, then by name (missing names first).
+    ordered = sorted(
+        pairs.items(),
+        key=lambda item: (-item[1], *((n is not None, n or "") for n in item[0])),
+    )
+    return Structure(**totals, skew_by_service_pair=dict(ordered)), merged
 
 
 def analyse_cogroup(

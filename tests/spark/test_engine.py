@@ -49,13 +49,12 @@ def assert_same(spark_value: Any, local_value: Any, where: str = "") -> None:
 
 
 def documents(spark_result: tl.Result, local_result: tl.Result) -> tuple[dict[str, Any], ...]:
-    """The two JSON documents, without the blocks the engines word differently (inputs: the
-    API takes a DataFrame, not a path; warnings: the Spark engine does not collect them)."""
+    """The two JSON documents, without the inputs block (the API takes a DataFrame, not a
+    path; the CLI's test compares it too)."""
     out = []
     for result in (spark_result, local_result):
         document = json.loads(result.to_json())
         document.pop("inputs")
-        document.pop("warnings")
         out.append(document)
     return tuple(out)
 
@@ -130,6 +129,13 @@ def test_bottlenecks_match_the_local_engine(
     ours, theirs = documents(tls.bottlenecks(analysed, tail=tail), tl.bottlenecks(local, tail=tail))
     assert theirs["rows"], "nothing compared"
     assert_same(ours, theirs, f"bottlenecks --tail {tail}")
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_the_warnings_are_the_local_ones(engines: dict[str, Any], dataset: str) -> None:
+    analysed, _, local = engines[dataset]
+    assert local.warnings, "nothing compared"
+    assert tls.warnings(analysed) == local.warnings
 
 
 def test_results_are_the_local_api_types(engines: dict[str, Any]) -> None:
