@@ -71,7 +71,9 @@ def spark_report(
     try:
         inputs = tls.dataset_inputs(spark, path)
         if report == "latency":
-            return tls.latency(analysed, by=by, sort=sort, top=top, inputs=inputs)
+            return tls.latency(
+                analysed, by=by, sort=sort, top=top, distribution=common.pictures, inputs=inputs
+            )
         if report == "errors":
             return tls.errors(analysed, logs, top=error_top, inputs=inputs)
         return tls.bottlenecks(analysed, tail=tail, top=top, inputs=inputs)

@@ -215,6 +215,20 @@ def log_histograms(
         _low=pl.col("duration_ns").min(), _high=pl.col("duration_ns").max()
     )
     nonpositive = frame.filter(pl.col("duration_ns") <= 0).group_by(keys).len()
+    return histograms_from(ranges, binned, nonpositive, keys, bins=bins)
+
+
+def histograms_from(
+    ranges: pl.DataFrame,
+    binned: pl.DataFrame,
+    nonpositive: pl.DataFrame,
+    keys: Sequence[str],
+    *,
+    bins: int,
+) -> dict[tuple[object, ...], Histogram]:
+    """The ``Histogram`` per group from its counts, whichever engine counted them: ``ranges``
+    (keys, ``_low``, ``_high``: the shortest and longest positive durations), ``binned`` (keys,
+    ``_bin``, ``len``) and ``nonpositive`` (keys, ``len``)."""
     out: dict[tuple[object, ...], Histogram] = {}
     for row in ranges.iter_rows(named=True):
         key = tuple(row[k] for k in keys)

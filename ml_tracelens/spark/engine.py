@@ -19,7 +19,13 @@ import orjson
 import polars as pl
 
 from ml_tracelens.api.results import Result
-from ml_tracelens.core.stats import PERCENTILES, REQUEST_KEYS, with_group_columns
+from ml_tracelens.core.stats import (
+    PERCENTILES,
+    REQUEST_KEYS,
+    Histogram,
+    histograms_from,
+    with_group_columns,
+)
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports import bottlenecks as bottlenecks_report
@@ -315,11 +321,12 @@ def latency(
     by: str | Sequence[str] = "stage",
     sort: str | None = None,
     top: int | None = None,
+    distribution: bool = False,
     inputs: list[dict[str, JsonValue]] | None = None,
     with_warnings: bool = True,
 ) -> Result:
     """``ml_tracelens.latency`` on analysed spans (``analyze``): the same ``Result``, its
-    per-group statistics computed in Spark."""
+    per-group statistics (and with ``distribution``, histograms) computed in Spark."""
     from pyspark.sql import functions as F
 
     from ml_tracelens.spark import kernels
@@ -353,13 +360,44 @@ def latency(
             stats=stats,
             names=names,
             requests=request_summary(spans),
-            histograms=None,
+            histograms=_histograms(keyed, names) if distribution else None,
             sort=sort,
             top=top,
             inputs=inputs,
             warnings=warnings(spans) if with_warnings else None,
         )
     )
+
+
+def _histograms(keyed: DataFrame, names: Sequence[str]) -> dict[tuple[object, ...], Histogram]:
+    """``core.stats.log_histograms`` of the ``_keyed`` spans, counted in Spark."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from ml_tracelens.spark import kernels
+
+    bins = latency_report.HISTOGRAM_BINS
+    keys = [f"{kernels.KEY}{i}" for i in range(len(names))]
+    duration = F.col(_VALUE + "duration_ns")
+    logged = F.log(duration.cast("double"))
+    group = Window.partitionBy(*keys)
+    low, high = F.min(logged).over(group), F.max(logged).over(group)
+    width = F.greatest(high - low, F.lit(1e-12))
+    position = F.least(F.floor((logged - low) / width * bins), F.lit(bins - 1)).cast("int")
+    positive = keyed.filter(duration > 0)
+    renamed = dict(zip(keys, names, strict=True))
+    binned = _collect(
+        positive.select(*keys, position.alias("_bin"))
+        .groupBy(*keys, "_bin")
+        .agg(F.count(F.lit(1)).alias("len"))
+    ).rename(renamed)
+    ranges = _collect(
+        positive.groupBy(*keys).agg(F.min(duration).alias("_low"), F.max(duration).alias("_high"))
+    ).rename(renamed)
+    nonpositive = _collect(
+        keyed.filter(duration <= 0).groupBy(*keys).agg(F.count(F.lit(1)).alias("len"))
+    ).rename(renamed)
+    return histograms_from(ranges, binned, nonpositive, names, bins=bins)
 
 
 def errors(

@@ -18,8 +18,8 @@ from tests.spark.test_engine import assert_same
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+# Each run analyses the dataset again: few runs (latency by stage is the table test's).
 REPORTS = [
-    ("latency", "--by", "stage"),
     ("latency", "--by", "service,attr.model.version"),
     ("errors", "--top", "5"),
     ("bottlenecks", "--tail", "0.9"),
@@ -49,10 +49,12 @@ def test_engine_spark_prints_the_local_engines_json(
 def test_engine_spark_table_reads_like_the_local_one(
     spark: SparkSession, sample_dataset: Path
 ) -> None:
-    local = run("bottlenecks", str(sample_dataset), "--no-cache")
-    ours = run("bottlenecks", str(sample_dataset), "--engine", "spark")
+    """The terminal table, the latency sparklines included (``--wide`` shows them)."""
+    local = run("latency", str(sample_dataset), "--wide", "--no-cache")
+    ours = run("latency", str(sample_dataset), "--wide", "--engine", "spark")
     assert ours.exit_code == 0, ours.stderr
     assert ours.stdout == local.stdout
+    assert ours.stderr == local.stderr
 
 
 def _cli(*args: str, block_pyspark: bool = False) -> subprocess.CompletedProcess[str]:

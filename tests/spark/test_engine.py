@@ -104,13 +104,36 @@ def test_latency_matches_the_local_engine(engines: dict[str, Any], dataset: str,
     assert_same(ours, theirs, f"latency --by {by}")
 
 
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_latency_sort_and_top_as_the_local_engine(engines: dict[str, Any], dataset: str) -> None:
-    analysed, _, local = engines[dataset]
+def test_latency_sort_and_top_as_the_local_engine(engines: dict[str, Any]) -> None:
+    analysed, _, local = engines["sample_dataset"]
     ours, theirs = documents(
         tls.latency(analysed, sort="p95_ms", top=3), tl.latency(local, sort="p95_ms", top=3)
     )
     assert_same(ours, theirs, "latency --sort p95_ms --top 3")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "by"),
+    [("sample_dataset", "stage"), ("fixtures_dataset", "service,attr.model.version")],
+)
+def test_latency_distributions_match_the_local_engine(
+    engines: dict[str, Any], dataset: str, by: str
+) -> None:
+    """The histograms behind the terminal's sparklines and the HTML page's charts."""
+    analysed, _, local = engines[dataset]
+    ours = tls.latency(analysed, by=by, distribution=True)
+    theirs = tl.latency(local, by=by, distribution=True)
+    assert ours.report.view is not None
+    assert theirs.report.view is not None
+    assert ours.report.view.distributions, "nothing compared"
+    assert_same(
+        [d.histogram for d in ours.report.view.distributions],
+        [d.histogram for d in theirs.report.view.distributions],
+    )
+    assert [d.label for d in ours.report.view.distributions] == [
+        d.label for d in theirs.report.view.distributions
+    ]
+    assert_same(*documents(ours, theirs), "latency with distributions")
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -120,8 +143,10 @@ def test_errors_match_the_local_engine(engines: dict[str, Any], dataset: str) ->
     assert_same(ours, theirs, "errors")
 
 
-@pytest.mark.parametrize("dataset", DATASETS)
-@pytest.mark.parametrize("tail", [0.95, 0.5])
+@pytest.mark.parametrize(
+    ("dataset", "tail"),
+    [("sample_dataset", 0.95), ("sample_dataset", 0.5), ("fixtures_dataset", 0.95)],
+)
 def test_bottlenecks_match_the_local_engine(
     engines: dict[str, Any], dataset: str, tail: float
 ) -> None:
