@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -95,6 +96,9 @@ def main() -> int:
     print(f"spark engine ({args.master})", flush=True)
     from pyspark.sql import SparkSession
 
+    if args.master.startswith("local"):  # the workers import this interpreter's ml_tracelens
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
     spark, session_s = timed(
         "session (JVM start)",
         lambda: (
@@ -104,7 +108,6 @@ def main() -> int:
             .config("spark.sql.shuffle.partitions", "8")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.executorEnv.PYSPARK_PYTHON", sys.executable)
             .getOrCreate()
         ),
     )

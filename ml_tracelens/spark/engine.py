@@ -20,6 +20,7 @@ import polars as pl
 
 from ml_tracelens.api.results import Result
 from ml_tracelens.core.stats import (
+    BUILTIN_KEYS,
     PERCENTILES,
     REQUEST_KEYS,
     Histogram,
@@ -48,16 +49,18 @@ _SCHEMA_VERSION = 1
 #: be named ``status``, as a column is).
 _VALUE = "_value_"
 _VALUES = ("duration_ns", "self_ns", "cp_ns", "status")
-_BUILTIN_KEYS = {"stage": "name", "service": "service", "kind": "kind", "status": "status"}
 
 
 def missing_dependencies() -> list[str]:
-    """The packages the Spark engine needs that are not installed (pyspark, pyarrow)."""
-    return [name for name in ("pyspark", "pyarrow") if importlib.util.find_spec(name) is None]
+    """The packages of the ``spark`` extra that are not installed: pyspark; pyarrow, the
+    kernels' tables; pandas, which pyspark's Arrow functions require."""
+    return [
+        name for name in ("pyspark", "pyarrow", "pandas") if importlib.util.find_spec(name) is None
+    ]
 
 
 def require() -> None:
-    """UsageError (one line, naming the extra to install) when pyspark or pyarrow is missing."""
+    """UsageError (one line, naming the extra to install) when a package of it is missing."""
     missing = missing_dependencies()
     if missing:
         raise UsageError(
@@ -74,8 +77,10 @@ def session(master: str = "local[*]", *, app_name: str = "tracelens") -> SparkSe
     builder = SparkSession.builder.master(master).appName(app_name)
     if master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = builder.config("spark.ui.enabled", "false").config(
-            "spark.sql.shuffle.partitions", "8"
+        builder = (
+            builder.config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "8")
         )
     return builder.getOrCreate()
 
@@ -133,9 +138,12 @@ def _manifest(spark: SparkSession, path: str) -> dict[str, Any]:
 def _read_text(spark: SparkSession, where: str) -> str:
     """A small file on any file system Spark reads (local, HDFS, S3...), through Hadoop's
     FileSystem: Spark's own readers pass over files named ``_*``, as the manifest is."""
-    context = spark.sparkContext
+    try:
+        context = spark.sparkContext
+    except Exception:  # Spark Connect has no context here: only local paths then
+        return Path(where.removeprefix("file:")).read_text()
     jvm = context._jvm
-    if jvm is None:  # Spark Connect: no JVM here, only local paths
+    if jvm is None:
         return Path(where.removeprefix("file:")).read_text()
     hadoop_path = jvm.org.apache.hadoop.fs.Path(where)
     system = hadoop_path.getFileSystem(context._jsc.hadoopConfiguration())
@@ -146,10 +154,12 @@ def _read_text(spark: SparkSession, where: str) -> str:
         stream.close()
 
 
-def _group_column(frame: DataFrame, key: Column, groups: int | None) -> Column:
+def _group_column(key: Column, groups: int | None) -> Column:
+    """The dataset's ``bucket`` when ``groups`` is None, else ``crc32(key) mod groups``: the
+    bucket's own rule, so both group the rows of a trace together."""
     from pyspark.sql import functions as F
 
-    if groups is None and "bucket" in frame.columns:
+    if groups is None:
         return F.col("bucket").cast("int")
     hashed = F.crc32(F.coalesce(key, F.lit("")).cast("binary"))
     return F.pmod(hashed, F.lit(groups or DEFAULT_GROUPS)).cast("int")
@@ -175,12 +185,15 @@ def analyze(
     from ml_tracelens.spark import kernels
 
     key = kernels.GROUP
-    keyed = spans.withColumn(key, _group_column(spans, F.col("trace_id"), groups))
+    frames = [spans] if logs is None else [spans, logs]
+    if groups is None and not all("bucket" in frame.columns for frame in frames):
+        groups = DEFAULT_GROUPS
+    keyed = spans.withColumn(key, _group_column(F.col("trace_id"), groups))
     if logs is None:
         run = kernels.group_analyser(log_time=log_time, derived_stages=derived_stages)
         return keyed.groupBy(key).applyInArrow(run, kernels.ANALYSED_DDL)
     log_key = F.coalesce(F.col("trace_id"), F.col("correlation_id"))
-    keyed_logs = logs.withColumn(key, _group_column(logs, log_key, groups))
+    keyed_logs = logs.withColumn(key, _group_column(log_key, groups))
     both = functools.partial(
         kernels.analyse_cogroup, log_time=log_time, derived_stages=derived_stages
     )
@@ -295,14 +308,14 @@ def _keyed(spans: DataFrame, by: Sequence[str]) -> tuple[DataFrame, list[str]]:
     _, names = with_group_columns(pl.DataFrame(schema=SPAN_SCHEMA), by)
     items = [b.strip() for b in by]
     values = [F.col(k).alias(_VALUE + k) for k in _VALUES]
-    if all(item in _BUILTIN_KEYS for item in items):
+    if all(item in BUILTIN_KEYS for item in items):
         keys = [
-            F.col(_BUILTIN_KEYS[item]).alias(f"{kernels.KEY}{i}") for i, item in enumerate(items)
+            F.col(BUILTIN_KEYS[item]).alias(f"{kernels.KEY}{i}") for i, item in enumerate(items)
         ]
         return spans.select(*values, *keys), names
     from pyspark.sql.types import StringType, StructField, StructType
 
-    kept = spans.select(*values, *_BUILTIN_KEYS.values(), "attributes", "resource")
+    kept = spans.select(*values, *BUILTIN_KEYS.values(), "attributes", "resource")
     out = StructType(
         [
             *(f for f in kept.schema.fields if f.name.startswith(_VALUE)),
@@ -428,9 +441,9 @@ def errors(
         )
     else:
         key = kernels.GROUP
-        left = needed.withColumn(key, _group_column(needed, F.col("trace_id"), DEFAULT_GROUPS))
+        left = needed.withColumn(key, _group_column(F.col("trace_id"), DEFAULT_GROUPS))
         log_key = F.coalesce(F.col("trace_id"), F.col("correlation_id"))
-        right = logs.withColumn(key, _group_column(logs, log_key, DEFAULT_GROUPS))
+        right = logs.withColumn(key, _group_column(log_key, DEFAULT_GROUPS))
         records = (
             left.groupBy(key)
             .cogroup(right.groupBy(key))
