@@ -139,9 +139,10 @@ def test_pyspark_is_imported_only_inside_the_spark_engine() -> None:
                 if isinstance(node, ast.ImportFrom)
                 else []
             )
-            if any(n == "pyspark" or n.startswith("pyspark.") for n in names):
-                if not module.startswith("spark"):
-                    found.append(f"{module}:{node.lineno}")
+            if not module.startswith("spark") and any(
+                n == "pyspark" or n.startswith("pyspark.") for n in names
+            ):
+                found.append(f"{module}:{node.lineno}")
         for node in tree.body:  # module level: only under `if TYPE_CHECKING:`
             if isinstance(node, ast.Import | ast.ImportFrom):
                 names = (

@@ -117,8 +117,11 @@ def test_engine_spark_reads_datasets_not_dumps() -> None:
 
 
 def test_importing_the_package_and_the_cli_never_imports_pyspark() -> None:
+    """Nor polars, for the CLI: ``--engine`` costs a command nothing until Spark runs."""
     code = (
-        "import sys, ml_tracelens, ml_tracelens.cli, ml_tracelens.spark; "
+        "import sys, ml_tracelens, ml_tracelens.cli; "
+        "assert 'polars' not in sys.modules, 'polars'; "
+        "import ml_tracelens.spark; "
         "assert 'pyspark' not in sys.modules, 'pyspark'; "
         "assert 'pyarrow' not in sys.modules, 'pyarrow'"
     )
