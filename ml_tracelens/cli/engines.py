@@ -107,6 +107,7 @@ def _refuse_local_only_options(common: Common) -> None:
             ("--stage", common.stage),
             ("--field", common.field),
             ("--input-format", common.input_format),
+            ("--strict", common.strict),
         )
         if value
     ]
