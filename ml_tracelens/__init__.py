@@ -24,7 +24,9 @@ The package is built in layers; a module imports only from its own layer and tho
    JSON documents' types are ``reports.documents``.
 7. ``render/``: one module per output format (table, json, csv, markdown, junit, html; the
    ``show`` waterfall; the SVG charts of the HTML pages), and the terminal console.
-8. ``api``: the library: ``load`` and one function per report, returning ``Result``s.
+8. ``api``: the library: ``load`` and one function per report, returning ``Result``s. Beside
+   it, ``spark``: the same analysis on Spark (the ``spark`` extra; pyspark is imported only
+   when its functions run), which only the CLI imports.
 9. ``cli/``: the typer commands: options in, the library called, output rendered, exit codes.
 
 The library's names are importable from the package itself (``import ml_tracelens as tl;

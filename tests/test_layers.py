@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gates", ("gates",)),
     ("reports", ("reports",)),
     ("render", ("render",)),
-    ("api", ("api",)),
+    # The Spark engine sits beside the library it mirrors; only the CLI imports it.
+    ("api", ("api", "spark")),
     ("cli", ("cli", "__main__")),
 )
 
@@ -111,3 +112,44 @@ def test_there_are_no_import_cycles() -> None:
         if module not in state:
             visit(module)
     assert cycles == []
+
+
+def test_only_the_cli_imports_the_spark_engine() -> None:
+    edges = graph()
+    importers = sorted(
+        module
+        for module, targets in edges.items()
+        if any(t == "spark" or t.startswith("spark.") for t in targets)
+        and not (module == "spark" or module.startswith(("spark.", "cli")))
+    )
+    assert importers == []
+
+
+def test_pyspark_is_imported_only_inside_the_spark_engine() -> None:
+    """pyspark is optional (the ``spark`` extra): no module outside ``ml_tracelens.spark``
+    imports it, and there only inside functions or for type checking."""
+    found = []
+    for module, path in modules().items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if not module.startswith("spark") and any(
+                n == "pyspark" or n.startswith("pyspark.") for n in names
+            ):
+                found.append(f"{module}:{node.lineno}")
+        for node in tree.body:  # module level: only under `if TYPE_CHECKING:`
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
+                if any(n.startswith("pyspark") for n in names):
+                    found.append(f"{module}:{node.lineno} at module level")
+    assert found == []

@@ -15,6 +15,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from ml_tracelens.cli.engines import (
+    DEFAULT_MASTER,
+    Engine,
+    EngineOpt,
+    SparkMasterOpt,
+    spark_report,
+)
 from ml_tracelens.cli.exits import ExitCode, prepare_process
 from ml_tracelens.cli.options import (
     FILTERS,
@@ -74,32 +81,66 @@ def summary(paths: Paths, *, common: Common) -> None:
 
 @command(FILTERS, READING, OUTPUT)
 def latency(
-    paths: Paths, by: ByOpt = "stage", sort: SortOpt = None, top: TopOpt = None, *, common: Common
+    paths: Paths,
+    by: ByOpt = "stage",
+    sort: SortOpt = None,
+    top: TopOpt = None,
+    engine: EngineOpt = Engine.LOCAL,
+    spark_master: SparkMasterOpt = DEFAULT_MASTER,
+    *,
+    common: Common,
 ) -> None:
     """Latency per stage: count, mean, p50/p90/p95/p99, max, self time, critical-path share, errors."""
     from ml_tracelens import api
 
     groups = by.split(",")
-    t = common.load(paths, by=groups, logs=False, unread=api.LATENCY_UNREAD)
-    result = api.latency(
-        t, by=groups, sort=sort, top=top, distribution=common.pictures, **common.filters
-    )
+    if engine is Engine.SPARK:
+        result = spark_report(
+            "latency", paths, common, master=spark_master, by=groups, sort=sort, top=top
+        )
+    else:
+        t = common.load(paths, by=groups, logs=False, unread=api.LATENCY_UNREAD)
+        result = api.latency(
+            t, by=groups, sort=sort, top=top, distribution=common.pictures, **common.filters
+        )
     common.emit(result)
 
 
 @command(FILTERS, READING, OUTPUT)
-def errors(paths: Paths, top: ErrorsTopOpt = 10, *, common: Common) -> None:
+def errors(
+    paths: Paths,
+    top: ErrorsTopOpt = 10,
+    engine: EngineOpt = Engine.LOCAL,
+    spark_master: SparkMasterOpt = DEFAULT_MASTER,
+    *,
+    common: Common,
+) -> None:
     """Errors per stage (seen and originated), request error rate, top error messages."""
     from ml_tracelens import api
 
+    if engine is Engine.SPARK:
+        common.emit(spark_report("errors", paths, common, master=spark_master, error_top=top))
+        return
     common.emit(api.errors(common.load(paths, by=[]), top=top, **common.filters))
 
 
 @command(FILTERS, READING, OUTPUT)
-def bottlenecks(paths: Paths, tail: TailOpt = 0.95, top: TopOpt = None, *, common: Common) -> None:
+def bottlenecks(
+    paths: Paths,
+    tail: TailOpt = 0.95,
+    top: TopOpt = None,
+    engine: EngineOpt = Engine.LOCAL,
+    spark_master: SparkMasterOpt = DEFAULT_MASTER,
+    *,
+    common: Common,
+) -> None:
     """Stages ranked by critical-path share, and what makes the slowest requests slow."""
     from ml_tracelens import api
 
+    if engine is Engine.SPARK:
+        result = spark_report("bottlenecks", paths, common, master=spark_master, tail=tail, top=top)
+        common.emit(result)
+        return
     t = common.load(paths, by=[], logs=False)
     common.emit(api.bottlenecks(t, tail=tail, top=top, **common.filters))
 

@@ -51,6 +51,7 @@ EXAMPLES: dict[str, str] = {
     "bottlenecks": _examples(
         "tracelens bottlenecks sample_data/traces.otlp.jsonl",
         "tracelens bottlenecks dump.jsonl --tail 0.99 --format json | jq .verdict",
+        "tracelens bottlenecks archive/ --engine spark --spark-master spark://head:7077",
     ),
     "report": _examples(
         "tracelens report dump.jsonl -o report.html   # one page to upload as a CI artifact",

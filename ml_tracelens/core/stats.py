@@ -28,7 +28,8 @@ REQUEST_KEYS = (*DURATION_KEYS, "errors", "error_rate")
 #: Column names a `--by` attribute must not shadow.
 _STAT_KEYS = {*REQUEST_KEYS, "self_mean_ms", "cp_share"}
 
-_BUILTIN_KEYS = {"stage": "name", "service": "service", "kind": "kind", "status": "status"}
+#: The ``--by`` keys that are span columns: key -> column.
+BUILTIN_KEYS = {"stage": "name", "service": "service", "kind": "kind", "status": "status"}
 
 
 def with_group_columns(frame: pl.DataFrame, by: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
@@ -38,15 +39,15 @@ def with_group_columns(frame: pl.DataFrame, by: Sequence[str]) -> tuple[pl.DataF
     plain: list[pl.Expr] = []
     attributes: dict[str, str] = {}
     for item in (b.strip() for b in by):
-        if item in _BUILTIN_KEYS:
-            column = pl.col(_BUILTIN_KEYS[item])
+        if item in BUILTIN_KEYS:
+            column = pl.col(BUILTIN_KEYS[item])
             plain.append(
                 (column.cast(pl.String) if item in ("kind", "status") else column).alias(item)
             )
             names.append(item)
         elif item.startswith("attr.") and len(item) > 5:
             key = item[5:]
-            name = key if key not in _STAT_KEYS and key not in _BUILTIN_KEYS else item
+            name = key if key not in _STAT_KEYS and key not in BUILTIN_KEYS else item
             attributes[name] = key
             names.append(name)
         else:
@@ -215,6 +216,20 @@ def log_histograms(
         _low=pl.col("duration_ns").min(), _high=pl.col("duration_ns").max()
     )
     nonpositive = frame.filter(pl.col("duration_ns") <= 0).group_by(keys).len()
+    return histograms_from(ranges, binned, nonpositive, keys, bins=bins)
+
+
+def histograms_from(
+    ranges: pl.DataFrame,
+    binned: pl.DataFrame,
+    nonpositive: pl.DataFrame,
+    keys: Sequence[str],
+    *,
+    bins: int,
+) -> dict[tuple[object, ...], Histogram]:
+    """The ``Histogram`` per group from its counts, whichever engine counted them: ``ranges``
+    (keys, ``_low``, ``_high``: the shortest and longest positive durations), ``binned`` (keys,
+    ``_bin``, ``len``) and ``nonpositive`` (keys, ``len``)."""
     out: dict[tuple[object, ...], Histogram] = {}
     for row in ranges.iter_rows(named=True):
         key = tuple(row[k] for k in keys)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -19,10 +20,30 @@ from ml_tracelens.core.stats import quantile
 from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.context import requests_of
-from ml_tracelens.reports.documents import BottlenecksPayload, TailRequests, TypicalRequests
+from ml_tracelens.reports.documents import (
+    BottlenecksPayload,
+    RequestSummary,
+    TailRequests,
+    TypicalRequests,
+)
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 
 TYPICAL_BAND = (0.25, 0.75)
+
+
+@dataclass(frozen=True)
+class Split:
+    """The requests (tree tops with a duration) of a bottlenecks report, split by end-to-end
+    duration: ``tail_cut`` (the ``tail`` quantile; tail requests are slower), the typical band
+    ``low``..``high`` (``TYPICAL_BAND``, inclusive), and how many fall in each."""
+
+    requests: int
+    total_ns: int
+    tail_cut: float | None
+    low: float | None
+    high: float | None
+    tail_n: int
+    typical_n: int
 
 
 def build(
@@ -34,8 +55,7 @@ def build(
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
-    if not 0 < tail < 1:
-        raise UsageError(f"{tail}: expected a quantile between 0 and 1, e.g. 0.95", option="tail")
+    checked_tail(tail)
     selected = analysed.filter(mask) if mask is not None else analysed
     traces = selected.get_column("trace_id").unique().implode()
     tops = analysed.filter(
@@ -55,22 +75,61 @@ def build(
         is_tail=pl.col("request_ns") > tail_cut if tail_cut is not None else pl.lit(False),
         is_typical=pl.col("request_ns").is_between(low, high) if low is not None else pl.lit(False),
     )
-    tail_n = int(classified.get_column("is_tail").sum())
-    typical_n = int(classified.get_column("is_typical").sum())
+    split = Split(
+        requests=request_count,
+        total_ns=total_ns,
+        tail_cut=tail_cut,
+        low=low,
+        high=high,
+        tail_n=int(classified.get_column("is_tail").sum()),
+        typical_n=int(classified.get_column("is_typical").sum()),
+    )
     per_request = (
         selected.filter(pl.col("cp_ns").fill_null(0) > 0)
         .group_by("trace_id", "top_id", "name")
         .agg(cp_ns=pl.col("cp_ns").sum())
         .join(classified, left_on=["trace_id", "top_id"], right_on=["trace_id", "request_id"])
     )
+    sums = per_request.group_by("name").agg(
+        _cp_ns=pl.col("cp_ns").sum(),
+        _tail_ns=pl.col("cp_ns").filter(pl.col("is_tail")).sum(),
+        _typical_ns=pl.col("cp_ns").filter(pl.col("is_typical")).sum(),
+    )
+    return from_sums(
+        sums=sums,
+        split=split,
+        requests=requests_of(analysed, selected, filtered=mask is not None),
+        tail=tail,
+        top=top,
+        inputs=inputs,
+        warnings=warnings,
+    )
+
+
+def checked_tail(tail: float) -> None:
+    if not 0 < tail < 1:
+        raise UsageError(f"{tail}: expected a quantile between 0 and 1, e.g. 0.95", option="tail")
+
+
+def from_sums(
+    *,
+    sums: pl.DataFrame,
+    split: Split,
+    requests: RequestSummary,
+    tail: float = 0.95,
+    top: int | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
+    warnings: list[str] | None = None,
+) -> Report:
+    """The report from per-stage critical-path sums, whichever engine computed them (this
+    module, or the Spark engine): ``sums`` has ``name`` and, in ns, ``_cp_ns`` (over all
+    requests), ``_tail_ns`` and ``_typical_ns`` (over the tail and typical requests of
+    ``split``)."""
+    checked_tail(tail)
+    total_ns, request_count = split.total_ns, split.requests
+    tail_n, typical_n = split.tail_n, split.typical_n
     stats = (
-        per_request.group_by("name")
-        .agg(
-            _cp_ns=pl.col("cp_ns").sum(),
-            _tail_ns=pl.col("cp_ns").filter(pl.col("is_tail")).sum(),
-            _typical_ns=pl.col("cp_ns").filter(pl.col("is_typical")).sum(),
-        )
-        .with_columns(
+        sums.with_columns(
             cp_share=pl.col("_cp_ns") / total_ns if total_ns else pl.lit(None, pl.Float64),
             cp_mean_ms=pl.col("_cp_ns") / request_count / NS_PER_MS,
             tail_delta_ms=(
@@ -105,9 +164,11 @@ def build(
         ],
         payload=BottlenecksPayload(
             verdict=verdict,
-            requests=requests_of(analysed, selected, filtered=mask is not None),
-            tail=TailRequests(quantile=tail, threshold_ms=_ms(tail_cut), requests=tail_n),
-            typical=TypicalRequests(from_ms=_ms(low), to_ms=_ms(high), requests=typical_n),
+            requests=requests,
+            tail=TailRequests(quantile=tail, threshold_ms=_ms(split.tail_cut), requests=tail_n),
+            typical=TypicalRequests(
+                from_ms=_ms(split.low), to_ms=_ms(split.high), requests=typical_n
+            ),
         ),
         inputs=inputs or [],
         warnings=warnings or [],

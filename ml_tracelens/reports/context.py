@@ -9,7 +9,7 @@ from typing import TypedDict
 import msgspec
 import polars as pl
 
-from ml_tracelens.core import Analysis
+from ml_tracelens.core import Analysis, Structure
 from ml_tracelens.core.stats import selected_request_summary
 from ml_tracelens.durations import NS_PER_S, NS_PER_US
 from ml_tracelens.ingest.telemetry import Telemetry
@@ -53,13 +53,21 @@ def inputs_of(telemetry: Telemetry) -> list[dict[str, JsonValue]]:
 
 
 def warnings_of(telemetry: Telemetry, analysis: Analysis | None = None) -> list[str]:
-    warnings = list(telemetry.warnings)
-    if telemetry.merged_duplicates:
-        warnings.append(
-            f"{telemetry.merged_duplicates:,} duplicate spans (identical content) merged"
-        )
-    if analysis is not None:
-        warnings.extend(analysis.structure.warnings())
+    return [
+        *telemetry.warnings,
+        *analysis_warnings(
+            telemetry.merged_duplicates, analysis.structure if analysis is not None else None
+        ),
+    ]
+
+
+def analysis_warnings(merged_duplicates: int, structure: Structure | None) -> list[str]:
+    """The warnings about the spans themselves: duplicates merged, then the tree anomalies."""
+    warnings = []
+    if merged_duplicates:
+        warnings.append(f"{merged_duplicates:,} duplicate spans (identical content) merged")
+    if structure is not None:
+        warnings.extend(structure.warnings())
     return warnings
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.reports.context import iso_time, requests_of
-from ml_tracelens.reports.documents import ErrorsPayload
+from ml_tracelens.reports.documents import ErrorsPayload, RequestSummary
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.schema import ERROR_LEVELS
 
@@ -62,19 +62,45 @@ def build(
     warnings: list[str] | None = None,
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else analysed
-    per_stage = (
+    return from_counts(
+        per_stage=stage_counts(selected),
+        requests=requests_of(analysed, selected, filtered=mask is not None),
+        messages=grouped_messages(message_records(selected, logs), top=top),
+        top=top,
+        inputs=inputs,
+        warnings=warnings,
+    )
+
+
+def stage_counts(selected: pl.DataFrame) -> pl.DataFrame:
+    """Per stage: ``spans``, ``errors`` (error spans) and ``originated`` (errors that started
+    there)."""
+    return (
         selected.group_by("name")
         .agg(
             spans=pl.len(),
             errors=(pl.col("status") == "error").sum().cast(pl.Int64),
             originated=pl.col("error_originated").sum().cast(pl.Int64),
         )
-        .with_columns(error_rate=pl.col("errors") / pl.col("spans"))
         .rename({"name": "stage"})
-        .sort(["errors", "originated", "stage"], descending=[True, True, False])
     )
-    requests = requests_of(analysed, selected, filtered=mask is not None)
-    messages = _messages(selected, logs, top=top)
+
+
+def from_counts(
+    *,
+    per_stage: pl.DataFrame,
+    requests: RequestSummary,
+    messages: pl.DataFrame,
+    top: int = 10,
+    inputs: list[dict[str, JsonValue]] | None = None,
+    warnings: list[str] | None = None,
+) -> Report:
+    """The report from its counts, whichever engine computed them (this module, or the Spark
+    engine): ``per_stage`` as ``stage_counts`` gives it, ``requests`` the request summary and
+    ``messages`` the grouped messages of ``grouped_messages`` (at least the ``top`` first)."""
+    per_stage = per_stage.with_columns(error_rate=pl.col("errors") / pl.col("spans")).sort(
+        ["errors", "originated", "stage"], descending=[True, True, False]
+    )
     stage_table = Table(
         key="rows",
         title="Errors by stage",
@@ -85,7 +111,7 @@ def build(
             Column("originated", "originated", ColumnKind.INT),
             Column("error_rate", "err rate", ColumnKind.SHARE),
         ),
-        rows=per_stage.to_dicts(),
+        rows=per_stage.select("stage", "spans", "errors", "originated", "error_rate").to_dicts(),
     )
     message_table = Table(
         key="messages",
@@ -98,7 +124,7 @@ def build(
             Column("last", "last", ColumnKind.TIME, hide_rank=1),
             Column("example_trace_id", "example trace", ColumnKind.ID, hide_rank=3),
         ),
-        rows=messages,
+        rows=_message_rows(messages, top=top),
         empty_note=f"no error messages in {requests.count:,} requests",
     )
     total_errors = int(per_stage.get_column("errors").sum())
@@ -117,7 +143,11 @@ def build(
     )
 
 
-def _messages(selected: pl.DataFrame, logs: pl.DataFrame, *, top: int) -> list[dict[str, Any]]:
+def message_records(selected: pl.DataFrame, logs: pl.DataFrame) -> pl.DataFrame:
+    """One row per error message occurrence (``trace_id``, ``stage``, ``time_ns``, ``raw``,
+    ``message`` normalised): from error spans, and from error-level log lines whose message is
+    not already counted for an error span of the same trace. Per trace: the Spark engine runs it
+    on each group of whole traces."""
     from_spans = selected.filter(pl.col("status") == "error").select(
         "trace_id",
         stage=pl.col("name"),
@@ -139,11 +169,14 @@ def _messages(selected: pl.DataFrame, logs: pl.DataFrame, *, top: int) -> list[d
     logs_part = from_logs.with_columns(message=normalize_message(pl.col("raw"))).join(
         spans_part.select("trace_id", "message"), on=["trace_id", "message"], how="anti"
     )
-    combined = pl.concat([spans_part, logs_part], how="vertical_relaxed")
-    if combined.is_empty():
-        return []
-    grouped = (
-        combined.group_by("message")
+    return pl.concat([spans_part, logs_part], how="vertical_relaxed")
+
+
+def grouped_messages(records: pl.DataFrame, *, top: int) -> pl.DataFrame:
+    """The ``top`` most frequent messages of ``message_records``: ``message``, ``count``,
+    ``stages`` (sorted), ``first_ns``, ``last_ns``, ``example_trace_id`` (the smallest)."""
+    return (
+        records.group_by("message")
         .agg(
             count=pl.len(),
             stages=pl.col("stage").unique().sort(),
@@ -154,6 +187,12 @@ def _messages(selected: pl.DataFrame, logs: pl.DataFrame, *, top: int) -> list[d
         .sort(["count", "message"], descending=[True, False])
         .head(top)
     )
+
+
+def _message_rows(grouped: pl.DataFrame, *, top: int) -> list[dict[str, Any]]:
+    if grouped.is_empty():
+        return []
+    ordered = grouped.sort(["count", "message"], descending=[True, False]).head(top)
     return [
         {
             "message": row["message"],
@@ -163,5 +202,5 @@ def _messages(selected: pl.DataFrame, logs: pl.DataFrame, *, top: int) -> list[d
             "last": iso_time(row["last_ns"]),
             "example_trace_id": row["example_trace_id"],
         }
-        for row in grouped.iter_rows(named=True)
+        for row in ordered.iter_rows(named=True)
     ]

@@ -117,11 +117,48 @@ def build(
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else analysed
     stats, names, keyed = group_stats(analysed, selected, by)
+    sort_key = checked_sort(sort, names)
+    # Distributions are drawn for people only (sparklines, HTML); machine formats skip the work.
+    histograms = log_histograms(keyed, names, bins=HISTOGRAM_BINS) if distribution else None
+    return from_stats(
+        stats=stats,
+        names=names,
+        requests=requests_of(analysed, selected, filtered=mask is not None),
+        histograms=histograms,
+        sort=sort_key,
+        top=top,
+        inputs=inputs,
+        warnings=warnings,
+    )
+
+
+def checked_sort(sort: str | None, names: Sequence[str]) -> str:
+    """The column the rows are sorted by (``cp_share`` unless ``sort`` names one); UsageError
+    when ``sort`` names none of the table's columns."""
     sort_key = sort or "cp_share"
-    columns = (*(Column(n, n) for n in names), *STAT_COLUMNS)
-    known = {c.key for c in columns}
+    known = {*names, *(c.key for c in STAT_COLUMNS)}
     if sort_key not in known:
         raise UsageError(f"{sort_key!r}: choose one of {', '.join(sorted(known))}", option="sort")
+    return sort_key
+
+
+def from_stats(
+    *,
+    stats: pl.DataFrame,
+    names: Sequence[str],
+    requests: RequestSummary,
+    histograms: dict[tuple[object, ...], Histogram] | None,
+    sort: str | None = None,
+    top: int | None = None,
+    inputs: list[dict[str, JsonValue]] | None = None,
+    warnings: list[str] | None = None,
+) -> Report:
+    """The report from per-group statistics, whichever engine computed them (this module's
+    ``group_stats``, or the Spark engine): ``stats`` has the key columns ``names`` and the keys
+    of ``STAT_COLUMNS``; ``requests`` summarises the requests; ``histograms`` (None: no
+    distributions asked for) holds each group's durations on a log axis."""
+    sort_key = checked_sort(sort, names)
+    columns = (*(Column(n, n) for n in names), *STAT_COLUMNS)
     descending = sort_key not in names
     stats = stats.sort(
         [sort_key, *names], descending=[descending] + [False] * len(names), nulls_last=True
@@ -130,8 +167,7 @@ def build(
         if top < 1:
             raise UsageError("must be at least 1", option="top")
         stats = stats.head(top)
-    # Distributions are drawn for people only (sparklines, HTML); machine formats skip the work.
-    found = log_histograms(keyed, names, bins=HISTOGRAM_BINS) if distribution else {}
+    found = histograms or {}
     rows = []
     pictured = []
     for row in stats.iter_rows(named=True):
@@ -147,11 +183,10 @@ def build(
                     label, histogram, row.get("p50_ms"), row.get("p95_ms"), row.get("p99_ms")
                 )
             )
-    summary = requests_of(analysed, selected, filtered=mask is not None)
     return Report(
         name="latency",
         title="Latency by " + ", ".join(names),
-        headline=[_headline(summary)],
+        headline=[_headline(requests)],
         tables=[
             Table(
                 key="rows",
@@ -163,8 +198,8 @@ def build(
                 rows=rows,
             )
         ],
-        payload=LatencyPayload(requests=summary, group_by=list(names)),
-        view=LatencyView(pictured) if distribution else None,
+        payload=LatencyPayload(requests=requests, group_by=list(names)),
+        view=LatencyView(pictured) if histograms is not None else None,
         inputs=inputs or [],
         warnings=warnings or [],
     )
