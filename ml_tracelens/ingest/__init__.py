@@ -29,7 +29,6 @@ from ml_tracelens.ingest.sources import (
     choose_reader,
     read,
     read_batch,
-    read_in_ranges,
     reader_warnings,
     skip_warnings,
 )
@@ -111,6 +110,17 @@ def _load(
     )
 
 
+@dataclass(frozen=True)
+class PartsRead:
+    """An input read in parts by ``read_inputs``' ``read_parts``: its accounting, the rows it
+    gave, and the timestamp resolution of its logs."""
+
+    stats: ReadStats
+    spans: int
+    logs: int
+    resolution_ns: int
+
+
 @dataclass
 class InputsRead:
     """The accounting of every input read: per input, the warnings so far, and (log rows,
@@ -128,11 +138,11 @@ def read_inputs(
     options: ReadOptions,
     progress: Progress | None,
     keep: Callable[[pl.DataFrame, pl.DataFrame], None],
-    range_bytes: int | None = None,
+    read_parts: Callable[[ReaderSpec, InputSource], PartsRead | None] | None = None,
 ) -> InputsRead:
-    """Read every input, handing its spans and logs to ``keep`` in input order. With
-    ``range_bytes``, an input its reader can cut (a large file of lines) is handed over that
-    many bytes at a time, so no more of it is in memory at once."""
+    """Read every input, handing its spans and logs to ``keep`` in input order.
+    ``read_parts``: reads an input in parts and keeps them itself, when it can (a large file
+    of lines), so no more of it is in memory at once; None when it cannot."""
     if progress is not None:
         progress.inputs([(source.name, source.size or 0) for source in resolved.sources])
     found = InputsRead(warnings=list(resolved.warnings))
@@ -209,23 +219,13 @@ def read_inputs(
         if progress is not None:
             progress.reading(source.name)
         parts = None
-        if range_bytes is not None and isinstance(chosen, ReaderSpec):
-            parts = read_in_ranges(chosen, source, input_format, options, range_bytes)
-        if parts is not None and isinstance(chosen, ReaderSpec):
-            stats, span_count, log_count, resolution = ReadStats(format=chosen.name), 0, 0, None
-            for part in parts:
-                stats.add(part.stats)
-                span_count += part.spans.height
-                log_count += part.logs.height
-                if part.logs.height:
-                    found_ns = timestamp_resolution_ns(part.logs.get_column("time_ns"))
-                    # The input's resolution is the finest any of its parts shows.
-                    resolution = found_ns if resolution is None else min(resolution, found_ns)
-                keep(part.spans, part.logs)
+        if read_parts is not None and isinstance(chosen, ReaderSpec):
+            parts = read_parts(chosen, source)
+        if parts is not None:
             if progress is not None:
                 progress.read(source.name)
-            runs = [(log_count, resolution or 0)] if log_count else []
-            account(source, stats, span_count, empty_logs(), runs=runs, log_rows=log_count)
+            runs = [(parts.logs, parts.resolution_ns)] if parts.logs else []
+            account(source, parts.stats, parts.spans, empty_logs(), runs=runs, log_rows=parts.logs)
             continue
         result = (
             chosen

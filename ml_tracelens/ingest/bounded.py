@@ -37,17 +37,26 @@ from ml_tracelens.ingest import (
     InputsRead,
     LlmFound,
     Normalized,
+    PartsRead,
     normalized,
     nothing_to_analyse,
     read_inputs,
-    rechunked,
 )
 from ml_tracelens.ingest.inputs import ResolvedInputs
-from ml_tracelens.ingest.log_spans import DerivedSpans
+from ml_tracelens.ingest.log_spans import DerivedSpans, timestamp_resolution_ns
+from ml_tracelens.ingest.sources import read_in_ranges
 from ml_tracelens.ingest.telemetry import InputSummary, Progress, Telemetry
 from ml_tracelens.readers import dataset
-from ml_tracelens.readers.base import MAX_PROBLEMS_KEPT, InputSource, ReadOptions, ReadStats
+from ml_tracelens.readers.base import (
+    MAX_PROBLEMS_KEPT,
+    InputSource,
+    ReaderSpec,
+    ReadOptions,
+    ReadResult,
+    ReadStats,
+)
 from ml_tracelens.readers.support import parallel
+from ml_tracelens.readers.support.parallel import shift_sources
 from ml_tracelens.schema import SPAN_SCHEMA, empty_logs, empty_spans
 
 BUDGET_VARIABLE = "TRACELENS_MEMORY_BUDGET"
@@ -124,7 +133,9 @@ def load(
                 options=options,
                 progress=progress,
                 keep=spill.keep,
-                range_bytes=max(1, memory_budget() // GROUP_SHARE),
+                read_parts=lambda reader, source: spill.read_parts(
+                    reader, source, input_format, options
+                ),
             )
         summaries = [*_dataset_summaries(datasets), *found.summaries]
         combined = Combined()
@@ -163,6 +174,57 @@ def _dataset_summaries(datasets: list[Path]) -> list[InputSummary]:
     return summaries
 
 
+@dataclass(frozen=True)
+class GroupFiles:
+    """Writes a part's rows to one Arrow file per group (picklable: a reading worker writes
+    the parts it reads itself, and says how many rows it wrote)."""
+
+    directory: Path
+    groups: int
+    first_part: int = 0
+
+    def __call__(self, result: ReadResult, index: int) -> Written:
+        """Part ``first_part + index``: its rows, logs numbered from 0 within it."""
+        return self.write(self.first_part + index, result.spans, result.logs, 0)
+
+    def write(self, part: int, spans: pl.DataFrame, logs: pl.DataFrame, log_row: int) -> Written:
+        # Logs carry their row number among all logs read: the timestamp resolution of the
+        # input each came from is known by row only once every input is read.
+        logs = logs.with_columns(
+            _log_row=pl.int_range(log_row, log_row + logs.height, dtype=pl.Int64)
+        )
+        keys = {
+            "spans": (spans, spans.get_column("trace_id")),
+            "logs": (logs, logs.select(pl.coalesce("trace_id", "correlation_id")).to_series()),
+        }
+        for table, (frame, key) in keys.items():
+            if frame.is_empty():
+                continue
+            grouped = frame.with_columns(_group=dataset.bucket_of(key, self.groups))
+            for (group,), rows in grouped.partition_by(
+                "_group", as_dict=True, include_key=False, maintain_order=True
+            ).items():
+                rows.write_ipc(
+                    part_file(self.directory, table, int(str(group)), part), compression="lz4"
+                )
+        resolution = timestamp_resolution_ns(logs.get_column("time_ns")) if logs.height else None
+        return Written(spans=spans.height, logs=logs.height, resolution_ns=resolution)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one part put in the spill."""
+
+    spans: int
+    logs: int
+    #: the timestamp resolution of the part's logs (None without logs)
+    resolution_ns: int | None
+
+
+def part_file(directory: Path, table: str, group: int, part: int) -> Path:
+    return directory / f"{table}-{group:04d}-{part:06d}.arrow"
+
+
 @dataclass
 class Spill:
     """Rows written a part at a time to one Arrow file per group, read back a group at a time
@@ -172,30 +234,43 @@ class Spill:
     groups: int
     parts: int = 0
     log_rows: int = 0
+    #: part -> (``file:`` prefix, lines, log rows) of the input before it, for the parts whose
+    #: rows were written where they were read (counting their lines and log rows from 0)
+    offsets: dict[int, tuple[str, int, int]] = field(default_factory=dict)
 
     def keep(self, spans: pl.DataFrame, logs: pl.DataFrame) -> None:
-        # Logs carry their row number among all logs read: the timestamp resolution of the
-        # input each came from is known by row only once every input is read.
-        logs = logs.with_columns(
-            _log_row=pl.int_range(self.log_rows, self.log_rows + logs.height, dtype=pl.Int64)
-        )
+        GroupFiles(self.directory, self.groups).write(self.parts, spans, logs, self.log_rows)
         self.log_rows += logs.height
-        keys = {
-            "spans": (spans, spans.get_column("trace_id")),
-            "logs": (logs, logs.select(pl.coalesce("trace_id", "correlation_id")).to_series()),
-        }
-        for table, (frame, key) in keys.items():
-            if frame.is_empty():
-                continue
-            grouped = frame.with_columns(_group=dataset.bucket_of(key, self.groups))
-            for (group,), part in grouped.partition_by(
-                "_group", as_dict=True, include_key=False, maintain_order=True
-            ).items():
-                part.write_ipc(self._file(table, int(str(group)), self.parts), compression="lz4")
         self.parts += 1
 
-    def _file(self, table: str, group: int, part: int) -> Path:
-        return self.directory / f"{table}-{group:04d}-{part:06d}.arrow"
+    def read_parts(
+        self,
+        reader: ReaderSpec,
+        source: InputSource,
+        input_format: str | None,
+        options: ReadOptions,
+    ) -> PartsRead | None:
+        """``source`` read a quarter of the budget at a time by the reading workers, which
+        write each part's rows themselves; None when it cannot be read so."""
+        sink = GroupFiles(self.directory, self.groups, self.parts)
+        range_bytes = max(1, memory_budget() // GROUP_SHARE)
+        parts = read_in_ranges(reader, source, input_format, options, range_bytes, sink)
+        if parts is None:
+            return None
+        stats, spans, logs, resolution = ReadStats(format=reader.name), 0, 0, None
+        for part in parts:
+            written = part.receipt
+            assert isinstance(written, Written)
+            stats.add(part.stats)
+            self.offsets[self.parts] = (f"{source.name}:", part.line_offset, self.log_rows)
+            self.parts += 1
+            self.log_rows += written.logs
+            spans += written.spans
+            logs += written.logs
+            if written.resolution_ns is not None:
+                # The input's resolution is the finest any of its parts shows.
+                resolution = min(written.resolution_ns, resolution or written.resolution_ns)
+        return PartsRead(stats=stats, spans=spans, logs=logs, resolution_ns=resolution or 0)
 
     def group(
         self, group: int, datasets: list[Path], resolutions: list[tuple[int, int]]
@@ -226,11 +301,17 @@ class Spill:
 
     def _read(self, table: str, group: int) -> Iterator[pl.DataFrame]:
         for part in range(self.parts):
-            path = self._file(table, group, part)
-            if path.exists():
-                frame = pl.read_ipc(path)
-                path.unlink()
-                yield frame
+            path = part_file(self.directory, table, group, part)
+            if not path.exists():
+                continue
+            frame = pl.read_ipc(path)
+            path.unlink()
+            if part in self.offsets:
+                prefix, lines, log_rows = self.offsets[part]
+                frame = shift_sources(frame, prefix, lines)
+                if table == "logs":
+                    frame = frame.with_columns(pl.col("_log_row") + log_rows)
+            yield frame
 
 
 @dataclass(frozen=True)
@@ -339,12 +420,9 @@ class Combined:
         self.derived_spans += result.derived_spans
 
     def analysed(self) -> pl.DataFrame:
-        """The kept spans of every group in one frame of one chunk per column (once: the
-        groups' frames are released as it is built)."""
-        if self.spans:
-            frames, self.spans = self.spans, [rechunked(pl.concat(self.spans, how="vertical"))]
-            frames.clear()
-        return self.spans[0] if self.spans else empty_spans()
+        """The kept spans of every group in one frame, a chunk per group: one chunk would
+        copy them all while both are held."""
+        return pl.concat(self.spans, how="vertical") if self.spans else empty_spans()
 
     def normalized(self) -> Normalized:
         spans = self.analysed()

@@ -6,7 +6,7 @@ into words for the user."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import polars as pl
 
@@ -109,12 +109,14 @@ def read_in_ranges(
     input_format: str | None,
     options: ReadOptions,
     range_bytes: int,
+    sink: Callable[[ReadResult, int], object] | None = None,
 ) -> Iterator[ReadResult] | None:
-    """``source`` read ``range_bytes`` at a time, when it is larger and its reader can cut it
-    (checked as ``read`` checks a whole input); None otherwise."""
+    """``source`` read ``range_bytes`` at a time (each part's frames handed to ``sink`` where
+    it is read, when given), when it is larger and its reader can cut it (checked as ``read``
+    checks a whole input); None otherwise."""
     if reader.read_ranges is None or not source.size or source.size <= range_bytes:
         return None
-    parts = reader.read_ranges(source, options, range_bytes)
+    parts = reader.read_ranges(source, options, range_bytes, sink)
     if parts is None:
         return None
     return _checked_parts(source, parts, options)

@@ -206,6 +206,10 @@ class ReadResult:
     #: (log rows, timestamp resolution in ns) in row order, for an input holding the logs of
     #: several files (a dataset): each file's clock keeps its own resolution. None: one run.
     log_resolutions: list[tuple[int, int]] | None = None
+    #: a part read in ranges and handed to a sink where it was read: what the sink returned
+    #: (the frames are then empty), and the input's lines before the part
+    receipt: object = None
+    line_offset: int = 0
 
 
 @dataclass
@@ -218,6 +222,13 @@ class BatchResult:
     log_counts: list[int]
     spans: pl.DataFrame = field(default_factory=empty_spans)
     logs: pl.DataFrame = field(default_factory=empty_logs)
+
+
+#: (input, options, range_bytes, sink or None) -> the parts, or None when the input cannot be cut
+RangesReader = Callable[
+    [InputSource, ReadOptions, int, Callable[[ReadResult, int], object] | None],
+    Iterator[ReadResult] | None,
+]
 
 
 @dataclass(frozen=True)
@@ -234,7 +245,6 @@ class ReaderSpec:
     #: gets the same rows and accounting ``read`` gives it. None: ``read`` them one by one.
     read_many: Callable[[Sequence[InputSource], ReadOptions], BatchResult] | None = None
     #: reads a large input about ``range_bytes`` at a time (results in input order, locations
-    #: those of the whole input), when it can be cut (a file of lines); None: it cannot.
-    read_ranges: Callable[[InputSource, ReadOptions, int], Iterator[ReadResult] | None] | None = (
-        None
-    )
+    #: those of the whole input), when it can be cut (a file of lines); None: it cannot. Given a
+    #: sink (``support.parallel.RangeSink``), each part's frames go to it where they are read.
+    read_ranges: RangesReader | None = None

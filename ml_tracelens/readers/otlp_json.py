@@ -32,7 +32,7 @@ counted in ``ignored``; the span's other attributes are kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import polars as pl
 
@@ -80,15 +80,19 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
 
 
 def read_ranges(
-    source: InputSource, options: ReadOptions, range_bytes: int
+    source: InputSource,
+    options: ReadOptions,
+    range_bytes: int,
+    sink: Callable[[ReadResult, int], object] | None = None,
 ) -> Iterator[ReadResult] | None:
-    """The results of ``range_bytes`` of lines at a time, or None for an input that is not a
-    file of lines (one document is read whole)."""
+    """The results of ``range_bytes`` of lines at a time (their frames handed to ``sink``
+    where they are read, when given), or None for an input that is not a file of lines (one
+    document is read whole)."""
     if source.path is None or not is_line_based(source):
         return None
     from ml_tracelens.readers.support.parallel import each_range
 
-    return each_range(source.path, source.name, read_line_range, range_bytes)
+    return each_range(source.path, source.name, read_line_range, range_bytes, sink)
 
 
 def read_many(sources: Sequence[InputSource], options: ReadOptions) -> BatchResult:

@@ -236,40 +236,57 @@ def _read_with_workers(
     return results
 
 
+#: What a worker does with a range's frames when the caller does not take them back: called as
+#: ``sink(result, index)`` in the worker (``index`` numbers the range in the file), it writes them
+#: where they belong and returns a small picklable receipt. It must be picklable itself.
+RangeSink = Callable[[ReadResult, int], object]
+
+
 def each_range(
-    path: Path, name: str, reader: RangeReader, range_bytes: int
+    path: Path, name: str, reader: RangeReader, range_bytes: int, sink: RangeSink | None = None
 ) -> Iterator[ReadResult]:
     """Read ``path`` about ``range_bytes`` at a time: each range's result in file order, its
     locations those of the whole file, no more than a few ranges in memory at once. Worker
     processes read ahead while the caller uses a result; a range whose worker failed is read
-    here again (its result then says so once in its warnings)."""
+    here again (its result then says so once in its warnings).
+
+    With ``sink``, each range's frames go to the sink where they were read, and the results
+    hold no rows: their ``receipt`` is the sink's, and ``line_offset`` the lines before the
+    range (its frames' own locations count from the range's first line)."""
     size = path.stat().st_size
     ranges = line_ranges(path, max(1, -(-size // max(range_bytes, 1))))
     workers = min(worker_count(size), len(ranges))
     offset = 0
-    for result in _ranges_read(path, name, reader, ranges, workers):
+    for result in _ranges_read(path, name, reader, ranges, workers, sink):
         lines = result.stats.lines
+        result.line_offset = offset
         yield _shifted(result, name, offset)
         offset += lines
 
 
 def _ranges_read(
-    path: Path, name: str, reader: RangeReader, ranges: list[tuple[int, int]], workers: int
+    path: Path,
+    name: str,
+    reader: RangeReader,
+    ranges: list[tuple[int, int]],
+    workers: int,
+    sink: RangeSink | None,
 ) -> Iterator[ReadResult]:
     free = _free_file_descriptors()
     if workers <= 1 or (free is not None and free < FDS_FOR_WORKERS):
-        for start, end in ranges:
-            yield _read_range(reader, path, start, end, name)
+        for index, (start, end) in enumerate(ranges):
+            yield _read_range_for(reader, path, start, end, name, sink, index)
         return
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([reader.__module__])
+    preload = [reader.__module__] + ([sink.__module__] if sink is not None else [])
+    context.set_forkserver_preload(preload)
     with (
         tempfile.TemporaryDirectory(dir=_scratch_directory(), prefix="tracelens-") as scratch,
         ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_end_quietly_on_ctrl_c
         ) as pool,
     ):
-        futures: dict[int, Future[tuple[ReadStats, str, str]]] = {}
+        futures: dict[int, Future[tuple[ReadStats, str, str]] | Future[ReadResult]] = {}
         failures: list[str] = []
 
         def submit(index: int) -> None:
@@ -277,8 +294,10 @@ def _ranges_read(
                 return
             try:
                 start, end = ranges[index]
-                futures[index] = pool.submit(
-                    _read_range_to_files, reader, path, start, end, name, scratch
+                futures[index] = (
+                    pool.submit(_read_range_for, reader, path, start, end, name, sink, index)
+                    if sink is not None
+                    else pool.submit(_read_range_to_files, reader, path, start, end, name, scratch)
                 )
             except WORKER_FAILURES as exc:
                 failures.append(_describe_failure(exc))
@@ -292,16 +311,35 @@ def _ranges_read(
             try:
                 if future is None:
                     raise IndexError(index)
-                result = _collect(*future.result())
+                done = future.result()
+                result = done if isinstance(done, ReadResult) else _collect(*done)
             except (*WORKER_FAILURES, IndexError) as exc:
                 # IndexError: never submitted, the pool having failed.
                 if not isinstance(exc, IndexError):
                     failures.append(_describe_failure(exc))
-                result = _read_range(reader, path, start, end, name)
+                result = _read_range_for(reader, path, start, end, name, sink, index)
                 result.stats.warn(
                     f"part read in one process: the reading workers failed ({failures[0]})"
                 )
             yield result
+
+
+def _read_range_for(
+    reader: RangeReader,
+    path: Path,
+    start: int,
+    end: int,
+    name: str,
+    sink: RangeSink | None,
+    index: int,
+) -> ReadResult:
+    """A range read, its frames handed to ``sink`` when there is one (then only the accounting
+    and the receipt are returned)."""
+    result = _read_range(reader, path, start, end, name)
+    if sink is None:
+        return result
+    receipt = sink(result, index)
+    return ReadResult(stats=result.stats, receipt=receipt)
 
 
 def _shifted(result: ReadResult, name: str, offset: int) -> ReadResult:
@@ -310,8 +348,8 @@ def _shifted(result: ReadResult, name: str, offset: int) -> ReadResult:
     result.stats.problems = [
         (_shift(location, prefix, offset), reason) for location, reason in result.stats.problems
     ]
-    result.spans = _shift_sources(result.spans, prefix, offset)
-    result.logs = _shift_sources(result.logs, prefix, offset)
+    result.spans = shift_sources(result.spans, prefix, offset)
+    result.logs = shift_sources(result.logs, prefix, offset)
     return result
 
 
@@ -379,8 +417,8 @@ def _merge(results: list[ReadResult], name: str) -> ReadResult:
         )
         stats.skipped += part.skipped
         stats.skipped_items += part.skipped_items
-        spans.append(_shift_sources(result.spans, prefix, offset))
-        logs.append(_shift_sources(result.logs, prefix, offset))
+        spans.append(shift_sources(result.spans, prefix, offset))
+        logs.append(shift_sources(result.logs, prefix, offset))
         offset += part.lines
     return ReadResult(
         stats=stats, spans=pl.concat(spans, how="vertical"), logs=pl.concat(logs, how="vertical")
@@ -397,7 +435,8 @@ def _shift(location: str, prefix: str, offset: int) -> str:
     return f"{prefix}{int(number) + offset}{hash_mark}{rest}"
 
 
-def _shift_sources(frame: pl.DataFrame, prefix: str, offset: int) -> pl.DataFrame:
+def shift_sources(frame: pl.DataFrame, prefix: str, offset: int) -> pl.DataFrame:
+    """``frame`` with the ``file:N`` of its ``source`` column moved ``offset`` lines on."""
     if not offset or frame.is_empty():
         return frame
     if frame.schema["source"] == pl.Categorical():
