@@ -13,6 +13,7 @@ a value per unit) are no candidates. Token counts are also banded (``TOKEN_BANDS
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import orjson
@@ -45,29 +46,26 @@ def candidates(members: pl.DataFrame, *, skip_status: bool) -> Candidates:
     A million spans hold far fewer distinct attribute texts (and a handful of resources and
     stage names), so each text is parsed once: the spans carry a dictionary code of their text,
     and only (unit, code) and (code, attribute, value) are joined, on integers."""
-    sources: list[tuple[pl.DataFrame, Parsed]] = []
-    for name, column in BUILTIN.items():
-        if skip_status and name == "status":
-            continue
-        units, texts = _coded(members, pl.col(column).cast(pl.String))
-        links = texts.select("code", item=pl.col("code").cast(pl.UInt64))
-        items = texts.select(
-            item=pl.col("code").cast(pl.UInt64), attribute=pl.lit(name), value="_text"
+    # The attribute texts take most of the work, on one core (string scans): they are read on
+    # a thread of their own while the other columns are (polars releases the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        attributes = (
+            pool.submit(_attribute_source, members, "attributes")
+            if "attributes" in members.columns
+            else None
         )
-        sources.append((units, Parsed(links=links, items=items)))
-    # Without the attribute columns (a library caller's load(attributes=False)) there are only
-    # the built-in candidates.
-    for column in ("attributes", "resource"):
-        if column in members.columns:
-            units, texts = _coded(members, pl.col(column))
-            parsed = _parsed(texts)
-            # An attribute named like a built-in candidate keeps its own name apart.
-            named = parsed.items.with_columns(
-                attribute=pl.when(pl.col("attribute").is_in(list(BUILTIN)))
-                .then("attr." + pl.col("attribute"))
-                .otherwise("attribute")
-            )
-            sources.append((units, Parsed(links=parsed.links, items=named)))
+        sources = [
+            _builtin_source(members, name, column)
+            for name, column in BUILTIN.items()
+            if not (skip_status and name == "status")
+        ]
+        # Without the attribute columns (a library caller's load(attributes=False)) there are
+        # only the built-in candidates.
+        if "resource" in members.columns:
+            sources.append(_attribute_source(members, "resource"))
+        if attributes is not None:
+            sources.append(attributes.result())
+    attribute_sources = ("resource" in members.columns) + (attributes is not None)
     items = pl.concat(
         [p.items.with_columns(source=pl.lit(i, pl.UInt32)) for i, (_, p) in enumerate(sources)]
     ).filter(pl.col("attribute") != "service.name")
@@ -75,20 +73,43 @@ def candidates(members: pl.DataFrame, *, skip_status: bool) -> Candidates:
     grouped = items.group_by("attribute", "value").agg("source", "item").with_row_index("pair")
     pairs = grouped.select("pair", "attribute", "value")
     item_pairs = grouped.select("pair", "source", "item").explode("source", "item")
-    facts = _distinct(
-        pl.concat(
-            [
-                units.join(
-                    parsed.links.join(item_pairs.filter(pl.col("source") == i), on="item").select(
-                        "code", "pair"
-                    ),
-                    on="code",
-                ).select("_unit", "pair")
-                for i, (units, parsed) in enumerate(sources)
-            ]
-        )
-    )
+    held = [
+        units.join(
+            parsed.links.join(item_pairs.filter(pl.col("source") == i), on="item").select(
+                "code", "pair"
+            ),
+            on="code",
+        ).select("_unit", "pair")
+        for i, (units, parsed) in enumerate(sources)
+    ]
+    # A built-in candidate's codes are its values, one pair each, and no other source has its
+    # pairs: only the attribute columns' facts can repeat (two spans of a unit, or a key in
+    # both the span's and the resource's attributes).
+    builtins = len(sources) - attribute_sources
+    repeating = [_distinct(pl.concat(held[builtins:]))] if attribute_sources else []
+    facts = pl.concat([*held[:builtins], *repeating])
     return _classified(facts, pairs)
+
+
+def _builtin_source(members: pl.DataFrame, name: str, column: str) -> tuple[pl.DataFrame, Parsed]:
+    """(``_unit``, ``code``) and the items of a built-in candidate: a value per code."""
+    units, texts = _coded(members, pl.col(column).cast(pl.String))
+    links = texts.select("code", item=pl.col("code").cast(pl.UInt64))
+    items = texts.select(item=pl.col("code").cast(pl.UInt64), attribute=pl.lit(name), value="_text")
+    return units, Parsed(links=links, items=items)
+
+
+def _attribute_source(members: pl.DataFrame, column: str) -> tuple[pl.DataFrame, Parsed]:
+    """(``_unit``, ``code``) and the items of a column of attribute texts."""
+    units, texts = _coded(members, pl.col(column))
+    parsed = _parsed(texts)
+    # An attribute named like a built-in candidate keeps its own name apart.
+    named = parsed.items.with_columns(
+        attribute=pl.when(pl.col("attribute").is_in(list(BUILTIN)))
+        .then("attr." + pl.col("attribute"))
+        .otherwise("attribute")
+    )
+    return units, Parsed(links=parsed.links, items=named)
 
 
 def _distinct(facts: pl.DataFrame, second: str = "pair") -> pl.DataFrame:
@@ -115,7 +136,7 @@ def _coded(members: pl.DataFrame, text: pl.Expr) -> tuple[pl.DataFrame, pl.DataF
     units = _distinct(coded.select("_unit", "code"), "code")
     # The first row of each code, found on the integers alone; only those texts are copied.
     first = coded.select("code").with_row_index("_row").unique("code").get_column("_row")
-    texts = coded.select("code", pl.col("_text").cast(pl.String)).gather(first)
+    texts = coded.gather(first).select("code", pl.col("_text").cast(pl.String))
     return units, texts
 
 
