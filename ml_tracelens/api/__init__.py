@@ -42,9 +42,11 @@ from ml_tracelens.api.results import (
 from ml_tracelens.api.results import LogTime as LogTime
 from ml_tracelens.api.results import PathsLike as PathsLike
 from ml_tracelens.api.results import table_frame as table_frame
+from ml_tracelens.reports.latency import OPAQUE as LATENCY_OPAQUE
 from ml_tracelens.reports.latency import UNREAD as LATENCY_UNREAD
 
 __all__ = [
+    "LATENCY_OPAQUE",
     "LATENCY_UNREAD",
     "AnalysedTelemetry",
     "DatasetWritten",

@@ -48,6 +48,7 @@ def load(
     logs: bool = True,
     progress: Progress | None = None,
     unread: Collection[str] = (),
+    opaque: Collection[str] = (),
 ) -> AnalysedTelemetry:
     """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
     trace, or take both from the cache.
@@ -58,7 +59,9 @@ def load(
     (attributes, resource, events, links, source) out, and ``logs=False`` the log table: faster
     on a warm cache, for reports that group by columns only; ``unread`` names further span
     columns the caller will not read (e.g. ``reports.latency.UNREAD``), left out alike: beyond the memory
-    budget, what is kept of a dump is what decides the memory it takes.
+    budget, what is kept of a dump is what decides the memory it takes. ``opaque`` names id
+    columns the caller only groups and joins by (``reports.latency.OPAQUE``): beyond the
+    budget they are kept as integers that tell the same ids apart.
     """
     telemetry, analysis = pipeline.load_analysed(
         path_list(paths),
@@ -69,6 +72,7 @@ def load(
         use_cache=cache,
         progress=progress,
         without=(*(() if attributes else pipeline.HEAVY_COLUMNS), *unread),
+        opaque=opaque,
         logs=logs,
     )
     return AnalysedTelemetry(telemetry, analysis)

@@ -99,7 +99,13 @@ def latency(
             "latency", paths, common, master=spark_master, by=groups, sort=sort, top=top
         )
     else:
-        t = common.load(paths, by=groups, logs=False, unread=api.LATENCY_UNREAD)
+        t = common.load(
+            paths,
+            by=groups,
+            logs=False,
+            unread=api.LATENCY_UNREAD,
+            opaque=api.LATENCY_OPAQUE,
+        )
         result = api.latency(
             t, by=groups, sort=sort, top=top, distribution=common.pictures, **common.filters
         )

@@ -119,9 +119,11 @@ def load(
     options: ReadOptions,
     progress: Progress | None,
     without: Collection[str],
+    opaque: Collection[str] = (),
 ) -> tuple[Telemetry, Analysis]:
     """Read and analyse the inputs ``groups`` traces' groups at a time, keeping the analysed
-    spans without the columns in ``without``."""
+    spans without the columns in ``without``, and the id columns in ``opaque`` (which the
+    caller only groups and joins by) as integers that tell the same ids apart."""
     datasets, others = _split(resolved)
     with tempfile.TemporaryDirectory(prefix="tracelens-spill-") as scratch:
         spill = Spill(Path(scratch), groups)
@@ -140,7 +142,9 @@ def load(
         summaries = [*_dataset_summaries(datasets), *found.summaries]
         combined = Combined()
         jobs = [
-            GroupJob(spill, group, datasets, found.resolutions, options, tuple(without))
+            GroupJob(
+                spill, group, datasets, found.resolutions, options, tuple(without), tuple(opaque)
+            )
             for group in range(groups)
         ]
         for index, result in enumerate(_analysed_groups(jobs, spill)):
@@ -324,6 +328,7 @@ class GroupJob:
     resolutions: list[tuple[int, int]]
     options: ReadOptions
     without: tuple[str, ...]
+    opaque: tuple[str, ...] = ()
 
 
 @dataclass
@@ -346,6 +351,15 @@ def analyse_group(job: GroupJob) -> GroupResult:
     del spans, logs
     analysis = analyze(done.spans, merged_duplicates=done.merged_duplicates)
     kept = analysis.spans.drop(job.without, strict=False)
+    if job.opaque:
+        # Ids as integers, the group in the high bits: a trace lies in one group, so they
+        # tell apart what the texts do (8 bytes a span each instead of 32 to 48).
+        base = job.group << 40
+        kept = kept.with_columns(
+            (pl.col(c).rank("dense").cast(pl.UInt64) + base).alias(c)
+            for c in job.opaque
+            if c in kept.columns
+        )
     stem = job.spill.directory / f"analysed-{job.group:04d}"
     spans_path, logs_path = stem.with_suffix(".spans.arrow"), stem.with_suffix(".logs.arrow")
     kept.write_ipc(spans_path, compression="lz4")

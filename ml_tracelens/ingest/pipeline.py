@@ -28,6 +28,7 @@ def load_analysed(
     progress: Progress | None = None,
     without: Collection[str] = (),
     logs: bool = True,
+    opaque: Collection[str] = (),
 ) -> tuple[Telemetry, Analysis]:
     """Read and analyse ``paths``, or take both from the cache.
 
@@ -58,6 +59,7 @@ def load_analysed(
             options=options,
             progress=progress,
             without=without,
+            opaque=opaque,
         )
         if not logs and telemetry.spans.height:
             telemetry.logs = telemetry.logs.clear()

@@ -43,6 +43,9 @@ STAT_COLUMNS = (
 #: Span columns the report never reads, unless a ``--where`` condition names them: a caller
 #: may leave them out of what it loads (most of a large dump's kept bytes are ids and messages).
 UNREAD = ("parent_id", "top_id", "depth", "status_message", "skewed", "outside_parent")
+#: Span columns the report only groups and joins by, and never shows (unless a ``--where``
+#: condition names them): a caller may give them as any values that tell the same apart.
+OPAQUE = ("trace_id", "span_id")
 
 
 def cp_denominator_ns(analysed: pl.DataFrame, selected: pl.DataFrame) -> int:
