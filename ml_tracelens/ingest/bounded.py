@@ -41,6 +41,7 @@ from ml_tracelens.ingest import (
     normalized,
     nothing_to_analyse,
     read_inputs,
+    rechunked,
 )
 from ml_tracelens.ingest.inputs import ResolvedInputs
 from ml_tracelens.ingest.log_spans import DerivedSpans, timestamp_resolution_ns
@@ -434,9 +435,12 @@ class Combined:
         self.derived_spans += result.derived_spans
 
     def analysed(self) -> pl.DataFrame:
-        """The kept spans of every group in one frame, a chunk per group: one chunk would
-        copy them all while both are held."""
-        return pl.concat(self.spans, how="vertical") if self.spans else empty_spans()
+        """The kept spans of every group in one frame of one chunk per column (once; a column
+        at a time, so the peak is the frame and one column): on a frame of a chunk per group,
+        a group-by of ten million spans takes six times the memory and four times the time."""
+        if len(self.spans) > 1:
+            self.spans = [rechunked(pl.concat(self.spans, how="vertical"))]
+        return self.spans[0] if self.spans else empty_spans()
 
     def normalized(self) -> Normalized:
         spans = self.analysed()
