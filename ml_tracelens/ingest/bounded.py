@@ -90,7 +90,7 @@ def plan(resolved: ResolvedInputs) -> int | None:
     """How many groups to analyse the inputs in; None: they fit, read them at once."""
     budget = memory_budget()
     datasets, others = _split(resolved)
-    other_bytes = sum(source.size or 0 for source in others)
+    other_bytes = sum(_json_bytes(source) for source in others)
     manifests = [dataset.read_manifest(path) for path in datasets]
     group_spans = max(1, budget // GROUP_SHARE // BYTES_PER_SPAN)
     spans = other_bytes // BYTES_PER_SPAN + sum(m.spans for m in manifests)
@@ -102,6 +102,17 @@ def plan(resolved: ResolvedInputs) -> int | None:
     # A divisor of every dataset's bucket count: its buckets then fall into whole groups.
     common = math.gcd(*(m.buckets for m in manifests))
     return next((d for d in range(max(1, wanted), common + 1) if common % d == 0), common)
+
+
+#: How much JSON a gzipped input holds per byte, to size groups before reading it (OTLP and log
+#: lines compress 8-15x).
+GZIP_RATIO = 8
+
+
+def _json_bytes(source: InputSource) -> int:
+    """The bytes of JSON an input holds: its size, or an estimate for a compressed file."""
+    compressed = source.path is None and source.file_path is not None
+    return (source.size or 0) * (GZIP_RATIO if compressed else 1)
 
 
 def _split(resolved: ResolvedInputs) -> tuple[list[Path], list[InputSource]]:
