@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ml_tracelens.readers.support.log_blocks import first_long_line
+
 #: An unquoted number after a key (whitespace deleted) that is long enough to be an integer
 #: beyond 64 bits or a float with a tie between shortest spellings, or has an exponent (whose
 #: spelling polars may lengthen): only text holding one needs those values checked.
@@ -32,7 +34,9 @@ class Evidence:
     """What the text of a block says polars must have read (see ``log_fast``'s docstring)."""
 
     keys: int  # unescaped '":' after deleting whitespace: every key, and some false alarms
-    widest: int  # the most '":' in one line: at least the keys of any line
+    #: the most '":' in one line (at least the keys of any line), or 0 when no line is long
+    #: enough to hold more than the caller's ``max_keys``
+    widest: int
     nulls: int  # unescaped '":null'
     objects: int  # unescaped '":{'
     object_lines: int  # lines whose first non-blank character is "{"
@@ -42,11 +46,13 @@ class Evidence:
     long_numbers: bool  # any number of 16+ characters, or with an exponent (``LONG_NUMBER``)
 
 
-def gather_evidence(body: bytes, lines: int) -> Evidence:
+def gather_evidence(body: bytes, lines: int, max_keys: int) -> Evidence:
     """Count keys, nulls and objects in the text of ``body``, which holds ``lines`` lines.
 
     The text is split into a column of lines by polars' CSV reader (no quoting, a separator no
     valid JSON line holds raw), so the counts run on polars' threads rather than in Python.
+    ``max_keys``: the keys a line may hold; ``widest`` is counted only when some line is long
+    enough to hold more '":' than that (two bytes each), which a few jumps over the block tell.
     """
     if not body:
         empty = pl.Series(dtype=pl.Int64)
@@ -74,6 +80,7 @@ def gather_evidence(body: bytes, lines: int) -> Evidence:
         plain=line.str.starts_with("{").fill_null(False).all(),
     ).row(0)
     escapes = backslashes and b'\\"' in body
+    wide = first_long_line(body, 2 * max_keys + 1) is not None
     if spaced:
         table = table.select(line.str.replace_all(r"[ \t\r]", ""))
     every_line = pl.int_range(1, lines + 1, dtype=pl.Int64, eager=True)
@@ -103,7 +110,9 @@ def gather_evidence(body: bytes, lines: int) -> Evidence:
                 for what, pattern in patterns.items()
             },
             long_numbers=line.str.contains(LONG_NUMBER).any() if run == 0 else pl.lit(False),
-            widest=line.str.count_matches('":', literal=True).max() if run == 0 else pl.lit(0),
+            widest=line.str.count_matches('":', literal=True).max()
+            if run == 0 and wide
+            else pl.lit(0),
         ).row(0, named=True)
         if run == 0:
             long_numbers = bool(sums.pop("long_numbers"))

@@ -97,14 +97,15 @@ def fast_raw(
         body = body[:last_start]
     budget = column_budget(stats.lines - stats.skipped, len(body))
     schema = schema_of(sample_tree(body, min(depth, MAX_DEPTH), budget))
+    max_keys = limits.current().max_keys_per_line
     # Both run on polars' threads: the values against the schema, and the evidence from the text.
     with ThreadPoolExecutor(max_workers=1) as pool:
         reading = pool.submit(_read, body, schema)
-        evidence = gather_evidence(body, stats.lines - stats.skipped)
+        evidence = gather_evidence(body, stats.lines - stats.skipped, max_keys)
         frame = reading.result()
     # Keys become positional names: a key like "*" or "^a$" must never reach pl.col as a pattern.
     frame = frame.rename({key: f"\x01{index}" for index, key in enumerate(frame.columns)})
-    if evidence.widest > limits.current().max_keys_per_line:
+    if evidence.widest > max_keys:
         raise FastPathUnavailable("a line may have more keys than TRACELENS_MAX_KEYS_PER_LINE")
     line_numbers = evidence.line_numbers
     if not frame.height == evidence.object_lines == len(line_numbers):
