@@ -52,7 +52,7 @@ from typing import Literal
 import polars as pl
 
 from ml_tracelens.durations import NS_PER_MS, NS_PER_US
-from ml_tracelens.schema import INT64_MAX, SPAN_SCHEMA, empty_spans
+from ml_tracelens.schema import INT64_MAX, SPAN_SCHEMA, Kind, Status, empty_spans
 
 DERIVED_ROOT_NAME = "request"
 DERIVED_MARK = '{"tracelens.derived":"logs"}'
@@ -314,7 +314,9 @@ def _parent_positions(stages: pl.DataFrame) -> pl.Series:
 
 def _containing_parents(lines: pl.DataFrame) -> pl.DataFrame:
     """(_pos, _parent): the smallest containing interval of each line that has one."""
-    intervals = lines.select(
+    # Lazy, so that the streaming join reads the lines' intervals where they are rather than
+    # from a filtered copy.
+    intervals = lines.lazy().select(
         "_pos", "_req", "_start", "_end", "_eps", "_lines", _dur=pl.col("_end") - pl.col("_start")
     )
     candidate = pl.col("_start_p") - pl.col("_eps") <= pl.col("_start")
@@ -324,18 +326,15 @@ def _containing_parents(lines: pl.DataFrame) -> pl.DataFrame:
     )
     small = intervals.filter(pl.col("_lines") <= PAIRED_MAX_LINES)
     pairs = [
-        small.lazy()
-        .join(
-            small.lazy().select(
-                "_req", _pos_p="_pos", _start_p="_start", _end_p="_end", _dur_p="_dur"
-            ),
+        small.join(
+            small.select("_req", _pos_p="_pos", _start_p="_start", _end_p="_end", _dur_p="_dur"),
             on="_req",
         )
         .filter(candidate)
         .select("_pos", "_pos_p", "_dur_p")
     ]
-    large = intervals.filter(pl.col("_lines") > PAIRED_MAX_LINES)
-    if large.height:
+    if lines.select((pl.col("_lines") > PAIRED_MAX_LINES).any()).item():
+        large = intervals.filter(pl.col("_lines") > PAIRED_MAX_LINES).collect()
         pairs.append(_containing_pairs_by_keys(large).lazy())
     # Smallest first; of equally long ones the latest line (equal intervals chain in order):
     # the least of (duration, -line) per line, packed into one Int128 key (durations are never
@@ -438,11 +437,14 @@ def _assemble(
         parent_id=pl.lit(parent_id),
         service=pl.col("service"),
         name=pl.col("stage"),
-        kind=pl.lit("internal"),
+        kind=pl.lit("internal", dtype=Kind),
         start_ns=pl.col("_start"),
         end_ns=pl.col("_end"),
         duration_ns=pl.col("_end") - pl.col("_start"),
-        status=pl.when(pl.col("error")).then(pl.lit("error")).otherwise(pl.lit("unset")),
+        # Enum values from the start: a million texts cast afterwards cost time and memory.
+        status=pl.when(pl.col("error"))
+        .then(pl.lit("error", dtype=Status))
+        .otherwise(pl.lit("unset", dtype=Status)),
         status_message=pl.when(pl.col("error")).then(
             pl.coalesce(pl.col("error_message"), pl.col("message"))
         ),
@@ -474,11 +476,11 @@ def _assemble(
                 parent_id=pl.lit(None, dtype=pl.String),
                 service="_service",
                 name=pl.lit(DERIVED_ROOT_NAME),
-                kind=pl.lit("server"),
+                kind=pl.lit("server", dtype=Kind),
                 start_ns="_start",
                 end_ns="_end",
                 duration_ns=pl.col("_end") - pl.col("_start"),
-                status=pl.lit("unset"),
+                status=pl.lit("unset", dtype=Status),
                 status_message=pl.lit(None, dtype=pl.String),
                 attributes=pl.lit(DERIVED_MARK),
                 resource=pl.lit(None, dtype=SPAN_SCHEMA["resource"]),
