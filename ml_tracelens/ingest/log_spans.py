@@ -293,8 +293,11 @@ def _with_requests(stages: pl.DataFrame) -> pl.DataFrame:
 def _parent_positions(stages: pl.DataFrame) -> pl.Series:
     """Per stage line, the ``_pos`` of its parent line; null for the tops of their request."""
     parent = pl.repeat(None, stages.height, dtype=pl.get_index_type(), eager=True)
-    by_ids = stages.filter(pl.col("_by_ids"))
-    if by_ids.height:
+    # A filter copies every column it keeps (a million lines' texts among them): only the
+    # columns used here are kept, and a dump whose requests all go one way is not filtered.
+    with_ids = stages.get_column("_by_ids")
+    if with_ids.any():
+        by_ids = stages.select("_req", "_pos", "span_id", "parent_span_id").filter(with_ids)
         own = by_ids.select("_req", "_pos", parent_span_id=pl.col("span_id")).filter(
             pl.col("parent_span_id").is_not_null()
         )
@@ -305,18 +308,21 @@ def _parent_positions(stages: pl.DataFrame) -> pl.Series:
         )
         found = found.filter(pl.col("_parent") != pl.col("_pos"))
         parent.scatter(found.get_column("_pos"), found.get_column("_parent"))
-    by_time = stages.filter(~pl.col("_by_ids"))
-    if by_time.height:
-        found = _containing_parents(by_time)
+    if not with_ids.all():
+        by_time = stages.lazy().filter(~pl.col("_by_ids"))
+        large = stages.select((~pl.col("_by_ids") & (pl.col("_lines") > PAIRED_MAX_LINES)).any())
+        found = _containing_parents(by_time, large=bool(large.item()))
         parent.scatter(found.get_column("_pos"), found.get_column("_parent"))
     return parent
 
 
-def _containing_parents(lines: pl.DataFrame) -> pl.DataFrame:
-    """(_pos, _parent): the smallest containing interval of each line that has one."""
-    # Lazy, so that the streaming join reads the lines' intervals where they are rather than
-    # from a filtered copy.
-    intervals = lines.lazy().select(
+def _containing_parents(lines: pl.LazyFrame, *, large: bool) -> pl.DataFrame:
+    """(_pos, _parent): the smallest containing interval of each line that has one.
+
+    ``large``: whether any request has more than ``PAIRED_MAX_LINES`` lines. ``lines`` is lazy,
+    so that the streaming join reads the intervals from the table rather than from a copy.
+    """
+    intervals = lines.select(
         "_pos", "_req", "_start", "_end", "_eps", "_lines", _dur=pl.col("_end") - pl.col("_start")
     )
     candidate = pl.col("_start_p") - pl.col("_eps") <= pl.col("_start")
@@ -333,9 +339,9 @@ def _containing_parents(lines: pl.DataFrame) -> pl.DataFrame:
         .filter(candidate)
         .select("_pos", "_pos_p", "_dur_p")
     ]
-    if lines.select((pl.col("_lines") > PAIRED_MAX_LINES).any()).item():
-        large = intervals.filter(pl.col("_lines") > PAIRED_MAX_LINES).collect()
-        pairs.append(_containing_pairs_by_keys(large).lazy())
+    if large:
+        big = intervals.filter(pl.col("_lines") > PAIRED_MAX_LINES).collect()
+        pairs.append(_containing_pairs_by_keys(big).lazy())
     # Smallest first; of equally long ones the latest line (equal intervals chain in order):
     # the least of (duration, -line) per line, packed into one Int128 key (durations are never
     # negative, lines fit in 64 bits) whose minimum a group-by finds without sorting the pairs,
