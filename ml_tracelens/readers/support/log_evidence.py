@@ -6,13 +6,16 @@ turns away values whose polars spelling can differ from the line path's (``check
 lists, NUL characters, integers beyond 64 bits, float ties). Whatever cannot be proven raises
 ``FastPathUnavailable`` and the block is read line by line.
 The counts run on polars' threads, beside the NDJSON reader: polars' CSV reader (no quoting, a
-NUL separator) splits the block into a column of lines, and literal ``count_matches`` count
-the patterns; whitespace is deleted only from blocks that have some next to a colon.
+NUL separator) splits the block into a column of lines, and ``count_matches`` counts the
+patterns, as escaped regular expressions: the regex engine's literal search takes 40% less CPU
+than polars' literal path (0.11 s against 0.19 s for the three patterns of a 128 MB block).
+Whitespace is deleted only from blocks that have some next to a colon.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import polars as pl
@@ -106,13 +109,11 @@ def gather_evidence(body: bytes, lines: int, max_keys: int) -> Evidence:
     while True:
         sums = table.select(
             **{
-                what: line.str.count_matches("\\" * run + pattern, literal=True).sum()
+                what: line.str.count_matches(re.escape("\\" * run + pattern)).sum()
                 for what, pattern in patterns.items()
             },
             long_numbers=line.str.contains(LONG_NUMBER).any() if run == 0 else pl.lit(False),
-            widest=line.str.count_matches('":', literal=True).max()
-            if run == 0 and wide
-            else pl.lit(0),
+            widest=line.str.count_matches('":').max() if run == 0 and wide else pl.lit(0),
         ).row(0, named=True)
         if run == 0:
             long_numbers = bool(sums.pop("long_numbers"))
