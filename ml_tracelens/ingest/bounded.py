@@ -92,11 +92,11 @@ def plan(resolved: ResolvedInputs) -> int | None:
     datasets, others = _split(resolved)
     other_bytes = sum(_json_bytes(source) for source in others)
     manifests = [dataset.read_manifest(path) for path in datasets]
-    group_spans = max(1, budget // GROUP_SHARE // BYTES_PER_SPAN)
-    spans = other_bytes // BYTES_PER_SPAN + sum(m.spans for m in manifests)
-    wanted = math.ceil(spans / group_spans)
-    if other_bytes <= budget and wanted <= 1:
+    # A dataset counts as the JSON its spans would take.
+    total = other_bytes + BYTES_PER_SPAN * sum(m.spans for m in manifests)
+    if total <= budget:
         return None
+    wanted = math.ceil(total / max(1, budget // GROUP_SHARE))
     if not manifests:
         return max(1, wanted)
     # A divisor of every dataset's bucket count: its buckets then fall into whole groups.
