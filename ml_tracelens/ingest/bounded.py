@@ -22,12 +22,13 @@ import math
 import multiprocessing
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Collection, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import polars as pl
 
@@ -138,7 +139,7 @@ def load(
     caller only groups and joins by) as integers that tell the same ids apart."""
     datasets, others = _split(resolved)
     with tempfile.TemporaryDirectory(prefix="tracelens-spill-") as scratch:
-        spill = Spill(Path(scratch), groups)
+        spill = Spill(Path(scratch), groups, _spill_compression(Path(scratch), others))
         found = InputsRead(warnings=list(resolved.warnings))
         if others:
             found = read_inputs(
@@ -172,6 +173,19 @@ def load(
     return telemetry, Analysis(spans=combined.analysed(), structure=combined.structure())
 
 
+#: Free space for an uncompressed spill, in times the inputs' bytes (Arrow holds a dump's
+#: canonical tables in about twice its JSON; lz4 halves that, at 0.6 s of CPU a million spans).
+SPILL_ROOM = 4
+
+
+def _spill_compression(
+    directory: Path, inputs: list[InputSource]
+) -> Literal["uncompressed", "lz4"]:
+    """Uncompressed when the scratch directory has room to spare, else lz4."""
+    needed = SPILL_ROOM * sum(_json_bytes(source) for source in inputs)
+    return "uncompressed" if shutil.disk_usage(directory).free > needed else "lz4"
+
+
 def _dataset_summaries(datasets: list[Path]) -> list[InputSummary]:
     summaries = []
     for path in datasets:
@@ -198,6 +212,7 @@ class GroupFiles:
     directory: Path
     groups: int
     first_part: int = 0
+    compression: Literal["uncompressed", "lz4"] = "lz4"
 
     def __call__(self, result: ReadResult, index: int) -> Written:
         """Part ``first_part + index``: its rows, logs numbered from 0 within it."""
@@ -221,7 +236,8 @@ class GroupFiles:
                 "_group", as_dict=True, include_key=False, maintain_order=True
             ).items():
                 rows.write_ipc(
-                    part_file(self.directory, table, int(str(group)), part), compression="lz4"
+                    part_file(self.directory, table, int(str(group)), part),
+                    compression=self.compression,
                 )
         resolution = timestamp_resolution_ns(logs.get_column("time_ns")) if logs.height else None
         return Written(spans=spans.height, logs=logs.height, resolution_ns=resolution)
@@ -248,6 +264,7 @@ class Spill:
 
     directory: Path
     groups: int
+    compression: Literal["uncompressed", "lz4"] = "lz4"
     parts: int = 0
     log_rows: int = 0
     #: part -> (``file:`` prefix, lines, log rows) of the input before it, for the parts whose
@@ -255,7 +272,8 @@ class Spill:
     offsets: dict[int, tuple[str, int, int]] = field(default_factory=dict)
 
     def keep(self, spans: pl.DataFrame, logs: pl.DataFrame) -> None:
-        GroupFiles(self.directory, self.groups).write(self.parts, spans, logs, self.log_rows)
+        files = GroupFiles(self.directory, self.groups, compression=self.compression)
+        files.write(self.parts, spans, logs, self.log_rows)
         self.log_rows += logs.height
         self.parts += 1
 
@@ -268,7 +286,7 @@ class Spill:
     ) -> PartsRead | None:
         """``source`` read a quarter of the budget at a time by the reading workers, which
         write each part's rows themselves; None when it cannot be read so."""
-        sink = GroupFiles(self.directory, self.groups, self.parts)
+        sink = GroupFiles(self.directory, self.groups, self.parts, self.compression)
         range_bytes = max(1, memory_budget() // GROUP_SHARE)
         parts = read_in_ranges(reader, source, input_format, options, range_bytes, sink)
         if parts is None:
@@ -289,17 +307,24 @@ class Spill:
         return PartsRead(stats=stats, spans=spans, logs=logs, resolution_ns=resolution or 0)
 
     def group(
-        self, group: int, datasets: list[Path], resolutions: list[tuple[int, int]]
+        self,
+        group: int,
+        datasets: list[Path],
+        resolutions: list[tuple[int, int]],
+        *,
+        span_sources: bool = True,
     ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]]]:
         """The spans and logs of one group (datasets first, then the spilled inputs, each in
-        reading order) and the (rows, resolution) runs of its logs."""
+        reading order) and the (rows, resolution) runs of its logs. Without ``span_sources``
+        the spans' ``file:line`` may stay counted from their part's first line (the caller
+        drops them)."""
         span_frames: list[pl.DataFrame] = []
         log_frames: list[tuple[pl.DataFrame, list[tuple[int, int]]]] = []
         for path in datasets:
             spans, logs, runs = dataset.read_buckets(path, self.groups, group)
             span_frames.append(spans)
             log_frames.append((logs, runs))
-        span_frames.extend(self._read("spans", group))
+        span_frames.extend(self._read("spans", group, shift=span_sources))
         spilled_logs = list(self._read("logs", group))
         if spilled_logs:
             frame = pl.concat(spilled_logs, how="vertical")
@@ -315,7 +340,7 @@ class Spill:
             runs,
         )
 
-    def _read(self, table: str, group: int) -> Iterator[pl.DataFrame]:
+    def _read(self, table: str, group: int, *, shift: bool = True) -> Iterator[pl.DataFrame]:
         for part in range(self.parts):
             path = part_file(self.directory, table, group, part)
             if not path.exists():
@@ -324,7 +349,8 @@ class Spill:
             path.unlink()
             if part in self.offsets:
                 prefix, lines, log_rows = self.offsets[part]
-                frame = shift_sources(frame, prefix, lines)
+                if shift:
+                    frame = shift_sources(frame, prefix, lines)
                 if table == "logs":
                     frame = frame.with_columns(pl.col("_log_row") + log_rows)
             yield frame
@@ -358,17 +384,21 @@ class GroupResult:
 def analyse_group(job: GroupJob) -> GroupResult:
     """Make one group whole, analyse it, and write its analysed spans (without the columns
     ``job.without`` names) and its logs next to the spill."""
-    spans, logs, resolutions = job.spill.group(job.group, job.datasets, job.resolutions)
+    spans, logs, resolutions = job.spill.group(
+        job.group, job.datasets, job.resolutions, span_sources="source" not in job.without
+    )
     done = normalized(spans, logs, options=job.options, resolutions=resolutions)
     del spans, logs
     analysis = analyze(done.spans, merged_duplicates=done.merged_duplicates)
     kept = analysis.spans.drop(job.without, strict=False)
     if job.opaque:
         # Ids as integers, the group in the high bits: a trace lies in one group, so they
-        # tell apart what the texts do (8 bytes a span each instead of 32 to 48).
+        # tell apart what the texts do (8 bytes a span each instead of 32 to 48). The code of
+        # a text is its Categorical one in this process (a sort to rank the texts costs twice
+        # as much); other groups here reuse the codes, the group bits part them from others.
         base = job.group << 40
         kept = kept.with_columns(
-            (pl.col(c).rank("dense").cast(pl.UInt64) + base).alias(c)
+            (pl.col(c).cast(pl.Categorical).to_physical().cast(pl.UInt64) + base).alias(c)
             for c in job.opaque
             if c in kept.columns
         )
