@@ -11,9 +11,11 @@ only the columns the command reads are kept: memory grows with those, not with t
   its bucket count, so bucket ``b`` belongs to group ``b mod groups``, and a trace's group is
   the same whether it is read from a dataset or a dump.
 - Other inputs, when together larger than the memory budget (``TRACELENS_MEMORY_BUDGET``, bytes
-  or ``512M``, ``2G``; default 1 GiB of input), are spilled first: read a quarter of the budget
-  at a time where their reader can cut them (OTLP JSON lines, on worker processes), each part's
-  rows written to one Arrow file per group in a scratch directory, read back a group at a time.
+  or ``512M``, ``2G``; default 1 GiB of input), are spilled first (``ingest.spill``): read a
+  quarter of the budget at a time where their reader can cut them (OTLP JSON lines, on worker
+  processes), each part's rows written to one Arrow file per group in a scratch directory.
+- Each group is analysed on a worker process when groups are large; the main process keeps what
+  the workers hand back and the accounting of every step.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ import math
 import multiprocessing
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Collection, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import polars as pl
 
@@ -38,27 +39,23 @@ from ml_tracelens.ingest import (
     InputsRead,
     LlmFound,
     Normalized,
-    PartsRead,
     normalized,
     nothing_to_analyse,
     read_inputs,
     rechunked,
 )
 from ml_tracelens.ingest.inputs import ResolvedInputs
-from ml_tracelens.ingest.log_spans import DerivedSpans, timestamp_resolution_ns
-from ml_tracelens.ingest.sources import read_in_ranges
+from ml_tracelens.ingest.log_spans import DerivedSpans
+from ml_tracelens.ingest.spill import Spill, compression_for
 from ml_tracelens.ingest.telemetry import InputSummary, Progress, Telemetry
 from ml_tracelens.readers import dataset
 from ml_tracelens.readers.base import (
     MAX_PROBLEMS_KEPT,
     InputSource,
-    ReaderSpec,
     ReadOptions,
-    ReadResult,
     ReadStats,
 )
 from ml_tracelens.readers.support import parallel
-from ml_tracelens.readers.support.parallel import shift_sources
 from ml_tracelens.schema import SPAN_SCHEMA, empty_logs, empty_spans
 
 BUDGET_VARIABLE = "TRACELENS_MEMORY_BUDGET"
@@ -139,7 +136,8 @@ def load(
     caller only groups and joins by) as integers that tell the same ids apart."""
     datasets, others = _split(resolved)
     with tempfile.TemporaryDirectory(prefix="tracelens-spill-") as scratch:
-        spill = Spill(Path(scratch), groups, _spill_compression(Path(scratch), others))
+        json_bytes = sum(_json_bytes(source) for source in others)
+        spill = Spill(Path(scratch), groups, compression_for(Path(scratch), json_bytes))
         found = InputsRead(warnings=list(resolved.warnings))
         if others:
             found = read_inputs(
@@ -149,7 +147,7 @@ def load(
                 progress=progress,
                 keep=spill.keep,
                 read_parts=lambda reader, source: spill.read_parts(
-                    reader, source, input_format, options
+                    reader, source, input_format, options, max(1, memory_budget() // GROUP_SHARE)
                 ),
             )
         summaries = [*_dataset_summaries(datasets), *found.summaries]
@@ -173,19 +171,6 @@ def load(
     return telemetry, Analysis(spans=combined.analysed(), structure=combined.structure())
 
 
-#: Free space for an uncompressed spill, in times the inputs' bytes (Arrow holds a dump's
-#: canonical tables in about twice its JSON; lz4 halves that, at 0.6 s of CPU a million spans).
-SPILL_ROOM = 4
-
-
-def _spill_compression(
-    directory: Path, inputs: list[InputSource]
-) -> Literal["uncompressed", "lz4"]:
-    """Uncompressed when the scratch directory has room to spare, else lz4."""
-    needed = SPILL_ROOM * sum(_json_bytes(source) for source in inputs)
-    return "uncompressed" if shutil.disk_usage(directory).free > needed else "lz4"
-
-
 def _dataset_summaries(datasets: list[Path]) -> list[InputSummary]:
     summaries = []
     for path in datasets:
@@ -202,158 +187,6 @@ def _dataset_summaries(datasets: list[Path]) -> list[InputSummary]:
             )
         )
     return summaries
-
-
-@dataclass(frozen=True)
-class GroupFiles:
-    """Writes a part's rows to one Arrow file per group (picklable: a reading worker writes
-    the parts it reads itself, and says how many rows it wrote)."""
-
-    directory: Path
-    groups: int
-    first_part: int = 0
-    compression: Literal["uncompressed", "lz4"] = "lz4"
-
-    def __call__(self, result: ReadResult, index: int) -> Written:
-        """Part ``first_part + index``: its rows, logs numbered from 0 within it."""
-        return self.write(self.first_part + index, result.spans, result.logs, 0)
-
-    def write(self, part: int, spans: pl.DataFrame, logs: pl.DataFrame, log_row: int) -> Written:
-        # Logs carry their row number among all logs read: the timestamp resolution of the
-        # input each came from is known by row only once every input is read.
-        logs = logs.with_columns(
-            _log_row=pl.int_range(log_row, log_row + logs.height, dtype=pl.Int64)
-        )
-        keys = {
-            "spans": (spans, spans.get_column("trace_id")),
-            "logs": (logs, logs.select(pl.coalesce("trace_id", "correlation_id")).to_series()),
-        }
-        for table, (frame, key) in keys.items():
-            if frame.is_empty():
-                continue
-            grouped = frame.with_columns(_group=dataset.bucket_of(key, self.groups))
-            for (group,), rows in grouped.partition_by(
-                "_group", as_dict=True, include_key=False, maintain_order=True
-            ).items():
-                rows.write_ipc(
-                    part_file(self.directory, table, int(str(group)), part),
-                    compression=self.compression,
-                )
-        resolution = timestamp_resolution_ns(logs.get_column("time_ns")) if logs.height else None
-        return Written(spans=spans.height, logs=logs.height, resolution_ns=resolution)
-
-
-@dataclass(frozen=True)
-class Written:
-    """What one part put in the spill."""
-
-    spans: int
-    logs: int
-    #: the timestamp resolution of the part's logs (None without logs)
-    resolution_ns: int | None
-
-
-def part_file(directory: Path, table: str, group: int, part: int) -> Path:
-    return directory / f"{table}-{group:04d}-{part:06d}.arrow"
-
-
-@dataclass
-class Spill:
-    """Rows written a part at a time to one Arrow file per group, read back a group at a time
-    in the order they were written."""
-
-    directory: Path
-    groups: int
-    compression: Literal["uncompressed", "lz4"] = "lz4"
-    parts: int = 0
-    log_rows: int = 0
-    #: part -> (``file:`` prefix, lines, log rows) of the input before it, for the parts whose
-    #: rows were written where they were read (counting their lines and log rows from 0)
-    offsets: dict[int, tuple[str, int, int]] = field(default_factory=dict)
-
-    def keep(self, spans: pl.DataFrame, logs: pl.DataFrame) -> None:
-        files = GroupFiles(self.directory, self.groups, compression=self.compression)
-        files.write(self.parts, spans, logs, self.log_rows)
-        self.log_rows += logs.height
-        self.parts += 1
-
-    def read_parts(
-        self,
-        reader: ReaderSpec,
-        source: InputSource,
-        input_format: str | None,
-        options: ReadOptions,
-    ) -> PartsRead | None:
-        """``source`` read a quarter of the budget at a time by the reading workers, which
-        write each part's rows themselves; None when it cannot be read so."""
-        sink = GroupFiles(self.directory, self.groups, self.parts, self.compression)
-        range_bytes = max(1, memory_budget() // GROUP_SHARE)
-        parts = read_in_ranges(reader, source, input_format, options, range_bytes, sink)
-        if parts is None:
-            return None
-        stats, spans, logs, resolution = ReadStats(format=reader.name), 0, 0, None
-        for part in parts:
-            written = part.receipt
-            assert isinstance(written, Written)
-            stats.add(part.stats)
-            self.offsets[self.parts] = (f"{source.name}:", part.line_offset, self.log_rows)
-            self.parts += 1
-            self.log_rows += written.logs
-            spans += written.spans
-            logs += written.logs
-            if written.resolution_ns is not None:
-                # The input's resolution is the finest any of its parts shows.
-                resolution = min(written.resolution_ns, resolution or written.resolution_ns)
-        return PartsRead(stats=stats, spans=spans, logs=logs, resolution_ns=resolution or 0)
-
-    def group(
-        self,
-        group: int,
-        datasets: list[Path],
-        resolutions: list[tuple[int, int]],
-        *,
-        span_sources: bool = True,
-    ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]]]:
-        """The spans and logs of one group (datasets first, then the spilled inputs, each in
-        reading order) and the (rows, resolution) runs of its logs. Without ``span_sources``
-        the spans' ``file:line`` may stay counted from their part's first line (the caller
-        drops them)."""
-        span_frames: list[pl.DataFrame] = []
-        log_frames: list[tuple[pl.DataFrame, list[tuple[int, int]]]] = []
-        for path in datasets:
-            spans, logs, runs = dataset.read_buckets(path, self.groups, group)
-            span_frames.append(spans)
-            log_frames.append((logs, runs))
-        span_frames.extend(self._read("spans", group, shift=span_sources))
-        spilled_logs = list(self._read("logs", group))
-        if spilled_logs:
-            frame = pl.concat(spilled_logs, how="vertical")
-            rows = frame.drop_in_place("_log_row")
-            ns = _per_row(resolutions, self.log_rows).gather(rows)
-            run = ns.to_frame("ns").select(pl.col("ns").rle()).unnest("ns")
-            log_frames.append((frame, [(int(n), int(v)) for n, v in run.iter_rows()]))
-        runs = [r for _, frame_runs in log_frames for r in frame_runs]
-        frames = [frame for frame, _ in log_frames if frame.height]
-        return (
-            pl.concat(span_frames, how="vertical") if span_frames else empty_spans(),
-            pl.concat(frames, how="vertical") if frames else empty_logs(),
-            runs,
-        )
-
-    def _read(self, table: str, group: int, *, shift: bool = True) -> Iterator[pl.DataFrame]:
-        for part in range(self.parts):
-            path = part_file(self.directory, table, group, part)
-            if not path.exists():
-                continue
-            frame = pl.read_ipc(path)
-            path.unlink()
-            if part in self.offsets:
-                prefix, lines, log_rows = self.offsets[part]
-                if shift:
-                    frame = shift_sources(frame, prefix, lines)
-                if table == "logs":
-                    frame = frame.with_columns(pl.col("_log_row") + log_rows)
-            yield frame
 
 
 @dataclass(frozen=True)
@@ -437,16 +270,6 @@ def _analysed_groups(jobs: list[GroupJob], spill: Spill) -> Iterator[GroupResult
                 yield future.result()
             except parallel.WORKER_FAILURES:
                 yield analyse_group(job)
-
-
-def _per_row(resolutions: list[tuple[int, int]], rows: int) -> pl.Series:
-    """Each of ``rows`` log rows' timestamp resolution, from the runs of (rows, resolution)."""
-    runs = pl.DataFrame(
-        {"n": [n for n, _ in resolutions], "ns": [ns for _, ns in resolutions]},
-        schema={"n": pl.Int64, "ns": pl.Int64},
-    )
-    per_row = runs.select(pl.col("ns").repeat_by("n").explode()).to_series().drop_nulls()
-    return per_row.extend_constant(0, max(0, rows - per_row.len()))
 
 
 @dataclass

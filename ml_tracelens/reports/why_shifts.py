@@ -1,0 +1,142 @@
+"""The critical-path side of ``tracelens why``: for each finding, the stage whose mean
+critical-path time per unit grows most in the units with the finding against the others.
+
+A unit has a categorical finding when it has the value, a numeric one when its value lies on the
+selection's side of the midpoint between the two medians; with ``--stage`` (span units) the
+times are those of the request each span belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from ml_tracelens.core.tree import filled
+from ml_tracelens.durations import NS_PER_MS
+from ml_tracelens.reports import why_candidates
+from ml_tracelens.reports.documents import StageShift, WhyRow
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Per unit (row = its ``_unit``) the critical-path time of each stage, ns: column
+    ``_s{i}`` for ``stages[i]`` (named by index: a stage may be called anything); ``timed``:
+    the units that have them (a span of a stage outside any request has none)."""
+
+    stages: list[str]
+    matrix: pl.DataFrame
+    timed: pl.Series
+
+
+def stage_times(spans: pl.DataFrame, unit_count: int) -> StageTimes:
+    """The critical-path time per stage of each unit, from its spans (``_unit``, ``name``,
+    ``cp_ns``)."""
+    on_path = spans.filter(pl.col("cp_ns").fill_null(0) > 0)
+    stages = on_path.get_column("name").unique().sort().to_list()
+    per_stage = (
+        on_path.select(
+            "_unit",
+            "cp_ns",
+            _stage=pl.col("name").replace_strict(
+                stages, list(range(len(stages))), return_dtype=pl.UInt32
+            ),
+        )
+        .group_by("_unit", "_stage")
+        .agg(pl.col("cp_ns").sum())
+    )
+    columns = {}
+    for index in range(len(stages)):
+        of_stage = per_stage.filter(pl.col("_stage") == index)
+        columns[f"_s{index}"] = filled(0, unit_count, pl.Int64).scatter(
+            of_stage.get_column("_unit"), of_stage.get_column("cp_ns")
+        )
+    timed = filled(True, unit_count, pl.Boolean)
+    return StageTimes(stages=stages, matrix=pl.DataFrame(columns), timed=timed)
+
+
+def request_times(
+    requests_units: pl.DataFrame, members: pl.DataFrame, spans: pl.DataFrame
+) -> StageTimes:
+    """Per span unit (``--stage``, ``spans`` with ``_unit``, ``trace_id``, ``top_id``) the
+    stage times of the request it belongs to (the request units and their member spans)."""
+    per_request = stage_times(members, requests_units.height)
+    owner = (
+        spans.select("_unit", "trace_id", "top_id")
+        .join(
+            requests_units.select("trace_id", _request="_unit", top_id="span_id"),
+            on=["trace_id", "top_id"],
+            how="left",
+        )
+        .sort("_unit")
+        .get_column("_request")
+    )
+    return StageTimes(
+        stages=per_request.stages,
+        matrix=per_request.matrix.select(pl.all().gather(owner.fill_null(0))),
+        timed=owner.is_not_null(),
+    )
+
+
+def add_stage_shifts(
+    rows: list[WhyRow],
+    candidates: why_candidates.Candidates,
+    times: StageTimes,
+    units: pl.Series,
+) -> None:
+    """Each row's ``stage_shift``: the stage whose mean critical-path time per unit grows most
+    in the units with the finding against the other ``units`` (of those with stage times).
+
+    A unit has a categorical finding when it has the value; a numeric one when its value lies
+    on the selection's side of the midpoint of the two medians."""
+    memberships = _memberships(rows, candidates)
+    memberships = memberships.filter(times.timed.gather(memberships.get_column("_unit")))
+    if memberships.is_empty() or not times.stages:
+        return
+    columns = times.matrix.columns
+    tested = units.filter(times.timed.gather(units))
+    n_units = tested.len()
+    totals = times.matrix[tested].sum().row(0)
+    with_finding = memberships.get_column("_unit")
+    sums = (
+        memberships.select("_row")
+        .with_columns(times.matrix.get_column(c).gather(with_finding) for c in columns)
+        .group_by("_row")
+        .agg(pl.len().alias("_n"), *(pl.col(c).sum() for c in columns))
+    )
+    for item in sums.iter_rows(named=True):
+        n_with = item["_n"]
+        if n_with >= n_units:
+            continue
+        deltas = [
+            ((item[c] / n_with - (total - item[c]) / (n_units - n_with)) / NS_PER_MS, stage)
+            for c, stage, total in zip(columns, times.stages, totals, strict=True)
+        ]
+        delta, stage = max(deltas, key=lambda d: (d[0], [-ord(ch) for ch in d[1]]))
+        rows[item["_row"]].stage_shift = StageShift(stage=stage, delta_ms=delta)
+
+
+def _memberships(rows: list[WhyRow], candidates: why_candidates.Candidates) -> pl.DataFrame:
+    """(``_row``, ``_unit``): the units with the finding of each row (by its index)."""
+    wanted = pl.DataFrame(
+        [(i, r.attribute, r.value) for i, r in enumerate(rows) if r.value is not None],
+        schema={"_row": pl.UInt32, "attribute": pl.String, "value": pl.String},
+        orient="row",
+    ).join(candidates.pairs, on=["attribute", "value"])
+    parts = [
+        candidates.facts.filter(pl.col("pair").is_in(wanted.get_column("pair").implode()))
+        .join(wanted.select("pair", "_row"), on="pair")
+        .select("_row", "_unit")
+    ]
+    for index, row in enumerate(rows):
+        low, high = row.baseline_median, row.selection_median
+        if row.value is not None or low is None or high is None or low == high:
+            continue
+        number, midpoint = pl.col("number"), (low + high) / 2
+        side = number > midpoint if high > low else number < midpoint
+        parts.append(
+            candidates.numeric.filter((pl.col("attribute") == row.attribute) & side).select(
+                _row=pl.lit(index, pl.UInt32), _unit=pl.col("_unit").cast(pl.UInt32)
+            )
+        )
+    return pl.concat(parts)
