@@ -258,7 +258,9 @@ def _analysed_groups(jobs: list[GroupJob], spill: Spill) -> Iterator[GroupResult
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=parallel.end_quietly_on_ctrl_c
+    ) as pool:
         # At most one group waits beyond those being analysed: their files are the memory.
         futures = {i: pool.submit(analyse_group, job) for i, job in enumerate(jobs[: workers + 1])}
         for index, job in enumerate(jobs):

@@ -189,7 +189,7 @@ def _read_with_workers(
     try:
         directory = tempfile.TemporaryDirectory(dir=scratch, prefix="tracelens-")
         pool = ProcessPoolExecutor(
-            max_workers=len(ranges) - 1, mp_context=context, initializer=_end_quietly_on_ctrl_c
+            max_workers=len(ranges) - 1, mp_context=context, initializer=end_quietly_on_ctrl_c
         )
     except OSError as exc:
         failures.append(_describe_failure(exc))
@@ -283,7 +283,7 @@ def _ranges_read(
     with (
         tempfile.TemporaryDirectory(dir=_scratch_directory(), prefix="tracelens-") as scratch,
         ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_end_quietly_on_ctrl_c
+            max_workers=workers, mp_context=context, initializer=end_quietly_on_ctrl_c
         ) as pool,
     ):
         futures: dict[int, Future[tuple[ReadStats, str, str]] | Future[ReadResult]] = {}
@@ -384,14 +384,14 @@ def _without_ctrl_c(start: Callable[[], None]) -> None:
     Ctrl-C goes to every process of the terminal's group. A process inherits the signal mask of
     the thread that starts it, through exec: blocked, SIGINT cannot interrupt the forkserver
     while it imports the readers (a traceback on stderr); each worker unblocks it in
-    ``_end_quietly_on_ctrl_c``. Only the main process reports the interrupt, in one line.
+    ``end_quietly_on_ctrl_c``. Only the main process reports the interrupt, in one line.
     """
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     start()
 
 
-def _end_quietly_on_ctrl_c() -> None:
+def end_quietly_on_ctrl_c() -> None:
     """In a worker: Ctrl-C ends it at once and silently (the default action, not a
     KeyboardInterrupt traceback); a SIGINT tracelens was started ignoring stays ignored."""
     if hasattr(signal, "pthread_sigmask"):
