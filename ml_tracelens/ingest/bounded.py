@@ -222,7 +222,8 @@ def analyse_group(job: GroupJob) -> GroupResult:
     )
     done = normalized(spans, logs, options=job.options, resolutions=resolutions)
     del spans, logs
-    analysis = analyze(done.spans, merged_duplicates=done.merged_duplicates)
+    # As the pipeline does: the merged duplicates are warned about from the telemetry.
+    analysis = analyze(done.spans)
     kept = analysis.spans.drop(job.without, strict=False)
     if job.opaque:
         # Ids as integers, the group in the high bits: a trace lies in one group, so they

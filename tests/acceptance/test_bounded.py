@@ -152,3 +152,21 @@ def test_a_budget_that_is_no_size_is_a_usage_error(monkeypatch: pytest.MonkeyPat
     result = runner.invoke(app, ["latency", str(SAMPLE_DATA / "traces.otlp.jsonl"), "--no-cache"])
     assert result.exit_code == 2
     assert "TRACELENS_MEMORY_BUDGET" in result.stderr
+
+
+def test_a_dataset_and_a_dump_together_are_grouped_alike(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The dataset's buckets and the dump's spilled traces meet in the same groups: a trace
+    # whose spans are in both (here: the same requests twice, merged as duplicates) is whole.
+    otlp, logs = SAMPLE_DATA / "traces.otlp.jsonl", SAMPLE_DATA / "app.log.jsonl"
+    directory = tmp_path / "dataset"
+    converted = runner.invoke(app, ["convert", str(otlp), "--dataset", str(directory), "-q"])
+    assert converted.exit_code == 0, converted.stderr
+    for command in ("latency", "errors", "summary"):
+        at_once = report([command, str(directory), str(logs), str(otlp)], monkeypatch, None)
+        in_groups = report([command, str(directory), str(logs), str(otlp)], monkeypatch, "300K")
+        assert_same(in_groups, at_once)
+    # The spans read twice are merged once, and said once.
+    merged = [w for w in in_groups[1]["warnings"] if "duplicate spans" in w]
+    assert merged == ["2,758 duplicate spans (identical content) merged"]
