@@ -133,7 +133,7 @@ def convert_dataset(
     (README: Large archives). Inputs already in it are refused unless ``replace``, which writes
     the dataset again from ``paths`` alone."""
     from ml_tracelens.ingest.inputs import resolve
-    from ml_tracelens.readers import dataset
+    from ml_tracelens.readers import dataset, dataset_writer
 
     target = Path(directory)
     listed = path_list(paths)
@@ -144,8 +144,8 @@ def convert_dataset(
         if s.file_path is not None
     ]
     # Checked before taking the lock (which creates the directory), then again under it.
-    dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
-    with dataset.writing(target):
+    dataset_writer.prepare(target, sources=sources, buckets=buckets, replace=replace)
+    with dataset_writer.writing(target):
         return _convert_dataset(
             listed,
             target,
@@ -173,9 +173,9 @@ def _convert_dataset(
     log_time: LogTime,
     derived_stages: bool,
 ) -> DatasetWritten:
-    from ml_tracelens.readers import dataset
+    from ml_tracelens.readers import dataset_writer
 
-    previous = dataset.prepare(target, sources=sources, buckets=buckets, replace=replace)
+    previous = dataset_writer.prepare(target, sources=sources, buckets=buckets, replace=replace)
     telemetry = read(
         listed,
         input_format=input_format,
@@ -195,7 +195,7 @@ def _convert_dataset(
     resolution = None
     if sum(rows for rows, _ in runs) == telemetry.logs.height:
         resolution = pl.Series([ns for rows, ns in runs for _ in range(rows)], dtype=pl.Int64)
-    manifest = dataset.write(
+    manifest = dataset_writer.write(
         target,
         spans,
         telemetry.logs,

@@ -20,12 +20,9 @@ gives the tables in the order of the dumps and every report the same answer.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import zlib
-from collections.abc import Container, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,10 +30,9 @@ from pathlib import Path
 import orjson
 import polars as pl
 
-from ml_tracelens.core.llm import ALIASES as LLM_ALIASES
-from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.exceptions import InputError
 from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
-from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, with_attribute_columns
+from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA
 
 NAME = "dataset"
 MANIFEST = "_tracelens.json"
@@ -51,13 +47,6 @@ LOCK = ".tracelens.lock"
 #: The day of a trace (or a log key) without any start time.
 NO_DATE = "unknown"
 HASH = "crc32(utf8(trace_id)) mod buckets"
-#: Attributes promoted to columns of their own (null where absent), for engines that filter on
-#: them without parsing JSON: the first key present wins, as in reports/model_records.py (whose
-#: keys these repeat: readers may not import reports) and core/llm.py.
-PROMOTED: dict[str, tuple[str, ...]] = {
-    "model_version": ("model.version", "model_version", "model"),
-    "llm_model": tuple(key for key, _ in LLM_ALIASES["model"]),
-}
 _HIVE = {"date": pl.String, "bucket": pl.Int32}
 _MANIFEST_KEYS = ("schema_version", "buckets", "conversions", "spans", "logs", "sources")
 #: What a damaged part file raises inside polars (a corrupt footer can panic in Rust).
@@ -278,131 +267,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-# --- writing ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def writing(directory: Path) -> Iterator[None]:
-    """Hold the dataset's write lock (an advisory lock on a hidden file, released however the
-    process ends): two conversions appending at once would write the same part files."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        handle = (directory / LOCK).open("a")
-    except OSError as exc:
-        raise InputError(f"{directory}: cannot write ({exc.strerror or exc})") from exc
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise UsageError(
-                f"{directory}: another tracelens convert is writing this dataset; "
-                "run it again when that one is done"
-            ) from exc
-        yield
-
-
-def prepare(
-    directory: Path, *, sources: Sequence[SourceFile], buckets: int | None, replace: bool
-) -> Manifest | None:
-    """Check that ``sources`` may be written to ``directory`` before reading them: the manifest
-    to append to (None for a new or replaced dataset). Raises UsageError when not."""
-    if buckets is not None and not 1 <= buckets <= MAX_BUCKETS:
-        raise UsageError(f"{buckets}: must be between 1 and {MAX_BUCKETS}", option="buckets")
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"{directory}: not a directory", option="dataset")
-    if any(s.path == str(directory.resolve()) for s in sources):
-        raise UsageError(f"{directory}: a dataset cannot be converted into itself")
-    if not is_dataset(directory):
-        if directory.is_dir() and any(p.name != LOCK for p in directory.iterdir()):
-            raise UsageError(
-                f"{directory}: not empty and not a tracelens dataset; name a new directory",
-                option="dataset",
-            )
-        return None
-    if replace:
-        read_manifest(directory)  # replacing only ever removes what tracelens wrote
-        return None
-    manifest = read_manifest(directory)
-    if buckets is not None and buckets != manifest.buckets:
-        raise UsageError(
-            f"--buckets {buckets}: {directory} was written with {manifest.buckets} buckets; "
-            "leave --buckets out to append, or convert with --replace"
-        )
-    known = {s.get("path") for s in manifest.sources}
-    again = [s.path for s in sources if s.path in known]
-    if again:
-        raise UsageError(
-            f"{again[0]}: already converted into {directory} (see its {MANIFEST}); "
-            "pass --replace to write the dataset again from these inputs"
-        )
-    return manifest
-
-
-def write(
-    directory: Path,
-    spans: pl.DataFrame,
-    logs: pl.DataFrame,
-    *,
-    sources: Sequence[SourceFile],
-    buckets: int | None,
-    previous: Manifest | None,
-    replace: bool,
-    log_resolution_ns: pl.Series | None = None,
-) -> Manifest:
-    """Write one conversion of ``spans`` and ``logs`` into ``directory`` (``prepare`` first).
-    ``log_resolution_ns``: per log row, the timestamp resolution of the file it came from
-    (ingest.timestamp_resolutions), kept so log-derived spans get the same slack on reading."""
-    if log_resolution_ns is None:
-        log_resolution_ns = pl.Series([0] * logs.height, dtype=pl.Int64)
-    logs = logs.with_columns(_resolution_ns=log_resolution_ns.cast(pl.Int64))
-    buckets = previous.buckets if previous is not None else buckets or DEFAULT_BUCKETS
-    if replace and is_dataset(directory):
-        _remove_dataset(directory)
-    conversion = (previous.conversions if previous else 0) + 1
-    offset = previous.spans + previous.logs if previous else 0
-    keyed = _keyed_spans(spans, buckets, offset)
-    keyed_logs = _keyed_logs(logs, keyed, buckets, offset + spans.height)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        _write_parts(directory, keyed, conversion, "start_ns")
-        _write_parts(directory / LOGS_DIR, keyed_logs, conversion, "time_ns")
-        start, end = _time_range(spans, logs, previous)
-        manifest = Manifest(
-            schema_version=SCHEMA_VERSION,
-            buckets=buckets,
-            conversions=conversion,
-            spans=spans.height + (previous.spans if previous else 0),
-            logs=logs.height + (previous.logs if previous else 0),
-            start_ns=start,
-            end_ns=end,
-            sources=(
-                *(previous.sources if previous else ()),
-                *(
-                    {
-                        "path": s.path,
-                        "size": s.size,
-                        "mtime_ns": s.mtime_ns,
-                        "conversion": conversion,
-                    }
-                    for s in sources
-                ),
-            ),
-        )
-        # Last, and atomically: until it is replaced, readers see the previous conversions only.
-        temporary = directory / f".{MANIFEST}.tmp"
-        temporary.write_bytes(manifest.to_json())
-        os.replace(temporary, directory / MANIFEST)
-    except OSError as exc:
-        raise InputError(f"{directory}: cannot write ({exc.strerror or exc})") from exc
-    return manifest
-
-
-def _remove_dataset(directory: Path) -> None:
-    """Remove what tracelens wrote in ``directory``, nothing else."""
-    for entry in [*directory.glob("date=*"), directory / LOGS_DIR]:
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-    (directory / MANIFEST).unlink(missing_ok=True)
+# --- the layout's hash ----------------------------------------------------------------------
 
 
 def bucket_of(keys: pl.Series, buckets: int) -> pl.Series:
@@ -415,88 +280,6 @@ def bucket_of(keys: pl.Series, buckets: int) -> pl.Series:
         table, on="_key", how="left", maintain_order="left", nulls_equal=True
     )
     return joined.get_column("_bucket").alias("bucket")
-
-
-def _day(ns: pl.Expr) -> pl.Expr:
-    return pl.from_epoch(ns, time_unit="ns").dt.strftime("%Y-%m-%d").fill_null(NO_DATE)
-
-
-def _keyed_spans(spans: pl.DataFrame, buckets: int, offset: int) -> pl.DataFrame:
-    """Spans with their partition (``date``, ``bucket``), promoted attributes and ``_seq``."""
-    start = pl.col("start_ns")
-    root_start = start.filter(pl.col("parent_id").is_null()).min()
-    days = spans.group_by("trace_id").agg(_day_ns=pl.coalesce(root_start, start.min()))
-    frame = spans.with_columns(
-        # Enums as text, for engines without them; ``resource`` and ``source`` stay
-        # Categorical: written as dictionary-encoded text, one entry per distinct value.
-        pl.col("kind", "status").cast(pl.String),
-        _seq=pl.int_range(offset, offset + spans.height, dtype=pl.Int64),
-    )
-    frame = frame.join(days, on="trace_id", how="left", maintain_order="left", nulls_equal=True)
-    frame = frame.with_columns(
-        date=_day(pl.col("_day_ns")), bucket=bucket_of(frame["trace_id"], buckets)
-    )
-    return _promoted(frame.drop("_day_ns"))
-
-
-def _promoted(frame: pl.DataFrame) -> pl.DataFrame:
-    lookups = {f"_{name}_{i}": key for name, keys in PROMOTED.items() for i, key in enumerate(keys)}
-    looked = with_attribute_columns(frame, lookups)
-    return looked.with_columns(
-        pl.coalesce(f"_{name}_{i}" for i in range(len(keys))).alias(name)
-        for name, keys in PROMOTED.items()
-    ).drop(lookups)
-
-
-def _keyed_logs(logs: pl.DataFrame, spans: pl.DataFrame, buckets: int, offset: int) -> pl.DataFrame:
-    """Logs with the partition of their trace (trace id, else correlation id), else of their
-    own key's earliest record."""
-    key = pl.coalesce("trace_id", "correlation_id")
-    frame = logs.with_columns(
-        _key=key, _seq=pl.int_range(offset, offset + logs.height, dtype=pl.Int64)
-    )
-    traces = spans.select(pl.col("trace_id").alias("_key"), "date").unique("_key")
-    own = frame.group_by("_key").agg(_own_date=_day(pl.col("time_ns").min()))
-    frame = frame.join(traces, on="_key", how="left", maintain_order="left")
-    frame = frame.join(own, on="_key", how="left", maintain_order="left")
-    # A record without any key belongs to nothing but its own day.
-    lone = pl.when(pl.col("_key").is_null()).then(_day(pl.col("time_ns")))
-    return frame.with_columns(
-        date=pl.coalesce("date", "_own_date", lone), bucket=bucket_of(frame["_key"], buckets)
-    ).drop("_key", "_own_date")
-
-
-def _write_parts(top: Path, frame: pl.DataFrame, conversion: int, time: str) -> None:
-    if frame.is_empty():
-        return
-    for (day, bucket), part in frame.partition_by(
-        "date", "bucket", as_dict=True, include_key=False, maintain_order=True
-    ).items():
-        where = top / f"date={day}" / f"bucket={bucket:03d}"
-        where.mkdir(parents=True, exist_ok=True)
-        # Sorted by time, a row group's statistics let a reader skip it on --since/--until;
-        # ``_seq`` keeps the order the rows were read in.
-        part.sort(time, nulls_last=True, maintain_order=True).write_parquet(
-            where / f"part-{conversion:05d}.parquet", compression="zstd", statistics=True
-        )
-
-
-def _time_range(
-    spans: pl.DataFrame, logs: pl.DataFrame, previous: Manifest | None
-) -> tuple[int | None, int | None]:
-    starts = [
-        spans.get_column("start_ns").min(),
-        logs.get_column("time_ns").min(),
-        previous.start_ns if previous else None,
-    ]
-    ends = [
-        spans.get_column("end_ns").max(),
-        logs.get_column("time_ns").max(),
-        previous.end_ns if previous else None,
-    ]
-    known_starts = [int(s) for s in starts if isinstance(s, int)]
-    known_ends = [int(e) for e in ends if isinstance(e, int)]
-    return (min(known_starts, default=None), max(known_ends, default=None))
 
 
 READER = ReaderSpec(

@@ -22,17 +22,13 @@ from __future__ import annotations
 from ml_tracelens.spark.engine import (
     INSTALL_HINT,
     analyze,
-    bottlenecks,
     dataset_inputs,
-    errors,
-    latency,
     missing_dependencies,
     read,
-    request_summary,
     require,
     session,
-    warnings,
 )
+from ml_tracelens.spark.reports import bottlenecks, errors, latency, request_summary, warnings
 
 __all__ = [
     "INSTALL_HINT",
