@@ -20,13 +20,12 @@ only the columns the command reads are kept: memory grows with those, not with t
 
 from __future__ import annotations
 
+import functools
 import math
-import multiprocessing
 import os
 import re
 import tempfile
 from collections.abc import Collection, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
@@ -254,25 +253,10 @@ def _analysed_groups(jobs: list[GroupJob], spill: Spill) -> Iterator[GroupResult
     # Worker processes when a group is as large as an input read on several cores (starting
     # them costs more than small groups save).
     workers = min(len(jobs), parallel.worker_count(memory_budget() // GROUP_SHARE))
-    if workers <= 1:
-        yield from map(analyse_group, jobs)
-        return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=parallel.end_quietly_on_ctrl_c
-    ) as pool:
-        # At most one group waits beyond those being analysed: their files are the memory.
-        futures = {i: pool.submit(analyse_group, job) for i, job in enumerate(jobs[: workers + 1])}
-        for index, job in enumerate(jobs):
-            future = futures.pop(index)
-            if index + workers + 1 < len(jobs):
-                following = index + workers + 1
-                futures[following] = pool.submit(analyse_group, jobs[following])
-            try:
-                yield future.result()
-            except parallel.WORKER_FAILURES:
-                yield analyse_group(job)
+    calls = [functools.partial(analyse_group, job) for job in jobs]
+    # One group waits beyond those being analysed: the groups' files are the memory.
+    for result, _ in parallel.in_order_on_workers(calls, workers, [__name__]):
+        yield result
 
 
 @dataclass

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import multiprocessing
 import os
 import signal
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -272,56 +274,69 @@ def _ranges_read(
     workers: int,
     sink: RangeSink | None,
 ) -> Iterator[ReadResult]:
+    with tempfile.TemporaryDirectory(dir=_scratch_directory(), prefix="tracelens-") as scratch:
+        # A worker's frames come back as files, unless a sink took them where they were read.
+        calls: list[Callable[[], ReadResult | tuple[ReadStats, str, str]]] = [
+            functools.partial(_read_range_for, reader, path, start, end, name, sink, index)
+            if sink is not None or workers <= 1
+            else functools.partial(_read_range_to_files, reader, path, start, end, name, scratch)
+            for index, (start, end) in enumerate(ranges)
+        ]
+        preload = [reader.__module__] + ([sink.__module__] if sink is not None else [])
+        for done, failure in in_order_on_workers(calls, workers, preload):
+            result = done if isinstance(done, ReadResult) else _collect(*done)
+            if failure is not None:
+                result.stats.warn(
+                    f"part read in one process: the reading workers failed ({failure})"
+                )
+            yield result
+
+
+T = TypeVar("T")
+
+
+def in_order_on_workers(
+    calls: Sequence[Callable[[], T]], workers: int, preload: Sequence[str]
+) -> Iterator[tuple[T, str | None]]:
+    """Each call's result in order, run on up to ``workers`` processes (a forkserver that has
+    imported ``preload``), with one call more under way than there are workers, so the next
+    runs while a result is used. A call whose worker failed, or that could not be started, runs
+    here instead and comes with the reason; with one worker, or too few open files for a pool,
+    every call runs here. The calls must pickle (``functools.partial`` of module functions)."""
     free = _free_file_descriptors()
     if workers <= 1 or (free is not None and free < FDS_FOR_WORKERS):
-        for index, (start, end) in enumerate(ranges):
-            yield _read_range_for(reader, path, start, end, name, sink, index)
+        for call in calls:
+            yield call(), None
         return
     context = multiprocessing.get_context("forkserver")
-    preload = [reader.__module__] + ([sink.__module__] if sink is not None else [])
-    context.set_forkserver_preload(preload)
-    with (
-        tempfile.TemporaryDirectory(dir=_scratch_directory(), prefix="tracelens-") as scratch,
-        ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=end_quietly_on_ctrl_c
-        ) as pool,
-    ):
-        futures: dict[int, Future[tuple[ReadStats, str, str]] | Future[ReadResult]] = {}
+    context.set_forkserver_preload(list(preload))
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=end_quietly_on_ctrl_c
+    ) as pool:
+        futures: dict[int, Future[T]] = {}
         failures: list[str] = []
 
         def submit(index: int) -> None:
-            if index >= len(ranges) or failures:
+            if index >= len(calls) or failures:
                 return
             try:
-                start, end = ranges[index]
-                futures[index] = (
-                    pool.submit(_read_range_for, reader, path, start, end, name, sink, index)
-                    if sink is not None
-                    else pool.submit(_read_range_to_files, reader, path, start, end, name, scratch)
-                )
+                futures[index] = pool.submit(calls[index])
             except WORKER_FAILURES as exc:
                 failures.append(_describe_failure(exc))
 
-        # One range more than there are workers: the next is read while this one is used.
         for index in range(workers + 1):
             submit(index)
-        for index, (start, end) in enumerate(ranges):
+        for index, call in enumerate(calls):
             future = futures.pop(index, None)
             submit(index + workers + 1)
             try:
-                if future is None:
+                if future is None:  # never submitted, the pool having failed
                     raise IndexError(index)
-                done = future.result()
-                result = done if isinstance(done, ReadResult) else _collect(*done)
+                yield future.result(), None
             except (*WORKER_FAILURES, IndexError) as exc:
-                # IndexError: never submitted, the pool having failed.
                 if not isinstance(exc, IndexError):
                     failures.append(_describe_failure(exc))
-                result = _read_range_for(reader, path, start, end, name, sink, index)
-                result.stats.warn(
-                    f"part read in one process: the reading workers failed ({failures[0]})"
-                )
-            yield result
+                yield call(), failures[0]
 
 
 def _read_range_for(
