@@ -44,12 +44,14 @@ from ml_tracelens.api.results import PathsLike as PathsLike
 from ml_tracelens.api.results import table_frame as table_frame
 from ml_tracelens.reports.latency import OPAQUE as LATENCY_OPAQUE
 from ml_tracelens.reports.latency import UNREAD as LATENCY_UNREAD
+from ml_tracelens.reports.latency_parts import Summarise as LatencySummarise
 
 __all__ = [
     "LATENCY_OPAQUE",
     "LATENCY_UNREAD",
     "AnalysedTelemetry",
     "DatasetWritten",
+    "LatencySummarise",
     "Page",
     "Result",
     "SpanFilters",

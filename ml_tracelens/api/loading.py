@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +49,7 @@ def load(
     progress: Progress | None = None,
     unread: Collection[str] = (),
     opaque: Collection[str] = (),
+    summarise: Callable[[pl.DataFrame], object] | None = None,
 ) -> AnalysedTelemetry:
     """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
     trace, or take both from the cache.
@@ -61,7 +62,9 @@ def load(
     columns the caller will not read (e.g. ``reports.latency.UNREAD``), left out alike: beyond the memory
     budget, what is kept of a dump is what decides the memory it takes. ``opaque`` names id
     columns the caller only groups and joins by (``reports.latency.OPAQUE``): beyond the
-    budget they are kept as integers that tell the same ids apart.
+    budget they are kept as integers that tell the same ids apart. ``summarise``: beyond the
+    budget, keep only what it returns of each group of analysed traces (``analysis.summaries``)
+    and no spans, e.g. ``LatencySummarise(by)``, which ``latency`` reads.
     """
     telemetry, analysis = pipeline.load_analysed(
         path_list(paths),
@@ -74,6 +77,7 @@ def load(
         without=(*(() if attributes else pipeline.HEAVY_COLUMNS), *unread),
         opaque=opaque,
         logs=logs,
+        summarise=summarise,
     )
     return AnalysedTelemetry(telemetry, analysis)
 

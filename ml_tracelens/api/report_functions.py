@@ -21,6 +21,7 @@ from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS
 if TYPE_CHECKING:
     from ml_tracelens.gates.budgets import Budget, Rule
     from ml_tracelens.reports.models import ModelOptions
+    from ml_tracelens.reports.result import Report
 
 from ml_tracelens.api.loading import path_list, read_options
 from ml_tracelens.api.results import AnalysedTelemetry, LogTime, Page, PathsLike, Result
@@ -28,7 +29,7 @@ from ml_tracelens.api.results import AnalysedTelemetry, LogTime, Page, PathsLike
 
 def _spans_required(t: AnalysedTelemetry) -> None:
     """The span reports need spans: say what the inputs lack when they have none."""
-    if t.telemetry.spans.is_empty():
+    if t.telemetry.spans.is_empty() and not t.analysis.summaries:
         raise InputError(report_context.no_spans_message(t.telemetry))
 
 
@@ -81,6 +82,8 @@ def latency(
     from ml_tracelens.reports import latency as latency_report
 
     _spans_required(t)
+    if t.analysis.summaries:
+        return Result(_latency_from_parts(t, by, sort, top, distribution, filters))
     return Result(
         latency_report.build(
             analysed=t.spans,
@@ -92,6 +95,36 @@ def latency(
             inputs=t.inputs,
             warnings=t.warnings,
         )
+    )
+
+
+def _latency_from_parts(
+    t: AnalysedTelemetry,
+    by: str | Sequence[str],
+    sort: str | None,
+    top: int | None,
+    distribution: bool,
+    filters: SpanFilters,
+) -> Report:
+    """The latency report of inputs loaded with ``summarise=LatencySummarise(by)``: from the
+    parts it kept of each group of traces, which hold no spans to filter or group otherwise."""
+    from ml_tracelens.reports import latency_parts
+
+    parts = [p for p in t.analysis.summaries if isinstance(p, latency_parts.Parts)]
+    if len(parts) != len(t.analysis.summaries) or any(filters.values()):
+        raise UsageError(
+            "these inputs were loaded with a summary of each group of traces and no spans: "
+            "load them without summarise= to filter them or take another report"
+        )
+    if any(tuple(p.by) != tuple(_listed(by)) for p in parts):
+        raise UsageError("group by what the summaries were taken by", option="by")
+    return latency_parts.build(
+        parts,
+        sort=sort,
+        top=top,
+        distribution=distribution,
+        inputs=t.inputs,
+        warnings=t.warnings,
     )
 
 

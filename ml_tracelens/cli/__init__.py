@@ -99,12 +99,16 @@ def latency(
             "latency", paths, common, master=spark_master, by=groups, sort=sort, top=top
         )
     else:
+        filtered = any(common.filters.values())
         t = common.load(
             paths,
             by=groups,
             logs=False,
             unread=api.LATENCY_UNREAD,
             opaque=api.LATENCY_OPAQUE,
+            # Beyond the memory budget, only what the report needs of each group of traces
+            # is kept; filters need the spans.
+            summarise=None if filtered else api.LatencySummarise(tuple(groups)),
         )
         result = api.latency(
             t, by=groups, sort=sort, top=top, distribution=common.pictures, **common.filters

@@ -114,10 +114,13 @@ class Structure:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Per-span results (``spans``) and the dump's ``structure``."""
+    """Per-span results (``spans``) and the dump's ``structure``; or, for inputs analysed a
+    group of traces at a time with a report's summary of each group, those ``summaries`` (what
+    the report needs of each group) and no spans."""
 
     spans: pl.DataFrame
     structure: Structure
+    summaries: tuple[object, ...] = ()
 
     def warnings(self) -> list[str]:
         return self.structure.warnings()

@@ -25,7 +25,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
@@ -65,6 +65,9 @@ BYTES_PER_SPAN = 340
 #: A group is a quarter of the budget: its canonical tables and their analysis, while the spans
 #: kept of the groups before it are held too.
 GROUP_SHARE = 4
+#: What a report keeps of a group of analysed spans instead of the spans (picklable: it runs
+#: where the group is analysed), e.g. ``reports.latency_parts.Summarise``.
+Summarise = Callable[[pl.DataFrame], object]
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -129,10 +132,13 @@ def load(
     progress: Progress | None,
     without: Collection[str],
     opaque: Collection[str] = (),
+    summarise: Summarise | None = None,
 ) -> tuple[Telemetry, Analysis]:
     """Read and analyse the inputs ``groups`` traces' groups at a time, keeping the analysed
     spans without the columns in ``without``, and the id columns in ``opaque`` (which the
-    caller only groups and joins by) as integers that tell the same ids apart."""
+    caller only groups and joins by) as integers that tell the same ids apart; or, given
+    ``summarise``, only what it returns of each group's analysed spans (``Analysis.summaries``),
+    and no spans."""
     datasets, others = _split(resolved)
     with tempfile.TemporaryDirectory(prefix="tracelens-spill-") as scratch:
         json_bytes = sum(_json_bytes(source) for source in others)
@@ -153,7 +159,14 @@ def load(
         combined = Combined()
         jobs = [
             GroupJob(
-                spill, group, datasets, found.resolutions, options, tuple(without), tuple(opaque)
+                spill,
+                group,
+                datasets,
+                found.resolutions,
+                options,
+                tuple(without),
+                tuple(opaque),
+                summarise,
             )
             for group in range(groups)
         ]
@@ -162,12 +175,16 @@ def load(
                 progress.reading(f"analysing traces (group {index + 1:,} of {groups:,})")
             combined.add(result)
     done = combined.normalized()
-    if done.spans.is_empty() and done.logs.is_empty():
+    if not combined.span_count and done.logs.is_empty():
         raise nothing_to_analyse(summaries)
     warnings = [*found.warnings, *done.warnings()]
     telemetry = done.telemetry(inputs=summaries, warnings=warnings, resolutions=[])
     telemetry.derived_spans = combined.derived_spans
-    return telemetry, Analysis(spans=combined.analysed(), structure=combined.structure())
+    return telemetry, Analysis(
+        spans=combined.analysed(),
+        structure=combined.structure(),
+        summaries=tuple(combined.summaries),
+    )
 
 
 def _dataset_summaries(datasets: list[Path]) -> list[InputSummary]:
@@ -199,18 +216,21 @@ class GroupJob:
     options: ReadOptions
     without: tuple[str, ...]
     opaque: tuple[str, ...] = ()
+    summarise: Summarise | None = None
 
 
 @dataclass
 class GroupResult:
-    """A group analysed: what its steps found (tables emptied), its structure, and the files
-    holding its kept spans and its logs."""
+    """A group analysed: what its steps found (tables emptied), its structure, its span count,
+    the files holding its kept spans and its logs, and its summary when one was asked for."""
 
     done: Normalized
     structure: Structure
     derived_spans: int
+    spans: int
     spans_path: Path
     logs_path: Path
+    summary: object = None
 
 
 def analyse_group(job: GroupJob) -> GroupResult:
@@ -223,7 +243,10 @@ def analyse_group(job: GroupJob) -> GroupResult:
     del spans, logs
     # As the pipeline does: the merged duplicates are warned about from the telemetry.
     analysis = analyze(done.spans)
+    summary = job.summarise(analysis.spans) if job.summarise is not None else None
     kept = analysis.spans.drop(job.without, strict=False)
+    if job.summarise is not None:
+        kept = kept.clear()
     if job.opaque:
         # Ids as integers, the group in the high bits: a trace lies in one group, so they
         # tell apart what the texts do (8 bytes a span each instead of 32 to 48). The code of
@@ -244,7 +267,9 @@ def analyse_group(job: GroupJob) -> GroupResult:
     done.spans, done.logs = done.spans.clear(), done.logs.clear()
     done.derived.spans = done.derived.spans.clear()
     done.derived.slack_ns = done.derived.slack_ns.clear()
-    return GroupResult(done, analysis.structure, derived, spans_path, logs_path)
+    return GroupResult(
+        done, analysis.structure, derived, analysis.spans.height, spans_path, logs_path, summary
+    )
 
 
 def _analysed_groups(jobs: list[GroupJob], spill: Spill) -> Iterator[GroupResult]:
@@ -268,7 +293,9 @@ class Combined:
     logs: list[pl.DataFrame] = field(default_factory=list)
     parts: list[Normalized] = field(default_factory=list)
     structures: list[Structure] = field(default_factory=list)
+    summaries: list[object] = field(default_factory=list)
     derived_spans: int = 0
+    span_count: int = 0
 
     def add(self, result: GroupResult) -> None:
         kept = pl.read_ipc(result.spans_path)
@@ -284,6 +311,9 @@ class Combined:
         self.parts.append(result.done)
         self.structures.append(result.structure)
         self.derived_spans += result.derived_spans
+        self.span_count += result.spans
+        if result.summary is not None and result.spans:
+            self.summaries.append(result.summary)
 
     def analysed(self) -> pl.DataFrame:
         """The kept spans of every group in one frame of one chunk per column (once; a column

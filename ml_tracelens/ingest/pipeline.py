@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import polars as pl
 
@@ -29,12 +29,15 @@ def load_analysed(
     without: Collection[str] = (),
     logs: bool = True,
     opaque: Collection[str] = (),
+    summarise: Callable[[pl.DataFrame], object] | None = None,
 ) -> tuple[Telemetry, Analysis]:
     """Read and analyse ``paths``, or take both from the cache.
 
     Span columns named in ``without`` are left out of the result: not read from a cache entry,
     and dropped after a fresh read is cached, so reports filter and join narrower frames and
     see the same columns either way. Without ``logs`` the log table comes back empty, alike.
+    Beyond the memory budget, ``summarise`` (when given) takes what a report needs of each
+    group of analysed traces, and those ``Analysis.summaries`` come back instead of spans.
     """
     options, key = _options_and_key(paths, input_format, options, use_cache)
     if key is not None:
@@ -60,6 +63,7 @@ def load_analysed(
             progress=progress,
             without=without,
             opaque=opaque,
+            summarise=summarise,
         )
         if not logs and telemetry.spans.height:
             telemetry.logs = telemetry.logs.clear()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from ml_tracelens import api
 from ml_tracelens.cli import app
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.ingest import bounded
@@ -32,6 +33,7 @@ SOURCES = {
 COMMANDS: dict[str, tuple[str, ...]] = {
     "latency": ("latency",),
     "latency-where": ("latency", "--by", "service", "--where", "duration_ms > 5"),
+    "latency-by-keys": ("latency", "--by", "service,kind,attr.model.version"),
     "errors": ("errors",),
     "bottlenecks": ("bottlenecks",),
     "summary": ("summary",),
@@ -171,3 +173,29 @@ def test_a_dataset_and_a_dump_together_are_grouped_alike(
     read = next(i["spans"] for i in in_groups[1]["inputs"] if i["path"] == str(otlp))
     merged = [w for w in in_groups[1]["warnings"] if "duplicate spans" in w]
     assert merged == [f"{read:,} duplicate spans (identical content) merged"]
+
+
+def test_latency_summaries_give_the_report_of_the_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Beyond the budget the latency command keeps parts of each group, not spans: the report,
+    # its distributions (the terminal's sparklines, the HTML histograms) included, is the one
+    # the spans give.
+    paths = [str(SAMPLE_DATA / "traces.otlp.jsonl"), str(SAMPLE_DATA / "stages.log.jsonl")]
+    by = ("stage", "attr.model.version")
+    monkeypatch.delenv(bounded.BUDGET_VARIABLE, raising=False)
+    at_once = api.latency(api.load(paths, cache=False), by=by, distribution=True)
+    monkeypatch.setenv(bounded.BUDGET_VARIABLE, SMALL_BUDGET)
+    loaded = api.load(paths, cache=False, summarise=api.LatencySummarise(by))
+    assert loaded.spans.is_empty()
+    assert len(loaded.analysis.summaries) > 1
+    in_groups = api.latency(loaded, by=by, distribution=True)
+    assert_same(json.loads(in_groups.to_json()), json.loads(at_once.to_json()))
+    assert in_groups.report.view == at_once.report.view
+    with pytest.raises(UsageError, match="without summarise"):
+        api.latency(loaded, by=by, services=["gateway"])
+    with pytest.raises(UsageError, match="summaries were taken by"):
+        api.latency(loaded, by="service")
+
+
+def test_a_bad_grouping_is_refused_before_reading() -> None:
+    with pytest.raises(UsageError, match=r"attr\.KEY"):
+        api.LatencySummarise(("nonsense",))
