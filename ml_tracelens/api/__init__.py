@@ -19,7 +19,6 @@ from __future__ import annotations
 from ml_tracelens.api.loading import DatasetWritten, convert_dataset, load, read
 from ml_tracelens.api.loading import read_options as read_options
 from ml_tracelens.api.report_functions import (
-    SpanFilters,
     bottlenecks,
     check,
     compare,
@@ -38,6 +37,7 @@ from ml_tracelens.api.results import (
     AnalysedTelemetry,
     Page,
     Result,
+    SpanFilters,
 )
 from ml_tracelens.api.results import LogTime as LogTime
 from ml_tracelens.api.results import PathsLike as PathsLike

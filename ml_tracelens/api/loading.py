@@ -12,12 +12,12 @@ import polars as pl
 
 from ml_tracelens.ingest import pipeline
 from ml_tracelens.ingest.telemetry import Progress, Telemetry
-from ml_tracelens.readers.base import ReadOptions
+from ml_tracelens.readers.base import Pushdown, ReadOptions
 
 if TYPE_CHECKING:
     from ml_tracelens.readers.dataset import SourceFile
 
-from ml_tracelens.api.results import AnalysedTelemetry, LogTime, PathsLike
+from ml_tracelens.api.results import AnalysedTelemetry, LogTime, PathsLike, SpanFilters
 
 
 def read_options(
@@ -26,12 +26,19 @@ def read_options(
     strict: bool = False,
     log_time: LogTime = "end",
     derived_stages: bool = True,
+    pushdown: SpanFilters | None = None,
 ) -> ReadOptions:
+    pushed = pushdown or {}
     return ReadOptions(
         field_map=dict(fields or {}),
         strict=strict,
         log_time=log_time,
         derived_stages=derived_stages,
+        pushdown=Pushdown(
+            since=pushed.get("since"),
+            until=pushed.get("until"),
+            services=tuple(pushed.get("services", ())),
+        ),
     )
 
 
@@ -50,6 +57,7 @@ def load(
     unread: Collection[str] = (),
     opaque: Collection[str] = (),
     summarise: Callable[[pl.DataFrame], object] | None = None,
+    pushdown: SpanFilters | None = None,
 ) -> AnalysedTelemetry:
     """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
     trace, or take both from the cache.
@@ -64,13 +72,20 @@ def load(
     columns the caller only groups and joins by (``reports.latency.OPAQUE``): beyond the
     budget they are kept as integers that tell the same ids apart. ``summarise``: beyond the
     budget, keep only what it returns of each group of analysed traces (``analysis.summaries``)
-    and no spans, e.g. ``LatencySummarise(by)``, which ``latency`` reads.
+    and no spans, e.g. ``LatencySummarise(by)``, which ``latency`` reads. ``pushdown``: the
+    filters the reports will be given; a dataset then reads only the traces holding a span
+    their ``since``, ``until`` and ``services`` keep (each trace whole, so the filtered reports
+    are those of the whole dataset; reports given other filters may miss traces).
     """
     telemetry, analysis = pipeline.load_analysed(
         path_list(paths),
         input_format=input_format,
         options=read_options(
-            fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+            fields=fields,
+            strict=strict,
+            log_time=log_time,
+            derived_stages=derived_stages,
+            pushdown=pushdown,
         ),
         use_cache=cache,
         progress=progress,

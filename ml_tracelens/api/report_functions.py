@@ -4,7 +4,7 @@ as keywords, and returns a ``Result`` (``report`` returns a ``Page``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Literal, Unpack
 
 import polars as pl
 
@@ -24,25 +24,20 @@ if TYPE_CHECKING:
     from ml_tracelens.reports.result import Report
 
 from ml_tracelens.api.loading import path_list, read_options
-from ml_tracelens.api.results import AnalysedTelemetry, LogTime, Page, PathsLike, Result
+from ml_tracelens.api.results import (
+    AnalysedTelemetry,
+    LogTime,
+    Page,
+    PathsLike,
+    Result,
+    SpanFilters,
+)
 
 
 def _spans_required(t: AnalysedTelemetry) -> None:
     """The span reports need spans: say what the inputs lack when they have none."""
     if t.telemetry.spans.is_empty() and not t.analysis.summaries:
         raise InputError(report_context.no_spans_message(t.telemetry))
-
-
-class SpanFilters(TypedDict, total=False):
-    """The span filters every aggregate report takes, as keywords: ``where`` (an SQL condition
-    on span columns and ``attr.KEY``), ``since``/``until`` (an ISO time, or a duration back
-    from the dump's end such as ``"10m"``), ``services`` and ``stages`` (the ones to keep)."""
-
-    where: str | None
-    since: str | None
-    until: str | None
-    services: Sequence[str]
-    stages: Sequence[str]
 
 
 def _mask(t: AnalysedTelemetry, filters: SpanFilters) -> pl.Series | None:

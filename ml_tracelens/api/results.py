@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import msgspec
 import polars as pl
@@ -22,6 +22,18 @@ if TYPE_CHECKING:
 
 PathsLike = str | Path | Sequence[str | Path]
 LogTime = Literal["end", "start"]
+
+
+class SpanFilters(TypedDict, total=False):
+    """The span filters every aggregate report takes, as keywords: ``where`` (an SQL condition
+    on span columns and ``attr.KEY``), ``since``/``until`` (an ISO time, or a duration back
+    from the dump's end such as ``"10m"``), ``services`` and ``stages`` (the ones to keep)."""
+
+    where: str | None
+    since: str | None
+    until: str | None
+    services: Sequence[str]
+    stages: Sequence[str]
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ def latency(
             # Beyond the memory budget, only what the report needs of each group of traces
             # is kept; filters need the spans.
             summarise=None if filtered else api.LatencySummarise(tuple(groups)),
+            push_filters=True,
         )
         result = api.latency(
             t, by=groups, sort=sort, top=top, distribution=common.pictures, **common.filters
@@ -131,7 +132,8 @@ def errors(
     if engine is Engine.SPARK:
         common.emit(spark_report("errors", paths, common, master=spark_master, error_top=top))
         return
-    common.emit(api.errors(common.load(paths, by=[]), top=top, **common.filters))
+    t = common.load(paths, by=[], push_filters=True)
+    common.emit(api.errors(t, top=top, **common.filters))
 
 
 @command(FILTERS, READING, OUTPUT)
@@ -151,7 +153,7 @@ def bottlenecks(
         result = spark_report("bottlenecks", paths, common, master=spark_master, tail=tail, top=top)
         common.emit(result)
         return
-    t = common.load(paths, by=[], logs=False)
+    t = common.load(paths, by=[], logs=False, push_filters=True)
     common.emit(api.bottlenecks(t, tail=tail, top=top, **common.filters))
 
 
@@ -161,7 +163,8 @@ def report(paths: Paths, exemplars: ExemplarsOpt = 5, *, common: Common) -> None
     waterfalls of a few requests (to --output, else stdout)."""
     from ml_tracelens import api
 
-    common.emit_page(api.report(common.load(paths), exemplars=exemplars, **common.filters))
+    t = common.load(paths)
+    common.emit_page(api.report(t, exemplars=exemplars, **common.filters))
 
 
 LlmByOpt = Annotated[
@@ -179,7 +182,8 @@ def llm(paths: Paths, by: LlmByOpt = "model", *, common: Common) -> None:
     """LLM serving per model: e2e, time to first token, time per output token, queueing, tokens."""
     from ml_tracelens import api
 
-    common.emit(api.llm(common.load(paths, logs=False), by=by.split(","), **common.filters))
+    t = common.load(paths, logs=False)
+    common.emit(api.llm(t, by=by.split(","), **common.filters))
 
 
 @command(("input_format", "strict", "field", "log_time", "derived_stages", "quiet", "debug"))

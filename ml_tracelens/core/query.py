@@ -63,9 +63,9 @@ def matching(spans: pl.DataFrame, span_filter: SpanFilter) -> pl.Series:
         keep = keep & pl.col("name").is_in(list(span_filter.stages))
     end_of_dump = int_scalar(spans.get_column("end_ns").max())
     if span_filter.since:
-        keep = keep & (pl.col("start_ns") >= _time_bound(span_filter.since, end_of_dump, "since"))
+        keep = keep & (pl.col("start_ns") >= time_bound(span_filter.since, end_of_dump, "since"))
     if span_filter.until:
-        keep = keep & (pl.col("start_ns") <= _time_bound(span_filter.until, end_of_dump, "until"))
+        keep = keep & (pl.col("start_ns") <= time_bound(span_filter.until, end_of_dump, "until"))
     # with_columns, not select: a literal alone broadcasts to the frame's height.
     mask = spans.with_columns(_keep=keep.fill_null(False)).get_column("_keep")
     if span_filter.where:
@@ -118,7 +118,9 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
     return column.fill_null(False)
 
 
-def _time_bound(text: str, end_of_dump: int | None, option: str) -> int:
+def time_bound(text: str, end_of_dump: int | None, option: str) -> int:
+    """The time ``--since``/``--until`` (``option``) names: an ISO time, or a duration back
+    from ``end_of_dump``."""
     length = length_ns(text)
     if length is not None:
         if end_of_dump is None:

@@ -21,6 +21,7 @@ only the columns the command reads are kept: memory grows with those, not with t
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import re
@@ -52,7 +53,6 @@ from ml_tracelens.readers.base import (
     MAX_PROBLEMS_KEPT,
     InputSource,
     ReadOptions,
-    ReadStats,
 )
 from ml_tracelens.readers.support import parallel
 from ml_tracelens.schema import SPAN_SCHEMA, empty_logs, empty_spans
@@ -155,7 +155,6 @@ def load(
                     reader, source, input_format, options, max(1, memory_budget() // GROUP_SHARE)
                 ),
             )
-        summaries = [*_dataset_summaries(datasets), *found.summaries]
         combined = Combined()
         jobs = [
             GroupJob(
@@ -174,6 +173,7 @@ def load(
             if progress is not None:
                 progress.reading(f"analysing traces (group {index + 1:,} of {groups:,})")
             combined.add(result)
+    summaries = [*_dataset_summaries(datasets, combined.dataset_spans), *found.summaries]
     done = combined.normalized()
     if not combined.span_count and done.logs.is_empty():
         raise nothing_to_analyse(summaries)
@@ -187,19 +187,19 @@ def load(
     )
 
 
-def _dataset_summaries(datasets: list[Path]) -> list[InputSummary]:
+def _dataset_summaries(datasets: list[Path], spans_read: list[int]) -> list[InputSummary]:
     summaries = []
-    for path in datasets:
+    # No group may have been analysed (nothing read): then none was read of any dataset.
+    counts = [*spans_read, *[0] * (len(datasets) - len(spans_read))]
+    for path, spans in zip(datasets, counts, strict=True):
         manifest = dataset.read_manifest(path)
-        stats = ReadStats(format=dataset.NAME)
-        stats.lines = stats.records = manifest.spans + manifest.logs
         summaries.append(
             InputSummary(
                 path=str(path),
                 format=dataset.NAME,
-                spans=manifest.spans,
+                spans=spans,
                 logs=manifest.logs,
-                stats=stats,
+                stats=dataset.read_stats(manifest, spans),
             )
         )
     return summaries
@@ -231,13 +231,19 @@ class GroupResult:
     spans_path: Path
     logs_path: Path
     summary: object = None
+    #: spans read of each dataset (fewer than it holds when filters are pushed down)
+    dataset_spans: list[int] = field(default_factory=list)
 
 
 def analyse_group(job: GroupJob) -> GroupResult:
     """Make one group whole, analyse it, and write its analysed spans (without the columns
     ``job.without`` names) and its logs next to the spill."""
-    spans, logs, resolutions = job.spill.group(
-        job.group, job.datasets, job.resolutions, span_sources="source" not in job.without
+    spans, logs, resolutions, dataset_spans = job.spill.group(
+        job.group,
+        job.datasets,
+        job.resolutions,
+        span_sources="source" not in job.without,
+        pushdown=job.options.pushdown,
     )
     done = normalized(spans, logs, options=job.options, resolutions=resolutions)
     del spans, logs
@@ -268,7 +274,14 @@ def analyse_group(job: GroupJob) -> GroupResult:
     done.derived.spans = done.derived.spans.clear()
     done.derived.slack_ns = done.derived.slack_ns.clear()
     return GroupResult(
-        done, analysis.structure, derived, analysis.spans.height, spans_path, logs_path, summary
+        done,
+        analysis.structure,
+        derived,
+        analysis.spans.height,
+        spans_path,
+        logs_path,
+        summary,
+        dataset_spans,
     )
 
 
@@ -296,6 +309,7 @@ class Combined:
     summaries: list[object] = field(default_factory=list)
     derived_spans: int = 0
     span_count: int = 0
+    dataset_spans: list[int] = field(default_factory=list)
 
     def add(self, result: GroupResult) -> None:
         kept = pl.read_ipc(result.spans_path)
@@ -312,6 +326,10 @@ class Combined:
         self.structures.append(result.structure)
         self.derived_spans += result.derived_spans
         self.span_count += result.spans
+        self.dataset_spans = [
+            a + b
+            for a, b in itertools.zip_longest(self.dataset_spans, result.dataset_spans, fillvalue=0)
+        ]
         if result.summary is not None and result.spans:
             self.summaries.append(result.summary)
 

@@ -123,13 +123,16 @@ def _reading_settings(*, input_format: str | None, options: ReadOptions) -> dict
     All fields of ``ReadOptions`` and of ``limits.Limits`` are taken, so an option or a limit
     added later is in the key without anyone remembering to add it. The parallel-read settings
     (``TRACELENS_WORKERS``, ``TRACELENS_PARALLEL_MIN_MB``) are not: a parallel read gives
-    exactly the serial read's tables (tests/ingest/test_parallel_read.py).
+    exactly the serial read's tables (tests/ingest/test_parallel_read.py). Nor is the
+    pushdown of filters: only dataset reads look at it, and datasets are not cached.
     """
     settings: dict[str, Any] = {
         "input_format": input_format,
         "limits": asdict(limits.current()),
     }
     for option in fields(options):
+        if option.name == "pushdown":
+            continue
         value = getattr(options, option.name)
         settings[option.name] = sorted(value.items()) if isinstance(value, Mapping) else value
     return settings

@@ -21,7 +21,14 @@ from ml_tracelens.ingest import PartsRead
 from ml_tracelens.ingest.log_spans import timestamp_resolution_ns
 from ml_tracelens.ingest.sources import read_in_ranges
 from ml_tracelens.readers import dataset
-from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
+from ml_tracelens.readers.base import (
+    InputSource,
+    Pushdown,
+    ReaderSpec,
+    ReadOptions,
+    ReadResult,
+    ReadStats,
+)
 from ml_tracelens.readers.support.parallel import shift_sources
 from ml_tracelens.schema import empty_logs, empty_spans
 
@@ -147,17 +154,20 @@ class Spill:
         resolutions: list[tuple[int, int]],
         *,
         span_sources: bool = True,
-    ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]]]:
+        pushdown: Pushdown | None = None,
+    ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]], list[int]]:
         """The spans and logs of one group (datasets first, then the spilled inputs, each in
-        reading order) and the (rows, resolution) runs of its logs. Without ``span_sources``
-        the spans' ``file:line`` may stay counted from their part's first line (the caller
-        drops them)."""
+        reading order), the (rows, resolution) runs of its logs, and the spans read of each
+        dataset. Without ``span_sources`` the spans' ``file:line`` may stay counted from their
+        part's first line (the caller drops them). ``pushdown``: the filters the datasets'
+        reads push down."""
         span_frames: list[pl.DataFrame] = []
         log_frames: list[tuple[pl.DataFrame, list[tuple[int, int]]]] = []
         for path in datasets:
-            spans, logs, runs = dataset.read_buckets(path, self.groups, group)
+            spans, logs, runs = dataset.read_buckets(path, self.groups, group, pushdown)
             span_frames.append(spans)
             log_frames.append((logs, runs))
+        dataset_spans = [frame.height for frame in span_frames]
         span_frames.extend(self._read("spans", group, shift=span_sources))
         spilled_logs = list(self._read("logs", group))
         if spilled_logs:
@@ -172,6 +182,7 @@ class Spill:
             pl.concat(span_frames, how="vertical") if span_frames else empty_spans(),
             pl.concat(frames, how="vertical") if frames else empty_logs(),
             runs,
+            dataset_spans,
         )
 
     def _read(self, table: str, group: int, *, shift: bool = True) -> Iterator[pl.DataFrame]:

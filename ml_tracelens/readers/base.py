@@ -33,6 +33,22 @@ ALTERATIONS = (DEEP_VALUES_DROPPED, UTF8_REPLACED)
 
 
 @dataclass(frozen=True)
+class Pushdown:
+    """The span filters a dataset read pushes down (``--since``, ``--until``, ``--service``,
+    with their meaning in ``core.query``): it reads only the traces holding a span they keep,
+    each whole, so every per-trace result and every filtered report is that of the whole
+    dataset. Times as the user gave them: ISO, or a duration back from the end."""
+
+    since: str | None = None
+    until: str | None = None
+    services: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.since or self.until or self.services)
+
+
+@dataclass(frozen=True)
 class ReadOptions:
     """What the user told us about the inputs."""
 
@@ -45,6 +61,9 @@ class ReadOptions:
     #: add ``queue``/``prefill``/``decode`` child spans to LLM spans that carry those times
     #: (core/llm.py; ``--no-derived-stages`` turns it off)
     derived_stages: bool = True
+    #: what a dataset read may leave out (not part of a cache key: datasets are not cached,
+    #: and no other reader looks at it)
+    pushdown: Pushdown = field(default_factory=Pushdown)
 
 
 class InputSource:

@@ -30,8 +30,17 @@ from pathlib import Path
 import orjson
 import polars as pl
 
+from ml_tracelens.core.query import time_bound
+from ml_tracelens.durations import length_ns
 from ml_tracelens.exceptions import InputError
-from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
+from ml_tracelens.readers.base import (
+    InputSource,
+    Pushdown,
+    ReaderSpec,
+    ReadOptions,
+    ReadResult,
+    ReadStats,
+)
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA
 
 NAME = "dataset"
@@ -216,29 +225,55 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
     if directory is None:
         raise InputError(f"{source.name}: a dataset is a directory")
     manifest = read_manifest(directory)
-    stats = ReadStats(format=NAME)
-    spans, logs, runs = _tables(source.name, directory, manifest, None)
-    stats.lines = stats.records = spans.height + logs.height
+    spans, logs, runs = _tables(source.name, directory, manifest, None, options.pushdown)
+    stats = read_stats(manifest, spans.height)
     return ReadResult(stats=stats, spans=spans, logs=logs, log_resolutions=runs or None)
 
 
+#: Why a dataset's span was not read: its trace has no span the pushed-down filters keep.
+LEFT_OUT = "spans of traces without a span the filters keep (not read)"
+
+
+def read_stats(manifest: Manifest, spans_read: int) -> ReadStats:
+    """The accounting of a dataset's read: every row a record, the spans the pushed-down
+    filters left out counted in ``ignored``."""
+    stats = ReadStats(format=NAME)
+    stats.lines = stats.records = manifest.spans + manifest.logs
+    if spans_read < manifest.spans:
+        stats.ignore(LEFT_OUT, manifest.spans - spans_read)
+    return stats
+
+
 def read_buckets(
-    directory: Path, groups: int, group: int
+    directory: Path, groups: int, group: int, pushdown: Pushdown | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]]]:
     """The spans and logs of the buckets ``b`` with ``b mod groups == group`` (``groups``
     divides the dataset's bucket count: these are the traces whose ``crc32 mod groups`` is
     ``group``), each in reading order, and the (rows, timestamp resolution) runs of the logs."""
     manifest = read_manifest(directory)
     buckets = set(range(group, manifest.buckets, groups))
-    return _tables(str(directory), directory, manifest, buckets)
+    return _tables(str(directory), directory, manifest, buckets, pushdown)
 
 
 def _tables(
-    name: str, directory: Path, manifest: Manifest, buckets: Container[int] | None
+    name: str,
+    directory: Path,
+    manifest: Manifest,
+    buckets: Container[int] | None,
+    pushdown: Pushdown | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]]]:
     try:
-        spans = _table(scan(directory, "spans", manifest, buckets), SPAN_SCHEMA)
-        logs = _table(scan(directory, "logs", manifest, buckets), LOG_SCHEMA, "_resolution_ns")
+        span_scan = scan(directory, "spans", manifest, buckets)
+        log_scan = scan(directory, "logs", manifest, buckets)
+        if (
+            span_scan is not None
+            and pushdown is not None
+            and pushdown.active
+            and not _logs_make_spans(log_scan)
+        ):
+            span_scan = pushed_down(span_scan, pushdown)
+        spans = _table(span_scan, SPAN_SCHEMA)
+        logs = _table(log_scan, LOG_SCHEMA, "_resolution_ns")
     except _UNREADABLE as exc:
         raise InputError(
             f"{name}: dataset has a part file that is not readable ({_first_line(exc)})"
@@ -248,6 +283,45 @@ def _tables(
         run = logs.select(pl.col("_resolution_ns").rle()).unnest("_resolution_ns")
         runs = [(int(n), int(ns or 0)) for n, ns in run.iter_rows()]
     return spans, logs.drop("_resolution_ns"), runs
+
+
+def pushed_down(spans: pl.LazyFrame, pushdown: Pushdown) -> pl.LazyFrame:
+    """The rows of ``spans`` of the traces holding a span ``pushdown`` keeps (or a span that
+    ends after ``--since``), and of a trace holding the span that ends last (relative times
+    count back from it). The rows are sorted by time in each part file, so the time bounds
+    skip whole row groups of the narrow scan.
+
+    A time back from the end counts from this dataset's end: for ``--since``, no later than
+    the end of all the inputs read together, so no fewer traces are read; a relative
+    ``--until`` could read fewer, and is not pushed down."""
+    if not pushdown.active:
+        return spans
+    keep = pl.lit(True)
+    if pushdown.services:
+        keep = keep & pl.col("service").is_in(list(pushdown.services))
+    relative = [t for t in (pushdown.since, pushdown.until) if t and length_ns(t) is not None]
+    end = spans.select(pl.col("end_ns").max()).collect().item() if relative else None
+    if pushdown.since:
+        # By its end too: spans added on reading (an LLM span's queue, prefill and decode)
+        # start within their parent, which may start before the bound and end after it.
+        since = time_bound(pushdown.since, end, "since")
+        keep = keep & ((pl.col("start_ns") >= since) | (pl.col("end_ns") >= since))
+    if pushdown.until and length_ns(pushdown.until) is None:
+        keep = keep & (pl.col("start_ns") <= time_bound(pushdown.until, None, "until"))
+    traces = [spans.filter(keep).select("trace_id").unique()]
+    if end is not None:
+        traces.append(spans.filter(pl.col("end_ns") == end).select("trace_id").head(1))
+    wanted = pl.concat(traces).collect().get_column("trace_id")
+    return spans.filter(pl.col("trace_id").is_in(wanted.implode()))
+
+
+def _logs_make_spans(logs: pl.LazyFrame | None) -> bool:
+    """Whether any log record can become a span (a stage line: a stage and a duration), which
+    the span table cannot tell of: then the spans are read whole."""
+    if logs is None:
+        return False
+    lines = logs.filter(pl.col("stage").is_not_null() & pl.col("duration_ns").is_not_null())
+    return bool(lines.select(pl.len()).collect().item())
 
 
 def _table(frame: pl.LazyFrame | None, schema: pl.Schema, *extra: str) -> pl.DataFrame:
