@@ -10,13 +10,14 @@ same percentiles, and means and shares summed in another order (equal to 1e-12).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import msgspec
 import polars as pl
 
 from ml_tracelens.core.stats import (
+    Histogram,
     duration_aggregations,
     log_histograms,
     request_summary,
@@ -91,28 +92,22 @@ def build(
 ) -> Report:
     """The latency report of the spans whose parts are ``parts`` (as ``latency.build`` gives
     it on those spans unfiltered)."""
-    durations = pl.concat([p.durations for p in parts], how="vertical").rechunk()
-    names = [c for c in durations.columns if c != "duration_ns"]
+    names = list(parts[0].durations.columns[:-1])
     sums = (
         pl.concat([p.sums for p in parts], how="vertical")
         .group_by(names)
         .agg(pl.col(c).sum() for c in _SUMS)
     )
     denominator = sum(p.tops_ns for p in parts)
-    stats = (
-        durations.group_by(names)
-        .agg(*duration_aggregations())
-        .join(sums, on=names, how="left", nulls_equal=True)
-        .with_columns(
-            self_mean_ms=pl.when(pl.col("_self_count") > 0).then(
-                pl.col("_self_ns").cast(pl.Float64) / pl.col("_self_count") / NS_PER_MS
-            ),
-            cp_share=(pl.col("_cp_ns") / denominator) if denominator else pl.lit(None, pl.Float64),
-            error_rate=pl.col("errors") / pl.col("_spans"),
-        )
+    durations, histograms = _duration_stats(parts, names, distribution=distribution)
+    stats = durations.join(sums, on=names, how="left", nulls_equal=True).with_columns(
+        self_mean_ms=pl.when(pl.col("_self_count") > 0).then(
+            pl.col("_self_ns").cast(pl.Float64) / pl.col("_self_count") / NS_PER_MS
+        ),
+        cp_share=(pl.col("_cp_ns") / denominator) if denominator else pl.lit(None, pl.Float64),
+        error_rate=pl.col("errors") / pl.col("_spans"),
     )
-    text = [n for n in names if durations.schema[n] == pl.Categorical]
-    histograms = log_histograms(durations, names, bins=HISTOGRAM_BINS) if distribution else None
+    text = [n for n in names if stats.schema[n] == pl.Categorical]
     summary = request_summary(pl.concat([p.requests for p in parts], how="vertical"))
     return from_stats(
         stats=stats.with_columns(pl.col(n).cast(pl.String) for n in text),
@@ -124,3 +119,31 @@ def build(
         inputs=inputs,
         warnings=warnings,
     )
+
+
+#: Up to this many keys, the durations are aggregated a key at a time: a group-by over all of
+#: them at once holds a copy of them and as much again (at 50M spans, 1.8 GB more).
+KEY_BY_KEY = 1000
+
+
+def _duration_stats(
+    parts: Sequence[Parts], names: list[str], *, distribution: bool
+) -> tuple[pl.DataFrame, dict[tuple[object, ...], Histogram] | None]:
+    """Per key, the duration statistics and (with ``distribution``) the histogram."""
+    histograms: dict[tuple[object, ...], Histogram] | None = {} if distribution else None
+    keys = pl.concat([p.durations.select(names).unique() for p in parts]).unique()
+    every: Iterable[pl.DataFrame]
+    if keys.height > KEY_BY_KEY:
+        every = [pl.concat([p.durations for p in parts], how="vertical").rechunk()]
+    else:
+        pieces: dict[tuple[object, ...], list[pl.DataFrame]] = {}
+        for part in parts:
+            for key, piece in part.durations.partition_by(names, as_dict=True).items():
+                pieces.setdefault(key, []).append(piece)
+        every = (pl.concat(pieces.pop(key), how="vertical").rechunk() for key in list(pieces))
+    stats = []
+    for durations in every:
+        stats.append(durations.group_by(names).agg(*duration_aggregations()))
+        if histograms is not None:
+            histograms.update(log_histograms(durations, names, bins=HISTOGRAM_BINS))
+    return pl.concat(stats, how="vertical"), histograms
