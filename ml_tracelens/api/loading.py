@@ -192,9 +192,38 @@ def _convert_dataset(
     log_time: LogTime,
     derived_stages: bool,
 ) -> DatasetWritten:
-    from ml_tracelens.readers import dataset_writer
+    from ml_tracelens.ingest import bounded_convert
+    from ml_tracelens.ingest.inputs import resolve
+    from ml_tracelens.readers import dataset, dataset_writer
 
     previous = dataset_writer.prepare(target, sources=sources, buckets=buckets, replace=replace)
+    resolved = resolve(listed)
+    groups = bounded_convert.groups_for(
+        resolved, previous.buckets if previous else buckets or dataset.DEFAULT_BUCKETS
+    )
+    if groups is not None:
+        # Beyond the memory budget: read, made whole and written a group of traces at a time.
+        manifest, spans_written, logs_written, warnings = bounded_convert.convert(
+            resolved,
+            groups,
+            target,
+            sources=sources,
+            buckets=buckets,
+            previous=previous,
+            replace=replace,
+            input_format=input_format,
+            options=read_options(
+                fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
+            ),
+        )
+        return DatasetWritten(
+            spans=spans_written,
+            logs=logs_written,
+            total_spans=manifest.spans,
+            total_logs=manifest.logs,
+            buckets=manifest.buckets,
+            warnings=warnings,
+        )
     telemetry = read(
         listed,
         input_format=input_format,

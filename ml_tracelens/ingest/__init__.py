@@ -432,8 +432,10 @@ def rechunked(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def merge_identical_duplicates(spans: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Drop spans identical to an earlier one in every column but ``source``.
+def merge_identical_duplicates(
+    spans: pl.DataFrame, ignore: Sequence[str] = ("source",)
+) -> tuple[pl.DataFrame, int]:
+    """Drop spans identical to an earlier one in every column but those in ``ignore``.
 
     Exporters retry and files overlap, so the same span is often read twice; conflicting
     duplicates (same ids, different content) are kept and reported by the tree analysis.
@@ -451,7 +453,7 @@ def merge_identical_duplicates(spans: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     repeated = indexed.filter(maybe).filter(pl.struct("trace_id", "span_id").is_duplicated())
     if repeated.is_empty():  # only hash collisions
         return spans, 0
-    content = [c for c in spans.columns if c != "source"]
+    content = [c for c in spans.columns if c not in ignore]
     rows = repeated.get_column("_row")
     keep = repeated.unique(subset=content, keep="first", maintain_order=True).get_column("_row")
     dropped = rows.filter(~rows.is_in(keep.implode()))

@@ -27,6 +27,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
@@ -139,22 +140,8 @@ def load(
     caller only groups and joins by) as integers that tell the same ids apart; or, given
     ``summarise``, only what it returns of each group's analysed spans (``Analysis.summaries``),
     and no spans."""
-    datasets, others = _split(resolved)
-    with tempfile.TemporaryDirectory(prefix="tracelens-spill-") as scratch:
-        json_bytes = sum(_json_bytes(source) for source in others)
-        spill = Spill(Path(scratch), groups, compression_for(Path(scratch), json_bytes))
-        found = InputsRead(warnings=list(resolved.warnings))
-        if others:
-            found = read_inputs(
-                ResolvedInputs(sources=others, warnings=resolved.warnings),
-                input_format=input_format,
-                options=options,
-                progress=progress,
-                keep=spill.keep,
-                read_parts=lambda reader, source: spill.read_parts(
-                    reader, source, input_format, options, max(1, memory_budget() // GROUP_SHARE)
-                ),
-            )
+    datasets, _ = _split(resolved)
+    with spilled(resolved, groups, input_format, options, progress) as (spill, found):
         combined = Combined()
         jobs = [
             GroupJob(
@@ -185,6 +172,35 @@ def load(
         structure=combined.structure(),
         summaries=tuple(combined.summaries),
     )
+
+
+@contextmanager
+def spilled(
+    resolved: ResolvedInputs,
+    groups: int,
+    input_format: str | None,
+    options: ReadOptions,
+    progress: Progress | None,
+) -> Iterator[tuple[Spill, InputsRead]]:
+    """The inputs other than datasets read into a spill of ``groups`` groups (removed on
+    leaving), and what reading them found."""
+    _, others = _split(resolved)
+    with tempfile.TemporaryDirectory(prefix="tracelens-spill-") as scratch:
+        json_bytes = sum(_json_bytes(source) for source in others)
+        spill = Spill(Path(scratch), groups, compression_for(Path(scratch), json_bytes))
+        found = InputsRead(warnings=list(resolved.warnings))
+        if others:
+            found = read_inputs(
+                ResolvedInputs(sources=others, warnings=resolved.warnings),
+                input_format=input_format,
+                options=options,
+                progress=progress,
+                keep=spill.keep,
+                read_parts=lambda reader, source: spill.read_parts(
+                    reader, source, input_format, options, max(1, memory_budget() // GROUP_SHARE)
+                ),
+            )
+        yield spill, found
 
 
 def _dataset_summaries(datasets: list[Path], spans_read: list[int]) -> list[InputSummary]:

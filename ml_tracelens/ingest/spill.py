@@ -56,14 +56,20 @@ class GroupFiles:
     compression: Compression = "lz4"
 
     def __call__(self, result: ReadResult, index: int) -> Written:
-        """Part ``first_part + index``: its rows, logs numbered from 0 within it."""
-        return self.write(self.first_part + index, result.spans, result.logs, 0)
+        """Part ``first_part + index``: its rows, spans and logs numbered from 0 within it."""
+        return self.write(self.first_part + index, result.spans, result.logs, 0, 0)
 
-    def write(self, part: int, spans: pl.DataFrame, logs: pl.DataFrame, log_row: int) -> Written:
+    def write(
+        self, part: int, spans: pl.DataFrame, logs: pl.DataFrame, log_row: int, span_row: int
+    ) -> Written:
         # Logs carry their row number among all logs read: the timestamp resolution of the
-        # input each came from is known by row only once every input is read.
+        # input each came from is known by row only once every input is read. Spans carry
+        # theirs too, the order a dataset keeps them in.
         logs = logs.with_columns(
             _log_row=pl.int_range(log_row, log_row + logs.height, dtype=pl.Int64)
+        )
+        spans = spans.with_columns(
+            _span_row=pl.int_range(span_row, span_row + spans.height, dtype=pl.Int64)
         )
         keys = {
             "spans": (spans, spans.get_column("trace_id")),
@@ -108,14 +114,16 @@ class Spill:
     compression: Compression = "lz4"
     parts: int = 0
     log_rows: int = 0
-    #: part -> (``file:`` prefix, lines, log rows) of the input before it, for the parts whose
-    #: rows were written where they were read (counting their lines and log rows from 0)
-    offsets: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+    span_rows: int = 0
+    #: part -> (``file:`` prefix, lines, log rows, span rows) of the input before it, for the
+    #: parts whose rows were written where they were read (counting them from 0)
+    offsets: dict[int, tuple[str, int, int, int]] = field(default_factory=dict)
 
     def keep(self, spans: pl.DataFrame, logs: pl.DataFrame) -> None:
         files = GroupFiles(self.directory, self.groups, compression=self.compression)
-        files.write(self.parts, spans, logs, self.log_rows)
+        files.write(self.parts, spans, logs, self.log_rows, self.span_rows)
         self.log_rows += logs.height
+        self.span_rows += spans.height
         self.parts += 1
 
     def read_parts(
@@ -137,9 +145,15 @@ class Spill:
             written = part.receipt
             assert isinstance(written, Written)
             stats.add(part.stats)
-            self.offsets[self.parts] = (f"{source.name}:", part.line_offset, self.log_rows)
+            self.offsets[self.parts] = (
+                f"{source.name}:",
+                part.line_offset,
+                self.log_rows,
+                self.span_rows,
+            )
             self.parts += 1
             self.log_rows += written.logs
+            self.span_rows += written.spans
             spans += written.spans
             logs += written.logs
             if written.resolution_ns is not None:
@@ -155,12 +169,14 @@ class Spill:
         *,
         span_sources: bool = True,
         pushdown: Pushdown | None = None,
+        row_numbers: bool = False,
     ) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]], list[int]]:
         """The spans and logs of one group (datasets first, then the spilled inputs, each in
         reading order), the (rows, resolution) runs of its logs, and the spans read of each
         dataset. Without ``span_sources`` the spans' ``file:line`` may stay counted from their
         part's first line (the caller drops them). ``pushdown``: the filters the datasets'
-        reads push down."""
+        reads push down. ``row_numbers``: the spilled spans and logs keep their ``_span_row``
+        and ``_log_row``, their numbers among all spans and logs spilled, in reading order."""
         span_frames: list[pl.DataFrame] = []
         log_frames: list[tuple[pl.DataFrame, list[tuple[int, int]]]] = []
         for path in datasets:
@@ -168,11 +184,12 @@ class Spill:
             span_frames.append(spans)
             log_frames.append((logs, runs))
         dataset_spans = [frame.height for frame in span_frames]
-        span_frames.extend(self._read("spans", group, shift=span_sources))
+        spilled = self._read("spans", group, shift=span_sources)
+        span_frames.extend(f if row_numbers else f.drop("_span_row") for f in spilled)
         spilled_logs = list(self._read("logs", group))
         if spilled_logs:
             frame = pl.concat(spilled_logs, how="vertical")
-            rows = frame.drop_in_place("_log_row")
+            rows = frame.get_column("_log_row") if row_numbers else frame.drop_in_place("_log_row")
             ns = _per_row(resolutions, self.log_rows).gather(rows)
             run = ns.to_frame("ns").select(pl.col("ns").rle()).unnest("ns")
             log_frames.append((frame, [(int(n), int(v)) for n, v in run.iter_rows()]))
@@ -193,11 +210,13 @@ class Spill:
             frame = pl.read_ipc(path)
             path.unlink()
             if part in self.offsets:
-                prefix, lines, log_rows = self.offsets[part]
+                prefix, lines, log_rows, span_rows = self.offsets[part]
                 if shift:
                     frame = shift_sources(frame, prefix, lines)
                 if table == "logs":
                     frame = frame.with_columns(pl.col("_log_row") + log_rows)
+                else:
+                    frame = frame.with_columns(pl.col("_span_row") + span_rows)
             yield frame
 
 

@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -112,49 +113,128 @@ def write(
     """Write one conversion of ``spans`` and ``logs`` into ``directory`` (``prepare`` first).
     ``log_resolution_ns``: per log row, the timestamp resolution of the file it came from
     (ingest.timestamp_resolutions), kept so log-derived spans get the same slack on reading."""
+    conversion = begin(directory, buckets=buckets, previous=previous, replace=replace)
+    offset = conversion.offset
+    add(
+        conversion,
+        spans.with_columns(_seq=pl.int_range(offset, offset + spans.height, dtype=pl.Int64)),
+        logs.with_columns(
+            _seq=pl.int_range(
+                offset + spans.height, offset + spans.height + logs.height, dtype=pl.Int64
+            )
+        ),
+        log_resolution_ns,
+    )
+    return finish(conversion, sources=sources, previous=previous)
+
+
+@dataclass
+class Conversion:
+    """One conversion being written, a group of traces at a time (``add``): its number, the
+    first ``_seq`` it may give, and what it has written so far."""
+
+    directory: Path
+    buckets: int
+    number: int
+    offset: int
+    spans: int = 0
+    logs: int = 0
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+
+def begin(
+    directory: Path, *, buckets: int | None, previous: Manifest | None, replace: bool
+) -> Conversion:
+    """Start a conversion into ``directory`` (``prepare`` first): a replaced dataset's files
+    are removed now."""
+    if replace and is_dataset(directory):
+        _remove_dataset(directory)
+    return Conversion(
+        directory=directory,
+        buckets=previous.buckets if previous is not None else buckets or DEFAULT_BUCKETS,
+        number=(previous.conversions if previous else 0) + 1,
+        offset=_next_seq(directory) if previous is not None else 0,
+    )
+
+
+def add(
+    conversion: Conversion,
+    spans: pl.DataFrame,
+    logs: pl.DataFrame,
+    log_resolution_ns: pl.Series | None = None,
+) -> None:
+    """Write whole traces: ``spans`` and the ``logs`` keyed to them (by trace id, else
+    correlation id), each with its ``_seq`` (the reading order, from ``conversion.offset``).
+    Each bucket's rows must come in one call: a conversion writes one file per partition."""
     if log_resolution_ns is None:
         log_resolution_ns = pl.Series([0] * logs.height, dtype=pl.Int64)
     logs = logs.with_columns(_resolution_ns=log_resolution_ns.cast(pl.Int64))
-    buckets = previous.buckets if previous is not None else buckets or DEFAULT_BUCKETS
-    if replace and is_dataset(directory):
-        _remove_dataset(directory)
-    conversion = (previous.conversions if previous else 0) + 1
-    offset = previous.spans + previous.logs if previous else 0
-    keyed = _keyed_spans(spans, buckets, offset)
-    keyed_logs = _keyed_logs(logs, keyed, buckets, offset + spans.height)
+    keyed = _keyed_spans(spans, conversion.buckets)
+    keyed_logs = _keyed_logs(logs, keyed, conversion.buckets)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        _write_parts(directory, keyed, conversion, "start_ns")
-        _write_parts(directory / LOGS_DIR, keyed_logs, conversion, "time_ns")
-        start, end = _time_range(spans, logs, previous)
-        manifest = Manifest(
-            schema_version=SCHEMA_VERSION,
-            buckets=buckets,
-            conversions=conversion,
-            spans=spans.height + (previous.spans if previous else 0),
-            logs=logs.height + (previous.logs if previous else 0),
-            start_ns=start,
-            end_ns=end,
-            sources=(
-                *(previous.sources if previous else ()),
-                *(
-                    {
-                        "path": s.path,
-                        "size": s.size,
-                        "mtime_ns": s.mtime_ns,
-                        "conversion": conversion,
-                    }
-                    for s in sources
-                ),
-            ),
-        )
-        # Last, and atomically: until it is replaced, readers see the previous conversions only.
-        temporary = directory / f".{MANIFEST}.tmp"
-        temporary.write_bytes(manifest.to_json())
-        os.replace(temporary, directory / MANIFEST)
+        conversion.directory.mkdir(parents=True, exist_ok=True)
+        _write_parts(conversion.directory, keyed, conversion.number, "start_ns")
+        _write_parts(conversion.directory / LOGS_DIR, keyed_logs, conversion.number, "time_ns")
     except OSError as exc:
-        raise InputError(f"{directory}: cannot write ({exc.strerror or exc})") from exc
+        raise InputError(f"{conversion.directory}: cannot write ({exc.strerror or exc})") from exc
+    conversion.spans += spans.height
+    conversion.logs += logs.height
+    start, end = _time_range(spans, logs)
+    conversion.start_ns = _earliest(conversion.start_ns, start)
+    conversion.end_ns = _latest(conversion.end_ns, end)
+
+
+def finish(
+    conversion: Conversion, *, sources: Sequence[SourceFile], previous: Manifest | None
+) -> Manifest:
+    """Replace the manifest, last and atomically: until then, readers see the previous
+    conversions only."""
+    number = conversion.number
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION,
+        buckets=conversion.buckets,
+        conversions=number,
+        spans=conversion.spans + (previous.spans if previous else 0),
+        logs=conversion.logs + (previous.logs if previous else 0),
+        start_ns=_earliest(conversion.start_ns, previous.start_ns if previous else None),
+        end_ns=_latest(conversion.end_ns, previous.end_ns if previous else None),
+        sources=(
+            *(previous.sources if previous else ()),
+            *(
+                {"path": s.path, "size": s.size, "mtime_ns": s.mtime_ns, "conversion": number}
+                for s in sources
+            ),
+        ),
+    )
+    try:
+        temporary = conversion.directory / f".{MANIFEST}.tmp"
+        temporary.write_bytes(manifest.to_json())
+        os.replace(temporary, conversion.directory / MANIFEST)
+    except OSError as exc:
+        raise InputError(f"{conversion.directory}: cannot write ({exc.strerror or exc})") from exc
     return manifest
+
+
+def _next_seq(directory: Path) -> int:
+    """The ``_seq`` after every row of the dataset's files: a conversion written a group at a
+    time numbers rows as read, leaving out the duplicates it merged, so the manifest's counts
+    may fall short of it."""
+    found = 0
+    for table in (directory, directory / LOGS_DIR):
+        files = [str(p) for p in table.glob("date=*/bucket=*/part-*.parquet")]
+        if files:
+            last = pl.scan_parquet(files, glob=False).select(pl.col("_seq").max()).collect()
+            found = max(found, int(last.item() or 0) + 1)
+    return found
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return min((x for x in (a, b) if x is not None), default=None)
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    return max((x for x in (a, b) if x is not None), default=None)
 
 
 def _remove_dataset(directory: Path) -> None:
@@ -169,8 +249,9 @@ def _day(ns: pl.Expr) -> pl.Expr:
     return pl.from_epoch(ns, time_unit="ns").dt.strftime("%Y-%m-%d").fill_null(NO_DATE)
 
 
-def _keyed_spans(spans: pl.DataFrame, buckets: int, offset: int) -> pl.DataFrame:
-    """Spans with their partition (``date``, ``bucket``), promoted attributes and ``_seq``."""
+def _keyed_spans(spans: pl.DataFrame, buckets: int) -> pl.DataFrame:
+    """Spans (with their ``_seq``) with their partition (``date``, ``bucket``) and promoted
+    attributes."""
     start = pl.col("start_ns")
     root_start = start.filter(pl.col("parent_id").is_null()).min()
     days = spans.group_by("trace_id").agg(_day_ns=pl.coalesce(root_start, start.min()))
@@ -178,7 +259,6 @@ def _keyed_spans(spans: pl.DataFrame, buckets: int, offset: int) -> pl.DataFrame
         # Enums as text, for engines without them; ``resource`` and ``source`` stay
         # Categorical: written as dictionary-encoded text, one entry per distinct value.
         pl.col("kind", "status").cast(pl.String),
-        _seq=pl.int_range(offset, offset + spans.height, dtype=pl.Int64),
     )
     frame = frame.join(days, on="trace_id", how="left", maintain_order="left", nulls_equal=True)
     frame = frame.with_columns(
@@ -196,13 +276,11 @@ def _promoted(frame: pl.DataFrame) -> pl.DataFrame:
     ).drop(lookups)
 
 
-def _keyed_logs(logs: pl.DataFrame, spans: pl.DataFrame, buckets: int, offset: int) -> pl.DataFrame:
+def _keyed_logs(logs: pl.DataFrame, spans: pl.DataFrame, buckets: int) -> pl.DataFrame:
     """Logs with the partition of their trace (trace id, else correlation id), else of their
     own key's earliest record."""
     key = pl.coalesce("trace_id", "correlation_id")
-    frame = logs.with_columns(
-        _key=key, _seq=pl.int_range(offset, offset + logs.height, dtype=pl.Int64)
-    )
+    frame = logs.with_columns(_key=key)
     traces = spans.select(pl.col("trace_id").alias("_key"), "date").unique("_key")
     own = frame.group_by("_key").agg(_own_date=_day(pl.col("time_ns").min()))
     frame = frame.join(traces, on="_key", how="left", maintain_order="left")
@@ -229,19 +307,9 @@ def _write_parts(top: Path, frame: pl.DataFrame, conversion: int, time: str) -> 
         )
 
 
-def _time_range(
-    spans: pl.DataFrame, logs: pl.DataFrame, previous: Manifest | None
-) -> tuple[int | None, int | None]:
-    starts = [
-        spans.get_column("start_ns").min(),
-        logs.get_column("time_ns").min(),
-        previous.start_ns if previous else None,
-    ]
-    ends = [
-        spans.get_column("end_ns").max(),
-        logs.get_column("time_ns").max(),
-        previous.end_ns if previous else None,
-    ]
+def _time_range(spans: pl.DataFrame, logs: pl.DataFrame) -> tuple[int | None, int | None]:
+    starts = [spans.get_column("start_ns").min(), logs.get_column("time_ns").min()]
+    ends = [spans.get_column("end_ns").max(), logs.get_column("time_ns").max()]
     known_starts = [int(s) for s in starts if isinstance(s, int)]
     known_ends = [int(e) for e in ends if isinstance(e, int)]
     return (min(known_starts, default=None), max(known_ends, default=None))
