@@ -43,7 +43,7 @@ __version__ = "0.1.0"
 API = (
     "AnalysedTelemetry", "Result", "load", "read", "summary", "latency", "errors", "bottlenecks",
     "traces", "show", "check", "diff", "models", "llm", "report", "Page",
-    "why", "compare",
+    "why", "compare", "LatencySummarise",
 )  # fmt: skip
 
 __all__ = ["__version__", *API]
@@ -51,6 +51,9 @@ __all__ = ["__version__", *API]
 if TYPE_CHECKING:
     from ml_tracelens.api import (
         AnalysedTelemetry as AnalysedTelemetry,
+    )
+    from ml_tracelens.api import (
+        LatencySummarise as LatencySummarise,
     )
     from ml_tracelens.api import (
         Page as Page,
