@@ -15,17 +15,13 @@ from ml_tracelens.ingest import bounded
 from ml_tracelens.ingest.bounded_convert import groups_for
 from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import dataset
-from tests.conftest import SAMPLE_DATA, SHARED_FIXTURES
+from tests.acceptance.test_bounded import SMALL_BUDGET
+from tests.acceptance.test_bounded import SOURCES as GROUPED_SOURCES
+from tests.conftest import SAMPLE_DATA
 
 runner = CliRunner()
-SMALL_BUDGET = "200K"
 SOURCES = {
-    "otlp": [SAMPLE_DATA / "traces.otlp.jsonl"],
-    "logs": [SAMPLE_DATA / "app.log.jsonl"],
-    "zipkin": [SAMPLE_DATA / "traces.zipkin.json"],
-    "llm": [SAMPLE_DATA / "llm.otlp.jsonl"],
-    "stage-and-app-logs": [SAMPLE_DATA / "stages.log.jsonl", SAMPLE_DATA / "app.log.jsonl"],
-    "demo": [SHARED_FIXTURES / "otlp" / "otel-demo-capture.otlp.jsonl"],
+    **GROUPED_SOURCES,
     # The same dump twice: every span a duplicate, merged.
     "twice": [SAMPLE_DATA / "traces.otlp.jsonl", SAMPLE_DATA / "traces.otlp.jsonl"],
 }

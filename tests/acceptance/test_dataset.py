@@ -59,17 +59,24 @@ def without_inputs(stdout: str) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def convert_each(
+    sources: dict[str, list[Path]], factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Each source's dumps converted to a dataset of their own (those whose fixtures exist)."""
     made = {}
-    for name, paths in SOURCES.items():
+    for name, paths in sources.items():
         if not all(p.exists() for p in paths):
             continue
-        directory = tmp_path_factory.mktemp("datasets") / name
+        directory = factory.mktemp("datasets") / name
         result = convert(directory, *paths)
         assert result.exit_code == 0, result.stderr
         made[name] = directory
     return made
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return convert_each(SOURCES, tmp_path_factory)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

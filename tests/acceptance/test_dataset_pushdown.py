@@ -16,6 +16,7 @@ from ml_tracelens import api
 from ml_tracelens.cli import app
 from ml_tracelens.ingest import bounded
 from ml_tracelens.readers import dataset
+from tests.acceptance.test_dataset import convert_each
 from tests.conftest import SAMPLE_DATA, SHARED_FIXTURES
 from tests.factories import MS, T0, otlp_document, otlp_span, sid, write_jsonl
 
@@ -52,17 +53,7 @@ def answers(document: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    made = {}
-    for name, paths in SOURCES.items():
-        if not all(p.exists() for p in paths):
-            continue
-        directory = tmp_path_factory.mktemp("pushdown") / name
-        result = runner.invoke(
-            app, ["convert", *map(str, paths), "--dataset", str(directory), "-q"]
-        )
-        assert result.exit_code == 0, result.stderr
-        made[name] = directory
-    return made
+    return convert_each(SOURCES, tmp_path_factory)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
