@@ -49,6 +49,7 @@ def load(
     progress: Progress | None = None,
     unread: Collection[str] = (),
     opaque: Collection[str] = (),
+    pairs: bool = False,
 ) -> AnalysedTelemetry:
     """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
     trace, or take both from the cache.
@@ -61,7 +62,9 @@ def load(
     columns the caller will not read (e.g. ``reports.latency.UNREAD``), left out alike: beyond the memory
     budget, what is kept of a dump is what decides the memory it takes. ``opaque`` names id
     columns the caller only groups and joins by (``reports.latency.OPAQUE``): beyond the
-    budget they are kept as integers that tell the same ids apart.
+    budget they are kept as integers that tell the same ids apart. ``pairs``: the spans'
+    attribute pairs come along, parsed once per dump and cached with it (``why`` reads them
+    instead of the attribute columns, which ``unread`` may then name).
     """
     telemetry, analysis = pipeline.load_analysed(
         path_list(paths),
@@ -74,6 +77,7 @@ def load(
         without=(*(() if attributes else pipeline.HEAVY_COLUMNS), *unread),
         opaque=opaque,
         logs=logs,
+        pairs=pairs,
     )
     return AnalysedTelemetry(telemetry, analysis)
 

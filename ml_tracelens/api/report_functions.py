@@ -394,6 +394,7 @@ def why(
             show_all=show_all,
             inputs=t.inputs,
             warnings=t.warnings,
+            pairs=t.analysis.pairs,
         )
     )
 

@@ -282,12 +282,14 @@ class Common:
         config: Path | None = None,
         unread: Sequence[str] = (),
         opaque: Sequence[str] = (),
+        pairs: bool = False,
     ) -> AnalysedTelemetry:
         """Read and analyse ``paths`` with a progress bar on a terminal. ``by``: the groupings
         of a report that only aggregates columns; unless they or ``--where`` name an
         attribute, the per-span JSON stays on disk on a warm cache. ``unread``: span columns
         the report does not read, left out too unless ``--where`` may name them; ``opaque``:
-        id columns it only groups and joins by (see ``api.load``)."""
+        id columns it only groups and joins by; ``pairs``: the spans' attribute pairs come
+        along (see ``api.load``)."""
         from ml_tracelens import api
 
         attributes = by is None or any("attr." in key for key in [*by, self.where or ""])
@@ -301,6 +303,7 @@ class Common:
                 progress=progress,
                 unread=() if self.where else unread,
                 opaque=() if self.where else opaque,
+                pairs=pairs,
             )
 
     def read(self, paths: Sequence[str]) -> Telemetry:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ml_tracelens.core.attribute_pairs import AttributePairs
 from ml_tracelens.core.critical_path import critical_path, critical_path_ns
 from ml_tracelens.core.errors_origin import error_flags
 from ml_tracelens.core.timing import self_time_ns, self_times
@@ -114,10 +115,12 @@ class Structure:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Per-span results (``spans``) and the dump's ``structure``."""
+    """Per-span results (``spans``) and the dump's ``structure``; ``pairs``: the attribute
+    pairs of the spans when whoever loaded them asked for them (see ``attribute_pairs``)."""
 
     spans: pl.DataFrame
     structure: Structure
+    pairs: AttributePairs | None = None
 
     def warnings(self) -> list[str]:
         return self.structure.warnings()

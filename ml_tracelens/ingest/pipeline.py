@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
+from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
+from ml_tracelens.core.attribute_pairs import AttributePairs, attribute_pairs
 from ml_tracelens.ingest import cache
 from ml_tracelens.ingest.telemetry import Progress, Telemetry
 from ml_tracelens.readers.base import ReadOptions
@@ -29,21 +32,33 @@ def load_analysed(
     without: Collection[str] = (),
     logs: bool = True,
     opaque: Collection[str] = (),
+    pairs: bool = False,
 ) -> tuple[Telemetry, Analysis]:
     """Read and analyse ``paths``, or take both from the cache.
 
     Span columns named in ``without`` are left out of the result: not read from a cache entry,
     and dropped after a fresh read is cached, so reports filter and join narrower frames and
     see the same columns either way. Without ``logs`` the log table comes back empty, alike.
+    With ``pairs`` the analysis has the attribute pairs of its spans (``core.attribute_pairs``),
+    kept with the cache entry: the attribute columns may then be in ``without``.
     """
     options, key = _options_and_key(paths, input_format, options, use_cache)
     if key is not None:
-        hit = cache.load(key, without=without, logs=logs)
+        hit = cache.load(key, without=without, logs=logs, pairs=pairs)
         if hit is not None and not logs and hit[0].spans.is_empty():
             # Nothing to analyse: the logs say why (which keys the lines lack).
-            hit = cache.load(key, without=without)
+            hit = cache.load(key, without=without, pairs=pairs)
         if hit is not None:
-            return hit
+            telemetry, analysis = hit
+            if pairs and analysis.pairs is None:
+                # An entry another command wrote: parsed once, here, and kept with it.
+                parsed = attribute_pairs(analysis.spans)
+                cache.add_pairs(key, parsed)
+                analysis = _narrowed(analysis, without, parsed)
+                telemetry.spans = telemetry.spans.drop(without, strict=False)
+            return telemetry, analysis
+    # The attribute texts are parsed after the analysis, which keeps them.
+    kept = without if not pairs else [c for c in without if c not in ATTRIBUTE_COLUMNS]
     from ml_tracelens.ingest import bounded
     from ml_tracelens.ingest.inputs import resolve
 
@@ -58,26 +73,44 @@ def load_analysed(
             input_format=input_format,
             options=options,
             progress=progress,
-            without=without,
+            without=kept,
             opaque=opaque,
         )
         if not logs and telemetry.spans.height:
             telemetry.logs = telemetry.logs.clear()
+        if pairs:
+            analysis = _narrowed(analysis, without, attribute_pairs(analysis.spans))
+            telemetry.spans = telemetry.spans.drop(without, strict=False)
         return telemetry, analysis
     telemetry = _read(paths, input_format, options, progress)
     if progress is not None:
         progress.reading("analysing traces")
     analysis = analyze(telemetry.spans)
-    if key is not None:
-        cache.store(key, telemetry, analysis)
+    # The pairs are parsed on a thread while the entry is written (both mostly in polars,
+    # which releases the GIL), and kept with it.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        parsing = pool.submit(attribute_pairs, analysis.spans) if pairs else None
+        if key is not None:
+            cache.store(key, telemetry, analysis, pairs=parsing.result if parsing else None)
+        found = parsing.result() if parsing else None
     if not logs and telemetry.spans.height:
         telemetry.logs = telemetry.logs.clear()
     if without:
         telemetry.spans = telemetry.spans.drop(without, strict=False)
-        analysis = Analysis(
-            spans=analysis.spans.drop(without, strict=False), structure=analysis.structure
-        )
+    if without or found is not None:
+        analysis = _narrowed(analysis, without, found)
     return telemetry, analysis
+
+
+def _narrowed(
+    analysis: Analysis, without: Collection[str], pairs: AttributePairs | None
+) -> Analysis:
+    """``analysis`` without the span columns in ``without``, with ``pairs``."""
+    return Analysis(
+        spans=analysis.spans.drop(without, strict=False),
+        structure=analysis.structure,
+        pairs=pairs,
+    )
 
 
 def load_cached_or_raw(

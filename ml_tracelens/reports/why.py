@@ -26,6 +26,8 @@ from typing import Literal
 import msgspec
 import polars as pl
 
+from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
+from ml_tracelens.core.attribute_pairs import AttributePairs, attribute_pairs
 from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.core.significance import benjamini_hochberg, fisher_exact, mann_whitney
 from ml_tracelens.core.stats import quantile, requests
@@ -41,7 +43,25 @@ Scope = Literal["request", "root"]
 DEFAULT_MIN_COUNT = 5
 #: Findings shown unless every test is asked for.
 Q_THRESHOLD = 0.05
-#: The built-in candidates, by the column they come from.
+#: Span columns the report does not read when the load brings the attribute pairs
+#: (``pairs=True``), unless a condition names them: on a warm cache they stay on disk.
+UNREAD = (
+    "parent_id",
+    "kind",
+    "end_ns",
+    "status_message",
+    *ATTRIBUTE_COLUMNS,
+    "events",
+    "links",
+    "source",
+    "is_orphan",
+    "depth",
+    "skewed",
+    "outside_parent",
+    "self_ns",
+    "has_error",
+    "error_originated",
+)
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
 
@@ -73,7 +93,10 @@ def build(
     show_all: bool = False,
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
+    pairs: AttributePairs | None = None,
 ) -> Report:
+    """The report; ``pairs``: the attribute pairs of ``analysed`` when they are at hand (the
+    analysis cache keeps them), else they are parsed here."""
     selection.validate()
     if min_count < 1:
         raise UsageError("must be at least 1", option="min_count")
@@ -87,6 +110,11 @@ def build(
         )
         if where is not None
     }
+    if pairs is None or not pairs.fits(analysed):
+        pairs = attribute_pairs(analysed)
+    analysed = analysed.with_columns(
+        pairs.codes.get_column(c).alias(why_candidates.code_column(c)) for c in pairs.codes.columns
+    )
     units, spans = _units(analysed, stage=stage, conditions=conditions)
     unit_count = units.height
     members = spans.filter(pl.col("is_root")) if stage is None and scope == "root" else spans
@@ -108,7 +136,7 @@ def build(
         raise InputError(f"nothing to compare against: every {noun[:-1]} is selected by {rule}")
     in_test = filled(False, unit_count, pl.Boolean).scatter(units.get_column("_unit"), True)
     members = members.filter(in_test.gather(members.get_column("_unit")))
-    candidates = why_candidates.candidates(members, skip_status=selection.failed)
+    candidates = why_candidates.candidates(members, skip_status=selection.failed, pairs=pairs)
     flags = units.select("_unit", "_selected")
     rows = _categorical_rows(candidates, flags, n_selected, n_baseline, min_count)
     rows += _numeric_rows(candidates.numeric, flags, n_selected, n_baseline, min_count)
@@ -213,8 +241,7 @@ _MEMBER_COLUMNS = (
     "name",
     "service",
     "status",
-    "attributes",
-    "resource",
+    *(why_candidates.code_column(c) for c in ATTRIBUTE_COLUMNS),
     "cp_ns",
     "is_root",
 )
