@@ -1,11 +1,12 @@
 """The scalar attribute pairs of a span frame's attribute columns (``attributes``,
-``resource``): each span's text as an integer code, and what each code holds.
+``resource``): each span's text as a dense integer code, and the items each code holds.
 
 A million spans hold far fewer distinct attribute texts (a few per request id at most, and a
 handful of resources), so each distinct text is parsed once (the common layouts by one pattern
-over all texts, the rest by a JSON parser) and the spans keep only its code: whoever needs the
-pairs of many spans joins integers. The analysis cache keeps them with an entry (computed once
-per dump), so the command that asks for them again parses nothing.
+over all texts, the rest by a JSON parser) and the spans keep only its code. Codes and items
+are numbered from 0, so that whoever needs the pairs of many spans looks them up by position
+(a gather) instead of joining. The analysis cache keeps them with an entry (computed once per
+dump), so the command that asks for them again parses nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
+from ml_tracelens.core.tree import int_max
 from ml_tracelens.schema import attributes_dict
 
 #: The span columns of attribute texts, in the order their codes are kept.
 COLUMNS = ("attributes", "resource")
-#: Changes whenever the parsing gives other pairs for a text: pairs kept by an older parser
+#: Changes whenever the pairs of a text or their layout change: pairs kept by an older version
 #: are not used (the analysis cache stores it with the pairs).
 PARSER_VERSION = 1
 
@@ -35,13 +37,23 @@ class Parsed:
 
 
 @dataclass(frozen=True)
+class Held:
+    """What the codes of one attribute column hold: ``items`` (``attribute``, ``value``; row
+    ``i`` is item ``i``) and ``held`` (``List[UInt32]``; row ``c`` lists the items of code
+    ``c``, empty for a text without scalar attributes)."""
+
+    held: pl.Series
+    items: pl.DataFrame
+
+
+@dataclass(frozen=True)
 class AttributePairs:
     """Per attribute column of a span frame: ``codes`` (one ``UInt32`` column per attribute
     column, a row per span in the frame's order, null where the span has no text) and what
-    the codes hold (``parsed``, by column name)."""
+    the codes hold (``columns``, by column name)."""
 
     codes: pl.DataFrame
-    parsed: dict[str, Parsed]
+    columns: dict[str, Held]
 
     def fits(self, spans: pl.DataFrame) -> bool:
         """Whether these are the pairs of a frame of this many spans (rows in its order)."""
@@ -51,32 +63,58 @@ class AttributePairs:
 def attribute_pairs(spans: pl.DataFrame) -> AttributePairs:
     """The codes and parsed pairs of the attribute columns ``spans`` has."""
     codes: dict[str, pl.Series] = {}
-    parsed: dict[str, Parsed] = {}
+    columns: dict[str, Held] = {}
     for column in COLUMNS:
         if column not in spans.columns:
             continue
         code, texts = coded(spans.get_column(column))
         codes[column] = code
-        parsed[column] = parse(texts)
-    return AttributePairs(codes=pl.DataFrame(codes), parsed=parsed)
+        columns[column] = _held(parse(texts), texts.height)
+    return AttributePairs(codes=pl.DataFrame(codes), columns=columns)
 
 
 def coded(texts: pl.Series) -> tuple[pl.Series, pl.DataFrame]:
-    """A column of texts as codes (``UInt32``, null for null) and (``code``, ``_text``) once per
-    distinct text."""
+    """A column of texts as dense codes (``UInt32`` from 0 in order of first appearance, null
+    for null) and (``code``, ``_text``) once per distinct text, in code order."""
     # A resource column is categorical already: its codes are there for the taking.
     categorical = texts if texts.dtype == pl.Categorical else texts.cast(pl.Categorical)
-    frame = pl.DataFrame({"_text": categorical}).with_columns(code=pl.col("_text").to_physical())
-    # The first row of each code, found on the integers alone; only those texts are copied.
+    frame = pl.DataFrame({"_text": categorical}).with_columns(_global=pl.col("_text").to_physical())
+    # The first row of each text, found on the integers alone; only those texts are copied.
     first = (
-        frame.select("code")
+        frame.select("_global")
         .with_row_index("_row")
-        .drop_nulls("code")
-        .unique("code")
+        .drop_nulls("_global")
+        .unique("_global", keep="first", maintain_order=True)
         .get_column("_row")
     )
-    distinct = frame.gather(first).select("code", pl.col("_text").cast(pl.String))
-    return frame.get_column("code").alias(texts.name), distinct
+    distinct = frame.gather(first)
+    # The process-wide categorical codes are sparse: a table indexed by them numbers them.
+    size = int_max(distinct.get_column("_global")) + 1
+    dense = (
+        pl.Series([None] * size, dtype=pl.UInt32)
+        .scatter(distinct.get_column("_global"), pl.arange(0, distinct.height, eager=True))
+        .gather(frame.get_column("_global"))
+    )
+    texts_of_codes = distinct.select(
+        code=pl.int_range(0, distinct.height, dtype=pl.UInt32),
+        _text=pl.col("_text").cast(pl.String),
+    )
+    return dense.alias(texts.name), texts_of_codes
+
+
+def _held(parsed: Parsed, codes: int) -> Held:
+    """``parsed`` with items numbered from 0 and each code's items in a list at its row."""
+    items = parsed.items.with_row_index("_dense")
+    links = parsed.links.join(items.select("item", "_dense"), on="item")
+    held = (
+        pl.DataFrame({"code": pl.arange(0, codes, dtype=pl.UInt32, eager=True)})
+        .join(links.group_by("code").agg(pl.col("_dense").sort()), on="code", how="left")
+        .sort("code")
+        .select(pl.col("_dense").fill_null(pl.lit([], pl.List(pl.UInt32))))
+        .to_series()
+        .alias("held")
+    )
+    return Held(held=held, items=items.select("attribute", "value"))
 
 
 # A JSON string; an attribute of an OTLP KeyValue list with a scalar value; an object member

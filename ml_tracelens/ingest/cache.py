@@ -46,7 +46,7 @@ import polars as pl
 from ml_tracelens import __version__, limits
 from ml_tracelens.core import Analysis, Structure
 from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
-from ml_tracelens.core.attribute_pairs import PARSER_VERSION, AttributePairs, Parsed
+from ml_tracelens.core.attribute_pairs import PARSER_VERSION, AttributePairs, Held
 from ml_tracelens.ingest.held_signals import HeldSignals, signals_held
 from ml_tracelens.ingest.telemetry import InputSummary, Telemetry
 from ml_tracelens.readers.base import ReadOptions, ReadStats
@@ -233,53 +233,48 @@ def _read_pairs(entry: _Entry) -> AttributePairs:
 
 
 def _packed(pairs: AttributePairs) -> pl.DataFrame:
-    """What the codes of each attribute column hold, as one table: its links (``code``,
-    ``item``) and its items (``item``, ``attribute``, ``value``), told apart by which of
-    ``code`` and ``attribute`` is set, and tagged with the column's index in ``COLUMNS``."""
+    """What the codes of each attribute column hold, as one table tagged with the column's
+    index in ``COLUMNS``: a row per code (``held``: its items) then a row per item
+    (``attribute``, ``value``), each in id order."""
     parts = []
     for index, column in enumerate(ATTRIBUTE_COLUMNS):
-        parsed = pairs.parsed.get(column)
-        if parsed is None:
+        found = pairs.columns.get(column)
+        if found is None:
             continue
         tag = pl.lit(index, pl.UInt8).alias("column")
         parts += [
-            parsed.links.select(
+            found.held.to_frame("held").select(
                 tag,
-                pl.col("code").cast(pl.UInt32),
-                pl.col("item").cast(pl.UInt64),
+                pl.col("held").cast(pl.List(pl.UInt32)),
                 attribute=pl.lit(None, pl.String),
                 value=pl.lit(None, pl.String),
             ),
-            parsed.items.select(
-                tag,
-                code=pl.lit(None, pl.UInt32),
-                item=pl.col("item").cast(pl.UInt64),
-                attribute="attribute",
-                value="value",
+            found.items.select(
+                tag, held=pl.lit(None, pl.List(pl.UInt32)), attribute="attribute", value="value"
             ),
         ]
     schema = {
-        "column": pl.UInt8,
-        "code": pl.UInt32,
-        "item": pl.UInt64,
-        "attribute": pl.String,
-        "value": pl.String,
+        "column": pl.UInt8(),
+        "held": pl.List(pl.UInt32()),
+        "attribute": pl.String(),
+        "value": pl.String(),
     }
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
 def _unpacked(codes: pl.DataFrame, table: pl.DataFrame) -> AttributePairs:
-    parsed = {}
+    columns = {}
     for index, column in enumerate(ATTRIBUTE_COLUMNS):
         if column not in codes.columns:
             continue
         of_column = table.filter(pl.col("column") == index)
-        links = of_column.filter(pl.col("code").is_not_null())
-        parsed[column] = Parsed(
-            links=links.select("code", "item"),
-            items=of_column.filter(pl.col("code").is_null()).select("item", "attribute", "value"),
+        # An item always has an attribute; a code's row never has one.
+        is_code = pl.col("attribute").is_null()
+        columns[column] = Held(
+            held=of_column.filter(is_code).get_column("held"),
+            items=of_column.filter(~is_code).select("attribute", "value"),
         )
-    return AttributePairs(codes=codes, parsed=parsed)
+    return AttributePairs(codes=codes, columns=columns)
 
 
 def scan(key: str) -> tuple[Telemetry, pl.LazyFrame, pl.LazyFrame] | None:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ml_tracelens.core.attribute_pairs import COLUMNS, AttributePairs, Parsed, parse
+from ml_tracelens.core.attribute_pairs import COLUMNS, AttributePairs, Held, parse
+from ml_tracelens.core.tree import int_max
 
 #: How the candidates read a column's distinct texts (the tests of the readings call it here).
 _parsed = parse
@@ -43,9 +44,9 @@ class Candidates:
 def candidates(members: pl.DataFrame, *, skip_status: bool, pairs: AttributePairs) -> Candidates:
     """Every unit's (attribute, value) pairs, as integer ids.
 
-    The member spans carry the code of their attribute texts (``code_column``), whose pairs
+    The member spans carry the code of their attribute texts (``code_column``), whose items
     were parsed once per distinct text (``pairs``), and a handful of resources and stage
-    names: only (unit, code) and (code, attribute, value) are joined, on integers."""
+    names: a unit's pairs are looked up by position from its codes, never joined on text."""
     sources = [
         _builtin_source(members, name, column)
         for name, column in BUILTIN.items()
@@ -53,32 +54,26 @@ def candidates(members: pl.DataFrame, *, skip_status: bool, pairs: AttributePair
     ]
     # Without the attribute columns (a library caller's load(attributes=False)) there are only
     # the built-in candidates.
-    attribute_sources = 0
-    for column in reversed(COLUMNS):
-        if column in pairs.parsed:
-            sources.append(_attribute_source(members, column, pairs.parsed[column]))
-            attribute_sources += 1
+    builtins = len(sources)
+    sources += [
+        _attribute_source(members, column, pairs.columns[column])
+        for column in reversed(COLUMNS)
+        if column in pairs.columns
+    ]
     items = pl.concat(
-        [p.items.with_columns(source=pl.lit(i, pl.UInt32)) for i, (_, p) in enumerate(sources)]
+        [s.items.with_columns(source=pl.lit(i, pl.UInt32)) for i, s in enumerate(sources)]
     ).filter(pl.col("attribute") != "service.name")
     # Pair ids in no particular order: every ranking and every output is sorted by text.
     grouped = items.group_by("attribute", "value").agg("source", "item").with_row_index("pair")
     pairs_table = grouped.select("pair", "attribute", "value")
     item_pairs = grouped.select("pair", "source", "item").explode("source", "item")
     held = [
-        units.join(
-            parsed.links.join(item_pairs.filter(pl.col("source") == i), on="item").select(
-                "code", "pair"
-            ),
-            on="code",
-        ).select("_unit", "pair")
-        for i, (units, parsed) in enumerate(sources)
+        source.facts(item_pairs.filter(pl.col("source") == i)) for i, source in enumerate(sources)
     ]
     # A built-in candidate's codes are its values, one pair each, and no other source has its
     # pairs: only the attribute columns' facts can repeat (two spans of a unit, or a key in
     # both the span's and the resource's attributes).
-    builtins = len(sources) - attribute_sources
-    repeating = [_distinct(pl.concat(held[builtins:]))] if attribute_sources else []
+    repeating = [_distinct(pl.concat(held[builtins:]))] if len(sources) > builtins else []
     facts = pl.concat([*held[:builtins], *repeating])
     return _classified(facts, pairs_table)
 
@@ -88,27 +83,55 @@ def code_column(column: str) -> str:
     return f"_{column}_code"
 
 
-def _builtin_source(members: pl.DataFrame, name: str, column: str) -> tuple[pl.DataFrame, Parsed]:
-    """(``_unit``, ``code``) and the items of a built-in candidate: a value per code."""
-    units, texts = _coded(members, pl.col(column).cast(pl.String))
-    links = texts.select("code", item=pl.col("code").cast(pl.UInt64))
-    items = texts.select(item=pl.col("code").cast(pl.UInt64), attribute=pl.lit(name), value="_text")
-    return units, Parsed(links=links, items=items)
+@dataclass(frozen=True)
+class _Source:
+    """Where candidates come from: ``units`` (``_unit``, ``code``) unique, the ``items``
+    (``item``, ``attribute``, ``value``), and which items each code holds: ``held`` (a list
+    per code, by position), or for a built-in candidate the code's own item (the same id)."""
+
+    units: pl.DataFrame
+    items: pl.DataFrame
+    held: pl.Series | None
+
+    def facts(self, item_pairs: pl.DataFrame) -> pl.DataFrame:
+        """(``_unit``, ``pair``) of the items that have a pair in ``item_pairs``."""
+        item = item_pairs.get_column("item")
+        size = int_max(self.items.get_column("item")) + 1
+        pair_of_item = pl.Series([None] * size, dtype=pl.UInt32).scatter(
+            item, item_pairs.get_column("pair")
+        )
+        if self.held is None:
+            unit_items = self.units.rename({"code": "item"})
+        else:
+            unit_items = (
+                self.units.select("_unit", item=self.held.gather(self.units.get_column("code")))
+                .explode("item")
+                .drop_nulls("item")
+            )
+        return unit_items.select(
+            "_unit", pair=pair_of_item.gather(unit_items.get_column("item"))
+        ).drop_nulls("pair")
 
 
-def _attribute_source(
-    members: pl.DataFrame, column: str, parsed: Parsed
-) -> tuple[pl.DataFrame, Parsed]:
-    """(``_unit``, ``code``) and the items of a column of attribute texts."""
+def _builtin_source(members: pl.DataFrame, name: str, column: str) -> _Source:
+    """A built-in candidate: a value per code."""
+    units, texts = _coded(members, column)
+    items = texts.select(item=pl.col("code"), attribute=pl.lit(name), value="_text")
+    return _Source(units=units, items=items, held=None)
+
+
+def _attribute_source(members: pl.DataFrame, column: str, parsed: Held) -> _Source:
+    """A column of attribute texts: the items its codes hold."""
     coded = members.select("_unit", code=pl.col(code_column(column))).drop_nulls("code")
-    units = _distinct(coded, "code")
     # An attribute named like a built-in candidate keeps its own name apart.
-    named = parsed.items.with_columns(
+    named = parsed.items.select(
+        item=pl.int_range(0, pl.len(), dtype=pl.UInt32),
         attribute=pl.when(pl.col("attribute").is_in(list(BUILTIN)))
         .then("attr." + pl.col("attribute"))
-        .otherwise("attribute")
+        .otherwise("attribute"),
+        value="value",
     )
-    return units, Parsed(links=parsed.links, items=named)
+    return _Source(units=_distinct(coded, "code"), items=named, held=parsed.held)
 
 
 def _distinct(facts: pl.DataFrame, second: str = "pair") -> pl.DataFrame:
@@ -124,13 +147,17 @@ def _distinct(facts: pl.DataFrame, second: str = "pair") -> pl.DataFrame:
 _SHIFT = 1 << 32
 
 
-def _coded(members: pl.DataFrame, text: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(``_unit``, ``code``) unique and (``code``, ``_text``) distinct, for a text column of
-    the member spans (nulls left out)."""
+def _coded(members: pl.DataFrame, column: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(``_unit``, ``code``) unique and (``code``, ``_text``) distinct, for a column of the
+    member spans (nulls left out)."""
+    values = pl.col(column)
+    # An enum's or a categorical's codes are there for the taking; text is hashed once here.
+    if not isinstance(members.schema[column], pl.Enum | pl.Categorical):
+        values = values.cast(pl.String).cast(pl.Categorical)
     coded = (
-        members.select("_unit", _text=text.cast(pl.Categorical))
+        members.select("_unit", _text=values)
         .drop_nulls("_text")
-        .with_columns(code=pl.col("_text").to_physical())
+        .with_columns(code=pl.col("_text").to_physical().cast(pl.UInt32))
     )
     units = _distinct(coded.select("_unit", "code"), "code")
     # The first row of each code, found on the integers alone; only those texts are copied.

@@ -90,30 +90,34 @@ def add_stage_shifts(
     A unit has a categorical finding when it has the value; a numeric one when its value lies
     on the selection's side of the midpoint of the two medians."""
     memberships = _memberships(rows, candidates)
-    memberships = memberships.filter(times.timed.gather(memberships.get_column("_unit")))
+    all_timed = bool(times.timed.all())
+    if not all_timed:
+        memberships = memberships.filter(times.timed.gather(memberships.get_column("_unit")))
     if memberships.is_empty() or not times.stages:
         return
-    columns = times.matrix.columns
-    tested = units.filter(times.timed.gather(units))
+    matrix = times.matrix
+    tested = units if all_timed else units.filter(times.timed.gather(units))
     n_units = tested.len()
-    totals = times.matrix[tested].sum().row(0)
-    with_finding = memberships.get_column("_unit")
-    sums = (
-        memberships.select("_row")
-        .with_columns(times.matrix.get_column(c).gather(with_finding) for c in columns)
-        .group_by("_row")
-        .agg(pl.len().alias("_n"), *(pl.col(c).sum() for c in columns))
-    )
-    for item in sums.iter_rows(named=True):
-        n_with = item["_n"]
+    totals = matrix[tested].sum().row(0)
+    for (index,), part in memberships.partition_by("_row", as_dict=True).items():
+        with_finding = part.get_column("_unit")
+        n_with = with_finding.len()
         if n_with >= n_units:
             continue
+        if n_with * 2 > n_units:
+            # Most units have the finding: the times of those without it are fewer to add up
+            # (integers: the difference from the totals is exact).
+            has = filled(False, times.timed.len(), pl.Boolean).scatter(with_finding, True)
+            without = matrix[tested.filter(~has.gather(tested))].sum().row(0)
+            sums = [total - other for total, other in zip(totals, without, strict=True)]
+        else:
+            sums = list(matrix[with_finding].sum().row(0))
         deltas = [
-            ((item[c] / n_with - (total - item[c]) / (n_units - n_with)) / NS_PER_MS, stage)
-            for c, stage, total in zip(columns, times.stages, totals, strict=True)
+            ((sum_with / n_with - (total - sum_with) / (n_units - n_with)) / NS_PER_MS, stage)
+            for sum_with, stage, total in zip(sums, times.stages, totals, strict=True)
         ]
         delta, stage = max(deltas, key=lambda d: (d[0], [-ord(ch) for ch in d[1]]))
-        rows[item["_row"]].stage_shift = StageShift(stage=stage, delta_ms=delta)
+        rows[int(index)].stage_shift = StageShift(stage=stage, delta_ms=delta)
 
 
 def _memberships(rows: list[WhyRow], candidates: why_candidates.Candidates) -> pl.DataFrame:

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
-from ml_tracelens.core.attribute_pairs import attribute_pairs
+from ml_tracelens.core.attribute_pairs import Held, attribute_pairs
 from ml_tracelens.ingest import cache, pipeline
 
 WHY = ["why", "--slow", "p90", "--all", "-f", "json", "-q"]
@@ -64,27 +64,21 @@ def test_stored_pairs_are_those_of_the_stored_spans(cache_dir: Path, dump: Path)
     assert warm.pairs is not None
     assert "attributes" not in warm.spans.columns
     expected = attribute_pairs(full.spans)
-    for column, parsed in expected.parsed.items():
-        stored = warm.pairs.parsed[column]
-
-        def per_span(codes: pl.Series, links: pl.DataFrame, items: pl.DataFrame) -> list[object]:
-            held = (
-                links.join(items, on="item")
-                .group_by("code")
-                .agg(pl.concat_str("attribute", "value", separator="=").sort())
-            )
-            return (
-                pl.DataFrame({"code": codes})
-                .with_row_index("row")
-                .join(held, on="code", how="left")
-                .sort("row")
-                .get_column("attribute")
-                .to_list()
-            )
-
-        assert per_span(warm.pairs.codes.get_column(column), stored.links, stored.items) == (
-            per_span(expected.codes.get_column(column), parsed.links, parsed.items)
+    assert set(warm.pairs.columns) == set(expected.columns) == {"attributes", "resource"}
+    for column, held in expected.columns.items():
+        stored = warm.pairs.columns[column]
+        assert _per_span(warm.pairs.codes.get_column(column), stored) == _per_span(
+            expected.codes.get_column(column), held
         )
+
+
+def _per_span(codes: pl.Series, held: Held) -> list[list[tuple[str, str]] | None]:
+    """Each span's (attribute, value) pairs, sorted (None: no text)."""
+    items = held.items.rows()
+    return [
+        None if code is None else sorted(items[i] for i in held.held[code])
+        for code in codes.to_list()
+    ]
 
 
 def _truncate(path: Path) -> None:
