@@ -129,8 +129,10 @@ class Analysis:
 def analyze(spans: pl.DataFrame, *, merged_duplicates: int = 0) -> Analysis:
     """Trees, self time, critical path, error origin and anomalies for every trace of ``spans``.
 
-    ``spans`` is a canonical span frame (extra columns are kept). ``merged_duplicates`` is the
-    count ingest already merged, carried into the structure so it is warned about with the rest.
+    ``spans`` is a canonical span frame (extra columns are kept); the analysed spans are its rows
+    in their order, so whatever is worked out per row of ``spans`` holds for them.
+    ``merged_duplicates`` is the count ingest already merged, carried into the structure so it
+    is warned about with the rest.
     """
     tree = build_tree(spans)
     has_error, originated = error_flags(tree)

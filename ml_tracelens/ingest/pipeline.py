@@ -85,11 +85,12 @@ def load_analysed(
     telemetry = _read(paths, input_format, options, progress)
     if progress is not None:
         progress.reading("analysing traces")
-    analysis = analyze(telemetry.spans)
-    # The pairs are parsed on a thread while the entry is written (both mostly in polars,
-    # which releases the GIL), and kept with it.
+    # The pairs are parsed on a thread while the spans are analysed and the entry is written
+    # (all mostly in polars, which releases the GIL), and kept with it. The analysis keeps the
+    # spans' rows in their order, so the pairs of the spans read are those of the analysed.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        parsing = pool.submit(attribute_pairs, analysis.spans) if pairs else None
+        parsing = pool.submit(attribute_pairs, telemetry.spans) if pairs else None
+        analysis = analyze(telemetry.spans)
         if key is not None:
             cache.store(key, telemetry, analysis, pairs=parsing.result if parsing else None)
         found = parsing.result() if parsing else None

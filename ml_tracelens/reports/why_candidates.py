@@ -182,12 +182,7 @@ def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
         pl.col("numeric") & ~pl.col("attribute").is_in(list(BUILTIN))
     ).get_column("attribute")
     dropped = shape.filter(pl.col("identifier")).get_column("attribute")
-    numeric_pairs = info.filter(pl.col("attribute").is_in(numeric_names.implode()))
-    numeric = (
-        facts.join(numeric_pairs.select("pair", "attribute", "number"), on="pair")
-        .group_by("_unit", "attribute")
-        .agg(number=pl.col("number").max())
-    )
+    numeric = _numeric(facts, info, numeric_names, pairs.height)
     kept = info.filter(
         ~pl.col("attribute").is_in(numeric_names.implode())
         & ~pl.col("attribute").is_in(dropped.implode())
@@ -238,6 +233,35 @@ def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
         facts=pl.concat([pooled, bands]),
         pairs=pl.concat([dictionary, band_pairs]),
         numeric=numeric,
+    )
+
+
+def _numeric(
+    facts: pl.DataFrame, info: pl.DataFrame, names: pl.Series, pair_count: int
+) -> pl.DataFrame:
+    """(``_unit``, ``attribute``, ``number``): each unit's largest value of each numeric
+    attribute (``names``), the facts' pairs (numbered from 0) looked up by position."""
+    names = names.sort()
+    of_numeric = info.filter(pl.col("attribute").is_in(names.implode())).with_columns(
+        _attribute=pl.col("attribute").replace_strict(
+            names, pl.arange(0, names.len(), dtype=pl.UInt32, eager=True), return_dtype=pl.UInt32
+        )
+    )
+    pair = facts.get_column("pair")
+    attribute = pl.Series([None] * pair_count, dtype=pl.UInt32).scatter(
+        of_numeric.get_column("pair"), of_numeric.get_column("_attribute")
+    )
+    number = pl.Series([None] * pair_count, dtype=pl.Float64).scatter(
+        of_numeric.get_column("pair"), of_numeric.get_column("number")
+    )
+    largest = (
+        facts.select("_unit", _attribute=attribute.gather(pair), number=number.gather(pair))
+        .drop_nulls("_attribute")
+        .group_by("_unit", "_attribute")
+        .agg(pl.col("number").max())
+    )
+    return largest.select(
+        "_unit", attribute=names.gather(largest.get_column("_attribute")), number="number"
     )
 
 

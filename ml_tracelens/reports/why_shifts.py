@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ml_tracelens.core.tree import filled
+from ml_tracelens.core.tree import filled, int_max
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.reports import why_candidates
 from ml_tracelens.reports.documents import StageShift, WhyRow
@@ -32,25 +32,36 @@ class StageTimes:
 def stage_times(spans: pl.DataFrame, unit_count: int) -> StageTimes:
     """The critical-path time per stage of each unit, from its spans (``_unit``, ``name``,
     ``cp_ns``)."""
-    on_path = spans.filter(pl.col("cp_ns").fill_null(0) > 0)
-    stages = on_path.get_column("name").unique().sort().to_list()
-    per_stage = (
-        on_path.select(
-            "_unit",
-            "cp_ns",
-            _stage=pl.col("name").replace_strict(
-                stages, list(range(len(stages))), return_dtype=pl.UInt32
-            ),
-        )
-        .group_by("_unit", "_stage")
-        .agg(pl.col("cp_ns").sum())
+    on_path = spans.select("_unit", "cp_ns", "name").filter(pl.col("cp_ns").fill_null(0) > 0)
+    # Stage names are hashed once (as categorical codes); the rest is done on integers.
+    names = on_path.get_column("name").cast(pl.Categorical)
+    codes = names.to_physical()
+    first = codes.to_frame("code").with_row_index("_row").unique("code").get_column("_row")
+    found = pl.DataFrame(
+        {"code": codes.gather(first), "name": names.gather(first).cast(pl.String)}
+    ).sort("name", nulls_last=False)
+    stages = found.get_column("name").to_list()
+    count = len(stages)
+    # A null name is a stage too: it takes the code past every other.
+    null_code = int_max(found.get_column("code")) + 1
+    index = pl.Series([None] * (null_code + 1), dtype=pl.UInt64).scatter(
+        found.get_column("code").fill_null(null_code),
+        pl.arange(0, count, dtype=pl.UInt64, eager=True),
     )
-    columns = {}
-    for index in range(len(stages)):
-        of_stage = per_stage.filter(pl.col("_stage") == index)
-        columns[f"_s{index}"] = filled(0, unit_count, pl.Int64).scatter(
-            of_stage.get_column("_unit"), of_stage.get_column("cp_ns")
-        )
+    # One key per (unit, stage): the sums land in a unit-major table, a column per stage.
+    keyed = on_path.select(
+        _key=pl.col("_unit").cast(pl.UInt64) * count
+        + index.gather(codes.fill_null(null_code).cast(pl.UInt64)),
+        cp_ns="cp_ns",
+    )
+    sums = keyed.group_by("_key").agg(pl.col("cp_ns").sum())
+    table = filled(0, unit_count * count, pl.Int64).scatter(
+        sums.get_column("_key"), sums.get_column("cp_ns")
+    )
+    columns = {
+        f"_s{i}": table.gather(pl.arange(i, unit_count * count, count, eager=True))
+        for i in range(count)
+    }
     timed = filled(True, unit_count, pl.Boolean)
     return StageTimes(stages=stages, matrix=pl.DataFrame(columns), timed=timed)
 
