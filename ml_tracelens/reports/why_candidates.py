@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ml_tracelens.core.attribute_pairs import COLUMNS, AttributePairs, Held, parse
-from ml_tracelens.core.tree import int_max
+from ml_tracelens.core.tree import filled, int_max
 
 #: How the candidates read a column's distinct texts (the tests of the readings call it here).
 _parsed = parse
@@ -247,16 +247,19 @@ def _numeric(
             names, pl.arange(0, names.len(), dtype=pl.UInt32, eager=True), return_dtype=pl.UInt32
         )
     )
-    pair = facts.get_column("pair")
+    numeric_pairs = of_numeric.get_column("pair")
+    is_numeric = filled(False, pair_count, pl.Boolean).scatter(numeric_pairs, True)
     attribute = pl.Series([None] * pair_count, dtype=pl.UInt32).scatter(
-        of_numeric.get_column("pair"), of_numeric.get_column("_attribute")
+        numeric_pairs, of_numeric.get_column("_attribute")
     )
     number = pl.Series([None] * pair_count, dtype=pl.Float64).scatter(
-        of_numeric.get_column("pair"), of_numeric.get_column("number")
+        numeric_pairs, of_numeric.get_column("number")
     )
+    # Few facts are numeric ones: they are picked out first, and only theirs looked up.
+    chosen = facts.filter(is_numeric.gather(facts.get_column("pair")))
+    pair = chosen.get_column("pair")
     largest = (
-        facts.select("_unit", _attribute=attribute.gather(pair), number=number.gather(pair))
-        .drop_nulls("_attribute")
+        chosen.select("_unit", _attribute=attribute.gather(pair), number=number.gather(pair))
         .group_by("_unit", "_attribute")
         .agg(pl.col("number").max())
     )
