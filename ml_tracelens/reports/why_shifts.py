@@ -138,10 +138,15 @@ def _memberships(rows: list[WhyRow], candidates: why_candidates.Candidates) -> p
         schema={"_row": pl.UInt32, "attribute": pl.String, "value": pl.String},
         orient="row",
     ).join(candidates.pairs, on=["attribute", "value"])
+    # Pair ids are small integers: each fact's row is found by position.
+    facts = candidates.facts
+    row_of_pair = pl.Series(
+        [None] * (int_max(candidates.pairs.get_column("pair")) + 1), dtype=pl.UInt32
+    ).scatter(wanted.get_column("pair"), wanted.get_column("_row"))
     parts = [
-        candidates.facts.filter(pl.col("pair").is_in(wanted.get_column("pair").implode()))
-        .join(wanted.select("pair", "_row"), on="pair")
-        .select("_row", "_unit")
+        facts.select(_row=row_of_pair.gather(facts.get_column("pair")), _unit="_unit").drop_nulls(
+            "_row"
+        )
     ]
     for index, row in enumerate(rows):
         low, high = row.baseline_median, row.selection_median
