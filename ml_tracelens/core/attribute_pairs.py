@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-from ml_tracelens.core.tree import int_max
+from ml_tracelens.core.tree import filled, int_max
 from ml_tracelens.schema import attributes_dict
 
 #: The span columns of attribute texts, in the order their codes are kept.
@@ -91,7 +91,7 @@ def coded(texts: pl.Series) -> tuple[pl.Series, pl.DataFrame]:
     # The process-wide categorical codes are sparse: a table indexed by them numbers them.
     size = int_max(distinct.get_column("_global")) + 1
     dense = (
-        pl.Series([None] * size, dtype=pl.UInt32)
+        filled(None, size, pl.UInt32)
         .scatter(distinct.get_column("_global"), pl.arange(0, distinct.height, eager=True))
         .gather(frame.get_column("_global"))
     )

@@ -97,9 +97,7 @@ class _Source:
         """(``_unit``, ``pair``) of the items that have a pair in ``item_pairs``."""
         item = item_pairs.get_column("item")
         size = int_max(self.items.get_column("item")) + 1
-        pair_of_item = pl.Series([None] * size, dtype=pl.UInt32).scatter(
-            item, item_pairs.get_column("pair")
-        )
+        pair_of_item = filled(None, size, pl.UInt32).scatter(item, item_pairs.get_column("pair"))
         if self.held is None:
             unit_items = self.units.rename({"code": "item"})
         else:
@@ -249,10 +247,10 @@ def _numeric(
     )
     numeric_pairs = of_numeric.get_column("pair")
     is_numeric = filled(False, pair_count, pl.Boolean).scatter(numeric_pairs, True)
-    attribute = pl.Series([None] * pair_count, dtype=pl.UInt32).scatter(
+    attribute = filled(None, pair_count, pl.UInt32).scatter(
         numeric_pairs, of_numeric.get_column("_attribute")
     )
-    number = pl.Series([None] * pair_count, dtype=pl.Float64).scatter(
+    number = filled(None, pair_count, pl.Float64).scatter(
         numeric_pairs, of_numeric.get_column("number")
     )
     # Few facts are numeric ones: they are picked out first, and only theirs looked up.

@@ -44,7 +44,7 @@ def stage_times(spans: pl.DataFrame, unit_count: int) -> StageTimes:
     count = len(stages)
     # A null name is a stage too: it takes the code past every other.
     null_code = int_max(found.get_column("code")) + 1
-    index = pl.Series([None] * (null_code + 1), dtype=pl.UInt64).scatter(
+    index = filled(None, null_code + 1, pl.UInt64).scatter(
         found.get_column("code").fill_null(null_code),
         pl.arange(0, count, dtype=pl.UInt64, eager=True),
     )
@@ -140,9 +140,9 @@ def _memberships(rows: list[WhyRow], candidates: why_candidates.Candidates) -> p
     ).join(candidates.pairs, on=["attribute", "value"])
     # Pair ids are small integers: each fact's row is found by position.
     facts = candidates.facts
-    row_of_pair = pl.Series(
-        [None] * (int_max(candidates.pairs.get_column("pair")) + 1), dtype=pl.UInt32
-    ).scatter(wanted.get_column("pair"), wanted.get_column("_row"))
+    row_of_pair = filled(None, int_max(candidates.pairs.get_column("pair")) + 1, pl.UInt32).scatter(
+        wanted.get_column("pair"), wanted.get_column("_row")
+    )
     parts = [
         facts.select(_row=row_of_pair.gather(facts.get_column("pair")), _unit="_unit").drop_nulls(
             "_row"
