@@ -263,6 +263,7 @@ def _packed(pairs: AttributePairs) -> pl.DataFrame:
 
 
 def _unpacked(codes: pl.DataFrame, table: pl.DataFrame) -> AttributePairs:
+    """The attribute pairs of the codes and the table ``_packed`` wrote."""
     columns = {}
     for index, column in enumerate(ATTRIBUTE_COLUMNS):
         if column not in codes.columns:

@@ -57,7 +57,7 @@ def load_analysed(
                 analysis = _narrowed(analysis, without, parsed)
                 telemetry.spans = telemetry.spans.drop(without, strict=False)
             return telemetry, analysis
-    # The attribute texts are parsed after the analysis, which keeps them.
+    # Beyond the memory budget the pairs are parsed from the analysed spans: they keep the texts.
     kept = without if not pairs else [c for c in without if c not in ATTRIBUTE_COLUMNS]
     from ml_tracelens.ingest import bounded
     from ml_tracelens.ingest.inputs import resolve
