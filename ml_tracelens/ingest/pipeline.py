@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -106,11 +107,9 @@ def load_analysed(
 def _narrowed(
     analysis: Analysis, without: Collection[str], pairs: AttributePairs | None
 ) -> Analysis:
-    """``analysis`` without the span columns in ``without``, with ``pairs``."""
-    return Analysis(
-        spans=analysis.spans.drop(without, strict=False),
-        structure=analysis.structure,
-        pairs=pairs,
+    """``analysis`` without the span columns in ``without``, with ``pairs`` (the rest as is)."""
+    return dataclasses.replace(
+        analysis, spans=analysis.spans.drop(without, strict=False), pairs=pairs
     )
 
 
