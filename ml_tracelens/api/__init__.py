@@ -45,10 +45,12 @@ from ml_tracelens.api.results import table_frame as table_frame
 from ml_tracelens.reports.latency import OPAQUE as LATENCY_OPAQUE
 from ml_tracelens.reports.latency import UNREAD as LATENCY_UNREAD
 from ml_tracelens.reports.latency_parts import Summarise as LatencySummarise
+from ml_tracelens.reports.why import UNREAD as WHY_UNREAD
 
 __all__ = [
     "LATENCY_OPAQUE",
     "LATENCY_UNREAD",
+    "WHY_UNREAD",
     "AnalysedTelemetry",
     "DatasetWritten",
     "LatencySummarise",

@@ -58,6 +58,7 @@ def load(
     opaque: Collection[str] = (),
     summarise: Callable[[pl.DataFrame], object] | None = None,
     pushdown: SpanFilters | None = None,
+    pairs: bool = False,
 ) -> AnalysedTelemetry:
     """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
     trace, or take both from the cache.
@@ -75,7 +76,9 @@ def load(
     and no spans, e.g. ``LatencySummarise(by)``, which ``latency`` reads. ``pushdown``: the
     filters the reports will be given; a dataset then reads only the traces holding a span
     their ``since``, ``until`` and ``services`` keep (each trace whole, so the filtered reports
-    are those of the whole dataset; reports given other filters may miss traces).
+    are those of the whole dataset; reports given other filters may miss traces). ``pairs``:
+    the spans' attribute pairs come along, parsed once per dump and cached with it (``why``
+    reads them instead of the attribute columns, which ``unread`` may then name).
     """
     telemetry, analysis = pipeline.load_analysed(
         path_list(paths),
@@ -93,6 +96,7 @@ def load(
         opaque=opaque,
         logs=logs,
         summarise=summarise,
+        pairs=pairs,
     )
     return AnalysedTelemetry(telemetry, analysis)
 

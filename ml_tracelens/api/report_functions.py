@@ -422,6 +422,7 @@ def why(
             show_all=show_all,
             inputs=t.inputs,
             warnings=t.warnings,
+            pairs=t.analysis.pairs,
         )
     )
 

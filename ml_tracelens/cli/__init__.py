@@ -317,7 +317,9 @@ def why(
 
     if scope not in ("request", "root"):
         raise UsageError(f"{scope!r}: choose request or root", option="scope")
-    t = common.load(paths, logs=False)
+    # A condition may name any column.
+    unread = () if where or baseline_where else api.WHY_UNREAD
+    t = common.load(paths, logs=False, unread=unread, pairs=True)
     result = api.why(
         t,
         slow=slow,

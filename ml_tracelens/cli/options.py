@@ -284,6 +284,7 @@ class Common:
         opaque: Sequence[str] = (),
         summarise: Callable[[Any], object] | None = None,
         push_filters: bool = False,
+        pairs: bool = False,
     ) -> AnalysedTelemetry:
         """Read and analyse ``paths`` with a progress bar on a terminal. ``by``: the groupings
         of a report that only aggregates columns; unless they or ``--where`` name an
@@ -291,8 +292,8 @@ class Common:
         the report does not read, left out too unless ``--where`` may name them; ``opaque``:
         id columns it only groups and joins by; ``summarise``: what to keep of each group of
         traces beyond the memory budget; ``push_filters``: the report reads only the traces
-        holding a span the filters keep, so a dataset may leave out the others (see
-        ``api.load``)."""
+        holding a span the filters keep, so a dataset may leave out the others; ``pairs``:
+        the spans' attribute pairs come along (see ``api.load``)."""
         from ml_tracelens import api
 
         attributes = by is None or any("attr." in key for key in [*by, self.where or ""])
@@ -308,6 +309,7 @@ class Common:
                 opaque=() if self.where else opaque,
                 summarise=summarise,
                 pushdown=self.filters if push_filters else None,
+                pairs=pairs,
             )
 
     def read(self, paths: Sequence[str]) -> Telemetry:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ml_tracelens.core.attribute_pairs import AttributePairs
 from ml_tracelens.core.critical_path import critical_path, critical_path_ns
 from ml_tracelens.core.errors_origin import error_flags
 from ml_tracelens.core.timing import self_time_ns, self_times
@@ -114,12 +115,14 @@ class Structure:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Per-span results (``spans``) and the dump's ``structure``; or, for inputs analysed a
-    group of traces at a time with a report's summary of each group, those ``summaries`` (what
-    the report needs of each group) and no spans."""
+    """Per-span results (``spans``) and the dump's ``structure``; ``pairs``: the attribute
+    pairs of the spans when whoever loaded them asked for them (see ``attribute_pairs``); or,
+    for inputs analysed a group of traces at a time with a report's summary of each group,
+    those ``summaries`` (what the report needs of each group) and no spans."""
 
     spans: pl.DataFrame
     structure: Structure
+    pairs: AttributePairs | None = None
     summaries: tuple[object, ...] = ()
 
     def warnings(self) -> list[str]:
@@ -129,8 +132,10 @@ class Analysis:
 def analyze(spans: pl.DataFrame, *, merged_duplicates: int = 0) -> Analysis:
     """Trees, self time, critical path, error origin and anomalies for every trace of ``spans``.
 
-    ``spans`` is a canonical span frame (extra columns are kept). ``merged_duplicates`` is the
-    count ingest already merged, carried into the structure so it is warned about with the rest.
+    ``spans`` is a canonical span frame (extra columns are kept); the analysed spans are its rows
+    in their order, so whatever is worked out per row of ``spans`` holds for them.
+    ``merged_duplicates`` is the count ingest already merged, carried into the structure so it
+    is warned about with the rest.
     """
     tree = build_tree(spans)
     has_error, originated = error_flags(tree)

@@ -7,7 +7,11 @@ of the same size and mtime: ``cp -p B tmp; mv tmp A``), added or removed file gi
 so an entry is never stale.
 
 Entry: Parquet files of the analysed spans and of the logs, and a JSON record of what was read
-(inputs, warnings, structure) holding a CRC-32 of each Parquet file and of itself. Each file is
+(inputs, warnings, structure) holding a CRC-32 of each Parquet file and of itself. A command
+that reads attribute pairs (``why``) also finds there the spans' attribute codes and what each
+code holds (``core.attribute_pairs``), two more Parquet files in the record: written with the
+entry by such a command, or added to an entry that lacks them by the first one to use it (the
+record is then written again, with their checksums and the parser's version). Each file is
 written under a temporary name and renamed; the record goes last, so a reader never sees half
 an entry. A reader checks the bytes it parses against the record: a flipped bit, a truncated or
 missing file, or an entry pruned meanwhile is a miss, and the entry is removed (the command then
@@ -41,6 +45,8 @@ import polars as pl
 
 from ml_tracelens import __version__, limits
 from ml_tracelens.core import Analysis, Structure
+from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
+from ml_tracelens.core.attribute_pairs import PARSER_VERSION, AttributePairs, Held
 from ml_tracelens.ingest.held_signals import HeldSignals, signals_held
 from ml_tracelens.ingest.telemetry import InputSummary, Telemetry
 from ml_tracelens.readers.base import ReadOptions, ReadStats
@@ -49,11 +55,14 @@ from ml_tracelens.schema import empty_logs
 #: 3: resource attributes in their own column
 #: 4: log rows carry parent_span_id, error and unread_reason
 #: 5: the record holds checksums of the entry's files (a header line before the metadata)
-FORMAT_VERSION = 5
+#: 6: an entry may hold the attribute pairs of its spans
+FORMAT_VERSION = 6
 _SPANS = ".spans.parquet"
 _LOGS = ".logs.parquet"
 _RECORD = ".json"
-_SUFFIXES = (_SPANS, _LOGS, _RECORD)
+_CODES = ".codes.parquet"
+_PAIRS = ".pairs.parquet"
+_SUFFIXES = (_SPANS, _LOGS, _RECORD, _CODES, _PAIRS)
 _TEMPORARY_PREFIX = ".tmp-"
 #: A temporary file unchanged for this long was left by a write that was killed (SIGKILL, power
 #: loss): prune removes it. A live write is done long before (a 10M-span entry takes about ten
@@ -164,19 +173,33 @@ class _Entry:
     def path(self, suffix: str) -> Path:
         return self.directory / f"{self.key}{suffix}"
 
+    def has_pairs(self) -> bool:
+        """Whether the entry holds attribute pairs the current parser would give."""
+        return (
+            self.meta.get("pairs_version") == PARSER_VERSION
+            and _CODES in self.checksums
+            and _PAIRS in self.checksums
+        )
+
 
 def load(
-    key: str, *, without: Collection[str] = (), logs: bool = True
+    key: str, *, without: Collection[str] = (), logs: bool = True, pairs: bool = False
 ) -> tuple[Telemetry, Analysis] | None:
     """The entry for ``key``, or None. Span columns named in ``without`` are not read: a report
     that never looks at attributes decodes a tenth of the bytes (Parquet reads column by
     column). Without ``logs`` the log table is not read either (an empty one stands in): a
-    report about spans alone spares the memory of a million log lines."""
+    report about spans alone spares the memory of a million log lines.
+
+    With ``pairs`` the analysis comes with the entry's attribute pairs; an entry without them
+    gives its attribute columns even if ``without`` names them, for the caller to parse (and
+    ``add_pairs``)."""
     entry = _entry(key)
     if entry is None:
         return None
     try:
-        columns = [c for c in entry.meta["analysis_columns"] if c not in without]
+        stored_pairs = _read_pairs(entry) if pairs and entry.has_pairs() else None
+        needed = ATTRIBUTE_COLUMNS if pairs and stored_pairs is None else ()
+        columns = [c for c in entry.meta["analysis_columns"] if c not in without or c in needed]
         spans = _read_verified(
             entry.path(_SPANS),
             entry.checksums[_SPANS],
@@ -198,7 +221,64 @@ def load(
     except _UNREADABLE:
         _remove_entry(entry.directory, key)
         return None
-    return telemetry, Analysis(spans=spans, structure=entry.structure)
+    return telemetry, Analysis(spans=spans, structure=entry.structure, pairs=stored_pairs)
+
+
+def _read_pairs(entry: _Entry) -> AttributePairs:
+    """The entry's attribute pairs (its files checked as the others are)."""
+    codes = _read_verified(
+        entry.path(_CODES), entry.checksums[_CODES], lambda path: pl.read_parquet(path, glob=False)
+    )
+    table = _read_verified(
+        entry.path(_PAIRS), entry.checksums[_PAIRS], lambda path: pl.read_parquet(path, glob=False)
+    )
+    return _unpacked(codes.rechunk(), table)
+
+
+def _packed(pairs: AttributePairs) -> pl.DataFrame:
+    """What the codes of each attribute column hold, as one table tagged with the column's
+    index in ``COLUMNS``: a row per code (``held``: its items) then a row per item
+    (``attribute``, ``value``), each in id order."""
+    parts = []
+    for index, column in enumerate(ATTRIBUTE_COLUMNS):
+        found = pairs.columns.get(column)
+        if found is None:
+            continue
+        tag = pl.lit(index, pl.UInt8).alias("column")
+        parts += [
+            found.held.to_frame("held").select(
+                tag,
+                pl.col("held").cast(pl.List(pl.UInt32)),
+                attribute=pl.lit(None, pl.String),
+                value=pl.lit(None, pl.String),
+            ),
+            found.items.select(
+                tag, held=pl.lit(None, pl.List(pl.UInt32)), attribute="attribute", value="value"
+            ),
+        ]
+    schema = {
+        "column": pl.UInt8(),
+        "held": pl.List(pl.UInt32()),
+        "attribute": pl.String(),
+        "value": pl.String(),
+    }
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def _unpacked(codes: pl.DataFrame, table: pl.DataFrame) -> AttributePairs:
+    """The attribute pairs of the codes and the table ``_packed`` wrote."""
+    columns = {}
+    for index, column in enumerate(ATTRIBUTE_COLUMNS):
+        if column not in codes.columns:
+            continue
+        of_column = table.filter(pl.col("column") == index)
+        # An item always has an attribute; a code's row never has one.
+        is_code = pl.col("attribute").is_null()
+        columns[column] = Held(
+            held=of_column.filter(is_code).get_column("held"),
+            items=of_column.filter(~is_code).select("attribute", "value"),
+        )
+    return AttributePairs(codes=codes, columns=columns)
 
 
 def scan(key: str) -> tuple[Telemetry, pl.LazyFrame, pl.LazyFrame] | None:
@@ -350,8 +430,15 @@ def _unseal(record: bytes) -> tuple[dict[str, int], dict[str, Any]]:
 # --- writing an entry -------------------------------------------------------------------------
 
 
-def store(key: str, telemetry: Telemetry, analysis: Analysis) -> None:
-    """Write an entry; any failure leaves no partial entry and raises nothing.
+def store(
+    key: str,
+    telemetry: Telemetry,
+    analysis: Analysis,
+    pairs: Callable[[], AttributePairs] | None = None,
+) -> None:
+    """Write an entry; any failure leaves no partial entry and raises nothing. ``pairs``: the
+    attribute pairs of ``analysis.spans`` to keep with it, asked for once the spans and logs
+    are written (they may be parsed meanwhile).
 
     SIGINT and SIGTERM are held meanwhile (see ``held_signals.signals_held``): they stop the write at the
     next file boundary and are delivered once its temporary file is removed.
@@ -381,12 +468,52 @@ def store(key: str, telemetry: Telemetry, analysis: Analysis) -> None:
                     held,
                 ),
             }
+            if pairs is not None:
+                checksums |= _write_pairs(directory, key, pairs(), held)
+                meta["pairs_version"] = PARSER_VERSION
             record = _seal(meta, checksums)
             _write_file(directory, f"{key}{_RECORD}", lambda f: f.write(record), held)
             held.stop_if_signalled()
             prune(directory, max_bytes=int(_env_mb("TRACELENS_CACHE_MAX_MB", 2048) * 1024 * 1024))
         except (OSError, pl.exceptions.PolarsError, TypeError, ValueError):
             return
+
+
+def add_pairs(key: str, pairs: AttributePairs) -> None:
+    """Keep ``pairs`` (of the spans of the entry for ``key``, in its row order) with the entry,
+    when it has none yet; as ``store``, any failure raises nothing.
+
+    The record is written again with the pairs' checksums, under a temporary name and renamed:
+    a reader sees the entry with or without them, never half of it. An entry removed or
+    replaced meanwhile by another command gets a record whose checksums some file no longer
+    matches, which makes it a miss, never a wrong answer."""
+    directory = cache_dir()
+    with signals_held() as held:
+        try:
+            entry = _entry(key)
+            if entry is None or entry.has_pairs():
+                return
+            checksums = entry.checksums | _write_pairs(directory, key, pairs, held)
+            record = _seal({**entry.meta, "pairs_version": PARSER_VERSION}, checksums)
+            _write_file(directory, f"{key}{_RECORD}", lambda f: f.write(record), held)
+        except (OSError, pl.exceptions.PolarsError, TypeError, ValueError, KeyError):
+            return
+
+
+def _write_pairs(
+    directory: Path, key: str, pairs: AttributePairs, held: HeldSignals
+) -> dict[str, int]:
+    """Write the two files of the attribute pairs; their checksums by suffix."""
+    options: dict[str, Any] = {"compression": "lz4", "statistics": False}
+    table = _packed(pairs)
+    return {
+        _CODES: _write_file(
+            directory, f"{key}{_CODES}", lambda f: pairs.codes.write_parquet(f, **options), held
+        ),
+        _PAIRS: _write_file(
+            directory, f"{key}{_PAIRS}", lambda f: table.write_parquet(f, **options), held
+        ),
+    }
 
 
 def _metadata(telemetry: Telemetry, analysis: Analysis) -> dict[str, Any]:
@@ -461,7 +588,7 @@ def _write_file(
 
 def _remove_entry(directory: Path, key: str) -> None:
     """Remove an entry, its record first: without it the entry is a miss for every reader."""
-    for suffix in (_RECORD, _SPANS, _LOGS):
+    for suffix in (_RECORD, _SPANS, _LOGS, _CODES, _PAIRS):
         with contextlib.suppress(OSError):
             (directory / f"{key}{suffix}").unlink()
 

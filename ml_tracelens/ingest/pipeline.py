@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
+from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
+from ml_tracelens.core.attribute_pairs import AttributePairs, attribute_pairs
 from ml_tracelens.ingest import cache
 from ml_tracelens.ingest.telemetry import Progress, Telemetry
 from ml_tracelens.readers.base import ReadOptions
@@ -30,6 +34,7 @@ def load_analysed(
     logs: bool = True,
     opaque: Collection[str] = (),
     summarise: Callable[[pl.DataFrame], object] | None = None,
+    pairs: bool = False,
 ) -> tuple[Telemetry, Analysis]:
     """Read and analyse ``paths``, or take both from the cache.
 
@@ -38,15 +43,26 @@ def load_analysed(
     see the same columns either way. Without ``logs`` the log table comes back empty, alike.
     Beyond the memory budget, ``summarise`` (when given) takes what a report needs of each
     group of analysed traces, and those ``Analysis.summaries`` come back instead of spans.
+    With ``pairs`` the analysis has the attribute pairs of its spans (``core.attribute_pairs``),
+    kept with the cache entry: the attribute columns may then be in ``without``.
     """
     options, key = _options_and_key(paths, input_format, options, use_cache)
     if key is not None:
-        hit = cache.load(key, without=without, logs=logs)
+        hit = cache.load(key, without=without, logs=logs, pairs=pairs)
         if hit is not None and not logs and hit[0].spans.is_empty():
             # Nothing to analyse: the logs say why (which keys the lines lack).
-            hit = cache.load(key, without=without)
+            hit = cache.load(key, without=without, pairs=pairs)
         if hit is not None:
-            return hit
+            telemetry, analysis = hit
+            if pairs and analysis.pairs is None:
+                # An entry another command wrote: parsed once, here, and kept with it.
+                parsed = attribute_pairs(analysis.spans)
+                cache.add_pairs(key, parsed)
+                analysis = _narrowed(analysis, without, parsed)
+                telemetry.spans = telemetry.spans.drop(without, strict=False)
+            return telemetry, analysis
+    # Beyond the memory budget the pairs are parsed from the analysed spans: they keep the texts.
+    kept = without if not pairs else [c for c in without if c not in ATTRIBUTE_COLUMNS]
     from ml_tracelens.ingest import bounded
     from ml_tracelens.ingest.inputs import resolve
 
@@ -61,27 +77,44 @@ def load_analysed(
             input_format=input_format,
             options=options,
             progress=progress,
-            without=without,
+            without=kept,
             opaque=opaque,
             summarise=summarise,
         )
         if not logs and telemetry.spans.height:
             telemetry.logs = telemetry.logs.clear()
+        if pairs:
+            analysis = _narrowed(analysis, without, attribute_pairs(analysis.spans))
+            telemetry.spans = telemetry.spans.drop(without, strict=False)
         return telemetry, analysis
     telemetry = _read(paths, input_format, options, progress)
     if progress is not None:
         progress.reading("analysing traces")
-    analysis = analyze(telemetry.spans)
-    if key is not None:
-        cache.store(key, telemetry, analysis)
+    # The pairs are parsed on a thread while the spans are analysed and the entry is written
+    # (all mostly in polars, which releases the GIL), and kept with it. The analysis keeps the
+    # spans' rows in their order, so the pairs of the spans read are those of the analysed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        parsing = pool.submit(attribute_pairs, telemetry.spans) if pairs else None
+        analysis = analyze(telemetry.spans)
+        if key is not None:
+            cache.store(key, telemetry, analysis, pairs=parsing.result if parsing else None)
+        found = parsing.result() if parsing else None
     if not logs and telemetry.spans.height:
         telemetry.logs = telemetry.logs.clear()
     if without:
         telemetry.spans = telemetry.spans.drop(without, strict=False)
-        analysis = Analysis(
-            spans=analysis.spans.drop(without, strict=False), structure=analysis.structure
-        )
+    if without or found is not None:
+        analysis = _narrowed(analysis, without, found)
     return telemetry, analysis
+
+
+def _narrowed(
+    analysis: Analysis, without: Collection[str], pairs: AttributePairs | None
+) -> Analysis:
+    """``analysis`` without the span columns in ``without``, with ``pairs`` (the rest as is)."""
+    return dataclasses.replace(
+        analysis, spans=analysis.spans.drop(without, strict=False), pairs=pairs
+    )
 
 
 def load_cached_or_raw(

@@ -20,16 +20,19 @@ without it, and by how much.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
 import polars as pl
 
+from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
+from ml_tracelens.core.attribute_pairs import AttributePairs, attribute_pairs
 from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.core.significance import benjamini_hochberg, fisher_exact, mann_whitney
 from ml_tracelens.core.stats import quantile, requests
-from ml_tracelens.core.tree import filled
+from ml_tracelens.core.tree import filled, int_max
 from ml_tracelens.durations import NS_PER_MS, format_duration, length_ns
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports import why_candidates, why_shifts
@@ -41,7 +44,25 @@ Scope = Literal["request", "root"]
 DEFAULT_MIN_COUNT = 5
 #: Findings shown unless every test is asked for.
 Q_THRESHOLD = 0.05
-#: The built-in candidates, by the column they come from.
+#: Span columns the report does not read when the load brings the attribute pairs
+#: (``pairs=True``), unless a condition names them: on a warm cache they stay on disk.
+UNREAD = (
+    "parent_id",
+    "kind",
+    "end_ns",
+    "status_message",
+    *ATTRIBUTE_COLUMNS,
+    "events",
+    "links",
+    "source",
+    "is_orphan",
+    "depth",
+    "skewed",
+    "outside_parent",
+    "self_ns",
+    "has_error",
+    "error_originated",
+)
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
 
@@ -73,7 +94,10 @@ def build(
     show_all: bool = False,
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
+    pairs: AttributePairs | None = None,
 ) -> Report:
+    """The report; ``pairs``: the attribute pairs of ``analysed`` when they are at hand (the
+    analysis cache keeps them), else they are parsed here."""
     selection.validate()
     if min_count < 1:
         raise UsageError("must be at least 1", option="min_count")
@@ -87,7 +111,12 @@ def build(
         )
         if where is not None
     }
-    units, spans = _units(analysed, stage=stage, conditions=conditions)
+    if pairs is None or not pairs.fits(analysed):
+        pairs = attribute_pairs(analysed)
+    analysed = analysed.with_columns(
+        pairs.codes.get_column(c).alias(why_candidates.code_column(c)) for c in pairs.codes.columns
+    )
+    units, spans = _units(analysed, stage=stage, conditions=conditions, errors=selection.failed)
     unit_count = units.height
     members = spans.filter(pl.col("is_root")) if stage is None and scope == "root" else spans
     noun = "requests" if stage is None else f"{stage} spans"
@@ -106,23 +135,23 @@ def build(
         raise InputError(f"nothing to compare: {rule} selects none of the {noun}")
     if not n_baseline:
         raise InputError(f"nothing to compare against: every {noun[:-1]} is selected by {rule}")
-    in_test = filled(False, unit_count, pl.Boolean).scatter(units.get_column("_unit"), True)
-    members = members.filter(in_test.gather(members.get_column("_unit")))
-    candidates = why_candidates.candidates(members, skip_status=selection.failed)
-    flags = units.select("_unit", "_selected")
-    rows = _categorical_rows(candidates, flags, n_selected, n_baseline, min_count)
-    rows += _numeric_rows(candidates.numeric, flags, n_selected, n_baseline, min_count)
+    # The stage times need nothing the tests find: they are summed on a thread meanwhile (polars
+    # releases the GIL, and much of either part runs on one core).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        timing = pool.submit(_stage_times, analysed, spans, unit_count, stage)
+        in_test = filled(False, unit_count, pl.Boolean).scatter(units.get_column("_unit"), True)
+        members = members.filter(in_test.gather(members.get_column("_unit")))
+        candidates = why_candidates.candidates(members, skip_status=selection.failed, pairs=pairs)
+        flags = units.select("_unit", "_selected")
+        rows = _categorical_rows(candidates, flags, n_selected, n_baseline, min_count)
+        rows += _numeric_rows(candidates.numeric, flags, n_selected, n_baseline, min_count)
+        times = timing.result()
     for row, q in zip(rows, benjamini_hochberg([r.p_value for r in rows]), strict=True):
         row.q_value = q
     rows.sort(key=lambda r: (r.q_value, -abs(r.difference), r.attribute, r.value or ""))
     tests = len(rows)
     if not show_all:
         rows = [r for r in rows if r.q_value < Q_THRESHOLD]
-    if stage is None:
-        times = why_shifts.stage_times(spans, unit_count)
-    else:
-        requests_units, request_members = _units(analysed, stage=None, conditions={})
-        times = why_shifts.request_times(requests_units, request_members, spans)
     why_shifts.add_stage_shifts(rows, candidates, times, units.get_column("_unit"))
     what = _what(selection, noun)
     verdict = _verdict(rows, what=what, tests=tests, n_selected=n_selected)
@@ -169,13 +198,28 @@ def build(
 # ---------------------------------------------------------------- units and selection
 
 
+def _stage_times(
+    analysed: pl.DataFrame, spans: pl.DataFrame, unit_count: int, stage: str | None
+) -> why_shifts.StageTimes:
+    """Each unit's critical-path time per stage: its request's, for the spans of a stage."""
+    if stage is None:
+        return why_shifts.stage_times(spans, unit_count)
+    requests_units, request_members = _units(analysed, stage=None, conditions={})
+    return why_shifts.request_times(requests_units, request_members, spans)
+
+
 def _units(
-    analysed: pl.DataFrame, *, stage: str | None, conditions: dict[str, str]
+    analysed: pl.DataFrame,
+    *,
+    stage: str | None,
+    conditions: dict[str, str],
+    errors: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(units, their spans): one row per unit (``_unit``, ``duration_ns``, ``_error``), and
     the spans of each unit (a request's tree; a stage span itself) tagged with its ``_unit``,
     with the columns candidates are drawn from and a flag per ``--where`` condition (by option
-    name: the spans it matches)."""
+    name: the spans it matches). A request's ``_error`` is null unless ``errors`` is asked for
+    (it takes a pass over every trace's spans)."""
     flags = {
         f"_{option}": _matching(analysed, where, option) for option, where in conditions.items()
     }
@@ -189,10 +233,16 @@ def _units(
         )
         units = spans.select("_unit", "trace_id", "duration_ns", _error=pl.col("status") == "error")
         return units, spans.drop("duration_ns")
-    units = (
+    roots = (
         requests(analysed)
-        .with_row_index("_unit")
-        .select("_unit", "trace_id", "span_id", "duration_ns", _error="request_error")
+        if errors
+        else analysed.lazy()
+        .filter(pl.col("is_root"))
+        .select("trace_id", "span_id", "duration_ns", request_error=pl.lit(None, pl.Boolean))
+        .collect()
+    )
+    units = roots.with_row_index("_unit").select(
+        "_unit", "trace_id", "span_id", "duration_ns", _error="request_error"
     )
     # Joined on the trace alone (a string key, not two) and kept where the span's top is the
     # request's root: a trace with several roots is rare.
@@ -213,8 +263,7 @@ _MEMBER_COLUMNS = (
     "name",
     "service",
     "status",
-    "attributes",
-    "resource",
+    *(why_candidates.code_column(c) for c in ATTRIBUTE_COLUMNS),
     "cp_ns",
     "is_root",
 )
@@ -295,8 +344,13 @@ def _categorical_rows(
     n_baseline: int,
     min_count: int,
 ) -> list[WhyRow]:
+    # Units are numbered from 0: each fact's flag is found by position, not by a join.
+    unit_selected = filled(False, int_max(flags.get_column("_unit")) + 1, pl.Boolean).scatter(
+        flags.get_column("_unit"), flags.get_column("_selected")
+    )
+    facts = candidates.facts
     counts = (
-        candidates.facts.join(flags, on="_unit")
+        facts.with_columns(_selected=unit_selected.gather(facts.get_column("_unit")))
         .group_by("pair")
         .agg(
             selection_count=pl.col("_selected").sum().cast(pl.Int64),

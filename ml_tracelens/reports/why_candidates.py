@@ -13,14 +13,15 @@ a value per unit) are no candidates. Token counts are also banded (``TOKEN_BANDS
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import orjson
 import polars as pl
 
-from ml_tracelens.schema import attributes_dict
+from ml_tracelens.core.attribute_pairs import COLUMNS, AttributePairs, Held, parse
+from ml_tracelens.core.tree import filled, int_max
 
+#: How the candidates read a column's distinct texts (the tests of the readings call it here).
+_parsed = parse
 #: Values of a categorical attribute tested one by one; the rest are pooled as OTHER.
 TOP_VALUES = 10
 OTHER = "(other)"
@@ -40,76 +41,95 @@ class Candidates:
     numeric: pl.DataFrame
 
 
-def candidates(members: pl.DataFrame, *, skip_status: bool) -> Candidates:
+def candidates(members: pl.DataFrame, *, skip_status: bool, pairs: AttributePairs) -> Candidates:
     """Every unit's (attribute, value) pairs, as integer ids.
 
-    A million spans hold far fewer distinct attribute texts (and a handful of resources and
-    stage names), so each text is parsed once: the spans carry a dictionary code of their text,
-    and only (unit, code) and (code, attribute, value) are joined, on integers."""
-    # The attribute texts take most of the work, on one core (string scans): they are read on
-    # a thread of their own while the other columns are (polars releases the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        attributes = (
-            pool.submit(_attribute_source, members, "attributes")
-            if "attributes" in members.columns
-            else None
-        )
-        sources = [
-            _builtin_source(members, name, column)
-            for name, column in BUILTIN.items()
-            if not (skip_status and name == "status")
-        ]
-        # Without the attribute columns (a library caller's load(attributes=False)) there are
-        # only the built-in candidates.
-        if "resource" in members.columns:
-            sources.append(_attribute_source(members, "resource"))
-        if attributes is not None:
-            sources.append(attributes.result())
-    attribute_sources = ("resource" in members.columns) + (attributes is not None)
+    The member spans carry the code of their attribute texts (``code_column``), whose items
+    were parsed once per distinct text (``pairs``), and a handful of resources and stage
+    names: a unit's pairs are looked up by position from its codes, never joined on text."""
+    sources = [
+        _builtin_source(members, name, column)
+        for name, column in BUILTIN.items()
+        if not (skip_status and name == "status")
+    ]
+    # Without the attribute columns (a library caller's load(attributes=False)) there are only
+    # the built-in candidates.
+    builtins = len(sources)
+    sources += [
+        _attribute_source(members, column, pairs.columns[column])
+        for column in reversed(COLUMNS)
+        if column in pairs.columns
+    ]
     items = pl.concat(
-        [p.items.with_columns(source=pl.lit(i, pl.UInt32)) for i, (_, p) in enumerate(sources)]
+        [s.items.with_columns(source=pl.lit(i, pl.UInt32)) for i, s in enumerate(sources)]
     ).filter(pl.col("attribute") != "service.name")
     # Pair ids in no particular order: every ranking and every output is sorted by text.
     grouped = items.group_by("attribute", "value").agg("source", "item").with_row_index("pair")
-    pairs = grouped.select("pair", "attribute", "value")
+    pairs_table = grouped.select("pair", "attribute", "value")
     item_pairs = grouped.select("pair", "source", "item").explode("source", "item")
     held = [
-        units.join(
-            parsed.links.join(item_pairs.filter(pl.col("source") == i), on="item").select(
-                "code", "pair"
-            ),
-            on="code",
-        ).select("_unit", "pair")
-        for i, (units, parsed) in enumerate(sources)
+        source.facts(item_pairs.filter(pl.col("source") == i)) for i, source in enumerate(sources)
     ]
     # A built-in candidate's codes are its values, one pair each, and no other source has its
     # pairs: only the attribute columns' facts can repeat (two spans of a unit, or a key in
     # both the span's and the resource's attributes).
-    builtins = len(sources) - attribute_sources
-    repeating = [_distinct(pl.concat(held[builtins:]))] if attribute_sources else []
+    repeating = [_distinct(pl.concat(held[builtins:]))] if len(sources) > builtins else []
     facts = pl.concat([*held[:builtins], *repeating])
-    return _classified(facts, pairs)
+    return _classified(facts, pairs_table)
 
 
-def _builtin_source(members: pl.DataFrame, name: str, column: str) -> tuple[pl.DataFrame, Parsed]:
-    """(``_unit``, ``code``) and the items of a built-in candidate: a value per code."""
-    units, texts = _coded(members, pl.col(column).cast(pl.String))
-    links = texts.select("code", item=pl.col("code").cast(pl.UInt64))
-    items = texts.select(item=pl.col("code").cast(pl.UInt64), attribute=pl.lit(name), value="_text")
-    return units, Parsed(links=links, items=items)
+def code_column(column: str) -> str:
+    """The member column holding the codes of an attribute column's texts."""
+    return f"_{column}_code"
 
 
-def _attribute_source(members: pl.DataFrame, column: str) -> tuple[pl.DataFrame, Parsed]:
-    """(``_unit``, ``code``) and the items of a column of attribute texts."""
-    units, texts = _coded(members, pl.col(column))
-    parsed = _parsed(texts)
+@dataclass(frozen=True)
+class _Source:
+    """Where candidates come from: ``units`` (``_unit``, ``code``) unique, the ``items``
+    (``item``, ``attribute``, ``value``), and which items each code holds: ``held`` (a list
+    per code, by position), or for a built-in candidate the code's own item (the same id)."""
+
+    units: pl.DataFrame
+    items: pl.DataFrame
+    held: pl.Series | None
+
+    def facts(self, item_pairs: pl.DataFrame) -> pl.DataFrame:
+        """(``_unit``, ``pair``) of the items that have a pair in ``item_pairs``."""
+        item = item_pairs.get_column("item")
+        size = int_max(self.items.get_column("item")) + 1
+        pair_of_item = filled(None, size, pl.UInt32).scatter(item, item_pairs.get_column("pair"))
+        if self.held is None:
+            unit_items = self.units.rename({"code": "item"})
+        else:
+            unit_items = (
+                self.units.select("_unit", item=self.held.gather(self.units.get_column("code")))
+                .explode("item")
+                .drop_nulls("item")
+            )
+        return unit_items.select(
+            "_unit", pair=pair_of_item.gather(unit_items.get_column("item"))
+        ).drop_nulls("pair")
+
+
+def _builtin_source(members: pl.DataFrame, name: str, column: str) -> _Source:
+    """A built-in candidate: a value per code."""
+    units, texts = _coded(members, column)
+    items = texts.select(item=pl.col("code"), attribute=pl.lit(name), value="_text")
+    return _Source(units=units, items=items, held=None)
+
+
+def _attribute_source(members: pl.DataFrame, column: str, parsed: Held) -> _Source:
+    """A column of attribute texts: the items its codes hold."""
+    coded = members.select("_unit", code=pl.col(code_column(column))).drop_nulls("code")
     # An attribute named like a built-in candidate keeps its own name apart.
-    named = parsed.items.with_columns(
+    named = parsed.items.select(
+        item=pl.int_range(0, pl.len(), dtype=pl.UInt32),
         attribute=pl.when(pl.col("attribute").is_in(list(BUILTIN)))
         .then("attr." + pl.col("attribute"))
-        .otherwise("attribute")
+        .otherwise("attribute"),
+        value="value",
     )
-    return units, Parsed(links=parsed.links, items=named)
+    return _Source(units=_distinct(coded, "code"), items=named, held=parsed.held)
 
 
 def _distinct(facts: pl.DataFrame, second: str = "pair") -> pl.DataFrame:
@@ -125,208 +145,23 @@ def _distinct(facts: pl.DataFrame, second: str = "pair") -> pl.DataFrame:
 _SHIFT = 1 << 32
 
 
-def _coded(members: pl.DataFrame, text: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(``_unit``, ``code``) unique and (``code``, ``_text``) distinct, for a text column of
-    the member spans (nulls left out)."""
+def _coded(members: pl.DataFrame, column: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(``_unit``, ``code``) unique and (``code``, ``_text``) distinct, for a column of the
+    member spans (nulls left out)."""
+    values = pl.col(column)
+    # An enum's or a categorical's codes are there for the taking; text is hashed once here.
+    if not isinstance(members.schema[column], pl.Enum | pl.Categorical):
+        values = values.cast(pl.String).cast(pl.Categorical)
     coded = (
-        members.select("_unit", _text=text.cast(pl.Categorical))
+        members.select("_unit", _text=values)
         .drop_nulls("_text")
-        .with_columns(code=pl.col("_text").to_physical())
+        .with_columns(code=pl.col("_text").to_physical().cast(pl.UInt32))
     )
     units = _distinct(coded.select("_unit", "code"), "code")
     # The first row of each code, found on the integers alone; only those texts are copied.
     first = coded.select("code").with_row_index("_row").unique("code").get_column("_row")
     texts = coded.gather(first).select("code", pl.col("_text").cast(pl.String))
     return units, texts
-
-
-# A JSON string; an attribute of an OTLP KeyValue list with a scalar value; an object member
-# with a scalar value. Groups: the key, then the value (a JSON string or a bare token).
-_STRING = r'"(?:[^"\\]|\\.)*"'
-_SCALAR_VALUE = (
-    r'"value"\s*:\s*\{\s*"(?:stringValue|intValue|doubleValue|boolValue)"\s*:\s*('
-    + _STRING
-    + r"|[^,}\s]+)\s*\}"
-)
-_LIST_PAIR = r'\{\s*"key"\s*:\s*(' + _STRING + r")\s*,\s*" + _SCALAR_VALUE + r"\s*\}"
-_OBJECT_PAIR = "(" + _STRING + r")\s*:\s*(" + _STRING + r"|-?[0-9][0-9.eE+-]*|true|false)"
-# A compact KeyValue list (what exporters write) is cut into its pairs at this text, which valid
-# JSON never holds inside a string (a quote there would be escaped, or close the string before
-# a bare word). What lies between two cuts is one ``"KEY","value":{...}``, or the text is read
-# another way.
-_COMPACT_START, _COMPACT_END, _COMPACT_CUT = '[{"key":', "}]", '},{"key":'
-_COMPACT_PIECE = "^(" + _STRING + r")\s*,\s*" + _SCALAR_VALUE + "$"
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """The scalar attributes of a column's texts: ``links`` (``code``, ``item``) which texts
-    hold which items, and ``items`` (``item``, ``attribute``, ``value``), each distinct
-    attribute-value spelling once, values as text (numbers and booleans as JSON writes them)."""
-
-    links: pl.DataFrame
-    items: pl.DataFrame
-
-
-def _parsed(texts: pl.DataFrame) -> Parsed:
-    """The scalar attributes of each JSON text (``code``, ``_text``); nested values are no
-    candidates.
-
-    Compact KeyValue lists are cut into pairs and each distinct pair read once; other common
-    layouts are read with one pattern each over all texts at once; a text the patterns might
-    misread (nested values, a list whose pairs do not all match) is parsed. Items keep the
-    reading they came from in their top bits, so the readings' ids never meet."""
-    texts = texts.filter(~pl.col("_text").is_in(["{}", "[]", ""]))
-    compact, rest = _compact_lists(texts)
-    found, fallback = _pattern_pairs(rest)
-    raw = [compact, found]
-    rows = [
-        (code, key, value)
-        for code, text in fallback.select("code", "_text").iter_rows()
-        for key, value in _scalars(text)
-    ]
-    schema = {"code": pl.UInt32, "attribute": pl.String, "value": pl.String}
-    parsed = pl.DataFrame(rows, schema=schema, orient="row")
-    parsed_items = parsed.select("attribute", "value").unique().with_row_index("item")
-    read = pl.concat(
-        [
-            part.items.select(
-                pl.col("item").cast(pl.UInt64) + (reading << 32), "attribute", "value"
-            )
-            for reading, part in enumerate(raw)
-        ]
-    )
-    escaped = pl.col("attribute").str.contains("\\", literal=True) | pl.col("value").str.contains(
-        "\\", literal=True
-    )
-    quoted = pl.col("value").str.starts_with('"')
-    plain = read.filter(~escaped).select(
-        "item",
-        attribute=pl.col("attribute").str.slice(1, pl.col("attribute").str.len_chars() - 2),
-        value=pl.when(quoted)
-        .then(pl.col("value").str.slice(1, pl.col("value").str.len_chars() - 2))
-        .otherwise("value"),
-    )
-    unescaped = pl.DataFrame(
-        [
-            (item, orjson.loads(key), orjson.loads(value) if value.startswith('"') else value)
-            for item, key, value in read.filter(escaped).iter_rows()
-        ],
-        schema={"item": pl.UInt64, "attribute": pl.String, "value": pl.String},
-        orient="row",
-    )
-    python = len(raw) << 32
-    return Parsed(
-        links=pl.concat(
-            [
-                *(
-                    part.links.select("code", pl.col("item").cast(pl.UInt64) + (reading << 32))
-                    for reading, part in enumerate(raw)
-                ),
-                parsed.join(parsed_items, on=["attribute", "value"]).select(
-                    "code", pl.col("item").cast(pl.UInt64) + python
-                ),
-            ]
-        ),
-        items=pl.concat(
-            [
-                plain,
-                unescaped,
-                parsed_items.select(pl.col("item").cast(pl.UInt64) + python, "attribute", "value"),
-            ]
-        ),
-    )
-
-
-def _compact_lists(texts: pl.DataFrame) -> tuple[Parsed, pl.DataFrame]:
-    """The items (raw: keys and string values quoted, as JSON spells them) of the compact
-    KeyValue lists whose every pair is a scalar one, and the texts left for the other
-    readings."""
-    text = pl.col("_text")
-    inner = text.str.slice(
-        len(_COMPACT_START), text.str.len_bytes() - len(_COMPACT_START) - len(_COMPACT_END)
-    )
-    compact = text.str.starts_with(_COMPACT_START) & text.str.ends_with(_COMPACT_END)
-    pieces = (
-        texts.filter(compact)
-        .select("code", _piece=inner.str.split(_COMPACT_CUT))
-        .explode("_piece")
-        .with_columns(item=pl.col("_piece").cast(pl.Categorical).to_physical())
-    )
-    # A handful of distinct pairs repeat over all texts: each is matched once.
-    items = (
-        pieces.unique("item")
-        .select("item", _groups=pl.col("_piece").str.extract_groups(_COMPACT_PIECE))
-        .unnest("_groups")
-        .rename({"1": "attribute", "2": "value"})
-    )
-    misread = (
-        pieces.join(items.filter(pl.col("attribute").is_null()), on="item", how="semi")
-        .get_column("code")
-        .implode()
-    )
-    return (
-        Parsed(
-            links=pieces.filter(~pl.col("code").is_in(misread)).select("code", "item"),
-            items=items.filter(pl.col("attribute").is_not_null()),
-        ),
-        texts.filter(~compact | pl.col("code").is_in(misread)),
-    )
-
-
-def _pattern_pairs(texts: pl.DataFrame) -> tuple[Parsed, pl.DataFrame]:
-    """The items (raw) of the texts one pattern reads whole (a KeyValue list of scalar pairs,
-    an object without nesting), and the texts left to parse."""
-    text = pl.col("_text")
-    is_list = text.str.starts_with("[")
-    simple = (
-        pl.when(is_list)
-        .then(
-            ~text.str.contains("arrayValue|kvlistValue|bytesValue")
-            & (text.str.count_matches(_LIST_PAIR) == text.str.count_matches(r'"key"\s*:'))
-        )
-        .otherwise(text.str.count_matches(r"[\[{]") <= 1)
-    )
-    texts = texts.with_columns(_list=is_list, _simple=simple)
-    matches = []
-    for listed, pattern in ((True, _LIST_PAIR), (False, _OBJECT_PAIR)):
-        matches.append(
-            texts.filter(pl.col("_simple") & (pl.col("_list") == listed))
-            .select("code", _match=text.str.extract_all(pattern), _pattern=pl.lit(pattern))
-            .explode("_match")
-            .drop_nulls("_match")
-        )
-    found = pl.concat(matches)
-    distinct = found.select("_match", "_pattern").unique().with_row_index("item")
-    items = pl.concat(
-        [
-            distinct.filter(pl.col("_pattern") == pattern).select(
-                "item", _groups=pl.col("_match").str.extract_groups(pattern)
-            )
-            for pattern in (_LIST_PAIR, _OBJECT_PAIR)
-        ]
-    ).unnest("_groups")
-    return (
-        Parsed(
-            links=found.join(distinct, on=["_match", "_pattern"]).select("code", "item"),
-            items=items.rename({"1": "attribute", "2": "value"}),
-        ),
-        texts.filter(~pl.col("_simple")),
-    )
-
-
-def _scalars(text: str) -> list[tuple[str, str]]:
-    """The scalar attributes of one JSON text, values as JSON writes them (strings bare);
-    nothing for text that is not attributes."""
-    try:
-        found = attributes_dict(text)
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return []
-    return [
-        (key, value if isinstance(value, str) else orjson.dumps(value).decode())
-        for key, value in found.items()
-        if isinstance(value, str | int | float | bool)
-    ]
 
 
 def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
@@ -345,12 +180,7 @@ def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
         pl.col("numeric") & ~pl.col("attribute").is_in(list(BUILTIN))
     ).get_column("attribute")
     dropped = shape.filter(pl.col("identifier")).get_column("attribute")
-    numeric_pairs = info.filter(pl.col("attribute").is_in(numeric_names.implode()))
-    numeric = (
-        facts.join(numeric_pairs.select("pair", "attribute", "number"), on="pair")
-        .group_by("_unit", "attribute")
-        .agg(number=pl.col("number").max())
-    )
+    numeric = _numeric(facts, info, numeric_names, pairs.height)
     kept = info.filter(
         ~pl.col("attribute").is_in(numeric_names.implode())
         & ~pl.col("attribute").is_in(dropped.implode())
@@ -401,6 +231,38 @@ def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
         facts=pl.concat([pooled, bands]),
         pairs=pl.concat([dictionary, band_pairs]),
         numeric=numeric,
+    )
+
+
+def _numeric(
+    facts: pl.DataFrame, info: pl.DataFrame, names: pl.Series, pair_count: int
+) -> pl.DataFrame:
+    """(``_unit``, ``attribute``, ``number``): each unit's largest value of each numeric
+    attribute (``names``), the facts' pairs (numbered from 0) looked up by position."""
+    names = names.sort()
+    of_numeric = info.filter(pl.col("attribute").is_in(names.implode())).with_columns(
+        _attribute=pl.col("attribute").replace_strict(
+            names, pl.arange(0, names.len(), dtype=pl.UInt32, eager=True), return_dtype=pl.UInt32
+        )
+    )
+    numeric_pairs = of_numeric.get_column("pair")
+    is_numeric = filled(False, pair_count, pl.Boolean).scatter(numeric_pairs, True)
+    attribute = filled(None, pair_count, pl.UInt32).scatter(
+        numeric_pairs, of_numeric.get_column("_attribute")
+    )
+    number = filled(None, pair_count, pl.Float64).scatter(
+        numeric_pairs, of_numeric.get_column("number")
+    )
+    # Few facts are numeric ones: they are picked out first, and only theirs looked up.
+    chosen = facts.filter(is_numeric.gather(facts.get_column("pair")))
+    pair = chosen.get_column("pair")
+    largest = (
+        chosen.select("_unit", _attribute=attribute.gather(pair), number=number.gather(pair))
+        .group_by("_unit", "_attribute")
+        .agg(pl.col("number").max())
+    )
+    return largest.select(
+        "_unit", attribute=names.gather(largest.get_column("_attribute")), number="number"
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ml_tracelens.core.tree import filled
+from ml_tracelens.core.tree import filled, int_max
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.reports import why_candidates
 from ml_tracelens.reports.documents import StageShift, WhyRow
@@ -32,25 +32,36 @@ class StageTimes:
 def stage_times(spans: pl.DataFrame, unit_count: int) -> StageTimes:
     """The critical-path time per stage of each unit, from its spans (``_unit``, ``name``,
     ``cp_ns``)."""
-    on_path = spans.filter(pl.col("cp_ns").fill_null(0) > 0)
-    stages = on_path.get_column("name").unique().sort().to_list()
-    per_stage = (
-        on_path.select(
-            "_unit",
-            "cp_ns",
-            _stage=pl.col("name").replace_strict(
-                stages, list(range(len(stages))), return_dtype=pl.UInt32
-            ),
-        )
-        .group_by("_unit", "_stage")
-        .agg(pl.col("cp_ns").sum())
+    on_path = spans.select("_unit", "cp_ns", "name").filter(pl.col("cp_ns").fill_null(0) > 0)
+    # Stage names are hashed once (as categorical codes); the rest is done on integers.
+    names = on_path.get_column("name").cast(pl.Categorical)
+    codes = names.to_physical()
+    first = codes.to_frame("code").with_row_index("_row").unique("code").get_column("_row")
+    found = pl.DataFrame(
+        {"code": codes.gather(first), "name": names.gather(first).cast(pl.String)}
+    ).sort("name", nulls_last=False)
+    stages = found.get_column("name").to_list()
+    count = len(stages)
+    # A null name is a stage too: it takes the code past every other.
+    null_code = int_max(found.get_column("code")) + 1
+    index = filled(None, null_code + 1, pl.UInt64).scatter(
+        found.get_column("code").fill_null(null_code),
+        pl.arange(0, count, dtype=pl.UInt64, eager=True),
     )
-    columns = {}
-    for index in range(len(stages)):
-        of_stage = per_stage.filter(pl.col("_stage") == index)
-        columns[f"_s{index}"] = filled(0, unit_count, pl.Int64).scatter(
-            of_stage.get_column("_unit"), of_stage.get_column("cp_ns")
-        )
+    # One key per (unit, stage): the sums land in a unit-major table, a column per stage.
+    keyed = on_path.select(
+        _key=pl.col("_unit").cast(pl.UInt64) * count
+        + index.gather(codes.fill_null(null_code).cast(pl.UInt64)),
+        cp_ns="cp_ns",
+    )
+    sums = keyed.group_by("_key").agg(pl.col("cp_ns").sum())
+    table = filled(0, unit_count * count, pl.Int64).scatter(
+        sums.get_column("_key"), sums.get_column("cp_ns")
+    )
+    columns = {
+        f"_s{i}": table.gather(pl.arange(i, unit_count * count, count, eager=True))
+        for i in range(count)
+    }
     timed = filled(True, unit_count, pl.Boolean)
     return StageTimes(stages=stages, matrix=pl.DataFrame(columns), timed=timed)
 
@@ -90,30 +101,34 @@ def add_stage_shifts(
     A unit has a categorical finding when it has the value; a numeric one when its value lies
     on the selection's side of the midpoint of the two medians."""
     memberships = _memberships(rows, candidates)
-    memberships = memberships.filter(times.timed.gather(memberships.get_column("_unit")))
+    all_timed = bool(times.timed.all())
+    if not all_timed:
+        memberships = memberships.filter(times.timed.gather(memberships.get_column("_unit")))
     if memberships.is_empty() or not times.stages:
         return
-    columns = times.matrix.columns
-    tested = units.filter(times.timed.gather(units))
+    matrix = times.matrix
+    tested = units if all_timed else units.filter(times.timed.gather(units))
     n_units = tested.len()
-    totals = times.matrix[tested].sum().row(0)
-    with_finding = memberships.get_column("_unit")
-    sums = (
-        memberships.select("_row")
-        .with_columns(times.matrix.get_column(c).gather(with_finding) for c in columns)
-        .group_by("_row")
-        .agg(pl.len().alias("_n"), *(pl.col(c).sum() for c in columns))
-    )
-    for item in sums.iter_rows(named=True):
-        n_with = item["_n"]
+    totals = matrix[tested].sum().row(0)
+    for (index,), part in memberships.partition_by("_row", as_dict=True).items():
+        with_finding = part.get_column("_unit")
+        n_with = with_finding.len()
         if n_with >= n_units:
             continue
+        if n_with * 2 > n_units:
+            # Most units have the finding: the times of those without it are fewer to add up
+            # (integers: the difference from the totals is exact).
+            has = filled(False, times.timed.len(), pl.Boolean).scatter(with_finding, True)
+            without = matrix[tested.filter(~has.gather(tested))].sum().row(0)
+            sums = [total - other for total, other in zip(totals, without, strict=True)]
+        else:
+            sums = list(matrix[with_finding].sum().row(0))
         deltas = [
-            ((item[c] / n_with - (total - item[c]) / (n_units - n_with)) / NS_PER_MS, stage)
-            for c, stage, total in zip(columns, times.stages, totals, strict=True)
+            ((sum_with / n_with - (total - sum_with) / (n_units - n_with)) / NS_PER_MS, stage)
+            for sum_with, stage, total in zip(sums, times.stages, totals, strict=True)
         ]
         delta, stage = max(deltas, key=lambda d: (d[0], [-ord(ch) for ch in d[1]]))
-        rows[item["_row"]].stage_shift = StageShift(stage=stage, delta_ms=delta)
+        rows[int(index)].stage_shift = StageShift(stage=stage, delta_ms=delta)
 
 
 def _memberships(rows: list[WhyRow], candidates: why_candidates.Candidates) -> pl.DataFrame:
@@ -123,10 +138,15 @@ def _memberships(rows: list[WhyRow], candidates: why_candidates.Candidates) -> p
         schema={"_row": pl.UInt32, "attribute": pl.String, "value": pl.String},
         orient="row",
     ).join(candidates.pairs, on=["attribute", "value"])
+    # Pair ids are small integers: each fact's row is found by position.
+    facts = candidates.facts
+    row_of_pair = filled(None, int_max(candidates.pairs.get_column("pair")) + 1, pl.UInt32).scatter(
+        wanted.get_column("pair"), wanted.get_column("_row")
+    )
     parts = [
-        candidates.facts.filter(pl.col("pair").is_in(wanted.get_column("pair").implode()))
-        .join(wanted.select("pair", "_row"), on="pair")
-        .select("_row", "_unit")
+        facts.select(_row=row_of_pair.gather(facts.get_column("pair")), _unit="_unit").drop_nulls(
+            "_row"
+        )
     ]
     for index, row in enumerate(rows):
         low, high = row.baseline_median, row.selection_median
