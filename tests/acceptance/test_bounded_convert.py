@@ -15,11 +15,12 @@ from ml_tracelens.ingest import bounded
 from ml_tracelens.ingest.bounded_convert import groups_for
 from ml_tracelens.ingest.inputs import resolve
 from ml_tracelens.readers import dataset
-from tests.acceptance.test_bounded import SMALL_BUDGET
 from tests.acceptance.test_bounded import SOURCES as GROUPED_SOURCES
 from tests.conftest import SAMPLE_DATA
 
 runner = CliRunner()
+#: Below the smallest source: each is converted in several groups (a group is a quarter).
+SMALL_BUDGET = "400K"
 SOURCES = {
     **GROUPED_SOURCES,
     # The same dump twice: every span a duplicate, merged.
@@ -76,16 +77,6 @@ def test_converted_in_groups_is_the_dataset_converted_at_once(
     in_groups = convert(monkeypatch, SMALL_BUDGET, tmp_path / "in-groups", *paths)
     assert in_groups == at_once  # the same warnings and counts
     assert_same_dataset(tmp_path / "at-once", tmp_path / "in-groups", dense=source != "twice")
-    for command in ("latency", "errors", "summary"):
-        reports = [
-            runner.invoke(app, [command, str(tmp_path / d), "--format", "json", "-q"])
-            for d in ("at-once", "in-groups")
-        ]
-        documents = [json.loads(r.stdout) for r in reports]
-        for document in documents:
-            for block in document["inputs"]:
-                block.pop("path")
-        assert documents[0] == documents[1]
 
 
 def test_appending_after_merged_duplicates_keeps_the_reading_order(
