@@ -408,12 +408,13 @@ def why(
     p, Benjamini–Hochberg q, and the critical-path stage that shifts most; those with
     q < 0.05 unless ``show_all``."""
     from ml_tracelens.reports import why as why_report
+    from ml_tracelens.reports.why_units import Selection
 
     _spans_required(t)
     return Result(
         why_report.build(
             analysed=t.spans,
-            selection=why_report.Selection(
+            selection=Selection(
                 slow=slow, failed=failed, where=where, baseline_where=baseline_where
             ),
             stage=stage,

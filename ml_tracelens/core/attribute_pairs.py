@@ -59,6 +59,51 @@ class AttributePairs:
         """Whether these are the pairs of a frame of this many spans (rows in its order)."""
         return self.codes.height == spans.height
 
+    def packed(self) -> pl.DataFrame:
+        """What the codes of each attribute column hold, as one table tagged with the column's
+        index in ``COLUMNS``: a row per code (``held``: its items) then a row per item
+        (``attribute``, ``value``), each in id order."""
+        parts = []
+        for index, column in enumerate(COLUMNS):
+            found = self.columns.get(column)
+            if found is None:
+                continue
+            tag = pl.lit(index, pl.UInt8).alias("column")
+            parts += [
+                found.held.to_frame("held").select(
+                    tag,
+                    pl.col("held").cast(pl.List(pl.UInt32)),
+                    attribute=pl.lit(None, pl.String),
+                    value=pl.lit(None, pl.String),
+                ),
+                found.items.select(
+                    tag, held=pl.lit(None, pl.List(pl.UInt32)), attribute="attribute", value="value"
+                ),
+            ]
+        schema = {
+            "column": pl.UInt8(),
+            "held": pl.List(pl.UInt32()),
+            "attribute": pl.String(),
+            "value": pl.String(),
+        }
+        return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+    @classmethod
+    def unpacked(cls, codes: pl.DataFrame, table: pl.DataFrame) -> AttributePairs:
+        """The attribute pairs of the codes and the table ``packed`` gives."""
+        columns = {}
+        for index, column in enumerate(COLUMNS):
+            if column not in codes.columns:
+                continue
+            of_column = table.filter(pl.col("column") == index)
+            # An item always has an attribute; a code's row never has one.
+            is_code = pl.col("attribute").is_null()
+            columns[column] = Held(
+                held=of_column.filter(is_code).get_column("held"),
+                items=of_column.filter(~is_code).select("attribute", "value"),
+            )
+        return cls(codes=codes, columns=columns)
+
 
 def attribute_pairs(spans: pl.DataFrame) -> AttributePairs:
     """The codes and parsed pairs of the attribute columns ``spans`` has."""

@@ -67,7 +67,6 @@ def convert(
             if progress is not None:
                 progress.reading(f"writing traces (group {group + 1:,} of {groups:,})")
             spans, logs, runs, _ = spill.group(group, [], found.resolutions, row_numbers=True)
-            spans, logs = _numbered(spans, "_span_row"), _numbered(logs, "_log_row")
             log_rows = logs.drop_in_place("_log_row")
             # What a read finds of the group (and --strict refuses), for the warnings; it
             # empties the frames it is given.
@@ -95,11 +94,3 @@ def convert(
             *combined.normalized().warnings(),
         ],
     )
-
-
-def _numbered(frame: pl.DataFrame, column: str) -> pl.DataFrame:
-    """``frame`` with its row numbers: a group nothing was spilled to has an empty frame
-    without them."""
-    if column in frame.columns:
-        return frame
-    return frame.with_columns(pl.lit(None, dtype=pl.Int64).alias(column))

@@ -46,7 +46,7 @@ import polars as pl
 from ml_tracelens import __version__, limits
 from ml_tracelens.core import Analysis, Structure
 from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
-from ml_tracelens.core.attribute_pairs import PARSER_VERSION, AttributePairs, Held
+from ml_tracelens.core.attribute_pairs import PARSER_VERSION, AttributePairs
 from ml_tracelens.ingest.held_signals import HeldSignals, signals_held
 from ml_tracelens.ingest.telemetry import InputSummary, Telemetry
 from ml_tracelens.readers.base import ReadOptions, ReadStats
@@ -232,53 +232,7 @@ def _read_pairs(entry: _Entry) -> AttributePairs:
     table = _read_verified(
         entry.path(_PAIRS), entry.checksums[_PAIRS], lambda path: pl.read_parquet(path, glob=False)
     )
-    return _unpacked(codes.rechunk(), table)
-
-
-def _packed(pairs: AttributePairs) -> pl.DataFrame:
-    """What the codes of each attribute column hold, as one table tagged with the column's
-    index in ``COLUMNS``: a row per code (``held``: its items) then a row per item
-    (``attribute``, ``value``), each in id order."""
-    parts = []
-    for index, column in enumerate(ATTRIBUTE_COLUMNS):
-        found = pairs.columns.get(column)
-        if found is None:
-            continue
-        tag = pl.lit(index, pl.UInt8).alias("column")
-        parts += [
-            found.held.to_frame("held").select(
-                tag,
-                pl.col("held").cast(pl.List(pl.UInt32)),
-                attribute=pl.lit(None, pl.String),
-                value=pl.lit(None, pl.String),
-            ),
-            found.items.select(
-                tag, held=pl.lit(None, pl.List(pl.UInt32)), attribute="attribute", value="value"
-            ),
-        ]
-    schema = {
-        "column": pl.UInt8(),
-        "held": pl.List(pl.UInt32()),
-        "attribute": pl.String(),
-        "value": pl.String(),
-    }
-    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
-
-
-def _unpacked(codes: pl.DataFrame, table: pl.DataFrame) -> AttributePairs:
-    """The attribute pairs of the codes and the table ``_packed`` wrote."""
-    columns = {}
-    for index, column in enumerate(ATTRIBUTE_COLUMNS):
-        if column not in codes.columns:
-            continue
-        of_column = table.filter(pl.col("column") == index)
-        # An item always has an attribute; a code's row never has one.
-        is_code = pl.col("attribute").is_null()
-        columns[column] = Held(
-            held=of_column.filter(is_code).get_column("held"),
-            items=of_column.filter(~is_code).select("attribute", "value"),
-        )
-    return AttributePairs(codes=codes, columns=columns)
+    return AttributePairs.unpacked(codes.rechunk(), table)
 
 
 def scan(key: str) -> tuple[Telemetry, pl.LazyFrame, pl.LazyFrame] | None:
@@ -505,7 +459,7 @@ def _write_pairs(
 ) -> dict[str, int]:
     """Write the two files of the attribute pairs; their checksums by suffix."""
     options: dict[str, Any] = {"compression": "lz4", "statistics": False}
-    table = _packed(pairs)
+    table = pairs.packed()
     return {
         _CODES: _write_file(
             directory, f"{key}{_CODES}", lambda f: pairs.codes.write_parquet(f, **options), held

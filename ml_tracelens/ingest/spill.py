@@ -195,12 +195,12 @@ class Spill:
             log_frames.append((frame, [(int(n), int(v)) for n, v in run.iter_rows()]))
         runs = [r for _, frame_runs in log_frames for r in frame_runs]
         frames = [frame for frame, _ in log_frames if frame.height]
-        return (
-            pl.concat(span_frames, how="vertical") if span_frames else empty_spans(),
-            pl.concat(frames, how="vertical") if frames else empty_logs(),
-            runs,
-            dataset_spans,
-        )
+        spans = pl.concat(span_frames, how="vertical") if span_frames else empty_spans()
+        logs = pl.concat(frames, how="vertical") if frames else empty_logs()
+        if row_numbers:
+            # A group nothing was spilled to has empty frames, without the numbers.
+            spans, logs = _numbered(spans, "_span_row"), _numbered(logs, "_log_row")
+        return spans, logs, runs, dataset_spans
 
     def _read(self, table: str, group: int, *, shift: bool = True) -> Iterator[pl.DataFrame]:
         for part in range(self.parts):
@@ -228,3 +228,9 @@ def _per_row(resolutions: list[tuple[int, int]], rows: int) -> pl.Series:
     )
     per_row = runs.select(pl.col("ns").repeat_by("n").explode()).to_series().drop_nulls()
     return per_row.extend_constant(0, max(0, rows - per_row.len()))
+
+
+def _numbered(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    if column in frame.columns:
+        return frame
+    return frame.with_columns(pl.lit(None, dtype=pl.Int64).alias(column))

@@ -299,14 +299,15 @@ def pushed_down(spans: pl.LazyFrame, pushdown: Pushdown) -> pl.LazyFrame:
     keep = pl.lit(True)
     if pushdown.services:
         keep = keep & pl.col("service").is_in(list(pushdown.services))
-    relative = [t for t in (pushdown.since, pushdown.until) if t and length_ns(t) is not None]
+    relative = {t for t in (pushdown.since, pushdown.until) if t and length_ns(t) is not None}
+    # The end is that of the spans read: the trace of the last-ending span is read below.
     end = spans.select(pl.col("end_ns").max()).collect().item() if relative else None
     if pushdown.since:
         # By its end too: spans added on reading (an LLM span's queue, prefill and decode)
         # start within their parent, which may start before the bound and end after it.
         since = time_bound(pushdown.since, end, "since")
         keep = keep & ((pl.col("start_ns") >= since) | (pl.col("end_ns") >= since))
-    if pushdown.until and length_ns(pushdown.until) is None:
+    if pushdown.until and pushdown.until not in relative:
         keep = keep & (pl.col("start_ns") <= time_bound(pushdown.until, None, "until"))
     traces = [spans.filter(keep).select("trace_id").unique()]
     if end is not None:

@@ -19,9 +19,7 @@ without it, and by how much.
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
@@ -29,15 +27,20 @@ import polars as pl
 
 from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
 from ml_tracelens.core.attribute_pairs import AttributePairs, attribute_pairs
-from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.core.significance import benjamini_hochberg, fisher_exact, mann_whitney
-from ml_tracelens.core.stats import quantile, requests
 from ml_tracelens.core.tree import filled, int_max
-from ml_tracelens.durations import NS_PER_MS, format_duration, length_ns
+from ml_tracelens.durations import format_duration
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports import why_candidates, why_shifts
 from ml_tracelens.reports.documents import StageShift, WhyPayload, WhyRow, WhySide
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
+from ml_tracelens.reports.why_units import (
+    Selection,
+    baseline_units,
+    selected_units,
+    stage_times,
+    units_of,
+)
 
 Scope = Literal["request", "root"]
 
@@ -63,25 +66,6 @@ UNREAD = (
     "has_error",
     "error_originated",
 )
-_PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which units are selected (exactly one of ``slow``, ``failed``, ``where``) and which
-    are the baseline (``baseline_where``, else all the others)."""
-
-    slow: str | None = None
-    failed: bool = False
-    where: str | None = None
-    baseline_where: str | None = None
-
-    def validate(self) -> None:
-        chosen = [self.slow is not None, self.failed, self.where is not None]
-        if sum(chosen) != 1:
-            raise UsageError(
-                "needs exactly one selection: --slow p95 (or '>500ms'), --failed or --where COND"
-            )
 
 
 def build(
@@ -116,16 +100,16 @@ def build(
     analysed = analysed.with_columns(
         pairs.codes.get_column(c).alias(why_candidates.code_column(c)) for c in pairs.codes.columns
     )
-    units, spans = _units(analysed, stage=stage, conditions=conditions, errors=selection.failed)
+    units, spans = units_of(analysed, stage=stage, conditions=conditions, errors=selection.failed)
     unit_count = units.height
     members = spans.filter(pl.col("is_root")) if stage is None and scope == "root" else spans
     noun = "requests" if stage is None else f"{stage} spans"
     if units.is_empty():
         raise InputError(f"nothing to analyse: no {noun} in the inputs")
     # --where and --baseline-where look at every span of a request, whatever --scope says.
-    selected, rule, threshold_ms = _select(units, spans, selection, noun)
+    selected, rule, threshold_ms = selected_units(units, spans, selection, noun)
     units = units.with_columns(_selected=selected)
-    baseline = _baseline(units, spans, selection)
+    baseline = baseline_units(units, spans, selection)
     units = units.with_columns(_baseline=baseline & ~pl.col("_selected")).filter(
         pl.col("_selected") | pl.col("_baseline")
     )
@@ -138,7 +122,7 @@ def build(
     # The stage times need nothing the tests find: they are summed on a thread meanwhile (polars
     # releases the GIL, and much of either part runs on one core).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        timing = pool.submit(_stage_times, analysed, spans, unit_count, stage)
+        timing = pool.submit(stage_times, analysed, spans, unit_count, stage)
         in_test = filled(False, unit_count, pl.Boolean).scatter(units.get_column("_unit"), True)
         members = members.filter(in_test.gather(members.get_column("_unit")))
         candidates = why_candidates.candidates(members, skip_status=selection.failed, pairs=pairs)
@@ -193,137 +177,6 @@ def build(
         inputs=inputs or [],
         warnings=warnings or [],
     )
-
-
-# ---------------------------------------------------------------- units and selection
-
-
-def _stage_times(
-    analysed: pl.DataFrame, spans: pl.DataFrame, unit_count: int, stage: str | None
-) -> why_shifts.StageTimes:
-    """Each unit's critical-path time per stage: its request's, for the spans of a stage."""
-    if stage is None:
-        return why_shifts.stage_times(spans, unit_count)
-    requests_units, request_members = _units(analysed, stage=None, conditions={})
-    return why_shifts.request_times(requests_units, request_members, spans)
-
-
-def _units(
-    analysed: pl.DataFrame,
-    *,
-    stage: str | None,
-    conditions: dict[str, str],
-    errors: bool = False,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(units, their spans): one row per unit (``_unit``, ``duration_ns``, ``_error``), and
-    the spans of each unit (a request's tree; a stage span itself) tagged with its ``_unit``,
-    with the columns candidates are drawn from and a flag per ``--where`` condition (by option
-    name: the spans it matches). A request's ``_error`` is null unless ``errors`` is asked for
-    (it takes a pass over every trace's spans)."""
-    flags = {
-        f"_{option}": _matching(analysed, where, option) for option, where in conditions.items()
-    }
-    kept = [c for c in (*_MEMBER_COLUMNS, *flags) if c in analysed.columns or c in flags]
-    if stage is not None:
-        spans = (
-            analysed.with_columns(**flags)
-            .filter(pl.col("name") == stage)
-            .select("duration_ns", "top_id", *kept)
-            .with_row_index("_unit")
-        )
-        units = spans.select("_unit", "trace_id", "duration_ns", _error=pl.col("status") == "error")
-        return units, spans.drop("duration_ns")
-    roots = (
-        requests(analysed)
-        if errors
-        else analysed.lazy()
-        .filter(pl.col("is_root"))
-        .select("trace_id", "span_id", "duration_ns", request_error=pl.lit(None, pl.Boolean))
-        .collect()
-    )
-    units = roots.with_row_index("_unit").select(
-        "_unit", "trace_id", "span_id", "duration_ns", _error="request_error"
-    )
-    # Joined on the trace alone (a string key, not two) and kept where the span's top is the
-    # request's root: a trace with several roots is rare.
-    keys = units.select("_unit", "trace_id", _top="span_id")
-    members = (
-        analysed.with_columns(**flags)
-        .select("top_id", *kept)
-        .join(keys, on="trace_id", how="inner")
-        .filter(pl.col("top_id") == pl.col("_top"))
-        .drop("top_id", "_top")
-    )
-    return units, members
-
-
-#: What the candidates, the conditions and the critical-path shifts read of a unit's spans.
-_MEMBER_COLUMNS = (
-    "trace_id",
-    "name",
-    "service",
-    "status",
-    *(why_candidates.code_column(c) for c in ATTRIBUTE_COLUMNS),
-    "cp_ns",
-    "is_root",
-)
-
-
-def _select(
-    units: pl.DataFrame, members: pl.DataFrame, selection: Selection, noun: str
-) -> tuple[pl.Series, str, float | None]:
-    """The selected units as a mask, the rule in words, and the duration threshold in ms."""
-    duration = units.get_column("duration_ns")
-    if selection.failed:
-        return units.get_column("_error").fill_null(False), "--failed", None
-    if selection.where is not None:
-        mask = _matching_units(units, members, "where")
-        return mask, f"--where {selection.where}", None
-    spec = (selection.slow or "").strip()
-    match = _PERCENTILE.match(spec)
-    if match:
-        percent = float(match[1])
-        if not 0 < percent < 100:
-            raise UsageError(f"{spec!r}: a percentile between p0 and p100, e.g. p95", option="slow")
-        cut = quantile(duration, percent / 100)
-        if cut is None:
-            raise InputError(f"nothing to analyse: no timed {noun}")
-        threshold = float(cut)
-    else:
-        length = length_ns(spec[1:]) if spec.startswith(">") else None
-        if length is None:
-            raise UsageError(
-                f"{spec!r}: expected a percentile (p95, p99.9) or a duration ('>500ms', '>2s')",
-                option="slow",
-            )
-        threshold = length
-    mask = (duration > threshold).fill_null(False)
-    return mask, f"--slow {spec}", threshold / NS_PER_MS
-
-
-def _baseline(units: pl.DataFrame, members: pl.DataFrame, selection: Selection) -> pl.Series:
-    if selection.baseline_where is None:
-        mask = pl.Series("_baseline", [True] * units.height, dtype=pl.Boolean)
-    else:
-        mask = _matching_units(units, members, "baseline_where")
-    if selection.slow is not None:
-        # A unit without a duration is not known to be fast: it is in neither group.
-        mask = mask & units.get_column("duration_ns").is_not_null()
-    return mask
-
-
-def _matching(spans: pl.DataFrame, where: str, option: str) -> pl.Series:
-    """The spans meeting a ``--where`` condition."""
-    try:
-        return matching(spans, SpanFilter(where=where))
-    except UsageError as exc:
-        raise UsageError(exc.detail, option=option) from exc
-
-
-def _matching_units(units: pl.DataFrame, members: pl.DataFrame, option: str) -> pl.Series:
-    """Units with at least one member span matching the condition of ``option``."""
-    hit = members.filter(f"_{option}").get_column("_unit").unique()
-    return units.get_column("_unit").is_in(hit.implode()).alias(option)
 
 
 def _what(selection: Selection, noun: str) -> str:

@@ -17,11 +17,6 @@ from ml_tracelens.ingest import cache, pipeline
 from ml_tracelens.readers.base import Pushdown
 
 
-@pytest.fixture
-def dump(otel_demo_dump: Path) -> Path:
-    return otel_demo_dump
-
-
 def _entries(directory: Path) -> set[str]:
     return {p.name.split(".")[0] for p in directory.iterdir() if not p.name.startswith(".")}
 

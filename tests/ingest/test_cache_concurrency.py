@@ -20,17 +20,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
 from ml_tracelens.ingest import cache, pipeline
-
-
-@pytest.fixture
-def dump(otel_demo_dump: Path) -> Path:
-    return otel_demo_dump
-
-
-def _key(dump: Path) -> str:
-    key = cache.cache_key([str(dump)], input_format=None, options=pipeline.ReadOptions())
-    assert key is not None
-    return key
+from tests.ingest.conftest import entry_key
 
 
 def _temporaries(directory: Path) -> list[str]:
@@ -94,7 +84,7 @@ def test_show_survives_a_prune_of_the_entry_it_reads(
 
 def test_a_scan_outlives_a_prune_of_its_entry(cache_dir: Path, dump: Path) -> None:
     telemetry, analysis = pipeline.load_analysed([str(dump)])
-    hit = cache.scan(_key(dump))
+    hit = cache.scan(entry_key(dump))
     assert hit is not None
     _, spans, logs = hit
     _prune_everything(cache_dir)  # while the report is still querying the scans
@@ -111,7 +101,7 @@ def test_load_survives_a_prune_between_the_record_and_the_data(
     pipeline.load_analysed([str(dump)])
     # os.utime marks an entry as used once its record is read, before its data files are read.
     monkeypatch.setattr(os, "utime", _pruned_after(os.utime, cache_dir))
-    assert cache.load(_key(dump)) is None
+    assert cache.load(entry_key(dump)) is None
     _, analysis = pipeline.load_analysed([str(dump)])
     assert analysis.spans.equals(expected.spans)
 
@@ -249,13 +239,13 @@ def test_an_ignored_signal_stays_ignored_during_a_write(
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert cache.load(_key(dump)) is not None
+    assert cache.load(entry_key(dump)) is not None
 
 
 def test_a_completed_write_restores_the_signal_handlers(cache_dir: Path, dump: Path) -> None:
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     pipeline.load_analysed([str(dump)])
-    assert cache.load(_key(dump)) is not None
+    assert cache.load(entry_key(dump)) is not None
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 

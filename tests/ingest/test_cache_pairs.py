@@ -15,23 +15,13 @@ from typer.testing import CliRunner
 from ml_tracelens.cli import app
 from ml_tracelens.core.attribute_pairs import Held, attribute_pairs
 from ml_tracelens.ingest import cache, pipeline
+from tests.ingest.conftest import entry_key
 
 WHY = ["why", "--slow", "p90", "--all", "-f", "json", "-q"]
 
 
-@pytest.fixture
-def dump(otel_demo_dump: Path) -> Path:
-    return otel_demo_dump
-
-
-def _key(dump: Path) -> str:
-    key = cache.cache_key([str(dump)], input_format=None, options=pipeline.ReadOptions())
-    assert key is not None
-    return key
-
-
 def _record(cache_dir: Path, dump: Path) -> dict[str, object]:
-    header = (cache_dir / f"{_key(dump)}.json").read_bytes().partition(b"\n")[0]
+    header = (cache_dir / f"{entry_key(dump)}.json").read_bytes().partition(b"\n")[0]
     checksums: dict[str, object] = json.loads(header)["checksums"]
     return checksums
 
@@ -105,7 +95,7 @@ def test_damaged_pairs_are_a_miss_and_are_rewritten(
 ) -> None:
     fresh = _why(dump, "--no-cache")
     _why(dump)
-    damage(cache_dir / f"{_key(dump)}{suffix}")
+    damage(cache_dir / f"{entry_key(dump)}{suffix}")
     assert _why(dump) == fresh
     # The entry was written again, with pairs that match their checksums.
     assert _why(dump) == fresh

@@ -22,7 +22,7 @@ from ml_tracelens.cli import app
 from ml_tracelens.core import analyze
 from ml_tracelens.core.significance import fisher_exact
 from ml_tracelens.exceptions import InputError, UsageError
-from ml_tracelens.reports import why
+from ml_tracelens.reports import why, why_units
 from ml_tracelens.reports.documents import WhyDocument, WhyPayload, WhyRow, decode
 from ml_tracelens.reports.result import Report
 from ml_tracelens.schema import spans_from_columns
@@ -175,7 +175,7 @@ def rows_of(report: Report) -> list[WhyRow]:
 
 def build(w: Workload, **options: Any) -> Report:
     keys = ("slow", "failed", "where", "baseline_where")
-    selection = why.Selection(**{k: options.pop(k) for k in keys if k in options})
+    selection = why_units.Selection(**{k: options.pop(k) for k in keys if k in options})
     return why.build(analysed=w.spans, selection=selection, **options)
 
 
