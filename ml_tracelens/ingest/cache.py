@@ -56,7 +56,7 @@ from ml_tracelens.schema import empty_logs
 #: 4: log rows carry parent_span_id, error and unread_reason
 #: 5: the record holds checksums of the entry's files (a header line before the metadata)
 #: 6: an entry may hold the attribute pairs of its spans
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 _SPANS = ".spans.parquet"
 _LOGS = ".logs.parquet"
 _RECORD = ".json"

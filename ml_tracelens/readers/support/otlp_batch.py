@@ -56,16 +56,19 @@ def canonical_from_batch(
     """
     # Row numbers before any line is dropped: batch.extras is keyed by them.
     raw = batch.frame().with_row_index("_row")
+    lines = raw.select("line").unique()
     if isinstance(source_name, str):
-        source = pl.format("{}:{}", pl.lit(source_name), pl.col("line"))
+        texts = lines.with_columns(_source=pl.format("{}:{}", pl.lit(source_name), "line"))
     else:
         offsets = pl.Series([offset for offset, _ in source_name], dtype=pl.Int64)
-        owner = offsets.search_sorted(raw.get_column("line"), side="left") - 1
-        raw = raw.with_columns(
-            _name=pl.Series([name for _, name in source_name], dtype=pl.String).gather(owner),
-            _local=raw.get_column("line") - offsets.gather(owner),
-        )
-        source = pl.format("{}:{}", pl.col("_name"), pl.col("_local"))
+        owner = offsets.search_sorted(lines.get_column("line"), side="left") - 1
+        names = pl.Series([name for _, name in source_name], dtype=pl.String).gather(owner)
+        local = lines.get_column("line") - offsets.gather(owner)
+        texts = lines.with_columns(_source=pl.format("{}:{}", pl.lit(names), pl.lit(local)))
+    # A line holds hundreds of spans: each span's text shares its line's (a join gathers views
+    # of one buffer), where formatting a text per span would cost ~60 MB on 1M spans.
+    raw = raw.join(texts, on="line", how="left", maintain_order="left")
+    source = pl.col("_source")
     bad_lines: list[int] = []
     try:
         raw, resources = _with_text_attributes(raw), _resource_table(batch)
@@ -97,7 +100,7 @@ def canonical_from_batch(
         resource=pl.col("_resource"),
         events=pl.lit(None, dtype=pl.String),
         links=pl.lit(None, dtype=pl.String),
-        source=source.cast(pl.Categorical),
+        source=source,
     )
     extras = _events_and_links(batch.extras)
     if extras is not None:

@@ -17,6 +17,7 @@ import functools
 import itertools
 import multiprocessing
 import os
+import re
 import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -451,17 +452,31 @@ def _shift(location: str, prefix: str, offset: int) -> str:
 
 
 def shift_sources(frame: pl.DataFrame, prefix: str, offset: int) -> pl.DataFrame:
-    """``frame`` with the ``file:N`` of its ``source`` column moved ``offset`` lines on."""
+    """``frame`` with the ``file:N`` (or ``file:N#span K``) of its ``source`` column moved
+    ``offset`` lines on, as ``_shift`` does one location.
+
+    Spans of one line share its text: when the values repeat, only the distinct ones are moved
+    and joined back, so the spans keep sharing them (a join gathers views of one buffer).
+    """
     if not offset or frame.is_empty():
         return frame
-    if frame.schema["source"] == pl.Categorical():
-        # spans: one value per line of the file, so shift the distinct values only
-        values = frame.get_column("source").unique().drop_nulls().cast(pl.String).to_list()
-        shifted = {value: _shift(value, prefix, offset) for value in values}
-        return frame.with_columns(pl.col("source").replace(shifted))
-    local = pl.col("source").str.strip_prefix(prefix).cast(pl.Int64, strict=False)
-    return frame.with_columns(
-        source=pl.when(pl.col("source").str.starts_with(prefix) & local.is_not_null())
-        .then(pl.lit(prefix) + (local + offset).cast(pl.String))
+    parts = pl.col("source").str.extract_groups(f"^{re.escape(prefix)}([0-9]+)(#.*)?$")
+    number = parts.struct.field("1").cast(pl.Int64, strict=False)
+    shifted = (
+        pl.when(number.is_not_null())
+        .then(
+            pl.lit(prefix)
+            + (number + offset).cast(pl.String)
+            + parts.struct.field("2").fill_null("")
+        )
         .otherwise(pl.col("source"))
+    )
+    distinct = frame.select(pl.col("source").unique())
+    if 2 * distinct.height > frame.height:
+        return frame.with_columns(source=shifted)
+    moved = distinct.with_columns(_shifted=shifted)
+    return (
+        frame.join(moved, on="source", how="left", maintain_order="left", nulls_equal=True)
+        .with_columns(source=pl.col("_shifted"))
+        .drop("_shifted")
     )
