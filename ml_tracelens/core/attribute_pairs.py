@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-from ml_tracelens.core.tree import filled, int_max
+from ml_tracelens.core.tree import dense_codes
 from ml_tracelens.schema import attributes_dict
 
 #: The span columns of attribute texts, in the order their codes are kept.
@@ -121,30 +121,14 @@ def attribute_pairs(spans: pl.DataFrame) -> AttributePairs:
 def coded(texts: pl.Series) -> tuple[pl.Series, pl.DataFrame]:
     """A column of texts as dense codes (``UInt32`` from 0 in order of first appearance, null
     for null) and (``code``, ``_text``) once per distinct text, in code order."""
-    # A resource column is categorical already: its codes are there for the taking.
-    categorical = texts if texts.dtype == pl.Categorical else texts.cast(pl.Categorical)
-    frame = pl.DataFrame({"_text": categorical}).with_columns(_global=pl.col("_text").to_physical())
-    # The first row of each text, found on the integers alone; only those texts are copied.
-    first = (
-        frame.select("_global")
-        .with_row_index("_row")
-        .drop_nulls("_global")
-        .unique("_global", keep="first", maintain_order=True)
-        .get_column("_row")
+    codes, first = dense_codes(texts)
+    texts_of_codes = pl.DataFrame(
+        {
+            "code": pl.arange(0, first.len(), dtype=pl.UInt32, eager=True),
+            "_text": texts.gather(first).cast(pl.String),
+        }
     )
-    distinct = frame.gather(first)
-    # The process-wide categorical codes are sparse: a table indexed by them numbers them.
-    size = int_max(distinct.get_column("_global")) + 1
-    dense = (
-        filled(None, size, pl.UInt32)
-        .scatter(distinct.get_column("_global"), pl.arange(0, distinct.height, eager=True))
-        .gather(frame.get_column("_global"))
-    )
-    texts_of_codes = distinct.select(
-        code=pl.int_range(0, distinct.height, dtype=pl.UInt32),
-        _text=pl.col("_text").cast(pl.String),
-    )
-    return dense.alias(texts.name), texts_of_codes
+    return codes, texts_of_codes
 
 
 def _held(parsed: Parsed, codes: int) -> Held:
@@ -260,14 +244,13 @@ def _compact_lists(texts: pl.DataFrame) -> tuple[Parsed, pl.DataFrame]:
     )
     compact = text.str.starts_with(_COMPACT_START) & text.str.ends_with(_COMPACT_END)
     pieces = (
-        texts.filter(compact)
-        .select("code", _piece=inner.str.split(_COMPACT_CUT))
-        .explode("_piece")
-        .with_columns(item=pl.col("_piece").cast(pl.Categorical).to_physical())
+        texts.filter(compact).select("code", _piece=inner.str.split(_COMPACT_CUT)).explode("_piece")
     )
-    # A handful of distinct pairs repeat over all texts: each is matched once.
+    item, first = dense_codes(pieces.get_column("_piece"))
+    pieces = pieces.with_columns(item=item)
+    # The distinct pairs repeat over all texts: each is matched once.
     items = (
-        pieces.unique("item")
+        pieces.gather(first)
         .select("item", _groups=pl.col("_piece").str.extract_groups(_COMPACT_PIECE))
         .unnest("_groups")
         .rename({"1": "attribute", "2": "value"})

@@ -50,6 +50,7 @@ from typing import Literal
 
 import polars as pl
 
+from ml_tracelens.core.tree import dense_codes
 from ml_tracelens.durations import NS_PER_MS, NS_PER_US
 from ml_tracelens.schema import INT64_MAX, SPAN_SCHEMA, Kind, Status, empty_spans
 
@@ -264,10 +265,10 @@ def _with_requests(stages: pl.DataFrame) -> pl.DataFrame:
     """Per stage line: ``_pos`` (its line order among the stage lines), ``_req`` (an integer
     id of its request), and its request's ``_eps`` (the coarsest resolution among the files its
     lines come from), ``_by_ids`` (any line of it has a parent id) and ``_lines``."""
-    # A categorical's codes number the distinct requests exactly, for a fifth of the cost of
-    # grouping by the strings, and every later step groups and joins on them.
+    # Dense codes number the distinct requests exactly, and every later step groups and joins
+    # on them rather than on the strings.
     stages = stages.with_row_index("_pos").with_columns(
-        _req=pl.col("_request").cast(pl.Categorical).to_physical()
+        _req=dense_codes(stages.get_column("_request"))[0]
     )
     per_request = stages.group_by("_req").agg(
         _eps=pl.col("_eps").max(),

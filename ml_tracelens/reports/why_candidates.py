@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ml_tracelens.core.attribute_pairs import COLUMNS, AttributePairs, Held, parse
-from ml_tracelens.core.tree import filled, int_max
+from ml_tracelens.core.tree import dense_codes, filled, int_max
 
 #: How the candidates read a column's distinct texts (the tests of the readings call it here).
 _parsed = parse
@@ -148,20 +148,22 @@ _SHIFT = 1 << 32
 def _coded(members: pl.DataFrame, column: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(``_unit``, ``code``) unique and (``code``, ``_text``) distinct, for a column of the
     member spans (nulls left out)."""
-    values = pl.col(column)
-    # An enum's or a categorical's codes are there for the taking; text is hashed once here.
-    if not isinstance(members.schema[column], pl.Enum | pl.Categorical):
-        values = values.cast(pl.String).cast(pl.Categorical)
-    coded = (
-        members.select("_unit", _text=values)
-        .drop_nulls("_text")
-        .with_columns(code=pl.col("_text").to_physical().cast(pl.UInt32))
+    values = members.get_column(column)
+    if isinstance(values.dtype, pl.Enum | pl.Categorical):
+        # An enum's or a categorical's codes are there for the taking.
+        coded = members.select(
+            "_unit", code=values.to_physical().cast(pl.UInt32), _text=values
+        ).drop_nulls("code")
+        # The first row of each code, found on the integers alone; only those texts are copied.
+        first = coded.select("code").with_row_index("_row").unique("code").get_column("_row")
+        texts = coded.gather(first).select("code", pl.col("_text").cast(pl.String))
+        return _distinct(coded.select("_unit", "code"), "code"), texts
+    codes, first = dense_codes(values)
+    texts = pl.DataFrame(
+        {"code": codes.gather(first), "_text": values.gather(first).cast(pl.String)}
     )
-    units = _distinct(coded.select("_unit", "code"), "code")
-    # The first row of each code, found on the integers alone; only those texts are copied.
-    first = coded.select("code").with_row_index("_row").unique("code").get_column("_row")
-    texts = coded.gather(first).select("code", pl.col("_text").cast(pl.String))
-    return units, texts
+    coded = members.select("_unit", code=codes).drop_nulls("code")
+    return _distinct(coded, "code"), texts
 
 
 def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml_tracelens.core import Analysis, analyze, build_tree
+from ml_tracelens.core.tree import dense_codes
 from ml_tracelens.schema import SPAN_SCHEMA, empty_spans
 from tests.factories import by_span, make_spans, parse_spans
 
@@ -286,3 +289,17 @@ def test_null_trace_and_span_ids_do_not_crash() -> None:
     # Spans without a trace id group together; spans without an id are nobody's parent.
     assert by_span(result.spans.slice(0, 2), "depth") == {"A": 0, "B": 1}
     assert result.spans.get_column("is_orphan").to_list() == [False, False, True, True]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "", "é", "a" * 20, "0"]))))
+def test_dense_codes_number_values_by_first_appearance(values: list[str | None]) -> None:
+    codes, first = dense_codes(pl.Series("v", values, dtype=pl.String))
+    seen: dict[str, int] = {}
+    for value in values:
+        if value is not None:
+            seen.setdefault(value, len(seen))
+    assert codes.name == "v"
+    assert codes.dtype == pl.UInt32
+    assert codes.to_list() == [None if v is None else seen[v] for v in values]
+    assert [values[row] for row in first.to_list()] == list(seen)
