@@ -190,6 +190,7 @@ def markdown(res: dict[str, Any]) -> str:
                 + ", ".join(cpu)
                 + ". Less sensitive than wall time to other load on the machine.",
             ]
+        out += _why_lines(rows)
         for row in rows:
             read = row.get("read")
             if read:
@@ -237,6 +238,23 @@ def markdown(res: dict[str, Any]) -> str:
     if res.get("profile"):
         out += ["", *profiling.markdown_lines(res["profile"])]
     return "\n".join(out)
+
+
+def _why_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """`why` against `latency` of the same run, cold and warm (when both were measured)."""
+    wall = {
+        (row["command"], row["warm_cache"]): row["summary"].get("wall_s")
+        for row in rows
+        if row["tool"] == "tracelens"
+    }
+    parts = []
+    for warm, label in ((False, "first command"), (True, "cache filled")):
+        why, latency = wall.get(("why", warm)), wall.get(("latency", warm))
+        if why and latency:
+            parts.append(f"{label} {why / latency:.2f}x ({why:.2f} s against {latency:.2f} s)")
+    if not parts:
+        return []
+    return ["", "`tracelens why --slow p95` against `tracelens latency`: " + ", ".join(parts) + "."]
 
 
 def _agreement_lines(item: dict[str, Any] | None) -> list[str]:

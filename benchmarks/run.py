@@ -48,7 +48,7 @@ import report
 from generate import dataset_paths, generate
 
 HERE = Path(__file__).resolve().parent
-COMMANDS = ("latency", "summary", "bottlenecks", "show", "read", "cache")
+COMMANDS = ("latency", "summary", "bottlenecks", "show", "why", "read", "cache")
 DATASETS = ("otlp", "logs")
 PEERS = ("orjson", "duckdb", "duckdb-auto")
 READ_SNIPPET = """\
@@ -102,9 +102,12 @@ def build_cases(
     py = sys.executable
     has_cache = supports(tracelens, "latency", needle="--no-cache")
     has_show = supports(tracelens, "show")
+    has_why = supports(tracelens, "why")
     has_duckdb = importlib.util.find_spec("duckdb") is not None
     if "show" in commands and not has_show:
         notes.append("`tracelens show` is not available in this build: skipped.")
+    if "why" in commands and not has_why:
+        notes.append("`tracelens why` is not available in this build: skipped.")
     if "cache" in commands and not has_cache:
         notes.append("tracelens has no cache (`--no-cache` not in its help): warm runs skipped.")
     if peers & {"duckdb", "duckdb-auto"} and not has_duckdb:
@@ -135,6 +138,20 @@ def build_cases(
                         "tracelens",
                         command,
                         [*tl, command, file, "--format", "json"],
+                    )
+                )
+        why = [*tl, "why", file, "--slow", "p95", "--format", "json"]
+        if "why" in commands and has_why:
+            cases.append(Case("tracelens why --slow p95", dataset, "tracelens", "why", why))
+            if "cache" in commands and has_cache:
+                cases.append(
+                    Case(
+                        "tracelens why --slow p95 (warm cache)",
+                        dataset,
+                        "tracelens",
+                        "why",
+                        why,
+                        warm=True,
                     )
                 )
         show = [*tl, "show", trace_id, file, "--format", "json"]
@@ -205,11 +222,14 @@ def run_rounds(
     warm_dir = Path(tempfile.mkdtemp(prefix="tracelens-bench-warm-"))
     try:
         warm_files = sorted({str(files[c.dataset]) for c in cases if c.warm})
+        why_files = {str(files[c.dataset]) for c in cases if c.warm and c.command == "why"}
         for file in warm_files:
-            # The first command on the dump fills the cache the warm cases then read.
+            # The first command on the dump fills the cache the warm cases then read; `why`
+            # keeps the attribute pairs with the entry, so every warm `why` run finds them.
+            filler = ["why", file, "--slow", "p95"] if file in why_files else ["summary", file]
             fill = measure.run_process(
                 "fill cache",
-                [str(tracelens), "summary", file, "--format", "json"],
+                [str(tracelens), *filler, "--format", "json"],
                 round_no=0,
                 out_dir=out_dir,
                 env=child_env(warm_dir),
