@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
@@ -32,7 +32,7 @@ from ml_tracelens.readers.support.log_aliases import FIELD_NAMES
 from ml_tracelens.readers.support.log_fast import FastPathUnavailable
 from ml_tracelens.readers.support.log_flat import plain_float
 from ml_tracelens.readers.support.log_problems import COLLISIONS
-from ml_tracelens.schema import LOG_SCHEMA
+from ml_tracelens.schema import LOG_SCHEMA, normalize_id
 from tests.conftest import FIXTURES, SAMPLE_DATA
 
 LOGS = FIXTURES / "logs"
@@ -344,6 +344,8 @@ def _column_agrees(
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_CANONICAL_HEX | _HEX | st.none(), max_size=6))
+@example(["0" * 16 + "4bf92f3577b34da6", "4bf92f3577b34da6"])
+@example(["00f067aa0ba902b7", "abc", None])
 def test_id_shortcuts_give_the_rules_values(values: list[str | None]) -> None:
     text = pl.col("v")
     _column_agrees(values, lv.canonical_trace_ids, text, lv.hex_trace_id(text))
@@ -351,6 +353,9 @@ def test_id_shortcuts_give_the_rules_values(values: list[str | None]) -> None:
         values, lv.canonical_trace_ids, pl.lit(None, pl.String), lv.non_hex_trace_id(text)
     )
     _column_agrees(values, lv.canonical_span_ids, text, lv.span_id(text))
+    # A checked column is one normalize_logs need not normalize again.
+    _column_agrees(values, lv.canonical_trace_ids, text, normalize_id("v"))
+    _column_agrees(values, lv.canonical_span_ids, text, normalize_id("v"))
 
 
 @settings(max_examples=200, deadline=None)

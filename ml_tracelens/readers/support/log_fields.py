@@ -88,6 +88,8 @@ def _parse(
     return frame.with_columns(expr.alias(out))
 
 
+#: The id fields of a log row, which ``normalize_logs`` normalizes unless they are checked here.
+_ID_FIELDS = ("trace_id", "span_id", "parent_span_id")
 #: Whole-column checks by parse kind: a column passing one skips that parse's per-row rules.
 _COLUMN_CHECKS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
     "time": v.utc_layout,
@@ -172,10 +174,16 @@ def map_logs(
     sources: dict[str, list[tuple[str, str | None]]] = {}
     after_trace: list[tuple[str, str | None]] = []  # correlation sources ranked below a trace id
     canonical = _column_checks(raw, plan_, internal)
+    # Id fields whose every source column passed its check: normalize_logs need not look again.
+    checked_ids = set(_ID_FIELDS)
     for field, candidates in plan_.fields.items():
         for index, candidate in enumerate(c for c in candidates if c.key in internal):
             temp = f"\x00{field}\x00{index}"
             work = _parse(work, candidate, internal, raw, temp, canonical)
+            test = _COLUMN_CHECKS.get(candidate.parse)
+            passed = test is not None and canonical.get((internal[candidate.key], test.__name__))
+            if field in _ID_FIELDS and not passed:
+                checked_ids.discard(field)
             key = candidate.key if candidate.consumed else None
             if candidate.parse in ("non_hex_trace", "last_resort"):
                 after_trace.append((temp, key))
@@ -264,7 +272,9 @@ def map_logs(
     if extra is not None:
         frame = _with_extra_attributes(frame, extra)
     flags = frame.select(pl.col(f"\x00unread {field}").alias(field) for field in UNREAD_COUNTS)
-    logs = normalize_logs(frame.select(pl.col(n).cast(t) for n, t in LOG_SCHEMA.items()))
+    logs = normalize_logs(
+        frame.select(pl.col(n).cast(t) for n, t in LOG_SCHEMA.items()), canonical_ids=checked_ids
+    )
     return logs, flags
 
 

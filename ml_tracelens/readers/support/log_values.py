@@ -319,14 +319,16 @@ def hex_trace_id(text: pl.Expr) -> pl.Expr:
 
 def canonical_trace_ids(text: pl.Expr) -> pl.Expr:
     """Whether every value is a trace id as ``hex_trace_id`` writes it (16 or 32 lowercase hex
-    digits, not all zero), as one Boolean: then it keeps each as it is and ``non_hex_trace_id``
+    digits, not all zero) and as ``schema.normalize_id`` keeps it (a 32-digit one not starting
+    with 16 zeros), as one Boolean: then both keep each as it is and ``non_hex_trace_id`` gives
     none, and checking costs a fifth of the two."""
+    return _canonical_ids(text, zero=["0" * 16, "0" * 32])
+
+
+def _canonical_ids(text: pl.Expr, *, zero: list[str]) -> pl.Expr:
     length = text.str.len_bytes()
-    canonical = (
-        ((length == 32) | (length == 16))
-        & ~text.str.contains("[^0-9a-f]")
-        & ~text.is_in(["0" * 16, "0" * 32])
-    )
+    sized = (length == 16) | ((length == 32) & ~text.str.starts_with("0" * 16))
+    canonical = sized & ~text.str.contains("[^0-9a-f]") & ~text.is_in(zero)
     return canonical.fill_null(True).all()
 
 
@@ -338,10 +340,9 @@ def non_hex_trace_id(text: pl.Expr) -> pl.Expr:
 
 
 def canonical_span_ids(text: pl.Expr) -> pl.Expr:
-    """Whether every value is hex digits, not all zero, as one Boolean: ``span_id`` keeps each
-    as it is."""
-    canonical = ~text.str.contains("[^0-9a-f]") & (text.str.strip_chars_start("0") != "")
-    return canonical.fill_null(True).all()
+    """Whether every value is a span id as ``span_id`` and ``schema.normalize_id`` keep it (16
+    lowercase hex digits, or 32 not starting with 16 zeros; not all zero), as one Boolean."""
+    return _canonical_ids(text, zero=["0" * 16])
 
 
 def span_id(text: pl.Expr) -> pl.Expr:
