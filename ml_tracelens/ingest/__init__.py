@@ -323,7 +323,11 @@ def normalized(
     spans, llm = with_llm_stages(spans, enabled=options.derived_stages, overrides=overrides)
     # One chunk per column, once: on a frame of many chunks (readers concatenate one per 50,000
     # spans) every eager select or with_columns of polars copies all columns into one chunk again.
-    spans, logs = rechunked(spans), rechunked(logs)
+    # A log read in blocks has a chunk per 128 MB, and spans made from its lines share its
+    # texts: a copy of the log table would hold them twice (20-30 MB more at the peak on 1M
+    # lines), so only logs of many pieces (many small inputs) are made one.
+    spans = rechunked(spans)
+    logs = rechunked(logs) if logs.n_chunks() > LOG_CHUNKS_KEPT else logs
     return Normalized(
         spans=spans,
         logs=logs,
@@ -421,6 +425,10 @@ def _stage_line_warnings(derived: DerivedSpans) -> Iterable[str]:
             f"{total:,} stage log line{'s' if total != 1 else ''} not turned into spans "
             f"({reasons}; first: {first})"
         )
+
+
+#: Chunks a log table may keep as read (see ``normalized``).
+LOG_CHUNKS_KEPT = 64
 
 
 def rechunked(frame: pl.DataFrame) -> pl.DataFrame:
