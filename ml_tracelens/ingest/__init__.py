@@ -454,9 +454,10 @@ def merge_identical_duplicates(
     # needed for the (usual) dump without any. A 64-bit hash of the id pair finds the candidates:
     # hashing the pair as a struct would build a row per span (287 MB against 115 MB on 1M).
     pair_hash = pl.col("trace_id").hash(1) ^ pl.col("span_id").hash(2)
-    maybe = spans.select(pair_hash.is_duplicated()).to_series()
-    if not maybe.any():
+    # Counting the distinct hashes costs a third of marking the repeated ones (on 1M spans).
+    if spans.select(pair_hash.n_unique()).item() == spans.height:
         return spans, 0
+    maybe = spans.select(pair_hash.is_duplicated()).to_series()
     indexed = spans.with_row_index("_row")
     repeated = indexed.filter(maybe).filter(pl.struct("trace_id", "span_id").is_duplicated())
     if repeated.is_empty():  # only hash collisions
