@@ -147,6 +147,24 @@ def dense_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     return code_at_first.gather(first).alias(values.name), is_first.arg_true()
 
 
+def repeated_pairs(frame: pl.DataFrame, first: str, second: str) -> pl.Series:
+    """Whether each row's (``first``, ``second``) pair stands in another row too (nulls equal).
+
+    A 64-bit hash of the pair finds the candidates (hashing it as a struct would build a row per
+    span: 287 MB against 115 MB on 1M), and only they are compared exactly; counting the
+    distinct hashes first costs a third of marking the repeated ones, and usually ends there.
+    """
+    pair_hash = pl.col(first).hash(1) ^ pl.col(second).hash(2)
+    if frame.select(pair_hash.n_unique()).item() == frame.height:
+        return filled(False, frame.height, pl.Boolean)
+    maybe = frame.select(pair_hash.is_duplicated()).to_series()
+    if maybe.any():
+        exact = frame.select(first, second).filter(maybe)
+        found = exact.select(pl.struct(first, second).is_duplicated()).to_series()
+        maybe = maybe.scatter(maybe.arg_true(), found)
+    return maybe
+
+
 def keep_where(mask: pl.Series, values: pl.Series) -> pl.Series:
     """``values`` where ``mask`` holds, null elsewhere."""
     return pl.select(pl.when(pl.lit(mask)).then(pl.lit(values))).to_series().rename(values.name)

@@ -15,6 +15,7 @@ import polars as pl
 
 from ml_tracelens import limits
 from ml_tracelens.core import llm, llm_stages
+from ml_tracelens.core.tree import repeated_pairs
 from ml_tracelens.durations import NS_PER_MS, NS_PER_US
 from ml_tracelens.exceptions import InputError, MalformedInput
 from ml_tracelens.ingest.inputs import ResolvedInputs, resolve
@@ -451,17 +452,12 @@ def merge_identical_duplicates(
     if spans.is_empty():
         return spans, 0
     # Only rows whose ids repeat can be duplicates; comparing every column of every row is not
-    # needed for the (usual) dump without any. A 64-bit hash of the id pair finds the candidates:
-    # hashing the pair as a struct would build a row per span (287 MB against 115 MB on 1M).
-    pair_hash = pl.col("trace_id").hash(1) ^ pl.col("span_id").hash(2)
-    # Counting the distinct hashes costs a third of marking the repeated ones (on 1M spans).
-    if spans.select(pair_hash.n_unique()).item() == spans.height:
+    # needed for the (usual) dump without any.
+    ids_repeat = repeated_pairs(spans, "trace_id", "span_id")
+    if not ids_repeat.any():
         return spans, 0
-    maybe = spans.select(pair_hash.is_duplicated()).to_series()
     indexed = spans.with_row_index("_row")
-    repeated = indexed.filter(maybe).filter(pl.struct("trace_id", "span_id").is_duplicated())
-    if repeated.is_empty():  # only hash collisions
-        return spans, 0
+    repeated = indexed.filter(ids_repeat)
     content = [c for c in spans.columns if c not in ignore]
     rows = repeated.get_column("_row")
     keep = repeated.unique(subset=content, keep="first", maintain_order=True).get_column("_row")

@@ -50,7 +50,7 @@ from typing import Literal
 
 import polars as pl
 
-from ml_tracelens.core.tree import dense_codes
+from ml_tracelens.core.tree import dense_codes, filled, repeated_pairs
 from ml_tracelens.durations import NS_PER_MS, NS_PER_US
 from ml_tracelens.schema import INT64_MAX, SPAN_SCHEMA, Kind, Status, empty_spans
 
@@ -287,7 +287,7 @@ def _with_requests(stages: pl.DataFrame) -> pl.DataFrame:
 
 def _parent_positions(stages: pl.DataFrame) -> pl.Series:
     """Per stage line, the ``_pos`` of its parent line; null for the tops of their request."""
-    parent = pl.repeat(None, stages.height, dtype=pl.get_index_type(), eager=True)
+    parent = filled(None, stages.height, pl.get_index_type())
     # A filter copies every column it keeps (a million lines' texts among them): only the
     # columns used here are kept, and a dump whose requests all go one way is not filtered.
     with_ids = stages.get_column("_by_ids")
@@ -392,18 +392,7 @@ def _span_ids(stages: pl.DataFrame) -> pl.Series:
     ``log:ROW``: the line and its span then share the id, so ``show`` files the line under it.
     (A repeated id is the parent's, on a line the parent logged after its child ended.)"""
     own = stages.get_column("span_id")
-    # A 64-bit hash of the pair finds the candidates; only they are compared as (request, id)
-    # rows, which cost several times more on a million lines.
-    pair_hash = pl.col("_req").hash(1) ^ pl.col("span_id").hash(2)
-    # Counting the distinct hashes costs a third of marking the repeated ones.
-    if stages.select(pair_hash.n_unique()).item() == stages.height:
-        repeated = pl.repeat(False, stages.height, dtype=pl.Boolean, eager=True)
-    else:
-        repeated = stages.select(pair_hash.is_duplicated()).to_series()
-    if repeated.any():
-        candidates = stages.select("_req", "span_id").filter(repeated)
-        exact = candidates.select(pl.struct("_req", "span_id").is_duplicated()).to_series()
-        repeated = repeated.scatter(repeated.arg_true(), exact)
+    repeated = repeated_pairs(stages, "_req", "span_id")
     usable = own.is_not_null() & ~repeated
     if usable.all():
         return own.rename("span_id")

@@ -149,15 +149,6 @@ def _coded(members: pl.DataFrame, column: str) -> tuple[pl.DataFrame, pl.DataFra
     """(``_unit``, ``code``) unique and (``code``, ``_text``) distinct, for a column of the
     member spans (nulls left out)."""
     values = members.get_column(column)
-    if isinstance(values.dtype, pl.Enum | pl.Categorical):
-        # An enum's or a categorical's codes are there for the taking.
-        coded = members.select(
-            "_unit", code=values.to_physical().cast(pl.UInt32), _text=values
-        ).drop_nulls("code")
-        # The first row of each code, found on the integers alone; only those texts are copied.
-        first = coded.select("code").with_row_index("_row").unique("code").get_column("_row")
-        texts = coded.gather(first).select("code", pl.col("_text").cast(pl.String))
-        return _distinct(coded.select("_unit", "code"), "code"), texts
     codes, first = dense_codes(values)
     texts = pl.DataFrame(
         {"code": codes.gather(first), "_text": values.gather(first).cast(pl.String)}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ml_tracelens.core.tree import filled, int_max
+from ml_tracelens.core.tree import dense_codes, filled, int_max
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.reports import why_candidates
 from ml_tracelens.reports.documents import StageShift, WhyRow
@@ -33,19 +33,21 @@ def stage_times(spans: pl.DataFrame, unit_count: int) -> StageTimes:
     """The critical-path time per stage of each unit, from its spans (``_unit``, ``name``,
     ``cp_ns``)."""
     on_path = spans.select("_unit", "cp_ns", "name").filter(pl.col("cp_ns").fill_null(0) > 0)
-    # Stage names are hashed once (as categorical codes); the rest is done on integers.
-    names = on_path.get_column("name").cast(pl.Categorical)
-    codes = names.to_physical()
-    first = codes.to_frame("code").with_row_index("_row").unique("code").get_column("_row")
-    found = pl.DataFrame(
-        {"code": codes.gather(first), "name": names.gather(first).cast(pl.String)}
-    ).sort("name", nulls_last=False)
+    # Stage names are hashed once (as dense codes); the rest is done on integers.
+    names = on_path.get_column("name")
+    codes, first = dense_codes(names)
+    # A null name is a stage too: it takes the code past every other.
+    null_code = first.len()
+    found = pl.DataFrame({"code": codes.gather(first), "name": names.gather(first).cast(pl.String)})
+    if codes.null_count():
+        found = pl.concat(
+            [found, pl.DataFrame({"code": [null_code], "name": [None]}, schema=found.schema)]
+        )
+    found = found.sort("name", nulls_last=False)
     stages = found.get_column("name").to_list()
     count = len(stages)
-    # A null name is a stage too: it takes the code past every other.
-    null_code = int_max(found.get_column("code")) + 1
     index = filled(None, null_code + 1, pl.UInt64).scatter(
-        found.get_column("code").fill_null(null_code),
+        found.get_column("code"),
         pl.arange(0, count, dtype=pl.UInt64, eager=True),
     )
     # One key per (unit, stage): the sums land in a unit-major table, a column per stage.

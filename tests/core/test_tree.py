@@ -5,13 +5,15 @@ Expected values are worked out by hand from the small trees written in each test
 
 from __future__ import annotations
 
+import collections
+
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml_tracelens.core import Analysis, analyze, build_tree
-from ml_tracelens.core.tree import dense_codes
+from ml_tracelens.core.tree import dense_codes, repeated_pairs
 from ml_tracelens.schema import SPAN_SCHEMA, empty_spans
 from tests.factories import by_span, make_spans, parse_spans
 
@@ -303,3 +305,15 @@ def test_dense_codes_number_values_by_first_appearance(values: list[str | None])
     assert codes.dtype == pl.UInt32
     assert codes.to_list() == [None if v is None else seen[v] for v in values]
     assert [values[row] for row in first.to_list()] == list(seen)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["t1", "t2", None]), st.sampled_from(["a", "b", "c", None])))
+)
+def test_repeated_pairs_mark_every_row_whose_pair_recurs(
+    rows: list[tuple[str | None, ...]],
+) -> None:
+    frame = pl.DataFrame(rows, schema={"x": pl.String, "y": pl.String}, orient="row")
+    counts = collections.Counter(rows)
+    assert repeated_pairs(frame, "x", "y").to_list() == [counts[row] > 1 for row in rows]
