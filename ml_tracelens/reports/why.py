@@ -201,14 +201,8 @@ def _categorical_rows(
     unit_selected = filled(False, int_max(flags.get_column("_unit")) + 1, pl.Boolean).scatter(
         flags.get_column("_unit"), flags.get_column("_selected")
     )
-    facts = candidates.facts
     counts = (
-        facts.with_columns(_selected=unit_selected.gather(facts.get_column("_unit")))
-        .group_by("pair")
-        .agg(
-            selection_count=pl.col("_selected").sum().cast(pl.Int64),
-            baseline_count=(~pl.col("_selected")).sum().cast(pl.Int64),
-        )
+        candidates.counts(unit_selected)
         .filter(pl.col("selection_count") >= min_count)
         .join(candidates.pairs, on="pair")
         .sort("attribute", "value")

@@ -29,16 +29,86 @@ OTHER = "(other)"
 BUILTIN = {"service": "service", "stage": "name", "status": "status"}
 
 
+#: A categorical attribute of at most this many values (and no numeric one) is counted from a
+#: bit per value in 64-bit words per unit, not from (unit, value) rows: a stage, a service or a
+#: resource attribute is held by most units, so its rows would be most of the facts.
+MASK_VALUES = 64
+#: The words a unit's bits take at most; attributes of fewer values are given bits first.
+MASK_WORDS = 4
+
+
 @dataclass(frozen=True)
 class Candidates:
-    """What the units have: ``facts`` (``_unit``, ``pair``) unique, for the categorical
-    candidates with the rare values pooled; ``pairs`` (``pair``, ``attribute``, ``value``) what
-    each pair id stands for; ``numeric`` (``_unit``, ``attribute``, ``number``), a unit's
-    largest value of each numeric attribute."""
+    """What the units have: ``pairs`` (``pair``, ``attribute``, ``value``), each categorical
+    candidate tested (the rare values of an attribute pooled as ``OTHER``), held by units as
+    rows or as bits. ``facts`` (``_unit``, ``pair``) unique: the rows. ``flags`` (``_unit``,
+    ``_w0``...): the bits a unit holds (of its member spans' values), and ``masks`` (``pair``,
+    ``_w0``...): the bits that give a unit each pair (any one of them). ``numeric`` (``_unit``,
+    ``attribute``, ``number``): a unit's largest value of each numeric attribute."""
 
-    facts: pl.DataFrame
     pairs: pl.DataFrame
+    facts: pl.DataFrame
+    flags: pl.DataFrame
+    masks: pl.DataFrame
     numeric: pl.DataFrame
+
+    def counts(self, selected: pl.Series) -> pl.DataFrame:
+        """(``pair``, ``selection_count``, ``baseline_count``) of every tested pair: how many of
+        the ``selected`` units (a flag per unit id, by position) and of the others have it."""
+        facts = self.facts
+        counted = [
+            facts.with_columns(_selected=selected.gather(facts.get_column("_unit")))
+            .group_by("pair")
+            .agg(
+                selection_count=pl.col("_selected").sum().cast(pl.Int64),
+                baseline_count=(~pl.col("_selected")).sum().cast(pl.Int64),
+            )
+        ]
+        if not self.masks.is_empty():
+            in_selection = selected.gather(self.flags.get_column("_unit"))
+            holds = [_holds(words) for words in self._words()]
+            sums = self.flags.with_columns(_selected=in_selection).select(
+                *(h.and_(pl.col("_selected")).sum().alias(f"s{i}") for i, h in enumerate(holds)),
+                *(h.sum().alias(f"t{i}") for i, h in enumerate(holds)),
+            )
+            chosen, total = sums.row(0)[: len(holds)], sums.row(0)[len(holds) :]
+            counted.append(
+                pl.DataFrame(
+                    {
+                        "pair": self.masks.get_column("pair"),
+                        "selection_count": chosen,
+                        "baseline_count": [t - c for t, c in zip(total, chosen, strict=True)],
+                    },
+                    schema=counted[0].schema,
+                )
+            )
+        return pl.concat(counted)
+
+    def holders(self, wanted: pl.Series) -> pl.DataFrame:
+        """(``pair``, ``_unit``): the units that have each of the ``wanted`` pairs."""
+        chosen = pl.col("pair").is_in(wanted.implode())
+        parts = [self.facts.filter(chosen).select("pair", "_unit")]
+        for pair, *words in self.masks.filter(chosen).iter_rows():
+            parts.append(
+                self.flags.filter(_holds(tuple(words))).select(
+                    pair=pl.lit(pair, pl.UInt32), _unit="_unit"
+                )
+            )
+        return pl.concat(parts)
+
+    def _words(self) -> list[tuple[int, ...]]:
+        return self.masks.drop("pair").rows()
+
+
+def _holds(words: tuple[int, ...]) -> pl.Expr:
+    """Whether a unit's flags hold any of the bits of ``words``."""
+    return pl.any_horizontal(
+        (pl.col(_word(k)) & pl.lit(word, pl.UInt64)) != 0 for k, word in enumerate(words) if word
+    )
+
+
+def _word(index: int) -> str:
+    return f"_w{index}"
 
 
 def candidates(members: pl.DataFrame, *, skip_status: bool, pairs: AttributePairs) -> Candidates:
@@ -46,7 +116,7 @@ def candidates(members: pl.DataFrame, *, skip_status: bool, pairs: AttributePair
 
     The member spans carry the code of their attribute texts (``code_column``), whose items
     were parsed once per distinct text (``pairs``), and a handful of resources and stage
-    names: a unit's pairs are looked up by position from its codes, never joined on text."""
+    names: what a unit holds is looked up by position from its codes, never joined on text."""
     sources = [
         _builtin_source(members, name, column)
         for name, column in BUILTIN.items()
@@ -60,22 +130,35 @@ def candidates(members: pl.DataFrame, *, skip_status: bool, pairs: AttributePair
         for column in reversed(COLUMNS)
         if column in pairs.columns
     ]
+    present = [source.present() for source in sources]
     items = pl.concat(
-        [s.items.with_columns(source=pl.lit(i, pl.UInt32)) for i, s in enumerate(sources)]
+        [
+            source.items.join(of_codes.select("item").unique(), on="item", how="semi").with_columns(
+                source=pl.lit(i, pl.UInt32)
+            )
+            for i, (source, of_codes) in enumerate(zip(sources, present, strict=True))
+        ]
     ).filter(pl.col("attribute") != "service.name")
     # Pair ids in no particular order: every ranking and every output is sorted by text.
     grouped = items.group_by("attribute", "value").agg("source", "item").with_row_index("pair")
-    pairs_table = grouped.select("pair", "attribute", "value")
+    pairs_table = grouped.select("pair", "attribute", "value").with_columns(
+        number=pl.col("value").cast(pl.Float64, strict=False)
+    )
     item_pairs = grouped.select("pair", "source", "item").explode("source", "item")
+    bits = _bits(pairs_table)
+    masked = filled(False, pairs_table.height, pl.Boolean).scatter(bits.get_column("pair"), True)
+    flags = _flags(members.get_column("_unit"), sources, present, item_pairs, bits)
+    rows = item_pairs.filter(~masked.gather(item_pairs.get_column("pair")))
     held = [
-        source.facts(item_pairs.filter(pl.col("source") == i)) for i, source in enumerate(sources)
+        source.facts(members.get_column("_unit"), of_codes, rows.filter(pl.col("source") == i))
+        for i, (source, of_codes) in enumerate(zip(sources, present, strict=True))
     ]
     # A built-in candidate's codes are its values, one pair each, and no other source has its
     # pairs: only the attribute columns' facts can repeat (two spans of a unit, or a key in
     # both the span's and the resource's attributes).
     repeating = [_distinct(pl.concat(held[builtins:]))] if len(sources) > builtins else []
     facts = pl.concat([*held[:builtins], *repeating])
-    return _classified(facts, pairs_table)
+    return _classified(facts, pairs_table, flags, bits)
 
 
 def code_column(column: str) -> str:
@@ -85,42 +168,67 @@ def code_column(column: str) -> str:
 
 @dataclass(frozen=True)
 class _Source:
-    """Where candidates come from: ``units`` (``_unit``, ``code``) unique, the ``items``
-    (``item``, ``attribute``, ``value``), and which items each code holds: ``held`` (a list
-    per code, by position), or for a built-in candidate the code's own item (the same id)."""
+    """Where candidates come from: ``codes``, a code per member span (null for none); the
+    ``items`` (``item``, ``attribute``, ``value``); and which items each code holds: ``held`` (a
+    list per code, by position), or for a built-in candidate the code's own item (the same id)."""
 
-    units: pl.DataFrame
+    codes: pl.Series
     items: pl.DataFrame
     held: pl.Series | None
 
-    def facts(self, item_pairs: pl.DataFrame) -> pl.DataFrame:
-        """(``_unit``, ``pair``) of the items that have a pair in ``item_pairs``."""
-        item = item_pairs.get_column("item")
-        size = int_max(self.items.get_column("item")) + 1
-        pair_of_item = filled(None, size, pl.UInt32).scatter(item, item_pairs.get_column("pair"))
+    def present(self) -> pl.DataFrame:
+        """(``code``, ``item``): the items of each code some member span has, in code order."""
         if self.held is None:
-            unit_items = self.units.rename({"code": "item"})
-        else:
-            unit_items = (
-                self.units.select("_unit", item=self.held.gather(self.units.get_column("code")))
-                .explode("item")
-                .drop_nulls("item")
-            )
-        return unit_items.select(
-            "_unit", pair=pair_of_item.gather(unit_items.get_column("item"))
+            item = self.items.get_column("item")
+            return pl.DataFrame({"code": item, "item": item})
+        seen = filled(False, self.held.len(), pl.Boolean).scatter(self.codes.drop_nulls(), True)
+        # Every code's items at once (a flat copy), then those of the codes seen: a tenth of the
+        # time of taking the seen codes' lists first.
+        every = self.held.to_frame("item").with_row_index("code").explode("item")
+        return every.filter(seen.gather(every.get_column("code"))).drop_nulls("item")
+
+    def facts(
+        self, units: pl.Series, present: pl.DataFrame, item_pairs: pl.DataFrame
+    ) -> pl.DataFrame:
+        """(``_unit``, ``pair``) of the items that have a pair in ``item_pairs``, of the
+        members (their ``units``); ``present``: the items of their codes."""
+        schema = {"_unit": pl.UInt32, "pair": pl.UInt32}
+        if item_pairs.is_empty():
+            return pl.DataFrame(schema=schema)
+        size = int_max(self.items.get_column("item")) + 1
+        pair_of_item = filled(None, size, pl.UInt32).scatter(
+            item_pairs.get_column("item"), item_pairs.get_column("pair")
+        )
+        # Only the members whose code holds such an item are made unique and expanded.
+        holding = present.select(
+            "code", pair=pair_of_item.gather(present.get_column("item"))
         ).drop_nulls("pair")
+        wanted = filled(False, self.code_count(), pl.Boolean).scatter(
+            holding.get_column("code"), True
+        )
+        coded = pl.DataFrame({"_unit": units, "code": self.codes}).filter(wanted.gather(self.codes))
+        return _distinct(coded, "code").join(holding, on="code").select("_unit", "pair")
+
+    def code_count(self) -> int:
+        return self.items.height if self.held is None else self.held.len()
 
 
 def _builtin_source(members: pl.DataFrame, name: str, column: str) -> _Source:
     """A built-in candidate: a value per code."""
-    units, texts = _coded(members, column)
-    items = texts.select(item=pl.col("code"), attribute=pl.lit(name), value="_text")
-    return _Source(units=units, items=items, held=None)
+    values = members.get_column(column)
+    codes, first = dense_codes(values)
+    items = pl.DataFrame(
+        {
+            "item": pl.arange(0, first.len(), dtype=pl.UInt32, eager=True),
+            "attribute": pl.repeat(name, first.len(), dtype=pl.String, eager=True),
+            "value": values.gather(first).cast(pl.String),
+        }
+    )
+    return _Source(codes=codes, items=items, held=None)
 
 
 def _attribute_source(members: pl.DataFrame, column: str, parsed: Held) -> _Source:
     """A column of attribute texts: the items its codes hold."""
-    coded = members.select("_unit", code=pl.col(code_column(column))).drop_nulls("code")
     # An attribute named like a built-in candidate keeps its own name apart.
     named = parsed.items.select(
         item=pl.int_range(0, pl.len(), dtype=pl.UInt32),
@@ -129,7 +237,7 @@ def _attribute_source(members: pl.DataFrame, column: str, parsed: Held) -> _Sour
         .otherwise("attribute"),
         value="value",
     )
-    return _Source(units=_distinct(coded, "code"), items=named, held=parsed.held)
+    return _Source(codes=members.get_column(code_column(column)), items=named, held=parsed.held)
 
 
 def _distinct(facts: pl.DataFrame, second: str = "pair") -> pl.DataFrame:
@@ -145,26 +253,100 @@ def _distinct(facts: pl.DataFrame, second: str = "pair") -> pl.DataFrame:
 _SHIFT = 1 << 32
 
 
-def _coded(members: pl.DataFrame, column: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(``_unit``, ``code``) unique and (``code``, ``_text``) distinct, for a column of the
-    member spans (nulls left out)."""
-    values = members.get_column(column)
-    codes, first = dense_codes(values)
-    texts = pl.DataFrame(
-        {"code": codes.gather(first), "_text": values.gather(first).cast(pl.String)}
+def _bits(pairs: pl.DataFrame) -> pl.DataFrame:
+    """(``pair``, ``word``, ``bit``): the bit of each value of the attributes counted by bits
+    (at most ``MASK_VALUES`` values, not all numbers unless a built-in candidate; those of
+    fewest values first, while ``MASK_WORDS`` words hold them)."""
+    shape = (
+        pairs.group_by("attribute")
+        .agg(
+            values=pl.len(),
+            numeric=pl.col("number").is_not_null().all() & (pl.len() > TOP_VALUES),
+        )
+        .filter(
+            (pl.col("values") <= MASK_VALUES)
+            & (~pl.col("numeric") | pl.col("attribute").is_in(list(BUILTIN)))
+        )
+        .sort("values", "attribute")
+        .filter(pl.col("values").cum_sum() <= MASK_WORDS * 64)
     )
-    coded = members.select("_unit", code=codes).drop_nulls("code")
-    return _distinct(coded, "code"), texts
+    chosen = pairs.join(shape.select("attribute"), on="attribute").sort("attribute", "value")
+    indexes = range(chosen.height)
+    return pl.DataFrame(
+        {
+            "pair": chosen.get_column("pair"),
+            "word": [i // 64 for i in indexes],
+            "bit": [1 << (i % 64) for i in indexes],
+        },
+        schema={"pair": pl.UInt32, "word": pl.UInt32, "bit": pl.UInt64},
+    )
 
 
-def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
+def _flags(
+    units: pl.Series,
+    sources: list[_Source],
+    present: list[pl.DataFrame],
+    item_pairs: pl.DataFrame,
+    bits: pl.DataFrame,
+) -> pl.DataFrame:
+    """(``_unit``, ``_w0``...): per unit the bits (``bits``) of the values its member spans
+    (their ``units``) hold, from each code's bits."""
+    words = int_max(bits.get_column("word")) + 1 if not bits.is_empty() else 0
+    if not words:
+        return pl.DataFrame(schema={"_unit": pl.UInt32})
+    member_words = [filled(0, units.len(), pl.UInt64) for _ in range(words)]
+    for index, (source, of_codes) in enumerate(zip(sources, present, strict=True)):
+        of_source = item_pairs.filter(pl.col("source") == index).join(bits, on="pair")
+        item_count = int_max(source.items.get_column("item")) + 1
+        for word in range(words):
+            of_word = of_source.filter(pl.col("word") == word)
+            if of_word.is_empty():
+                continue
+            bit_of_item = filled(0, item_count, pl.UInt64).scatter(
+                of_word.get_column("item"), of_word.get_column("bit")
+            )
+            # ``present`` lists each code's items together, codes in order: grouped in one run.
+            code_bits = (
+                of_codes.select(
+                    pl.col("code").set_sorted(), bit=bit_of_item.gather(of_codes.get_column("item"))
+                )
+                .filter(pl.col("bit") != 0)
+                .group_by("code")
+                .agg(pl.col("bit").bitwise_or())
+            )
+            by_code = filled(0, source.code_count(), pl.UInt64).scatter(
+                code_bits.get_column("code"), code_bits.get_column("bit")
+            )
+            member_words[word] = member_words[word] | by_code.gather(source.codes).fill_null(0)
+    frame = pl.DataFrame({"_unit": units, **{_word(k): w for k, w in enumerate(member_words)}})
+    return frame.group_by("_unit").agg(pl.col(_word(k)).bitwise_or() for k in range(words))
+
+
+def _classified(
+    facts: pl.DataFrame, pairs: pl.DataFrame, flags: pl.DataFrame, bits: pl.DataFrame
+) -> Candidates:
     """Numeric attributes apart (every value a number, more than ``TOP_VALUES`` of them),
     identifiers left out (about one unit per value: no value can be tested), and the values of
-    the rest beyond their ``TOP_VALUES`` most common pooled as OTHER."""
-    held = facts.group_by("pair").agg(units=pl.len())
-    info = pairs.join(held, on="pair").with_columns(
-        number=pl.col("value").cast(pl.Float64, strict=False)
+    the rest beyond their ``TOP_VALUES`` most common pooled as OTHER; the values counted by
+    bits (``bits``, held per unit in ``flags``) stay bits, OTHER the union of its values'."""
+    from_rows = facts.group_by("pair").agg(units=pl.len())
+    from_bits = flags.select(
+        (((pl.col(_word(word)) & pl.lit(bit, pl.UInt64)) != 0).sum().alias(str(pair)))
+        for pair, word, bit in bits.iter_rows()
     )
+    held = pl.concat(
+        [
+            from_rows,
+            pl.DataFrame(
+                {
+                    "pair": bits.get_column("pair"),
+                    "units": from_bits.row(0) if from_bits.width else [],
+                },
+                schema=from_rows.schema,
+            ),
+        ]
+    )
+    info = pairs.join(held, on="pair")
     shape = info.group_by("attribute").agg(
         numeric=pl.col("number").is_not_null().all() & (pl.len() > TOP_VALUES),
         identifier=(pl.len() > TOP_VALUES) & (pl.len() * 2 > pl.col("units").sum()),
@@ -221,9 +403,23 @@ def _classified(facts: pl.DataFrame, pairs: pl.DataFrame) -> Candidates:
     )
     bands, band_pairs = _token_bands(numeric, first_pair=pairs.height + others.height)
     return Candidates(
-        facts=pl.concat([pooled, bands]),
         pairs=pl.concat([dictionary, band_pairs]),
+        facts=pl.concat([pooled, bands]),
+        flags=flags,
+        masks=_masks(bits, pooling, words=flags.width - 1),
         numeric=numeric,
+    )
+
+
+def _masks(bits: pl.DataFrame, pooling: pl.DataFrame, *, words: int) -> pl.DataFrame:
+    """(``pair``, ``_w0``...): the bits of each tested pair counted by bits, an OTHER's the
+    union of its values' (``pooling``: ``pair``, ``pooled``, a tested pair per value)."""
+    union: dict[int, list[int]] = {}
+    for pooled, word, bit in bits.join(pooling, on="pair").select("pooled", "word", "bit").rows():
+        union.setdefault(pooled, [0] * words)[word] |= bit
+    schema = {"pair": pl.UInt32, **{_word(k): pl.UInt64 for k in range(words)}}
+    return pl.DataFrame(
+        [(pair, *mask) for pair, mask in sorted(union.items())], schema=schema, orient="row"
     )
 
 

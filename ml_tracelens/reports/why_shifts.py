@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ml_tracelens.core.tree import dense_codes, filled, int_max
+from ml_tracelens.core.tree import dense_codes, filled
 from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.reports import why_candidates
 from ml_tracelens.reports.documents import StageShift, WhyRow
@@ -140,16 +140,8 @@ def _memberships(rows: list[WhyRow], candidates: why_candidates.Candidates) -> p
         schema={"_row": pl.UInt32, "attribute": pl.String, "value": pl.String},
         orient="row",
     ).join(candidates.pairs, on=["attribute", "value"])
-    # Pair ids are small integers: each fact's row is found by position.
-    facts = candidates.facts
-    row_of_pair = filled(None, int_max(candidates.pairs.get_column("pair")) + 1, pl.UInt32).scatter(
-        wanted.get_column("pair"), wanted.get_column("_row")
-    )
-    parts = [
-        facts.select(_row=row_of_pair.gather(facts.get_column("pair")), _unit="_unit").drop_nulls(
-            "_row"
-        )
-    ]
+    held = candidates.holders(wanted.get_column("pair"))
+    parts = [held.join(wanted.select("pair", "_row"), on="pair").select("_row", "_unit")]
     for index, row in enumerate(rows):
         low, high = row.baseline_median, row.selection_median
         if row.value is not None or low is None or high is None or low == high:
