@@ -46,10 +46,12 @@ from ml_tracelens.reports.latency import OPAQUE as LATENCY_OPAQUE
 from ml_tracelens.reports.latency import UNREAD as LATENCY_UNREAD
 from ml_tracelens.reports.latency_parts import Summarise as LatencySummarise
 from ml_tracelens.reports.why import UNREAD as WHY_UNREAD
+from ml_tracelens.reports.why_index import DERIVED as WHY_INDEX
 
 __all__ = [
     "LATENCY_OPAQUE",
     "LATENCY_UNREAD",
+    "WHY_INDEX",
     "WHY_UNREAD",
     "AnalysedTelemetry",
     "DatasetWritten",

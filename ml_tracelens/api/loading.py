@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from ml_tracelens.core import Derived
 from ml_tracelens.ingest import pipeline
 from ml_tracelens.ingest.telemetry import Progress, Telemetry
 from ml_tracelens.readers.base import Pushdown, ReadOptions
@@ -59,6 +60,7 @@ def load(
     summarise: Callable[[pl.DataFrame], object] | None = None,
     pushdown: SpanFilters | None = None,
     pairs: bool = False,
+    derived: Derived | None = None,
 ) -> AnalysedTelemetry:
     """Read ``paths`` (files, directories, globs, ``.gz``, ``-`` for stdin) and analyse every
     trace, or take both from the cache.
@@ -79,6 +81,9 @@ def load(
     are those of the whole dataset; reports given other filters may miss traces). ``pairs``:
     the spans' attribute pairs come along, parsed once per dump and cached with it (``why``
     reads them instead of the attribute columns, which ``unread`` may then name).
+    ``derived``: tables a report derives from the spans come along (``analysis.derived``),
+    made once per dump and cached with it; a cache entry holding them gives them without any
+    span column (``WHY_INDEX``: what ``why`` reads of the requests).
     """
     telemetry, analysis = pipeline.load_analysed(
         path_list(paths),
@@ -97,6 +102,7 @@ def load(
         logs=logs,
         summarise=summarise,
         pairs=pairs,
+        derived=derived,
     )
     return AnalysedTelemetry(telemetry, analysis)
 

@@ -408,9 +408,13 @@ def why(
     p, Benjamini–Hochberg q, and the critical-path stage that shifts most; those with
     q < 0.05 unless ``show_all``."""
     from ml_tracelens.reports import why as why_report
+    from ml_tracelens.reports.why_index import DERIVED, WhyIndex
     from ml_tracelens.reports.why_units import Selection
 
-    _spans_required(t)
+    kept = t.analysis.derived.get(DERIVED.name)
+    index = WhyIndex.from_tables(kept) if kept is not None else None
+    if index is None:
+        _spans_required(t)
     return Result(
         why_report.build(
             analysed=t.spans,
@@ -424,6 +428,7 @@ def why(
             inputs=t.inputs,
             warnings=t.warnings,
             pairs=t.analysis.pairs,
+            index=index,
         )
     )
 

@@ -319,7 +319,11 @@ def why(
         raise UsageError(f"{scope!r}: choose request or root", option="scope")
     # A condition may name any column.
     unread = () if where or baseline_where else api.WHY_UNREAD
-    t = common.load(paths, logs=False, unread=unread, pairs=True)
+    # The requests' index serves every selection of requests with every span's attributes.
+    indexed = not (where or baseline_where or stage) and scope == "request"
+    t = common.load(
+        paths, logs=False, unread=unread, pairs=True, derived=api.WHY_INDEX if indexed else None
+    )
     result = api.why(
         t,
         slow=slow,

@@ -27,6 +27,7 @@ from ml_tracelens.render.console import print_warning
 
 if TYPE_CHECKING:
     from ml_tracelens.api import AnalysedTelemetry, LogTime, Page, Result, SpanFilters
+    from ml_tracelens.core import Derived
     from ml_tracelens.ingest.telemetry import Progress, Telemetry
 
 app = typer.Typer(
@@ -285,6 +286,7 @@ class Common:
         summarise: Callable[[Any], object] | None = None,
         push_filters: bool = False,
         pairs: bool = False,
+        derived: Derived | None = None,
     ) -> AnalysedTelemetry:
         """Read and analyse ``paths`` with a progress bar on a terminal. ``by``: the groupings
         of a report that only aggregates columns; unless they or ``--where`` name an
@@ -293,7 +295,8 @@ class Common:
         id columns it only groups and joins by; ``summarise``: what to keep of each group of
         traces beyond the memory budget; ``push_filters``: the report reads only the traces
         holding a span the filters keep, so a dataset may leave out the others; ``pairs``:
-        the spans' attribute pairs come along (see ``api.load``)."""
+        the spans' attribute pairs come along, ``derived`` a report's tables (see
+        ``api.load``)."""
         from ml_tracelens import api
 
         attributes = by is None or any("attr." in key for key in [*by, self.where or ""])
@@ -310,6 +313,7 @@ class Common:
                 summarise=summarise,
                 pushdown=self.filters if push_filters else None,
                 pairs=pairs,
+                derived=derived,
             )
 
     def read(self, paths: Sequence[str]) -> Telemetry:

@@ -7,6 +7,7 @@ per-span results plus a ``Structure`` of counts that reports turn into warnings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -19,6 +20,7 @@ from ml_tracelens.core.tree import DUP_MARK, Tree, build_tree, timed
 
 __all__ = [
     "Analysis",
+    "Derived",
     "Structure",
     "Tree",
     "analyze",
@@ -118,15 +120,29 @@ class Analysis:
     """Per-span results (``spans``) and the dump's ``structure``; ``pairs``: the attribute
     pairs of the spans when whoever loaded them asked for them (see ``attribute_pairs``); or,
     for inputs analysed a group of traces at a time with a report's summary of each group,
-    those ``summaries`` (what the report needs of each group) and no spans."""
+    those ``summaries`` (what the report needs of each group) and no spans. ``derived``: the
+    tables of a ``Derived`` whoever loaded them asked for, by its name; a cache entry that holds
+    them gives them without the spans."""
 
     spans: pl.DataFrame
     structure: Structure
     pairs: AttributePairs | None = None
     summaries: tuple[object, ...] = ()
+    derived: dict[str, dict[str, pl.DataFrame]] = field(default_factory=dict)
 
     def warnings(self) -> list[str]:
         return self.structure.warnings()
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Tables a report derives from an analysis (its spans and their attribute pairs) and keeps
+    with the dump's cache entry, so that its next run reads them instead of the spans. Tables
+    of another ``version`` are made again; ``make`` gives None when there is nothing to keep."""
+
+    name: str
+    version: int
+    make: Callable[[Analysis], dict[str, pl.DataFrame] | None]
 
 
 def analyze(spans: pl.DataFrame, *, merged_duplicates: int = 0) -> Analysis:

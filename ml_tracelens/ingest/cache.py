@@ -11,7 +11,10 @@ Entry: Parquet files of the analysed spans and of the logs, and a JSON record of
 that reads attribute pairs (``why``) also finds there the spans' attribute codes and what each
 code holds (``core.attribute_pairs``), two more Parquet files in the record: written with the
 entry by such a command, or added to an entry that lacks them by the first one to use it (the
-record is then written again, with their checksums and the parser's version). Each file is
+record is then written again, with their checksums and the parser's version). Tables a report
+derives from the spans (``core.Derived``: `why`'s index of the requests) are added the same way,
+a Parquet file each, named by the report and the table, with their version in the record; a
+command finding them reads no spans. Each file is
 written under a temporary name and renamed; the record goes last, so a reader never sees half
 an entry. A reader checks the bytes it parses against the record: a flipped bit, a truncated or
 missing file, or an entry pruned meanwhile is a miss, and the entry is removed (the command then
@@ -31,6 +34,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import stat
 import tempfile
 import time
@@ -44,7 +48,7 @@ import orjson
 import polars as pl
 
 from ml_tracelens import __version__, limits
-from ml_tracelens.core import Analysis, Structure
+from ml_tracelens.core import Analysis, Derived, Structure
 from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
 from ml_tracelens.core.attribute_pairs import PARSER_VERSION, AttributePairs
 from ml_tracelens.ingest.held_signals import HeldSignals, signals_held
@@ -63,6 +67,9 @@ _RECORD = ".json"
 _CODES = ".codes.parquet"
 _PAIRS = ".pairs.parquet"
 _SUFFIXES = (_SPANS, _LOGS, _RECORD, _CODES, _PAIRS)
+#: Derived tables are files ``KEY.derived-NAME-TABLE.parquet``.
+_DERIVED = ".derived-"
+_SAFE_NAME = re.compile(r"^[a-z][a-z_]*$")
 _TEMPORARY_PREFIX = ".tmp-"
 #: A temporary file unchanged for this long was left by a write that was killed (SIGKILL, power
 #: loss): prune removes it. A live write is done long before (a 10M-span entry takes about ten
@@ -173,6 +180,16 @@ class _Entry:
     def path(self, suffix: str) -> Path:
         return self.directory / f"{self.key}{suffix}"
 
+    def derived(self, wanted: Derived) -> list[str] | None:
+        """The names of the entry's tables of ``wanted`` (of its version), or None."""
+        kept = self.meta.get("derived", {}).get(wanted.name)
+        if not kept or kept.get("version") != wanted.version:
+            return None
+        tables: list[str] = kept["tables"]
+        if all(_derived_suffix(wanted.name, t) in self.checksums for t in tables):
+            return tables
+        return None
+
     def has_pairs(self) -> bool:
         """Whether the entry holds attribute pairs the current parser would give."""
         return (
@@ -183,7 +200,12 @@ class _Entry:
 
 
 def load(
-    key: str, *, without: Collection[str] = (), logs: bool = True, pairs: bool = False
+    key: str,
+    *,
+    without: Collection[str] = (),
+    logs: bool = True,
+    pairs: bool = False,
+    derived: Derived | None = None,
 ) -> tuple[Telemetry, Analysis] | None:
     """The entry for ``key``, or None. Span columns named in ``without`` are not read: a report
     that never looks at attributes decodes a tenth of the bytes (Parquet reads column by
@@ -192,18 +214,35 @@ def load(
 
     With ``pairs`` the analysis comes with the entry's attribute pairs; an entry without them
     gives its attribute columns even if ``without`` names them, for the caller to parse (and
-    ``add_pairs``)."""
+    ``add_pairs``). With ``derived``, an entry that holds its tables gives them
+    (``Analysis.derived``) and no spans (no columns) and no pairs."""
     entry = _entry(key)
     if entry is None:
         return None
     try:
+        kept = entry.derived(derived) if derived is not None else None
+        tables = {}
+        if derived is not None and kept is not None:
+            tables[derived.name] = {
+                table: _read_verified(
+                    entry.path(_derived_suffix(derived.name, table)),
+                    entry.checksums[_derived_suffix(derived.name, table)],
+                    lambda path: pl.read_parquet(path, glob=False),
+                )
+                for table in kept
+            }
+            pairs = False
         stored_pairs = _read_pairs(entry) if pairs and entry.has_pairs() else None
         needed = ATTRIBUTE_COLUMNS if pairs and stored_pairs is None else ()
         columns = [c for c in entry.meta["analysis_columns"] if c not in without or c in needed]
-        spans = _read_verified(
-            entry.path(_SPANS),
-            entry.checksums[_SPANS],
-            lambda path: pl.read_parquet(path, columns=columns, glob=False),
+        spans = (
+            pl.DataFrame()
+            if tables
+            else _read_verified(
+                entry.path(_SPANS),
+                entry.checksums[_SPANS],
+                lambda path: pl.read_parquet(path, columns=columns, glob=False),
+            )
         )
         # Unread logs are still checked (a CRC costs a few ms): a damaged entry is a miss and
         # is rewritten by whichever command finds it.
@@ -216,12 +255,16 @@ def load(
         # step.
         spans, log_table = spans.rechunk(), log_table.rechunk()
         telemetry = entry.telemetry
-        telemetry.spans = spans.select([c for c in entry.meta["span_columns"] if c in columns])
+        telemetry.spans = spans.select(
+            [c for c in entry.meta["span_columns"] if c in columns and c in spans.columns]
+        )
         telemetry.logs = log_table
     except _UNREADABLE:
         _remove_entry(entry.directory, key)
         return None
-    return telemetry, Analysis(spans=spans, structure=entry.structure, pairs=stored_pairs)
+    return telemetry, Analysis(
+        spans=spans, structure=entry.structure, pairs=stored_pairs, derived=tables
+    )
 
 
 def _read_pairs(entry: _Entry) -> AttributePairs:
@@ -454,6 +497,41 @@ def add_pairs(key: str, pairs: AttributePairs) -> None:
             return
 
 
+def add_derived(key: str, derived: Derived, tables: Mapping[str, pl.DataFrame]) -> None:
+    """Keep the ``tables`` of ``derived`` with the entry for ``key``, when it has none of its
+    version yet; written as ``add_pairs`` writes the pairs, and any failure raises nothing."""
+    names = [derived.name, *tables]
+    if not all(_SAFE_NAME.match(name) for name in names):
+        raise ValueError(f"derived table names must be lower-case words: {names}")
+    directory = cache_dir()
+    options: dict[str, Any] = {"compression": "lz4", "statistics": False}
+    with signals_held() as held:
+        try:
+            entry = _entry(key)
+            if entry is None or entry.derived(derived) is not None:
+                return
+            checksums = dict(entry.checksums)
+            for table, frame in tables.items():
+                suffix = _derived_suffix(derived.name, table)
+                checksums[suffix] = _write_file(
+                    directory, f"{key}{suffix}", _parquet_of(frame, options), held
+                )
+            kept = {**entry.meta.get("derived", {})}
+            kept[derived.name] = {"version": derived.version, "tables": list(tables)}
+            record = _seal({**entry.meta, "derived": kept}, checksums)
+            _write_file(directory, f"{key}{_RECORD}", lambda f: f.write(record), held)
+        except (OSError, pl.exceptions.PolarsError, TypeError, ValueError, KeyError):
+            return
+
+
+def _parquet_of(frame: pl.DataFrame, options: dict[str, Any]) -> Callable[[BinaryIO], object]:
+    return lambda stream: frame.write_parquet(stream, **options)
+
+
+def _derived_suffix(name: str, table: str) -> str:
+    return f"{_DERIVED}{name}-{table}.parquet"
+
+
 def _write_pairs(
     directory: Path, key: str, pairs: AttributePairs, held: HeldSignals
 ) -> dict[str, int]:
@@ -545,6 +623,10 @@ def _remove_entry(directory: Path, key: str) -> None:
     for suffix in (_RECORD, _SPANS, _LOGS, _CODES, _PAIRS):
         with contextlib.suppress(OSError):
             (directory / f"{key}{suffix}").unlink()
+    with contextlib.suppress(OSError):
+        for path in directory.glob(f"{key}{_DERIVED}*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def prune(directory: Path, *, max_bytes: int) -> None:
@@ -558,8 +640,13 @@ def prune(directory: Path, *, max_bytes: int) -> None:
                 if path.stat().st_mtime < stale_before:
                     path.unlink()
             continue
+        if path.name.startswith("."):
+            continue
+        if _DERIVED in path.name:
+            entries.setdefault(path.name.partition(_DERIVED)[0], []).append(path)
+            continue
         for suffix in _SUFFIXES:
-            if path.name.endswith(suffix) and not path.name.startswith("."):
+            if path.name.endswith(suffix):
                 entries.setdefault(path.name.removesuffix(suffix), []).append(path)
     sized = []
     for key, files in entries.items():

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
-from ml_tracelens.core import Analysis, analyze
+from ml_tracelens.core import Analysis, Derived, analyze
 from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
 from ml_tracelens.core.attribute_pairs import AttributePairs, attribute_pairs
 from ml_tracelens.ingest import cache
@@ -35,6 +35,7 @@ def load_analysed(
     opaque: Collection[str] = (),
     summarise: Callable[[pl.DataFrame], object] | None = None,
     pairs: bool = False,
+    derived: Derived | None = None,
 ) -> tuple[Telemetry, Analysis]:
     """Read and analyse ``paths``, or take both from the cache.
 
@@ -44,23 +45,27 @@ def load_analysed(
     Beyond the memory budget, ``summarise`` (when given) takes what a report needs of each
     group of analysed traces, and those ``Analysis.summaries`` come back instead of spans.
     With ``pairs`` the analysis has the attribute pairs of its spans (``core.attribute_pairs``),
-    kept with the cache entry: the attribute columns may then be in ``without``.
+    kept with the cache entry: the attribute columns may then be in ``without``. With
+    ``derived`` the analysis has its tables (``Analysis.derived``), kept with the cache entry:
+    an entry that holds them gives them without any span column (and without pairs).
     """
     options, key = _options_and_key(paths, input_format, options, use_cache)
     if key is not None:
-        hit = cache.load(key, without=without, logs=logs, pairs=pairs)
-        if hit is not None and not logs and hit[0].spans.is_empty():
+        hit = cache.load(key, without=without, logs=logs, pairs=pairs, derived=derived)
+        if hit is not None and not logs and hit[0].spans.is_empty() and not hit[1].derived:
             # Nothing to analyse: the logs say why (which keys the lines lack).
             hit = cache.load(key, without=without, pairs=pairs)
         if hit is not None:
             telemetry, analysis = hit
+            if analysis.derived:
+                return telemetry, analysis
             if pairs and analysis.pairs is None:
                 # An entry another command wrote: parsed once, here, and kept with it.
                 parsed = attribute_pairs(analysis.spans)
                 cache.add_pairs(key, parsed)
                 analysis = _narrowed(analysis, without, parsed)
                 telemetry.spans = telemetry.spans.drop(without, strict=False)
-            return telemetry, analysis
+            return telemetry, _with_derived(analysis, derived, key)
     # Beyond the memory budget the pairs are parsed from the analysed spans: they keep the texts.
     kept = without if not pairs else [c for c in without if c not in ATTRIBUTE_COLUMNS]
     from ml_tracelens.ingest import bounded
@@ -86,7 +91,7 @@ def load_analysed(
         if pairs:
             analysis = _narrowed(analysis, without, attribute_pairs(analysis.spans))
             telemetry.spans = telemetry.spans.drop(without, strict=False)
-        return telemetry, analysis
+        return telemetry, _with_derived(analysis, derived, None)
     telemetry = _read(paths, input_format, options, progress)
     if progress is not None:
         progress.reading("analysing traces")
@@ -105,7 +110,20 @@ def load_analysed(
         telemetry.spans = telemetry.spans.drop(without, strict=False)
     if without or found is not None:
         analysis = _narrowed(analysis, without, found)
-    return telemetry, analysis
+    return telemetry, _with_derived(analysis, derived, key)
+
+
+def _with_derived(analysis: Analysis, derived: Derived | None, key: str | None) -> Analysis:
+    """``analysis`` with the tables of ``derived``, made here and kept with the entry for
+    ``key`` (when there is one)."""
+    if derived is None:
+        return analysis
+    tables = derived.make(analysis)
+    if tables is None:
+        return analysis
+    if key is not None:
+        cache.add_derived(key, derived, tables)
+    return dataclasses.replace(analysis, derived={**analysis.derived, derived.name: tables})
 
 
 def _narrowed(

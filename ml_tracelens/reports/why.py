@@ -19,30 +19,21 @@ without it, and by how much.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
-
 import msgspec
 import polars as pl
 
 from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
-from ml_tracelens.core.attribute_pairs import AttributePairs, attribute_pairs
+from ml_tracelens.core.attribute_pairs import AttributePairs
 from ml_tracelens.core.significance import benjamini_hochberg, fisher_exact, mann_whitney
 from ml_tracelens.core.tree import filled, int_max
 from ml_tracelens.durations import format_duration
 from ml_tracelens.exceptions import InputError, UsageError
-from ml_tracelens.reports import why_candidates, why_shifts
+from ml_tracelens.reports import why_candidates, why_index, why_shifts
 from ml_tracelens.reports.documents import StageShift, WhyPayload, WhyRow, WhySide
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
-from ml_tracelens.reports.why_units import (
-    Selection,
-    baseline_units,
-    selected_units,
-    stage_times,
-    units_of,
-)
+from ml_tracelens.reports.why_units import Selection, baseline_units, selected_units
 
-Scope = Literal["request", "root"]
+Scope = why_index.Scope
 
 DEFAULT_MIN_COUNT = 5
 #: Findings shown unless every test is asked for.
@@ -79,9 +70,12 @@ def build(
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
     pairs: AttributePairs | None = None,
+    index: why_index.WhyIndex | None = None,
 ) -> Report:
     """The report; ``pairs``: the attribute pairs of ``analysed`` when they are at hand (the
-    analysis cache keeps them), else they are parsed here."""
+    analysis cache keeps them), else they are parsed here. ``index``: the units' index when it
+    is at hand (the analysis cache keeps that of the requests, every span, no condition: it
+    serves no other ``stage``, ``scope`` or condition); ``analysed`` is then not read."""
     selection.validate()
     if min_count < 1:
         raise UsageError("must be at least 1", option="min_count")
@@ -95,21 +89,23 @@ def build(
         )
         if where is not None
     }
-    if pairs is None or not pairs.fits(analysed):
-        pairs = attribute_pairs(analysed)
-    analysed = analysed.with_columns(
-        pairs.codes.get_column(c).alias(why_candidates.code_column(c)) for c in pairs.codes.columns
-    )
-    units, spans = units_of(analysed, stage=stage, conditions=conditions, errors=selection.failed)
-    unit_count = units.height
-    members = spans.filter(pl.col("is_root")) if stage is None and scope == "root" else spans
+    if index is None or stage is not None or scope != "request" or conditions:
+        index = why_index.index(
+            analysed,
+            pairs=pairs,
+            stage=stage,
+            scope=scope,
+            conditions=conditions,
+            errors=selection.failed,
+        )
+    units = index.units
     noun = "requests" if stage is None else f"{stage} spans"
     if units.is_empty():
         raise InputError(f"nothing to analyse: no {noun} in the inputs")
     # --where and --baseline-where look at every span of a request, whatever --scope says.
-    selected, rule, threshold_ms = selected_units(units, spans, selection, noun)
+    selected, rule, threshold_ms = selected_units(units, selection, noun)
     units = units.with_columns(_selected=selected)
-    baseline = baseline_units(units, spans, selection)
+    baseline = baseline_units(units, selection)
     units = units.with_columns(_baseline=baseline & ~pl.col("_selected")).filter(
         pl.col("_selected") | pl.col("_baseline")
     )
@@ -119,24 +115,18 @@ def build(
         raise InputError(f"nothing to compare: {rule} selects none of the {noun}")
     if not n_baseline:
         raise InputError(f"nothing to compare against: every {noun[:-1]} is selected by {rule}")
-    # The stage times need nothing the tests find: they are summed on a thread meanwhile (polars
-    # releases the GIL, and much of either part runs on one core).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        timing = pool.submit(stage_times, analysed, spans, unit_count, stage)
-        in_test = filled(False, unit_count, pl.Boolean).scatter(units.get_column("_unit"), True)
-        members = members.filter(in_test.gather(members.get_column("_unit")))
-        candidates = why_candidates.candidates(members, skip_status=selection.failed, pairs=pairs)
-        flags = units.select("_unit", "_selected")
-        rows = _categorical_rows(candidates, flags, n_selected, n_baseline, min_count)
-        rows += _numeric_rows(candidates.numeric, flags, n_selected, n_baseline, min_count)
-        times = timing.result()
+    in_test = filled(False, index.units.height, pl.Boolean).scatter(units.get_column("_unit"), True)
+    candidates = why_candidates.candidates(index.holdings, in_test, skip_status=selection.failed)
+    flags = units.select("_unit", "_selected")
+    rows = _categorical_rows(candidates, flags, n_selected, n_baseline, min_count)
+    rows += _numeric_rows(candidates.numeric, flags, n_selected, n_baseline, min_count)
     for row, q in zip(rows, benjamini_hochberg([r.p_value for r in rows]), strict=True):
         row.q_value = q
     rows.sort(key=lambda r: (r.q_value, -abs(r.difference), r.attribute, r.value or ""))
     tests = len(rows)
     if not show_all:
         rows = [r for r in rows if r.q_value < Q_THRESHOLD]
-    why_shifts.add_stage_shifts(rows, candidates, times, units.get_column("_unit"))
+    why_shifts.add_stage_shifts(rows, candidates, index.times, units.get_column("_unit"))
     what = _what(selection, noun)
     verdict = _verdict(rows, what=what, tests=tests, n_selected=n_selected)
     json_rows: list[dict[str, JsonValue]] = [msgspec.to_builtins(row) for row in rows]

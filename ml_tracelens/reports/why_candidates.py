@@ -43,13 +43,15 @@ class Candidates:
     candidate tested (the rare values of an attribute pooled as ``OTHER``), held by units as
     rows or as bits. ``facts`` (``_unit``, ``pair``) unique: the rows. ``flags`` (``_unit``,
     ``_w0``...): the bits a unit holds (of its member spans' values), and ``masks`` (``pair``,
-    ``_w0``...): the bits that give a unit each pair (any one of them). ``numeric`` (``_unit``,
+    ``_w0``...): the bits that give a unit each pair (any one of them); ``words``, the bits
+    of every unit (row ``u`` is unit ``u``, tested or not). ``numeric`` (``_unit``,
     ``attribute``, ``number``): a unit's largest value of each numeric attribute."""
 
     pairs: pl.DataFrame
     facts: pl.DataFrame
     flags: pl.DataFrame
     masks: pl.DataFrame
+    words: pl.DataFrame
     numeric: pl.DataFrame
 
     def counts(self, selected: pl.Series) -> pl.DataFrame:
@@ -84,17 +86,14 @@ class Candidates:
             )
         return pl.concat(counted)
 
-    def holders(self, wanted: pl.Series) -> pl.DataFrame:
-        """(``pair``, ``_unit``): the units that have each of the ``wanted`` pairs."""
-        chosen = pl.col("pair").is_in(wanted.implode())
-        parts = [self.facts.filter(chosen).select("pair", "_unit")]
-        for pair, *words in self.masks.filter(chosen).iter_rows():
-            parts.append(
-                self.flags.filter(_holds(tuple(words))).select(
-                    pair=pl.lit(pair, pl.UInt32), _unit="_unit"
-                )
-            )
-        return pl.concat(parts)
+    def having(self, pair: int, unit_count: int) -> pl.Expr:
+        """Whether each unit has ``pair``: over the columns of ``words`` for a pair counted by
+        bits, else a flag per unit id (of ``unit_count``)."""
+        bits = self.masks.filter(pl.col("pair") == pair)
+        if bits.height:
+            return _holds(bits.drop("pair").row(0))
+        units = self.facts.filter(pl.col("pair") == pair).get_column("_unit")
+        return pl.lit(filled(False, unit_count, pl.Boolean).scatter(units, True))
 
     def _words(self) -> list[tuple[int, ...]]:
         return self.masks.drop("pair").rows()
@@ -111,17 +110,25 @@ def _word(index: int) -> str:
     return f"_w{index}"
 
 
-def candidates(members: pl.DataFrame, *, skip_status: bool, pairs: AttributePairs) -> Candidates:
-    """Every unit's (attribute, value) pairs, as integer ids.
+@dataclass(frozen=True)
+class Holdings:
+    """What each unit holds, whatever is selected: ``pairs`` (``pair``, ``attribute``,
+    ``value``, ``number``, ``word``, ``bit``) every value some member span has, with its bit
+    (null for a value counted by rows); ``words`` (``_w0``...; row ``u`` is unit ``u``) the
+    bits each unit holds; ``facts`` (``_unit``, ``pair``) unique, the values counted by rows."""
+
+    pairs: pl.DataFrame
+    words: pl.DataFrame
+    facts: pl.DataFrame
+
+
+def holdings(members: pl.DataFrame, pairs: AttributePairs, unit_count: int) -> Holdings:
+    """What each of ``unit_count`` units holds, from its member spans (tagged with ``_unit``).
 
     The member spans carry the code of their attribute texts (``code_column``), whose items
     were parsed once per distinct text (``pairs``), and a handful of resources and stage
     names: what a unit holds is looked up by position from its codes, never joined on text."""
-    sources = [
-        _builtin_source(members, name, column)
-        for name, column in BUILTIN.items()
-        if not (skip_status and name == "status")
-    ]
+    sources = [_builtin_source(members, name, column) for name, column in BUILTIN.items()]
     # Without the attribute columns (a library caller's load(attributes=False)) there are only
     # the built-in candidates.
     builtins = len(sources)
@@ -147,18 +154,45 @@ def candidates(members: pl.DataFrame, *, skip_status: bool, pairs: AttributePair
     item_pairs = grouped.select("pair", "source", "item").explode("source", "item")
     bits = _bits(pairs_table)
     masked = filled(False, pairs_table.height, pl.Boolean).scatter(bits.get_column("pair"), True)
-    flags = _flags(members.get_column("_unit"), sources, present, item_pairs, bits)
+    units = members.get_column("_unit")
+    words = _words(units, unit_count, sources, present, item_pairs, bits)
     rows = item_pairs.filter(~masked.gather(item_pairs.get_column("pair")))
     held = [
-        source.facts(members.get_column("_unit"), of_codes, rows.filter(pl.col("source") == i))
+        source.facts(units, of_codes, rows.filter(pl.col("source") == i))
         for i, (source, of_codes) in enumerate(zip(sources, present, strict=True))
     ]
     # A built-in candidate's codes are its values, one pair each, and no other source has its
     # pairs: only the attribute columns' facts can repeat (two spans of a unit, or a key in
     # both the span's and the resource's attributes).
     repeating = [_distinct(pl.concat(held[builtins:]))] if len(sources) > builtins else []
-    facts = pl.concat([*held[:builtins], *repeating])
-    return _classified(facts, pairs_table, flags, bits)
+    return Holdings(
+        pairs=pairs_table.join(bits, on="pair", how="left"),
+        words=words,
+        facts=pl.concat([*held[:builtins], *repeating]),
+    )
+
+
+def candidates(holdings: Holdings, in_test: pl.Series, *, skip_status: bool) -> Candidates:
+    """The candidates of the units ``in_test`` (a flag per unit id, by position); without the
+    built-in ``status`` with ``skip_status`` (the selection is made of it)."""
+    # Pair ids stay dense (the lookups by position need them so): a value left out is one no
+    # fact and no bit counts.
+    pairs = holdings.pairs
+    counting = pairs.filter(pl.col("attribute") != "status") if skip_status else pairs
+    counted = filled(False, pairs.height, pl.Boolean).scatter(counting.get_column("pair"), True)
+    facts = holdings.facts.filter(
+        in_test.gather(holdings.facts.get_column("_unit"))
+        & counted.gather(holdings.facts.get_column("pair"))
+    )
+    flags = (
+        holdings.words.with_row_index("_unit").filter(in_test)
+        if holdings.words.width
+        else pl.DataFrame(schema={"_unit": pl.UInt32})
+    )
+    bits = counting.filter(pl.col("bit").is_not_null()).select("pair", "word", "bit")
+    return _classified(
+        facts, pairs.select("pair", "attribute", "value", "number"), flags, bits, holdings.words
+    )
 
 
 def code_column(column: str) -> str:
@@ -282,18 +316,19 @@ def _bits(pairs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _flags(
+def _words(
     units: pl.Series,
+    unit_count: int,
     sources: list[_Source],
     present: list[pl.DataFrame],
     item_pairs: pl.DataFrame,
     bits: pl.DataFrame,
 ) -> pl.DataFrame:
-    """(``_unit``, ``_w0``...): per unit the bits (``bits``) of the values its member spans
-    (their ``units``) hold, from each code's bits."""
+    """(``_w0``...; row ``u`` is unit ``u``): per unit the bits (``bits``) of the values its
+    member spans (their ``units``) hold, from each code's bits."""
     words = int_max(bits.get_column("word")) + 1 if not bits.is_empty() else 0
     if not words:
-        return pl.DataFrame(schema={"_unit": pl.UInt32})
+        return pl.DataFrame()
     member_words = [filled(0, units.len(), pl.UInt64) for _ in range(words)]
     for index, (source, of_codes) in enumerate(zip(sources, present, strict=True)):
         of_source = item_pairs.filter(pl.col("source") == index).join(bits, on="pair")
@@ -319,16 +354,29 @@ def _flags(
             )
             member_words[word] = member_words[word] | by_code.gather(source.codes).fill_null(0)
     frame = pl.DataFrame({"_unit": units, **{_word(k): w for k, w in enumerate(member_words)}})
-    return frame.group_by("_unit").agg(pl.col(_word(k)).bitwise_or() for k in range(words))
+    per_unit = frame.group_by("_unit").agg(pl.col(_word(k)).bitwise_or() for k in range(words))
+    return pl.DataFrame(
+        {
+            _word(k): filled(0, unit_count, pl.UInt64).scatter(
+                per_unit.get_column("_unit"), per_unit.get_column(_word(k))
+            )
+            for k in range(words)
+        }
+    )
 
 
 def _classified(
-    facts: pl.DataFrame, pairs: pl.DataFrame, flags: pl.DataFrame, bits: pl.DataFrame
+    facts: pl.DataFrame,
+    pairs: pl.DataFrame,
+    flags: pl.DataFrame,
+    bits: pl.DataFrame,
+    words: pl.DataFrame,
 ) -> Candidates:
     """Numeric attributes apart (every value a number, more than ``TOP_VALUES`` of them),
     identifiers left out (about one unit per value: no value can be tested), and the values of
     the rest beyond their ``TOP_VALUES`` most common pooled as OTHER; the values counted by
-    bits (``bits``, held per unit in ``flags``) stay bits, OTHER the union of its values'."""
+    bits (``bits``, held per tested unit in ``flags``, per unit in ``words``) stay bits, OTHER
+    the union of its values'."""
     from_rows = facts.group_by("pair").agg(units=pl.len())
     from_bits = flags.select(
         (((pl.col(_word(word)) & pl.lit(bit, pl.UInt64)) != 0).sum().alias(str(pair)))
@@ -346,7 +394,7 @@ def _classified(
             ),
         ]
     )
-    info = pairs.join(held, on="pair")
+    info = pairs.join(held.filter(pl.col("units") > 0), on="pair")
     shape = info.group_by("attribute").agg(
         numeric=pl.col("number").is_not_null().all() & (pl.len() > TOP_VALUES),
         identifier=(pl.len() > TOP_VALUES) & (pl.len() * 2 > pl.col("units").sum()),
@@ -407,6 +455,7 @@ def _classified(
         facts=pl.concat([pooled, bands]),
         flags=flags,
         masks=_masks(bits, pooling, words=flags.width - 1),
+        words=words,
         numeric=numeric,
     )
 

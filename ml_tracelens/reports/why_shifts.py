@@ -101,56 +101,68 @@ def add_stage_shifts(
     in the units with the finding against the other ``units`` (of those with stage times).
 
     A unit has a categorical finding when it has the value; a numeric one when its value lies
-    on the selection's side of the midpoint of the two medians."""
-    memberships = _memberships(rows, candidates)
-    all_timed = bool(times.timed.all())
-    if not all_timed:
-        memberships = memberships.filter(times.timed.gather(memberships.get_column("_unit")))
-    if memberships.is_empty() or not times.stages:
+    on the selection's side of the midpoint of the two medians. Every sum is taken in one pass
+    over the units (a column per stage, a flag per finding)."""
+    unit_count = times.timed.len()
+    having = _having(rows, candidates, unit_count)
+    if not having or not times.stages:
         return
-    matrix = times.matrix
-    tested = units if all_timed else units.filter(times.timed.gather(units))
-    n_units = tested.len()
-    totals = matrix[tested].sum().row(0)
-    for (index,), part in memberships.partition_by("_row", as_dict=True).items():
-        with_finding = part.get_column("_unit")
-        n_with = with_finding.len()
-        if n_with >= n_units:
+    tested = filled(False, unit_count, pl.Boolean).scatter(units, True) & times.timed
+    frame = pl.concat(
+        [f for f in (times.matrix, candidates.words) if f.width], how="horizontal"
+    ).with_columns(_tested=tested)
+    stage_columns = [f"_s{i}" for i in range(len(times.stages))]
+    frame = frame.with_columns((h & pl.col("_tested")).alias(f"_h{i}") for i, h in having.items())
+    sums = frame.select(
+        pl.col("_tested").sum().alias("n"),
+        *(pl.col(c).filter(pl.col("_tested")).sum().alias(f"t{c}") for c in stage_columns),
+        *(pl.col(f"_h{i}").sum().alias(f"n{i}") for i in having),
+        *(
+            pl.col(c).filter(pl.col(f"_h{i}")).sum().alias(f"{i}{c}")
+            for i in having
+            for c in stage_columns
+        ),
+    ).row(0, named=True)
+    n_units = sums["n"]
+    totals = [sums[f"t{c}"] for c in stage_columns]
+    for index in having:
+        n_with = sums[f"n{index}"]
+        if not n_with or n_with >= n_units:
             continue
-        if n_with * 2 > n_units:
-            # Most units have the finding: the times of those without it are fewer to add up
-            # (integers: the difference from the totals is exact).
-            has = filled(False, times.timed.len(), pl.Boolean).scatter(with_finding, True)
-            without = matrix[tested.filter(~has.gather(tested))].sum().row(0)
-            sums = [total - other for total, other in zip(totals, without, strict=True)]
-        else:
-            sums = list(matrix[with_finding].sum().row(0))
         deltas = [
-            ((sum_with / n_with - (total - sum_with) / (n_units - n_with)) / NS_PER_MS, stage)
-            for sum_with, stage, total in zip(sums, times.stages, totals, strict=True)
+            (
+                (sums[f"{index}{c}"] / n_with - (total - sums[f"{index}{c}"]) / (n_units - n_with))
+                / NS_PER_MS,
+                stage,
+            )
+            for c, stage, total in zip(stage_columns, times.stages, totals, strict=True)
         ]
         delta, stage = max(deltas, key=lambda d: (d[0], [-ord(ch) for ch in d[1]]))
-        rows[int(index)].stage_shift = StageShift(stage=stage, delta_ms=delta)
+        rows[index].stage_shift = StageShift(stage=stage, delta_ms=delta)
 
 
-def _memberships(rows: list[WhyRow], candidates: why_candidates.Candidates) -> pl.DataFrame:
-    """(``_row``, ``_unit``): the units with the finding of each row (by its index)."""
+def _having(
+    rows: list[WhyRow], candidates: why_candidates.Candidates, unit_count: int
+) -> dict[int, pl.Expr]:
+    """Per row (by its index), which units have its finding: an expression over the units'
+    words, or a flag per unit id (of ``unit_count``)."""
     wanted = pl.DataFrame(
         [(i, r.attribute, r.value) for i, r in enumerate(rows) if r.value is not None],
         schema={"_row": pl.UInt32, "attribute": pl.String, "value": pl.String},
         orient="row",
     ).join(candidates.pairs, on=["attribute", "value"])
-    held = candidates.holders(wanted.get_column("pair"))
-    parts = [held.join(wanted.select("pair", "_row"), on="pair").select("_row", "_unit")]
+    having = {
+        index: candidates.having(pair, unit_count)
+        for index, pair in wanted.select("_row", "pair").iter_rows()
+    }
     for index, row in enumerate(rows):
         low, high = row.baseline_median, row.selection_median
         if row.value is not None or low is None or high is None or low == high:
             continue
         number, midpoint = pl.col("number"), (low + high) / 2
         side = number > midpoint if high > low else number < midpoint
-        parts.append(
-            candidates.numeric.filter((pl.col("attribute") == row.attribute) & side).select(
-                _row=pl.lit(index, pl.UInt32), _unit=pl.col("_unit").cast(pl.UInt32)
-            )
+        units = candidates.numeric.filter((pl.col("attribute") == row.attribute) & side)
+        having[index] = pl.lit(
+            filled(False, unit_count, pl.Boolean).scatter(units.get_column("_unit"), True)
         )
-    return pl.concat(parts)
+    return dict(sorted(having.items()))

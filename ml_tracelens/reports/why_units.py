@@ -13,6 +13,7 @@ import polars as pl
 from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
 from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.core.stats import quantile, requests
+from ml_tracelens.core.tree import filled
 from ml_tracelens.durations import NS_PER_MS, length_ns
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports import why_candidates, why_shifts
@@ -110,15 +111,15 @@ MEMBER_COLUMNS = (
 
 
 def selected_units(
-    units: pl.DataFrame, members: pl.DataFrame, selection: Selection, noun: str
+    units: pl.DataFrame, selection: Selection, noun: str
 ) -> tuple[pl.Series, str, float | None]:
-    """The selected units as a mask, the rule in words, and the duration threshold in ms."""
+    """The selected units as a mask, the rule in words, and the duration threshold in ms;
+    ``units`` has a ``_where`` flag with ``selection.where``."""
     duration = units.get_column("duration_ns")
     if selection.failed:
         return units.get_column("_error").fill_null(False), "--failed", None
     if selection.where is not None:
-        mask = _matching_units(units, members, "where")
-        return mask, f"--where {selection.where}", None
+        return units.get_column("_where"), f"--where {selection.where}", None
     spec = (selection.slow or "").strip()
     match = _PERCENTILE.match(spec)
     if match:
@@ -141,11 +142,13 @@ def selected_units(
     return mask, f"--slow {spec}", threshold / NS_PER_MS
 
 
-def baseline_units(units: pl.DataFrame, members: pl.DataFrame, selection: Selection) -> pl.Series:
+def baseline_units(units: pl.DataFrame, selection: Selection) -> pl.Series:
+    """The baseline units as a mask (the selected ones included); ``units`` has a
+    ``_baseline_where`` flag with ``selection.baseline_where``."""
     if selection.baseline_where is None:
-        mask = pl.Series("_baseline", [True] * units.height, dtype=pl.Boolean)
+        mask = filled(True, units.height, pl.Boolean).alias("_baseline")
     else:
-        mask = _matching_units(units, members, "baseline_where")
+        mask = units.get_column("_baseline_where")
     if selection.slow is not None:
         # A unit without a duration is not known to be fast: it is in neither group.
         mask = mask & units.get_column("duration_ns").is_not_null()
@@ -160,7 +163,7 @@ def _matching(spans: pl.DataFrame, where: str, option: str) -> pl.Series:
         raise UsageError(exc.detail, option=option) from exc
 
 
-def _matching_units(units: pl.DataFrame, members: pl.DataFrame, option: str) -> pl.Series:
+def matching_units(units: pl.DataFrame, members: pl.DataFrame, option: str) -> pl.Series:
     """Units with at least one member span matching the condition of ``option``."""
     hit = members.filter(f"_{option}").get_column("_unit").unique()
     return units.get_column("_unit").is_in(hit.implode()).alias(option)

@@ -18,6 +18,8 @@ from ml_tracelens.ingest import cache, pipeline
 from tests.ingest.conftest import entry_key
 
 WHY = ["why", "--slow", "p90", "--all", "-f", "json", "-q"]
+#: A why the requests' index cannot serve (tests/reports/test_why_index.py): it reads the pairs.
+ROOT = ("--scope", "root")
 
 
 def _record(cache_dir: Path, dump: Path) -> dict[str, object]:
@@ -93,25 +95,25 @@ def _shuffle_codes(path: Path) -> None:
 def test_damaged_pairs_are_a_miss_and_are_rewritten(
     cache_dir: Path, dump: Path, suffix: str, damage: Callable[[Path], None]
 ) -> None:
-    fresh = _why(dump, "--no-cache")
-    _why(dump)
+    fresh = _why(dump, *ROOT, "--no-cache")
+    _why(dump, *ROOT)
     damage(cache_dir / f"{entry_key(dump)}{suffix}")
-    assert _why(dump) == fresh
+    assert _why(dump, *ROOT) == fresh
     # The entry was written again, with pairs that match their checksums.
-    assert _why(dump) == fresh
+    assert _why(dump, *ROOT) == fresh
     assert {".codes.parquet", ".pairs.parquet"} <= set(_record(cache_dir, dump))
 
 
 def test_pairs_of_another_parser_are_parsed_again(
     cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fresh = _why(dump, "--no-cache")
-    _why(dump)
+    fresh = _why(dump, *ROOT, "--no-cache")
+    _why(dump, *ROOT)
     monkeypatch.setattr(cache, "PARSER_VERSION", cache.PARSER_VERSION + 1)
     calls = []
     parse = pipeline.attribute_pairs
     monkeypatch.setattr(pipeline, "attribute_pairs", lambda spans: calls.append(1) or parse(spans))
-    assert _why(dump) == fresh
+    assert _why(dump, *ROOT) == fresh
     assert calls == [1]
-    assert _why(dump) == fresh  # kept with the entry for the new version: not parsed again
+    assert _why(dump, *ROOT) == fresh  # kept with the entry for the new version: not parsed again
     assert calls == [1]
