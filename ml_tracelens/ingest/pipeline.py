@@ -96,21 +96,36 @@ def load_analysed(
     if progress is not None:
         progress.reading("analysing traces")
     # The pairs are parsed on a thread while the spans are analysed and the entry is written
-    # (all mostly in polars, which releases the GIL), and kept with it. The analysis keeps the
-    # spans' rows in their order, so the pairs of the spans read are those of the analysed.
+    # (all mostly in polars, which releases the GIL), and kept with it; then, on the same
+    # thread, the derived tables are made while the entry is still being written. The analysis
+    # keeps the spans' rows in their order, so the pairs of the spans read are those of the
+    # analysed.
     with ThreadPoolExecutor(max_workers=1) as pool:
         parsing = pool.submit(attribute_pairs, telemetry.spans) if pairs else None
         analysis = analyze(telemetry.spans)
+        deriving = None
+        if derived is not None:
+            analysed = analysis
+            deriving = pool.submit(
+                lambda: derived.make(
+                    _narrowed(analysed, without, parsing.result() if parsing else None)
+                )
+            )
         if key is not None:
             cache.store(key, telemetry, analysis, pairs=parsing.result if parsing else None)
         found = parsing.result() if parsing else None
+        tables = deriving.result() if deriving else None
     if not logs and telemetry.spans.height:
         telemetry.logs = telemetry.logs.clear()
     if without:
         telemetry.spans = telemetry.spans.drop(without, strict=False)
     if without or found is not None:
         analysis = _narrowed(analysis, without, found)
-    return telemetry, _with_derived(analysis, derived, key)
+    if derived is None or tables is None:
+        return telemetry, analysis
+    if key is not None:
+        cache.add_derived(key, derived, tables)
+    return telemetry, dataclasses.replace(analysis, derived={derived.name: tables})
 
 
 def _with_derived(analysis: Analysis, derived: Derived | None, key: str | None) -> Analysis:

@@ -12,7 +12,7 @@ import polars as pl
 
 from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
 from ml_tracelens.core.query import SpanFilter, matching
-from ml_tracelens.core.stats import quantile, requests
+from ml_tracelens.core.stats import quantile, request_errors_expr
 from ml_tracelens.core.tree import filled
 from ml_tracelens.durations import NS_PER_MS, length_ns
 from ml_tracelens.exceptions import InputError, UsageError
@@ -60,7 +60,7 @@ def units_of(
     the spans of each unit (a request's tree; a stage span itself) tagged with its ``_unit``,
     with the columns candidates are drawn from and a flag per ``--where`` condition (by option
     name: the spans it matches). A request's ``_error`` is null unless ``errors`` is asked for
-    (it takes a pass over every trace's spans)."""
+    (it takes a pass over the spans in error)."""
     flags = {
         f"_{option}": _matching(analysed, where, option) for option, where in conditions.items()
     }
@@ -74,26 +74,33 @@ def units_of(
         )
         units = spans.select("_unit", "trace_id", "duration_ns", _error=pl.col("status") == "error")
         return units, spans.drop("duration_ns")
-    roots = (
-        requests(analysed)
-        if errors
-        else analysed.lazy()
-        .filter(pl.col("is_root"))
-        .select("trace_id", "span_id", "duration_ns", request_error=pl.lit(None, pl.Boolean))
-        .collect()
+    roots = analysed.filter(pl.col("is_root")).select(
+        "trace_id", "span_id", "duration_ns", "status"
     )
+    if errors:
+        # Few spans fail: the traces holding one are found from those alone.
+        erring = analysed.filter(pl.col("status") == "error").get_column("trace_id").unique()
+        roots = roots.with_columns(
+            _trace_has_error=pl.col("trace_id").is_in(erring.implode())
+        ).with_columns(request_error=request_errors_expr())
+    else:
+        roots = roots.with_columns(request_error=pl.lit(None, pl.Boolean))
     units = roots.with_row_index("_unit").select(
         "_unit", "trace_id", "span_id", "duration_ns", _error="request_error"
     )
     # Joined on the trace alone (a string key, not two) and kept where the span's top is the
-    # request's root: a trace with several roots is rare.
+    # request's root: a trace with several roots is rare. In the units' order, so that what is
+    # summed per unit later is summed over runs.
     keys = units.select("_unit", "trace_id", _top="span_id")
     members = (
-        analysed.with_columns(**flags)
-        .select("top_id", *kept)
-        .join(keys, on="trace_id", how="inner")
+        keys.join(
+            analysed.with_columns(**flags).select("top_id", *kept),
+            on="trace_id",
+            how="inner",
+            maintain_order="left",
+        )
         .filter(pl.col("top_id") == pl.col("_top"))
-        .drop("top_id", "_top")
+        .select(*kept, pl.col("_unit").set_sorted())
     )
     return units, members
 
