@@ -1,5 +1,5 @@
 """What `tracelens why` knows of every unit before anything is selected: its duration and
-error, its critical-path time per stage, and what it holds (``why_candidates.Holdings``).
+error, its critical-path time per stage, and what it holds (``why_holdings.Holdings``).
 
 Selecting, testing and ranking read only this, so the index of a dump's requests (every span
 of each, no condition) is kept with its cache entry (``DERIVED``): a second `why` on the same
@@ -16,7 +16,7 @@ import polars as pl
 
 from ml_tracelens.core import Analysis, Derived
 from ml_tracelens.core.attribute_pairs import PARSER_VERSION, AttributePairs, attribute_pairs
-from ml_tracelens.reports import why_candidates
+from ml_tracelens.reports import why_holdings
 from ml_tracelens.reports.why_shifts import StageTimes
 from ml_tracelens.reports.why_units import matching_units, stage_times, units_of
 
@@ -35,7 +35,7 @@ class WhyIndex:
 
     units: pl.DataFrame
     times: StageTimes
-    holdings: why_candidates.Holdings
+    holdings: why_holdings.Holdings
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """The index as tables (``from_tables`` reads them back)."""
@@ -63,7 +63,7 @@ class WhyIndex:
                 matrix=per_unit.select(pl.col(r"^_s\d+$")),
                 timed=per_unit.get_column("_timed"),
             ),
-            holdings=why_candidates.Holdings(
+            holdings=why_holdings.Holdings(
                 pairs=tables["pairs"],
                 words=per_unit.select(pl.col(r"^_w\d+$")),
                 facts=tables["facts"],
@@ -88,7 +88,7 @@ def index(
     if pairs is None or not pairs.fits(analysed):
         pairs = attribute_pairs(analysed)
     analysed = analysed.with_columns(
-        pairs.codes.get_column(c).alias(why_candidates.code_column(c)) for c in pairs.codes.columns
+        pairs.codes.get_column(c).alias(why_holdings.code_column(c)) for c in pairs.codes.columns
     )
     conditions = conditions or {}
     units, spans = units_of(analysed, stage=stage, conditions=conditions, errors=errors)
@@ -97,7 +97,7 @@ def index(
     # (polars releases the GIL, and much of either part runs on one core).
     with ThreadPoolExecutor(max_workers=1) as pool:
         timing = pool.submit(stage_times, analysed, spans, units.height, stage)
-        held = why_candidates.holdings(members, pairs, units.height)
+        held = why_holdings.holdings(members, pairs, units.height)
         times = timing.result()
     flags = {f"_{option}": matching_units(units, spans, option) for option in conditions}
     return WhyIndex(

@@ -16,7 +16,7 @@ from ml_tracelens.core.stats import quantile, request_errors_expr
 from ml_tracelens.core.tree import filled
 from ml_tracelens.durations import NS_PER_MS, length_ns
 from ml_tracelens.exceptions import InputError, UsageError
-from ml_tracelens.reports import why_candidates, why_shifts
+from ml_tracelens.reports import why_holdings, why_shifts
 
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
@@ -111,7 +111,7 @@ MEMBER_COLUMNS = (
     "name",
     "service",
     "status",
-    *(why_candidates.code_column(c) for c in ATTRIBUTE_COLUMNS),
+    *(why_holdings.code_column(c) for c in ATTRIBUTE_COLUMNS),
     "cp_ns",
     "is_root",
 )

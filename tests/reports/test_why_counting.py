@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml_tracelens.core import analyze
-from ml_tracelens.reports import why, why_candidates, why_units
+from ml_tracelens.reports import why, why_candidates, why_holdings, why_units
 from ml_tracelens.reports.documents import WhyRow
 from ml_tracelens.schema import spans_from_columns
 
@@ -147,6 +147,6 @@ def test_counts_do_not_depend_on_which_values_are_bits(
 ) -> None:
     columns, _ = requests_of(7, 150)
     default = rows(columns)
-    monkeypatch.setattr(why_candidates, "MASK_VALUES", values)
-    monkeypatch.setattr(why_candidates, "MASK_WORDS", words)
+    monkeypatch.setattr(why_holdings, "MASK_VALUES", values)
+    monkeypatch.setattr(why_holdings, "MASK_WORDS", words)
     assert rows(columns) == default
