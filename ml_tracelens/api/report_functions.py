@@ -412,8 +412,14 @@ def why(
     from ml_tracelens.reports.why_units import Selection
 
     kept = t.analysis.derived.get(DERIVED.name)
-    index = WhyIndex.from_tables(kept) if kept is not None else None
+    indexed = stage is None and scope == "request" and where is None and baseline_where is None
+    index = WhyIndex.from_tables(kept) if kept is not None and indexed else None
     if index is None:
+        if kept is not None and not t.analysis.spans.width:
+            raise UsageError(
+                "loaded with the requests' index only (derived=WHY_INDEX), which serves no "
+                "stage, root scope or condition: load without derived= for those"
+            )
         _spans_required(t)
     return Result(
         why_report.build(

@@ -154,3 +154,19 @@ def test_removing_an_entry_removes_its_index(cache_dir: Path, dump: Path) -> Non
     _why(dump)
     cache._remove_entry(cache_dir, entry_key(dump))
     assert not _files(cache_dir, dump)
+
+
+def test_the_library_loads_the_index_and_says_what_it_cannot_serve(
+    cache_dir: Path, dump: Path
+) -> None:
+    import ml_tracelens as tl
+    from ml_tracelens.exceptions import UsageError
+
+    fresh = tl.why(tl.load(dump, cache=False), slow="p90", show_all=True).report
+    options: dict[str, Any] = {"pairs": True, "derived": api.WHY_INDEX}
+    tl.load(dump, **options)
+    warm = tl.load(dump, **options)
+    assert not warm.analysis.spans.width
+    assert tl.why(warm, slow="p90", show_all=True).report == fresh
+    with pytest.raises(UsageError, match="without derived="):
+        tl.why(warm, slow="p90", stage="GET")
