@@ -47,6 +47,7 @@ from ml_tracelens.reports.latency import UNREAD as LATENCY_UNREAD
 from ml_tracelens.reports.latency_parts import Summarise as LatencySummarise
 from ml_tracelens.reports.why import UNREAD as WHY_UNREAD
 from ml_tracelens.reports.why_index import DERIVED as WHY_INDEX
+from ml_tracelens.reports.why_index import serves as why_index_serves
 
 __all__ = [
     "LATENCY_OPAQUE",
@@ -75,4 +76,5 @@ __all__ = [
     "summary",
     "traces",
     "why",
+    "why_index_serves",
 ]

@@ -408,11 +408,11 @@ def why(
     p, Benjamini–Hochberg q, and the critical-path stage that shifts most; those with
     q < 0.05 unless ``show_all``."""
     from ml_tracelens.reports import why as why_report
-    from ml_tracelens.reports.why_index import DERIVED, WhyIndex
+    from ml_tracelens.reports.why_index import DERIVED, WhyIndex, serves
     from ml_tracelens.reports.why_units import Selection
 
     kept = t.analysis.derived.get(DERIVED.name)
-    indexed = stage is None and scope == "request" and where is None and baseline_where is None
+    indexed = serves(stage=stage, scope=scope, where=where, baseline_where=baseline_where)
     index = WhyIndex.from_tables(kept) if kept is not None and indexed else None
     if index is None:
         if kept is not None and not t.analysis.spans.width:

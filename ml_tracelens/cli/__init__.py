@@ -320,7 +320,9 @@ def why(
     # A condition may name any column.
     unread = () if where or baseline_where else api.WHY_UNREAD
     # The requests' index serves every selection of requests with every span's attributes.
-    indexed = not (where or baseline_where or stage) and scope == "request"
+    indexed = api.why_index_serves(
+        stage=stage, scope=scope, where=where, baseline_where=baseline_where
+    )
     t = common.load(
         paths, logs=False, unread=unread, pairs=True, derived=api.WHY_INDEX if indexed else None
     )

@@ -32,17 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import re
-import stat
-import tempfile
 import time
-import zlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any
 
 import orjson
 import polars as pl
@@ -51,6 +47,17 @@ from ml_tracelens import __version__, limits
 from ml_tracelens.core import Analysis, Derived, Structure
 from ml_tracelens.core.attribute_pairs import COLUMNS as ATTRIBUTE_COLUMNS
 from ml_tracelens.core.attribute_pairs import PARSER_VERSION, AttributePairs
+from ml_tracelens.ingest.entry_files import (
+    RECORD,
+    TEMPORARY_PREFIX,
+    parquet_writer,
+    private,
+    read_verified,
+    seal,
+    unseal,
+    verified_bytes,
+    write_file,
+)
 from ml_tracelens.ingest.held_signals import HeldSignals, signals_held
 from ml_tracelens.ingest.telemetry import InputSummary, Telemetry
 from ml_tracelens.readers.base import ReadOptions, ReadStats
@@ -63,20 +70,16 @@ from ml_tracelens.schema import empty_logs
 FORMAT_VERSION = 7
 _SPANS = ".spans.parquet"
 _LOGS = ".logs.parquet"
-_RECORD = ".json"
 _CODES = ".codes.parquet"
 _PAIRS = ".pairs.parquet"
-_SUFFIXES = (_SPANS, _LOGS, _RECORD, _CODES, _PAIRS)
+_SUFFIXES = (_SPANS, _LOGS, RECORD, _CODES, _PAIRS)
 #: Derived tables are files ``KEY.derived-NAME-TABLE.parquet``.
 _DERIVED = ".derived-"
 _SAFE_NAME = re.compile(r"^[a-z][a-z_]*$")
-_TEMPORARY_PREFIX = ".tmp-"
 #: A temporary file unchanged for this long was left by a write that was killed (SIGKILL, power
 #: loss): prune removes it. A live write is done long before (a 10M-span entry takes about ten
 #: seconds), so a concurrent writer's file survives.
 STALE_TEMPORARY_SECONDS = 10 * 60
-_CHUNK_BYTES = 1024 * 1024
-_Read = TypeVar("_Read")
 
 
 def cache_dir() -> Path:
@@ -157,10 +160,6 @@ def _reading_settings(*, input_format: str | None, options: ReadOptions) -> dict
 # --- reading an entry -------------------------------------------------------------------------
 
 
-class _CorruptEntry(Exception):
-    """An entry file whose bytes are not those the record describes."""
-
-
 #: What reading a damaged entry can raise: a miss, whatever it is. A Rust panic in polars comes
 #: as PanicException, which is not an Exception.
 _UNREADABLE: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
@@ -224,7 +223,7 @@ def load(
         tables = {}
         if derived is not None and kept is not None:
             tables[derived.name] = {
-                table: _read_verified(
+                table: read_verified(
                     entry.path(_derived_suffix(derived.name, table)),
                     entry.checksums[_derived_suffix(derived.name, table)],
                     lambda path: pl.read_parquet(path, glob=False),
@@ -238,7 +237,7 @@ def load(
         spans = (
             pl.DataFrame()
             if tables
-            else _read_verified(
+            else read_verified(
                 entry.path(_SPANS),
                 entry.checksums[_SPANS],
                 lambda path: pl.read_parquet(path, columns=columns, glob=False),
@@ -246,7 +245,7 @@ def load(
         )
         # Unread logs are still checked (a CRC costs a few ms): a damaged entry is a miss and
         # is rewritten by whichever command finds it.
-        log_table = _read_verified(
+        log_table = read_verified(
             entry.path(_LOGS),
             entry.checksums[_LOGS],
             (lambda path: pl.read_parquet(path, glob=False)) if logs else (lambda _: empty_logs()),
@@ -269,10 +268,10 @@ def load(
 
 def _read_pairs(entry: _Entry) -> AttributePairs:
     """The entry's attribute pairs (its files checked as the others are)."""
-    codes = _read_verified(
+    codes = read_verified(
         entry.path(_CODES), entry.checksums[_CODES], lambda path: pl.read_parquet(path, glob=False)
     )
-    table = _read_verified(
+    table = read_verified(
         entry.path(_PAIRS), entry.checksums[_PAIRS], lambda path: pl.read_parquet(path, glob=False)
     )
     return AttributePairs.unpacked(codes.rechunk(), table)
@@ -289,8 +288,8 @@ def scan(key: str) -> tuple[Telemetry, pl.LazyFrame, pl.LazyFrame] | None:
     if entry is None:
         return None
     try:
-        spans = pl.scan_parquet(_verified_bytes(entry.path(_SPANS), entry.checksums[_SPANS]))
-        logs = pl.scan_parquet(_verified_bytes(entry.path(_LOGS), entry.checksums[_LOGS]))
+        spans = pl.scan_parquet(verified_bytes(entry.path(_SPANS), entry.checksums[_SPANS]))
+        logs = pl.scan_parquet(verified_bytes(entry.path(_LOGS), entry.checksums[_LOGS]))
         telemetry = entry.telemetry
         telemetry.spans = pl.DataFrame(schema=spans.collect_schema()).select(
             entry.meta["span_columns"]
@@ -305,23 +304,23 @@ def scan(key: str) -> tuple[Telemetry, pl.LazyFrame, pl.LazyFrame] | None:
 def _entry(key: str) -> _Entry | None:
     """The entry's checked record, or None (then a damaged entry has been removed)."""
     directory = cache_dir()
-    if not _private(directory):
+    if not private(directory):
         return None
     try:
-        record = (directory / f"{key}{_RECORD}").read_bytes()
+        record = (directory / f"{key}{RECORD}").read_bytes()
     except FileNotFoundError:
         return None
     except OSError:
         _remove_entry(directory, key)
         return None
     try:
-        checksums, meta = _unseal(record)
+        checksums, meta = unseal(record)
         telemetry, structure = _described(meta)
     except _UNREADABLE:
         _remove_entry(directory, key)
         return None
     with contextlib.suppress(OSError):
-        os.utime(directory / f"{key}{_RECORD}")  # least recently used goes first
+        os.utime(directory / f"{key}{RECORD}")  # least recently used goes first
     return _Entry(directory, key, checksums, meta, telemetry, structure)
 
 
@@ -361,70 +360,12 @@ def _described(meta: dict[str, Any]) -> tuple[Telemetry, Structure]:
     return telemetry, Structure(**structure)
 
 
-def _read_verified(path: Path, checksum: int, read: Callable[[Path], _Read]) -> _Read:
-    """``read(path)``, once the file's bytes match ``checksum``.
-
-    The file stays open from the check until after the read, which pins its inode: if ``path``
-    still names that inode after the read, the read saw the checked bytes (entry files are
-    never written in place, only renamed over, and an inode held open cannot be reused). A file
-    pruned or replaced meanwhile raises, which makes the entry a miss. ``read`` takes the path,
-    not the bytes, so that Parquet decodes only the columns asked for.
-    """
-    with path.open("rb") as pinned:
-        if _checksum(pinned) != checksum:
-            raise _CorruptEntry(path.name)
-        result = read(path)
-        if not os.path.samestat(os.fstat(pinned.fileno()), path.stat()):
-            raise _CorruptEntry(f"{path.name} was replaced while it was read")
-    return result
-
-
-def _verified_bytes(path: Path, checksum: int) -> bytes:
-    """The bytes of ``path``, once they match ``checksum``."""
-    data = path.read_bytes()
-    if zlib.crc32(data) != checksum:
-        raise _CorruptEntry(path.name)
-    return data
-
-
-def _checksum(stream: io.BufferedIOBase) -> int:
-    """CRC-32 of the whole file behind ``stream``, read from its start in bounded chunks.
-
-    CRC-32 rather than a cryptographic hash: the check is against accidents (a flipped bit, a
-    truncated or half-copied file), which CRC-32 is made for (it catches every burst of up to
-    32 flipped bits). Forgery is not the threat: only the user can write the directory, and
-    whoever can could rewrite the record too. On the 62 MB entry of a 1M-span dump it takes
-    15-20 ms, against ~70 ms for blake2b.
-    """
-    stream.seek(0)
-    buffer = bytearray(_CHUNK_BYTES)
-    view = memoryview(buffer)
-    checksum = 0
-    while count := stream.readinto(buffer):
-        checksum = zlib.crc32(view[:count], checksum)
-    return checksum
-
-
-def _seal(meta: dict[str, Any], checksums: dict[str, int]) -> bytes:
-    """The record file: a header line of checksums (the Parquet files' and the metadata's),
-    then the metadata."""
-    body = orjson.dumps(meta)
-    header = orjson.dumps({"checksums": {**checksums, _RECORD: zlib.crc32(body)}})
-    return header + b"\n" + body
-
-
-def _unseal(record: bytes) -> tuple[dict[str, int], dict[str, Any]]:
-    """The data files' checksums and the metadata of a record file, or ``_CorruptEntry``."""
-    header, separator, body = record.partition(b"\n")
-    if not separator:
-        raise _CorruptEntry("record without a header")
-    checksums = orjson.loads(header)["checksums"]
-    if zlib.crc32(body) != checksums[_RECORD]:
-        raise _CorruptEntry("record")
-    return checksums, orjson.loads(body)
-
-
 # --- writing an entry -------------------------------------------------------------------------
+
+
+#: lz4 without statistics: on 1M analysed spans 0.9 s to write and 0.3 s to read, against 1.5 s
+#: and 0.4 s with the default zstd; the entry is a third larger (63 vs 40 MB).
+_PARQUET: dict[str, Any] = {"compression": "lz4", "statistics": False}
 
 
 def store(
@@ -444,32 +385,17 @@ def store(
     with signals_held() as held:
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not _private(directory):
+            if not private(directory):
                 return
             meta = _metadata(telemetry, analysis)
-            # lz4 without statistics: on 1M analysed spans 0.9 s to write and 0.3 s to read,
-            # against 1.5 s and 0.4 s with the default zstd; the entry is a third larger (63 vs
-            # 40 MB).
-            options: dict[str, Any] = {"compression": "lz4", "statistics": False}
-            checksums = {
-                _SPANS: _write_file(
-                    directory,
-                    f"{key}{_SPANS}",
-                    lambda f: analysis.spans.write_parquet(f, **options),
-                    held,
-                ),
-                _LOGS: _write_file(
-                    directory,
-                    f"{key}{_LOGS}",
-                    lambda f: telemetry.logs.write_parquet(f, **options),
-                    held,
-                ),
-            }
+            checksums = _write_frames(
+                directory, key, {_SPANS: analysis.spans, _LOGS: telemetry.logs}, held
+            )
             if pairs is not None:
-                checksums |= _write_pairs(directory, key, pairs(), held)
+                checksums |= _write_frames(directory, key, _pairs_frames(pairs()), held)
                 meta["pairs_version"] = PARSER_VERSION
-            record = _seal(meta, checksums)
-            _write_file(directory, f"{key}{_RECORD}", lambda f: f.write(record), held)
+            record = seal(meta, checksums)
+            write_file(directory, f"{key}{RECORD}", lambda f: f.write(record), held)
             held.stop_if_signalled()
             prune(directory, max_bytes=int(_env_mb("TRACELENS_CACHE_MAX_MB", 2048) * 1024 * 1024))
         except (OSError, pl.exceptions.PolarsError, TypeError, ValueError):
@@ -478,74 +404,78 @@ def store(
 
 def add_pairs(key: str, pairs: AttributePairs) -> None:
     """Keep ``pairs`` (of the spans of the entry for ``key``, in its row order) with the entry,
-    when it has none yet; as ``store``, any failure raises nothing.
-
-    The record is written again with the pairs' checksums, under a temporary name and renamed:
-    a reader sees the entry with or without them, never half of it. An entry removed or
-    replaced meanwhile by another command gets a record whose checksums some file no longer
-    matches, which makes it a miss, never a wrong answer."""
-    directory = cache_dir()
-    with signals_held() as held:
-        try:
-            entry = _entry(key)
-            if entry is None or entry.has_pairs():
-                return
-            checksums = entry.checksums | _write_pairs(directory, key, pairs, held)
-            record = _seal({**entry.meta, "pairs_version": PARSER_VERSION}, checksums)
-            _write_file(directory, f"{key}{_RECORD}", lambda f: f.write(record), held)
-        except (OSError, pl.exceptions.PolarsError, TypeError, ValueError, KeyError):
-            return
+    when it has none yet; as ``store``, any failure raises nothing."""
+    _add_to_entry(
+        key,
+        _pairs_frames(pairs),
+        held_already=_Entry.has_pairs,
+        meta=lambda meta: {**meta, "pairs_version": PARSER_VERSION},
+    )
 
 
 def add_derived(key: str, derived: Derived, tables: Mapping[str, pl.DataFrame]) -> None:
     """Keep the ``tables`` of ``derived`` with the entry for ``key``, when it has none of its
-    version yet; written as ``add_pairs`` writes the pairs, and any failure raises nothing."""
+    version yet; as ``store``, any failure raises nothing."""
     names = [derived.name, *tables]
     if not all(_SAFE_NAME.match(name) for name in names):
         raise ValueError(f"derived table names must be lower-case words: {names}")
+
+    def kept(meta: dict[str, Any]) -> dict[str, Any]:
+        listed = {**meta.get("derived", {})}
+        listed[derived.name] = {"version": derived.version, "tables": list(tables)}
+        return {**meta, "derived": listed}
+
+    _add_to_entry(
+        key,
+        {_derived_suffix(derived.name, table): frame for table, frame in tables.items()},
+        held_already=lambda entry: entry.derived(derived) is not None,
+        meta=kept,
+    )
+
+
+def _add_to_entry(
+    key: str,
+    frames: Mapping[str, pl.DataFrame],
+    *,
+    held_already: Callable[[_Entry], bool],
+    meta: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Write ``frames`` (by suffix) beside the entry for ``key`` unless it holds them already,
+    then its record again with their checksums and ``meta`` of its metadata.
+
+    The record is written under a temporary name and renamed: a reader sees the entry with or
+    without the files, never half of it. An entry removed or replaced meanwhile by another
+    command gets a record whose checksums some file no longer matches, which makes it a miss,
+    never a wrong answer."""
     directory = cache_dir()
-    options: dict[str, Any] = {"compression": "lz4", "statistics": False}
     with signals_held() as held:
         try:
             entry = _entry(key)
-            if entry is None or entry.derived(derived) is not None:
+            if entry is None or held_already(entry):
                 return
-            checksums = dict(entry.checksums)
-            for table, frame in tables.items():
-                suffix = _derived_suffix(derived.name, table)
-                checksums[suffix] = _write_file(
-                    directory, f"{key}{suffix}", _parquet_of(frame, options), held
-                )
-            kept = {**entry.meta.get("derived", {})}
-            kept[derived.name] = {"version": derived.version, "tables": list(tables)}
-            record = _seal({**entry.meta, "derived": kept}, checksums)
-            _write_file(directory, f"{key}{_RECORD}", lambda f: f.write(record), held)
+            checksums = entry.checksums | _write_frames(directory, key, frames, held)
+            record = seal(meta(entry.meta), checksums)
+            write_file(directory, f"{key}{RECORD}", lambda f: f.write(record), held)
         except (OSError, pl.exceptions.PolarsError, TypeError, ValueError, KeyError):
             return
 
 
-def _parquet_of(frame: pl.DataFrame, options: dict[str, Any]) -> Callable[[BinaryIO], object]:
-    return lambda stream: frame.write_parquet(stream, **options)
+def _write_frames(
+    directory: Path, key: str, frames: Mapping[str, pl.DataFrame], held: HeldSignals
+) -> dict[str, int]:
+    """Write each frame as the Parquet file of its suffix; their checksums by suffix."""
+    return {
+        suffix: write_file(directory, f"{key}{suffix}", parquet_writer(frame, _PARQUET), held)
+        for suffix, frame in frames.items()
+    }
+
+
+def _pairs_frames(pairs: AttributePairs) -> dict[str, pl.DataFrame]:
+    return {_CODES: pairs.codes, _PAIRS: pairs.packed()}
 
 
 def _derived_suffix(name: str, table: str) -> str:
     return f"{_DERIVED}{name}-{table}.parquet"
-
-
-def _write_pairs(
-    directory: Path, key: str, pairs: AttributePairs, held: HeldSignals
-) -> dict[str, int]:
-    """Write the two files of the attribute pairs; their checksums by suffix."""
-    options: dict[str, Any] = {"compression": "lz4", "statistics": False}
-    table = pairs.packed()
-    return {
-        _CODES: _write_file(
-            directory, f"{key}{_CODES}", lambda f: pairs.codes.write_parquet(f, **options), held
-        ),
-        _PAIRS: _write_file(
-            directory, f"{key}{_PAIRS}", lambda f: table.write_parquet(f, **options), held
-        ),
-    }
 
 
 def _metadata(telemetry: Telemetry, analysis: Analysis) -> dict[str, Any]:
@@ -580,47 +510,12 @@ def _metadata(telemetry: Telemetry, analysis: Analysis) -> dict[str, Any]:
     }
 
 
-def _private(directory: Path) -> bool:
-    """Whether only this user can write ``directory``: in a directory others can write to,
-    anyone could plant an entry that a later command would report as the user's data."""
-    getuid = getattr(os, "getuid", None)
-    try:
-        info = directory.stat()
-    except OSError:
-        return False
-    owned = getuid is None or info.st_uid == getuid()
-    return stat.S_ISDIR(info.st_mode) and owned and not info.st_mode & 0o022
-
-
-def _write_file(
-    directory: Path, name: str, write: Callable[[BinaryIO], object], held: HeldSignals
-) -> int:
-    """Write ``directory/name`` whole or not at all; its CRC-32."""
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=_TEMPORARY_PREFIX, suffix=name)
-    renamed = False
-    try:
-        with os.fdopen(handle, "w+b") as stream:
-            write(stream)
-            held.stop_if_signalled()
-            stream.flush()
-            checksum = _checksum(stream)
-        held.stop_if_signalled()
-        os.replace(temporary, directory / name)
-        renamed = True
-    finally:
-        # Signals are held, so nothing can interrupt this removal.
-        if not renamed:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-    return checksum
-
-
 # --- removing entries -------------------------------------------------------------------------
 
 
 def _remove_entry(directory: Path, key: str) -> None:
     """Remove an entry, its record first: without it the entry is a miss for every reader."""
-    for suffix in (_RECORD, _SPANS, _LOGS, _CODES, _PAIRS):
+    for suffix in (RECORD, _SPANS, _LOGS, _CODES, _PAIRS):
         with contextlib.suppress(OSError):
             (directory / f"{key}{suffix}").unlink()
     with contextlib.suppress(OSError):
@@ -635,7 +530,7 @@ def prune(directory: Path, *, max_bytes: int) -> None:
     entries: dict[str, list[Path]] = {}
     stale_before = time.time() - STALE_TEMPORARY_SECONDS
     for path in directory.iterdir():
-        if path.name.startswith(_TEMPORARY_PREFIX):
+        if path.name.startswith(TEMPORARY_PREFIX):
             with contextlib.suppress(OSError):
                 if path.stat().st_mtime < stale_before:
                     path.unlink()

@@ -121,11 +121,7 @@ def load_analysed(
         telemetry.spans = telemetry.spans.drop(without, strict=False)
     if without or found is not None:
         analysis = _narrowed(analysis, without, found)
-    if derived is None or tables is None:
-        return telemetry, analysis
-    if key is not None:
-        cache.add_derived(key, derived, tables)
-    return telemetry, dataclasses.replace(analysis, derived={derived.name: tables})
+    return telemetry, _kept_derived(analysis, derived, tables, key)
 
 
 def _with_derived(analysis: Analysis, derived: Derived | None, key: str | None) -> Analysis:
@@ -133,8 +129,18 @@ def _with_derived(analysis: Analysis, derived: Derived | None, key: str | None) 
     ``key`` (when there is one)."""
     if derived is None:
         return analysis
-    tables = derived.make(analysis)
-    if tables is None:
+    return _kept_derived(analysis, derived, derived.make(analysis), key)
+
+
+def _kept_derived(
+    analysis: Analysis,
+    derived: Derived | None,
+    tables: dict[str, pl.DataFrame] | None,
+    key: str | None,
+) -> Analysis:
+    """``analysis`` with the ``tables`` of ``derived`` (when there are any), kept with the
+    entry for ``key`` (when there is one)."""
+    if derived is None or tables is None:
         return analysis
     if key is not None:
         cache.add_derived(key, derived, tables)

@@ -89,7 +89,9 @@ def build(
         )
         if where is not None
     }
-    if index is None or stage is not None or scope != "request" or conditions:
+    if index is None or not why_index.serves(
+        stage=stage, scope=scope, where=selection.where, baseline_where=selection.baseline_where
+    ):
         index = why_index.index(
             analysed,
             pairs=pairs,

@@ -105,6 +105,12 @@ def index(
     )
 
 
+def serves(*, stage: str | None, scope: str, where: str | None, baseline_where: str | None) -> bool:
+    """Whether the index of a dump's requests (``DERIVED``: every span, no condition) answers
+    a `why` with these options."""
+    return stage is None and scope == "request" and where is None and baseline_where is None
+
+
 def _derived_tables(analysis: Analysis) -> dict[str, pl.DataFrame] | None:
     if analysis.spans.is_empty():
         return None
