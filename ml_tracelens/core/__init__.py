@@ -145,15 +145,18 @@ class Derived:
     make: Callable[[Analysis], dict[str, pl.DataFrame] | None]
 
 
-def analyze(spans: pl.DataFrame, *, merged_duplicates: int = 0) -> Analysis:
+def analyze(
+    spans: pl.DataFrame, *, merged_duplicates: int = 0, parent_rows: pl.Series | None = None
+) -> Analysis:
     """Trees, self time, critical path, error origin and anomalies for every trace of ``spans``.
 
     ``spans`` is a canonical span frame (extra columns are kept); the analysed spans are its rows
     in their order, so whatever is worked out per row of ``spans`` holds for them.
     ``merged_duplicates`` is the count ingest already merged, carried into the structure so it
-    is warned about with the rest.
+    is warned about with the rest. ``parent_rows``: each span's parent row when ingest built
+    the trees (see ``build_tree``), which saves resolving the parent ids.
     """
-    tree = build_tree(spans)
+    tree = build_tree(spans, parent_rows)
     has_error, originated = error_flags(tree)
     frame = tree.frame.with_columns(
         self_ns=self_time_ns(tree),

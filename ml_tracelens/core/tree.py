@@ -176,9 +176,17 @@ def timed(frame: pl.DataFrame) -> pl.Series:
     return (start.is_not_null() & end.is_not_null() & (end >= start)).fill_null(False)
 
 
-def build_tree(spans: pl.DataFrame) -> Tree:
-    """Resolve parents, repair duplicates and cycles, and compute tops, depth and skew flags."""
-    frame, duplicates, parent = _resolve_keys(spans)
+def build_tree(spans: pl.DataFrame, parent_rows: pl.Series | None = None) -> Tree:
+    """Resolve parents, repair duplicates and cycles, and compute tops, depth and skew flags.
+
+    ``parent_rows``: each span's parent row, from a caller that built the trees itself (spans
+    made from log lines) with ids distinct within each trace. It is used when it agrees with
+    the ids row by row (what resolving them would find), else the ids are resolved.
+    """
+    if parent_rows is not None and _parents_agree(spans, parent_rows):
+        frame, duplicates, parent = spans, 0, parent_rows.rename("parent")
+    else:
+        frame, duplicates, parent = _resolve_keys(spans)
     n = frame.height
     cap = math.ceil(math.log2(max(n, 2))) + 2
     jumps, depth, stuck = _double(parent, cap=cap)
@@ -210,6 +218,17 @@ def build_tree(spans: pl.DataFrame) -> Tree:
         conflicting_duplicates=duplicates,
         cycles_broken=cycles,
     )
+
+
+def _parents_agree(spans: pl.DataFrame, parent_rows: pl.Series) -> bool:
+    """Whether ``parent_rows`` gives every span with a parent id the row holding that id in its
+    trace, and no other span a parent."""
+    if parent_rows.len() != spans.height:
+        return False
+    found = parent_rows.is_not_null()
+    trace, own, wanted = (spans.get_column(c) for c in ("trace_id", "span_id", "parent_id"))
+    same = trace.gather(parent_rows).eq_missing(trace) & own.gather(parent_rows).eq_missing(wanted)
+    return bool(((found == wanted.is_not_null()) & (same | ~found)).all())
 
 
 def _resolve_keys(spans: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.Series]:

@@ -267,6 +267,8 @@ class Normalized:
     derived: DerivedSpans
     llm: LlmFound
     llm_overrides: dict[str, tuple[str, int]]
+    #: each span's parent row when every span was made from log lines (``Telemetry``)
+    span_parents: pl.Series | None = None
 
     def warnings(self) -> list[str]:
         return [*_stage_line_warnings(self.derived), *self.llm.warnings]
@@ -293,6 +295,7 @@ class Normalized:
             llm_stage_spans=self.llm.stage_spans,
             llm_overrides=self.llm_overrides,
             log_resolutions=resolutions,
+            span_parents=self.span_parents,
         )
 
 
@@ -307,6 +310,7 @@ def normalized(
     whole; raises MalformedInput under ``--strict`` when a stage line could not become a span.
     ``resolutions``: (log rows, timestamp resolution in ns) per run of ``logs``."""
     spans, merged = merge_identical_duplicates(spans)
+    read_spans = spans.height
     derived = spans_from_logs(
         logs,
         known_trace_ids=spans.get_column("trace_id"),
@@ -322,6 +326,7 @@ def normalized(
         spans = with_slack(spans, derived)
     overrides = llm_overrides(options.field_map)
     spans, llm = with_llm_stages(spans, enabled=options.derived_stages, overrides=overrides)
+    only_made = not read_spans and not llm.stage_spans
     # One chunk per column, once: on a frame of many chunks (readers concatenate one per 50,000
     # spans) every eager select or with_columns of polars copies all columns into one chunk again.
     # A log read in blocks has a chunk per 128 MB, and spans made from its lines share its
@@ -336,6 +341,7 @@ def normalized(
         derived=derived,
         llm=llm,
         llm_overrides=overrides,
+        span_parents=derived.parent_rows if only_made else None,
     )
 
 

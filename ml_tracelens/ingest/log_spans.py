@@ -93,6 +93,9 @@ class DerivedSpans:
     not_spans: dict[str, int] = field(default_factory=dict)
     #: (file:line, reason) of the first stage lines lost to unreadable data
     problems: list[tuple[str, str]] = field(default_factory=list)
+    #: per row of ``spans``, its parent's row (null for the tops): the trees built here, which
+    #: resolving the parent ids finds again; None when a line's own span id may equal a made one
+    parent_rows: pl.Series | None = None
 
     @property
     def unreadable_stage_lines(self) -> dict[str, int]:
@@ -169,7 +172,7 @@ def spans_from_logs(
         return derived
     stages = _with_requests(stages)
     parent = _parent_positions(stages)
-    spans, slack, derived_roots = _assemble(stages, parent)
+    spans, slack, parent_rows, derived_roots = _assemble(stages, parent)
     return DerivedSpans(
         spans=spans,
         slack_ns=slack,
@@ -177,6 +180,7 @@ def spans_from_logs(
         span_lines=stages.height,
         not_spans=not_spans,
         problems=problems,
+        parent_rows=parent_rows,
     )
 
 
@@ -387,37 +391,49 @@ def _containing_pairs_by_keys(intervals: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _span_ids(stages: pl.DataFrame) -> pl.Series:
+MADE_ID_PREFIXES = ("log:", "root:")
+
+
+def _span_ids(stages: pl.DataFrame) -> tuple[pl.Series, bool]:
     """A line's own span id when it names one that no other line of its request repeats, else
     ``log:ROW``: the line and its span then share the id, so ``show`` files the line under it.
-    (A repeated id is the parent's, on a line the parent logged after its child ended.)"""
+    (A repeated id is the parent's, on a line the parent logged after its child ended.)
+
+    Also whether the ids are distinct within each request, derived roots' ``root:REQUEST``
+    included: true unless some line's own id is spelled like a made one."""
     own = stages.get_column("span_id")
     repeated = repeated_pairs(stages, "_req", "span_id")
     usable = own.is_not_null() & ~repeated
+    made_like = pl.any_horizontal(pl.lit(own).str.starts_with(p) for p in MADE_ID_PREFIXES)
+    distinct = not pl.select((made_like & pl.lit(usable)).any()).item()
     if usable.all():
-        return own.rename("span_id")
+        return own.rename("span_id"), distinct
     ids = pl.select(pl.when(pl.lit(usable)).then(pl.lit(own))).to_series().rename("span_id")
     missing = stages.select(
         "_pos", _id=pl.lit("log:") + pl.col("_row").cast(pl.String), _missing=~pl.lit(usable)
     ).filter(pl.col("_missing"))
     ids.scatter(missing.get_column("_pos"), missing.get_column("_id"))
-    return ids
+    return ids, distinct
 
 
-def _assemble(stages: pl.DataFrame, parent: pl.Series) -> tuple[pl.DataFrame, pl.Series, int]:
+def _assemble(
+    stages: pl.DataFrame, parent: pl.Series
+) -> tuple[pl.DataFrame, pl.Series, pl.Series | None, int]:
     """Canonical spans of the stage lines, plus a derived root above requests with several
-    tops; the slack of every span; how many derived roots were added."""
-    span_id = _span_ids(stages)
+    tops (the derived roots first); the slack of every span; each span's parent row, when the
+    ids are distinct (see ``_span_ids``); how many derived roots were added."""
+    span_id, distinct = _span_ids(stages)
     parent_id = span_id.gather(parent)
     is_top = parent.is_null()
     tops = stages.select("_req", _top=is_top).filter(pl.col("_top")).group_by("_req").len()
     rooted_ids = tops.filter(pl.col("len") > 1).get_column("_req")
     rooted = stages.select(pl.col("_req").is_in(rooted_ids.implode())).to_series()
     root_id = pl.lit("root:") + pl.col("_request")
+    under_root = None
     if rooted_ids.len():
         # The tops of a request with several point to its derived root.
         under_root = stages.select(
-            _pos=pl.col("_pos"), _root=root_id, _top=pl.lit(is_top) & pl.lit(rooted)
+            "_pos", "_req", _root=root_id, _top=pl.lit(is_top) & pl.lit(rooted)
         ).filter(pl.col("_top"))
         parent_id.scatter(under_root.get_column("_pos"), under_root.get_column("_root"))
     stages = stages.with_columns(_rooted=rooted)
@@ -446,8 +462,9 @@ def _assemble(stages: pl.DataFrame, parent: pl.Series) -> tuple[pl.DataFrame, pl
         slack_ns=pl.col("_eps"),
     )
     parts = [spans]
-    if rooted_ids.len():
-        roots = (
+    parent_rows = parent.rename("parent") if distinct else None
+    if under_root is not None:
+        per_root = (
             stages.filter(pl.col("_rooted"))
             .group_by("_req")
             .agg(
@@ -460,25 +477,27 @@ def _assemble(stages: pl.DataFrame, parent: pl.Series) -> tuple[pl.DataFrame, pl
                 _first=pl.col("_pos").min(),
             )
             .sort("_start", "_first")
-            .select(
-                trace_id="_request",
-                span_id=root_id,
-                parent_id=pl.lit(None, dtype=pl.String),
-                service="_service",
-                name=pl.lit(DERIVED_ROOT_NAME),
-                kind=pl.lit("server", dtype=Kind),
-                start_ns="_start",
-                end_ns="_end",
-                duration_ns=pl.col("_end") - pl.col("_start"),
-                status=pl.lit("unset", dtype=Status),
-                status_message=pl.lit(None, dtype=pl.String),
-                attributes=pl.lit(DERIVED_MARK),
-                resource=pl.lit(None, dtype=SPAN_SCHEMA["resource"]),
-                events=pl.lit(None, dtype=pl.String),
-                links=pl.lit(None, dtype=pl.String),
-                source="_source",
-                slack_ns="_eps",
-            )
+        )
+        if parent_rows is not None:
+            parent_rows = _under_derived_roots(parent_rows, per_root, under_root)
+        roots = per_root.select(
+            trace_id="_request",
+            span_id=root_id,
+            parent_id=pl.lit(None, dtype=pl.String),
+            service="_service",
+            name=pl.lit(DERIVED_ROOT_NAME),
+            kind=pl.lit("server", dtype=Kind),
+            start_ns="_start",
+            end_ns="_end",
+            duration_ns=pl.col("_end") - pl.col("_start"),
+            status=pl.lit("unset", dtype=Status),
+            status_message=pl.lit(None, dtype=pl.String),
+            attributes=pl.lit(DERIVED_MARK),
+            resource=pl.lit(None, dtype=SPAN_SCHEMA["resource"]),
+            events=pl.lit(None, dtype=pl.String),
+            links=pl.lit(None, dtype=pl.String),
+            source="_source",
+            slack_ns="_eps",
         )
         parts.insert(0, roots)
     both = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else spans
@@ -487,4 +506,17 @@ def _assemble(stages: pl.DataFrame, parent: pl.Series) -> tuple[pl.DataFrame, pl
     # texts (~140 MB, kept for the process) then takes the pages the tree work freed. Cast in a
     # thread beside that work it would save 0.2 s on idle cores but raise the peak by ~100 MB.
     canonical = both.drop("slack_ns").cast(SPAN_SCHEMA)
-    return canonical, slack, rooted_ids.len()
+    return canonical, slack, parent_rows, rooted_ids.len()
+
+
+def _under_derived_roots(
+    parent: pl.Series, per_root: pl.DataFrame, under_root: pl.DataFrame
+) -> pl.Series:
+    """Parent rows once the derived roots (``per_root``, in their row order) come first: the
+    lines' parents move down past them, and the tops in ``under_root`` point to their root."""
+    rows = (parent + per_root.height).rename("parent")
+    root_row = per_root.select("_req").with_row_index("_root_row")
+    tops = under_root.select("_pos", "_req").join(root_row, on="_req", how="left")
+    rows.scatter(tops.get_column("_pos"), tops.get_column("_root_row"))
+    nulls = pl.Series("parent", [None] * per_root.height, dtype=rows.dtype)
+    return pl.concat([nulls, rows], rechunk=True)

@@ -102,7 +102,7 @@ def load_analysed(
     # analysed.
     with ThreadPoolExecutor(max_workers=1) as pool:
         parsing = pool.submit(attribute_pairs, telemetry.spans) if pairs else None
-        analysis = analyze(telemetry.spans)
+        analysis = analyze(telemetry.spans, parent_rows=telemetry.span_parents)
         deriving = None
         if derived is not None:
             analysed = analysis

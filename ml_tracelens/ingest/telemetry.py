@@ -59,6 +59,9 @@ class Telemetry:
     #: (log rows, timestamp resolution in ns) in row order, per run of inputs: what the slack
     #: of log-derived trees was computed from (kept by ``convert --dataset``; not cached)
     log_resolutions: list[tuple[int, int]] = field(default_factory=list)
+    #: each span's parent row, when every span was made from log lines and ingest built their
+    #: trees (``log_spans``): the analysis then need not resolve the parent ids (not cached)
+    span_parents: pl.Series | None = None
 
     @property
     def skipped_lines(self) -> int:
