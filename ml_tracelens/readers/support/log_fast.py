@@ -32,7 +32,6 @@ re-exported here for callers).
 
 from __future__ import annotations
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
@@ -144,7 +143,9 @@ def fast_raw(
 
 def _read(body: bytes, schema: pl.Schema) -> pl.DataFrame:
     try:
-        return pl.read_ndjson(io.BytesIO(body), schema=schema, ignore_errors=True)
+        # The bytes themselves, not a BytesIO: polars copies a file object's contents first
+        # (0.04 s of wall and 0.07 s of CPU per 128 MB block).
+        return pl.read_ndjson(body, schema=schema, ignore_errors=True)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError) as exc:
         raise FastPathUnavailable(f"polars NDJSON reader: {str(exc).splitlines()[0]}") from exc
 
