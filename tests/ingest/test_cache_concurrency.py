@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,17 @@ def _signal_after(method: Callable[..., Any], signum: signal.Signals) -> Callabl
     return write_then_signalled
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C raising KeyboardInterrupt, as in a terminal. A test run started in the background
+    by a non-interactive shell inherits SIGINT ignored, and an ignored SIGINT stays ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _ctrl_c_after_each_parquet_write(patch: pytest.MonkeyPatch) -> None:
     patch.setattr(
         pl.DataFrame,
@@ -140,6 +151,7 @@ def _ctrl_c_after_each_parquet_write(patch: pytest.MonkeyPatch) -> None:
     )
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_twice_during_a_write_leaves_no_temporary_file(
     cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -162,6 +174,7 @@ def test_ctrl_c_twice_during_a_write_leaves_no_temporary_file(
     assert signal.getsignal(signal.SIGINT) is handler_before
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_through_the_cli_exits_130_and_leaves_no_temporary_file(
     cache_dir: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
