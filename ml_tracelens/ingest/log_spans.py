@@ -28,10 +28,8 @@ skew check allow too: rounded neighbours must not push real work off the path.
 Without parent ids, two parallel siblings that start together cannot be told from a parent and
 its child: the shorter nests under the longer. Logging ``parent_span_id`` removes that limit.
 
-Containment is found by pairing the lines of each request (one equi-join on the request key):
-requests are a few dozen lines, so the pairs are a small multiple of the lines. Requests with
-more than ``PAIRED_MAX_LINES`` lines use an inequality join on (request, time) keys instead,
-whose output is only the containing pairs, so a request of 100,000 sequential lines stays cheap.
+Which line nests in which (steps 1 and 2) is ``log_nesting``'s job; this module classifies
+the lines, groups them into requests and assembles the spans.
 
 A span is an error when its line is (the ``error`` column of the log table: level, error field,
 exception or HTTP status; see ``readers/log_aliases``); its message is the line's error message.
@@ -52,14 +50,13 @@ import polars as pl
 
 from ml_tracelens.core.tree import dense_codes, filled, repeated_pairs
 from ml_tracelens.durations import NS_PER_MS, NS_PER_US
+from ml_tracelens.ingest.log_nesting import parent_positions
 from ml_tracelens.schema import INT64_MAX, SPAN_SCHEMA, Kind, Status, empty_spans
 
 DERIVED_ROOT_NAME = "request"
 DERIVED_MARK = '{"tracelens.derived":"logs"}'
 LogTime = Literal["end", "start"]
 LOG_TIMES: tuple[LogTime, ...] = ("end", "start")
-#: Requests with more stage lines than this are nested by an inequality join, not by pairs.
-PAIRED_MAX_LINES = 64
 #: How many unreadable stage lines are kept with their location for the warning.
 MAX_PROBLEMS_KEPT = 5
 
@@ -171,7 +168,7 @@ def spans_from_logs(
         derived.problems = problems
         return derived
     stages = _with_requests(stages)
-    parent = _parent_positions(stages)
+    parent = parent_positions(stages)
     spans, slack, parent_rows, derived_roots = _assemble(stages, parent)
     return DerivedSpans(
         spans=spans,
@@ -289,109 +286,10 @@ def _with_requests(stages: pl.DataFrame) -> pl.DataFrame:
     return stages.drop("_eps").hstack(attached)
 
 
-def _parent_positions(stages: pl.DataFrame) -> pl.Series:
-    """Per stage line, the ``_pos`` of its parent line; null for the tops of their request."""
-    parent = filled(None, stages.height, pl.get_index_type())
-    # A filter copies every column it keeps (a million lines' texts among them): only the
-    # columns used here are kept, and a dump whose requests all go one way is not filtered.
-    with_ids = stages.get_column("_by_ids")
-    if with_ids.any():
-        by_ids = stages.select("_req", "_pos", "span_id", "parent_span_id").filter(with_ids)
-        own = by_ids.select("_req", "_pos", parent_span_id=pl.col("span_id")).filter(
-            pl.col("parent_span_id").is_not_null()
-        )
-        # The first line with an id is that span; a parent id no line has leaves a top.
-        own = own.unique(subset=["_req", "parent_span_id"], keep="first")
-        found = by_ids.select("_req", "_pos", "parent_span_id").join(
-            own.rename({"_pos": "_parent"}), on=["_req", "parent_span_id"], how="inner"
-        )
-        found = found.filter(pl.col("_parent") != pl.col("_pos"))
-        parent.scatter(found.get_column("_pos"), found.get_column("_parent"))
-    if not with_ids.all():
-        by_time = stages.lazy().filter(~pl.col("_by_ids"))
-        large = stages.select((~pl.col("_by_ids") & (pl.col("_lines") > PAIRED_MAX_LINES)).any())
-        found = _containing_parents(by_time, large=bool(large.item()))
-        parent.scatter(found.get_column("_pos"), found.get_column("_parent"))
-    return parent
-
-
-def _containing_parents(lines: pl.LazyFrame, *, large: bool) -> pl.DataFrame:
-    """(_pos, _parent): the smallest containing interval of each line that has one.
-
-    ``large``: whether any request has more than ``PAIRED_MAX_LINES`` lines. ``lines`` is lazy,
-    so that the streaming join reads the intervals from the table rather than from a copy.
-    """
-    intervals = lines.select(
-        "_pos", "_req", "_start", "_end", "_eps", "_lines", _dur=pl.col("_end") - pl.col("_start")
-    )
-    candidate = pl.col("_start_p") - pl.col("_eps") <= pl.col("_start")
-    candidate &= pl.col("_end") <= pl.col("_end_p") + pl.col("_eps")
-    candidate &= (pl.col("_dur_p") > pl.col("_dur")) | (
-        (pl.col("_dur_p") == pl.col("_dur")) & (pl.col("_pos_p") < pl.col("_pos"))
-    )
-    small = intervals.filter(pl.col("_lines") <= PAIRED_MAX_LINES)
-    pairs = [
-        small.join(
-            small.select("_req", _pos_p="_pos", _start_p="_start", _end_p="_end", _dur_p="_dur"),
-            on="_req",
-        )
-        .filter(candidate)
-        .select("_pos", "_pos_p", "_dur_p")
-    ]
-    if large:
-        big = intervals.filter(pl.col("_lines") > PAIRED_MAX_LINES).collect()
-        pairs.append(_containing_pairs_by_keys(big).lazy())
-    # Smallest first; of equally long ones the latest line (equal intervals chain in order):
-    # the least of (duration, -line) per line, packed into one Int128 key (durations are never
-    # negative, lines fit in 64 bits) whose minimum a group-by finds without sorting the pairs,
-    # a quarter cheaper than a sort and a first-per-line (0.21 s against 0.29 s of CPU on 1M
-    # lines of 130k requests).
-    low = (1 << 64) - 1
-    key = pl.col("_dur_p").cast(pl.Int128) * (1 << 64) + (low - pl.col("_pos_p").cast(pl.Int128))
-    return (
-        pl.concat(pairs, how="vertical")
-        .group_by("_pos")
-        .agg(_key=key.min())
-        .select("_pos", _parent=(low - pl.col("_key") % (1 << 64)).cast(pl.get_index_type()))
-        # Streaming: the pairs (about lines x lines per request) never all sit in memory.
-        .collect(engine="streaming")
-    )
-
-
-def _containing_pairs_by_keys(intervals: pl.DataFrame) -> pl.DataFrame:
-    """Containing pairs for big requests through one inequality join.
-
-    Times become keys ``request * stride + (time - request start)``, with the stride wider than
-    any request plus its slack, so the two key inequalities also keep pairs within a request.
-    """
-    base = pl.col("_start").min().over("_req")
-    keyed = intervals.with_columns(
-        _group=pl.col("_req").cast(pl.Int128),
-        _s=(pl.col("_start") - base).cast(pl.Int128),
-        _e=(pl.col("_end") - base).cast(pl.Int128),
-    )
-    span = keyed.select(pl.col("_e").max() + 2 * pl.col("_eps").max() + 1).item()
-    stride = 1 << int(span).bit_length()
-    keyed = keyed.with_columns(
-        _s=pl.col("_group") * stride + pl.col("_s"),
-        _e=pl.col("_group") * stride + pl.col("_e"),
-    )
-    parents = keyed.select(_pos_p="_pos", _s_p="_s", _e_p="_e", _dur_p="_dur")
-    return (
-        keyed.join_where(
-            parents,
-            pl.col("_s_p") <= pl.col("_s") + pl.col("_eps"),
-            pl.col("_e_p") >= pl.col("_e") - pl.col("_eps"),
-        )
-        .filter(
-            (pl.col("_dur_p") > pl.col("_dur"))
-            | ((pl.col("_dur_p") == pl.col("_dur")) & (pl.col("_pos_p") < pl.col("_pos")))
-        )
-        .select("_pos", "_pos_p", "_dur_p")
-    )
-
-
-MADE_ID_PREFIXES = ("log:", "root:")
+#: The id of a span whose line has no usable id of its own (+ the line's row), and of a
+#: derived root (+ its request).
+LINE_ID_PREFIX = "log:"
+ROOT_ID_PREFIX = "root:"
 
 
 def _span_ids(stages: pl.DataFrame) -> tuple[pl.Series, bool]:
@@ -404,13 +302,15 @@ def _span_ids(stages: pl.DataFrame) -> tuple[pl.Series, bool]:
     own = stages.get_column("span_id")
     repeated = repeated_pairs(stages, "_req", "span_id")
     usable = own.is_not_null() & ~repeated
-    made_like = pl.any_horizontal(pl.lit(own).str.starts_with(p) for p in MADE_ID_PREFIXES)
+    made_like = pl.any_horizontal(
+        pl.lit(own).str.starts_with(prefix) for prefix in (LINE_ID_PREFIX, ROOT_ID_PREFIX)
+    )
     distinct = not pl.select((made_like & pl.lit(usable)).any()).item()
     if usable.all():
         return own.rename("span_id"), distinct
     ids = pl.select(pl.when(pl.lit(usable)).then(pl.lit(own))).to_series().rename("span_id")
     missing = stages.select(
-        "_pos", _id=pl.lit("log:") + pl.col("_row").cast(pl.String), _missing=~pl.lit(usable)
+        "_pos", _id=LINE_ID_PREFIX + pl.col("_row").cast(pl.String), _missing=~pl.lit(usable)
     ).filter(pl.col("_missing"))
     ids.scatter(missing.get_column("_pos"), missing.get_column("_id"))
     return ids, distinct
@@ -428,7 +328,7 @@ def _assemble(
     tops = stages.select("_req", _top=is_top).filter(pl.col("_top")).group_by("_req").len()
     rooted_ids = tops.filter(pl.col("len") > 1).get_column("_req")
     rooted = stages.select(pl.col("_req").is_in(rooted_ids.implode())).to_series()
-    root_id = pl.lit("root:") + pl.col("_request")
+    root_id = ROOT_ID_PREFIX + pl.col("_request")
     under_root = None
     if rooted_ids.len():
         # The tops of a request with several point to its derived root.
@@ -518,5 +418,4 @@ def _under_derived_roots(
     root_row = per_root.select("_req").with_row_index("_root_row")
     tops = under_root.select("_pos", "_req").join(root_row, on="_req", how="left")
     rows.scatter(tops.get_column("_pos"), tops.get_column("_root_row"))
-    nulls = pl.Series("parent", [None] * per_root.height, dtype=rows.dtype)
-    return pl.concat([nulls, rows], rechunk=True)
+    return pl.concat([filled(None, per_root.height, rows.dtype), rows], rechunk=True)

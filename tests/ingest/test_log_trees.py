@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
-from ml_tracelens.ingest import log_spans
+from ml_tracelens.ingest import log_nesting, log_spans
 from ml_tracelens.ingest.log_spans import (
     DERIVED_ROOT_NAME,
     NO_DURATION,
@@ -280,7 +280,7 @@ def test_big_requests_nest_by_the_same_rule(monkeypatch: pytest.MonkeyPatch) -> 
     intervals = [(s, s + rng.randint(0, 50)) for s in (rng.randint(0, 400) for _ in range(90))]
     want = brute_force_parents(intervals, 2)
     assert derived_parent_indexes(intervals, 2) == want  # above PAIRED_MAX_LINES: keyed join
-    monkeypatch.setattr(log_spans, "PAIRED_MAX_LINES", 1000)
+    monkeypatch.setattr(log_nesting, "PAIRED_MAX_LINES", 1000)
     assert derived_parent_indexes(intervals, 2) == want  # the paired join
 
 
