@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from run import Case
 
 DATASET_TITLES = {"otlp": "OTLP/JSON lines (Collector file exporter)", "logs": "JSON-lines logs"}
-PEERS = ("orjson script", "DuckDB query", "DuckDB auto-schema query")
+PEERS = ("orjson script", "DuckDB query", "DuckDB auto-schema query", "polars query")
 
 
 def _read_stats(case: Case) -> dict[str, Any] | None:
@@ -154,13 +154,13 @@ def markdown(res: dict[str, Any]) -> str:
             f"{'spans' if dataset == 'otlp' else 'lines'})",
             "",
             "| command | wall s | min-max s | CPU s | peak RSS MB | tree RSS MB | vs orjson script "
-            "| vs DuckDB | vs DuckDB auto-schema |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+            "| vs DuckDB | vs DuckDB auto-schema | vs polars query |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for row in rows:
             s = row["summary"]
             if "wall_s" not in s:
-                out.append(f"| {row['name']} | FAILED (exit {s['exit_codes']}) | | | | | | | |")
+                out.append(f"| {row['name']} | FAILED (exit {s['exit_codes']}) | | | | | | | | |")
                 continue
             ratio = []
             for peer in PEERS:

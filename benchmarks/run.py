@@ -11,9 +11,11 @@ seed) this runs, R times each and interleaved so drift hits every tool alike:
 - when tracelens has a cache (``--no-cache`` in its help): ``latency`` (and on OTLP ``show``)
   again against a cache the first command filled: what a second command on the same dump costs;
 - the reader alone: ``python -c`` calling ``ml_tracelens.ingest.load`` (spans/s read);
-- the peers: ``peers/orjson_script.py`` and ``peers/duckdb_query.py`` (per-stage count,
-  p50/p95/p99 and error rate), DuckDB both with the reader fully specified (its best) and with
-  ``read_ndjson_auto`` (what most users write first).
+- the peers: ``peers/orjson_script.py``, ``peers/duckdb_query.py`` and
+  ``peers/polars_query.py`` (per-stage count, p50/p95/p99 and error rate), DuckDB both with the
+  reader fully specified (its best) and with ``read_ndjson_auto`` (what most users write
+  first); the polars query is tracelens' own stack doing the least the numbers need, so it
+  shows the floor under a first ``latency``.
 
 Every command is measured as a process tree (``measure.py``): wall time, the CPU time of all
 its processes, the peak RSS of the largest one and of all of them together.
@@ -50,7 +52,7 @@ from generate import dataset_paths, generate
 HERE = Path(__file__).resolve().parent
 COMMANDS = ("latency", "summary", "bottlenecks", "show", "why", "read", "cache")
 DATASETS = ("otlp", "logs")
-PEERS = ("orjson", "duckdb", "duckdb-auto")
+PEERS = ("orjson", "duckdb", "duckdb-auto", "polars")
 READ_SNIPPET = """\
 import json, sys, time
 started = time.perf_counter()
@@ -72,7 +74,7 @@ print(json.dumps({
 class Case:
     name: str  # unique label, also the row label in the report
     dataset: str
-    tool: str  # tracelens, reader, orjson, duckdb
+    tool: str  # tracelens, reader, orjson, duckdb, polars
     command: str  # latency, summary, bottlenecks, show, read, peer
     argv: list[str]
     warm: bool = False  # runs against the shared, already filled cache
@@ -201,6 +203,9 @@ def build_cases(
             cases.append(
                 Case("DuckDB auto-schema query", dataset, "duckdb", "peer", [*duckdb, "--auto"])
             )
+        if "polars" in peers:
+            polars_query = [py, str(HERE / "peers" / "polars_query.py"), dataset, file]
+            cases.append(Case("polars query", dataset, "polars", "peer", polars_query))
     return cases
 
 
