@@ -61,7 +61,7 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
     facts: list[tuple[str, int | str]] = [
         ("spans", payload.spans),
         ("traces", payload.traces),
-        ("services", f"{len(services)}: {', '.join(services)}"),
+        ("services", f"{len(services)}: {', '.join(services)}" if services else "0"),
         ("time range", f"{payload.start} .. {payload.end}"),
         ("error spans", error_spans),
         ("orphan spans", structure.orphan_spans),
