@@ -18,6 +18,9 @@ from tests.spark.test_engine import assert_same
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+# One worker runs the Spark tests under `pytest -n auto`: one JVM, not one per core.
+pytestmark = pytest.mark.xdist_group("spark")
+
 # Each run analyses the dataset again: few runs (latency by stage is the table test's).
 REPORTS = [
     ("latency", "--by", "service,attr.model.version"),

@@ -20,6 +20,9 @@ from ml_tracelens import spark as tls
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+# One worker runs the Spark tests under `pytest -n auto`: one JVM, not one per core.
+pytestmark = pytest.mark.xdist_group("spark")
+
 REL = 1e-9
 DATASETS = ("sample_dataset", "fixtures_dataset")
 
