@@ -108,7 +108,10 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         Table(
             key="facts",
             title="Summary",
-            columns=(Column("fact", "what"), Column("value", "value", ColumnKind.PROSE)),
+            columns=(
+                Column("fact", "what", ColumnKind.PROSE),
+                Column("value", "value", ColumnKind.PROSE),
+            ),
             rows=fact_rows,
             in_json=False,
         ),

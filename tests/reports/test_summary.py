@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
+from tests.conftest import SAMPLE_DATA
+from tests.render._terminal import CONTROL_SEQUENCE, run_on_terminal
 
 
 def services_fact(path: Path) -> str:
@@ -42,3 +44,19 @@ def test_services_are_counted_and_named(
     path = tmp_path / "app.log.jsonl"
     path.write_text("\n".join(lines) + "\n")
     assert services_fact(path) == shown
+
+
+@pytest.mark.parametrize("columns", [60, 80])
+def test_fact_names_wrap_whole_on_a_narrow_terminal(columns: int) -> None:
+    sample = str(SAMPLE_DATA / "app.log.jsonl")
+    piped = CliRunner().invoke(app, ["summary", sample, "--no-cache", "-q"])
+    facts = piped.stdout.split("\nSummary", 1)[1].splitlines()[3:]
+    names = [line.split("|", 1)[0].strip() for line in facts if "|" in line]
+    assert "requests under a derived root (no log line covers them)" in names
+    _, screen, _ = run_on_terminal(["summary", sample, "--no-cache", "-q"], columns=columns)
+    lines = CONTROL_SEQUENCE.sub("", screen.decode()).replace("\r\n", "\n").split("\n")
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["what", "value"])
+    value_column = lines[header].index("value")
+    rows = [line[:value_column] for line in lines[header + 2 :] if line.strip()]
+    # The name column read top to bottom is every name whole, in order: wrapped, not shortened.
+    assert " ".join(" ".join(rows).split()) == " ".join(" ".join(names).split())
