@@ -14,8 +14,9 @@ is written in that unit: 999.5µs is ``1.00ms``, 59.95s is ``1m00s``.
 The canonical tables hold times and durations as integer nanoseconds; ``NS_PER_US``,
 ``NS_PER_MS`` and ``NS_PER_S`` are the factors every layer converts with. They are integers, so
 exact arithmetic (``Fraction``, ``Decimal``, ``int``) stays exact. Milliseconds as a float are
-``float(ns) / NS_PER_MS``, which is what polars computes for a column; Python's ``int / int``
-rounds only once, so past 2**53 ns it can differ from the column's value in the last bit.
+``float(ns) / NS_PER_MS``, correctly rounded (``core.stats.ns_to_ms`` for columns, which polars
+would otherwise divide by a reciprocal); Python's ``int / int`` rounds only once, so past 2**53
+ns it can differ from the column's value in the last bit.
 ``length_ns`` reads a length of time given as an option (``--since 10m``, ``--window 1h``).
 """
 

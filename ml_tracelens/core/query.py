@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from ml_tracelens.core.stats import ns_to_ms
 from ml_tracelens.core.tree import int_scalar
-from ml_tracelens.durations import NS_PER_MS, NS_PER_S, NS_PER_US, length_ns
+from ml_tracelens.durations import NS_PER_S, NS_PER_US, length_ns
 from ml_tracelens.exceptions import NotFound, UsageError
 from ml_tracelens.schema import INT64_MAX, INT64_MIN, with_attribute_columns
 
@@ -94,7 +95,7 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
         pl.col("status").cast(pl.String),
         "status_message",
         (pl.col("status") == "error").alias("error"),
-        (pl.col("duration_ns") / NS_PER_MS).alias("duration_ms"),
+        ns_to_ms(pl.col("duration_ns")).alias("duration_ms"),
         pl.from_epoch(pl.col("start_ns"), time_unit="ns")
         .dt.replace_time_zone("UTC")
         .alias("start"),

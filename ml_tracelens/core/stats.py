@@ -91,18 +91,32 @@ def exact_percentiles(values: pl.Series, percents: Sequence[int]) -> dict[int, F
     return out
 
 
-def milliseconds(column: str) -> pl.Expr:
-    """An integer nanosecond column as float milliseconds."""
-    return pl.col(column).cast(pl.Float64) / NS_PER_MS
+def ns_to_ms(ns: pl.Expr) -> pl.Expr:
+    """Nanoseconds as float milliseconds, correctly rounded: the float nearest ``ns / 10**6``.
+
+    polars divides a column by a scalar as a product with the scalar's reciprocal, one ulp off
+    for about a third of all values (999_500 ns gives 0.9994999999999999 ms, which reads as
+    999µs where 999.5µs rounds to 1.00ms, and JSON would not hold the exact milliseconds); a
+    column divisor gets a true division.
+    """
+    value = ns.cast(pl.Float64)
+    return value / (value * 0.0 + NS_PER_MS)
+
+
+def ms_quantile(column: str, q: float) -> pl.Expr:
+    """The ``q`` quantile of an integer nanosecond column, in milliseconds: interpolated in
+    nanoseconds, then converted once (a percentile that falls on a value is that value's exact
+    milliseconds)."""
+    return ns_to_ms(quantile(pl.col(column), q))
 
 
 def duration_aggregations(column: str = "duration_ns") -> list[pl.Expr]:
-    duration = milliseconds(column)
+    duration = pl.col(column)
     return [
-        pl.col(column).count().alias("count"),
-        duration.mean().alias("mean_ms"),
-        *(quantile(duration, p / 100).alias(f"p{p}_ms") for p in PERCENTILES),
-        duration.max().alias("max_ms"),
+        duration.count().alias("count"),
+        ns_to_ms(duration.mean()).alias("mean_ms"),
+        *(ms_quantile(column, p / 100).alias(f"p{p}_ms") for p in PERCENTILES),
+        ns_to_ms(duration.max()).alias("max_ms"),
     ]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from ml_tracelens.core.stats import quantile
+from ml_tracelens.core.stats import ns_to_ms, quantile
 from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.context import requests_of
@@ -131,9 +131,9 @@ def from_sums(
     stats = (
         sums.with_columns(
             cp_share=pl.col("_cp_ns") / total_ns if total_ns else pl.lit(None, pl.Float64),
-            cp_mean_ms=pl.col("_cp_ns") / request_count / NS_PER_MS,
+            cp_mean_ms=ns_to_ms(pl.col("_cp_ns") / request_count),
             tail_delta_ms=(
-                (pl.col("_tail_ns") / tail_n - pl.col("_typical_ns") / typical_n) / NS_PER_MS
+                ns_to_ms(pl.col("_tail_ns") / tail_n - pl.col("_typical_ns") / typical_n)
                 if tail_n and typical_n
                 else pl.lit(None, pl.Float64)
             ),

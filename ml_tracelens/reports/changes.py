@@ -14,7 +14,7 @@ import polars as pl
 from ml_tracelens.core.bootstrap import Bootstrap, paired_intervals, replicate_estimates
 from ml_tracelens.core.llm import Aliases
 from ml_tracelens.core.significance import DEFAULT_MIN_CHANGE_PCT, benjamini_hochberg
-from ml_tracelens.core.stats import milliseconds, quantile, requests
+from ml_tracelens.core.stats import ms_quantile, requests
 from ml_tracelens.gates.budgets import Rule
 from ml_tracelens.reports.result import JsonValue
 
@@ -99,9 +99,8 @@ def llm_units(analysed: pl.DataFrame, aliases: Aliases | None = None) -> pl.Data
 
 
 def _aggregations() -> list[pl.Expr]:
-    duration = milliseconds("duration_ns")
     return [
-        *(quantile(duration, q).alias(m) for m, q in QUANTILES.items()),
+        *(ms_quantile("duration_ns", q).alias(m) for m, q in QUANTILES.items()),
         pl.col("error").mean().alias("error_rate"),
     ]
 

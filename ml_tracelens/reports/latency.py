@@ -16,9 +16,10 @@ from ml_tracelens.core.stats import (
     Histogram,
     duration_aggregations,
     log_histograms,
+    ns_to_ms,
     with_group_columns,
 )
-from ml_tracelens.durations import NS_PER_MS, format_duration
+from ml_tracelens.durations import format_duration
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.context import requests_of
 from ml_tracelens.reports.documents import LatencyPayload, RequestSummary
@@ -71,7 +72,7 @@ def group_stats(
         frame.group_by(names)
         .agg(
             *duration_aggregations(),
-            self_mean_ms=pl.col("self_ns").cast(pl.Float64).mean() / NS_PER_MS,
+            self_mean_ms=ns_to_ms(pl.col("self_ns").cast(pl.Float64).mean()),
             _cp_ns=pl.col("cp_ns").fill_null(0).sum(),
             errors=(pl.col("status") == "error").sum().cast(pl.Int64),
             _spans=pl.len(),

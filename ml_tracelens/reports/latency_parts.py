@@ -20,11 +20,11 @@ from ml_tracelens.core.stats import (
     Histogram,
     duration_aggregations,
     log_histograms,
+    ns_to_ms,
     request_summary,
     requests,
     with_group_columns,
 )
-from ml_tracelens.durations import NS_PER_MS
 from ml_tracelens.reports.documents import RequestSummary
 from ml_tracelens.reports.latency import HISTOGRAM_BINS, cp_denominator_ns, from_stats
 from ml_tracelens.reports.result import JsonValue, Report
@@ -102,7 +102,7 @@ def build(
     durations, histograms = _duration_stats(parts, names, distribution=distribution)
     stats = durations.join(sums, on=names, how="left", nulls_equal=True).with_columns(
         self_mean_ms=pl.when(pl.col("_self_count") > 0).then(
-            pl.col("_self_ns").cast(pl.Float64) / pl.col("_self_count") / NS_PER_MS
+            ns_to_ms(pl.col("_self_ns").cast(pl.Float64) / pl.col("_self_count"))
         ),
         cp_share=(pl.col("_cp_ns") / denominator) if denominator else pl.lit(None, pl.Float64),
         error_rate=pl.col("errors") / pl.col("_spans"),

@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core import llm
-from ml_tracelens.core.stats import exact_percentiles, quantile
+from ml_tracelens.core.stats import exact_percentiles, ns_to_ms, quantile
 from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.reports.documents import LlmPayload
@@ -110,8 +110,8 @@ def request_frame(requests: pl.DataFrame) -> pl.DataFrame:
     """The requests with their time metrics in float milliseconds (``e2e_ms``, ``ttft_ms``,
     ``tpot_ms``, ``queue_ms``, ``client_e2e_ms``)."""
     return requests.with_columns(
-        **{f"{m}_ms": pl.col(c).cast(pl.Float64) / NS_PER_MS for m, c in _TIMES.items()},
-        client_e2e_ms=pl.col("client_e2e_ns").cast(pl.Float64) / NS_PER_MS,
+        **{f"{m}_ms": ns_to_ms(pl.col(c)) for m, c in _TIMES.items()},
+        client_e2e_ms=ns_to_ms(pl.col("client_e2e_ns")),
     )
 
 

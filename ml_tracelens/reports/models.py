@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
-from ml_tracelens.core.stats import milliseconds, quantile
+from ml_tracelens.core.stats import ms_quantile, quantile
 from ml_tracelens.exceptions import InputError, UsageError
 from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.context import ReportContext, inputs_of, warnings_of
@@ -127,13 +127,12 @@ def group_rows(
     frame: pl.DataFrame, key: str, *, low_confidence: float, top_classes: int
 ) -> list[dict[str, JsonValue]]:
     """Per value of ``key``: the STAT_COLUMNS, in natural order of the key."""
-    latency = milliseconds("latency_ns")
     confidence = pl.col("confidence")
     stats = frame.group_by(key).agg(
         requests=pl.len(),
         errors=pl.col("error").sum().cast(pl.Int64),
-        p50_ms=quantile(latency, 0.5),
-        p95_ms=quantile(latency, 0.95),
+        p50_ms=ms_quantile("latency_ns", 0.5),
+        p95_ms=ms_quantile("latency_ns", 0.95),
         confidence_p10=quantile(confidence, 0.1),
         confidence_p50=quantile(confidence, 0.5),
         confidence_p90=quantile(confidence, 0.9),

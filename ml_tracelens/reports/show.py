@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from ml_tracelens.core.stats import ns_to_ms
 from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.durations import NS_PER_MS, format_duration
 from ml_tracelens.reports.context import iso_time
@@ -218,7 +219,7 @@ def build(
 
 def _span_rows(trace: pl.DataFrame, origin: int | None) -> list[dict[str, Any]]:
     start = pl.col("start_ns")
-    offset = (start - origin) / NS_PER_MS if origin is not None else pl.lit(None)
+    offset = ns_to_ms(start - origin) if origin is not None else pl.lit(None)
     is_error = pl.col("status") == "error"
     frame = trace.select(
         "span_id",
@@ -227,9 +228,9 @@ def _span_rows(trace: pl.DataFrame, origin: int | None) -> list[dict[str, Any]]:
         pl.col("name").alias("stage"),
         pl.col("kind").cast(pl.String),
         offset.alias("start_offset_ms"),
-        (pl.col("duration_ns") / NS_PER_MS).alias("duration_ms"),
-        (pl.col("self_ns") / NS_PER_MS).alias("self_ms"),
-        (pl.col("cp_ns") / NS_PER_MS).alias("cp_ms"),
+        ns_to_ms(pl.col("duration_ns")).alias("duration_ms"),
+        ns_to_ms(pl.col("self_ns")).alias("self_ms"),
+        ns_to_ms(pl.col("cp_ns")).alias("cp_ms"),
         is_error.fill_null(False).alias("error"),
         pl.when(is_error).then(pl.col("status_message")).alias("error_message"),
         pl.col("is_orphan").alias("orphan"),
@@ -346,7 +347,7 @@ def _attach_logs(
         .select("_li", span_id=pl.col("_span"), attached_by=pl.lit("time"))
     )
     attached = pl.concat([by_id, by_time])
-    offset = (pl.col("time_ns") - origin) / NS_PER_MS if origin is not None else pl.lit(None)
+    offset = ns_to_ms(pl.col("time_ns") - origin) if origin is not None else pl.lit(None)
     frame = (
         numbered.drop("span_id")
         .join(attached, on="_li", how="left")

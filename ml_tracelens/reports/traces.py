@@ -18,8 +18,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from ml_tracelens.core.stats import request_errors_expr
-from ml_tracelens.durations import NS_PER_MS
+from ml_tracelens.core.stats import ns_to_ms, request_errors_expr
 from ml_tracelens.exceptions import UsageError
 from ml_tracelens.reports.context import iso_time_expr
 from ml_tracelens.reports.documents import TracesPayload
@@ -103,7 +102,7 @@ def trace_table(
         stage=pl.col("name"),
         service=pl.col("service"),
         start_ns=pl.col("start_ns"),
-        duration_ms=pl.col("duration_ns") / NS_PER_MS,
+        duration_ms=ns_to_ms(pl.col("duration_ns")),
         spans=pl.col("spans"),
         errors=pl.col("errors"),
         error=pl.col("error").fill_null(False),

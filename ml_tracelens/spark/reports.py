@@ -49,23 +49,19 @@ def _collect(frame: DataFrame) -> pl.DataFrame:
     return collected
 
 
-def _ms(column: str) -> Column:
-    from pyspark.sql import functions as F
-
-    return F.col(column).cast("double") / NS_PER_MS
-
-
 def _duration_aggregations(column: str = "duration_ns") -> list[Column]:
     """``core.stats.duration_aggregations`` in Spark: exact percentiles (``percentile``, linear
-    interpolation between closest ranks, the rule of ``core.stats.quantile``)."""
+    interpolation between closest ranks, the rule of ``core.stats.quantile``), each statistic
+    taken in nanoseconds and converted once, as there."""
     from pyspark.sql import functions as F
 
-    duration = _ms(column)
+    duration = F.col(column).cast("double")
+    percentiles = F.percentile(duration, [p / 100 for p in PERCENTILES])
     return [
         F.count(column).alias("count"),
-        F.avg(duration).alias("mean_ms"),
-        F.percentile(duration, [p / 100 for p in PERCENTILES]).alias("_percentiles"),
-        F.max(duration).alias("max_ms"),
+        (F.avg(duration) / NS_PER_MS).alias("mean_ms"),
+        F.transform(percentiles, lambda value: value / NS_PER_MS).alias("_percentiles"),
+        (F.max(duration) / NS_PER_MS).alias("max_ms"),
     ]
 
 
