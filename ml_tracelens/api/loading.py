@@ -1,5 +1,6 @@
 """Reading inputs for the library: ``load`` (read and analyse, or take both from the cache),
-``read`` (the canonical tables only) and ``convert_dataset`` (a trace-bucketed Parquet dataset)."""
+``read`` (the canonical tables only), ``convert_dataset`` (a trace-bucketed Parquet dataset) and
+``write_parquet_copy`` (one Parquet file)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ml_tracelens.core import Derived
 from ml_tracelens.ingest import pipeline
 from ml_tracelens.ingest.telemetry import Progress, Telemetry
 from ml_tracelens.readers.base import Pushdown, ReadOptions
+from ml_tracelens.readers.parquet import write_parquet
 
 if TYPE_CHECKING:
     from ml_tracelens.readers.dataset import SourceFile
@@ -126,6 +128,33 @@ def read(
             fields=fields, strict=strict, log_time=log_time, derived_stages=derived_stages
         ),
     )
+
+
+def write_parquet_copy(telemetry: Telemetry, output: Path) -> int:
+    """Write ``telemetry``'s canonical tables to one Parquet file (``convert -o``), from which
+    ``read`` gives the same tables and every report the same answers; the spans written (those
+    read, as ``convert_dataset`` counts them)."""
+    spans, resolution = _as_read(telemetry)
+    write_parquet(spans, telemetry.logs, output, log_resolution_ns=resolution)
+    return spans.height
+
+
+def _as_read(telemetry: Telemetry) -> tuple[pl.DataFrame, pl.Series | None]:
+    """The spans as read, and per log row the timestamp resolution of its file (None when the
+    runs do not cover the logs): what a written copy holds.
+
+    Spans derived from log lines and LLM stage spans (appended last, in that order, by
+    ingest.load) are derived again when the copy is read, as from the dumps, so their counts,
+    slack and --no-derived-stages behave the same on both."""
+    derived = telemetry.derived_spans + telemetry.llm_stage_spans
+    spans = telemetry.spans.head(telemetry.spans.height - derived).select(
+        [c for c in telemetry.spans.columns if c != "slack_ns"]
+    )
+    runs = telemetry.log_resolutions
+    resolution = None
+    if sum(rows for rows, _ in runs) == telemetry.logs.height:
+        resolution = pl.Series([ns for rows, ns in runs for _ in range(rows)], dtype=pl.Int64)
+    return spans, resolution
 
 
 def path_list(paths: PathsLike) -> list[str]:
@@ -242,17 +271,7 @@ def _convert_dataset(
         log_time=log_time,
         derived_stages=derived_stages,
     )
-    # The spans as read: spans derived from log lines and LLM stage spans (appended last, in
-    # that order, by ingest.load) are derived again when the dataset is read, as from the
-    # dumps, so their counts, slack and --no-derived-stages behave the same on both.
-    derived = telemetry.derived_spans + telemetry.llm_stage_spans
-    spans = telemetry.spans.head(telemetry.spans.height - derived).select(
-        [c for c in telemetry.spans.columns if c != "slack_ns"]
-    )
-    runs = telemetry.log_resolutions
-    resolution = None
-    if sum(rows for rows, _ in runs) == telemetry.logs.height:
-        resolution = pl.Series([ns for rows, ns in runs for _ in range(rows)], dtype=pl.Int64)
+    spans, resolution = _as_read(telemetry)
     manifest = dataset_writer.write(
         target,
         spans,

@@ -197,8 +197,8 @@ def convert(
     common: Common,
 ) -> None:
     """Write the canonical span and log tables to Parquet; reading it back gives the same reports."""
+    from ml_tracelens.api.loading import write_parquet_copy
     from ml_tracelens.exceptions import UsageError
-    from ml_tracelens.readers.parquet import write_parquet
 
     if (output is None) == (dataset is None):
         raise UsageError("name one of --output FILE or --dataset DIR")
@@ -212,12 +212,9 @@ def convert(
     if not common.quiet:
         for warning in telemetry.warnings:
             print_warning(warning)
-    write_parquet(telemetry.spans, telemetry.logs, output)
+    spans = write_parquet_copy(telemetry, output)
     if not common.quiet:
-        print_note(
-            f"wrote {telemetry.spans.height:,} spans and "
-            f"{telemetry.logs.height:,} log records to {output}"
-        )
+        print_note(f"wrote {spans:,} spans and {telemetry.logs.height:,} log records to {output}")
 
 
 def _convert_dataset(

@@ -231,6 +231,19 @@ class ReadResult:
     line_offset: int = 0
 
 
+#: The column of a written log table (a dataset's, a `convert -o` file's) holding, per row, the
+#: timestamp resolution in ns of the file the line came from (0: unknown).
+RESOLUTION_COLUMN = "_resolution_ns"
+
+
+def resolution_runs(resolutions: pl.Series) -> list[tuple[int, int]]:
+    """``ReadResult.log_resolutions`` of a ``RESOLUTION_COLUMN``: (rows, ns) runs in row order."""
+    if not resolutions.len():
+        return []
+    runs = resolutions.rle().struct.unnest()
+    return [(int(rows), int(ns or 0)) for rows, ns in runs.iter_rows()]
+
+
 @dataclass
 class BatchResult:
     """Several inputs read together: their rows in one span and one log frame (in input order),

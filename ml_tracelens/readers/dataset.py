@@ -34,12 +34,14 @@ from ml_tracelens.core.query import time_bound
 from ml_tracelens.durations import length_ns
 from ml_tracelens.exceptions import InputError
 from ml_tracelens.readers.base import (
+    RESOLUTION_COLUMN,
     InputSource,
     Pushdown,
     ReaderSpec,
     ReadOptions,
     ReadResult,
     ReadStats,
+    resolution_runs,
 )
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA
 
@@ -273,16 +275,13 @@ def _tables(
         ):
             span_scan = pushed_down(span_scan, pushdown)
         spans = _table(span_scan, SPAN_SCHEMA)
-        logs = _table(log_scan, LOG_SCHEMA, "_resolution_ns")
+        logs = _table(log_scan, LOG_SCHEMA, RESOLUTION_COLUMN)
     except _UNREADABLE as exc:
         raise InputError(
             f"{name}: dataset has a part file that is not readable ({_first_line(exc)})"
         ) from exc
-    runs = []
-    if logs.height:
-        run = logs.select(pl.col("_resolution_ns").rle()).unnest("_resolution_ns")
-        runs = [(int(n), int(ns or 0)) for n, ns in run.iter_rows()]
-    return spans, logs.drop("_resolution_ns"), runs
+    runs = resolution_runs(logs.get_column(RESOLUTION_COLUMN))
+    return spans, logs.drop(RESOLUTION_COLUMN), runs
 
 
 def pushed_down(spans: pl.LazyFrame, pushdown: Pushdown) -> pl.LazyFrame:

@@ -17,6 +17,7 @@ import polars as pl
 
 from ml_tracelens.core.llm import ALIASES as LLM_ALIASES
 from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.readers.base import RESOLUTION_COLUMN
 from ml_tracelens.readers.dataset import (
     DEFAULT_BUCKETS,
     LOCK,
@@ -169,7 +170,7 @@ def add(
     Each bucket's rows must come in one call: a conversion writes one file per partition."""
     if log_resolution_ns is None:
         log_resolution_ns = pl.Series([0] * logs.height, dtype=pl.Int64)
-    logs = logs.with_columns(_resolution_ns=log_resolution_ns.cast(pl.Int64))
+    logs = logs.with_columns(log_resolution_ns.cast(pl.Int64).alias(RESOLUTION_COLUMN))
     keyed = _keyed_spans(spans, conversion.buckets)
     keyed_logs = _keyed_logs(logs, keyed, conversion.buckets)
     try:

@@ -1,8 +1,11 @@
 """The canonical tables themselves, as written by `tracelens convert -o OUT.parquet`.
 
 One Parquet file holds both tables: a ``table`` column says ``span`` or ``log`` and the columns
-are the union of the two canonical schemas (the shared names have the same types). Reading it
-back skips every parser, so reports on it are identical and fast.
+are the union of the two canonical schemas (the shared names have the same types). The spans
+are those read (spans derived from log lines, and LLM stage spans, are derived again on
+reading, as from the dumps), and each log row keeps its file's timestamp resolution
+(``RESOLUTION_COLUMN``), which the trees from log lines use as slack. Reading it back skips
+every parser, so reports on it are identical and fast.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ from pathlib import Path
 import polars as pl
 
 from ml_tracelens.exceptions import InputError
-from ml_tracelens.readers.base import InputSource, ReaderSpec, ReadOptions, ReadResult, ReadStats
+from ml_tracelens.readers.base import (
+    RESOLUTION_COLUMN,
+    InputSource,
+    ReaderSpec,
+    ReadOptions,
+    ReadResult,
+    ReadStats,
+    resolution_runs,
+)
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA, level_is_error
 
 NAME = "parquet"
@@ -54,7 +65,11 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
         )
     try:
         spans = frame.filter(pl.col("table") == "span").select(list(SPAN_SCHEMA)).cast(SPAN_SCHEMA)
-        logs = frame.filter(pl.col("table") == "log").select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)
+        log_rows = frame.filter(pl.col("table") == "log")
+        logs = log_rows.select(list(LOG_SCHEMA)).cast(LOG_SCHEMA)
+        runs = None
+        if RESOLUTION_COLUMN in frame.columns:
+            runs = resolution_runs(log_rows.get_column(RESOLUTION_COLUMN).fill_null(0))
         if "error" in old_logs:
             logs = logs.with_columns(error=level_is_error())
     except _UNREADABLE as exc:
@@ -64,10 +79,20 @@ def read(source: InputSource, options: ReadOptions) -> ReadResult:
             "write one with `tracelens convert`"
         ) from exc
     stats.lines = stats.records = frame.height
-    return ReadResult(stats=stats, spans=spans, logs=logs)
+    return ReadResult(stats=stats, spans=spans, logs=logs, log_resolutions=runs)
 
 
-def write_parquet(spans: pl.DataFrame, logs: pl.DataFrame, output: Path) -> None:
+def write_parquet(
+    spans: pl.DataFrame,
+    logs: pl.DataFrame,
+    output: Path,
+    *,
+    log_resolution_ns: pl.Series | None = None,
+) -> None:
+    """Write both tables to ``output``; ``log_resolution_ns``: per log row, the timestamp
+    resolution of its file, which the trees built from the lines again on reading need."""
+    if log_resolution_ns is not None:
+        logs = logs.with_columns(log_resolution_ns.cast(pl.Int64).alias(RESOLUTION_COLUMN))
     combined = pl.concat(
         [
             # one `source` column for both tables: text, as the logs have it

@@ -24,6 +24,7 @@ from ml_tracelens.core import Structure, analyze
 from ml_tracelens.core.stats import with_group_columns
 from ml_tracelens.ingest import merge_identical_duplicates, with_llm_stages, with_slack
 from ml_tracelens.ingest.log_spans import LogTime, spans_from_logs
+from ml_tracelens.readers.base import RESOLUTION_COLUMN, resolution_runs
 from ml_tracelens.reports.errors import message_records
 from ml_tracelens.schema import LOG_SCHEMA, SPAN_SCHEMA
 
@@ -110,15 +111,10 @@ def analyse_group(
     frame = canonical(spans, SPAN_SCHEMA)
     frame, merged = merge_identical_duplicates(frame)
     if logs is not None and logs.num_rows:
-        log_frame = canonical(logs, LOG_SCHEMA, "_resolution_ns")
-        runs = [
-            (int(n), int(ns or 0))
-            for n, ns in log_frame.select(pl.col("_resolution_ns").rle())
-            .unnest("_resolution_ns")
-            .iter_rows()
-        ]
+        log_frame = canonical(logs, LOG_SCHEMA, RESOLUTION_COLUMN)
+        runs = resolution_runs(log_frame.get_column(RESOLUTION_COLUMN))
         derived = spans_from_logs(
-            log_frame.drop("_resolution_ns"),
+            log_frame.drop(RESOLUTION_COLUMN),
             known_trace_ids=frame.get_column("trace_id"),
             log_time=log_time,
             resolutions=runs,

@@ -145,6 +145,41 @@ def test_convert_round_trip_gives_identical_reports(demo: Path, tmp_path: Path) 
     assert summary["log_records"] == 23
 
 
+def test_a_parquet_copy_of_logs_keeps_their_clock_resolution(tmp_path: Path) -> None:
+    # Millisecond timestamps: fetch [1, 8] and infer [7, 42] overlap by one tick, so fetch stays
+    # on the critical path only with the file's resolution as slack (algorithms.md).
+    lines = [
+        ("fetch", "2026-03-02T09:00:00.008Z", 7.0),
+        ("infer", "2026-03-02T09:00:00.042Z", 35.0),
+        ("POST /predict", "2026-03-02T09:00:00.043Z", 43.0),
+    ]
+    dump = tmp_path / "app.log.jsonl"
+    dump.write_text(
+        "".join(
+            json.dumps({"timestamp": end, "request_id": "r1", "stage": stage, "duration_ms": ms})
+            + "\n"
+            for stage, end, ms in lines
+        )
+    )
+    out = tmp_path / "app.parquet"
+    result = run("convert", str(dump), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "wrote 0 spans and 3 log records" in result.stderr
+    for command in ("latency", "summary", "bottlenecks"):
+        original = json.loads(run(command, str(dump), "-f", "json", "-q").stdout)
+        converted = json.loads(run(command, str(out), "-f", "json", "-q").stdout)
+        assert {k: v for k, v in original.items() if k != "inputs"} == {
+            k: v for k, v in converted.items() if k != "inputs"
+        }, command
+    shares = {
+        row["stage"]: row["cp_share"]
+        for row in json.loads(run("latency", str(out), "-f", "json", "-q").stdout)["rows"]
+    }
+    # On the path: the root [0, 1], fetch [1, 7] (its end within one tick of infer's start),
+    # infer [7, 42], the root [42, 43]. Without the slack the root would hold [0, 7].
+    assert shares == pytest.approx({"POST /predict": 2 / 43, "fetch": 6 / 43, "infer": 35 / 43})
+
+
 def test_version_and_formats_name_the_tool_and_its_readers() -> None:
     result = run("--version")
     assert result.exit_code == 0
