@@ -91,14 +91,34 @@ def write(text: str, stdout: TextIO | None, *, target: str = "stdout") -> None:
     if stdout is None:
         raise OutputError(f"cannot write to {target}: {os.strerror(errno.EBADF)}")
     try:
-        stdout.write(text)
-        stdout.flush()
+        _write_all(text, stdout)
     except BrokenPipeError:
         raise StdoutGone from None
     except OSError as exc:
         raise OutputError(f"cannot write to {target}: {exc.strerror or exc}") from None
     except ValueError as exc:  # a closed file object
         raise OutputError(f"cannot write to {target}: {exc}") from None
+
+
+def _write_all(text: str, stdout: TextIO) -> None:
+    """Write ``text`` whole to the file descriptor behind ``stdout``, or fail.
+
+    Python's buffered writer takes a partial write for a whole one: when the reader of a pipe
+    leaves while a write larger than the pipe's buffer is blocked (``| head -c 10``), the kernel
+    returns the count it had passed on and the rest is dropped without an error. Writing the
+    bytes to the descriptor until none are left makes the next write fail with EPIPE instead.
+    A stream with no descriptor (a test's, the library caller's) is written as it is."""
+    try:
+        fd = stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        stdout.write(text)
+        stdout.flush()
+        return
+    stdout.flush()
+    encoding = getattr(stdout, "encoding", None) or "utf-8"
+    data = memoryview(text.encode(encoding, getattr(stdout, "errors", None) or "strict"))
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def write_file(path: str, render_to: Callable[[TextIO], None]) -> None:

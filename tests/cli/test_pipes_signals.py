@@ -206,6 +206,31 @@ def test_a_reader_that_went_away_ends_tracelens_quietly_by_sigpipe(case: str) ->
     assert result.stderr == ""
 
 
+def test_a_reader_that_leaves_during_a_long_write_ends_tracelens_by_sigpipe() -> None:
+    # 105 kB, more than a pipe holds (64 KiB): tracelens blocks in its write until the reader
+    # leaves, and the write then returns the part passed on (`| head -c 10`).
+    if not Path("/proc/self/wchan").exists():
+        pytest.skip("needs /proc/PID/wchan to see where the process waits")
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [*TRACELENS, "traces", SAMPLE, "--format", "json", "--no-cache"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        assert reader.read(10)
+        deadline = time.monotonic() + PATIENCE_S
+        while "pipe_write" not in Path(f"/proc/{process.pid}/wchan").read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("tracelens never blocked writing more than the pipe holds")
+            time.sleep(0.02)
+    _, stderr = process.communicate(timeout=PATIENCE_S)
+    assert process.returncode in (-signal.SIGPIPE, 128 + signal.SIGPIPE)
+    assert stderr == ""
+
+
 def _run_with_stdout(
     args: list[str], prepare: Callable[[], None] | None = None, stdout: object = None
 ) -> subprocess.CompletedProcess[str]:
