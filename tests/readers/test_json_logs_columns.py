@@ -103,6 +103,34 @@ ERROR_CASES: list[tuple[str, dict[str, Any], bool, str | None, dict[str, str]]] 
     ("exc_info on an info line", {"exc_info": TRACEBACK}, True, "ValueError: boom", {}),
     ("exception traceback", {"exception": TRACEBACK}, True, "ValueError: boom", {}),
     ("exc_text", {"exc_text": TRACEBACK}, True, "ValueError: boom", {}),
+    (
+        "multi-line error text: its first line",
+        {"error": "model-server returned 503\nretry budget exhausted after 3 attempts"},
+        True,
+        "model-server returned 503",
+        {},
+    ),
+    (
+        "Java stack trace: the exception",
+        {
+            "error.stack_trace": "java.lang.IllegalStateException: pool exhausted\n\tat P.get(P.java:4)"
+        },
+        True,
+        "java.lang.IllegalStateException: pool exhausted",
+        {},
+    ),
+    (
+        "chained Python traceback: the last exception",
+        {
+            "exc_info": TRACEBACK
+            + "\n\nDuring handling of the above exception:\n\n"
+            + TRACEBACK.replace("ValueError: boom", "KeyError: 'x'")
+            + "\n"
+        },
+        True,
+        "KeyError: 'x'",
+        {},
+    ),
     ("stack_trace", {"stack_trace": TRACEBACK}, True, "ValueError: boom", {}),
     (
         "loguru record.exception",

@@ -373,10 +373,15 @@ def negative_number(text: pl.Expr) -> pl.Expr:
 
 
 def error_text(text: pl.Expr) -> pl.Expr:
-    """The message of an error field: a traceback's last line (``ValueError: boom``); null for
-    ``true`` (no message) and for the values that say "no error"."""
-    last = text.str.strip_chars_end().str.extract(r"([^\n]*)$", 1).str.strip_chars()
-    return pl.when(~last.str.to_lowercase().is_in([*NOT_ERRORS, "true"])).then(last)
+    """The message of an error field: its first line (a multi-line message's headline, a Java
+    stack trace's exception), but a Python traceback's last line (``ValueError: boom``); null
+    for ``true`` (no message) and for the values that say "no error"."""
+    whole = text.str.strip_chars()
+    traceback = whole.str.starts_with("Traceback (most recent call last)")
+    last = whole.str.extract(r"([^\n]*)$", 1)
+    first = whole.str.extract(r"^([^\n]*)", 1)
+    line = pl.when(traceback).then(last).otherwise(first).str.strip_chars()
+    return pl.when(~line.str.to_lowercase().is_in([*NOT_ERRORS, "true"])).then(line)
 
 
 def typed_error(message: pl.Expr, kind: pl.Expr) -> pl.Expr:
