@@ -349,8 +349,7 @@ class TracesPayload(Payload):
     traces_failed: int
 
 
-class ModelVersionRow(Strict):
-    model_version: str | None
+class ModelStats(Strict):
     requests: int
     errors: int
     error_rate: float | None
@@ -363,7 +362,13 @@ class ModelVersionRow(Strict):
     low_confidence_rate: float | None
 
 
-class WindowRow(ModelVersionRow):
+class ModelVersionRow(ModelStats):
+    model_version: str | None
+
+
+class WindowRow(ModelStats):
+    """A period of ``--window``, every model version pooled."""
+
     window: str | None
 
 

@@ -65,6 +65,7 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("latency-log-time-start.json", ["latency", STAGE_LOGS, "--log-time", "start",
                                          "--format", "json"]),
         ("traces-slowest.table", ["traces", OTLP, "--slowest", "5"]),
+        ("models-window.json", ["models", OTLP, "--window", "20s", "--format", "json"]),
         ("traces-errors.csv", ["traces", LOGS, "--errors", "--format", "csv"]),
         ("formats.table", ["formats"]),
         ("formats.json", ["formats", "--format", "json"]),
