@@ -209,7 +209,7 @@ def diff(
     common.emit(result)
 
 
-@command(("input_format", "strict", "field", "log_time"), OUTPUT)
+@command(READING, OUTPUT)
 def models(
     paths: Paths,
     feature: FeatureOpt = None,

@@ -81,3 +81,33 @@ def test_help_examples_on_the_sample_data_run(
     result = CliRunner().invoke(app, words)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip()
+
+
+#: The commands that read inputs and analyse them (`convert` writes, `formats` and `schema` read
+#: nothing).
+ANALYSIS_COMMANDS = sorted(set(COMMANDS) - {"convert", "formats", "schema"})
+#: "Options every analysis command takes" (README) that each of them accepts.
+EVERY_ANALYSIS_OPTION = (
+    "--format",
+    "--output",
+    "--strict",
+    "--field",
+    "--log-time",
+    "--no-cache",
+    "--no-derived-stages",
+)
+
+
+#: `report` writes one format only, HTML.
+NOT_TAKEN = {"report": {"--format"}}
+
+
+@pytest.mark.parametrize("name", ANALYSIS_COMMANDS)
+def test_every_analysis_command_takes_the_shared_options(name: str) -> None:
+    taken = {
+        option
+        for param in COMMANDS[name].params
+        for option in (*param.opts, *getattr(param, "secondary_opts", ()))
+    }
+    expected = set(EVERY_ANALYSIS_OPTION) - NOT_TAKEN.get(name, set())
+    assert expected <= taken, expected - taken
