@@ -36,3 +36,13 @@ class StdoutGone(Exception):
 
 class OutputError(TracelensError):
     """The report could not be written to stdout (closed, a full disk, an I/O error)."""
+
+
+def quoted(value: object) -> str:
+    """``value`` in quotes for a message, its text as it is: whoever prints the message makes
+    control characters visible once (``repr`` would escape them, and the printer again: a real
+    ESC would read as ``\\\\x1b``, as if typed). Double quotes when the text holds a single
+    quote and no double one, as ``repr`` chooses."""
+    text = str(value)
+    quote = '"' if "'" in text and '"' not in text else "'"
+    return f"{quote}{text}{quote}"

@@ -51,7 +51,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ml_tracelens.exceptions import InputError, MalformedInput, UsageError
+from ml_tracelens.exceptions import InputError, MalformedInput, UsageError, quoted
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -124,7 +124,7 @@ def parse_size(text: str) -> int:
     """``"512M"`` -> 536870912; binary units, an optional ``B``/``iB``; ValueError otherwise."""
     match = _SIZE.match(text)
     if not match:
-        raise ValueError(f"not a size: {text!r}")
+        raise ValueError(f"not a size: {quoted(text)}")
     number, unit = match.groups()
     return int(float(number) * _UNITS[unit.lower()])
 
@@ -165,7 +165,7 @@ def _parse(attribute: str, variable: str, raw: str) -> Any:
             "max_keys_per_line": "a whole number of keys such as 10000",
             "max_gzip_ratio": "a ratio such as 200 (0 turns the check off)",
         }.get(attribute, "a size such as 512M or 2G")
-        raise UsageError(f"{variable}={raw!r}: expected {expected}") from None
+        raise UsageError(f"{variable}={quoted(raw)}: expected {expected}") from None
 
 
 # --- JSON nesting depth, measured on the raw bytes -------------------------------------------

@@ -34,7 +34,13 @@ from ml_tracelens.cli.options import (
     app,
     command,
 )
-from ml_tracelens.render.console import print_error, print_note, print_warning
+from ml_tracelens.exceptions import quoted
+from ml_tracelens.render.console import (
+    print_error,
+    print_note,
+    print_traceback,
+    print_warning,
+)
 
 SortOpt = Annotated[
     str | None, typer.Option("--sort", help="Sort by a column key (default: cp_share).")
@@ -313,7 +319,7 @@ def why(
     from ml_tracelens.exceptions import UsageError
 
     if scope not in ("request", "root"):
-        raise UsageError(f"{scope!r}: choose request or root", option="scope")
+        raise UsageError(f"{quoted(scope)}: choose request or root", option="scope")
     # A condition may name any column.
     unread = () if where or baseline_where else api.WHY_UNREAD
     # The requests' index serves every selection of requests with every span's attributes.
@@ -357,7 +363,7 @@ def schema(report: ReportArg, *, common: Common) -> None:
 
     if report not in documents.DOCUMENTS:
         choices = ", ".join(documents.DOCUMENTS)
-        raise UsageError(f"no report {report!r}: choose one of {choices}")
+        raise UsageError(f"no report {quoted(report)}: choose one of {choices}")
     write_stdout(render_schema(report))
 
 
@@ -374,4 +380,9 @@ def main() -> NoReturn:
     except KeyboardInterrupt:
         print_error("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as error:
+        # What --debug lets through. typer puts its own excepthook in place, which would print
+        # the message as it is, control characters and all.
+        print_traceback(type(error), error, error.__traceback__)
+        sys.exit(1)
     sys.exit(0)

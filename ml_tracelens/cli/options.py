@@ -21,7 +21,7 @@ import typer
 
 from ml_tracelens.cli.exits import errors_to_exit_codes, exit_code_of, show_version
 from ml_tracelens.cli.help import EXAMPLES, HelpCommand
-from ml_tracelens.exceptions import UsageError
+from ml_tracelens.exceptions import UsageError, quoted
 from ml_tracelens.render import SUFFIX_FORMATS, OutputFormat, write_file
 from ml_tracelens.render.console import print_warning
 
@@ -403,7 +403,7 @@ def field_map(fields: Sequence[str] | None) -> dict[str, str]:
     for item in fields or ():
         name, sep, key = item.partition("=")
         if not sep or not name.strip() or not key.strip():
-            raise UsageError(f"--field {item!r}: expected NAME=KEY, e.g. trace_id=req")
+            raise UsageError(f"--field {quoted(item)}: expected NAME=KEY, e.g. trace_id=req")
         mapping[name.strip()] = key.strip()
     return mapping
 

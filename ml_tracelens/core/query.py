@@ -22,7 +22,7 @@ import polars as pl
 from ml_tracelens.core.stats import ns_to_ms
 from ml_tracelens.core.tree import int_scalar
 from ml_tracelens.durations import NS_PER_S, NS_PER_US, length_ns
-from ml_tracelens.exceptions import NotFound, UsageError
+from ml_tracelens.exceptions import NotFound, UsageError, quoted
 from ml_tracelens.schema import INT64_MAX, INT64_MIN, with_attribute_columns
 
 _ATTR = re.compile(r'"?\battr\.([A-Za-z0-9_.\-/:]+[A-Za-z0-9_])"?')
@@ -43,7 +43,7 @@ class SpanFilter:
     def describe(self) -> str:
         parts = []
         if self.where:
-            parts.append(f"--where {self.where!r}")
+            parts.append(f"--where {quoted(self.where)}")
         if self.since:
             parts.append(f"--since {self.since}")
         if self.until:
@@ -109,12 +109,14 @@ def _where_mask(spans: pl.DataFrame, where: str) -> pl.Series:
     except Exception as exc:  # polars raises several error types for bad SQL
         hints = _where_hints(where, exc)
         raise UsageError(
-            f"{where!r}: {_first_line(exc)}" + "".join(f"; {h}" for h in hints), option="where"
+            f"{quoted(where)}: {_first_line(exc)}" + "".join(f"; {h}" for h in hints),
+            option="where",
         ) from exc
     column = result.get_column("keep")
     if column.dtype != pl.Boolean:
         raise UsageError(
-            f"{where!r}: not a condition (gives {column.dtype}, not true/false)", option="where"
+            f"{quoted(where)}: not a condition (gives {column.dtype}, not true/false)",
+            option="where",
         )
     return column.fill_null(False)
 
@@ -133,7 +135,7 @@ def time_bound(text: str, end_of_dump: int | None, option: str) -> int:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as exc:
         raise UsageError(
-            f"{text!r}: expected an ISO time (2026-11-26T08:00:00Z) or a duration "
+            f"{quoted(text)}: expected an ISO time (2026-11-26T08:00:00Z) or a duration "
             "back from the end of the dump (30s, 10m, 2h)",
             option=option,
         ) from exc
@@ -148,7 +150,7 @@ def _in_range(bound: int, text: str, option: str) -> int:
     # Compared with Int64 ns columns: a bound past them would overflow, not select everything.
     if not INT64_MIN <= bound <= INT64_MAX:
         raise UsageError(
-            f"{text!r}: outside the times telemetry can hold "
+            f"{quoted(text)}: outside the times telemetry can hold "
             "(1677-09-21 to 2262-04-11, nanoseconds in 64 bits)",
             option=option,
         )

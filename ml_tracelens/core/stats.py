@@ -16,7 +16,7 @@ from typing import overload
 import polars as pl
 
 from ml_tracelens.durations import NS_PER_MS
-from ml_tracelens.exceptions import UsageError
+from ml_tracelens.exceptions import UsageError, quoted
 from ml_tracelens.schema import with_attribute_columns
 
 #: The percentiles the latency reports show and budgets may name (p50 ... p99).
@@ -52,7 +52,7 @@ def with_group_columns(frame: pl.DataFrame, by: Sequence[str]) -> tuple[pl.DataF
             names.append(name)
         else:
             raise UsageError(
-                f"{item!r}: expected stage, service, kind, status or attr.KEY "
+                f"{quoted(item)}: expected stage, service, kind, status or attr.KEY "
                 "(e.g. --by service,stage or --by attr.model.version)",
                 option="by",
             )

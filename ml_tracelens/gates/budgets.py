@@ -46,7 +46,7 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
-from ml_tracelens.exceptions import UsageError
+from ml_tracelens.exceptions import UsageError, quoted
 
 BUDGET_SYNTAX = "[STAGE:]METRIC OP VALUE[UNIT], e.g. model.inference:p95<=120ms or error_rate<1%"
 RULE_SYNTAX = "[STAGE:]METRIC OP [+|-]AMOUNT UNIT, e.g. p95>+10% or error_rate>+0.5pp"
@@ -194,30 +194,30 @@ def parse_budget(text: str, *, origin: str = "--budget") -> Budget:
     stage, metric, op, rest = _split(text, origin=origin, what="budget", syntax=BUDGET_SYNTAX)
 
     def fail(problem: str) -> UsageError:
-        return UsageError(f"{origin} {text.strip()!r}: {problem}")
+        return UsageError(f"{origin} {quoted(text.strip())}: {problem}")
 
     if metric == PSI_PREFIX:
-        raise fail(f"name the field after {PSI_PREFIX!r}, e.g. psi.confidence<0.2")
+        raise fail(f"name the field after {quoted(PSI_PREFIX)}, e.g. psi.confidence<0.2")
     if is_llm_metric(metric) and metric not in LLM_METRICS:
         raise fail(
-            f"unknown LLM metric {metric!r}; choose llm.MEASURE.STAT (MEASURE: "
+            f"unknown LLM metric {quoted(metric)}; choose llm.MEASURE.STAT (MEASURE: "
             f"{', '.join((*LLM_DURATIONS, *LLM_NUMBERS))}; STAT: {', '.join(LLM_STATS)}, or "
             "total for tokens), llm.queue_share, llm.error_rate or llm.requests"
         )
     if metric not in METRICS and not metric.startswith(PSI_PREFIX) and not is_llm_metric(metric):
         raise fail(
-            f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}, {PSI_PREFIX}FIELD, "
+            f"unknown metric {quoted(metric)}; choose one of {', '.join(METRICS)}, {PSI_PREFIX}FIELD, "
             "llm.METRIC"
         )
     if op not in OPERATORS:
-        raise fail(f"unknown operator {op!r}; choose one of {' '.join(OPERATORS)}")
+        raise fail(f"unknown operator {quoted(op)}; choose one of {' '.join(OPERATORS)}")
     if stage is None and metric in STAGE_ONLY:
         raise fail(f"{metric} needs a stage, e.g. model.inference:{metric}{op}{rest}")
     number = _NUMBER.match(rest)
     if not rest:
-        raise fail(f"no value after {op!r}; expected {BUDGET_SYNTAX}")
+        raise fail(f"no value after {quoted(op)}; expected {BUDGET_SYNTAX}")
     if number is None:
-        raise fail(f"the value {rest!r} is not a number (digits and an optional unit)")
+        raise fail(f"the value {quoted(rest)} is not a number (digits and an optional unit)")
     if number["sign"]:
         raise fail("a budget value cannot have a sign")
     value = Decimal(number["num"])
@@ -225,13 +225,13 @@ def parse_budget(text: str, *, origin: str = "--budget") -> Budget:
     kind = metric_kind(metric) or MetricKind.INDEX
     if kind is MetricKind.INDEX:
         if unit:
-            raise fail(f"{metric} is a plain number (e.g. 0.2): drop the unit {unit!r}")
+            raise fail(f"{metric} is a plain number (e.g. 0.2): drop the unit {quoted(unit)}")
         limit = value
     elif kind is MetricKind.DURATION:
         if not unit:
             raise fail(f"{metric} is a duration: add a unit (ns, us, ms, s), e.g. {rest}ms")
         if unit not in DURATION_UNITS:
-            raise fail(f"unknown duration unit {unit!r}; use ns, us (or µs), ms or s")
+            raise fail(f"unknown duration unit {quoted(unit)}; use ns, us (or µs), ms or s")
         limit = value.scaleb(DURATION_UNITS[unit])
     elif kind is MetricKind.RATE:
         if unit == "%":
@@ -239,14 +239,14 @@ def parse_budget(text: str, *, origin: str = "--budget") -> Budget:
                 raise fail(f"{value}% is more than 100%")
             limit = value.scaleb(-2)
         elif unit:
-            raise fail(f"{metric} is a fraction: write 0.05 or 5%, not {unit!r}")
+            raise fail(f"{metric} is a fraction: write 0.05 or 5%, not {quoted(unit)}")
         elif value > 1:
             raise fail(f"{metric} is a fraction from 0 to 1: did you mean {value}%?")
         else:
             limit = value
     else:
         if unit:
-            raise fail(f"{metric} is a plain number: drop the unit {unit!r}")
+            raise fail(f"{metric} is a plain number: drop the unit {quoted(unit)}")
         if value != value.to_integral_value():
             raise fail(f"{metric} is a whole number, not {value}")
         limit = value
@@ -262,15 +262,15 @@ def parse_rule(text: str, *, origin: str = "--fail-on") -> Rule:
     stage, metric, op, rest = _split(text, origin=origin, what="rule", syntax=RULE_SYNTAX)
 
     def fail(problem: str) -> UsageError:
-        return UsageError(f"{origin} {text.strip()!r}: {problem}")
+        return UsageError(f"{origin} {quoted(text.strip())}: {problem}")
 
     if metric not in DIFF_METRICS:
-        raise fail(f"unknown metric {metric!r}; diff compares {', '.join(DIFF_METRICS)}")
+        raise fail(f"unknown metric {quoted(metric)}; diff compares {', '.join(DIFF_METRICS)}")
     if op not in RULE_OPERATORS:
-        raise fail(f"unknown operator {op!r}; choose one of {' '.join(RULE_OPERATORS)}")
+        raise fail(f"unknown operator {quoted(op)}; choose one of {' '.join(RULE_OPERATORS)}")
     number = _NUMBER.match(rest)
     if number is None:
-        raise fail(f"the change {rest!r} is not a number with a unit; expected {RULE_SYNTAX}")
+        raise fail(f"the change {quoted(rest)} is not a number with a unit; expected {RULE_SYNTAX}")
     value = Decimal(number["num"])
     if number["sign"] == "-":
         value = -value
@@ -281,16 +281,16 @@ def parse_rule(text: str, *, origin: str = "--fail-on") -> Rule:
     if kind is MetricKind.DURATION:
         if unit not in DURATION_UNITS:
             raise fail(
-                f"{metric} changes are in % or a duration unit (ns, us, ms, s), not {unit!r}"
+                f"{metric} changes are in % or a duration unit (ns, us, ms, s), not {quoted(unit)}"
             )
         amount = value.scaleb(DURATION_UNITS[unit])
     elif kind is MetricKind.RATE:
         if unit != "pp":
-            raise fail(f"{metric} changes are in pp (percentage points) or %, not {unit!r}")
+            raise fail(f"{metric} changes are in pp (percentage points) or %, not {quoted(unit)}")
         amount = value.scaleb(-2)
     else:
         if unit:
-            raise fail(f"{metric} changes are in % or a plain number, not {unit!r}")
+            raise fail(f"{metric} changes are in % or a plain number, not {quoted(unit)}")
         amount = value
     return Rule(text.strip(), stage, metric, op, amount, relative=False)
 
@@ -305,12 +305,12 @@ def _split(text: str, *, origin: str, what: str, syntax: str) -> tuple[str | Non
         raise UsageError(f"{origin}: empty {what}; expected {syntax}")
     match = _SHAPE.match(text.strip())
     if match is None:
-        raise UsageError(f"{origin} {text.strip()!r}: not a {what}; expected {syntax}")
+        raise UsageError(f"{origin} {quoted(text.strip())}: not a {what}; expected {syntax}")
     stage = match["stage"]
     if stage is not None:
         stage = stage.strip()
         if not stage:
-            raise UsageError(f"{origin} {text.strip()!r}: empty stage name before ':'")
+            raise UsageError(f"{origin} {quoted(text.strip())}: empty stage name before ':'")
     metric = match["metric"]
     # psi.FIELD keeps the field's case: attribute keys are case-sensitive.
     if metric.lower().startswith(PSI_PREFIX):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ml_tracelens.exceptions import UsageError
+from ml_tracelens.exceptions import UsageError, quoted
 from ml_tracelens.gates.budgets import Budget, Rule, parse_budgets, parse_rules
 
 CONFIG_NAME = "tracelens.toml"
@@ -90,8 +90,10 @@ def load_config(path: Path | str | None = None, *, cwd: Path | None = None) -> G
     for key in table:
         if key not in KNOWN_KEYS:
             close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UsageError(f"{path}: unknown key {key!r}; {hint}(known: {', '.join(KNOWN_KEYS)})")
+            hint = f"did you mean {quoted(close[0])}? " if close else ""
+            raise UsageError(
+                f"{path}: unknown key {quoted(key)}; {hint}(known: {', '.join(KNOWN_KEYS)})"
+            )
     return GateConfig(
         path=path,
         budgets=_strings(table, "budgets", path),
@@ -114,7 +116,7 @@ def _load(path: Path) -> dict[str, Any]:
 def _log_time(table: dict[str, Any], path: Path) -> str | None:
     value = table.get("log_time")
     if value is not None and value not in LOG_TIMES:
-        raise UsageError(f'{path}: log_time must be "end" or "start", not {value!r}')
+        raise UsageError(f'{path}: log_time must be "end" or "start", not {quoted(value)}')
     return value
 
 
@@ -129,7 +131,7 @@ def log_time_setting(
         return "end"
     if option == "start":
         return "start"
-    raise UsageError(f"{option!r}: expected end or start", option="log_time")
+    raise UsageError(f"{quoted(option)}: expected end or start", option="log_time")
 
 
 def _strings(table: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ from typing import TypeVar
 import polars as pl
 
 from ml_tracelens.core import Analysis, Structure, analyze
-from ml_tracelens.exceptions import UsageError
+from ml_tracelens.exceptions import UsageError, quoted
 from ml_tracelens.ingest import (
     InputsRead,
     LlmFound,
@@ -80,7 +80,7 @@ def memory_budget() -> int:
     match = _SIZE.match(text)
     if not match:
         raise UsageError(
-            f"{BUDGET_VARIABLE}={text!r}: expected a size in bytes, or with K, M, G or T "
+            f"{BUDGET_VARIABLE}={quoted(text)}: expected a size in bytes, or with K, M, G or T "
             "(e.g. 512M, 2G)"
         )
     scale = 1024 ** " kmgt".index(match[2].lower() or " ")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 import polars as pl
 
 from ml_tracelens import limits
-from ml_tracelens.exceptions import InputError, MalformedInput
+from ml_tracelens.exceptions import InputError, MalformedInput, quoted
 from ml_tracelens.readers import detect, registry
 from ml_tracelens.readers.base import (
     BatchResult,
@@ -57,7 +57,7 @@ def choose_reader(source: InputSource, input_format: str | None) -> ReaderSpec |
         reader = registry().get(input_format)
         if reader is None:
             known = ", ".join(registry())
-            raise InputError(f"unknown input format {input_format!r}; known formats: {known}")
+            raise InputError(f"unknown input format {quoted(input_format)}; known formats: {known}")
         return reader
     head = _head(source)
     if not head.strip(b" \t\r\n\xef\xbb\xbf"):

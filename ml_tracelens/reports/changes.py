@@ -15,6 +15,7 @@ from ml_tracelens.core.bootstrap import Bootstrap, paired_intervals, replicate_e
 from ml_tracelens.core.llm import Aliases
 from ml_tracelens.core.significance import DEFAULT_MIN_CHANGE_PCT, benjamini_hochberg
 from ml_tracelens.core.stats import ms_quantile, requests
+from ml_tracelens.exceptions import quoted
 from ml_tracelens.gates.budgets import Rule
 from ml_tracelens.reports.result import JsonValue
 
@@ -274,12 +275,12 @@ def _row(
         if not _exceeded(rule, change, change_pct, before):
             continue
         if too_few:
-            notes.append(f"{rule.text!r} not applied")
+            notes.append(f"{quoted(rule.text)} not applied")
         elif metric == "count" or _interval_agrees(rule, low, high):
             row["regression"] = True
-            notes.append(f"exceeds {rule.text!r}")
+            notes.append(f"exceeds {quoted(rule.text)}")
         else:
-            notes.append(f"{rule.text!r} exceeded but within noise (interval includes 0)")
+            notes.append(f"{quoted(rule.text)} exceeded but within noise (interval includes 0)")
     row["note"] = "; ".join(notes) or None
     return row
 

@@ -33,6 +33,7 @@ import polars as pl
 from ml_tracelens.core.llm import Aliases
 from ml_tracelens.core.stats import PERCENTILES, exact_percentiles, requests
 from ml_tracelens.durations import NS_PER_MS
+from ml_tracelens.exceptions import quoted
 from ml_tracelens.gates.budgets import (
     METRICS,
     Budget,
@@ -210,10 +211,10 @@ def _stats_for(analysed: pl.DataFrame, stage: str | None) -> dict[str, Fraction 
 def _missing_note(stage: str, present: list[str]) -> str:
     close = difflib.get_close_matches(stage, present, n=3, cutoff=0.6)
     if close:
-        return f"stage {stage!r} is not in the data; did you mean {' or '.join(map(repr, close))}?"
+        return f"stage {quoted(stage)} is not in the data; did you mean {' or '.join(map(quoted, close))}?"
     listed = ", ".join(present[:LISTED_STAGES])
     more = f" and {len(present) - LISTED_STAGES} more" if len(present) > LISTED_STAGES else ""
-    return f"stage {stage!r} is not in the data (stages: {listed}{more})"
+    return f"stage {quoted(stage)} is not in the data (stages: {listed}{more})"
 
 
 #: Decimal places tried, in turn, until a failing value and its limit print differently.
@@ -241,7 +242,7 @@ def _failure_note(actual: Fraction, budget: Budget) -> str:
 def _no_value_note(budget: Budget) -> str:
     if budget.stage is None:
         return f"no value: no requests (root spans) with data for {budget.metric}"
-    return f"no value: stage {budget.stage!r} has no spans with data for {budget.metric}"
+    return f"no value: stage {quoted(budget.stage)} has no spans with data for {budget.metric}"
 
 
 def build(

@@ -20,7 +20,7 @@ import polars as pl
 
 from ml_tracelens.core.stats import requests
 from ml_tracelens.durations import NS_PER_MS, format_duration
-from ml_tracelens.exceptions import NotFound
+from ml_tracelens.exceptions import NotFound, quoted
 from ml_tracelens.reports.documents import ComparedRequest, ComparePayload
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS, resolve_id
 from ml_tracelens.reports.request_tree import tree_order
@@ -201,7 +201,7 @@ def typical_trace(analysed: pl.DataFrame, trace_id: str) -> str:
         & pl.col("duration_ns").is_not_null()
     ).sort("duration_ns", "trace_id")
     if peers.is_empty():
-        raise NotFound(f"no other timed request with root {stage!r} to take as typical")
+        raise NotFound(f"no other timed request with root {quoted(stage)} to take as typical")
     return str(peers.get_column("trace_id")[(peers.height - 1) // 2])
 
 

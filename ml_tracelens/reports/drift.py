@@ -20,7 +20,7 @@ from ml_tracelens.core.psi import (
     reading,
 )
 from ml_tracelens.durations import length_ns
-from ml_tracelens.exceptions import UsageError
+from ml_tracelens.exceptions import UsageError, quoted
 from ml_tracelens.reports.context import iso_time
 from ml_tracelens.reports.model_records import versions_in
 from ml_tracelens.reports.result import JsonValue
@@ -33,7 +33,9 @@ def parse_window(text: str) -> int:
     """``10m`` -> nanoseconds (units ms, s, m, h, d)."""
     length = length_ns(text)
     if length is None or length <= 0:
-        raise UsageError(f"{text!r}: expected a length such as 30s, 10m or 1h", option="window")
+        raise UsageError(
+            f"{quoted(text)}: expected a length such as 30s, 10m or 1h", option="window"
+        )
     return round(length)
 
 
@@ -41,7 +43,9 @@ def parse_compare(text: str) -> tuple[str, str]:
     """``v1,v2`` -> ("v1", "v2")."""
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-        raise UsageError(f"{text!r}: expected two different versions, e.g. v1,v2", option="compare")
+        raise UsageError(
+            f"{quoted(text)}: expected two different versions, e.g. v1,v2", option="compare"
+        )
     return parts[0], parts[1]
 
 
@@ -94,7 +98,7 @@ def version_pairs(frame: pl.DataFrame, compare: tuple[str, str] | None) -> list[
         missing = [v for v in compare if v not in versions]
         if missing:
             raise UsageError(
-                f"model version {missing[0]!r} is not in the data "
+                f"model version {quoted(missing[0])} is not in the data "
                 f"(versions: {', '.join(versions) or 'none'})",
                 option="compare",
             )

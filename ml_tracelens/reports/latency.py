@@ -20,7 +20,7 @@ from ml_tracelens.core.stats import (
     with_group_columns,
 )
 from ml_tracelens.durations import format_duration
-from ml_tracelens.exceptions import UsageError
+from ml_tracelens.exceptions import UsageError, quoted
 from ml_tracelens.reports.context import requests_of
 from ml_tracelens.reports.documents import LatencyPayload, RequestSummary
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
@@ -142,7 +142,9 @@ def checked_sort(sort: str | None, names: Sequence[str]) -> str:
     sort_key = sort or "cp_share"
     known = {*names, *(c.key for c in STAT_COLUMNS)}
     if sort_key not in known:
-        raise UsageError(f"{sort_key!r}: choose one of {', '.join(sorted(known))}", option="sort")
+        raise UsageError(
+            f"{quoted(sort_key)}: choose one of {', '.join(sorted(known))}", option="sort"
+        )
     return sort_key
 
 

@@ -27,7 +27,7 @@ import polars as pl
 from ml_tracelens.core import llm
 from ml_tracelens.core.stats import exact_percentiles, ns_to_ms, quantile
 from ml_tracelens.durations import NS_PER_MS, format_duration
-from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError, quoted
 from ml_tracelens.reports.documents import LlmPayload
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
 from ml_tracelens.schema import with_attribute_columns
@@ -222,7 +222,7 @@ def with_groups(
             attributes[item] = item[5:]
         else:
             raise UsageError(
-                f"{item!r}: expected {', '.join(GROUP_KEYS)} or attr.KEY (e.g. --by operation "
+                f"{quoted(item)}: expected {', '.join(GROUP_KEYS)} or attr.KEY (e.g. --by operation "
                 "or --by attr.gen_ai.request.max_tokens)",
                 option="by",
             )
@@ -348,7 +348,7 @@ def budget_values(
         if model is not None and model not in models:
             out[(model, metric)] = (
                 None,
-                f"model {model!r} is not in the data (models: {', '.join(models)})",
+                f"model {quoted(model)} is not in the data (models: {', '.join(models)})",
             )
             continue
         scoped = frame if model is None else frame.filter(pl.col("model") == model)

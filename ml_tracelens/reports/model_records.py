@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ml_tracelens.core.stats import requests
-from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError, quoted
 from ml_tracelens.schema import ERROR_LEVELS, with_attribute_columns
 
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -121,7 +121,7 @@ def _features(features: Iterable[str]) -> tuple[str, ...]:
     for feature in chosen:
         if feature in RESERVED:
             raise UsageError(
-                f"{feature!r}: the name of a column tracelens computes; "
+                f"{quoted(feature)}: the name of a column tracelens computes; "
                 f"features cannot be named {', '.join(sorted(RESERVED))}",
                 option="features",
             )

@@ -33,7 +33,7 @@ import polars as pl
 
 from ml_tracelens.core import Analysis, analyze
 from ml_tracelens.core.stats import ms_quantile, quantile
-from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError, quoted
 from ml_tracelens.ingest.telemetry import Telemetry
 from ml_tracelens.reports.context import ReportContext, inputs_of, warnings_of
 from ml_tracelens.reports.documents import ModelsPayload
@@ -369,7 +369,7 @@ def budget_values(
         if version is not None and version not in versions:
             out[(version, metric)] = (
                 None,
-                f"model version {version!r} is not in the data (versions: {', '.join(versions)})",
+                f"model version {quoted(version)} is not in the data (versions: {', '.join(versions)})",
             )
         elif metric == "low_confidence_rate":
             scoped = frame if version is None else frame.filter(pl.col("model_version") == version)

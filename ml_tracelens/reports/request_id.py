@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-from ml_tracelens.exceptions import NotFound, UsageError
+from ml_tracelens.exceptions import NotFound, UsageError, quoted
 from ml_tracelens.schema import attribute, distinct_resources, normalize_id, with_attribute_columns
 
 #: Span attributes whose values are request (correlation) ids.
@@ -96,7 +96,7 @@ def resolve_id(
         raise NotFound(_only_in_logs(text, correlated, logs))
     if _HEX.fullmatch(lowered) and len(lowered) < MIN_PREFIX:
         raise NotFound(
-            f"{text!r} is too short for a trace id prefix: prefixes need at least "
+            f"{quoted(text)} is too short for a trace id prefix: prefixes need at least "
             f"{MIN_PREFIX} hex digits"
         )
     raise NotFound(_unknown(text, trace_ids, spans, logs, id_attrs))
@@ -112,7 +112,7 @@ def _only_in_logs(text: str, traces: pl.Series, logs: pl.DataFrame | pl.LazyFram
         .row(0, named=True)
     )
     message = (
-        f"no spans for {text!r}: it appears only in {_n(records['records'], 'log record')} "
+        f"no spans for {quoted(text)}: it appears only in {_n(records['records'], 'log record')} "
         f"(trace {traces.item(0)}), and `show` draws spans"
     )
     if records["staged"]:
@@ -262,7 +262,7 @@ def _ambiguous(
     more = ids.len() - _LIST_AT_MOST
     tail = f"; and {more:,} more" if more > 0 else ""
     return (
-        f"{text!r} matches {ids.len():,} traces as a {what}: {'; '.join(described)}{tail}. "
+        f"{quoted(text)} matches {ids.len():,} traces as a {what}: {'; '.join(described)}{tail}. "
         "Pass the full trace id"
     )
 
@@ -310,7 +310,7 @@ def _unknown(
     ).unique()
     closest = _closest(text, pool)
     hint = f"closest: {', '.join(closest)}" if closest else "list ids with `tracelens traces`"
-    return f"no trace or request id {text!r} in the input; {hint}"
+    return f"no trace or request id {quoted(text)} in the input; {hint}"
 
 
 def _closest(text: str, pool: pl.Series, n: int = 3) -> list[str]:

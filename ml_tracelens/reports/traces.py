@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from ml_tracelens.core.stats import ns_to_ms, request_errors_expr
-from ml_tracelens.exceptions import UsageError
+from ml_tracelens.exceptions import UsageError, quoted
 from ml_tracelens.reports.context import iso_time_expr
 from ml_tracelens.reports.documents import TracesPayload
 from ml_tracelens.reports.request_id import DEFAULT_ID_ATTRS, correlation_values
@@ -126,7 +126,7 @@ def build(
         if value is not None and value < 1:
             raise UsageError(f"{value}: expected a positive number of traces", option=name)
     if sort is not None and sort not in SORT_KEYS:
-        raise UsageError(f"{sort!r}: choose one of {', '.join(SORT_KEYS)}", option="sort")
+        raise UsageError(f"{quoted(sort)}: choose one of {', '.join(SORT_KEYS)}", option="sort")
     table = trace_table(analysed, logs, id_attrs=id_attrs)
     total = table.height
     if mask is not None:

@@ -27,7 +27,7 @@ from ml_tracelens.core.attribute_pairs import AttributePairs
 from ml_tracelens.core.significance import benjamini_hochberg, fisher_exact, mann_whitney
 from ml_tracelens.core.tree import filled, int_max
 from ml_tracelens.durations import format_duration
-from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError, quoted
 from ml_tracelens.reports import why_candidates, why_index, why_shifts
 from ml_tracelens.reports.documents import StageShift, WhyPayload, WhyRow, WhySide
 from ml_tracelens.reports.result import Column, ColumnKind, JsonValue, Report, Table
@@ -80,7 +80,7 @@ def build(
     if min_count < 1:
         raise UsageError("must be at least 1", option="min_count")
     if scope not in ("request", "root"):
-        raise UsageError(f"{scope!r}: choose request or root", option="scope")
+        raise UsageError(f"{quoted(scope)}: choose request or root", option="scope")
     conditions = {
         option: where
         for option, where in (

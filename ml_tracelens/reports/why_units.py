@@ -15,7 +15,7 @@ from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.core.stats import quantile, request_errors_expr
 from ml_tracelens.core.tree import filled
 from ml_tracelens.durations import NS_PER_MS, length_ns
-from ml_tracelens.exceptions import InputError, UsageError
+from ml_tracelens.exceptions import InputError, UsageError, quoted
 from ml_tracelens.reports import why_holdings, why_shifts
 
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
@@ -132,7 +132,9 @@ def selected_units(
     if match:
         percent = float(match[1])
         if not 0 < percent < 100:
-            raise UsageError(f"{spec!r}: a percentile between p0 and p100, e.g. p95", option="slow")
+            raise UsageError(
+                f"{quoted(spec)}: a percentile between p0 and p100, e.g. p95", option="slow"
+            )
         cut = quantile(duration, percent / 100)
         if cut is None:
             raise InputError(f"nothing to analyse: no timed {noun}")
@@ -141,7 +143,7 @@ def selected_units(
         length = length_ns(spec[1:]) if spec.startswith(">") else None
         if length is None:
             raise UsageError(
-                f"{spec!r}: expected a percentile (p95, p99.9) or a duration ('>500ms', '>2s')",
+                f"{quoted(spec)}: expected a percentile (p95, p99.9) or a duration ('>500ms', '>2s')",
                 option="slow",
             )
         threshold = length

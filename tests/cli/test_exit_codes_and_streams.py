@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from ml_tracelens.cli import app
 from ml_tracelens.schema import attributes_dict
+from tests.conftest import SAMPLE_DATA
 from tests.factories import T0, otlp_document, otlp_span, sid
 
 DEMO = "otlp/otel-demo-capture.otlp.jsonl"
@@ -262,3 +263,18 @@ def test_summary_folds_a_long_list_of_inputs_into_one_row(tmp_path: Path) -> Non
     assert cells[1:] == ["otlp-json", str(want), "0", "6", "0"]
     document = json.loads(runner.invoke(app, ["summary", str(tmp_path), "-f", "json"]).stdout)
     assert len(document["inputs"]) == 25
+
+
+def test_a_message_quotes_what_was_typed_with_control_characters_escaped_once() -> None:
+    sample = str(SAMPLE_DATA / "traces.otlp.jsonl")
+    typed = "a\\b\x1b[31m"  # a typed backslash and a real ESC
+    result = run("show", typed, sample, "--no-cache")
+    assert result.exit_code == 2
+    assert "no trace or request id 'a\\\\b\\x1b[31m' in the input" in result.stderr
+    where = run("latency", sample, "--no-cache", "--where", "stage = 'x' AND")
+    assert where.exit_code == 2
+    assert "--where \"stage = 'x' AND\": " in where.stderr
+    # JSON holds the stage as it was named, escaped by JSON alone.
+    check = run("check", sample, "--no-cache", "--budget", "a\\b:p95<1s", "-f", "json")
+    assert check.exit_code == 1
+    assert json.loads(check.stdout)["rows"][0]["note"].startswith("stage 'a\\b' is not in the data")

@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ml_tracelens.core import llm
-from ml_tracelens.exceptions import UsageError
+from ml_tracelens.exceptions import UsageError, quoted
 from ml_tracelens.readers.support import log_values as v
 
 #: ``unread_reason`` values: why a time or duration present on a line was not read.
@@ -229,7 +229,7 @@ def validate_field_map(field_map: Mapping[str, str]) -> dict[str, str]:
             continue
         if name not in FIELD_NAMES:
             raise UsageError(
-                f"{name}={key}: unknown log field {name!r}; known fields: {', '.join(FIELD_NAMES)}"
+                f"{name}={key}: unknown log field {quoted(name)}; known fields: {', '.join(FIELD_NAMES)}"
                 f" and the LLM fields llm.{', llm.'.join(llm.FIELD_NAMES)}",
                 option="fields",
             )
@@ -268,7 +268,7 @@ def duration_unit(key: str) -> tuple[str, int]:
             return base, v.UNITS[unit]
         # Taking "took:minutes" as a key no line has would only show as missing durations.
         raise UsageError(
-            f"duration={key}: unknown unit {unit!r}; units: {', '.join(v.UNITS)} "
+            f"duration={key}: unknown unit {quoted(unit)}; units: {', '.join(v.UNITS)} "
             f"(a key holding a colon needs one: --field duration={key}:ms)",
             option="fields",
         )
