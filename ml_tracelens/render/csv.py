@@ -1,4 +1,4 @@
-"""CSV of a report's primary table (RFC 4180), safe to open in a spreadsheet.
+"""CSV of a report's main table, the JSON `rows` (RFC 4180), safe to open in a spreadsheet.
 
 Span names, attributes and error messages are attacker-controlled, and a spreadsheet runs a cell
 that starts with a formula character (CSV or "formula" injection: ``=HYPERLINK(...)``,
@@ -36,7 +36,10 @@ _NEEDS_QUOTES = re.compile(r"[,;\"\t\r\n]|^ | $|^::")
 
 
 def render(report: Report) -> str:
-    table = report.primary
+    # The JSON document's main table, numbers and all, where a report shows people another
+    # (diff's rows per stage, why's findings); else the main table people read.
+    main = (t for t in report.tables if t.key == "rows" and t.in_json)
+    table = next(main, report.primary)
     if table is None:
         return ""
     columns = [c for c in table.columns if c.machine]

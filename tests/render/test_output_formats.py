@@ -4,11 +4,16 @@ import csv
 import io
 import json
 
+import pytest
+from typer.testing import CliRunner
+
+from ml_tracelens.cli import app
 from ml_tracelens.render import OutputFormat, emit
 from ml_tracelens.render.cells import format_value, printable, sparkline
 from ml_tracelens.render.csv import cell
 from ml_tracelens.reports.documents import ErrorsPayload, RequestSummary
 from ml_tracelens.reports.result import Column, ColumnKind, Report, Table
+from tests.conftest import SAMPLE_DATA
 
 _UNMEASURED = ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "error_rate")
 
@@ -180,3 +185,39 @@ def test_an_empty_table_prints_its_title_and_a_sentence() -> None:
         assert "no drift (PSI)" in text  # a table without a sentence of its own
         assert "(no rows)" not in text
         assert "_none_" not in text
+
+
+_SAMPLE = str(SAMPLE_DATA / "traces.otlp.jsonl")
+_LOGS = str(SAMPLE_DATA / "app.log.jsonl")
+MAIN_TABLE_COMMANDS = {
+    "latency": ["latency", _SAMPLE],
+    "traces": ["traces", _SAMPLE],
+    "diff": ["diff", _LOGS, _SAMPLE],
+    "why": ["why", _SAMPLE, "--slow", "p95"],
+    "check": ["check", _SAMPLE, "--budget", "p95<1s"],
+    "models": ["models", _SAMPLE],
+}
+
+
+def _same_cell(text: str, value: object) -> bool:
+    if value is None:
+        return text == ""
+    if isinstance(value, bool):
+        return text == str(value).lower()
+    if isinstance(value, int | float):
+        return float(text) == value
+    if isinstance(value, str):
+        return text in (value, "'" + value)  # a formula character gets a leading quote
+    return json.loads(text) == value
+
+
+@pytest.mark.parametrize("name", MAIN_TABLE_COMMANDS)
+def test_csv_writes_the_json_rows_with_their_numbers(name: str) -> None:
+    args = [*MAIN_TABLE_COMMANDS[name], "--no-cache", "-q"]
+    rows = json.loads(CliRunner().invoke(app, [*args, "-f", "json"]).stdout)["rows"]
+    table = list(csv.DictReader(io.StringIO(CliRunner().invoke(app, [*args, "-f", "csv"]).stdout)))
+    assert rows
+    assert len(table) == len(rows)
+    for row, line in zip(rows, table, strict=True):
+        assert set(line) <= set(row)
+        assert all(_same_cell(line[key], row[key]) for key in line), (row, line)
