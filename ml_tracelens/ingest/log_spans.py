@@ -19,6 +19,8 @@ Per request:
 3. A request whose lines form one tree has that tree's top as its root (the request's own line,
    e.g. ``POST /predict``). When several lines are tops, a derived root named ``request``
    covering every line is added above them, and counted (``DerivedSpans.derived_roots``).
+   A line whose parent id no line of its request has is no top: like such a span, it keeps
+   that parent id and the analysis flags it an orphan.
 
 A derived span's id is its line's span id when the line has one that no other line of its
 request repeats (so ``show`` files the line under its own span), else ``log:ROW``. Each derived
@@ -324,7 +326,19 @@ def _assemble(
     ids are distinct (see ``_span_ids``); how many derived roots were added."""
     span_id, distinct = _span_ids(stages)
     parent_id = span_id.gather(parent)
-    is_top = parent.is_null()
+    # A line whose parent id no line of its request has is an orphan, as such a span is: it
+    # keeps that id (the analysis flags it), and is no top that would call for a derived root.
+    named = stages.get_column("parent_span_id")
+    orphan = parent.is_null() & stages.select(
+        pl.col("_by_ids")
+        & named.is_not_null()
+        & (pl.col("parent_span_id") != pl.col("span_id")).fill_null(True)
+    ).to_series()
+    if orphan.any():
+        parent_id = pl.select(
+            pl.when(pl.lit(orphan)).then(pl.lit(named)).otherwise(pl.lit(parent_id))
+        ).to_series()
+    is_top = parent.is_null() & ~orphan
     tops = stages.select("_req", _top=is_top).filter(pl.col("_top")).group_by("_req").len()
     rooted_ids = tops.filter(pl.col("len") > 1).get_column("_req")
     rooted = stages.select(pl.col("_req").is_in(rooted_ids.implode())).to_series()

@@ -62,7 +62,7 @@ def build(*, telemetry: Telemetry, analysis: Analysis) -> Report:
         ("spans", payload.spans),
         ("traces", payload.traces),
         ("services", f"{len(services)}: {', '.join(services)}" if services else "0"),
-        ("time range", f"{payload.start} .. {payload.end}"),
+        ("time range", f"{payload.start} .. {payload.end}" if payload.start else "-"),
         ("error spans", error_spans),
         ("orphan spans", structure.orphan_spans),
         ("duplicate spans merged", telemetry.merged_duplicates),

@@ -170,16 +170,35 @@ def test_parent_ids_decide_over_time() -> None:
 
 
 def test_several_tops_by_parent_ids_get_a_derived_root() -> None:
-    logs = lines(("a", 10, 60), ("b", 20, 30), span_id=["a1", "b1"], parent_span_id=["gone", "a1"])
-    derived = spans_from_logs(logs, known_trace_ids=NONE, resolutions=[(2, 0)])
-    assert parents(derived) == {"a": None, "b": "a"}  # one top: it is the root
-    logs = lines(("a", 10, 60), ("b", 20, 30), span_id=["a1", "b1"], parent_span_id=["x", "y"])
-    derived = spans_from_logs(logs, known_trace_ids=NONE, resolutions=[(2, 0)])
+    logs = lines(
+        ("a", 10, 60), ("b", 20, 30), ("c", 40, 50), span_id=["a1", "b1", "c1"],
+        parent_span_id=[None, None, "a1"],
+    )  # fmt: skip
+    derived = spans_from_logs(logs, known_trace_ids=NONE, resolutions=[(3, 0)])
     assert parents(derived) == {
         DERIVED_ROOT_NAME: None,
         "a": DERIVED_ROOT_NAME,
         "b": DERIVED_ROOT_NAME,
+        "c": "a",
     }
+    assert derived.derived_roots == 1
+
+
+def test_a_parent_id_no_line_has_makes_an_orphan_not_a_top() -> None:
+    # As a span whose parent is not in the dump: it keeps the id, and calls for no derived root.
+    logs = lines(("a", 10, 60), ("b", 20, 30), span_id=["a1", "b1"], parent_span_id=["gone", "a1"])
+    derived = spans_from_logs(logs, known_trace_ids=NONE, resolutions=[(2, 0)])
+    spans = derived.spans
+    names = spans.get_column("name")
+    ids = dict(zip(names, spans.get_column("span_id"), strict=True))
+    assert dict(zip(names, spans.get_column("parent_id"), strict=True)) == {
+        "a": "gone",
+        "b": ids["a"],
+    }
+    logs = lines(("a", 10, 60), ("b", 20, 30), span_id=["a1", "b1"], parent_span_id=["x", "y"])
+    derived = spans_from_logs(logs, known_trace_ids=NONE, resolutions=[(2, 0)])
+    assert derived.derived_roots == 0
+    assert derived.spans.get_column("parent_id").to_list() == ["x", "y"]
 
 
 def test_error_lines_make_error_spans_with_their_message() -> None:
@@ -465,3 +484,52 @@ def test_no_spans_names_the_missing_keys_and_the_fix(tmp_path: Path) -> None:
         app, ["latency", str(log), "--field", "duration=took", "--field", "correlation_id=rid"]
     )
     assert fixed.exit_code == 0, fixed.stderr
+
+
+def test_a_line_whose_parent_id_no_line_has_is_an_orphan_as_a_span_would_be(
+    tmp_path: Path,
+) -> None:
+    from tests.factories import otlp_document, otlp_span
+
+    # (span id, parent id, stage, start ms, end ms); "lost" names a span the dump does not hold.
+    tree = [
+        ("a0", None, "POST /predict", 0, 100),
+        ("a1", "a0", "fetch", 20, 80),
+        ("a2", "a0", "infer", 80, 95),
+        ("a3", "lost", "cache", 45, 50),
+    ]
+    start = BASE
+    log = tmp_path / "app.log.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "timestamp": start + end * MS,
+                    "trace_id": "0" * 31 + "1",
+                    "span_id": span,
+                    **({"parent_span_id": parent} if parent else {}),
+                    "stage": stage,
+                    "duration_ms": end - begin,
+                }
+            )
+            + "\n"
+            for span, parent, stage, begin, end in tree
+        )
+    )
+    spans = [
+        otlp_span("0" * 31 + "1", span, parent, stage, start + begin * MS, start + end * MS)
+        for span, parent, stage, begin, end in tree
+    ]
+    dump = tmp_path / "spans.otlp.jsonl"
+    dump.write_text(json.dumps(otlp_document(spans, service=None)) + "\n")
+
+    def report(command: str, path: Path) -> dict[str, Any]:
+        result = CliRunner().invoke(app, [command, str(path), "-f", "json", "--no-cache", "-q"])
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    summary = report("summary", log)
+    assert (summary["orphan_spans"], summary["derived_request_roots"]) == (1, 0)
+    from_logs, from_spans = report("latency", log), report("latency", dump)
+    assert from_logs["rows"] == from_spans["rows"]
+    assert from_logs["requests"] == from_spans["requests"]
