@@ -385,8 +385,11 @@ def test_long_is_the_metric_table_and_json_is_the_same_either_way(regression_pai
         json.loads(run(*args, *extra, "--format", "json").stdout) for extra in ((), ("--long",))
     ]
     assert documents[0] == documents[1]
-    csv = run(*args, "--format", "csv").stdout.splitlines()
-    assert csv[0] == "stage,count,p50,p95,p99,error_rate,verdict"
+    # CSV, like JSON, holds the metric rows and their numbers whichever view is chosen.
+    for extra in ((), ("--long",)):
+        csv = run(*args, *extra, "--format", "csv").stdout.splitlines()
+        assert csv[0].startswith("stage,metric,baseline,current,change,change_pct,")
+        assert len(csv) == len(documents[0]["rows"]) + 1
 
 
 def test_min_change_raises_the_bar(regression_pair) -> None:
