@@ -107,7 +107,12 @@ def _only_in_logs(text: str, traces: pl.Series, logs: pl.DataFrame | pl.LazyFram
     records = (
         logs.lazy()
         .filter((pl.col("correlation_id") == text) | (pl.col("trace_id") == text))
-        .select(staged=pl.col("stage").is_not_null().sum(), records=pl.len())
+        .select(
+            staged=pl.col("stage").is_not_null().sum(),
+            timed=(pl.col("stage").is_not_null() & pl.col("duration_ns").is_not_null()).sum(),
+            reason=pl.col("unread_reason").drop_nulls().first(),
+            records=pl.len(),
+        )
         .collect()
         .row(0, named=True)
     )
@@ -115,7 +120,13 @@ def _only_in_logs(text: str, traces: pl.Series, logs: pl.DataFrame | pl.LazyFram
         f"no spans for {quoted(text)}: it appears only in {_n(records['records'], 'log record')} "
         f"(trace {traces.item(0)}), and `show` draws spans"
     )
-    if records["staged"]:
+    if records["reason"] is not None or records["timed"]:
+        why = f" ({records['reason']})" if records["reason"] is not None else ""
+        message += (
+            f"; those records name stages but were not made spans{why}: `tracelens summary` "
+            "counts the lines by reason"
+        )
+    elif records["staged"]:
         message += (
             "; those records name stages but no duration: map their duration key with "
             "--field duration=KEY"

@@ -141,6 +141,35 @@ def test_an_id_only_log_records_carry_says_so() -> None:
     assert "request id" not in message
 
 
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (
+            {"timestamp": "yesterday", "duration_ms": 5},
+            "those records name stages but were not made spans (unreadable time): "
+            "`tracelens summary` counts the lines by reason",
+        ),
+        (
+            {"timestamp": "2026-03-02T09:00:00Z", "duration_ms": -5},
+            "those records name stages but were not made spans",
+        ),
+        (
+            {"timestamp": "2026-03-02T09:00:00Z"},
+            "those records name stages but no duration: map their duration key with "
+            "--field duration=KEY",
+        ),
+    ],
+)
+def test_a_request_whose_stage_lines_were_not_spans_says_why(
+    line: dict[str, object], said: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "app.log.jsonl"
+    path.write_text(json.dumps({"request_id": "r-1", "stage": "infer", **line}) + "\n")
+    result = show("r-1", str(path))
+    assert result.exit_code == 2
+    assert said in result.stderr
+
+
 def test_a_request_id_attribute_of_a_span_names_its_trace(dump: Path) -> None:
     document = show_json("req-8f3a", str(dump))
     assert document["trace_id"] == T1
