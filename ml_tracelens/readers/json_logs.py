@@ -25,8 +25,10 @@ unreadable. The rules in full are in ``log_aliases``; value rules (times, durati
 ``log_values``.
 
 Detection (``sniff``): at least half of the first ``SNIFF_LINES`` complete non-blank lines (and
-at least one) are JSON objects, so a rotated file whose first line is cut, or a line holding
-``NaN``, does not hide a log; the reader skips such lines with their location.
+at least one) from the first JSON line on (within ``BANNER_LINES``) are JSON objects, a line
+holding ``NaN`` or ``Infinity`` (as Python's ``json`` writes them) counting as one, so a rotated
+file whose first line is cut, a start-up banner, or lines holding ``NaN`` do not hide a log; the
+reader skips such lines with their location and reason.
 
 Inputs are read in newline-aligned blocks (``log_blocks``: memory stays bounded; stdin and gzip
 stream), each parsed on one of two paths that give the same table. The fast path (``log_fast``)
@@ -89,7 +91,7 @@ from ml_tracelens.readers.support.log_lines import (
     line_chunks,
     parse_lines,
 )
-from ml_tracelens.readers.support.log_problems import BOM, WHITESPACE
+from ml_tracelens.readers.support.log_problems import BOM, WHITESPACE, with_non_finite_numbers
 from ml_tracelens.schema import empty_logs
 
 NAME = "json-logs"
@@ -99,6 +101,8 @@ ParsePath = Literal["auto", "fast", "python"]
 
 #: Complete non-blank lines of the head the sniffer judges.
 SNIFF_LINES = 20
+#: Lines before the first JSON line that detection passes over (a start-up banner).
+BANNER_LINES = 100
 #: Records whose keys are kept in ``ReadStats.sample_keys``, and at most how many keys.
 SAMPLE_KEY_RECORDS = 5
 MAX_SAMPLE_KEYS = 100
@@ -126,6 +130,9 @@ def sniff(head: bytes) -> bool:
     """
     lines = head.removeprefix(BOM).split(b"\n")
     last = lines.pop()
+    # Judged from the first JSON line on: a server's start-up banner may come before it.
+    first = next((i for i, line in enumerate(lines[:BANNER_LINES]) if _is_object(line)), 0)
+    del lines[:first]
     judged = objects = 0
     for line in lines:
         if not line.strip(WHITESPACE):
@@ -143,10 +150,12 @@ def sniff(head: bytes) -> bool:
 
 
 def _is_object(line: bytes) -> bool:
+    """A JSON object, or one but for the NaN or Infinity Python's ``json`` writes (the reader
+    then skips it, saying so)."""
     try:
         return type(orjson.loads(line)) is dict
     except orjson.JSONDecodeError:
-        return False
+        return with_non_finite_numbers(line)
 
 
 def read(source: InputSource, options: ReadOptions) -> ReadResult:

@@ -791,10 +791,27 @@ def test_paths_agree_on_realistic_dumps(records: list[dict[str, Any]]) -> None:
         (b"{\n", False),  # pretty-printed documents belong to other readers
         (b"hello\n", False),
         (b"", False),
+        # a start-up banner before the JSON lines
+        (b"[INFO] Booting worker\n" * 15 + b'{"msg":"x"}\n' * 10, True),
+        # lines holding NaN, as Python's json writes them
+        (b'{"msg":"x","score":NaN}\n' * 15 + b'{"msg":"x"}\n' * 5, True),
+        (b'{"msg":"x","score":-Infinity}\n', True),
+        # a text log with one JSON line in it
+        (b"plain text\n" * 30 + b'{"msg":"x"}\n' + b"plain text\n" * 30, False),
     ],
 )
 def test_sniff_claims_json_lines_and_leaves_other_documents(head: bytes, claimed: bool) -> None:
     assert json_logs.sniff(head) is claimed
+
+
+@pytest.mark.parametrize("path", ["auto", "python"])
+def test_a_line_with_nan_is_skipped_saying_so(path: json_logs.ParsePath) -> None:
+    lines = [b'{"msg":"a","score":NaN}', b'{"msg":"b"}', b'{"msg":"c","score":Infinity}']
+    data = b"\n".join(lines) + b"\n"
+    parsed = json_logs.parse_logs(data, "app.log", ReadOptions(), path=path)
+    assert parsed.logs.get_column("message").to_list() == ["b"]
+    assert [where for where, _ in parsed.stats.problems] == ["app.log:1", "app.log:3"]
+    assert all("NaN or Infinity" in reason for _, reason in parsed.stats.problems)
 
 
 def test_other_formats_are_detected_first() -> None:

@@ -8,6 +8,8 @@ labels (``BLANK``, ``COLLISIONS``). Keeping these words here lets every path agr
 
 from __future__ import annotations
 
+import json
+
 import orjson
 
 from ml_tracelens import limits
@@ -21,6 +23,8 @@ COLLISIONS = "colliding keys (dotted and nested spelling of one key; the shallow
 
 def skip_reason(exc: orjson.JSONDecodeError, line: bytes) -> str:
     message = str(exc).split(":", 1)[0]
+    if with_non_finite_numbers(line):
+        return "NaN or Infinity, which JSON does not allow (Python's json writes them)"
     if b"\x00" in line:
         return "NUL byte in line"
     if "utf-8" in str(exc).lower():
@@ -28,6 +32,16 @@ def skip_reason(exc: orjson.JSONDecodeError, line: bytes) -> str:
     if line.rstrip(WHITESPACE)[-1:] not in (b"}", b"]"):
         return f"truncated or invalid JSON ({message})"
     return f"invalid JSON ({message})"
+
+
+def with_non_finite_numbers(line: bytes) -> bool:
+    """Whether ``line`` is a JSON object but for ``NaN``/``Infinity`` numbers."""
+    if b"NaN" not in line and b"Infinity" not in line:
+        return False
+    try:
+        return type(json.loads(line)) is dict
+    except (ValueError, RecursionError):
+        return False
 
 
 def json_kind(value: object) -> str:
