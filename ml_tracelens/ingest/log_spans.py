@@ -329,11 +329,12 @@ def _assemble(
     # A line whose parent id no line of its request has is an orphan, as such a span is: it
     # keeps that id (the analysis flags it), and is no top that would call for a derived root.
     named = stages.get_column("parent_span_id")
-    orphan = parent.is_null() & stages.select(
+    names_a_parent = stages.select(
         pl.col("_by_ids")
-        & named.is_not_null()
+        & pl.col("parent_span_id").is_not_null()
         & (pl.col("parent_span_id") != pl.col("span_id")).fill_null(True)
     ).to_series()
+    orphan = parent.is_null() & names_a_parent
     if orphan.any():
         parent_id = pl.select(
             pl.when(pl.lit(orphan)).then(pl.lit(named)).otherwise(pl.lit(parent_id))
