@@ -41,8 +41,9 @@ from ml_tracelens.exceptions import InputError
 from ml_tracelens.readers.base import InputSource
 
 GZIP_MAGIC = b"\x1f\x8b"
-#: Names a directory walk passes over: they are never telemetry.
-_SKIPPED_SUFFIXES = (".md", ".txt", ".py", ".toml", ".yaml", ".yml", ".csv", ".lock", ".pyc")
+#: Names a directory walk passes over without a word: documentation, code and configuration,
+#: never telemetry. (Not ``.txt``: ``kubectl logs POD > pod.txt`` is a log.)
+SKIPPED_SUFFIXES = (".md", ".py", ".toml", ".yaml", ".yml", ".csv", ".lock", ".pyc")
 _CHUNK = 1024 * 1024
 
 
@@ -141,7 +142,7 @@ def _list(directory: Path, root: str, warnings: list[str]) -> tuple[list[Path], 
                 continue
         except OSError:
             continue
-        if not entry.name.endswith(_SKIPPED_SUFFIXES):
+        if not entry.name.endswith(SKIPPED_SUFFIXES):
             files.append(path)
     return files, subdirectories
 

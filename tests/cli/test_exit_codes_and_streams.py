@@ -211,6 +211,24 @@ def test_a_stray_file_in_a_directory_is_skipped_with_a_warning(demo: Path, tmp_p
     assert run("summary", str(tmp_path / "dumps" / "notes.log")).exit_code == 2
 
 
+def test_a_directory_walk_passes_over_documents_and_reads_a_text_log(
+    demo: Path, tmp_path: Path
+) -> None:
+    from ml_tracelens.ingest.inputs import SKIPPED_SUFFIXES
+
+    (tmp_path / "dumps").mkdir()
+    shutil.copy(demo, tmp_path / "dumps" / "demo.jsonl")
+    for suffix in SKIPPED_SUFFIXES:
+        (tmp_path / "dumps" / f"notes{suffix}").write_text("not telemetry\n")
+    line = {"timestamp": "2026-03-02T09:00:00Z", "request_id": "r", "stage": "s", "duration_ms": 1}
+    (tmp_path / "dumps" / "pod.txt").write_text(json.dumps(line) + "\n")
+    result = run("summary", str(tmp_path / "dumps"), "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    formats = {Path(i["path"]).name: i["format"] for i in json.loads(result.stdout)["inputs"]}
+    assert formats == {"demo.jsonl": "otlp-json", "pod.txt": "json-logs"}
+    assert "notes" not in result.stderr
+
+
 def test_parquet_written_before_resources_were_kept_apart_still_reads(
     demo: Path, tmp_path: Path
 ) -> None:
