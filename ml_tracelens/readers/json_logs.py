@@ -25,10 +25,11 @@ unreadable. The rules in full are in ``log_aliases``; value rules (times, durati
 ``log_values``.
 
 Detection (``sniff``): at least half of the first ``SNIFF_LINES`` complete non-blank lines (and
-at least one) from the first JSON line on (within ``BANNER_LINES``) are JSON objects, a line
-holding ``NaN`` or ``Infinity`` (as Python's ``json`` writes them) counting as one, so a rotated
-file whose first line is cut, a start-up banner, or lines holding ``NaN`` do not hide a log; the
-reader skips such lines with their location and reason.
+at least one; ``BANNER_OBJECTS`` after a banner of several lines) from the first JSON line on
+(within ``BANNER_LINES``) are JSON objects, a line holding ``NaN`` or ``Infinity`` (as Python's
+``json`` writes them) counting as one, so a rotated file whose first line is cut, a start-up
+banner, or lines holding ``NaN`` do not hide a log; the reader skips such lines with their
+location and reason.
 
 Inputs are read in newline-aligned blocks (``log_blocks``: memory stays bounded; stdin and gzip
 stream), each parsed on one of two paths that give the same table. The fast path (``log_fast``)
@@ -101,8 +102,10 @@ ParsePath = Literal["auto", "fast", "python"]
 
 #: Complete non-blank lines of the head the sniffer judges.
 SNIFF_LINES = 20
-#: Lines before the first JSON line that detection passes over (a start-up banner).
+#: Lines before the first JSON line that detection passes over (a start-up banner), and the
+#: JSON lines it then needs (a cut first line is no banner).
 BANNER_LINES = 100
+BANNER_OBJECTS = 5
 #: Records whose keys are kept in ``ReadStats.sample_keys``, and at most how many keys.
 SAMPLE_KEY_RECORDS = 5
 MAX_SAMPLE_KEYS = 100
@@ -130,9 +133,12 @@ def sniff(head: bytes) -> bool:
     """
     lines = head.removeprefix(BOM).split(b"\n")
     last = lines.pop()
-    # Judged from the first JSON line on: a server's start-up banner may come before it.
+    # Judged from the first JSON line on: a server's start-up banner may come before it, and
+    # then it takes a few JSON lines, not one, to claim the input.
     first = next((i for i, line in enumerate(lines[:BANNER_LINES]) if _is_object(line)), 0)
+    passed_over = sum(1 for line in lines[:first] if line.strip(WHITESPACE))
     del lines[:first]
+    needed = BANNER_OBJECTS if passed_over > 1 else 1
     judged = objects = 0
     for line in lines:
         if not line.strip(WHITESPACE):
@@ -146,7 +152,7 @@ def sniff(head: bytes) -> bool:
         if stripped:
             judged += 1
             objects += _is_object(stripped) or (stripped.startswith(b"{") and stripped != b"{")
-    return judged > 0 and 2 * objects >= judged
+    return objects >= needed and 2 * objects >= judged
 
 
 def _is_object(line: bytes) -> bool:

@@ -379,10 +379,11 @@ LINES = b"".join(_line({"level": "info", "n": n}) for n in range(6))
         (LINES, True),
         (LINES[50:], True),  # a rotated file: tail -c +50, first line cut
         (b'{"a": NaN}\n' + LINES, True),
-        (b'{"a": NaN}\n', False),
+        (b'{"a": NaN}\n', True),  # as Python's json writes a float nan
         (b'{"msg":"x"}\nnot json\n', True),  # one of two: half
         (b'{"msg":"x"}\nnot json\nnor this\n', False),
-        (b"2026-11-26 INFO started\n" * 5 + b'{"msg":"x"}\n', False),
+        (b"2026-11-26 INFO started\n" * 5 + b'{"msg":"x"}\n', False),  # one JSON line in text
+        (b"2026-11-26 INFO started\n" * 5 + LINES, True),  # a start-up banner
         (b'{\n  "msg": "x",\n  "level": "info"\n}\n', False),
         (b"{", False),
         (b'garbage\n{"msg":"' + b"x" * 200, True),  # a second line longer than the head
@@ -400,14 +401,18 @@ def test_sniff_judges_several_lines(head: bytes, claimed: bool) -> None:
 def test_only_the_first_lines_are_judged() -> None:
     good = b"".join(_line({"n": n}) for n in range(json_logs.SNIFF_LINES))
     assert json_logs.sniff(good + b"not json\n" * 100)
-    assert not json_logs.sniff(b"not json\n" * 11 + good)
+    assert json_logs.sniff(b"not json\n" * 11 + good)  # a banner, then the log
+    assert not json_logs.sniff(b"not json\n" * json_logs.BANNER_LINES + good)
 
 
 @pytest.mark.parametrize(
     ("first", "reason"),
     [
         (LINES[50 : LINES.index(b"\n", 50)], "invalid JSON (unexpected content after document)"),
-        (b'{"msg": "m", "a": NaN}', "invalid JSON (unexpected character, expected a JSON value)"),
+        (
+            b'{"msg": "m", "a": NaN}',
+            "NaN or Infinity, which JSON does not allow (Python's json writes them)",
+        ),
     ],
 )
 def test_a_bad_first_line_is_skipped_with_its_location(first: bytes, reason: str) -> None:
@@ -452,7 +457,7 @@ def test_nan_in_the_middle_falls_back_to_the_line_path() -> None:
     parsed = _parse(data, "auto")
     assert parsed.path == "python"
     assert parsed.stats.problems == [
-        ("f:7", "invalid JSON (unexpected character, expected a JSON value)")
+        ("f:7", "NaN or Infinity, which JSON does not allow (Python's json writes them)")
     ]
     assert parsed.logs.height == 12
 
