@@ -199,6 +199,8 @@ class ErrorMessage(Strict):
 
 class ErrorsPayload(Payload):
     requests: RequestSummary
+    #: distinct normalised messages; ``messages`` holds the ``--top`` most frequent
+    distinct_messages: int
 
 
 class TailRequests(Strict):

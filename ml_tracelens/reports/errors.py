@@ -62,10 +62,12 @@ def build(
     warnings: list[str] | None = None,
 ) -> Report:
     selected = analysed.filter(mask) if mask is not None else analysed
+    records = message_records(selected, logs)
     return from_counts(
         per_stage=stage_counts(selected),
         requests=requests_of(analysed, selected, filtered=mask is not None),
-        messages=grouped_messages(message_records(selected, logs), top=top),
+        messages=grouped_messages(records, top=top),
+        distinct_messages=records.get_column("message").n_unique(),
         top=top,
         inputs=inputs,
         warnings=warnings,
@@ -91,13 +93,15 @@ def from_counts(
     per_stage: pl.DataFrame,
     requests: RequestSummary,
     messages: pl.DataFrame,
+    distinct_messages: int,
     top: int = 10,
     inputs: list[dict[str, JsonValue]] | None = None,
     warnings: list[str] | None = None,
 ) -> Report:
     """The report from its counts, whichever engine computed them (this module, or the Spark
-    engine): ``per_stage`` as ``stage_counts`` gives it, ``requests`` the request summary and
-    ``messages`` the grouped messages of ``grouped_messages`` (at least the ``top`` first)."""
+    engine): ``per_stage`` as ``stage_counts`` gives it, ``requests`` the request summary,
+    ``messages`` the grouped messages of ``grouped_messages`` (at least the ``top`` first) and
+    ``distinct_messages`` how many there are in all."""
     per_stage = per_stage.with_columns(error_rate=pl.col("errors") / pl.col("spans")).sort(
         ["errors", "originated", "stage"], descending=[True, True, False]
     )
@@ -113,9 +117,13 @@ def from_counts(
         ),
         rows=per_stage.select("stage", "spans", "errors", "originated", "error_rate").to_dicts(),
     )
+    message_rows = _message_rows(messages, top=top)
+    title = "Top error messages"
+    if distinct_messages > len(message_rows):
+        title += f" ({len(message_rows):,} of {distinct_messages:,}; --top N shows more)"
     message_table = Table(
         key="messages",
-        title="Top error messages",
+        title=title,
         columns=(
             Column("message", "message", ColumnKind.PROSE),
             Column("count", "count", ColumnKind.INT),
@@ -124,7 +132,7 @@ def from_counts(
             Column("last", "last", ColumnKind.TIME, hide_rank=1),
             Column("example_trace_id", "example trace", ColumnKind.ID, hide_rank=3),
         ),
-        rows=_message_rows(messages, top=top),
+        rows=message_rows,
         empty_note=f"no error messages in {requests.count:,} requests",
     )
     total_errors = int(per_stage.get_column("errors").sum())
@@ -137,7 +145,7 @@ def from_counts(
         title="Errors",
         headline=[headline],
         tables=[stage_table, message_table],
-        payload=ErrorsPayload(requests=requests),
+        payload=ErrorsPayload(requests=requests, distinct_messages=distinct_messages),
         inputs=inputs or [],
         warnings=warnings or [],
     )

@@ -283,7 +283,7 @@ def errors(
             .cogroup(right.groupBy(key))
             .applyInArrow(kernels.message_cogroup, kernels.MESSAGES_DDL)
         )
-    grouped = (
+    by_message = (
         records.groupBy("message")
         .agg(
             F.count(F.lit(1)).alias("count"),
@@ -292,14 +292,21 @@ def errors(
             F.max("time_ns").alias("last_ns"),
             F.min("trace_id").alias("example_trace_id"),
         )
-        .orderBy(F.col("count").desc(), F.col("message").asc())
-        .limit(max(top, 0))
+        .cache()
     )
+    try:
+        messages = _collect(
+            by_message.orderBy(F.col("count").desc(), F.col("message").asc()).limit(max(top, 0))
+        )
+        distinct_messages = by_message.count()
+    finally:
+        by_message.unpersist()
     return Result(
         errors_report.from_counts(
             per_stage=per_stage,
             requests=request_summary(spans),
-            messages=_collect(grouped),
+            messages=messages,
+            distinct_messages=distinct_messages,
             top=top,
             inputs=inputs,
             warnings=warnings(spans) if with_warnings else None,

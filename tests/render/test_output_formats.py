@@ -36,7 +36,8 @@ def _report(rows: list[dict[str, object]]) -> Report:
             )
         ],
         payload=ErrorsPayload(
-            requests=RequestSummary(count=2, errors=0, **dict.fromkeys(_UNMEASURED))
+            requests=RequestSummary(count=2, errors=0, **dict.fromkeys(_UNMEASURED)),
+            distinct_messages=0,
         ),
         warnings=["w"],
     )
@@ -52,7 +53,10 @@ def test_json_envelope_keys_and_machine_columns_only() -> None:
     document = json.loads(
         _emit(_report([{"stage": "a", "p95_ms": 1.5, "distribution": [1]}]), OutputFormat.JSON)
     )
-    assert set(document) == {"tracelens", "report", "inputs", "warnings", "requests", "rows"}
+    assert set(document) == {
+        *("tracelens", "report", "inputs", "warnings"),
+        *("requests", "distinct_messages", "rows"),
+    }
     assert document["requests"]["count"] == 2
     assert document["tracelens"]["schema"] == 2
     assert document["rows"] == [{"stage": "a", "p95_ms": 1.5}]

@@ -183,7 +183,7 @@ def test_a_document_type_refuses_a_table_key_its_payload_already_has() -> None:
 def test_a_report_whose_table_repeats_a_payload_key_cannot_be_built() -> None:
     unmeasured = ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "error_rate")
     summary = documents.RequestSummary(count=0, errors=0, **dict.fromkeys(unmeasured))
-    payload = documents.ErrorsPayload(requests=summary)
+    payload = documents.ErrorsPayload(requests=summary, distinct_messages=0)
     table = Table(key="requests", title="Requests", columns=(Column("n", "n"),), rows=[])
     with pytest.raises(ValueError, match="JSON keys printed twice: requests"):
         Report(name="errors", title="x", tables=[table], payload=payload)

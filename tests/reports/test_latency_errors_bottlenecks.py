@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import msgspec
 import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from ml_tracelens.cli import app
 from ml_tracelens.core import analyze
 from ml_tracelens.core.query import SpanFilter, matching
 from ml_tracelens.exceptions import NotFound, UsageError
@@ -278,3 +283,27 @@ def test_a_bad_where_says_what_to_try(workload: pl.DataFrame, where: str, says: 
         assert part in message
     if "=" not in where:
         assert "single quotes" not in message
+
+
+def test_errors_says_how_many_messages_the_top_leaves_out(tmp_path: Path) -> None:
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    lines = [
+        {
+            "timestamp": f"2026-03-02T09:00:{index:02d}Z",
+            "request_id": f"r{index}",
+            "stage": "infer",
+            "duration_ms": 1,
+            "error": f"{word} failed",
+        }
+        for index, word in enumerate(words * 2)  # each message twice
+    ]
+    path = tmp_path / "app.log.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = ["errors", str(path), "--top", "3", "--no-cache", "-q"]
+    document = json.loads(CliRunner().invoke(app, [*args, "-f", "json"]).stdout)
+    assert document["distinct_messages"] == len(words)
+    assert [m["message"] for m in document["messages"]] == [f"{w} failed" for w in words[:3]]
+    assert "Top error messages (3 of 8; --top N shows more)" in CliRunner().invoke(app, args).stdout
+    everything = CliRunner().invoke(app, [*args[:2], "--no-cache", "-q"]).stdout
+    assert "Top error messages" in everything
+    assert "Top error messages (" not in everything  # the default ten show all eight
