@@ -45,7 +45,9 @@ def normalize_message(expr: pl.Expr) -> pl.Expr:
         .str.replace_all(r"\d{4,}", "<n>")
         .str.replace_all(_NAMED_CODE, "${1}\x02${2}")
         .str.replace_all(r"\b([1-5][0-9][0-9] [A-Z][a-z])", "\x02${1}")
-        .str.replace_all(r"(^|[^\x02\d])[-+]?\d+", "${1}<n>")
+        # A sign only where a number may start ("is -5"), not a name's hyphen ("worker-3").
+        .str.replace_all(r"(^|[\s(\[=:,])[-+]\d+", "${1}<n>")
+        .str.replace_all(r"(^|[^\x02\d])\d+", "${1}<n>")
         .str.replace_all("\x02", "", literal=True)
         .str.replace_all(r"\s+", " ")
         .str.strip_chars()
