@@ -151,10 +151,10 @@ def _as_read(telemetry: Telemetry) -> tuple[pl.DataFrame, pl.Series | None]:
         [c for c in telemetry.spans.columns if c != "slack_ns"]
     )
     runs = telemetry.log_resolutions
-    resolution = None
-    if sum(rows for rows, _ in runs) == telemetry.logs.height:
-        resolution = pl.Series([ns for rows, ns in runs for _ in range(rows)], dtype=pl.Int64)
-    return spans, resolution
+    if sum(rows for rows, _ in runs) != telemetry.logs.height:
+        return spans, None
+    per_run = (pl.repeat(ns, rows, dtype=pl.Int64, eager=True) for rows, ns in runs)
+    return spans, pl.concat([pl.Series(dtype=pl.Int64), *per_run])
 
 
 def path_list(paths: PathsLike) -> list[str]:

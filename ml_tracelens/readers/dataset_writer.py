@@ -169,7 +169,7 @@ def add(
     correlation id), each with its ``_seq`` (the reading order, from ``conversion.offset``).
     Each bucket's rows must come in one call: a conversion writes one file per partition."""
     if log_resolution_ns is None:
-        log_resolution_ns = pl.Series([0] * logs.height, dtype=pl.Int64)
+        log_resolution_ns = pl.repeat(0, logs.height, dtype=pl.Int64, eager=True)
     logs = logs.with_columns(log_resolution_ns.cast(pl.Int64).alias(RESOLUTION_COLUMN))
     keyed = _keyed_spans(spans, conversion.buckets)
     keyed_logs = _keyed_logs(logs, keyed, conversion.buckets)

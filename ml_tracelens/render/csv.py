@@ -36,10 +36,7 @@ _NEEDS_QUOTES = re.compile(r"[,;\"\t\r\n]|^ | $|^::")
 
 
 def render(report: Report) -> str:
-    # The JSON document's main table, numbers and all, where a report shows people another
-    # (diff's rows per stage, why's findings); else the main table people read.
-    main = (t for t in report.tables if t.key == "rows" and t.in_json)
-    table = next(main, report.primary)
+    table = report.machine_table
     if table is None:
         return ""
     columns = [c for c in table.columns if c.machine]

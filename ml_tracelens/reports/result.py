@@ -102,10 +102,16 @@ class Report:
 
     @property
     def text_tables(self) -> list[Table]:
-        """The tables people read (terminal, markdown, CSV), in order."""
+        """The tables people read (terminal, markdown), in order."""
         return [t for t in self.tables if t.in_text]
 
     @property
     def primary(self) -> Table | None:
-        """The main table people read: the one CSV writes."""
+        """The main table people read."""
         return next(iter(self.text_tables), None)
+
+    @property
+    def machine_table(self) -> Table | None:
+        """The table CSV writes: the JSON document's ``rows``, numbers and all, where the report
+        shows people another (diff's rows per stage, why's findings); else ``primary``."""
+        return next((t for t in self.tables if t.key == "rows" and t.in_json), self.primary)
