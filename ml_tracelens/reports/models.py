@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -252,7 +252,7 @@ def build(
             Table(
                 key="windows",
                 title=f"Windows of {options.window.strip()}",
-                columns=_columns("window", "window start"),
+                columns=_columns("window", "window start", ColumnKind.TIME),
                 rows=group_stats(timed, "window"),
             )
         )
@@ -264,7 +264,7 @@ def build(
         Table(
             key="drift",
             title="Drift (PSI)",
-            columns=DRIFT_COLUMNS,
+            columns=_drift_columns(drift_by),
             rows=entries,
             empty_note="no drift to show: it takes prediction, confidence or feature values on "
             "both sides of a comparison",
@@ -298,8 +298,16 @@ def build(
     )
 
 
-def _columns(key: str, header: str) -> tuple[Column, ...]:
-    return (Column(key, header), *STAT_COLUMNS)
+def _drift_columns(drift_by: str) -> tuple[Column, ...]:
+    """Window start times are shown whole, as times; versions are names."""
+    if drift_by != "window":
+        return DRIFT_COLUMNS
+    sides = ("from", "to")
+    return tuple(replace(c, kind=ColumnKind.TIME) if c.key in sides else c for c in DRIFT_COLUMNS)
+
+
+def _columns(key: str, header: str, kind: ColumnKind = ColumnKind.TEXT) -> tuple[Column, ...]:
+    return (Column(key, header, kind), *STAT_COLUMNS)
 
 
 def _headline(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -738,3 +739,25 @@ def test_non_numeric_confidences_are_warned_about_and_features_cannot_shadow_col
     assert report.payload.fields["input.length"] == []  # only seen on a span without model fields
     with pytest.raises(UsageError, match=r"^features 'stage'"):
         FieldKeys.choose(features=["stage"])
+
+
+@pytest.mark.parametrize("columns", [60, 80])
+def test_window_starts_are_shown_whole_on_a_narrow_terminal(columns: int) -> None:
+    from tests.conftest import SAMPLE_DATA
+    from tests.render._terminal import CONTROL_SEQUENCE, run_on_terminal
+
+    args = ["models", str(SAMPLE_DATA / "traces.otlp.jsonl"), "--window", "20s", "--no-cache"]
+    document = json.loads(CliRunner().invoke(app, [*args, "-q", "-f", "json"]).stdout)
+    starts = [window["window"] for window in document["windows"]]
+    assert starts
+    _, screen, _ = run_on_terminal([*args, "-q"], columns=columns)
+    text = CONTROL_SEQUENCE.sub("", screen.decode())
+    drift = text.split("Drift (PSI)", 1)[1].split("Windows of", 1)[0]
+    windows = text.split("Windows of", 1)[1]
+    time = r"\d{4}-\d\d-\d\dT[\d:.]+Z"
+    assert re.findall(rf"^ ({time}) ", windows, flags=re.M) == starts
+    # The drift rows name window starts, whole (a narrow terminal hides columns, never cuts).
+    shown = re.findall(time, drift)
+    assert shown
+    assert set(shown) <= set(starts)
+    assert "…" not in drift
